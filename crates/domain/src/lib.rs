@@ -1,0 +1,17 @@
+//! Domain types shared by every crate and service: typed ids, roles and the permission
+//! matrix, and values that can only exist when valid (email, tenant name, slug and
+//! database name). No I/O and no async here.
+
+mod email;
+mod ids;
+mod permission;
+mod role;
+mod tenant_name;
+
+pub use email::{Email, EmailError};
+pub use ids::{DocumentId, FileId, IdParseError, TenantId, UserId};
+pub use permission::{Ownership, Permission};
+pub use role::{Role, RoleParseError};
+pub use tenant_name::{
+    DatabaseNameError, TenantDatabaseName, TenantName, TenantNameError, TenantSlug,
+};

@@ -1,0 +1,2 @@
+DROP TABLE user_tenant_associations;
+DROP TABLE tenants;

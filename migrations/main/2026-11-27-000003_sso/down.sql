@@ -1,0 +1,2 @@
+DROP TABLE user_azure_identities;
+DROP TABLE tenant_sso_configs;
