@@ -8,10 +8,11 @@ mod permission;
 mod role;
 mod tenant_name;
 
-pub use email::{Email, EmailError};
+pub use email::{Email, EmailError, MAX_EMAIL_LEN};
 pub use ids::{DocumentId, FileId, IdParseError, TenantId, UserId};
 pub use permission::{Ownership, Permission};
 pub use role::{Role, RoleParseError};
 pub use tenant_name::{
     DatabaseNameError, TenantDatabaseName, TenantName, TenantNameError, TenantSlug,
+    MAX_DATABASE_NAME_BYTES, MAX_SLUG_BYTES, MAX_TENANT_NAME_CHARS,
 };

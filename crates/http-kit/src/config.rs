@@ -1,0 +1,402 @@
+//! Settings from the environment.
+//!
+//! Any setting may also be given as `<NAME>_FILE` (a path whose content is the value:
+//! the Docker and Kubernetes secrets pattern). A missing or invalid setting is reported
+//! by name, all of them at once, and the service refuses to start.
+//!
+//! [`CommonSettings`] reads the variables every service shares:
+//! `HOST`, `PORT`, `ENVIRONMENT`, `LOG_FORMAT`, `RUST_LOG`, `HTTP_WORKERS`,
+//! `SHUTDOWN_TIMEOUT_SECS`, `READY_TIMEOUT_MS`, `DATABASE_URL`, `DATABASE_POOL_SIZE`,
+//! `DATABASE_TIMEOUT_MS`, `REDIS_URL`, `REDIS_POOL_SIZE`, `REDIS_TIMEOUT_MS`,
+//! `REDIS_KEY_PREFIX`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Where settings come from: the process environment in production, a map in tests.
+pub trait EnvSource {
+    fn var(&self, key: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl EnvSource for ProcessEnv {
+    fn var(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok()
+    }
+}
+
+impl EnvSource for HashMap<String, String> {
+    fn var(&self, key: &str) -> Option<String> {
+        self.get(key).cloned()
+    }
+}
+
+/// A value that must never appear in logs or debug output.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+
+    /// The secret itself; call sites are easy to audit.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl<T: FromStr> FromStr for Secret<T> {
+    type Err = T::Err;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        T::from_str(s).map(Secret)
+    }
+}
+
+/// One setting that is missing or invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}: {reason}")]
+pub struct ConfigError {
+    pub name: String,
+    pub reason: String,
+}
+
+/// Every problem found while reading settings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration:")?;
+        for error in &self.0 {
+            write!(f, "\n  {error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigErrors {
+    /// Whether a setting of this name was reported.
+    pub fn names(&self, name: &str) -> bool {
+        self.0.iter().any(|e| e.name == name)
+    }
+}
+
+/// Reads settings and collects every error, so one start-up names all that is wrong.
+pub struct ConfigReader<'a> {
+    env: &'a dyn EnvSource,
+    errors: Vec<ConfigError>,
+}
+
+impl<'a> ConfigReader<'a> {
+    pub fn new(env: &'a dyn EnvSource) -> Self {
+        Self { env, errors: Vec::new() }
+    }
+
+    fn error(&mut self, name: &str, reason: impl Into<String>) {
+        self.errors.push(ConfigError { name: name.to_owned(), reason: reason.into() });
+    }
+
+    /// The raw value of `name` or of the file named by `name_FILE`; empty means unset.
+    fn raw(&mut self, name: &str) -> Option<String> {
+        let direct = self.env.var(name).filter(|v| !v.is_empty());
+        let file_var = format!("{name}_FILE");
+        let file = self.env.var(&file_var).filter(|v| !v.is_empty());
+        match (direct, file) {
+            (Some(_), Some(_)) => {
+                self.error(name, format!("set either {name} or {file_var}, not both"));
+                None
+            }
+            (Some(value), None) => Some(value),
+            (None, Some(path)) => match std::fs::read_to_string(&path) {
+                Ok(content) => Some(content.trim_end_matches(['\n', '\r']).to_owned()),
+                Err(err) => {
+                    self.error(&file_var, format!("cannot read {path}: {err}"));
+                    None
+                }
+            },
+            (None, None) => None,
+        }
+    }
+
+    fn parse<T: FromStr>(&mut self, name: &str, raw: &str) -> Option<T>
+    where
+        T::Err: fmt::Display,
+    {
+        match raw.parse::<T>() {
+            Ok(value) => Some(value),
+            Err(err) => {
+                // Never echo the value: it may be a secret.
+                self.error(name, format!("invalid value: {err}"));
+                None
+            }
+        }
+    }
+
+    /// A setting that must be present.
+    pub fn required<T: FromStr + Default>(&mut self, name: &str) -> T
+    where
+        T::Err: fmt::Display,
+    {
+        match self.raw(name) {
+            Some(raw) => self.parse(name, &raw).unwrap_or_default(),
+            None => {
+                if !self.errors.iter().any(|e| e.name.starts_with(name)) {
+                    self.error(name, "is required but not set");
+                }
+                T::default()
+            }
+        }
+    }
+
+    /// A setting with a default.
+    pub fn optional<T: FromStr>(&mut self, name: &str, default: T) -> T
+    where
+        T::Err: fmt::Display,
+    {
+        match self.raw(name) {
+            Some(raw) => self.parse(name, &raw).unwrap_or(default),
+            None => default,
+        }
+    }
+
+    /// A setting that may be absent, with no default.
+    pub fn maybe<T: FromStr>(&mut self, name: &str) -> Option<T>
+    where
+        T::Err: fmt::Display,
+    {
+        let raw = self.raw(name)?;
+        self.parse(name, &raw)
+    }
+
+    /// Records an error unless `ok`; for rules across values (ranges, URL schemes).
+    pub fn check(&mut self, name: &str, ok: bool, reason: &str) {
+        if !ok && !self.errors.iter().any(|e| e.name == name) {
+            self.error(name, reason);
+        }
+    }
+
+    /// Ends reading: `value` if every setting was valid.
+    pub fn finish<T>(self, value: T) -> Result<T, ConfigErrors> {
+        if self.errors.is_empty() {
+            Ok(value)
+        } else {
+            Err(ConfigErrors(self.errors))
+        }
+    }
+}
+
+/// Deployment environment: decides defaults such as the log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Environment {
+    #[default]
+    Development,
+    Test,
+    Production,
+}
+
+impl FromStr for Environment {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "development" => Ok(Self::Development),
+            "test" => Ok(Self::Test),
+            "production" => Ok(Self::Production),
+            _ => Err("expected development, test or production".into()),
+        }
+    }
+}
+
+/// JSON lines for machines, readable lines for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pretty" | "text" => Ok(Self::Pretty),
+            "json" => Ok(Self::Json),
+            _ => Err("expected json or pretty".into()),
+        }
+    }
+}
+
+/// Settings every service reads.
+#[derive(Debug, Clone)]
+pub struct CommonSettings {
+    pub host: String,
+    pub port: u16,
+    pub environment: Environment,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    /// HTTP worker threads; 0 means one per core.
+    pub http_workers: usize,
+    pub shutdown_timeout: Duration,
+    pub ready_timeout: Duration,
+    pub database_url: Secret<String>,
+    pub database_pool_size: usize,
+    /// Wait, create and recycle timeout of the main-database pool.
+    pub database_timeout: Duration,
+    pub redis_url: Secret<String>,
+    pub redis_pool_size: usize,
+    pub redis_timeout: Duration,
+    /// Prepended to every Redis key (lets services or tests share one Redis).
+    pub redis_key_prefix: String,
+}
+
+fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+impl CommonSettings {
+    /// Reads the shared settings; `default_port` is the service's port of ARCHITECTURE.md.
+    pub fn read(r: &mut ConfigReader<'_>, default_port: u16) -> Self {
+        let environment: Environment = r.optional("ENVIRONMENT", Environment::Development);
+        let default_format = if environment == Environment::Production {
+            LogFormat::Json
+        } else {
+            LogFormat::Pretty
+        };
+        let settings = Self {
+            host: r.optional("HOST", "0.0.0.0".to_owned()),
+            port: r.optional("PORT", default_port),
+            environment,
+            log_format: r.optional("LOG_FORMAT", default_format),
+            log_filter: r.optional("RUST_LOG", "info".to_owned()),
+            http_workers: r.optional("HTTP_WORKERS", 0),
+            shutdown_timeout: Duration::from_secs(r.optional("SHUTDOWN_TIMEOUT_SECS", 30)),
+            ready_timeout: Duration::from_millis(r.optional("READY_TIMEOUT_MS", 2000)),
+            database_url: r.required("DATABASE_URL"),
+            database_pool_size: r.optional("DATABASE_POOL_SIZE", 10),
+            database_timeout: Duration::from_millis(r.optional("DATABASE_TIMEOUT_MS", 5000)),
+            redis_url: r.required("REDIS_URL"),
+            redis_pool_size: r.optional("REDIS_POOL_SIZE", 8),
+            redis_timeout: Duration::from_millis(r.optional("REDIS_TIMEOUT_MS", 2000)),
+            redis_key_prefix: r.optional("REDIS_KEY_PREFIX", String::new()),
+        };
+        let db_url = settings.database_url.expose();
+        r.check(
+            "DATABASE_URL",
+            db_url.is_empty() || is_postgres_url(db_url),
+            "must be a postgres:// or postgresql:// URL",
+        );
+        let redis_url = settings.redis_url.expose();
+        r.check(
+            "REDIS_URL",
+            redis_url.is_empty() || redis_url.starts_with("redis://") || redis_url.starts_with("rediss://"),
+            "must be a redis:// or rediss:// URL",
+        );
+        r.check("PORT", settings.port != 0, "must be between 1 and 65535");
+        r.check("DATABASE_POOL_SIZE", (1..=1000).contains(&settings.database_pool_size), "must be between 1 and 1000");
+        r.check("REDIS_POOL_SIZE", (1..=1000).contains(&settings.redis_pool_size), "must be between 1 and 1000");
+        r.check("DATABASE_TIMEOUT_MS", !settings.database_timeout.is_zero(), "must be positive");
+        r.check("REDIS_TIMEOUT_MS", !settings.redis_timeout.is_zero(), "must be positive");
+        r.check("READY_TIMEOUT_MS", !settings.ready_timeout.is_zero(), "must be positive");
+        settings
+    }
+
+    pub fn bind_address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn missing_required_settings_are_all_named() {
+        let env = env(&[]);
+        let mut r = ConfigReader::new(&env);
+        CommonSettings::read(&mut r, 5001);
+        let errors = r.finish(()).expect_err("must fail");
+        assert!(errors.names("DATABASE_URL"), "{errors}");
+        assert!(errors.names("REDIS_URL"), "{errors}");
+        assert!(errors.to_string().contains("DATABASE_URL: is required"), "{errors}");
+    }
+
+    #[test]
+    fn invalid_values_are_named_without_echoing_them() {
+        let env = env(&[
+            ("DATABASE_URL", "mysql://secret-password@x/db"),
+            ("REDIS_URL", "redis://127.0.0.1"),
+            ("PORT", "not-a-port"),
+            ("LOG_FORMAT", "xml"),
+        ]);
+        let mut r = ConfigReader::new(&env);
+        CommonSettings::read(&mut r, 5001);
+        let errors = r.finish(()).expect_err("must fail");
+        assert!(errors.names("DATABASE_URL"));
+        assert!(errors.names("PORT"));
+        assert!(errors.names("LOG_FORMAT"));
+        assert!(!errors.names("REDIS_URL"));
+        assert!(!errors.to_string().contains("secret-password"), "{errors}");
+    }
+
+    #[test]
+    fn values_can_come_from_files() {
+        let dir = std::env::temp_dir().join(format!("http-kit-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("db_url");
+        std::fs::write(&path, "postgres://u:p@h/db\n").expect("write");
+        let env = env(&[
+            ("DATABASE_URL_FILE", path.to_str().expect("utf-8 path")),
+            ("REDIS_URL", "redis://127.0.0.1"),
+        ]);
+        let mut r = ConfigReader::new(&env);
+        let settings = CommonSettings::read(&mut r, 5002);
+        let settings = r.finish(settings).expect("valid");
+        assert_eq!(settings.database_url.expose(), "postgres://u:p@h/db");
+        assert_eq!(settings.port, 5002);
+        assert_eq!(format!("{:?}", settings.database_url), "[redacted]");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_value_and_its_file_together_are_refused() {
+        let env = env(&[
+            ("DATABASE_URL", "postgres://h/db"),
+            ("DATABASE_URL_FILE", "/nonexistent"),
+            ("REDIS_URL", "redis://127.0.0.1"),
+        ]);
+        let mut r = ConfigReader::new(&env);
+        CommonSettings::read(&mut r, 5001);
+        let errors = r.finish(()).expect_err("must fail");
+        assert!(errors.to_string().contains("not both"), "{errors}");
+    }
+
+    #[test]
+    fn production_defaults_to_json_logs() {
+        let env = env(&[
+            ("DATABASE_URL", "postgres://h/db"),
+            ("REDIS_URL", "redis://127.0.0.1"),
+            ("ENVIRONMENT", "production"),
+        ]);
+        let mut r = ConfigReader::new(&env);
+        let settings = CommonSettings::read(&mut r, 5001);
+        let settings = r.finish(settings).expect("valid");
+        assert_eq!(settings.log_format, LogFormat::Json);
+    }
+}

@@ -1,0 +1,296 @@
+//! `ApiError`: every failure a handler can answer with, mapped to a status and a stable
+//! snake_case code, rendered in the one error envelope of API.md:
+//! `{"success": false, "error", "message", "details"?, "request_id"}`.
+//! A 500 says nothing of its cause to the client; the cause is logged once, here.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::request_id;
+
+/// Field name → messages, as in `details` of a `validation_error`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FieldErrors(BTreeMap<String, Vec<String>>);
+
+impl FieldErrors {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One field, one message.
+    pub fn single(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let mut errors = Self::new();
+        errors.add(field, message);
+        errors
+    }
+
+    pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) -> &mut Self {
+        self.0.entry(field.into()).or_default().push(message.into());
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// `Ok(())` when nothing was added, else a `validation_error`.
+    pub fn into_result(self) -> Result<(), ApiError> {
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self))
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("The request is invalid")]
+    Validation(FieldErrors),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Authentication required")]
+    Unauthorized,
+    #[error("Token has expired")]
+    TokenExpired,
+    #[error("Token has been revoked")]
+    TokenRevoked,
+    #[error("Token is invalid")]
+    InvalidToken,
+    #[error("Invalid email or password")]
+    InvalidCredentials,
+    #[error("Account is inactive")]
+    AccountInactive,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("Method not allowed")]
+    MethodNotAllowed,
+    #[error("Email is already registered")]
+    EmailExists,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("Too many requests; retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    /// Anything unexpected. The cause is logged, never shown.
+    #[error("An internal error occurred")]
+    Internal(#[source] anyhow::Error),
+    /// A dependency (database, Redis, another service) cannot answer now.
+    #[error("{0}")]
+    ServiceUnavailable(String),
+}
+
+impl ApiError {
+    pub fn internal(error: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(error.into())
+    }
+
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation(FieldErrors::single(field, message))
+    }
+
+    /// The stable machine code of API.md.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Validation(_) => "validation_error",
+            Self::BadRequest(_) => "bad_request",
+            Self::Unauthorized => "unauthorized",
+            Self::TokenExpired => "token_expired",
+            Self::TokenRevoked => "token_revoked",
+            Self::InvalidToken => "invalid_token",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::AccountInactive => "account_inactive",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::EmailExists => "email_exists",
+            Self::Conflict(_) => "conflict",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Internal(_) => "internal_error",
+            Self::ServiceUnavailable(_) => "service_unavailable",
+        }
+    }
+
+    fn details(&self) -> Option<serde_json::Value> {
+        match self {
+            Self::Validation(fields) => serde_json::to_value(fields).ok(),
+            _ => None,
+        }
+    }
+}
+
+/// The error envelope.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Always `false`.
+    pub success: bool,
+    /// Stable snake_case code, e.g. `validation_error`.
+    pub error: String,
+    /// Human-readable message.
+    pub message: String,
+    /// For `validation_error`: `{field: [messages]}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
+    /// The request id, also in the `x-request-id` header.
+    pub request_id: String,
+}
+
+/// Marks a response whose body already is the envelope, so the request middleware does
+/// not rewrite it.
+#[derive(Clone, Copy)]
+pub(crate) struct Enveloped;
+
+/// Builds an envelope response for a status, code and message.
+pub(crate) fn envelope_response(
+    status: StatusCode,
+    code: &str,
+    message: String,
+    details: Option<serde_json::Value>,
+) -> HttpResponse {
+    let body = ErrorBody {
+        success: false,
+        error: code.to_owned(),
+        message,
+        details,
+        request_id: request_id::current().unwrap_or_default(),
+    };
+    let mut response = HttpResponse::build(status).json(body);
+    response.extensions_mut().insert(Enveloped);
+    response
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Validation(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized
+            | Self::TokenExpired
+            | Self::TokenRevoked
+            | Self::InvalidToken
+            | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            Self::AccountInactive | Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::EmailExists | Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Internal(cause) => tracing::error!(error = format!("{cause:#}"), "internal error"),
+            Self::ServiceUnavailable(why) => tracing::warn!(reason = %why, "dependency unavailable"),
+            _ => {}
+        }
+        let mut response =
+            envelope_response(self.status_code(), self.code(), self.to_string(), self.details());
+        if let Self::RateLimited { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
+        response
+    }
+}
+
+/// The code and generic message for a status that no `ApiError` produced (actix's own
+/// 404 and 405, a middleware's refusal): keeps one envelope on every error.
+pub(crate) fn code_for_status(status: StatusCode) -> (&'static str, &'static str) {
+    match status.as_u16() {
+        400 => ("bad_request", "The request is invalid"),
+        401 => ("unauthorized", "Authentication required"),
+        403 => ("forbidden", "Forbidden"),
+        404 => ("not_found", "Not found"),
+        405 => ("method_not_allowed", "Method not allowed"),
+        409 => ("conflict", "Conflict"),
+        413 => ("payload_too_large", "Payload too large"),
+        415 => ("unsupported_media_type", "Unsupported media type"),
+        429 => ("rate_limited", "Too many requests"),
+        503 => ("service_unavailable", "Service unavailable"),
+        s if s >= 500 => ("internal_error", "An internal error occurred"),
+        _ => ("bad_request", "The request is invalid"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::to_bytes;
+
+    async fn render(error: ApiError) -> (StatusCode, serde_json::Value, Option<String>) {
+        let response = error.error_response();
+        let status = response.status();
+        let retry = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = to_bytes(response.into_body()).await.expect("body");
+        (status, serde_json::from_slice(&body).expect("json"), retry)
+    }
+
+    #[tokio::test]
+    async fn every_error_renders_the_envelope() {
+        let cases: Vec<(ApiError, u16, &str)> = vec![
+            (ApiError::validation("email", "is required"), 400, "validation_error"),
+            (ApiError::BadRequest("bad".into()), 400, "bad_request"),
+            (ApiError::Unauthorized, 401, "unauthorized"),
+            (ApiError::TokenExpired, 401, "token_expired"),
+            (ApiError::TokenRevoked, 401, "token_revoked"),
+            (ApiError::InvalidToken, 401, "invalid_token"),
+            (ApiError::InvalidCredentials, 401, "invalid_credentials"),
+            (ApiError::AccountInactive, 403, "account_inactive"),
+            (ApiError::Forbidden("no".into()), 403, "forbidden"),
+            (ApiError::NotFound("Tenant"), 404, "not_found"),
+            (ApiError::MethodNotAllowed, 405, "method_not_allowed"),
+            (ApiError::EmailExists, 409, "email_exists"),
+            (ApiError::Conflict("dup".into()), 409, "conflict"),
+            (ApiError::PayloadTooLarge("big".into()), 413, "payload_too_large"),
+            (ApiError::UnsupportedMediaType("xml".into()), 415, "unsupported_media_type"),
+            (ApiError::RateLimited { retry_after_secs: 7 }, 429, "rate_limited"),
+            (ApiError::internal(anyhow::anyhow!("password=hunter2 at db.internal:5432")), 500, "internal_error"),
+            (ApiError::ServiceUnavailable("Redis unavailable".into()), 503, "service_unavailable"),
+        ];
+        for (error, status, code) in cases {
+            let (got_status, body, retry) = render(error).await;
+            assert_eq!(got_status.as_u16(), status, "{code}");
+            assert_eq!(body["success"], false, "{code}");
+            assert_eq!(body["error"], code);
+            assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{code}");
+            assert!(body.get("request_id").is_some(), "{code}");
+            if code == "validation_error" {
+                assert_eq!(body["details"], serde_json::json!({"email": ["is required"]}));
+            } else {
+                assert!(body.get("details").is_none(), "{code}: {body}");
+            }
+            if code == "rate_limited" {
+                assert_eq!(retry.as_deref(), Some("7"));
+            }
+            if code == "internal_error" {
+                let text = body.to_string();
+                assert!(!text.contains("hunter2") && !text.contains("db.internal"), "{text}");
+                assert_eq!(body["message"], "An internal error occurred");
+            }
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Extractors that answer bad input with a 400 naming the field, never a 500:
+//! [`Json`] (content type checked, unknown fields and type errors located by
+//! `serde_path_to_error`), [`Query`], and the error handler for `web::Path`.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::error::{PathError, PayloadError};
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{web, FromRequest, HttpRequest};
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, FieldErrors};
+
+/// Largest JSON body accepted (uploads are multipart and have their own limit).
+pub const MAX_JSON_BYTES: usize = 1024 * 1024;
+
+/// A JSON request body. Request types should use `#[serde(deny_unknown_fields)]`.
+#[derive(Debug)]
+pub struct Json<T>(pub T);
+
+impl<T> Json<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Json<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+fn is_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| v == "application/json" || (v.starts_with("application/") && v.ends_with("+json")))
+}
+
+/// Strips serde_json's " at line L column C" so the message reads as a field message.
+fn without_position(message: &str) -> &str {
+    message.rfind(" at line ").map_or(message, |at| &message[..at])
+}
+
+/// Turns a located serde_json error into field errors.
+pub fn json_error_details(error: &serde_path_to_error::Error<serde_json::Error>) -> FieldErrors {
+    let inner = error.inner();
+    if inner.is_syntax() || inner.is_eof() {
+        return FieldErrors::single("body", format!("invalid JSON: {inner}"));
+    }
+    let path = error.path().to_string();
+    if path.starts_with('[') {
+        // A top-level array where an object was expected.
+        return FieldErrors::single("body", "expected a JSON object");
+    }
+    let base = if path == "." { String::new() } else { path };
+    let join = |field: &str| if base.is_empty() { field.to_owned() } else { format!("{base}.{field}") };
+    let message = without_position(&inner.to_string()).to_owned();
+    let quoted = |prefix: &str| {
+        message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned)
+    };
+    if let Some(field) = quoted("unknown field `") {
+        // The located path already ends at the unknown field.
+        let key = if base == field || base.ends_with(&format!(".{field}")) { base.clone() } else { join(&field) };
+        FieldErrors::single(key, "unknown field")
+    } else if let Some(field) = quoted("missing field `") {
+        FieldErrors::single(join(&field), "is required")
+    } else {
+        FieldErrors::single(if base.is_empty() { "body".to_owned() } else { base }, message)
+    }
+}
+
+/// Parses a JSON body into `T`, locating any error.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|e| ApiError::Validation(json_error_details(&e)))?;
+    deserializer
+        .end()
+        .map_err(|e| ApiError::validation("body", format!("invalid JSON: {e}")))?;
+    Ok(value)
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = is_json(req);
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            if !json {
+                return Err(ApiError::UnsupportedMediaType(
+                    "Content-Type must be application/json".into(),
+                )
+                .into());
+            }
+            let bytes = body.await.map_err(|e| match e.as_error::<PayloadError>() {
+                Some(PayloadError::Overflow) => {
+                    ApiError::PayloadTooLarge(format!("JSON body larger than {MAX_JSON_BYTES} bytes"))
+                }
+                _ => ApiError::BadRequest("could not read the request body".into()),
+            })?;
+            if bytes.is_empty() {
+                return Err(ApiError::validation("body", "a JSON body is required").into());
+            }
+            Ok(Json(parse_json(&bytes)?))
+        })
+    }
+}
+
+/// Query-string parameters, located errors like [`Json`].
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T> Query<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest for Query<T> {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let query = req.query_string();
+        let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        let result = serde_path_to_error::deserialize(deserializer).map(Query).map_err(|e| {
+            let path = e.path().to_string();
+            let message = e.inner().to_string();
+            let quoted = |prefix: &str| {
+                message.strip_prefix(prefix).and_then(|r| r.split('`').next()).map(str::to_owned)
+            };
+            let errors = if let Some(field) = quoted("unknown field `") {
+                FieldErrors::single(field, "unknown parameter")
+            } else if let Some(field) = quoted("missing field `") {
+                FieldErrors::single(field, "is required")
+            } else {
+                FieldErrors::single(if path == "." { "query".to_owned() } else { path }, message)
+            };
+            ApiError::Validation(errors).into()
+        });
+        std::future::ready(result)
+    }
+}
+
+/// `web::PathConfig` error handler: a malformed id in a path is a 400, never a 500.
+pub fn path_error(error: PathError, _req: &HttpRequest) -> actix_web::Error {
+    let message = match &error {
+        PathError::Deserialize(e) => e.to_string(),
+        _ => "malformed path".to_owned(),
+    };
+    ApiError::validation("path", message).into()
+}
+
+/// `web::JsonConfig` error handler, for code that uses actix's own `web::Json`.
+pub fn actix_json_error(error: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as E;
+    match error {
+        E::ContentType => ApiError::UnsupportedMediaType("Content-Type must be application/json".into()),
+        E::Overflow { .. } | E::OverflowKnownLength { .. } => {
+            ApiError::PayloadTooLarge("JSON body too large".into())
+        }
+        E::Deserialize(e) => ApiError::validation("body", without_position(&e.to_string()).to_owned()),
+        _ => ApiError::BadRequest("could not read the request body".into()),
+    }
+    .into()
+}
+
+/// `web::QueryConfig` error handler.
+pub fn actix_query_error(error: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::validation("query", error.to_string()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[expect(dead_code, reason = "fields exist to be deserialised")]
+    struct Body {
+        name: String,
+        count: u32,
+        nested: Option<Nested>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[expect(dead_code, reason = "fields exist to be deserialised")]
+    struct Nested {
+        flag: bool,
+    }
+
+    fn fields(body: &str) -> Vec<(String, String)> {
+        match parse_json::<Body>(body.as_bytes()) {
+            Err(ApiError::Validation(errors)) => {
+                let value = serde_json::to_value(&errors).expect("serialisable");
+                value
+                    .as_object()
+                    .expect("object")
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v[0].as_str().unwrap_or_default().to_owned()))
+                    .collect()
+            }
+            other => panic!("expected validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        assert_eq!(fields(r#"{"name":"a","count":1,"extra":1}"#), [("extra".into(), "unknown field".into())]);
+        assert_eq!(fields(r#"{"name":"a"}"#), [("count".into(), "is required".into())]);
+        let wrong = fields(r#"{"name":"a","count":"x"}"#);
+        assert_eq!(wrong[0].0, "count");
+        assert!(wrong[0].1.contains("invalid type"), "{wrong:?}");
+        assert_eq!(
+            fields(r#"{"name":"a","count":1,"nested":{"flag":true,"bad":1}}"#),
+            [("nested.bad".into(), "unknown field".into())]
+        );
+        let syntax = fields(r#"{"name": "#);
+        assert_eq!(syntax[0].0, "body");
+        assert!(syntax[0].1.starts_with("invalid JSON"), "{syntax:?}");
+        assert_eq!(fields("[1,2]")[0].0, "body");
+        assert_eq!(fields(r#"{"name":"a","count":1} trailing"#)[0].0, "body");
+    }
+}

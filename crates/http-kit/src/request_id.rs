@@ -1,0 +1,152 @@
+//! The request middleware: accepts a well-formed `x-request-id` or creates one, echoes
+//! it, runs the request inside a tracing span carrying it (and, once known, `tenant.id`
+//! and `user.id`), logs one line per request, records metrics, and turns any error
+//! response that is not yet the JSON envelope (actix's own 404/405, payload errors) into
+//! one.
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage};
+use tracing::Instrument;
+
+use crate::error::{code_for_status, envelope_response, Enveloped};
+use crate::metrics::HttpMetrics;
+
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+tokio::task_local! {
+    static CURRENT: String;
+}
+
+/// The id of the request being served, as an extractor and in request extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+/// The id of the request whose handler is running, if any.
+pub fn current() -> Option<String> {
+    CURRENT.try_with(Clone::clone).ok()
+}
+
+/// An incoming id is kept only if short and made of safe characters, so it cannot
+/// forge log lines or headers.
+fn accept(value: &HeaderValue) -> Option<String> {
+    let s = value.to_str().ok()?;
+    let ok = !s.is_empty()
+        && s.len() <= MAX_REQUEST_ID_LEN
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    ok.then(|| s.to_owned())
+}
+
+impl actix_web::FromRequest for RequestId {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let id = req
+            .extensions()
+            .get::<RequestId>()
+            .cloned()
+            .unwrap_or_else(|| RequestId(uuid::Uuid::new_v4().to_string()));
+        std::future::ready(Ok(id))
+    }
+}
+
+pub(crate) async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = Instant::now();
+    let id = req
+        .headers()
+        .get(&REQUEST_ID_HEADER)
+        .and_then(accept)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let metrics = req.app_data::<web::Data<HttpMetrics>>().cloned();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %method,
+        path = %path,
+        tenant.id = tracing::field::Empty,
+        user.id = tracing::field::Empty,
+    );
+
+    let outcome = CURRENT
+        .scope(id.clone(), async {
+            // Rewrite inside the scope so the envelope carries the request id.
+            next.call(req).await.map(|res| ensure_envelope(res.map_into_boxed_body()))
+        })
+        .instrument(span.clone())
+        .await;
+    // Handlers' and extractors' errors arrive as responses; an `Err` here can only come
+    // from a middleware inside this one (there is none today), and actix renders it.
+    let mut response = outcome?;
+    let status = response.status();
+    let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let elapsed = started.elapsed();
+    if let Some(metrics) = metrics {
+        metrics.observe(method.as_str(), &route, status.as_u16(), elapsed);
+    }
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    let _entered = span.enter();
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
+    if status.is_server_error() {
+        tracing::error!(status = status.as_u16(), duration_ms, route = %route, "request finished");
+    } else if route != "/health" && route != "/metrics" {
+        tracing::info!(status = status.as_u16(), duration_ms, route = %route, "request finished");
+    } else {
+        tracing::debug!(status = status.as_u16(), duration_ms, route = %route, "request finished");
+    }
+    Ok(response)
+}
+
+fn ensure_envelope(response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || response.response().extensions().get::<Enveloped>().is_some()
+    {
+        return response;
+    }
+    if let Some(error) = response.response().error() {
+        // Log the cause of a non-ApiError 5xx once; the client sees only the generic text.
+        if status.is_server_error() {
+            tracing::error!(error = %error, "internal error");
+        }
+    }
+    let (code, message) = code_for_status(status);
+    let (req, old) = response.into_parts();
+    let mut new = envelope_response(status, code, message.to_owned(), None);
+    // Keep headers such as Allow and Retry-After, but not the old body's type or length.
+    for (name, value) in old.headers() {
+        if name != actix_web::http::header::CONTENT_TYPE && name != actix_web::http::header::CONTENT_LENGTH {
+            new.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    ServiceResponse::new(req, new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_safe_request_ids_are_accepted() {
+        let ok = HeaderValue::from_static("abc-123_x.y:z");
+        assert_eq!(accept(&ok).as_deref(), Some("abc-123_x.y:z"));
+        for bad in ["", "with space", "new\nline", "quote\"", &"a".repeat(129)] {
+            if let Ok(value) = HeaderValue::from_str(bad) {
+                assert_eq!(accept(&value), None, "{bad:?}");
+            }
+        }
+    }
+}
