@@ -7,6 +7,7 @@ mod ids;
 mod permission;
 mod role;
 mod tenant_name;
+mod tenant_status;
 
 pub use email::{Email, EmailError, MAX_EMAIL_LEN};
 pub use ids::{DocumentId, FileId, IdParseError, TenantId, UserId};
@@ -16,3 +17,4 @@ pub use tenant_name::{
     DatabaseNameError, TenantDatabaseName, TenantName, TenantNameError, TenantSlug,
     MAX_DATABASE_NAME_BYTES, MAX_SLUG_BYTES, MAX_TENANT_NAME_CHARS,
 };
+pub use tenant_status::{TenantStatus, TenantStatusError};

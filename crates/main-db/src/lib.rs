@@ -1,0 +1,16 @@
+//! The main database: diesel schema, models and queries, the connection pool, and the
+//! embedded migrations of `migrations/main` (applied by the `migrate` subcommand, never
+//! at server start).
+//!
+//! Queries are functions that take a connection, so the caller decides the transaction.
+
+pub mod memberships;
+mod migrations;
+mod pool;
+#[rustfmt::skip]
+pub mod schema;
+pub mod tenants;
+pub mod users;
+
+pub use migrations::{applied_migrations, revert_all_migrations, run_migrations, MIGRATIONS};
+pub use pool::{build_pool, connect, ping, DbConnection, DbError, DbPool, PoolSettings};

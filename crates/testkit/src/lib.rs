@@ -1,0 +1,372 @@
+//! Test fixtures on real servers (dev-dependency only).
+//!
+//! Every test gets its own main database and its own tenant template database, both
+//! created from template databases that are built once per migration set (whichever
+//! test process comes first builds them under an advisory lock; later ones reuse them),
+//! and its own Redis key prefix. Everything a test made is dropped when its
+//! [`TestContext`] goes, also when the test panics.
+//!
+//! Reads `TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`, a
+//! superuser: tests create databases) and `TEST_REDIS_URL` (default
+//! `redis://127.0.0.1:6379`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use diesel::sql_types::{Bool, Text};
+use diesel::QueryableByName;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_migrations::{EmbeddedMigrations, FileBasedMigrations, MigrationHarness};
+use tokio::sync::OnceCell;
+
+const MAIN_TEMPLATE_PREFIX: &str = "testkit_main_tpl_";
+const TENANT_TEMPLATE_PREFIX: &str = "testkit_tenant_tpl_";
+/// Serialises template building across test processes.
+const TEMPLATE_LOCK_KEY: i64 = 0x7465_7374_6b69_74;
+
+pub fn server_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// `url` pointing at database `name` instead.
+pub fn database_url(url: &str, name: &str) -> String {
+    let mut parsed = url::Url::parse(url).expect("TEST_DATABASE_URL must be a URL");
+    parsed.set_path(&format!("/{name}"));
+    parsed.to_string()
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn main_migrations_dir() -> PathBuf {
+    workspace_root().join("migrations/main")
+}
+
+pub fn tenant_migrations_dir() -> PathBuf {
+    workspace_root().join("migrations/tenant")
+}
+
+/// A hash of every file of a migration directory: the template's name changes with it.
+fn migrations_hash(dir: &Path) -> anyhow::Result<String> {
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            for sql in std::fs::read_dir(entry.path())? {
+                let sql = sql?;
+                files.insert(sql.path(), std::fs::read(sql.path())?);
+            }
+        }
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for (path, content) in &files {
+        path.strip_prefix(dir).unwrap_or(path).hash(&mut hasher);
+        content.hash(&mut hasher);
+    }
+    Ok(format!("{:016x}", hasher.finish()))
+}
+
+#[derive(QueryableByName)]
+struct DbRow {
+    #[diesel(sql_type = Text)]
+    datname: String,
+    #[diesel(sql_type = Bool)]
+    datistemplate: bool,
+}
+
+#[derive(QueryableByName)]
+struct NameRow {
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+async fn connect(url: &str) -> anyhow::Result<AsyncPgConnection> {
+    tokio::time::timeout(Duration::from_secs(10), AsyncPgConnection::establish(url))
+        .await
+        .context("timed out connecting to PostgreSQL")?
+        .with_context(|| "connecting to PostgreSQL (is it running? TEST_DATABASE_URL)".to_owned())
+}
+
+fn quote(name: &str) -> anyhow::Result<String> {
+    if name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        Ok(format!("\"{name}\""))
+    } else {
+        bail!("refusing unsafe database name {name:?}")
+    }
+}
+
+/// Applies every migration of `dir` to the database at `url`.
+pub async fn migrate_directory(url: &str, dir: PathBuf) -> anyhow::Result<()> {
+    let conn = connect(url).await?;
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> = AsyncConnectionWrapper::from(conn);
+        let source = FileBasedMigrations::from_path(&dir)
+            .map_err(|e| anyhow::anyhow!("migrations at {}: {e}", dir.display()))?;
+        wrapper
+            .run_pending_migrations(source)
+            .map_err(|e| anyhow::anyhow!("migrating: {e}"))?;
+        Ok(())
+    })
+    .await?
+}
+
+/// Applies embedded migrations (for crates that embed their own).
+pub async fn migrate_embedded(url: &str, migrations: EmbeddedMigrations) -> anyhow::Result<()> {
+    let conn = connect(url).await?;
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> = AsyncConnectionWrapper::from(conn);
+        wrapper.run_pending_migrations(migrations).map_err(|e| anyhow::anyhow!("migrating: {e}"))?;
+        Ok(())
+    })
+    .await?
+}
+
+/// The two template names of this migration set, built if missing.
+struct Templates {
+    main: String,
+    tenant: String,
+}
+
+static TEMPLATES: OnceCell<Templates> = OnceCell::const_new();
+
+async fn ensure_template(admin: &mut AsyncPgConnection, name: &str, dir: PathBuf) -> anyhow::Result<()> {
+    let rows: Vec<DbRow> = diesel::sql_query(
+        "SELECT datname::text AS datname, datistemplate FROM pg_database WHERE datname = $1",
+    )
+    .bind::<Text, _>(name)
+    .load(admin)
+    .await?;
+    if matches!(rows.as_slice(), [row, ..] if row.datistemplate) {
+        return Ok(());
+    }
+    if !rows.is_empty() {
+        // A build that died half-way.
+        admin.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", quote(name)?)).await?;
+    }
+    admin.batch_execute(&format!("CREATE DATABASE {}", quote(name)?)).await?;
+    migrate_directory(&database_url(&server_url(), name), dir).await?;
+    // Marking it a template is the last step: it says the build completed.
+    admin
+        .batch_execute(&format!("ALTER DATABASE {} WITH IS_TEMPLATE true", quote(name)?))
+        .await?;
+    Ok(())
+}
+
+/// Drops templates of older migration sets and databases of test processes that died.
+async fn drop_stale(admin: &mut AsyncPgConnection, keep: &[&str]) -> anyhow::Result<()> {
+    let rows: Vec<DbRow> = diesel::sql_query(
+        "SELECT datname::text AS datname, datistemplate FROM pg_database WHERE datname LIKE 'testkit\\_%'",
+    )
+    .load(admin)
+    .await?;
+    for row in rows {
+        let name = row.datname;
+        let stale_template = (name.starts_with(MAIN_TEMPLATE_PREFIX) || name.starts_with(TENANT_TEMPLATE_PREFIX))
+            && !keep.contains(&name.as_str());
+        let dead_owner = name
+            .strip_prefix("testkit_p")
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+        if stale_template || dead_owner {
+            let quoted = quote(&name)?;
+            let _ = admin.batch_execute(&format!("ALTER DATABASE {quoted} WITH IS_TEMPLATE false")).await;
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")).await;
+        }
+    }
+    Ok(())
+}
+
+async fn templates() -> anyhow::Result<&'static Templates> {
+    TEMPLATES
+        .get_or_try_init(|| async {
+            let main = format!("{MAIN_TEMPLATE_PREFIX}{}", migrations_hash(&main_migrations_dir())?);
+            let tenant = format!("{TENANT_TEMPLATE_PREFIX}{}", migrations_hash(&tenant_migrations_dir())?);
+            let mut admin = connect(&server_url()).await?;
+            diesel::sql_query("SELECT pg_advisory_lock($1)")
+                .bind::<diesel::sql_types::BigInt, _>(TEMPLATE_LOCK_KEY)
+                .execute(&mut admin)
+                .await?;
+            let built = async {
+                drop_stale(&mut admin, &[&main, &tenant]).await?;
+                ensure_template(&mut admin, &main, main_migrations_dir()).await?;
+                ensure_template(&mut admin, &tenant, tenant_migrations_dir()).await
+            }
+            .await;
+            // The lock ends with the session anyway; unlock explicitly for clarity.
+            let _ = admin.batch_execute(&format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK_KEY})")).await;
+            built?;
+            Ok(Templates { main, tenant })
+        })
+        .await
+}
+
+/// One test's databases and Redis prefix.
+pub struct TestContext {
+    /// The test's main database, migrated.
+    pub main_db: String,
+    pub main_url: String,
+    /// The test's own tenant template database, migrated (never connect to it and keep
+    /// the connection: `CREATE DATABASE … TEMPLATE` refuses a template in use).
+    pub tenant_template: String,
+    /// Server URL pointing at the maintenance database (`postgres`).
+    pub server_url: String,
+    pub redis_url: String,
+    /// Every Redis key of this test starts with it.
+    pub redis_prefix: String,
+    tracked: Arc<Mutex<Vec<String>>>,
+}
+
+impl TestContext {
+    pub async fn new() -> Self {
+        Self::try_new().await.expect("test databases (is PostgreSQL running? see README)")
+    }
+
+    pub async fn try_new() -> anyhow::Result<Self> {
+        let templates = templates().await?;
+        let id = format!("p{}_{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let main_db = format!("testkit_{id}_main");
+        let tenant_template = format!("testkit_{id}_ttpl");
+        let server_url = server_url();
+        let mut admin = connect(&server_url).await?;
+        for (db, template) in [(&main_db, &templates.main), (&tenant_template, &templates.tenant)] {
+            create_from_template(&mut admin, db, template).await?;
+        }
+        Ok(Self {
+            main_url: database_url(&server_url, &main_db),
+            main_db,
+            tenant_template,
+            server_url,
+            redis_url: redis_url(),
+            redis_prefix: format!("test:{id}:"),
+            tracked: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    /// URL of another database on the test server.
+    pub fn url_of(&self, database: &str) -> String {
+        database_url(&self.server_url, database)
+    }
+
+    /// Drop `database` with this context (for databases a test creates directly).
+    pub fn track_database(&self, database: impl Into<String>) {
+        self.tracked.lock().expect("not poisoned").push(database.into());
+    }
+
+    /// Settings a service reads, pointing at this test's databases and Redis prefix.
+    pub fn service_env(&self) -> HashMap<String, String> {
+        [
+            ("DATABASE_URL", self.main_url.clone()),
+            ("REDIS_URL", self.redis_url.clone()),
+            ("REDIS_KEY_PREFIX", self.redis_prefix.clone()),
+            ("TENANT_TEMPLATE_DATABASE", self.tenant_template.clone()),
+            ("HTTP_WORKERS", "1".to_owned()),
+            ("ENVIRONMENT", "test".to_owned()),
+            ("DATABASE_POOL_SIZE", "4".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    async fn cleanup(main_url: String, server_url: String, mut databases: Vec<String>, redis_url: String, prefix: String) -> anyhow::Result<()> {
+        // Tenant databases the test provisioned are listed in its main database.
+        if let Ok(mut main) = connect(&main_url).await {
+            let rows: Vec<NameRow> = diesel::sql_query("SELECT database_name::text AS name FROM tenants")
+                .load(&mut main)
+                .await
+                .unwrap_or_default();
+            databases.extend(rows.into_iter().map(|r| r.name));
+        }
+        let mut admin = connect(&server_url).await?;
+        for db in databases {
+            admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote(&db)?))
+                .await
+                .with_context(|| format!("dropping {db}"))?;
+        }
+        let client = redis::Client::open(redis_url)?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await?;
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL").arg(keys).query_async(&mut conn).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn create_from_template(admin: &mut AsyncPgConnection, db: &str, template: &str) -> anyhow::Result<()> {
+    let sql = format!("CREATE DATABASE {} TEMPLATE {}", quote(db)?, quote(template)?);
+    // Another process may be finishing a CREATE from the same template: retry briefly.
+    let mut attempt = 0;
+    loop {
+        match admin.batch_execute(&sql).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < 20 && e.to_string().contains("being accessed by other users") => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e).with_context(|| format!("creating {db} from {template}")),
+        }
+    }
+}
+
+impl Drop for TestContext {
+    fn drop(&mut self) {
+        let mut databases = self.tracked.lock().map(|t| t.clone()).unwrap_or_default();
+        databases.push(self.main_db.clone());
+        databases.push(self.tenant_template.clone());
+        let (main_url, server_url, redis_url, prefix) =
+            (self.main_url.clone(), self.server_url.clone(), self.redis_url.clone(), self.redis_prefix.clone());
+        // Drop runs inside the test's runtime: clean up on a thread with its own.
+        let outcome = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(Self::cleanup(main_url, server_url, databases, redis_url, prefix)))
+        })
+        .join();
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("testkit: cleanup failed: {e:#}"),
+            Err(_) => eprintln!("testkit: cleanup panicked"),
+        }
+    }
+}
+
+/// A listener on a free loopback port and its base URL, for starting a service
+/// in-process.
+pub fn free_listener() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let addr = listener.local_addr().expect("local address");
+    (listener, format!("http://{addr}"))
+}
+
+/// Waits until `condition` holds, polling every 20 ms, failing after `timeout`.
+pub async fn wait_until<F, Fut>(timeout: Duration, mut condition: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !condition().await {
+        if tokio::time::Instant::now() >= deadline {
+            bail!("condition not met within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! Queries of the `tenants` table (written by the tenant service only).
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::{TenantDatabaseName, TenantId, TenantName, TenantStatus, UserId};
+use uuid::Uuid;
+
+use crate::schema::tenants;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = tenants, check_for_backend(diesel::pg::Pg))]
+pub struct TenantRow {
+    pub id: Uuid,
+    pub name: String,
+    pub database_name: String,
+    pub is_active: bool,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub auth_method: String,
+    pub sso_domain_whitelist: Vec<Option<String>>,
+    pub sso_auto_provisioning: bool,
+    pub sso_default_role: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub created_by: Option<Uuid>,
+}
+
+impl TenantRow {
+    pub fn tenant_id(&self) -> TenantId {
+        TenantId::from_uuid(self.id)
+    }
+
+    /// The status; an unknown stored value (impossible under the check constraint)
+    /// reads as failed, the state that is never used.
+    pub fn status(&self) -> TenantStatus {
+        self.status.parse().unwrap_or(TenantStatus::Failed)
+    }
+
+    /// The database name, validated again on the way out of storage.
+    pub fn database(&self) -> Result<TenantDatabaseName, domain::DatabaseNameError> {
+        TenantDatabaseName::parse(&self.database_name)
+    }
+}
+
+/// Inserts a tenant in state `provisioning`.
+pub async fn insert_provisioning(
+    conn: &mut AsyncPgConnection,
+    id: TenantId,
+    name: &TenantName,
+    database: &TenantDatabaseName,
+    created_by: Option<UserId>,
+) -> QueryResult<TenantRow> {
+    diesel::insert_into(tenants::table)
+        .values((
+            tenants::id.eq(id.into_uuid()),
+            tenants::name.eq(name.as_str()),
+            tenants::database_name.eq(database.as_str()),
+            tenants::status.eq(TenantStatus::Provisioning.as_str()),
+            tenants::created_by.eq(created_by.map(UserId::into_uuid)),
+        ))
+        .returning(TenantRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, id: TenantId) -> QueryResult<Option<TenantRow>> {
+    tenants::table
+        .find(id.into_uuid())
+        .select(TenantRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Moves a tenant to `status`, recording `reason` (cleared when `None`).
+pub async fn set_status(
+    conn: &mut AsyncPgConnection,
+    id: TenantId,
+    status: TenantStatus,
+    reason: Option<&str>,
+) -> QueryResult<TenantRow> {
+    diesel::update(tenants::table.find(id.into_uuid()))
+        .set((
+            tenants::status.eq(status.as_str()),
+            tenants::status_reason.eq(reason),
+            tenants::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(TenantRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Tenants whose database should exist and be kept migrated: active and deactivated
+/// (which can be reactivated), optionally only one.
+pub async fn with_databases(conn: &mut AsyncPgConnection, only: Option<TenantId>) -> QueryResult<Vec<TenantRow>> {
+    let mut query = tenants::table
+        .filter(tenants::status.eq_any([TenantStatus::Active.as_str(), TenantStatus::Deleted.as_str()]))
+        .select(TenantRow::as_select())
+        .order(tenants::created_at.asc())
+        .into_boxed();
+    if let Some(id) = only {
+        query = query.filter(tenants::id.eq(id.into_uuid()));
+    }
+    query.load(conn).await
+}

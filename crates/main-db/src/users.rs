@@ -1,0 +1,53 @@
+//! Queries of the `users` table (written by the auth service only).
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::{Email, UserId};
+use uuid::Uuid;
+
+use crate::schema::users;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
+pub struct UserRow {
+    pub id: Uuid,
+    pub email: String,
+    pub password_hash: Option<String>,
+    pub first_name: String,
+    pub last_name: String,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub struct NewUser<'a> {
+    pub id: UserId,
+    pub email: &'a Email,
+    pub password_hash: Option<&'a str>,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+}
+
+pub async fn insert(conn: &mut AsyncPgConnection, user: NewUser<'_>) -> QueryResult<UserRow> {
+    diesel::insert_into(users::table)
+        .values((
+            users::id.eq(user.id.into_uuid()),
+            users::email.eq(user.email.as_str()),
+            users::password_hash.eq(user.password_hash),
+            users::first_name.eq(user.first_name),
+            users::last_name.eq(user.last_name),
+        ))
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+pub async fn find_by_email(conn: &mut AsyncPgConnection, email: &Email) -> QueryResult<Option<UserRow>> {
+    users::table
+        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>("lower(email) = ").bind::<diesel::sql_types::Text, _>(email.as_str()))
+        .select(UserRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}

@@ -1,0 +1,47 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    documents (id) {
+        id -> Uuid,
+        #[max_length = 255]
+        filename -> Varchar,
+        #[max_length = 255]
+        mime_type -> Varchar,
+        file_id -> Uuid,
+        user_id -> Uuid,
+        created_by -> Uuid,
+        processing_status -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    files (id) {
+        id -> Uuid,
+        #[max_length = 32]
+        md5_hash -> Bpchar,
+        #[max_length = 64]
+        sha256_hash -> Bpchar,
+        s3_path -> Text,
+        file_size -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> Uuid,
+        topic -> Text,
+        partition_key -> Text,
+        payload -> Jsonb,
+        created_at -> Timestamptz,
+        published_at -> Nullable<Timestamptz>,
+        attempts -> Int4,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(documents -> files (file_id));
+
+diesel::allow_tables_to_appear_in_same_query!(documents, files, outbox,);
