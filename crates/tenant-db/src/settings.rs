@@ -1,0 +1,86 @@
+//! Settings of tenant databases. Read by the services that use them from:
+//! `TENANT_TEMPLATE_DATABASE` (default `tenant_template`), `TENANT_POOL_MAX_POOLS`
+//! (25), `TENANT_POOL_CONNECTIONS_PER_POOL` (2), `TENANT_POOL_IDLE_TIMEOUT_SECS` (300),
+//! `TENANT_POOL_TIMEOUT_MS` (5000), `TENANT_ADMIN_POOL_SIZE` (4); the server is the
+//! one of `DATABASE_URL`.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct TenantDbSettings {
+    /// Any database URL on the server that holds tenant databases (the main database's);
+    /// tenant URLs are this URL with the database name replaced.
+    pub server_url: String,
+    /// The template every tenant database is created from.
+    pub template_database: String,
+    /// At most this many tenant pools are open at once.
+    pub max_pools: usize,
+    /// Each tenant pool holds at most this many connections.
+    pub connections_per_pool: usize,
+    /// A pool unused this long is closed.
+    pub idle_timeout: Duration,
+    /// Waiting for, creating and recycling a connection each give up after this.
+    pub timeout: Duration,
+    /// Connections for CREATE/DROP DATABASE.
+    pub admin_pool_size: usize,
+}
+
+impl TenantDbSettings {
+    pub fn new(server_url: impl Into<String>, template_database: impl Into<String>) -> Self {
+        Self {
+            server_url: server_url.into(),
+            template_database: template_database.into(),
+            max_pools: 25,
+            connections_per_pool: 2,
+            idle_timeout: Duration::from_secs(300),
+            timeout: Duration::from_secs(5),
+            admin_pool_size: 4,
+        }
+    }
+
+    /// The most tenant connections that can ever be open at once.
+    pub fn connection_bound(&self) -> usize {
+        self.max_pools * self.connections_per_pool
+    }
+
+    /// The URL of database `name` on the same server.
+    pub fn url_for(&self, name: &str) -> String {
+        match url::Url::parse(&self.server_url) {
+            Ok(mut url) => {
+                url.set_path(&format!("/{name}"));
+                url.to_string()
+            }
+            // Settings validation makes this unreachable; fall back to the raw URL.
+            Err(_) => self.server_url.clone(),
+        }
+    }
+}
+
+/// A double-quoted identifier, for names that are not `TenantDatabaseName`s (the
+/// template). Refuses anything outside `[a-z0-9_]`, at most 63 bytes.
+pub fn quote_identifier(name: &str) -> Option<String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    ok.then(|| format!("\"{name}\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_urls_replace_only_the_database() {
+        let s = TenantDbSettings::new("postgres://u:p%40ss@db.example:6543/saas_platform?sslmode=require", "tpl");
+        assert_eq!(s.url_for("tenant_a_00000001"), "postgres://u:p%40ss@db.example:6543/tenant_a_00000001?sslmode=require");
+        assert_eq!(s.connection_bound(), 50);
+    }
+
+    #[test]
+    fn only_safe_identifiers_are_quoted() {
+        assert_eq!(quote_identifier("tenant_template").as_deref(), Some("\"tenant_template\""));
+        for bad in ["", "a\"b", "Tenant", "a b", "x;drop", &"a".repeat(64)] {
+            assert_eq!(quote_identifier(bad), None, "{bad:?}");
+        }
+    }
+}

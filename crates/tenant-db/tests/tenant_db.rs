@@ -1,0 +1,307 @@
+//! Tenant databases on real PostgreSQL: create from template, drop under load, the
+//! bounded pool cache, and the migration runner (dry-run, history, failures).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::sql_types::{BigInt, Text};
+use diesel::QueryableByName;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use domain::{TenantDatabaseName, TenantName};
+use tenant_db::migrations::{self, Mode, Outcome, Target};
+use tenant_db::{TenantDatabaseManager, TenantDbError, TenantDbSettings};
+use testkit::TestContext;
+
+fn settings(ctx: &TestContext) -> TenantDbSettings {
+    TenantDbSettings::new(ctx.main_url.clone(), ctx.tenant_template.clone())
+}
+
+fn new_name(ctx: &TestContext, label: &str) -> TenantDatabaseName {
+    let name = TenantDatabaseName::generate(&TenantName::parse(label).expect("valid"));
+    ctx.track_database(name.as_str());
+    name
+}
+
+#[derive(QueryableByName)]
+struct Row {
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+async fn connect(url: &str) -> AsyncPgConnection {
+    AsyncPgConnection::establish(url).await.expect("connect")
+}
+
+/// Everything a dry-run could change: relations (with kind) and the version table.
+async fn snapshot(url: &str) -> Vec<String> {
+    let mut conn = connect(url).await;
+    let mut rows: Vec<Row> = diesel::sql_query(
+        "SELECT c.relname::text || ':' || c.relkind::text AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') ORDER BY 1",
+    )
+    .load(&mut conn)
+    .await
+    .expect("relations");
+    let has_versions: Vec<Row> = diesel::sql_query(
+        "SELECT 'v' AS name WHERE to_regclass('public.__diesel_schema_migrations') IS NOT NULL",
+    )
+    .load(&mut conn)
+    .await
+    .expect("probe");
+    if !has_versions.is_empty() {
+        rows.extend(
+            diesel::sql_query("SELECT version || '@' || run_on::text AS name FROM __diesel_schema_migrations ORDER BY 1")
+                .load::<Row>(&mut conn)
+                .await
+                .expect("versions"),
+        );
+    }
+    rows.into_iter().map(|r| r.name).collect()
+}
+
+async fn tables(url: &str) -> Vec<String> {
+    let mut conn = connect(url).await;
+    let rows: Vec<Row> = diesel::sql_query("SELECT tablename::text AS name FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+        .load(&mut conn)
+        .await
+        .expect("tables");
+    rows.into_iter().map(|r| r.name).collect()
+}
+
+/// A database at the first tenant migration only, as if made by an older release.
+async fn create_outdated(manager: &TenantDatabaseManager, name: &TenantDatabaseName) {
+    manager.create_from_template(name).await.expect("create");
+    let latest = migrations::known_versions().pop().expect("a migration");
+    let mut conn = connect(&manager.database_url(name)).await;
+    conn.batch_execute(&format!("DROP TABLE outbox; DELETE FROM __diesel_schema_migrations WHERE version = '{latest}'"))
+        .await
+        .expect("downgrade");
+}
+
+#[tokio::test]
+async fn created_databases_are_migrated_copies_of_the_template() {
+    let ctx = TestContext::new().await;
+    let manager = TenantDatabaseManager::new(settings(&ctx)).expect("manager");
+    let name = new_name(&ctx, "Acme");
+    assert!(!manager.exists(&name).await.expect("exists"));
+    manager.create_from_template(&name).await.expect("create");
+    assert!(manager.exists(&name).await.expect("exists"));
+    assert_eq!(tables(&manager.database_url(&name)).await, ["__diesel_schema_migrations", "documents", "files", "outbox"]);
+    assert!(migrations::pending(&manager.database_url(&name), Duration::from_secs(5)).await.expect("pending").is_empty());
+    let err = manager.create_from_template(&name).await.expect_err("twice");
+    assert!(matches!(err, TenantDbError::AlreadyExists(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn dropping_a_database_with_open_connections_works() {
+    let ctx = TestContext::new().await;
+    let manager = TenantDatabaseManager::new(settings(&ctx)).expect("manager");
+    let name = new_name(&ctx, "Busy");
+    manager.create_from_template(&name).await.expect("create");
+    // A pooled connection, returned but kept open by the pool, and a foreign session
+    // that stays connected.
+    {
+        let mut pooled = manager.connection(&name).await.expect("pooled");
+        diesel::sql_query("SELECT 1").execute(&mut *pooled).await.expect("query");
+    }
+    let mut foreign = connect(&manager.database_url(&name)).await;
+    diesel::sql_query("SELECT 1").execute(&mut foreign).await.expect("query");
+
+    manager.drop_database(&name).await.expect("drop");
+    assert!(!manager.exists(&name).await.expect("exists"));
+    assert_eq!(manager.pools().stats().pools, 0, "its pool was closed");
+    assert!(diesel::sql_query("SELECT 1").execute(&mut foreign).await.is_err(), "the foreign session was terminated");
+    manager.drop_database(&name).await.expect("dropping again is a no-op");
+}
+
+#[tokio::test]
+async fn ensure_template_creates_and_migrates_a_missing_template() {
+    let ctx = TestContext::new().await;
+    let template = format!("{}_fresh", ctx.tenant_template);
+    ctx.track_database(&template);
+    let manager = TenantDatabaseManager::new(TenantDbSettings::new(ctx.main_url.clone(), template.clone())).expect("manager");
+    let report = manager.ensure_template().await.expect("ensure");
+    assert_eq!(report.applied, migrations::known_versions());
+    assert!(manager.ensure_template().await.expect("again").applied.is_empty());
+    let name = new_name(&ctx, "From fresh");
+    manager.create_from_template(&name).await.expect("create from the new template");
+    assert!(tables(&manager.database_url(&name)).await.contains(&"documents".to_owned()));
+}
+
+#[tokio::test]
+async fn the_pool_cache_never_exceeds_its_bound_under_a_burst() {
+    let ctx = TestContext::new().await;
+    let mut s = settings(&ctx);
+    s.max_pools = 3;
+    s.connections_per_pool = 2;
+    s.timeout = Duration::from_secs(20);
+    let bound = s.connection_bound();
+    let manager = Arc::new(TenantDatabaseManager::new(s).expect("manager"));
+    let mut names = Vec::new();
+    for i in 0..8 {
+        let name = new_name(&ctx, &format!("burst {i}"));
+        manager.create_from_template(&name).await.expect("create");
+        names.push(name);
+    }
+    let names = Arc::new(names);
+    let peak_cache = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    // Sample what PostgreSQL itself sees, not only our counters.
+    let sampler = {
+        let (names, stop, url) = (names.clone(), stop.clone(), ctx.main_url.clone());
+        let manager = manager.clone();
+        let peak_cache = peak_cache.clone();
+        tokio::spawn(async move {
+            let mut conn = connect(&url).await;
+            let list: Vec<String> = names.iter().map(|n| n.as_str().to_owned()).collect();
+            let mut peak = 0i64;
+            while !std::sync::atomic::AtomicBool::load(&stop, Ordering::Relaxed) {
+                let c: Count = diesel::sql_query("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = ANY($1)")
+                    .bind::<diesel::sql_types::Array<Text>, _>(&list)
+                    .get_result(&mut conn)
+                    .await
+                    .expect("count");
+                peak = peak.max(c.n);
+                peak_cache.fetch_max(manager.pools().stats().open_connections, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            peak
+        })
+    };
+
+    let mut tasks = Vec::new();
+    for i in 0..60usize {
+        let (manager, names) = (manager.clone(), names.clone());
+        tasks.push(tokio::spawn(async move {
+            let name = &names[(i * 7) % names.len()];
+            let mut conn = manager.connection(name).await?;
+            diesel::sql_query("SELECT pg_sleep(0.01)").execute(&mut *conn).await?;
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await.expect("join").expect("every request is served, some after waiting");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let peak_server = sampler.await.expect("sampler");
+    let stats = manager.pools().stats();
+    assert!(stats.pools <= 3, "{stats:?}");
+    assert!(AtomicUsize::load(&peak_cache, Ordering::Relaxed) <= bound, "cache peak {} > {bound}", AtomicUsize::load(&peak_cache, Ordering::Relaxed));
+    assert!(peak_server as usize <= bound, "server saw {peak_server} tenant connections > {bound}");
+    assert!(peak_server > 0, "the sampler saw the burst");
+}
+
+#[tokio::test]
+async fn a_full_cache_of_busy_pools_times_out_with_a_clear_error() {
+    let ctx = TestContext::new().await;
+    let mut s = settings(&ctx);
+    s.max_pools = 1;
+    s.connections_per_pool = 1;
+    s.timeout = Duration::from_millis(300);
+    let manager = TenantDatabaseManager::new(s).expect("manager");
+    let (a, b) = (new_name(&ctx, "a"), new_name(&ctx, "b"));
+    manager.create_from_template(&a).await.expect("create");
+    manager.create_from_template(&b).await.expect("create");
+    let held = manager.connection(&a).await.expect("a");
+    let err = manager.connection(&b).await.err().expect("cache full of busy pools");
+    assert!(matches!(err, TenantDbError::PoolExhausted(_)), "{err:?}");
+    assert!(err.is_unavailable());
+    drop(held);
+    manager.connection(&b).await.expect("b once a is released");
+    assert_eq!(manager.pools().stats().pools, 1);
+}
+
+#[tokio::test]
+async fn idle_pools_are_closed() {
+    let ctx = TestContext::new().await;
+    let mut s = settings(&ctx);
+    s.idle_timeout = Duration::from_millis(100);
+    let manager = TenantDatabaseManager::new(s).expect("manager");
+    let name = new_name(&ctx, "idle");
+    manager.create_from_template(&name).await.expect("create");
+    drop(manager.connection(&name).await.expect("connection"));
+    assert_eq!(manager.pools().stats().pools, 1);
+    testkit::wait_until(Duration::from_secs(5), || async { manager.pools().stats().pools == 0 })
+        .await
+        .expect("the idle pool is evicted");
+}
+
+#[tokio::test]
+async fn dry_run_and_history_change_nothing() {
+    let ctx = TestContext::new().await;
+    let manager = TenantDatabaseManager::new(settings(&ctx)).expect("manager");
+    let outdated = new_name(&ctx, "outdated");
+    create_outdated(&manager, &outdated).await;
+    // An empty database: a dry-run must not even create the version table.
+    let empty = new_name(&ctx, "empty");
+    connect(&ctx.main_url).await.batch_execute(&format!("CREATE DATABASE {}", empty.quoted())).await.expect("create empty");
+
+    let targets: Vec<Target> = [&outdated, &empty]
+        .iter()
+        .map(|n| Target { label: n.to_string(), url: manager.database_url(n) })
+        .collect();
+    let before = [snapshot(&targets[0].url).await, snapshot(&targets[1].url).await];
+    let mut outcomes = Vec::new();
+    let summary = migrations::run_many(targets.clone(), Mode::DryRun, 2, Duration::from_secs(5), |r| {
+        outcomes.push((r.target.label.clone(), r.outcome.clone()));
+    })
+    .await;
+    assert_eq!(summary.with_pending, 2, "{outcomes:?}");
+    let latest = migrations::known_versions().pop().expect("a migration");
+    for (label, outcome) in &outcomes {
+        let expected = if *label == outdated.to_string() { vec![latest.clone()] } else { migrations::known_versions() };
+        assert_eq!(outcome, &Ok(Outcome::Pending(expected)), "{label}");
+    }
+    let history = migrations::run_many(targets.clone(), Mode::History, 2, Duration::from_secs(5), |_| {}).await;
+    assert_eq!(history.failed, 0);
+    let after = [snapshot(&targets[0].url).await, snapshot(&targets[1].url).await];
+    assert_eq!(before, after, "dry-run and history left the databases unchanged");
+    assert!(!after[1].iter().any(|r| r.contains("__diesel_schema_migrations")), "{:?}", after[1]);
+}
+
+#[tokio::test]
+async fn migrating_all_continues_past_a_broken_database_and_reports_it() {
+    let ctx = TestContext::new().await;
+    let manager = TenantDatabaseManager::new(settings(&ctx)).expect("manager");
+    let good_a = new_name(&ctx, "good a");
+    let good_b = new_name(&ctx, "good b");
+    let broken = new_name(&ctx, "broken");
+    let missing = new_name(&ctx, "missing");
+    for name in [&good_a, &good_b, &broken] {
+        create_outdated(&manager, name).await;
+    }
+    // Someone created a conflicting table by hand: the pending migration cannot apply.
+    connect(&manager.database_url(&broken)).await.batch_execute("CREATE TABLE outbox (x int)").await.expect("sabotage");
+
+    let targets: Vec<Target> = [&good_a, &broken, &missing, &good_b]
+        .iter()
+        .map(|n| Target { label: n.to_string(), url: manager.database_url(n) })
+        .collect();
+    let mut failures = Vec::new();
+    let summary = migrations::run_many(targets, Mode::Apply, 2, Duration::from_secs(5), |r| {
+        if let Err(e) = &r.outcome {
+            failures.push((r.target.label.clone(), e.clone()));
+        }
+    })
+    .await;
+    assert_eq!((summary.total, summary.migrated, summary.failed), (4, 2, 2), "{summary:?} {failures:?}");
+    let failed: Vec<&str> = failures.iter().map(|(l, _)| l.as_str()).collect();
+    assert!(failed.contains(&broken.as_str()) && failed.contains(&missing.as_str()), "{failures:?}");
+    for good in [&good_a, &good_b] {
+        assert!(tables(&manager.database_url(good)).await.contains(&"outbox".to_owned()));
+        assert!(migrations::pending(&manager.database_url(good), Duration::from_secs(5)).await.expect("pending").is_empty());
+    }
+    // The broken database kept its state: the failed migration rolled back.
+    assert_eq!(
+        migrations::pending(&manager.database_url(&broken), Duration::from_secs(5)).await.expect("pending"),
+        [migrations::known_versions().pop().expect("a migration")]
+    );
+}
