@@ -50,6 +50,18 @@ pub async fn ping(pool: &RedisPool, timeout: Duration) -> Result<(), CacheError>
     tokio::time::timeout(timeout, work).await.map_err(|_| CacheError::Timeout)?
 }
 
+/// A readiness probe over `pool` (for `/ready`).
+pub fn probe(
+    pool: RedisPool,
+    timeout: Duration,
+) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> + Send + Sync + 'static
+{
+    move || {
+        let pool = pool.clone();
+        Box::pin(async move { ping(&pool, timeout).await.map_err(|e| e.to_string()) })
+    }
+}
+
 /// Key names under one prefix, so services (and tests) can share a Redis.
 #[derive(Debug, Clone, Default)]
 pub struct Keys {

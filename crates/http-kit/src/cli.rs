@@ -1,16 +1,37 @@
-//! Pieces of every service binary's command line.
+//! What every service binary's `main` shares: loading settings (refusing to start and
+//! naming each bad one), tracing, the runtime, and the common subcommands.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::process::ExitCode;
 
 use crate::config::{ConfigErrors, ConfigReader, ProcessEnv};
+use crate::{telemetry, CommonSettings, ServiceInfo};
 
 /// The subcommands every service binary has.
-#[derive(Debug, Clone, clap::Subcommand)]
+#[derive(Debug, Clone, Default, clap::Subcommand)]
 pub enum CommonCommand {
     /// Serve HTTP (the default).
+    #[default]
     Serve,
     /// Validate the settings and exit: 0 when valid, 2 naming each bad setting.
     CheckConfig,
     /// Apply pending main-database migrations and exit (never done at server start).
     Migrate,
+}
+
+/// Exit code for invalid settings.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// A service as its binary sees it.
+pub trait Service {
+    const INFO: ServiceInfo;
+    type Settings: Debug + Send + 'static;
+
+    fn read_settings(reader: &mut ConfigReader<'_>) -> Self::Settings;
+    fn common(settings: &Self::Settings) -> &CommonSettings;
+    /// Serves until SIGTERM/SIGINT.
+    fn serve(settings: Self::Settings) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
 /// Reads settings from the environment (and a `.env` file, in development).
@@ -23,10 +44,55 @@ pub fn load_settings<S>(read: impl FnOnce(&mut ConfigReader<'_>) -> S) -> Result
     reader.finish(settings)
 }
 
-/// Exit code for invalid settings.
-pub const EXIT_CONFIG: u8 = 2;
+/// Loads settings, sets up tracing and a runtime, then runs `task` with the settings.
+pub fn run_with<S, F, Fut>(task: F) -> ExitCode
+where
+    S: Service,
+    F: FnOnce(S::Settings) -> Fut,
+    Fut: Future<Output = anyhow::Result<ExitCode>>,
+{
+    let name = S::INFO.name;
+    let settings = match load_settings(S::read_settings) {
+        Ok(settings) => settings,
+        Err(errors) => {
+            eprintln!("{name}: refusing to start: {errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let common = S::common(&settings);
+    telemetry::init(common.log_format, &common.log_filter);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("{name}: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(task(settings)) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "{name} failed");
+            eprintln!("{name}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
-/// A multi-threaded Tokio runtime for a binary's `main`.
-pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+/// Runs one of the common subcommands; `migrate` gets `DATABASE_URL`.
+pub fn run<S, M, Fut>(command: CommonCommand, migrate: M) -> ExitCode
+where
+    S: Service,
+    M: FnOnce(String) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    run_with::<S, _, _>(|settings| async move {
+        match command {
+            CommonCommand::Serve => S::serve(settings).await?,
+            CommonCommand::CheckConfig => {
+                println!("{}: configuration is valid\n{settings:#?}", S::INFO.name);
+            }
+            CommonCommand::Migrate => migrate(S::common(&settings).database_url.expose().clone()).await?,
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }

@@ -60,3 +60,14 @@ pub async fn revert_all_migrations(url: &str) -> Result<Vec<String>, BoxError> {
     })
     .await
 }
+
+/// The `migrate` subcommand: applies pending migrations and says what it did.
+pub async fn migrate_command(url: String) -> Result<(), BoxError> {
+    let applied = run_migrations(&url).await?;
+    if applied.is_empty() {
+        println!("main database: up to date");
+    } else {
+        println!("main database: applied {}", applied.join(", "));
+    }
+    Ok(())
+}

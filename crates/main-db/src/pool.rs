@@ -68,3 +68,11 @@ pub async fn ping(pool: &DbPool) -> Result<(), DbError> {
     diesel::sql_query("SELECT 1").execute(&mut conn).await?;
     Ok(())
 }
+
+/// A readiness probe over `pool` (for `/ready`).
+pub fn probe(pool: DbPool) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> + Send + Sync + 'static {
+    move || {
+        let pool = pool.clone();
+        Box::pin(async move { ping(&pool).await.map_err(|e| e.to_string()) })
+    }
+}

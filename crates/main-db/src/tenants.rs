@@ -104,3 +104,23 @@ pub async fn with_databases(conn: &mut AsyncPgConnection, only: Option<TenantId>
     }
     query.load(conn).await
 }
+
+/// Moves a tenant from `from` to `to` only if it is still in `from` (a compare-and-set
+/// that makes concurrent retries and activations safe). `None` if it was not.
+pub async fn transition(
+    conn: &mut AsyncPgConnection,
+    id: TenantId,
+    from: TenantStatus,
+    to: TenantStatus,
+) -> QueryResult<Option<TenantRow>> {
+    diesel::update(tenants::table.find(id.into_uuid()).filter(tenants::status.eq(from.as_str())))
+        .set((
+            tenants::status.eq(to.as_str()),
+            tenants::status_reason.eq(None::<String>),
+            tenants::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(TenantRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TenantDbSettings {
     /// Any database URL on the server that holds tenant databases (the main database's);
     /// tenant URLs are this URL with the database name replaced.
@@ -56,6 +56,32 @@ impl TenantDbSettings {
     }
 }
 
+impl std::fmt::Debug for TenantDbSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantDbSettings")
+            .field("server_url", &redact_password(&self.server_url))
+            .field("template_database", &self.template_database)
+            .field("max_pools", &self.max_pools)
+            .field("connections_per_pool", &self.connections_per_pool)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("timeout", &self.timeout)
+            .field("admin_pool_size", &self.admin_pool_size)
+            .finish()
+    }
+}
+
+/// The URL with its password replaced, for output.
+fn redact_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("[redacted]"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "[unparseable URL]".to_owned(),
+    }
+}
+
 /// A double-quoted identifier, for names that are not `TenantDatabaseName`s (the
 /// template). Refuses anything outside `[a-z0-9_]`, at most 63 bytes.
 pub fn quote_identifier(name: &str) -> Option<String> {
@@ -74,6 +100,13 @@ mod tests {
         let s = TenantDbSettings::new("postgres://u:p%40ss@db.example:6543/saas_platform?sslmode=require", "tpl");
         assert_eq!(s.url_for("tenant_a_00000001"), "postgres://u:p%40ss@db.example:6543/tenant_a_00000001?sslmode=require");
         assert_eq!(s.connection_bound(), 50);
+    }
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        let s = TenantDbSettings::new("postgres://u:hunter2@h/db", "tpl");
+        let text = format!("{s:?}");
+        assert!(!text.contains("hunter2") && text.contains("u:%5Bredacted%5D@h"), "{text}");
     }
 
     #[test]

@@ -30,6 +30,8 @@ const TENANT_TEMPLATE_PREFIX: &str = "testkit_tenant_tpl_";
 /// Serialises template building across test processes.
 const TEMPLATE_LOCK_KEY: i64 = 0x7465_7374_6b69_74;
 
+pub mod service_contract;
+
 pub fn server_url() -> String {
     std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())

@@ -1,0 +1,65 @@
+//! The tenant service: tenants, memberships and provisioning of tenant databases.
+//!
+//! Today: provisioning (used by tests and the benchmark; the HTTP API lands with the
+//! tenant issue), the `migrate-tenants` command, and the operations endpoints.
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use anyhow::Context;
+use http_kit::{CommonSettings, ConfigReader, Readiness, ReadinessCheck, ServiceHttp, ServiceInfo};
+use utoipa::OpenApi;
+
+pub mod migrate_tenants;
+pub mod provisioning;
+mod settings;
+
+pub use settings::{Settings, DEFAULT_PORT};
+
+pub const INFO: ServiceInfo = ServiceInfo { name: "tenant", version: env!("CARGO_PKG_VERSION") };
+
+#[derive(OpenApi)]
+#[openapi(info(title = "tenant", description = "Tenants, memberships and tenant databases"))]
+struct ApiDoc;
+
+/// This service's OpenAPI document (the server merges in the common endpoints).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The service as its binary runs it.
+pub struct Service;
+
+impl http_kit::cli::Service for Service {
+    const INFO: ServiceInfo = INFO;
+    type Settings = Settings;
+
+    fn read_settings(reader: &mut ConfigReader<'_>) -> Settings {
+        Settings::read(reader)
+    }
+
+    fn common(settings: &Settings) -> &CommonSettings {
+        &settings.common
+    }
+
+    async fn serve(settings: Settings) -> anyhow::Result<()> {
+        let address = settings.common.bind_address();
+        let listener = TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
+        tracing::info!(%address, "tenant listening");
+        start(settings, listener)?.await?;
+        Ok(())
+    }
+}
+
+/// Builds the service on `listener` (tests and the all-in-one runner call this).
+/// Must be called inside a Tokio runtime.
+pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server> {
+    let common = &settings.common;
+    let db = main_db::build_pool(common.database_url.expose(), &settings.main_pool_settings())?;
+    let redis = cache::build_pool(common.redis_url.expose(), common.redis_pool_size, common.redis_timeout)?;
+    let readiness = Readiness::new(common.ready_timeout)
+        .with(ReadinessCheck::new("postgres", main_db::probe(db)))
+        .with(ReadinessCheck::new("redis", cache::probe(redis, common.redis_timeout)));
+    let http = ServiceHttp::new(INFO, common, readiness, openapi())?;
+    http_kit::server::start(listener, http, |_routes| {})
+}

@@ -1,0 +1,161 @@
+//! Provisioning a tenant: row in state `provisioning` (with the creator as admin) →
+//! `CREATE DATABASE … TEMPLATE` → pending tenant migrations (none, normally) → state
+//! `active` with `tenant.created` in the outbox, in one transaction. A failure at any
+//! step leaves state `failed` with its reason and no orphan database; `retry` completes
+//! a failed tenant. Nothing half-made is ever `active`.
+
+use std::sync::Arc;
+
+use diesel_async::AsyncConnection;
+use domain::{Role, TenantDatabaseName, TenantId, TenantName, TenantStatus, UserId};
+use events::{EventEnvelope, Topic};
+use main_db::tenants::{self, TenantRow};
+use main_db::DbPool;
+use serde_json::json;
+use tenant_db::{migrations, TenantDatabaseManager, TenantDbError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("tenant not found")]
+    NotFound,
+    #[error("tenant is {0}, only a failed provisioning can be retried")]
+    NotRetryable(TenantStatus),
+    #[error("provisioning tenant {tenant_id} failed: {reason}")]
+    Failed { tenant_id: TenantId, reason: String },
+    #[error(transparent)]
+    Database(#[from] main_db::DbError),
+}
+
+impl From<diesel::result::Error> for ProvisionError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Database(main_db::DbError::Query(e))
+    }
+}
+
+#[derive(Clone)]
+pub struct Provisioner {
+    db: DbPool,
+    tenants: Arc<TenantDatabaseManager>,
+}
+
+impl Provisioner {
+    pub fn new(db: DbPool, tenants: Arc<TenantDatabaseManager>) -> Self {
+        Self { db, tenants }
+    }
+
+    /// Creates a tenant and its database; returns it `active`, or `Failed` after
+    /// recording the failure on the tenant.
+    pub async fn provision(&self, name: TenantName, creator: Option<UserId>) -> Result<TenantRow, ProvisionError> {
+        let id = TenantId::new();
+        let database = TenantDatabaseName::generate(&name);
+        let tenant = {
+            let mut conn = self.db.get().await.map_err(main_db::DbError::from)?;
+            conn.transaction::<_, diesel::result::Error, _>(async |tx| {
+                let tenant = tenants::insert_provisioning(tx, id, &name, &database, creator).await?;
+                if let Some(creator) = creator {
+                    main_db::memberships::insert(tx, creator, id, Role::Admin).await?;
+                }
+                Ok(tenant)
+            })
+            .await?
+        };
+        tracing::info!(tenant.id = %id, database = %database, "provisioning tenant");
+        self.complete(tenant).await
+    }
+
+    /// Completes a `failed` provisioning.
+    pub async fn retry(&self, id: TenantId) -> Result<TenantRow, ProvisionError> {
+        let mut conn = self.db.get().await.map_err(main_db::DbError::from)?;
+        let tenant = tenants::find(&mut conn, id).await?.ok_or(ProvisionError::NotFound)?;
+        if tenant.status() != TenantStatus::Failed {
+            return Err(ProvisionError::NotRetryable(tenant.status()));
+        }
+        // Claim it: a concurrent retry sees `provisioning` and stops.
+        let claimed = tenants::transition(&mut conn, id, TenantStatus::Failed, TenantStatus::Provisioning).await?;
+        drop(conn);
+        match claimed {
+            Some(tenant) => self.complete(tenant).await,
+            None => Err(ProvisionError::NotRetryable(TenantStatus::Provisioning)),
+        }
+    }
+
+    async fn complete(&self, tenant: TenantRow) -> Result<TenantRow, ProvisionError> {
+        let id = tenant.tenant_id();
+        let database = match tenant.database() {
+            Ok(database) => database,
+            Err(e) => return self.fail(id, None, e.to_string()).await,
+        };
+        let mut created = false;
+        let outcome = async {
+            match self.tenants.create_from_template(&database).await {
+                Ok(()) => created = true,
+                // A retry after a failure whose clean-up could not drop the database:
+                // the name is this tenant's alone (unique constraint), so it is ours.
+                Err(TenantDbError::AlreadyExists(_)) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            migrations::migrate(&self.tenants.database_url(&database), self.tenants.settings().timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.activate(&tenant, &database).await.map_err(|e| e.to_string())
+        }
+        .await;
+        match outcome {
+            Ok(active) => {
+                tracing::info!(tenant.id = %id, database = %database, "tenant active");
+                Ok(active)
+            }
+            Err(reason) => self.fail(id, created.then_some(&database), reason).await,
+        }
+    }
+
+    async fn activate(&self, tenant: &TenantRow, database: &TenantDatabaseName) -> Result<TenantRow, ProvisionError> {
+        let id = tenant.tenant_id();
+        let event = EventEnvelope::new(
+            Topic::TenantCreated,
+            Some(id),
+            tenant.created_by.map(UserId::from_uuid),
+            json!({"tenant_id": id, "name": tenant.name, "database_name": database, "created_by": tenant.created_by}),
+        )
+        .map_err(|e| ProvisionError::Failed { tenant_id: id, reason: e.to_string() })?;
+        let mut conn = self.db.get().await.map_err(main_db::DbError::from)?;
+        let active = conn
+            .transaction::<_, ProvisionError, _>(async |tx| {
+                let active = tenants::transition(tx, id, TenantStatus::Provisioning, TenantStatus::Active)
+                    .await?
+                    .ok_or(ProvisionError::NotRetryable(TenantStatus::Failed))?;
+                events::enqueue(tx, &event)
+                    .await
+                    .map_err(|e| ProvisionError::Failed { tenant_id: id, reason: e.to_string() })?;
+                Ok(active)
+            })
+            .await?;
+        Ok(active)
+    }
+
+    /// Records the failure; drops the database if this attempt created it.
+    async fn fail(
+        &self,
+        id: TenantId,
+        created: Option<&TenantDatabaseName>,
+        reason: String,
+    ) -> Result<TenantRow, ProvisionError> {
+        tracing::error!(tenant.id = %id, %reason, "tenant provisioning failed");
+        if let Some(database) = created {
+            if let Err(e) = self.tenants.drop_database(database).await {
+                // Left for `retry`, which adopts an existing database of this tenant.
+                tracing::error!(tenant.id = %id, error = %e, "could not drop the half-made tenant database");
+            }
+        }
+        let recorded = async {
+            let mut conn = self.db.get().await.map_err(main_db::DbError::from)?;
+            tenants::set_status(&mut conn, id, TenantStatus::Failed, Some(&reason)).await?;
+            Ok::<_, ProvisionError>(())
+        }
+        .await;
+        if let Err(e) = recorded {
+            tracing::error!(tenant.id = %id, error = %e, "could not record the provisioning failure");
+        }
+        Err(ProvisionError::Failed { tenant_id: id, reason })
+    }
+}
