@@ -39,23 +39,32 @@ pub fn build_pool(url: &str, max_size: usize, timeout: Duration) -> Result<Redis
 /// For `/ready`: `PING` answers `PONG` within `timeout`.
 pub async fn ping(pool: &RedisPool, timeout: Duration) -> Result<(), CacheError> {
     let work = async {
-        let mut conn = pool.get().await.map_err(|e| CacheError::Unavailable(e.to_string()))?;
+        let mut conn = pool
+            .get()
+            .await
+            .map_err(|e| CacheError::Unavailable(e.to_string()))?;
         let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
         if pong == "PONG" {
             Ok(())
         } else {
-            Err(CacheError::Unavailable(format!("unexpected PING reply {pong:?}")))
+            Err(CacheError::Unavailable(format!(
+                "unexpected PING reply {pong:?}"
+            )))
         }
     };
-    tokio::time::timeout(timeout, work).await.map_err(|_| CacheError::Timeout)?
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| CacheError::Timeout)?
 }
 
 /// A readiness probe over `pool` (for `/ready`).
 pub fn probe(
     pool: RedisPool,
     timeout: Duration,
-) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> + Send + Sync + 'static
-{
+) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+       + Send
+       + Sync
+       + 'static {
     move || {
         let pool = pool.clone();
         Box::pin(async move { ping(&pool, timeout).await.map_err(|e| e.to_string()) })
@@ -70,7 +79,9 @@ pub struct Keys {
 
 impl Keys {
     pub fn new(prefix: impl Into<String>) -> Self {
-        Self { prefix: prefix.into() }
+        Self {
+            prefix: prefix.into(),
+        }
     }
 
     /// `<prefix><kind>:<id>`, e.g. `revoked:<jti>`.
@@ -85,7 +96,10 @@ mod tests {
 
     #[test]
     fn keys_carry_the_prefix() {
-        assert_eq!(Keys::new("test:abc:").key("revoked", "j1"), "test:abc:revoked:j1");
+        assert_eq!(
+            Keys::new("test:abc:").key("revoked", "j1"),
+            "test:abc:revoked:j1"
+        );
         assert_eq!(Keys::default().key("revoked", "j1"), "revoked:j1");
     }
 }

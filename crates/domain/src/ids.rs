@@ -108,7 +108,13 @@ mod tests {
 
     #[test]
     fn malformed_ids_are_rejected() {
-        for bad in ["", "1", "not-a-uuid", "' OR 1=1 --", "00000000-0000-0000-0000-00000000000g"] {
+        for bad in [
+            "",
+            "1",
+            "not-a-uuid",
+            "' OR 1=1 --",
+            "00000000-0000-0000-0000-00000000000g",
+        ] {
             assert_eq!(bad.parse::<UserId>(), Err(IdParseError), "{bad:?}");
         }
     }

@@ -7,9 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Roles are exact lowercase words; anything else is refused (no trimming, no case folding),
 /// so a stored or requested role is never silently reinterpreted.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Admin,
@@ -61,10 +59,21 @@ mod tests {
         for role in Role::ALL {
             assert_eq!(role.as_str().parse::<Role>(), Ok(role));
         }
-        for bad in ["Admin", " admin", "admin ", "ADMIN", "owner", "", "superuser"] {
+        for bad in [
+            "Admin",
+            " admin",
+            "admin ",
+            "ADMIN",
+            "owner",
+            "",
+            "superuser",
+        ] {
             assert_eq!(bad.parse::<Role>(), Err(RoleParseError), "{bad:?}");
         }
         assert!(serde_json::from_str::<Role>("\"Admin\"").is_err());
-        assert_eq!(serde_json::from_str::<Role>("\"viewer\"").ok(), Some(Role::Viewer));
+        assert_eq!(
+            serde_json::from_str::<Role>("\"viewer\"").ok(),
+            Some(Role::Viewer)
+        );
     }
 }

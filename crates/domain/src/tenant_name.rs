@@ -182,13 +182,22 @@ mod tests {
 
     fn assert_safe(db: &TenantDatabaseName, input: &str) {
         let s = db.as_str();
-        assert!(s.len() <= MAX_DATABASE_NAME_BYTES, "{input:?} gave {s:?} ({} bytes)", s.len());
         assert!(
-            s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            s.len() <= MAX_DATABASE_NAME_BYTES,
+            "{input:?} gave {s:?} ({} bytes)",
+            s.len()
+        );
+        assert!(
+            s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
             "{input:?} gave {s:?}"
         );
         assert!(s.starts_with("tenant_"), "{s}");
-        assert_eq!(TenantDatabaseName::parse(s).as_ref(), Ok(db), "generated name must parse");
+        assert_eq!(
+            TenantDatabaseName::parse(s).as_ref(),
+            Ok(db),
+            "generated name must parse"
+        );
     }
 
     #[test]
@@ -221,7 +230,10 @@ mod tests {
         }
         // Names that are too long as names are refused before any database name is made.
         assert_eq!(TenantName::parse(&thousand), Err(TenantNameError::TooLong));
-        assert_eq!(TenantName::parse(&thousand_emoji), Err(TenantNameError::TooLong));
+        assert_eq!(
+            TenantName::parse(&thousand_emoji),
+            Err(TenantNameError::TooLong)
+        );
         // But the slug is safe for any string at all.
         for input in [thousand.as_str(), thousand_emoji.as_str()] {
             let name = TenantName(input.to_owned());
@@ -247,7 +259,9 @@ mod tests {
         assert_eq!(slug("\"; DROP DATABASE x; --").as_str(), "drop_database_x");
         assert_eq!(slug("🎉").as_str(), "tenant");
         assert_eq!(slug(&"ab".repeat(100)).as_str().len(), MAX_SLUG_BYTES);
-        assert!(!slug(&format!("{}-z", "a".repeat(MAX_SLUG_BYTES - 1))).as_str().ends_with('_'));
+        assert!(!slug(&format!("{}-z", "a".repeat(MAX_SLUG_BYTES - 1)))
+            .as_str()
+            .ends_with('_'));
     }
 
     #[test]
@@ -276,7 +290,11 @@ mod tests {
             "tenant_a\"b_deadbeef",
             &format!("tenant_{}_deadbeef", "a".repeat(48)),
         ] {
-            assert_eq!(TenantDatabaseName::parse(bad), Err(DatabaseNameError), "{bad:?}");
+            assert_eq!(
+                TenantDatabaseName::parse(bad),
+                Err(DatabaseNameError),
+                "{bad:?}"
+            );
         }
         assert!(TenantDatabaseName::parse(&format!("tenant_{}_deadbeef", "a".repeat(47))).is_ok());
     }
@@ -284,8 +302,14 @@ mod tests {
     #[test]
     fn tenant_names_are_validated() {
         assert_eq!(TenantName::parse("  "), Err(TenantNameError::Empty));
-        assert_eq!(TenantName::parse("a\nb"), Err(TenantNameError::ControlCharacters));
-        assert_eq!(TenantName::parse(" Acme ").map(|n| n.0), Ok("Acme".to_owned()));
+        assert_eq!(
+            TenantName::parse("a\nb"),
+            Err(TenantNameError::ControlCharacters)
+        );
+        assert_eq!(
+            TenantName::parse(" Acme ").map(|n| n.0),
+            Ok("Acme".to_owned())
+        );
         assert!(TenantName::parse(&"é".repeat(255)).is_ok());
     }
 }

@@ -59,7 +59,12 @@ mod tests {
 
     #[test]
     fn statuses_round_trip() {
-        for s in [TenantStatus::Provisioning, TenantStatus::Active, TenantStatus::Failed, TenantStatus::Deleted] {
+        for s in [
+            TenantStatus::Provisioning,
+            TenantStatus::Active,
+            TenantStatus::Failed,
+            TenantStatus::Deleted,
+        ] {
             assert_eq!(s.as_str().parse::<TenantStatus>(), Ok(s));
         }
         assert!("Active".parse::<TenantStatus>().is_err());

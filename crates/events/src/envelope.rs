@@ -30,7 +30,12 @@ pub struct EventEnvelope {
 
 impl EventEnvelope {
     /// A new event of `topic` with version 1 of its payload.
-    pub fn new(topic: Topic, tenant_id: Option<TenantId>, actor_id: Option<UserId>, data: impl Serialize) -> Result<Self, serde_json::Error> {
+    pub fn new(
+        topic: Topic,
+        tenant_id: Option<TenantId>,
+        actor_id: Option<UserId>,
+        data: impl Serialize,
+    ) -> Result<Self, serde_json::Error> {
         Ok(Self {
             id: Uuid::new_v4(),
             event_type: topic.as_str().to_owned(),
@@ -56,7 +61,8 @@ impl EventEnvelope {
 
     /// The Kafka message key.
     pub fn partition_key(&self) -> String {
-        self.tenant_id.map_or_else(|| self.id.to_string(), |t| t.to_string())
+        self.tenant_id
+            .map_or_else(|| self.id.to_string(), |t| t.to_string())
     }
 }
 
@@ -69,13 +75,35 @@ mod tests {
     fn the_envelope_has_the_documented_shape() {
         let tenant = TenantId::new();
         let actor = UserId::new();
-        let event = EventEnvelope::new(Topic::TenantCreated, Some(tenant), Some(actor), json!({"name": "Acme"}))
-            .expect("serialisable")
-            .with_request_id(Some("req-1".into()));
+        let event = EventEnvelope::new(
+            Topic::TenantCreated,
+            Some(tenant),
+            Some(actor),
+            json!({"name": "Acme"}),
+        )
+        .expect("serialisable")
+        .with_request_id(Some("req-1".into()));
         let value = serde_json::to_value(&event).expect("json");
-        let mut keys: Vec<&str> = value.as_object().expect("object").keys().map(String::as_str).collect();
+        let mut keys: Vec<&str> = value
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
         keys.sort_unstable();
-        assert_eq!(keys, ["actor_id", "data", "id", "occurred_at", "request_id", "tenant_id", "type", "version"]);
+        assert_eq!(
+            keys,
+            [
+                "actor_id",
+                "data",
+                "id",
+                "occurred_at",
+                "request_id",
+                "tenant_id",
+                "type",
+                "version"
+            ]
+        );
         assert_eq!(value["type"], "tenant.created");
         assert_eq!(value["tenant_id"], tenant.to_string());
         assert_eq!(event.partition_key(), tenant.to_string());
@@ -85,7 +113,8 @@ mod tests {
 
     #[test]
     fn events_without_tenant_are_keyed_by_their_id() {
-        let event = EventEnvelope::new(Topic::UserRegistered, None, None, json!({})).expect("serialisable");
+        let event =
+            EventEnvelope::new(Topic::UserRegistered, None, None, json!({})).expect("serialisable");
         assert_eq!(event.partition_key(), event.id.to_string());
     }
 }

@@ -35,12 +35,17 @@ pub enum OutboxError {
 }
 
 /// Records `event` in the outbox, inside the caller's open transaction.
-pub async fn enqueue(conn: &mut AsyncPgConnection, event: &EventEnvelope) -> Result<(), OutboxError> {
+pub async fn enqueue(
+    conn: &mut AsyncPgConnection,
+    event: &EventEnvelope,
+) -> Result<(), OutboxError> {
     let depth = AnsiTransactionManager::transaction_manager_status_mut(conn).transaction_depth()?;
     if depth.is_none() {
         return Err(OutboxError::NotInTransaction);
     }
-    let topic = event.topic().ok_or_else(|| OutboxError::UnknownTopic(event.event_type.clone()))?;
+    let topic = event
+        .topic()
+        .ok_or_else(|| OutboxError::UnknownTopic(event.event_type.clone()))?;
     diesel::insert_into(outbox::table)
         .values((
             outbox::id.eq(event.id),

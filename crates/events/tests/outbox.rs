@@ -9,9 +9,16 @@ use events::{enqueue, EventEnvelope, OutboxError, Topic};
 use serde_json::json;
 use testkit::TestContext;
 
-async fn stored(conn: &mut AsyncPgConnection) -> Vec<(uuid::Uuid, String, String, serde_json::Value)> {
+async fn stored(
+    conn: &mut AsyncPgConnection,
+) -> Vec<(uuid::Uuid, String, String, serde_json::Value)> {
     outbox::table
-        .select((outbox::id, outbox::topic, outbox::partition_key, outbox::payload))
+        .select((
+            outbox::id,
+            outbox::topic,
+            outbox::partition_key,
+            outbox::payload,
+        ))
         .order(outbox::created_at)
         .load(conn)
         .await
@@ -21,21 +28,33 @@ async fn stored(conn: &mut AsyncPgConnection) -> Vec<(uuid::Uuid, String, String
 async fn exercise(url: &str) {
     let mut conn = AsyncPgConnection::establish(url).await.expect("connect");
     let tenant = TenantId::new();
-    let event = EventEnvelope::new(Topic::TenantCreated, Some(tenant), Some(UserId::new()), json!({"name": "Acme"}))
-        .expect("event");
+    let event = EventEnvelope::new(
+        Topic::TenantCreated,
+        Some(tenant),
+        Some(UserId::new()),
+        json!({"name": "Acme"}),
+    )
+    .expect("event");
 
-    let err = enqueue(&mut conn, &event).await.expect_err("outside a transaction");
+    let err = enqueue(&mut conn, &event)
+        .await
+        .expect_err("outside a transaction");
     assert!(matches!(err, OutboxError::NotInTransaction), "{err:?}");
 
     // Rolled back with the change it reports.
     let rolled_back = conn
         .transaction::<(), OutboxError, _>(async |tx| {
             enqueue(tx, &event).await?;
-            Err(OutboxError::Database(diesel::result::Error::RollbackTransaction))
+            Err(OutboxError::Database(
+                diesel::result::Error::RollbackTransaction,
+            ))
         })
         .await;
     assert!(rolled_back.is_err());
-    assert!(stored(&mut conn).await.is_empty(), "nothing survives a rollback");
+    assert!(
+        stored(&mut conn).await.is_empty(),
+        "nothing survives a rollback"
+    );
 
     // Committed with it.
     let committed = event.clone();
@@ -48,7 +67,8 @@ async fn exercise(url: &str) {
     assert_eq!(*id, event.id);
     assert_eq!(topic, "tenant.created");
     assert_eq!(*key, tenant.to_string());
-    let back: EventEnvelope = serde_json::from_value(payload.clone()).expect("stored envelope parses");
+    let back: EventEnvelope =
+        serde_json::from_value(payload.clone()).expect("stored envelope parses");
     assert_eq!(back, event);
 
     // The same event twice is refused (the id is the primary key).
@@ -70,9 +90,14 @@ async fn outbox_rows_follow_the_transaction_in_a_tenant_database() {
     let ctx = TestContext::new().await;
     let name = format!("{}_copy", ctx.tenant_template);
     ctx.track_database(&name);
-    let mut admin = AsyncPgConnection::establish(&ctx.main_url).await.expect("connect");
+    let mut admin = AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("connect");
     admin
-        .batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{}\"", ctx.tenant_template))
+        .batch_execute(&format!(
+            "CREATE DATABASE \"{name}\" TEMPLATE \"{}\"",
+            ctx.tenant_template
+        ))
         .await
         .expect("tenant database");
     exercise(&ctx.url_of(&name)).await;

@@ -61,7 +61,10 @@ where
     };
     let common = S::common(&settings);
     telemetry::init(common.log_format, &common.log_filter);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("{name}: cannot start the async runtime: {e}");
@@ -91,7 +94,9 @@ where
             CommonCommand::CheckConfig => {
                 println!("{}: configuration is valid\n{settings:#?}", S::INFO.name);
             }
-            CommonCommand::Migrate => migrate(S::common(&settings).database_url.expose().clone()).await?,
+            CommonCommand::Migrate => {
+                migrate(S::common(&settings).database_url.expose().clone()).await?
+            }
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -101,11 +101,17 @@ pub struct ConfigReader<'a> {
 
 impl<'a> ConfigReader<'a> {
     pub fn new(env: &'a dyn EnvSource) -> Self {
-        Self { env, errors: Vec::new() }
+        Self {
+            env,
+            errors: Vec::new(),
+        }
     }
 
     fn error(&mut self, name: &str, reason: impl Into<String>) {
-        self.errors.push(ConfigError { name: name.to_owned(), reason: reason.into() });
+        self.errors.push(ConfigError {
+            name: name.to_owned(),
+            reason: reason.into(),
+        });
     }
 
     /// The raw value of `name` or of the file named by `name_FILE`; empty means unset.
@@ -301,15 +307,37 @@ impl CommonSettings {
         let redis_url = settings.redis_url.expose();
         r.check(
             "REDIS_URL",
-            redis_url.is_empty() || redis_url.starts_with("redis://") || redis_url.starts_with("rediss://"),
+            redis_url.is_empty()
+                || redis_url.starts_with("redis://")
+                || redis_url.starts_with("rediss://"),
             "must be a redis:// or rediss:// URL",
         );
         r.check("PORT", settings.port != 0, "must be between 1 and 65535");
-        r.check("DATABASE_POOL_SIZE", (1..=1000).contains(&settings.database_pool_size), "must be between 1 and 1000");
-        r.check("REDIS_POOL_SIZE", (1..=1000).contains(&settings.redis_pool_size), "must be between 1 and 1000");
-        r.check("DATABASE_TIMEOUT_MS", !settings.database_timeout.is_zero(), "must be positive");
-        r.check("REDIS_TIMEOUT_MS", !settings.redis_timeout.is_zero(), "must be positive");
-        r.check("READY_TIMEOUT_MS", !settings.ready_timeout.is_zero(), "must be positive");
+        r.check(
+            "DATABASE_POOL_SIZE",
+            (1..=1000).contains(&settings.database_pool_size),
+            "must be between 1 and 1000",
+        );
+        r.check(
+            "REDIS_POOL_SIZE",
+            (1..=1000).contains(&settings.redis_pool_size),
+            "must be between 1 and 1000",
+        );
+        r.check(
+            "DATABASE_TIMEOUT_MS",
+            !settings.database_timeout.is_zero(),
+            "must be positive",
+        );
+        r.check(
+            "REDIS_TIMEOUT_MS",
+            !settings.redis_timeout.is_zero(),
+            "must be positive",
+        );
+        r.check(
+            "READY_TIMEOUT_MS",
+            !settings.ready_timeout.is_zero(),
+            "must be positive",
+        );
         settings
     }
 
@@ -323,7 +351,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -334,7 +365,10 @@ mod tests {
         let errors = r.finish(()).expect_err("must fail");
         assert!(errors.names("DATABASE_URL"), "{errors}");
         assert!(errors.names("REDIS_URL"), "{errors}");
-        assert!(errors.to_string().contains("DATABASE_URL: is required"), "{errors}");
+        assert!(
+            errors.to_string().contains("DATABASE_URL: is required"),
+            "{errors}"
+        );
     }
 
     #[test]

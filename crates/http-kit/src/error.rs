@@ -198,12 +198,20 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         match self {
-            Self::Internal(cause) => tracing::error!(error = format!("{cause:#}"), "internal error"),
-            Self::ServiceUnavailable(why) => tracing::warn!(reason = %why, "dependency unavailable"),
+            Self::Internal(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "internal error")
+            }
+            Self::ServiceUnavailable(why) => {
+                tracing::warn!(reason = %why, "dependency unavailable")
+            }
             _ => {}
         }
-        let mut response =
-            envelope_response(self.status_code(), self.code(), self.to_string(), self.details());
+        let mut response = envelope_response(
+            self.status_code(),
+            self.code(),
+            self.to_string(),
+            self.details(),
+        );
         if let Self::RateLimited { retry_after_secs } = self {
             response
                 .headers_mut()
@@ -252,7 +260,11 @@ mod tests {
     #[tokio::test]
     async fn every_error_renders_the_envelope() {
         let cases: Vec<(ApiError, u16, &str)> = vec![
-            (ApiError::validation("email", "is required"), 400, "validation_error"),
+            (
+                ApiError::validation("email", "is required"),
+                400,
+                "validation_error",
+            ),
             (ApiError::BadRequest("bad".into()), 400, "bad_request"),
             (ApiError::Unauthorized, 401, "unauthorized"),
             (ApiError::TokenExpired, 401, "token_expired"),
@@ -265,21 +277,49 @@ mod tests {
             (ApiError::MethodNotAllowed, 405, "method_not_allowed"),
             (ApiError::EmailExists, 409, "email_exists"),
             (ApiError::Conflict("dup".into()), 409, "conflict"),
-            (ApiError::PayloadTooLarge("big".into()), 413, "payload_too_large"),
-            (ApiError::UnsupportedMediaType("xml".into()), 415, "unsupported_media_type"),
-            (ApiError::RateLimited { retry_after_secs: 7 }, 429, "rate_limited"),
-            (ApiError::internal(anyhow::anyhow!("password=hunter2 at db.internal:5432")), 500, "internal_error"),
-            (ApiError::ServiceUnavailable("Redis unavailable".into()), 503, "service_unavailable"),
+            (
+                ApiError::PayloadTooLarge("big".into()),
+                413,
+                "payload_too_large",
+            ),
+            (
+                ApiError::UnsupportedMediaType("xml".into()),
+                415,
+                "unsupported_media_type",
+            ),
+            (
+                ApiError::RateLimited {
+                    retry_after_secs: 7,
+                },
+                429,
+                "rate_limited",
+            ),
+            (
+                ApiError::internal(anyhow::anyhow!("password=hunter2 at db.internal:5432")),
+                500,
+                "internal_error",
+            ),
+            (
+                ApiError::ServiceUnavailable("Redis unavailable".into()),
+                503,
+                "service_unavailable",
+            ),
         ];
         for (error, status, code) in cases {
             let (got_status, body, retry) = render(error).await;
             assert_eq!(got_status.as_u16(), status, "{code}");
             assert_eq!(body["success"], false, "{code}");
             assert_eq!(body["error"], code);
-            assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{code}");
+            assert!(
+                body["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "{code}"
+            );
             assert!(body.get("request_id").is_some(), "{code}");
             if code == "validation_error" {
-                assert_eq!(body["details"], serde_json::json!({"email": ["is required"]}));
+                assert_eq!(
+                    body["details"],
+                    serde_json::json!({"email": ["is required"]})
+                );
             } else {
                 assert!(body.get("details").is_none(), "{code}: {body}");
             }
@@ -288,7 +328,10 @@ mod tests {
             }
             if code == "internal_error" {
                 let text = body.to_string();
-                assert!(!text.contains("hunter2") && !text.contains("db.internal"), "{text}");
+                assert!(
+                    !text.contains("hunter2") && !text.contains("db.internal"),
+                    "{text}"
+                );
                 assert_eq!(body["message"], "An internal error occurred");
             }
         }

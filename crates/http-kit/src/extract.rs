@@ -40,12 +40,16 @@ fn is_json(req: &HttpRequest) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .map(|v| v.trim().to_ascii_lowercase())
-        .is_some_and(|v| v == "application/json" || (v.starts_with("application/") && v.ends_with("+json")))
+        .is_some_and(|v| {
+            v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+        })
 }
 
 /// Strips serde_json's " at line L column C" so the message reads as a field message.
 fn without_position(message: &str) -> &str {
-    message.rfind(" at line ").map_or(message, |at| &message[..at])
+    message
+        .rfind(" at line ")
+        .map_or(message, |at| &message[..at])
 }
 
 /// Turns a located serde_json error into field errors.
@@ -60,7 +64,13 @@ pub fn json_error_details(error: &serde_path_to_error::Error<serde_json::Error>)
         return FieldErrors::single("body", "expected a JSON object");
     }
     let base = if path == "." { String::new() } else { path };
-    let join = |field: &str| if base.is_empty() { field.to_owned() } else { format!("{base}.{field}") };
+    let join = |field: &str| {
+        if base.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{base}.{field}")
+        }
+    };
     let message = without_position(&inner.to_string()).to_owned();
     let quoted = |prefix: &str| {
         message
@@ -70,12 +80,23 @@ pub fn json_error_details(error: &serde_path_to_error::Error<serde_json::Error>)
     };
     if let Some(field) = quoted("unknown field `") {
         // The located path already ends at the unknown field.
-        let key = if base == field || base.ends_with(&format!(".{field}")) { base.clone() } else { join(&field) };
+        let key = if base == field || base.ends_with(&format!(".{field}")) {
+            base.clone()
+        } else {
+            join(&field)
+        };
         FieldErrors::single(key, "unknown field")
     } else if let Some(field) = quoted("missing field `") {
         FieldErrors::single(join(&field), "is required")
     } else {
-        FieldErrors::single(if base.is_empty() { "body".to_owned() } else { base }, message)
+        FieldErrors::single(
+            if base.is_empty() {
+                "body".to_owned()
+            } else {
+                base
+            },
+            message,
+        )
     }
 }
 
@@ -105,9 +126,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
                 .into());
             }
             let bytes = body.await.map_err(|e| match e.as_error::<PayloadError>() {
-                Some(PayloadError::Overflow) => {
-                    ApiError::PayloadTooLarge(format!("JSON body larger than {MAX_JSON_BYTES} bytes"))
-                }
+                Some(PayloadError::Overflow) => ApiError::PayloadTooLarge(format!(
+                    "JSON body larger than {MAX_JSON_BYTES} bytes"
+                )),
                 _ => ApiError::BadRequest("could not read the request body".into()),
             })?;
             if bytes.is_empty() {
@@ -134,22 +155,35 @@ impl<T: DeserializeOwned> FromRequest for Query<T> {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let query = req.query_string();
-        let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        let result = serde_path_to_error::deserialize(deserializer).map(Query).map_err(|e| {
-            let path = e.path().to_string();
-            let message = e.inner().to_string();
-            let quoted = |prefix: &str| {
-                message.strip_prefix(prefix).and_then(|r| r.split('`').next()).map(str::to_owned)
-            };
-            let errors = if let Some(field) = quoted("unknown field `") {
-                FieldErrors::single(field, "unknown parameter")
-            } else if let Some(field) = quoted("missing field `") {
-                FieldErrors::single(field, "is required")
-            } else {
-                FieldErrors::single(if path == "." { "query".to_owned() } else { path }, message)
-            };
-            ApiError::Validation(errors).into()
-        });
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        let result = serde_path_to_error::deserialize(deserializer)
+            .map(Query)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let message = e.inner().to_string();
+                let quoted = |prefix: &str| {
+                    message
+                        .strip_prefix(prefix)
+                        .and_then(|r| r.split('`').next())
+                        .map(str::to_owned)
+                };
+                let errors = if let Some(field) = quoted("unknown field `") {
+                    FieldErrors::single(field, "unknown parameter")
+                } else if let Some(field) = quoted("missing field `") {
+                    FieldErrors::single(field, "is required")
+                } else {
+                    FieldErrors::single(
+                        if path == "." {
+                            "query".to_owned()
+                        } else {
+                            path
+                        },
+                        message,
+                    )
+                };
+                ApiError::Validation(errors).into()
+            });
         std::future::ready(result)
     }
 }
@@ -164,21 +198,31 @@ pub fn path_error(error: PathError, _req: &HttpRequest) -> actix_web::Error {
 }
 
 /// `web::JsonConfig` error handler, for code that uses actix's own `web::Json`.
-pub fn actix_json_error(error: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+pub fn actix_json_error(
+    error: actix_web::error::JsonPayloadError,
+    _req: &HttpRequest,
+) -> actix_web::Error {
     use actix_web::error::JsonPayloadError as E;
     match error {
-        E::ContentType => ApiError::UnsupportedMediaType("Content-Type must be application/json".into()),
+        E::ContentType => {
+            ApiError::UnsupportedMediaType("Content-Type must be application/json".into())
+        }
         E::Overflow { .. } | E::OverflowKnownLength { .. } => {
             ApiError::PayloadTooLarge("JSON body too large".into())
         }
-        E::Deserialize(e) => ApiError::validation("body", without_position(&e.to_string()).to_owned()),
+        E::Deserialize(e) => {
+            ApiError::validation("body", without_position(&e.to_string()).to_owned())
+        }
         _ => ApiError::BadRequest("could not read the request body".into()),
     }
     .into()
 }
 
 /// `web::QueryConfig` error handler.
-pub fn actix_query_error(error: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+pub fn actix_query_error(
+    error: actix_web::error::QueryPayloadError,
+    _req: &HttpRequest,
+) -> actix_web::Error {
     ApiError::validation("query", error.to_string()).into()
 }
 
@@ -220,8 +264,14 @@ mod tests {
 
     #[test]
     fn json_errors_name_the_field() {
-        assert_eq!(fields(r#"{"name":"a","count":1,"extra":1}"#), [("extra".into(), "unknown field".into())]);
-        assert_eq!(fields(r#"{"name":"a"}"#), [("count".into(), "is required".into())]);
+        assert_eq!(
+            fields(r#"{"name":"a","count":1,"extra":1}"#),
+            [("extra".into(), "unknown field".into())]
+        );
+        assert_eq!(
+            fields(r#"{"name":"a"}"#),
+            [("count".into(), "is required".into())]
+        );
         let wrong = fields(r#"{"name":"a","count":"x"}"#);
         assert_eq!(wrong[0].0, "count");
         assert!(wrong[0].1.contains("invalid type"), "{wrong:?}");

@@ -29,7 +29,10 @@ impl ReadinessCheck {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
-        Self { name, run: Arc::new(move || Box::pin(check())) }
+        Self {
+            name,
+            run: Arc::new(move || Box::pin(check())),
+        }
     }
 }
 
@@ -42,7 +45,10 @@ pub struct Readiness {
 
 impl Readiness {
     pub fn new(timeout: Duration) -> Self {
-        Self { checks: Vec::new(), timeout }
+        Self {
+            checks: Vec::new(),
+            timeout,
+        }
     }
 
     pub fn with(mut self, check: ReadinessCheck) -> Self {
@@ -61,13 +67,20 @@ impl Readiness {
                     "unavailable"
                 }
                 Err(_) => {
-                    tracing::warn!(dependency = check.name, timeout_ms = self.timeout.as_millis() as u64, "readiness check timed out");
+                    tracing::warn!(
+                        dependency = check.name,
+                        timeout_ms = self.timeout.as_millis() as u64,
+                        "readiness check timed out"
+                    );
                     "timeout"
                 }
             };
             (check.name, state)
         });
-        futures_util::future::join_all(probes).await.into_iter().collect()
+        futures_util::future::join_all(probes)
+            .await
+            .into_iter()
+            .collect()
     }
 }
 
@@ -92,7 +105,11 @@ pub struct ReadyBody {
 #[utoipa::path(get, path = "/health", tag = "operations",
     responses((status = 200, description = "Alive", body = HealthBody)))]
 pub async fn health(info: web::Data<ServiceInfo>) -> HttpResponse {
-    HttpResponse::Ok().json(HealthBody { status: "healthy", service: info.name, version: info.version })
+    HttpResponse::Ok().json(HealthBody {
+        status: "healthy",
+        service: info.name,
+        version: info.version,
+    })
 }
 
 /// Every dependency answers (PostgreSQL, Redis, …).
@@ -102,9 +119,16 @@ pub async fn health(info: web::Data<ServiceInfo>) -> HttpResponse {
         (status = 503, description = "A dependency is unavailable", body = crate::ErrorBody)))]
 pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
     let checks = readiness.run().await;
-    let failed: Vec<&str> = checks.iter().filter(|(_, s)| **s != "ok").map(|(n, _)| *n).collect();
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|(_, s)| **s != "ok")
+        .map(|(n, _)| *n)
+        .collect();
     if failed.is_empty() {
-        HttpResponse::Ok().json(ReadyBody { status: "ready", checks })
+        HttpResponse::Ok().json(ReadyBody {
+            status: "ready",
+            checks,
+        })
     } else {
         envelope_response(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -120,5 +144,7 @@ pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
     responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String)))]
 pub async fn metrics(metrics: web::Data<HttpMetrics>) -> Result<HttpResponse, crate::ApiError> {
     let text = metrics.render().map_err(crate::ApiError::internal)?;
-    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(text))
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text))
 }

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
 
 pub struct HttpMetrics {
     registry: Registry,
@@ -13,21 +15,36 @@ pub struct HttpMetrics {
 
 impl HttpMetrics {
     pub fn new(service: &str) -> Result<Self, prometheus::Error> {
-        let registry = Registry::new_custom(None, Some(
-            [("service".to_owned(), service.to_owned())].into_iter().collect(),
-        ))?;
+        let registry = Registry::new_custom(
+            None,
+            Some(
+                [("service".to_owned(), service.to_owned())]
+                    .into_iter()
+                    .collect(),
+            ),
+        )?;
         let requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests served, by route, method and status"),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests served, by route, method and status",
+            ),
             &["method", "route", "status"],
         )?;
         let duration = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency")
-                .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency").buckets(
+                vec![
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
+            ),
             &["method", "route"],
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
-        Ok(Self { registry, requests, duration })
+        Ok(Self {
+            registry,
+            requests,
+            duration,
+        })
     }
 
     /// The registry, for services that add metrics of their own.

@@ -23,5 +23,7 @@ pub fn common() -> utoipa::openapi::OpenApi {
 pub(crate) struct OpenApiJson(pub(crate) String);
 
 pub(crate) async fn serve_openapi(doc: web::Data<OpenApiJson>) -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(doc.0.clone())
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(doc.0.clone())
 }

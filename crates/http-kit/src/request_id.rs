@@ -38,7 +38,8 @@ fn accept(value: &HeaderValue) -> Option<String> {
     let s = value.to_str().ok()?;
     let ok = !s.is_empty()
         && s.len() <= MAX_REQUEST_ID_LEN
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
     ok.then(|| s.to_owned())
 }
 
@@ -82,7 +83,9 @@ pub(crate) async fn request_context(
     let outcome = CURRENT
         .scope(id.clone(), async {
             // Rewrite inside the scope so the envelope carries the request id.
-            next.call(req).await.map(|res| ensure_envelope(res.map_into_boxed_body()))
+            next.call(req)
+                .await
+                .map(|res| ensure_envelope(res.map_into_boxed_body()))
         })
         .instrument(span.clone())
         .await;
@@ -90,7 +93,10 @@ pub(crate) async fn request_context(
     // from a middleware inside this one (there is none today), and actix renders it.
     let mut response = outcome?;
     let status = response.status();
-    let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     let elapsed = started.elapsed();
     if let Some(metrics) = metrics {
         metrics.observe(method.as_str(), &route, status.as_u16(), elapsed);
@@ -113,7 +119,11 @@ pub(crate) async fn request_context(
 fn ensure_envelope(response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error())
-        || response.response().extensions().get::<Enveloped>().is_some()
+        || response
+            .response()
+            .extensions()
+            .get::<Enveloped>()
+            .is_some()
     {
         return response;
     }
@@ -128,7 +138,9 @@ fn ensure_envelope(response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBod
     let mut new = envelope_response(status, code, message.to_owned(), None);
     // Keep headers such as Allow and Retry-After, but not the old body's type or length.
     for (name, value) in old.headers() {
-        if name != actix_web::http::header::CONTENT_TYPE && name != actix_web::http::header::CONTENT_LENGTH {
+        if name != actix_web::http::header::CONTENT_TYPE
+            && name != actix_web::http::header::CONTENT_LENGTH
+        {
             new.headers_mut().insert(name.clone(), value.clone());
         }
     }

@@ -72,7 +72,11 @@ where
             .app_data(metrics.clone())
             .app_data(doc.clone())
             .app_data(web::PayloadConfig::new(MAX_JSON_BYTES))
-            .app_data(web::JsonConfig::default().limit(MAX_JSON_BYTES).error_handler(actix_json_error))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(MAX_JSON_BYTES)
+                    .error_handler(actix_json_error),
+            )
             .app_data(web::PathConfig::default().error_handler(path_error))
             .app_data(web::QueryConfig::default().error_handler(actix_query_error))
             .wrap(from_fn(request_context))

@@ -7,7 +7,9 @@ use crate::config::LogFormat;
 /// Installs the global subscriber; a second call (tests) is a no-op.
 pub fn init(format: LogFormat, filter: &str) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true);
     let _ = match format {
         LogFormat::Json => builder
             .json()
@@ -22,6 +24,9 @@ pub fn init(format: LogFormat, filter: &str) {
 /// For tests: logs only when `TEST_LOG` is set, so test output stays readable.
 pub fn init_for_tests() {
     if std::env::var_os("TEST_LOG").is_some() {
-        init(LogFormat::Pretty, &std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
+        init(
+            LogFormat::Pretty,
+            &std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        );
     }
 }

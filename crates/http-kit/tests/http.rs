@@ -27,7 +27,9 @@ async fn by_id(id: web::Path<domain::TenantId>) -> HttpResponse {
 }
 
 async fn explode() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::internal(anyhow::anyhow!("connection to db.internal:5432 failed: password=hunter2")))
+    Err(ApiError::internal(anyhow::anyhow!(
+        "connection to db.internal:5432 failed: password=hunter2"
+    )))
 }
 
 fn settings() -> CommonSettings {
@@ -50,7 +52,11 @@ async fn spawn(ready_ok: bool) -> String {
     let readiness = Readiness::new(Duration::from_millis(300))
         .with(ReadinessCheck::new("postgres", || async { Ok(()) }))
         .with(ReadinessCheck::new("redis", move || async move {
-            if ready_ok { Ok(()) } else { Err("connection refused".to_owned()) }
+            if ready_ok {
+                Ok(())
+            } else {
+                Err("connection refused".to_owned())
+            }
         }))
         .with(ReadinessCheck::new("slow", move || async move {
             if !ready_ok {
@@ -59,7 +65,10 @@ async fn spawn(ready_ok: bool) -> String {
             Ok(())
         }));
     let http = ServiceHttp::new(
-        ServiceInfo { name: "probe", version: "9.9.9" },
+        ServiceInfo {
+            name: "probe",
+            version: "9.9.9",
+        },
         &settings(),
         readiness,
         utoipa::openapi::OpenApiBuilder::new().build(),
@@ -78,40 +87,94 @@ async fn spawn(ready_ok: bool) -> String {
 fn assert_envelope(body: &Value, code: &str) {
     assert_eq!(body["success"], false, "{body}");
     assert_eq!(body["error"], code, "{body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
-    assert!(body["request_id"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body["request_id"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
 }
 
 #[tokio::test]
 async fn request_ids_are_echoed_or_created() {
     let base = spawn(true).await;
     let client = reqwest::Client::new();
-    let res = client.get(format!("{base}/health")).header("x-request-id", "abc-123").send().await.expect("send");
+    let res = client
+        .get(format!("{base}/health"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(res.headers()["x-request-id"], "abc-123");
-    let res = client.get(format!("{base}/health")).send().await.expect("send");
-    let created = res.headers()["x-request-id"].to_str().expect("ascii").to_owned();
+    let res = client
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .expect("send");
+    let created = res.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
     assert_eq!(created.len(), 36, "a uuid: {created}");
     // An unsafe incoming id is replaced, not echoed.
-    let res = client.get(format!("{base}/nope")).header("x-request-id", "bad id!").send().await.expect("send");
-    let replaced = res.headers()["x-request-id"].to_str().expect("ascii").to_owned();
+    let res = client
+        .get(format!("{base}/nope"))
+        .header("x-request-id", "bad id!")
+        .send()
+        .await
+        .expect("send");
+    let replaced = res.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
     assert_ne!(replaced, "bad id!");
     let body: Value = res.json().await.expect("json");
-    assert_eq!(body["request_id"], replaced.as_str(), "the envelope carries the same id");
+    assert_eq!(
+        body["request_id"],
+        replaced.as_str(),
+        "the envelope carries the same id"
+    );
 }
 
 #[tokio::test]
 async fn health_openapi_and_metrics_are_served() {
     let base = spawn(true).await;
-    let health: Value = reqwest::get(format!("{base}/health")).await.expect("send").json().await.expect("json");
-    assert_eq!(health, json!({"status": "healthy", "service": "probe", "version": "9.9.9"}));
+    let health: Value = reqwest::get(format!("{base}/health"))
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        health,
+        json!({"status": "healthy", "service": "probe", "version": "9.9.9"})
+    );
     let ready = reqwest::get(format!("{base}/ready")).await.expect("send");
     assert_eq!(ready.status(), 200);
     let body: Value = ready.json().await.expect("json");
-    assert_eq!(body["checks"], json!({"postgres": "ok", "redis": "ok", "slow": "ok"}));
-    let doc: Value = reqwest::get(format!("{base}/api-docs/openapi.json")).await.expect("send").json().await.expect("json");
+    assert_eq!(
+        body["checks"],
+        json!({"postgres": "ok", "redis": "ok", "slow": "ok"})
+    );
+    let doc: Value = reqwest::get(format!("{base}/api-docs/openapi.json"))
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     assert!(doc["paths"]["/health"]["get"].is_object(), "{doc}");
-    assert!(doc["components"]["schemas"]["ErrorBody"].is_object(), "{doc}");
-    let metrics = reqwest::get(format!("{base}/metrics")).await.expect("send").text().await.expect("text");
+    assert!(
+        doc["components"]["schemas"]["ErrorBody"].is_object(),
+        "{doc}"
+    );
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
     assert!(metrics.contains("http_requests_total"), "{metrics}");
     assert!(metrics.contains("route=\"/health\""), "{metrics}");
     assert!(metrics.contains("service=\"probe\""), "{metrics}");
@@ -124,8 +187,14 @@ async fn ready_names_the_failed_dependencies() {
     assert_eq!(res.status(), 503);
     let body: Value = res.json().await.expect("json");
     assert_envelope(&body, "service_unavailable");
-    assert_eq!(body["details"], json!({"postgres": "ok", "redis": "unavailable", "slow": "timeout"}));
-    assert!(!body.to_string().contains("connection refused"), "no internals: {body}");
+    assert_eq!(
+        body["details"],
+        json!({"postgres": "ok", "redis": "unavailable", "slow": "timeout"})
+    );
+    assert!(
+        !body.to_string().contains("connection refused"),
+        "no internals: {body}"
+    );
 }
 
 #[tokio::test]
@@ -133,53 +202,119 @@ async fn every_error_path_renders_the_envelope() {
     let base = spawn(true).await;
     let client = reqwest::Client::new();
 
-    let res = client.get(format!("{base}/no/such/route")).send().await.expect("send");
+    let res = client
+        .get(format!("{base}/no/such/route"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(res.status(), 404);
     assert_envelope(&res.json().await.expect("json"), "not_found");
 
-    let res = client.delete(format!("{base}/things")).send().await.expect("send");
-    assert!(res.status() == 405 || res.status() == 404, "{}", res.status());
-    let code = if res.status() == 405 { "method_not_allowed" } else { "not_found" };
+    let res = client
+        .delete(format!("{base}/things"))
+        .send()
+        .await
+        .expect("send");
+    assert!(
+        res.status() == 405 || res.status() == 404,
+        "{}",
+        res.status()
+    );
+    let code = if res.status() == 405 {
+        "method_not_allowed"
+    } else {
+        "not_found"
+    };
     assert_envelope(&res.json().await.expect("json"), code);
 
-    let res = client.get(format!("{base}/things/not-a-uuid")).send().await.expect("send");
+    let res = client
+        .get(format!("{base}/things/not-a-uuid"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(res.status(), 400);
     let body: Value = res.json().await.expect("json");
     assert_envelope(&body, "validation_error");
     assert!(body["details"]["path"].is_array(), "{body}");
 
-    let res = client.post(format!("{base}/things")).body("{\"name\":").header("content-type", "application/json").send().await.expect("send");
+    let res = client
+        .post(format!("{base}/things"))
+        .body("{\"name\":")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(res.status(), 400);
     let body: Value = res.json().await.expect("json");
     assert_envelope(&body, "validation_error");
     assert!(body["details"]["body"].is_array(), "{body}");
 
-    let res = client.post(format!("{base}/things")).json(&json!({"name": "a", "size": 1, "admin": true})).send().await.expect("send");
+    let res = client
+        .post(format!("{base}/things"))
+        .json(&json!({"name": "a", "size": 1, "admin": true}))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(res.status(), 400);
     let body: Value = res.json().await.expect("json");
     assert_envelope(&body, "validation_error");
     assert_eq!(body["details"], json!({"admin": ["unknown field"]}));
 
-    let res = client.post(format!("{base}/things")).json(&json!({"name": "a", "size": -1})).send().await.expect("send");
+    let res = client
+        .post(format!("{base}/things"))
+        .json(&json!({"name": "a", "size": -1}))
+        .send()
+        .await
+        .expect("send");
     let body: Value = res.json().await.expect("json");
     assert_envelope(&body, "validation_error");
     assert!(body["details"]["size"].is_array(), "{body}");
 
-    let res = client.post(format!("{base}/things")).body("name=a").header("content-type", "application/x-www-form-urlencoded").send().await.expect("send");
+    let res = client
+        .post(format!("{base}/things"))
+        .body("name=a")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(res.status(), 415);
     assert_envelope(&res.json().await.expect("json"), "unsupported_media_type");
 
-    let big = format!("{{\"name\":\"{}\",\"size\":1}}", "a".repeat(2 * 1024 * 1024));
-    let res = client.post(format!("{base}/things")).body(big).header("content-type", "application/json").send().await.expect("send");
+    let big = format!(
+        "{{\"name\":\"{}\",\"size\":1}}",
+        "a".repeat(2 * 1024 * 1024)
+    );
+    let res = client
+        .post(format!("{base}/things"))
+        .body(big)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(res.status(), 413);
     assert_envelope(&res.json().await.expect("json"), "payload_too_large");
 
-    let res = client.get(format!("{base}/explode")).send().await.expect("send");
+    let res = client
+        .get(format!("{base}/explode"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(res.status(), 500);
     let text = res.text().await.expect("text");
-    assert!(!text.contains("hunter2") && !text.contains("db.internal"), "{text}");
-    assert_envelope(&serde_json::from_str(&text).expect("json"), "internal_error");
+    assert!(
+        !text.contains("hunter2") && !text.contains("db.internal"),
+        "{text}"
+    );
+    assert_envelope(
+        &serde_json::from_str(&text).expect("json"),
+        "internal_error",
+    );
 
-    let res = client.post(format!("{base}/things")).json(&json!({"name": "a", "size": 3})).send().await.expect("send");
+    let res = client
+        .post(format!("{base}/things"))
+        .json(&json!({"name": "a", "size": 3}))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(res.status(), 201);
 }

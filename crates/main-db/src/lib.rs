@@ -12,5 +12,7 @@ pub mod schema;
 pub mod tenants;
 pub mod users;
 
-pub use migrations::{applied_migrations, migrate_command, revert_all_migrations, run_migrations, MIGRATIONS};
+pub use migrations::{
+    applied_migrations, migrate_command, revert_all_migrations, run_migrations, MIGRATIONS,
+};
 pub use pool::{build_pool, connect, ping, probe, DbConnection, DbError, DbPool, PoolSettings};

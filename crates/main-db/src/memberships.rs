@@ -17,7 +17,12 @@ pub struct MembershipRow {
     pub joined_at: DateTime<Utc>,
 }
 
-pub async fn insert(conn: &mut AsyncPgConnection, user: UserId, tenant: TenantId, role: Role) -> QueryResult<MembershipRow> {
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    tenant: TenantId,
+    role: Role,
+) -> QueryResult<MembershipRow> {
     diesel::insert_into(memberships::table)
         .values((
             memberships::user_id.eq(user.into_uuid()),

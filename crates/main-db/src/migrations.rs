@@ -12,22 +12,27 @@ use crate::pool::connect;
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/main");
 
 /// Serialises concurrent `migrate` runs (two pods starting the migration Job at once).
-const MIGRATION_LOCK_KEY: i64 = 0x6d61_696e_5f64_62;
+const MIGRATION_LOCK_KEY: i64 = 0x006d_6169_6e5f_6462;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 async fn with_harness<T: Send + 'static>(
     url: &str,
-    work: impl FnOnce(&mut AsyncConnectionWrapper<AsyncPgConnection>) -> Result<T, BoxError> + Send + 'static,
+    work: impl FnOnce(&mut AsyncConnectionWrapper<AsyncPgConnection>) -> Result<T, BoxError>
+        + Send
+        + 'static,
 ) -> Result<T, BoxError> {
     let conn = connect(url, Duration::from_secs(10)).await?;
     // Diesel's migration harness is synchronous: run it off the async executor.
     tokio::task::spawn_blocking(move || {
         use diesel::RunQueryDsl;
-        let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> = AsyncConnectionWrapper::from(conn);
-        diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")).execute(&mut wrapper)?;
+        let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> =
+            AsyncConnectionWrapper::from(conn);
+        diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+            .execute(&mut wrapper)?;
         let result = work(&mut wrapper);
-        diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")).execute(&mut wrapper)?;
+        diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+            .execute(&mut wrapper)?;
         result
     })
     .await?
@@ -45,7 +50,11 @@ pub async fn run_migrations(url: &str) -> Result<Vec<String>, BoxError> {
 /// Versions already applied, oldest first.
 pub async fn applied_migrations(url: &str) -> Result<Vec<String>, BoxError> {
     with_harness(url, |conn| {
-        let mut applied: Vec<String> = conn.applied_migrations()?.into_iter().map(|v| v.to_string()).collect();
+        let mut applied: Vec<String> = conn
+            .applied_migrations()?
+            .into_iter()
+            .map(|v| v.to_string())
+            .collect();
         applied.sort();
         Ok(applied)
     })

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use deadpool::Runtime;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 pub type DbPool = Pool<AsyncPgConnection>;
@@ -70,7 +72,12 @@ pub async fn ping(pool: &DbPool) -> Result<(), DbError> {
 }
 
 /// A readiness probe over `pool` (for `/ready`).
-pub fn probe(pool: DbPool) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> + Send + Sync + 'static {
+pub fn probe(
+    pool: DbPool,
+) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+       + Send
+       + Sync
+       + 'static {
     move || {
         let pool = pool.clone();
         Box::pin(async move { ping(&pool).await.map_err(|e| e.to_string()) })

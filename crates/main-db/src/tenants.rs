@@ -93,9 +93,15 @@ pub async fn set_status(
 
 /// Tenants whose database should exist and be kept migrated: active and deactivated
 /// (which can be reactivated), optionally only one.
-pub async fn with_databases(conn: &mut AsyncPgConnection, only: Option<TenantId>) -> QueryResult<Vec<TenantRow>> {
+pub async fn with_databases(
+    conn: &mut AsyncPgConnection,
+    only: Option<TenantId>,
+) -> QueryResult<Vec<TenantRow>> {
     let mut query = tenants::table
-        .filter(tenants::status.eq_any([TenantStatus::Active.as_str(), TenantStatus::Deleted.as_str()]))
+        .filter(tenants::status.eq_any([
+            TenantStatus::Active.as_str(),
+            TenantStatus::Deleted.as_str(),
+        ]))
         .select(TenantRow::as_select())
         .order(tenants::created_at.asc())
         .into_boxed();
@@ -113,14 +119,18 @@ pub async fn transition(
     from: TenantStatus,
     to: TenantStatus,
 ) -> QueryResult<Option<TenantRow>> {
-    diesel::update(tenants::table.find(id.into_uuid()).filter(tenants::status.eq(from.as_str())))
-        .set((
-            tenants::status.eq(to.as_str()),
-            tenants::status_reason.eq(None::<String>),
-            tenants::updated_at.eq(diesel::dsl::now),
-        ))
-        .returning(TenantRow::as_returning())
-        .get_result(conn)
-        .await
-        .optional()
+    diesel::update(
+        tenants::table
+            .find(id.into_uuid())
+            .filter(tenants::status.eq(from.as_str())),
+    )
+    .set((
+        tenants::status.eq(to.as_str()),
+        tenants::status_reason.eq(None::<String>),
+        tenants::updated_at.eq(diesel::dsl::now),
+    ))
+    .returning(TenantRow::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
 }

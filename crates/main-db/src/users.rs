@@ -43,9 +43,15 @@ pub async fn insert(conn: &mut AsyncPgConnection, user: NewUser<'_>) -> QueryRes
         .await
 }
 
-pub async fn find_by_email(conn: &mut AsyncPgConnection, email: &Email) -> QueryResult<Option<UserRow>> {
+pub async fn find_by_email(
+    conn: &mut AsyncPgConnection,
+    email: &Email,
+) -> QueryResult<Option<UserRow>> {
     users::table
-        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>("lower(email) = ").bind::<diesel::sql_types::Text, _>(email.as_str()))
+        .filter(
+            diesel::dsl::sql::<diesel::sql_types::Bool>("lower(email) = ")
+                .bind::<diesel::sql_types::Text, _>(email.as_str()),
+        )
         .select(UserRow::as_select())
         .first(conn)
         .await

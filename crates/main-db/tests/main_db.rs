@@ -24,7 +24,9 @@ async fn tables(conn: &mut AsyncPgConnection) -> Vec<String> {
 }
 
 async fn connect(ctx: &TestContext) -> AsyncPgConnection {
-    AsyncPgConnection::establish(&ctx.main_url).await.expect("connect")
+    AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("connect")
 }
 
 fn is_violation(err: &diesel::result::Error, constraint: &str) -> bool {
@@ -41,15 +43,31 @@ async fn every_down_migration_undoes_its_up_migration() {
     let before = tables(&mut conn).await;
     assert!(before.contains(&"tenants".to_owned()), "{before:?}");
 
-    let reverted = main_db::revert_all_migrations(&ctx.main_url).await.expect("revert");
+    let reverted = main_db::revert_all_migrations(&ctx.main_url)
+        .await
+        .expect("revert");
     assert_eq!(reverted.len(), 4);
     assert_eq!(tables(&mut conn).await, ["__diesel_schema_migrations"]);
 
-    let applied = main_db::run_migrations(&ctx.main_url).await.expect("migrate");
+    let applied = main_db::run_migrations(&ctx.main_url)
+        .await
+        .expect("migrate");
     assert_eq!(applied.len(), 4);
     assert_eq!(tables(&mut conn).await, before);
-    assert!(main_db::run_migrations(&ctx.main_url).await.expect("again").is_empty(), "idempotent");
-    assert_eq!(main_db::applied_migrations(&ctx.main_url).await.expect("history").len(), 4);
+    assert!(
+        main_db::run_migrations(&ctx.main_url)
+            .await
+            .expect("again")
+            .is_empty(),
+        "idempotent"
+    );
+    assert_eq!(
+        main_db::applied_migrations(&ctx.main_url)
+            .await
+            .expect("history")
+            .len(),
+        4
+    );
 }
 
 #[tokio::test]
@@ -57,9 +75,19 @@ async fn emails_are_unique_whatever_their_case() {
     let ctx = TestContext::new().await;
     let mut conn = connect(&ctx).await;
     let email = Email::parse("Alice@Example.com").expect("valid");
-    let user = |email| NewUser { id: UserId::new(), email, password_hash: None, first_name: "A", last_name: "B" };
-    main_db::users::insert(&mut conn, user(&email)).await.expect("first");
-    let err = main_db::users::insert(&mut conn, user(&email)).await.expect_err("duplicate");
+    let user = |email| NewUser {
+        id: UserId::new(),
+        email,
+        password_hash: None,
+        first_name: "A",
+        last_name: "B",
+    };
+    main_db::users::insert(&mut conn, user(&email))
+        .await
+        .expect("first");
+    let err = main_db::users::insert(&mut conn, user(&email))
+        .await
+        .expect_err("duplicate");
     assert!(is_violation(&err, "users_email_lower_key"), "{err:?}");
     // A raw insert that bypasses Email still cannot store a non-normalised address.
     let err = diesel::sql_query("INSERT INTO users (id, email, first_name, last_name) VALUES (gen_random_uuid(), 'ALICE@example.com', 'a', 'b')")
@@ -67,7 +95,9 @@ async fn emails_are_unique_whatever_their_case() {
         .await
         .expect_err("not normalised");
     assert!(is_violation(&err, "users_email_normalised"), "{err:?}");
-    let found = main_db::users::find_by_email(&mut conn, &email).await.expect("query");
+    let found = main_db::users::find_by_email(&mut conn, &email)
+        .await
+        .expect("query");
     assert_eq!(found.map(|u| u.email), Some("alice@example.com".to_owned()));
 }
 
@@ -77,9 +107,10 @@ async fn constraints_protect_tenants_memberships_and_sso_configs() {
     let mut conn = connect(&ctx).await;
     let name = TenantName::parse("Acme").expect("valid");
     let db = TenantDatabaseName::generate(&name);
-    let tenant = main_db::tenants::insert_provisioning(&mut conn, TenantId::new(), &name, &db, None)
-        .await
-        .expect("insert");
+    let tenant =
+        main_db::tenants::insert_provisioning(&mut conn, TenantId::new(), &name, &db, None)
+            .await
+            .expect("insert");
     assert_eq!(tenant.status, "provisioning");
     let err = main_db::tenants::insert_provisioning(&mut conn, TenantId::new(), &name, &db, None)
         .await
@@ -90,37 +121,78 @@ async fn constraints_protect_tenants_memberships_and_sso_configs() {
         .batch_execute("INSERT INTO tenants (id, name, database_name) VALUES (gen_random_uuid(), 'x', 'tenant_x\"; DROP_deadbeef')")
         .await
         .expect_err("unsafe database name");
-    assert!(err.to_string().contains("tenants_database_name_shape"), "{err}");
+    assert!(
+        err.to_string().contains("tenants_database_name_shape"),
+        "{err}"
+    );
     let err = conn
-        .batch_execute(&format!("UPDATE tenants SET status = 'ready' WHERE id = '{}'", tenant.id))
+        .batch_execute(&format!(
+            "UPDATE tenants SET status = 'ready' WHERE id = '{}'",
+            tenant.id
+        ))
         .await
         .expect_err("unknown status");
     assert!(err.to_string().contains("tenants_status_check"), "{err}");
 
     let email = Email::parse("bob@example.com").expect("valid");
-    let user = main_db::users::insert(&mut conn, NewUser { id: UserId::new(), email: &email, password_hash: None, first_name: "B", last_name: "C" })
-        .await
-        .expect("user");
-    main_db::memberships::insert(&mut conn, UserId::from_uuid(user.id), tenant.tenant_id(), Role::Admin)
-        .await
-        .expect("membership");
-    let err = main_db::memberships::insert(&mut conn, UserId::from_uuid(user.id), tenant.tenant_id(), Role::Viewer)
-        .await
-        .expect_err("already a member");
-    assert!(is_violation(&err, "user_tenant_associations_pkey"), "{err:?}");
+    let user = main_db::users::insert(
+        &mut conn,
+        NewUser {
+            id: UserId::new(),
+            email: &email,
+            password_hash: None,
+            first_name: "B",
+            last_name: "C",
+        },
+    )
+    .await
+    .expect("user");
+    main_db::memberships::insert(
+        &mut conn,
+        UserId::from_uuid(user.id),
+        tenant.tenant_id(),
+        Role::Admin,
+    )
+    .await
+    .expect("membership");
+    let err = main_db::memberships::insert(
+        &mut conn,
+        UserId::from_uuid(user.id),
+        tenant.tenant_id(),
+        Role::Viewer,
+    )
+    .await
+    .expect_err("already a member");
+    assert!(
+        is_violation(&err, "user_tenant_associations_pkey"),
+        "{err:?}"
+    );
     let err = conn
-        .batch_execute(&format!("UPDATE user_tenant_associations SET role = 'owner' WHERE user_id = '{}'", user.id))
+        .batch_execute(&format!(
+            "UPDATE user_tenant_associations SET role = 'owner' WHERE user_id = '{}'",
+            user.id
+        ))
         .await
         .expect_err("unknown role");
-    assert!(err.to_string().contains("user_tenant_associations_role_check"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("user_tenant_associations_role_check"),
+        "{err}"
+    );
 
     let sso = format!(
         "INSERT INTO tenant_sso_configs (id, tenant_id, provider_tenant_id, client_id) VALUES (gen_random_uuid(), '{}', 'tid', 'cid')",
         tenant.id
     );
     conn.batch_execute(&sso).await.expect("first SSO config");
-    let err = conn.batch_execute(&sso).await.expect_err("second SSO config");
-    assert!(err.to_string().contains("tenant_sso_configs_tenant_key"), "{err}");
+    let err = conn
+        .batch_execute(&sso)
+        .await
+        .expect_err("second SSO config");
+    assert!(
+        err.to_string().contains("tenant_sso_configs_tenant_key"),
+        "{err}"
+    );
     let err = conn
         .batch_execute(&format!(
             "UPDATE tenant_sso_configs SET client_secret_encrypted = 'x' WHERE tenant_id = '{}'",
@@ -128,5 +200,9 @@ async fn constraints_protect_tenants_memberships_and_sso_configs() {
         ))
         .await
         .expect_err("secret without key id");
-    assert!(err.to_string().contains("tenant_sso_configs_secret_has_key"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("tenant_sso_configs_secret_has_key"),
+        "{err}"
+    );
 }

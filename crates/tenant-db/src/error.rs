@@ -27,7 +27,11 @@ impl TenantDbError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            Self::PoolExhausted(_) | Self::Pool(_) | Self::ConnectTimeout(_) | Self::Connection(_) | Self::TemplateBusy(_)
+            Self::PoolExhausted(_)
+                | Self::Pool(_)
+                | Self::ConnectTimeout(_)
+                | Self::Connection(_)
+                | Self::TemplateBusy(_)
         )
     }
 }

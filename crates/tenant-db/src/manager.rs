@@ -37,16 +37,22 @@ impl TenantDatabaseManager {
                 settings.template_database
             )));
         }
-        let admin = Pool::builder(AsyncDieselConnectionManager::<AsyncPgConnection>::new(settings.server_url.clone()))
-            .max_size(settings.admin_pool_size)
-            .wait_timeout(Some(settings.timeout))
-            .create_timeout(Some(settings.timeout))
-            .recycle_timeout(Some(settings.timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| TenantDbError::Pool(e.to_string()))?;
+        let admin = Pool::builder(AsyncDieselConnectionManager::<AsyncPgConnection>::new(
+            settings.server_url.clone(),
+        ))
+        .max_size(settings.admin_pool_size)
+        .wait_timeout(Some(settings.timeout))
+        .create_timeout(Some(settings.timeout))
+        .recycle_timeout(Some(settings.timeout))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| TenantDbError::Pool(e.to_string()))?;
         let pools = TenantPoolCache::new(settings.clone());
-        Ok(Self { settings, admin, pools })
+        Ok(Self {
+            settings,
+            admin,
+            pools,
+        })
     }
 
     pub fn settings(&self) -> &TenantDbSettings {
@@ -58,7 +64,10 @@ impl TenantDatabaseManager {
     }
 
     /// A pooled connection to a tenant's database.
-    pub async fn connection(&self, database: &TenantDatabaseName) -> Result<TenantConnection, TenantDbError> {
+    pub async fn connection(
+        &self,
+        database: &TenantDatabaseName,
+    ) -> Result<TenantConnection, TenantDbError> {
         self.pools.get(database).await
     }
 
@@ -75,16 +84,24 @@ impl TenantDatabaseManager {
         quote_identifier(&self.settings.template_database).unwrap_or_default()
     }
 
-    async fn admin(&self) -> Result<diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>, TenantDbError> {
-        self.admin.get().await.map_err(|e| TenantDbError::Pool(e.to_string()))
+    async fn admin(
+        &self,
+    ) -> Result<diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>, TenantDbError>
+    {
+        self.admin
+            .get()
+            .await
+            .map_err(|e| TenantDbError::Pool(e.to_string()))
     }
 
     async fn database_exists(&self, name: &str) -> Result<bool, TenantDbError> {
         let mut conn = self.admin().await?;
-        let row: Exists = diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
-            .bind::<Text, _>(name)
-            .get_result(&mut conn)
-            .await?;
+        let row: Exists = diesel::sql_query(
+            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists",
+        )
+        .bind::<Text, _>(name)
+        .get_result(&mut conn)
+        .await?;
         Ok(row.exists)
     }
 
@@ -100,17 +117,26 @@ impl TenantDatabaseManager {
             datname: String,
         }
         let mut conn = self.admin().await?;
-        let rows: Vec<Name> = diesel::sql_query("SELECT datname::text AS datname FROM pg_database WHERE datname = ANY($1)")
-            .bind::<diesel::sql_types::Array<Text>, _>(names)
-            .load(&mut conn)
-            .await?;
+        let rows: Vec<Name> = diesel::sql_query(
+            "SELECT datname::text AS datname FROM pg_database WHERE datname = ANY($1)",
+        )
+        .bind::<diesel::sql_types::Array<Text>, _>(names)
+        .load(&mut conn)
+        .await?;
         Ok(rows.into_iter().map(|r| r.datname).collect())
     }
 
     /// `CREATE DATABASE "<name>" TEMPLATE "<template>"`. The template must be migrated
     /// ([`Self::ensure_template`]); a template momentarily in use is retried briefly.
-    pub async fn create_from_template(&self, database: &TenantDatabaseName) -> Result<(), TenantDbError> {
-        let sql = format!("CREATE DATABASE {} TEMPLATE {}", database.quoted(), self.template_quoted());
+    pub async fn create_from_template(
+        &self,
+        database: &TenantDatabaseName,
+    ) -> Result<(), TenantDbError> {
+        let sql = format!(
+            "CREATE DATABASE {} TEMPLATE {}",
+            database.quoted(),
+            self.template_quoted()
+        );
         let started = tokio::time::Instant::now();
         let mut backoff = Duration::from_millis(20);
         loop {
@@ -129,7 +155,9 @@ impl TenantDatabaseManager {
                             backoff = (backoff * 2).min(Duration::from_millis(500));
                             continue;
                         }
-                        return Err(TenantDbError::TemplateBusy(self.settings.template_database.clone()));
+                        return Err(TenantDbError::TemplateBusy(
+                            self.settings.template_database.clone(),
+                        ));
                     }
                     return Err(e.into());
                 }
@@ -144,8 +172,11 @@ impl TenantDatabaseManager {
             tracing::warn!(database = %database, "dropping a tenant database whose connections are in use");
         }
         let mut conn = self.admin().await?;
-        conn.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", database.quoted()))
-            .await?;
+        conn.batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            database.quoted()
+        ))
+        .await?;
         Ok(())
     }
 
@@ -154,7 +185,10 @@ impl TenantDatabaseManager {
         let name = &self.settings.template_database;
         if !self.database_exists(name).await? {
             let mut conn = self.admin().await?;
-            match conn.batch_execute(&format!("CREATE DATABASE {}", self.template_quoted())).await {
+            match conn
+                .batch_execute(&format!("CREATE DATABASE {}", self.template_quoted()))
+                .await
+            {
                 Ok(()) => tracing::info!(template = %name, "created tenant template database"),
                 // Another instance created it first.
                 Err(e) if e.to_string().contains("already exists") => {}

@@ -59,9 +59,13 @@ fn redact(url: &str) -> String {
 }
 
 /// A read-only session: nothing it runs can change the database.
-async fn connect_read_only(url: &str, timeout: Duration) -> Result<AsyncPgConnection, TenantDbError> {
+async fn connect_read_only(
+    url: &str,
+    timeout: Duration,
+) -> Result<AsyncPgConnection, TenantDbError> {
     let mut conn = connect(url, timeout).await?;
-    conn.batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY").await?;
+    conn.batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        .await?;
     Ok(conn)
 }
 
@@ -79,21 +83,28 @@ struct VersionRow {
     run_on: NaiveDateTime,
 }
 
-async fn read_history(conn: &mut AsyncPgConnection) -> Result<Vec<AppliedMigration>, TenantDbError> {
-    let has: HasTable =
-        diesel::sql_query("SELECT to_regclass('public.__diesel_schema_migrations') IS NOT NULL AS present")
-            .get_result(conn)
-            .await?;
+async fn read_history(
+    conn: &mut AsyncPgConnection,
+) -> Result<Vec<AppliedMigration>, TenantDbError> {
+    let has: HasTable = diesel::sql_query(
+        "SELECT to_regclass('public.__diesel_schema_migrations') IS NOT NULL AS present",
+    )
+    .get_result(conn)
+    .await?;
     if !has.present {
         return Ok(Vec::new());
     }
-    let rows: Vec<VersionRow> =
-        diesel::sql_query("SELECT version::text AS version, run_on FROM __diesel_schema_migrations ORDER BY version")
-            .load(conn)
-            .await?;
+    let rows: Vec<VersionRow> = diesel::sql_query(
+        "SELECT version::text AS version, run_on FROM __diesel_schema_migrations ORDER BY version",
+    )
+    .load(conn)
+    .await?;
     Ok(rows
         .into_iter()
-        .map(|r| AppliedMigration { version: r.version, run_on: r.run_on.and_utc() })
+        .map(|r| AppliedMigration {
+            version: r.version,
+            run_on: r.run_on.and_utc(),
+        })
         .collect())
 }
 
@@ -105,8 +116,15 @@ pub async fn history(url: &str, timeout: Duration) -> Result<Vec<AppliedMigratio
 
 /// Migrations this binary would apply to the database at `url` (read-only).
 pub async fn pending(url: &str, timeout: Duration) -> Result<Vec<String>, TenantDbError> {
-    let applied: Vec<String> = history(url, timeout).await?.into_iter().map(|m| m.version).collect();
-    Ok(known_versions().into_iter().filter(|v| !applied.contains(v)).collect())
+    let applied: Vec<String> = history(url, timeout)
+        .await?
+        .into_iter()
+        .map(|m| m.version)
+        .collect();
+    Ok(known_versions()
+        .into_iter()
+        .filter(|v| !applied.contains(v))
+        .collect())
 }
 
 /// Applies pending migrations to the database at `url`, each in its own transaction,
@@ -115,14 +133,21 @@ pub async fn migrate(url: &str, timeout: Duration) -> Result<MigrationReport, Te
     let conn = connect(url, timeout).await?;
     // Diesel's harness is synchronous: run it on the blocking pool.
     tokio::task::spawn_blocking(move || {
-        let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> = AsyncConnectionWrapper::from(conn);
-        diesel::RunQueryDsl::execute(diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")), &mut wrapper)?;
+        let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> =
+            AsyncConnectionWrapper::from(conn);
+        diesel::RunQueryDsl::execute(
+            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")),
+            &mut wrapper,
+        )?;
         let result = wrapper
             .run_pending_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(ToString::to_string).collect())
             .map_err(|e| TenantDbError::Migration(e.to_string()));
         // The lock also ends with the session, which ends here.
-        let _ = diesel::RunQueryDsl::execute(diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")), &mut wrapper);
+        let _ = diesel::RunQueryDsl::execute(
+            diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")),
+            &mut wrapper,
+        );
         Ok(MigrationReport { applied: result? })
     })
     .await
@@ -176,11 +201,19 @@ async fn visit(target: &Target, mode: Mode, timeout: Duration) -> Result<Outcome
     match mode {
         Mode::Apply => {
             let report = migrate(&target.url, timeout).await?;
-            Ok(if report.applied.is_empty() { Outcome::UpToDate } else { Outcome::Applied(report.applied) })
+            Ok(if report.applied.is_empty() {
+                Outcome::UpToDate
+            } else {
+                Outcome::Applied(report.applied)
+            })
         }
         Mode::DryRun => {
             let pending = pending(&target.url, timeout).await?;
-            Ok(if pending.is_empty() { Outcome::UpToDate } else { Outcome::Pending(pending) })
+            Ok(if pending.is_empty() {
+                Outcome::UpToDate
+            } else {
+                Outcome::Pending(pending)
+            })
         }
         Mode::History => Ok(Outcome::History(history(&target.url, timeout).await?)),
     }
@@ -196,12 +229,21 @@ pub async fn run_many(
     mut on_result: impl FnMut(&TargetResult),
 ) -> Summary {
     let started = Instant::now();
-    let mut summary = Summary { total: targets.len(), ..Summary::default() };
+    let mut summary = Summary {
+        total: targets.len(),
+        ..Summary::default()
+    };
     let mut results = futures_util::stream::iter(targets)
         .map(|target| async move {
             let begun = Instant::now();
-            let outcome = visit(&target, mode, timeout).await.map_err(|e| e.to_string());
-            TargetResult { target, outcome, duration: begun.elapsed() }
+            let outcome = visit(&target, mode, timeout)
+                .await
+                .map_err(|e| e.to_string());
+            TargetResult {
+                target,
+                outcome,
+                duration: begun.elapsed(),
+            }
         })
         .buffer_unordered(concurrency.max(1));
     while let Some(result) = results.next().await {

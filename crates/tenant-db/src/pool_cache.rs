@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use deadpool::Runtime;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::AsyncPgConnection;
 use domain::TenantDatabaseName;
 use tokio::sync::Notify;
@@ -41,14 +43,18 @@ impl Inner {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
         // A panic while holding this lock leaves counts that are still consistent
         // (every change is a single statement), so a poisoned lock is safe to reuse.
-        self.pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.pools
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn build_pool(&self, name: &str) -> Result<TenantPool, TenantDbError> {
         let mut config = ManagerConfig::default();
         config.recycling_method = RecyclingMethod::Verified;
-        let manager =
-            AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(self.settings.url_for(name), config);
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+            self.settings.url_for(name),
+            config,
+        );
         Pool::builder(manager)
             .max_size(self.settings.connections_per_pool)
             .wait_timeout(Some(self.settings.timeout))
@@ -85,7 +91,14 @@ impl Inner {
             }
         }
         let pool = self.build_pool(name)?;
-        pools.insert(name.to_owned(), Entry { pool: pool.clone(), leases: 1, last_used: now });
+        pools.insert(
+            name.to_owned(),
+            Entry {
+                pool: pool.clone(),
+                leases: 1,
+                last_used: now,
+            },
+        );
         Ok(Some(pool))
     }
 
@@ -184,8 +197,13 @@ pub struct TenantPoolCache {
 impl TenantPoolCache {
     /// Must be called inside a Tokio runtime: it starts the idle sweep.
     pub fn new(settings: TenantDbSettings) -> Self {
-        let sweep_every = (settings.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
-        let inner = Arc::new(Inner { settings, pools: Mutex::new(HashMap::new()), released: Notify::new() });
+        let sweep_every =
+            (settings.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
+        let inner = Arc::new(Inner {
+            settings,
+            pools: Mutex::new(HashMap::new()),
+            released: Notify::new(),
+        });
         let weak: Weak<Inner> = Arc::downgrade(&inner);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(sweep_every);
@@ -205,7 +223,10 @@ impl TenantPoolCache {
 
     /// A connection to `database`, waiting (up to the timeout) when the cache is full of
     /// busy pools.
-    pub async fn get(&self, database: &TenantDatabaseName) -> Result<TenantConnection, TenantDbError> {
+    pub async fn get(
+        &self,
+        database: &TenantDatabaseName,
+    ) -> Result<TenantConnection, TenantDbError> {
         let name = database.as_str();
         let deadline = tokio::time::Instant::now() + self.inner.settings.timeout;
         loop {
@@ -214,9 +235,15 @@ impl TenantPoolCache {
             tokio::pin!(released);
             released.as_mut().enable();
             if let Some(pool) = self.inner.lease(name)? {
-                let lease = Lease { inner: Arc::clone(&self.inner), name: name.to_owned() };
+                let lease = Lease {
+                    inner: Arc::clone(&self.inner),
+                    name: name.to_owned(),
+                };
                 return match pool.get().await {
-                    Ok(connection) => Ok(TenantConnection { connection, _lease: lease }),
+                    Ok(connection) => Ok(TenantConnection {
+                        connection,
+                        _lease: lease,
+                    }),
                     // Evicted between lease and get cannot happen (leased pools are
                     // never evicted); anything else is a real failure.
                     Err(e) => Err(map_pool_error(e, name)),
@@ -254,10 +281,15 @@ impl TenantPoolCache {
     }
 }
 
-fn map_pool_error(e: diesel_async::pooled_connection::deadpool::PoolError, name: &str) -> TenantDbError {
+fn map_pool_error(
+    e: diesel_async::pooled_connection::deadpool::PoolError,
+    name: &str,
+) -> TenantDbError {
     use deadpool::managed::PoolError;
     match e {
-        PoolError::Timeout(kind) => TenantDbError::PoolExhausted(format!("{name}: {kind:?} timeout")),
+        PoolError::Timeout(kind) => {
+            TenantDbError::PoolExhausted(format!("{name}: {kind:?} timeout"))
+        }
         PoolError::Backend(backend) => TenantDbError::Pool(format!("{name}: {backend}")),
         other => TenantDbError::Pool(format!("{name}: {other}")),
     }

@@ -87,7 +87,9 @@ fn redact_password(url: &str) -> String {
 pub fn quote_identifier(name: &str) -> Option<String> {
     let ok = !name.is_empty()
         && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     ok.then(|| format!("\"{name}\""))
 }
 
@@ -97,8 +99,14 @@ mod tests {
 
     #[test]
     fn tenant_urls_replace_only_the_database() {
-        let s = TenantDbSettings::new("postgres://u:p%40ss@db.example:6543/saas_platform?sslmode=require", "tpl");
-        assert_eq!(s.url_for("tenant_a_00000001"), "postgres://u:p%40ss@db.example:6543/tenant_a_00000001?sslmode=require");
+        let s = TenantDbSettings::new(
+            "postgres://u:p%40ss@db.example:6543/saas_platform?sslmode=require",
+            "tpl",
+        );
+        assert_eq!(
+            s.url_for("tenant_a_00000001"),
+            "postgres://u:p%40ss@db.example:6543/tenant_a_00000001?sslmode=require"
+        );
         assert_eq!(s.connection_bound(), 50);
     }
 
@@ -106,12 +114,18 @@ mod tests {
     fn debug_output_hides_the_password() {
         let s = TenantDbSettings::new("postgres://u:hunter2@h/db", "tpl");
         let text = format!("{s:?}");
-        assert!(!text.contains("hunter2") && text.contains("u:%5Bredacted%5D@h"), "{text}");
+        assert!(
+            !text.contains("hunter2") && text.contains("u:%5Bredacted%5D@h"),
+            "{text}"
+        );
     }
 
     #[test]
     fn only_safe_identifiers_are_quoted() {
-        assert_eq!(quote_identifier("tenant_template").as_deref(), Some("\"tenant_template\""));
+        assert_eq!(
+            quote_identifier("tenant_template").as_deref(),
+            Some("\"tenant_template\"")
+        );
         for bad in ["", "a\"b", "Tenant", "a b", "x;drop", &"a".repeat(64)] {
             assert_eq!(quote_identifier(bad), None, "{bad:?}");
         }

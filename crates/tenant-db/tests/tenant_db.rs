@@ -68,10 +68,12 @@ async fn snapshot(url: &str) -> Vec<String> {
 
 async fn tables(url: &str) -> Vec<String> {
     let mut conn = connect(url).await;
-    let rows: Vec<Row> = diesel::sql_query("SELECT tablename::text AS name FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
-        .load(&mut conn)
-        .await
-        .expect("tables");
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT tablename::text AS name FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+    )
+    .load(&mut conn)
+    .await
+    .expect("tables");
     rows.into_iter().map(|r| r.name).collect()
 }
 
@@ -80,9 +82,11 @@ async fn create_outdated(manager: &TenantDatabaseManager, name: &TenantDatabaseN
     manager.create_from_template(name).await.expect("create");
     let latest = migrations::known_versions().pop().expect("a migration");
     let mut conn = connect(&manager.database_url(name)).await;
-    conn.batch_execute(&format!("DROP TABLE outbox; DELETE FROM __diesel_schema_migrations WHERE version = '{latest}'"))
-        .await
-        .expect("downgrade");
+    conn.batch_execute(&format!(
+        "DROP TABLE outbox; DELETE FROM __diesel_schema_migrations WHERE version = '{latest}'"
+    ))
+    .await
+    .expect("downgrade");
 }
 
 #[tokio::test]
@@ -93,9 +97,20 @@ async fn created_databases_are_migrated_copies_of_the_template() {
     assert!(!manager.exists(&name).await.expect("exists"));
     manager.create_from_template(&name).await.expect("create");
     assert!(manager.exists(&name).await.expect("exists"));
-    assert_eq!(tables(&manager.database_url(&name)).await, ["__diesel_schema_migrations", "documents", "files", "outbox"]);
-    assert!(migrations::pending(&manager.database_url(&name), Duration::from_secs(5)).await.expect("pending").is_empty());
-    let err = manager.create_from_template(&name).await.expect_err("twice");
+    assert_eq!(
+        tables(&manager.database_url(&name)).await,
+        ["__diesel_schema_migrations", "documents", "files", "outbox"]
+    );
+    assert!(
+        migrations::pending(&manager.database_url(&name), Duration::from_secs(5))
+            .await
+            .expect("pending")
+            .is_empty()
+    );
+    let err = manager
+        .create_from_template(&name)
+        .await
+        .expect_err("twice");
     assert!(matches!(err, TenantDbError::AlreadyExists(_)), "{err:?}");
 }
 
@@ -109,16 +124,31 @@ async fn dropping_a_database_with_open_connections_works() {
     // that stays connected.
     {
         let mut pooled = manager.connection(&name).await.expect("pooled");
-        diesel::sql_query("SELECT 1").execute(&mut *pooled).await.expect("query");
+        diesel::sql_query("SELECT 1")
+            .execute(&mut *pooled)
+            .await
+            .expect("query");
     }
     let mut foreign = connect(&manager.database_url(&name)).await;
-    diesel::sql_query("SELECT 1").execute(&mut foreign).await.expect("query");
+    diesel::sql_query("SELECT 1")
+        .execute(&mut foreign)
+        .await
+        .expect("query");
 
     manager.drop_database(&name).await.expect("drop");
     assert!(!manager.exists(&name).await.expect("exists"));
     assert_eq!(manager.pools().stats().pools, 0, "its pool was closed");
-    assert!(diesel::sql_query("SELECT 1").execute(&mut foreign).await.is_err(), "the foreign session was terminated");
-    manager.drop_database(&name).await.expect("dropping again is a no-op");
+    assert!(
+        diesel::sql_query("SELECT 1")
+            .execute(&mut foreign)
+            .await
+            .is_err(),
+        "the foreign session was terminated"
+    );
+    manager
+        .drop_database(&name)
+        .await
+        .expect("dropping again is a no-op");
 }
 
 #[tokio::test]
@@ -126,13 +156,27 @@ async fn ensure_template_creates_and_migrates_a_missing_template() {
     let ctx = TestContext::new().await;
     let template = format!("{}_fresh", ctx.tenant_template);
     ctx.track_database(&template);
-    let manager = TenantDatabaseManager::new(TenantDbSettings::new(ctx.main_url.clone(), template.clone())).expect("manager");
+    let manager = TenantDatabaseManager::new(TenantDbSettings::new(
+        ctx.main_url.clone(),
+        template.clone(),
+    ))
+    .expect("manager");
     let report = manager.ensure_template().await.expect("ensure");
     assert_eq!(report.applied, migrations::known_versions());
-    assert!(manager.ensure_template().await.expect("again").applied.is_empty());
+    assert!(manager
+        .ensure_template()
+        .await
+        .expect("again")
+        .applied
+        .is_empty());
     let name = new_name(&ctx, "From fresh");
-    manager.create_from_template(&name).await.expect("create from the new template");
-    assert!(tables(&manager.database_url(&name)).await.contains(&"documents".to_owned()));
+    manager
+        .create_from_template(&name)
+        .await
+        .expect("create from the new template");
+    assert!(tables(&manager.database_url(&name))
+        .await
+        .contains(&"documents".to_owned()));
 }
 
 #[tokio::test]
@@ -164,11 +208,13 @@ async fn the_pool_cache_never_exceeds_its_bound_under_a_burst() {
             let list: Vec<String> = names.iter().map(|n| n.as_str().to_owned()).collect();
             let mut peak = 0i64;
             while !std::sync::atomic::AtomicBool::load(&stop, Ordering::Relaxed) {
-                let c: Count = diesel::sql_query("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = ANY($1)")
-                    .bind::<diesel::sql_types::Array<Text>, _>(&list)
-                    .get_result(&mut conn)
-                    .await
-                    .expect("count");
+                let c: Count = diesel::sql_query(
+                    "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = ANY($1)",
+                )
+                .bind::<diesel::sql_types::Array<Text>, _>(&list)
+                .get_result(&mut conn)
+                .await
+                .expect("count");
                 peak = peak.max(c.n);
                 peak_cache.fetch_max(manager.pools().stats().open_connections, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -183,19 +229,30 @@ async fn the_pool_cache_never_exceeds_its_bound_under_a_burst() {
         tasks.push(tokio::spawn(async move {
             let name = &names[(i * 7) % names.len()];
             let mut conn = manager.connection(name).await?;
-            diesel::sql_query("SELECT pg_sleep(0.01)").execute(&mut *conn).await?;
+            diesel::sql_query("SELECT pg_sleep(0.01)")
+                .execute(&mut *conn)
+                .await?;
             Ok::<_, anyhow::Error>(())
         }));
     }
     for task in tasks {
-        task.await.expect("join").expect("every request is served, some after waiting");
+        task.await
+            .expect("join")
+            .expect("every request is served, some after waiting");
     }
     stop.store(true, Ordering::Relaxed);
     let peak_server = sampler.await.expect("sampler");
     let stats = manager.pools().stats();
     assert!(stats.pools <= 3, "{stats:?}");
-    assert!(AtomicUsize::load(&peak_cache, Ordering::Relaxed) <= bound, "cache peak {} > {bound}", AtomicUsize::load(&peak_cache, Ordering::Relaxed));
-    assert!(peak_server as usize <= bound, "server saw {peak_server} tenant connections > {bound}");
+    assert!(
+        AtomicUsize::load(&peak_cache, Ordering::Relaxed) <= bound,
+        "cache peak {} > {bound}",
+        AtomicUsize::load(&peak_cache, Ordering::Relaxed)
+    );
+    assert!(
+        peak_server as usize <= bound,
+        "server saw {peak_server} tenant connections > {bound}"
+    );
     assert!(peak_server > 0, "the sampler saw the burst");
 }
 
@@ -211,7 +268,11 @@ async fn a_full_cache_of_busy_pools_times_out_with_a_clear_error() {
     manager.create_from_template(&a).await.expect("create");
     manager.create_from_template(&b).await.expect("create");
     let held = manager.connection(&a).await.expect("a");
-    let err = manager.connection(&b).await.err().expect("cache full of busy pools");
+    let err = manager
+        .connection(&b)
+        .await
+        .err()
+        .expect("cache full of busy pools");
     assert!(matches!(err, TenantDbError::PoolExhausted(_)), "{err:?}");
     assert!(err.is_unavailable());
     drop(held);
@@ -229,9 +290,11 @@ async fn idle_pools_are_closed() {
     manager.create_from_template(&name).await.expect("create");
     drop(manager.connection(&name).await.expect("connection"));
     assert_eq!(manager.pools().stats().pools, 1);
-    testkit::wait_until(Duration::from_secs(5), || async { manager.pools().stats().pools == 0 })
-        .await
-        .expect("the idle pool is evicted");
+    testkit::wait_until(Duration::from_secs(5), || async {
+        manager.pools().stats().pools == 0
+    })
+    .await
+    .expect("the idle pool is evicted");
 }
 
 #[tokio::test]
@@ -242,29 +305,68 @@ async fn dry_run_and_history_change_nothing() {
     create_outdated(&manager, &outdated).await;
     // An empty database: a dry-run must not even create the version table.
     let empty = new_name(&ctx, "empty");
-    connect(&ctx.main_url).await.batch_execute(&format!("CREATE DATABASE {}", empty.quoted())).await.expect("create empty");
+    connect(&ctx.main_url)
+        .await
+        .batch_execute(&format!("CREATE DATABASE {}", empty.quoted()))
+        .await
+        .expect("create empty");
 
     let targets: Vec<Target> = [&outdated, &empty]
         .iter()
-        .map(|n| Target { label: n.to_string(), url: manager.database_url(n) })
+        .map(|n| Target {
+            label: n.to_string(),
+            url: manager.database_url(n),
+        })
         .collect();
-    let before = [snapshot(&targets[0].url).await, snapshot(&targets[1].url).await];
+    let before = [
+        snapshot(&targets[0].url).await,
+        snapshot(&targets[1].url).await,
+    ];
     let mut outcomes = Vec::new();
-    let summary = migrations::run_many(targets.clone(), Mode::DryRun, 2, Duration::from_secs(5), |r| {
-        outcomes.push((r.target.label.clone(), r.outcome.clone()));
-    })
+    let summary = migrations::run_many(
+        targets.clone(),
+        Mode::DryRun,
+        2,
+        Duration::from_secs(5),
+        |r| {
+            outcomes.push((r.target.label.clone(), r.outcome.clone()));
+        },
+    )
     .await;
     assert_eq!(summary.with_pending, 2, "{outcomes:?}");
     let latest = migrations::known_versions().pop().expect("a migration");
     for (label, outcome) in &outcomes {
-        let expected = if *label == outdated.to_string() { vec![latest.clone()] } else { migrations::known_versions() };
+        let expected = if *label == outdated.to_string() {
+            vec![latest.clone()]
+        } else {
+            migrations::known_versions()
+        };
         assert_eq!(outcome, &Ok(Outcome::Pending(expected)), "{label}");
     }
-    let history = migrations::run_many(targets.clone(), Mode::History, 2, Duration::from_secs(5), |_| {}).await;
+    let history = migrations::run_many(
+        targets.clone(),
+        Mode::History,
+        2,
+        Duration::from_secs(5),
+        |_| {},
+    )
+    .await;
     assert_eq!(history.failed, 0);
-    let after = [snapshot(&targets[0].url).await, snapshot(&targets[1].url).await];
-    assert_eq!(before, after, "dry-run and history left the databases unchanged");
-    assert!(!after[1].iter().any(|r| r.contains("__diesel_schema_migrations")), "{:?}", after[1]);
+    let after = [
+        snapshot(&targets[0].url).await,
+        snapshot(&targets[1].url).await,
+    ];
+    assert_eq!(
+        before, after,
+        "dry-run and history left the databases unchanged"
+    );
+    assert!(
+        !after[1]
+            .iter()
+            .any(|r| r.contains("__diesel_schema_migrations")),
+        "{:?}",
+        after[1]
+    );
 }
 
 #[tokio::test]
@@ -279,11 +381,18 @@ async fn migrating_all_continues_past_a_broken_database_and_reports_it() {
         create_outdated(&manager, name).await;
     }
     // Someone created a conflicting table by hand: the pending migration cannot apply.
-    connect(&manager.database_url(&broken)).await.batch_execute("CREATE TABLE outbox (x int)").await.expect("sabotage");
+    connect(&manager.database_url(&broken))
+        .await
+        .batch_execute("CREATE TABLE outbox (x int)")
+        .await
+        .expect("sabotage");
 
     let targets: Vec<Target> = [&good_a, &broken, &missing, &good_b]
         .iter()
-        .map(|n| Target { label: n.to_string(), url: manager.database_url(n) })
+        .map(|n| Target {
+            label: n.to_string(),
+            url: manager.database_url(n),
+        })
         .collect();
     let mut failures = Vec::new();
     let summary = migrations::run_many(targets, Mode::Apply, 2, Duration::from_secs(5), |r| {
@@ -292,16 +401,32 @@ async fn migrating_all_continues_past_a_broken_database_and_reports_it() {
         }
     })
     .await;
-    assert_eq!((summary.total, summary.migrated, summary.failed), (4, 2, 2), "{summary:?} {failures:?}");
+    assert_eq!(
+        (summary.total, summary.migrated, summary.failed),
+        (4, 2, 2),
+        "{summary:?} {failures:?}"
+    );
     let failed: Vec<&str> = failures.iter().map(|(l, _)| l.as_str()).collect();
-    assert!(failed.contains(&broken.as_str()) && failed.contains(&missing.as_str()), "{failures:?}");
+    assert!(
+        failed.contains(&broken.as_str()) && failed.contains(&missing.as_str()),
+        "{failures:?}"
+    );
     for good in [&good_a, &good_b] {
-        assert!(tables(&manager.database_url(good)).await.contains(&"outbox".to_owned()));
-        assert!(migrations::pending(&manager.database_url(good), Duration::from_secs(5)).await.expect("pending").is_empty());
+        assert!(tables(&manager.database_url(good))
+            .await
+            .contains(&"outbox".to_owned()));
+        assert!(
+            migrations::pending(&manager.database_url(good), Duration::from_secs(5))
+                .await
+                .expect("pending")
+                .is_empty()
+        );
     }
     // The broken database kept its state: the failed migration rolled back.
     assert_eq!(
-        migrations::pending(&manager.database_url(&broken), Duration::from_secs(5)).await.expect("pending"),
+        migrations::pending(&manager.database_url(&broken), Duration::from_secs(5))
+            .await
+            .expect("pending"),
         [migrations::known_versions().pop().expect("a migration")]
     );
 }

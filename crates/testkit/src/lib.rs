@@ -28,7 +28,7 @@ use tokio::sync::OnceCell;
 const MAIN_TEMPLATE_PREFIX: &str = "testkit_main_tpl_";
 const TENANT_TEMPLATE_PREFIX: &str = "testkit_tenant_tpl_";
 /// Serialises template building across test processes.
-const TEMPLATE_LOCK_KEY: i64 = 0x7465_7374_6b69_74;
+const TEMPLATE_LOCK_KEY: i64 = 0x0074_6573_746b_6974;
 
 pub mod service_contract;
 
@@ -102,7 +102,10 @@ async fn connect(url: &str) -> anyhow::Result<AsyncPgConnection> {
 }
 
 fn quote(name: &str) -> anyhow::Result<String> {
-    if name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+    if name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
         Ok(format!("\"{name}\""))
     } else {
         bail!("refusing unsafe database name {name:?}")
@@ -113,7 +116,8 @@ fn quote(name: &str) -> anyhow::Result<String> {
 pub async fn migrate_directory(url: &str, dir: PathBuf) -> anyhow::Result<()> {
     let conn = connect(url).await?;
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> = AsyncConnectionWrapper::from(conn);
+        let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> =
+            AsyncConnectionWrapper::from(conn);
         let source = FileBasedMigrations::from_path(&dir)
             .map_err(|e| anyhow::anyhow!("migrations at {}: {e}", dir.display()))?;
         wrapper
@@ -128,8 +132,11 @@ pub async fn migrate_directory(url: &str, dir: PathBuf) -> anyhow::Result<()> {
 pub async fn migrate_embedded(url: &str, migrations: EmbeddedMigrations) -> anyhow::Result<()> {
     let conn = connect(url).await?;
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> = AsyncConnectionWrapper::from(conn);
-        wrapper.run_pending_migrations(migrations).map_err(|e| anyhow::anyhow!("migrating: {e}"))?;
+        let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> =
+            AsyncConnectionWrapper::from(conn);
+        wrapper
+            .run_pending_migrations(migrations)
+            .map_err(|e| anyhow::anyhow!("migrating: {e}"))?;
         Ok(())
     })
     .await?
@@ -143,7 +150,11 @@ struct Templates {
 
 static TEMPLATES: OnceCell<Templates> = OnceCell::const_new();
 
-async fn ensure_template(admin: &mut AsyncPgConnection, name: &str, dir: PathBuf) -> anyhow::Result<()> {
+async fn ensure_template(
+    admin: &mut AsyncPgConnection,
+    name: &str,
+    dir: PathBuf,
+) -> anyhow::Result<()> {
     let rows: Vec<DbRow> = diesel::sql_query(
         "SELECT datname::text AS datname, datistemplate FROM pg_database WHERE datname = $1",
     )
@@ -155,13 +166,20 @@ async fn ensure_template(admin: &mut AsyncPgConnection, name: &str, dir: PathBuf
     }
     if !rows.is_empty() {
         // A build that died half-way.
-        admin.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", quote(name)?)).await?;
+        admin
+            .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", quote(name)?))
+            .await?;
     }
-    admin.batch_execute(&format!("CREATE DATABASE {}", quote(name)?)).await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {}", quote(name)?))
+        .await?;
     migrate_directory(&database_url(&server_url(), name), dir).await?;
     // Marking it a template is the last step: it says the build completed.
     admin
-        .batch_execute(&format!("ALTER DATABASE {} WITH IS_TEMPLATE true", quote(name)?))
+        .batch_execute(&format!(
+            "ALTER DATABASE {} WITH IS_TEMPLATE true",
+            quote(name)?
+        ))
         .await?;
     Ok(())
 }
@@ -175,7 +193,8 @@ async fn drop_stale(admin: &mut AsyncPgConnection, keep: &[&str]) -> anyhow::Res
     .await?;
     for row in rows {
         let name = row.datname;
-        let stale_template = (name.starts_with(MAIN_TEMPLATE_PREFIX) || name.starts_with(TENANT_TEMPLATE_PREFIX))
+        let stale_template = (name.starts_with(MAIN_TEMPLATE_PREFIX)
+            || name.starts_with(TENANT_TEMPLATE_PREFIX))
             && !keep.contains(&name.as_str());
         let dead_owner = name
             .strip_prefix("testkit_p")
@@ -184,8 +203,12 @@ async fn drop_stale(admin: &mut AsyncPgConnection, keep: &[&str]) -> anyhow::Res
             .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
         if stale_template || dead_owner {
             let quoted = quote(&name)?;
-            let _ = admin.batch_execute(&format!("ALTER DATABASE {quoted} WITH IS_TEMPLATE false")).await;
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")).await;
+            let _ = admin
+                .batch_execute(&format!("ALTER DATABASE {quoted} WITH IS_TEMPLATE false"))
+                .await;
+            let _ = admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+                .await;
         }
     }
     Ok(())
@@ -194,8 +217,14 @@ async fn drop_stale(admin: &mut AsyncPgConnection, keep: &[&str]) -> anyhow::Res
 async fn templates() -> anyhow::Result<&'static Templates> {
     TEMPLATES
         .get_or_try_init(|| async {
-            let main = format!("{MAIN_TEMPLATE_PREFIX}{}", migrations_hash(&main_migrations_dir())?);
-            let tenant = format!("{TENANT_TEMPLATE_PREFIX}{}", migrations_hash(&tenant_migrations_dir())?);
+            let main = format!(
+                "{MAIN_TEMPLATE_PREFIX}{}",
+                migrations_hash(&main_migrations_dir())?
+            );
+            let tenant = format!(
+                "{TENANT_TEMPLATE_PREFIX}{}",
+                migrations_hash(&tenant_migrations_dir())?
+            );
             let mut admin = connect(&server_url()).await?;
             diesel::sql_query("SELECT pg_advisory_lock($1)")
                 .bind::<diesel::sql_types::BigInt, _>(TEMPLATE_LOCK_KEY)
@@ -208,7 +237,9 @@ async fn templates() -> anyhow::Result<&'static Templates> {
             }
             .await;
             // The lock ends with the session anyway; unlock explicitly for clarity.
-            let _ = admin.batch_execute(&format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK_KEY})")).await;
+            let _ = admin
+                .batch_execute(&format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK_KEY})"))
+                .await;
             built?;
             Ok(Templates { main, tenant })
         })
@@ -233,17 +264,26 @@ pub struct TestContext {
 
 impl TestContext {
     pub async fn new() -> Self {
-        Self::try_new().await.expect("test databases (is PostgreSQL running? see README)")
+        Self::try_new()
+            .await
+            .expect("test databases (is PostgreSQL running? see README)")
     }
 
     pub async fn try_new() -> anyhow::Result<Self> {
         let templates = templates().await?;
-        let id = format!("p{}_{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let id = format!(
+            "p{}_{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         let main_db = format!("testkit_{id}_main");
         let tenant_template = format!("testkit_{id}_ttpl");
         let server_url = server_url();
         let mut admin = connect(&server_url).await?;
-        for (db, template) in [(&main_db, &templates.main), (&tenant_template, &templates.tenant)] {
+        for (db, template) in [
+            (&main_db, &templates.main),
+            (&tenant_template, &templates.tenant),
+        ] {
             create_from_template(&mut admin, db, template).await?;
         }
         Ok(Self {
@@ -264,7 +304,10 @@ impl TestContext {
 
     /// Drop `database` with this context (for databases a test creates directly).
     pub fn track_database(&self, database: impl Into<String>) {
-        self.tracked.lock().expect("not poisoned").push(database.into());
+        self.tracked
+            .lock()
+            .expect("not poisoned")
+            .push(database.into());
     }
 
     /// Settings a service reads, pointing at this test's databases and Redis prefix.
@@ -283,25 +326,38 @@ impl TestContext {
         .collect()
     }
 
-    async fn cleanup(main_url: String, server_url: String, mut databases: Vec<String>, redis_url: String, prefix: String) -> anyhow::Result<()> {
+    async fn cleanup(
+        main_url: String,
+        server_url: String,
+        mut databases: Vec<String>,
+        redis_url: String,
+        prefix: String,
+    ) -> anyhow::Result<()> {
         // Tenant databases the test provisioned are listed in its main database.
         if let Ok(mut main) = connect(&main_url).await {
-            let rows: Vec<NameRow> = diesel::sql_query("SELECT database_name::text AS name FROM tenants")
-                .load(&mut main)
-                .await
-                .unwrap_or_default();
+            let rows: Vec<NameRow> =
+                diesel::sql_query("SELECT database_name::text AS name FROM tenants")
+                    .load(&mut main)
+                    .await
+                    .unwrap_or_default();
             databases.extend(rows.into_iter().map(|r| r.name));
         }
         let mut admin = connect(&server_url).await?;
         for db in databases {
             admin
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote(&db)?))
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote(&db)?
+                ))
                 .await
                 .with_context(|| format!("dropping {db}"))?;
         }
         let client = redis::Client::open(redis_url)?;
         let mut conn = client.get_multiplexed_async_connection().await?;
-        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await?;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}*"))
+            .query_async(&mut conn)
+            .await?;
         if !keys.is_empty() {
             let _: () = redis::cmd("DEL").arg(keys).query_async(&mut conn).await?;
         }
@@ -309,8 +365,16 @@ impl TestContext {
     }
 }
 
-async fn create_from_template(admin: &mut AsyncPgConnection, db: &str, template: &str) -> anyhow::Result<()> {
-    let sql = format!("CREATE DATABASE {} TEMPLATE {}", quote(db)?, quote(template)?);
+async fn create_from_template(
+    admin: &mut AsyncPgConnection,
+    db: &str,
+    template: &str,
+) -> anyhow::Result<()> {
+    let sql = format!(
+        "CREATE DATABASE {} TEMPLATE {}",
+        quote(db)?,
+        quote(template)?
+    );
     // Another process may be finishing a CREATE from the same template: retry briefly.
     let mut attempt = 0;
     loop {
@@ -330,15 +394,23 @@ impl Drop for TestContext {
         let mut databases = self.tracked.lock().map(|t| t.clone()).unwrap_or_default();
         databases.push(self.main_db.clone());
         databases.push(self.tenant_template.clone());
-        let (main_url, server_url, redis_url, prefix) =
-            (self.main_url.clone(), self.server_url.clone(), self.redis_url.clone(), self.redis_prefix.clone());
+        let (main_url, server_url, redis_url, prefix) = (
+            self.main_url.clone(),
+            self.server_url.clone(),
+            self.redis_url.clone(),
+            self.redis_prefix.clone(),
+        );
         // Drop runs inside the test's runtime: clean up on a thread with its own.
         let outcome = std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(Self::cleanup(main_url, server_url, databases, redis_url, prefix)))
+                .and_then(|rt| {
+                    rt.block_on(Self::cleanup(
+                        main_url, server_url, databases, redis_url, prefix,
+                    ))
+                })
         })
         .join();
         match outcome {

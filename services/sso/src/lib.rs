@@ -11,7 +11,10 @@ use anyhow::Context;
 use http_kit::{CommonSettings, ConfigReader, Readiness, ReadinessCheck, ServiceHttp, ServiceInfo};
 use utoipa::OpenApi;
 
-pub const INFO: ServiceInfo = ServiceInfo { name: "sso", version: env!("CARGO_PKG_VERSION") };
+pub const INFO: ServiceInfo = ServiceInfo {
+    name: "sso",
+    version: env!("CARGO_PKG_VERSION"),
+};
 pub const DEFAULT_PORT: u16 = 5004;
 
 #[derive(Debug, Clone)]
@@ -20,7 +23,10 @@ pub struct Settings {
 }
 
 #[derive(OpenApi)]
-#[openapi(info(title = "sso", description = "Per-tenant Microsoft Entra ID single sign-on"))]
+#[openapi(info(
+    title = "sso",
+    description = "Per-tenant Microsoft Entra ID single sign-on"
+))]
 struct ApiDoc;
 
 /// This service's OpenAPI document (without the common operations endpoints, which
@@ -37,7 +43,9 @@ impl http_kit::cli::Service for Service {
     type Settings = Settings;
 
     fn read_settings(reader: &mut ConfigReader<'_>) -> Settings {
-        Settings { common: CommonSettings::read(reader, DEFAULT_PORT) }
+        Settings {
+            common: CommonSettings::read(reader, DEFAULT_PORT),
+        }
     }
 
     fn common(settings: &Settings) -> &CommonSettings {
@@ -58,12 +66,22 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server
     let common = &settings.common;
     let db = main_db::build_pool(
         common.database_url.expose(),
-        &main_db::PoolSettings { max_size: common.database_pool_size, timeout: common.database_timeout },
+        &main_db::PoolSettings {
+            max_size: common.database_pool_size,
+            timeout: common.database_timeout,
+        },
     )?;
-    let redis = cache::build_pool(common.redis_url.expose(), common.redis_pool_size, common.redis_timeout)?;
+    let redis = cache::build_pool(
+        common.redis_url.expose(),
+        common.redis_pool_size,
+        common.redis_timeout,
+    )?;
     let readiness = Readiness::new(common.ready_timeout)
         .with(ReadinessCheck::new("postgres", main_db::probe(db)))
-        .with(ReadinessCheck::new("redis", cache::probe(redis, common.redis_timeout)));
+        .with(ReadinessCheck::new(
+            "redis",
+            cache::probe(redis, common.redis_timeout),
+        ));
     let http = ServiceHttp::new(INFO, common, readiness, openapi())?;
     http_kit::server::start(listener, http, |_routes| {})
 }

@@ -16,10 +16,16 @@ mod settings;
 
 pub use settings::{Settings, DEFAULT_PORT};
 
-pub const INFO: ServiceInfo = ServiceInfo { name: "tenant", version: env!("CARGO_PKG_VERSION") };
+pub const INFO: ServiceInfo = ServiceInfo {
+    name: "tenant",
+    version: env!("CARGO_PKG_VERSION"),
+};
 
 #[derive(OpenApi)]
-#[openapi(info(title = "tenant", description = "Tenants, memberships and tenant databases"))]
+#[openapi(info(
+    title = "tenant",
+    description = "Tenants, memberships and tenant databases"
+))]
 struct ApiDoc;
 
 /// This service's OpenAPI document (the server merges in the common endpoints).
@@ -56,10 +62,17 @@ impl http_kit::cli::Service for Service {
 pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server> {
     let common = &settings.common;
     let db = main_db::build_pool(common.database_url.expose(), &settings.main_pool_settings())?;
-    let redis = cache::build_pool(common.redis_url.expose(), common.redis_pool_size, common.redis_timeout)?;
+    let redis = cache::build_pool(
+        common.redis_url.expose(),
+        common.redis_pool_size,
+        common.redis_timeout,
+    )?;
     let readiness = Readiness::new(common.ready_timeout)
         .with(ReadinessCheck::new("postgres", main_db::probe(db)))
-        .with(ReadinessCheck::new("redis", cache::probe(redis, common.redis_timeout)));
+        .with(ReadinessCheck::new(
+            "redis",
+            cache::probe(redis, common.redis_timeout),
+        ));
     let http = ServiceHttp::new(INFO, common, readiness, openapi())?;
     http_kit::server::start(listener, http, |_routes| {})
 }

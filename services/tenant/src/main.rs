@@ -24,14 +24,27 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Common(CommonCommand::Serve)) {
-        Command::Common(command) => http_kit::cli::run::<tenant::Service, _, _>(command, |url| async move {
-            main_db::migrate_command(url).await.map_err(|e| anyhow::anyhow!(e))
-        }),
-        Command::MigrateTenants(args) => http_kit::cli::run_with::<tenant::Service, _, _>(|settings| async move {
-            let show_progress = std::io::stderr().is_terminal();
-            let summary = migrate_tenants::run(&settings, &args, show_progress, |line| println!("{line}")).await?;
-            migrate_tenants::settle().await;
-            Ok(if summary.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
-        }),
+        Command::Common(command) => {
+            http_kit::cli::run::<tenant::Service, _, _>(command, |url| async move {
+                main_db::migrate_command(url)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))
+            })
+        }
+        Command::MigrateTenants(args) => {
+            http_kit::cli::run_with::<tenant::Service, _, _>(|settings| async move {
+                let show_progress = std::io::stderr().is_terminal();
+                let summary = migrate_tenants::run(&settings, &args, show_progress, |line| {
+                    println!("{line}")
+                })
+                .await?;
+                migrate_tenants::settle().await;
+                Ok(if summary.failed > 0 {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                })
+            })
+        }
     }
 }

@@ -59,13 +59,26 @@ pub fn describe(result: &TargetResult) -> String {
 
 pub fn describe_summary(summary: &Summary, mode: Mode) -> String {
     let seconds = summary.elapsed.as_secs_f64();
-    let rate = if seconds > 0.0 { summary.total as f64 / seconds } else { 0.0 };
+    let rate = if seconds > 0.0 {
+        summary.total as f64 / seconds
+    } else {
+        0.0
+    };
     let counts = match mode {
-        Mode::Apply => format!("{} migrated, {} up to date, {} failed", summary.migrated, summary.up_to_date, summary.failed),
-        Mode::DryRun => format!("{} with pending migrations, {} up to date, {} failed", summary.with_pending, summary.up_to_date, summary.failed),
+        Mode::Apply => format!(
+            "{} migrated, {} up to date, {} failed",
+            summary.migrated, summary.up_to_date, summary.failed
+        ),
+        Mode::DryRun => format!(
+            "{} with pending migrations, {} up to date, {} failed",
+            summary.with_pending, summary.up_to_date, summary.failed
+        ),
         Mode::History => format!("{} listed, {} failed", summary.up_to_date, summary.failed),
     };
-    format!("{} tenant databases: {counts} in {seconds:.2} s ({rate:.1} tenants/s)", summary.total)
+    format!(
+        "{} tenant databases: {counts} in {seconds:.2} s ({rate:.1} tenants/s)",
+        summary.total
+    )
 }
 
 /// Runs the command, writing lines to `line`; the summary counts tenants only (the
@@ -78,7 +91,10 @@ pub async fn run(
 ) -> anyhow::Result<Summary> {
     let mode = args.mode();
     let timeout = settings.tenant_db.timeout;
-    let db = main_db::build_pool(settings.common.database_url.expose(), &settings.main_pool_settings())?;
+    let db = main_db::build_pool(
+        settings.common.database_url.expose(),
+        &settings.main_pool_settings(),
+    )?;
     let manager = TenantDatabaseManager::new(settings.tenant_db.clone())?;
     let mut template_failed = false;
 
@@ -86,18 +102,32 @@ pub async fn run(
         let template = &settings.tenant_db.template_database;
         let started = std::time::Instant::now();
         let outcome = match mode {
-            Mode::Apply => manager
-                .ensure_template()
-                .await
-                .map(|r| if r.applied.is_empty() { Outcome::UpToDate } else { Outcome::Applied(r.applied) }),
+            Mode::Apply => manager.ensure_template().await.map(|r| {
+                if r.applied.is_empty() {
+                    Outcome::UpToDate
+                } else {
+                    Outcome::Applied(r.applied)
+                }
+            }),
             Mode::DryRun => migrations::pending(&manager.template_url(), timeout)
                 .await
-                .map(|p| if p.is_empty() { Outcome::UpToDate } else { Outcome::Pending(p) }),
-            Mode::History => migrations::history(&manager.template_url(), timeout).await.map(Outcome::History),
+                .map(|p| {
+                    if p.is_empty() {
+                        Outcome::UpToDate
+                    } else {
+                        Outcome::Pending(p)
+                    }
+                }),
+            Mode::History => migrations::history(&manager.template_url(), timeout)
+                .await
+                .map(Outcome::History),
         };
         template_failed = outcome.is_err();
         line(&describe(&TargetResult {
-            target: Target { label: format!("template {template}"), url: String::new() },
+            target: Target {
+                label: format!("template {template}"),
+                url: String::new(),
+            },
             outcome: outcome.map_err(|e| e.to_string()),
             duration: started.elapsed(),
         }));
@@ -108,7 +138,10 @@ pub async fn run(
         main_db::tenants::with_databases(&mut conn, args.tenant_id).await?
     };
     if let Some(id) = args.tenant_id {
-        anyhow::ensure!(!rows.is_empty(), "no tenant {id} with a database (active or deactivated)");
+        anyhow::ensure!(
+            !rows.is_empty(),
+            "no tenant {id} with a database (active or deactivated)"
+        );
     }
     let names: Vec<String> = rows.iter().map(|r| r.database_name.clone()).collect();
     let existing = manager.existing(&names).await?;
@@ -117,7 +150,10 @@ pub async fn run(
     for row in &rows {
         let label = format!("{} {}", row.id, row.database_name);
         if existing.contains(&row.database_name) {
-            targets.push(Target { label, url: settings.tenant_db.url_for(&row.database_name) });
+            targets.push(Target {
+                label,
+                url: settings.tenant_db.url_for(&row.database_name),
+            });
         } else if row.status() == TenantStatus::Deleted {
             // Purged: nothing to migrate.
             line(&format!("{label}: skipped (deactivated, database purged)"));
@@ -128,13 +164,21 @@ pub async fn run(
 
     let progress = indicatif::ProgressBar::with_draw_target(
         Some(targets.len() as u64),
-        if show_progress { indicatif::ProgressDrawTarget::stderr() } else { indicatif::ProgressDrawTarget::hidden() },
+        if show_progress {
+            indicatif::ProgressDrawTarget::stderr()
+        } else {
+            indicatif::ProgressDrawTarget::hidden()
+        },
     );
     progress.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} tenants, {per_sec}, eta {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} tenants, {per_sec}, eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let concurrency = args.concurrency.map_or(settings.migration_concurrency, usize::from);
+    let concurrency = args
+        .concurrency
+        .map_or(settings.migration_concurrency, usize::from);
     let mut summary = migrations::run_many(targets, mode, concurrency, timeout, |result| {
         let text = describe(result);
         progress.suspend(|| line(&text));
@@ -143,7 +187,9 @@ pub async fn run(
     .await;
     progress.finish_and_clear();
     for label in missing {
-        line(&format!("{label}: FAILED: the tenant's database does not exist"));
+        line(&format!(
+            "{label}: FAILED: the tenant's database does not exist"
+        ));
         summary.total += 1;
         summary.failed += 1;
     }

@@ -45,13 +45,18 @@ impl Provisioner {
 
     /// Creates a tenant and its database; returns it `active`, or `Failed` after
     /// recording the failure on the tenant.
-    pub async fn provision(&self, name: TenantName, creator: Option<UserId>) -> Result<TenantRow, ProvisionError> {
+    pub async fn provision(
+        &self,
+        name: TenantName,
+        creator: Option<UserId>,
+    ) -> Result<TenantRow, ProvisionError> {
         let id = TenantId::new();
         let database = TenantDatabaseName::generate(&name);
         let tenant = {
             let mut conn = self.db.get().await.map_err(main_db::DbError::from)?;
             conn.transaction::<_, diesel::result::Error, _>(async |tx| {
-                let tenant = tenants::insert_provisioning(tx, id, &name, &database, creator).await?;
+                let tenant =
+                    tenants::insert_provisioning(tx, id, &name, &database, creator).await?;
                 if let Some(creator) = creator {
                     main_db::memberships::insert(tx, creator, id, Role::Admin).await?;
                 }
@@ -66,12 +71,20 @@ impl Provisioner {
     /// Completes a `failed` provisioning.
     pub async fn retry(&self, id: TenantId) -> Result<TenantRow, ProvisionError> {
         let mut conn = self.db.get().await.map_err(main_db::DbError::from)?;
-        let tenant = tenants::find(&mut conn, id).await?.ok_or(ProvisionError::NotFound)?;
+        let tenant = tenants::find(&mut conn, id)
+            .await?
+            .ok_or(ProvisionError::NotFound)?;
         if tenant.status() != TenantStatus::Failed {
             return Err(ProvisionError::NotRetryable(tenant.status()));
         }
         // Claim it: a concurrent retry sees `provisioning` and stops.
-        let claimed = tenants::transition(&mut conn, id, TenantStatus::Failed, TenantStatus::Provisioning).await?;
+        let claimed = tenants::transition(
+            &mut conn,
+            id,
+            TenantStatus::Failed,
+            TenantStatus::Provisioning,
+        )
+        .await?;
         drop(conn);
         match claimed {
             Some(tenant) => self.complete(tenant).await,
@@ -94,10 +107,15 @@ impl Provisioner {
                 Err(TenantDbError::AlreadyExists(_)) => {}
                 Err(e) => return Err(e.to_string()),
             }
-            migrations::migrate(&self.tenants.database_url(&database), self.tenants.settings().timeout)
+            migrations::migrate(
+                &self.tenants.database_url(&database),
+                self.tenants.settings().timeout,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            self.activate(&tenant, &database)
                 .await
-                .map_err(|e| e.to_string())?;
-            self.activate(&tenant, &database).await.map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())
         }
         .await;
         match outcome {
@@ -109,7 +127,11 @@ impl Provisioner {
         }
     }
 
-    async fn activate(&self, tenant: &TenantRow, database: &TenantDatabaseName) -> Result<TenantRow, ProvisionError> {
+    async fn activate(
+        &self,
+        tenant: &TenantRow,
+        database: &TenantDatabaseName,
+    ) -> Result<TenantRow, ProvisionError> {
         let id = tenant.tenant_id();
         let event = EventEnvelope::new(
             Topic::TenantCreated,
@@ -121,12 +143,16 @@ impl Provisioner {
         let mut conn = self.db.get().await.map_err(main_db::DbError::from)?;
         let active = conn
             .transaction::<_, ProvisionError, _>(async |tx| {
-                let active = tenants::transition(tx, id, TenantStatus::Provisioning, TenantStatus::Active)
-                    .await?
-                    .ok_or(ProvisionError::NotRetryable(TenantStatus::Failed))?;
+                let active =
+                    tenants::transition(tx, id, TenantStatus::Provisioning, TenantStatus::Active)
+                        .await?
+                        .ok_or(ProvisionError::NotRetryable(TenantStatus::Failed))?;
                 events::enqueue(tx, &event)
                     .await
-                    .map_err(|e| ProvisionError::Failed { tenant_id: id, reason: e.to_string() })?;
+                    .map_err(|e| ProvisionError::Failed {
+                        tenant_id: id,
+                        reason: e.to_string(),
+                    })?;
                 Ok(active)
             })
             .await?;
@@ -156,6 +182,9 @@ impl Provisioner {
         if let Err(e) = recorded {
             tracing::error!(tenant.id = %id, error = %e, "could not record the provisioning failure");
         }
-        Err(ProvisionError::Failed { tenant_id: id, reason })
+        Err(ProvisionError::Failed {
+            tenant_id: id,
+            reason,
+        })
     }
 }

@@ -30,24 +30,51 @@ impl Settings {
         );
         let mut tenant_db = TenantDbSettings::new(common.database_url.expose().clone(), template);
         tenant_db.max_pools = r.optional("TENANT_POOL_MAX_POOLS", tenant_db.max_pools);
-        tenant_db.connections_per_pool = r.optional("TENANT_POOL_CONNECTIONS_PER_POOL", tenant_db.connections_per_pool);
-        tenant_db.idle_timeout = Duration::from_secs(r.optional("TENANT_POOL_IDLE_TIMEOUT_SECS", 300));
+        tenant_db.connections_per_pool = r.optional(
+            "TENANT_POOL_CONNECTIONS_PER_POOL",
+            tenant_db.connections_per_pool,
+        );
+        tenant_db.idle_timeout =
+            Duration::from_secs(r.optional("TENANT_POOL_IDLE_TIMEOUT_SECS", 300));
         tenant_db.timeout = Duration::from_millis(r.optional("TENANT_POOL_TIMEOUT_MS", 5000));
         tenant_db.admin_pool_size = r.optional("TENANT_ADMIN_POOL_SIZE", tenant_db.admin_pool_size);
-        r.check("TENANT_POOL_MAX_POOLS", (1..=10_000).contains(&tenant_db.max_pools), "must be between 1 and 10000");
+        r.check(
+            "TENANT_POOL_MAX_POOLS",
+            (1..=10_000).contains(&tenant_db.max_pools),
+            "must be between 1 and 10000",
+        );
         r.check(
             "TENANT_POOL_CONNECTIONS_PER_POOL",
             (1..=100).contains(&tenant_db.connections_per_pool),
             "must be between 1 and 100",
         );
-        r.check("TENANT_POOL_TIMEOUT_MS", !tenant_db.timeout.is_zero(), "must be positive");
-        r.check("TENANT_ADMIN_POOL_SIZE", (1..=100).contains(&tenant_db.admin_pool_size), "must be between 1 and 100");
+        r.check(
+            "TENANT_POOL_TIMEOUT_MS",
+            !tenant_db.timeout.is_zero(),
+            "must be positive",
+        );
+        r.check(
+            "TENANT_ADMIN_POOL_SIZE",
+            (1..=100).contains(&tenant_db.admin_pool_size),
+            "must be between 1 and 100",
+        );
         let migration_concurrency = r.optional("TENANT_MIGRATION_CONCURRENCY", 4);
-        r.check("TENANT_MIGRATION_CONCURRENCY", (1..=64).contains(&migration_concurrency), "must be between 1 and 64");
-        Self { common, tenant_db, migration_concurrency }
+        r.check(
+            "TENANT_MIGRATION_CONCURRENCY",
+            (1..=64).contains(&migration_concurrency),
+            "must be between 1 and 64",
+        );
+        Self {
+            common,
+            tenant_db,
+            migration_concurrency,
+        }
     }
 
     pub fn main_pool_settings(&self) -> main_db::PoolSettings {
-        main_db::PoolSettings { max_size: self.common.database_pool_size, timeout: self.common.database_timeout }
+        main_db::PoolSettings {
+            max_size: self.common.database_pool_size,
+            timeout: self.common.database_timeout,
+        }
     }
 }

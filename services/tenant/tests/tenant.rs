@@ -26,18 +26,34 @@ fn settings_with(ctx: &TestContext, extra: &[(&str, &str)]) -> Settings {
 }
 
 fn provisioner(settings: &Settings) -> (Provisioner, Arc<TenantDatabaseManager>) {
-    let db = main_db::build_pool(settings.common.database_url.expose(), &settings.main_pool_settings()).expect("pool");
-    let manager = Arc::new(TenantDatabaseManager::new(settings.tenant_db.clone()).expect("manager"));
+    let db = main_db::build_pool(
+        settings.common.database_url.expose(),
+        &settings.main_pool_settings(),
+    )
+    .expect("pool");
+    let manager =
+        Arc::new(TenantDatabaseManager::new(settings.tenant_db.clone()).expect("manager"));
     (Provisioner::new(db, manager.clone()), manager)
 }
 
 async fn create_user(ctx: &TestContext) -> UserId {
-    let mut conn = AsyncPgConnection::establish(&ctx.main_url).await.expect("connect");
+    let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("connect");
     let id = UserId::new();
     let email = Email::parse(&format!("{id}@example.com")).expect("valid");
-    main_db::users::insert(&mut conn, main_db::users::NewUser { id, email: &email, password_hash: None, first_name: "A", last_name: "B" })
-        .await
-        .expect("user");
+    main_db::users::insert(
+        &mut conn,
+        main_db::users::NewUser {
+            id,
+            email: &email,
+            password_hash: None,
+            first_name: "A",
+            last_name: "B",
+        },
+    )
+    .await
+    .expect("user");
     id
 }
 
@@ -65,7 +81,12 @@ async fn twenty_tenants_provisioned_concurrently_all_succeed_with_distinct_datab
         .map(|i| {
             let provisioner = provisioner.clone();
             // Equal names on purpose: they still get distinct databases.
-            let name = TenantName::parse(if i % 2 == 0 { "Acme Corp" } else { "Globex \"; DROP" }).expect("valid");
+            let name = TenantName::parse(if i % 2 == 0 {
+                "Acme Corp"
+            } else {
+                "Globex \"; DROP"
+            })
+            .expect("valid");
             tokio::spawn(async move { provisioner.provision(name, Some(creator)).await })
         })
         .collect();
@@ -75,14 +96,28 @@ async fn twenty_tenants_provisioned_concurrently_all_succeed_with_distinct_datab
         assert_eq!(tenant.status(), TenantStatus::Active);
         assert_eq!(tenant.created_by, Some(creator.into_uuid()));
         let database = tenant.database().expect("valid name");
-        assert!(manager.exists(&database).await.expect("exists"), "{database}");
-        assert!(migrations::pending(&manager.database_url(&database), Duration::from_secs(5)).await.expect("pending").is_empty());
+        assert!(
+            manager.exists(&database).await.expect("exists"),
+            "{database}"
+        );
+        assert!(
+            migrations::pending(&manager.database_url(&database), Duration::from_secs(5))
+                .await
+                .expect("pending")
+                .is_empty()
+        );
         databases.insert(database);
     }
     assert_eq!(databases.len(), 20);
 
-    let mut conn = AsyncPgConnection::establish(&ctx.main_url).await.expect("connect");
-    let events: Vec<String> = outbox::table.select(outbox::topic).load(&mut conn).await.expect("outbox");
+    let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("connect");
+    let events: Vec<String> = outbox::table
+        .select(outbox::topic)
+        .load(&mut conn)
+        .await
+        .expect("outbox");
     assert_eq!(events.len(), 20);
     assert!(events.iter().all(|t| t == "tenant.created"));
     let admins: i64 = user_tenant_associations::table
@@ -103,26 +138,49 @@ async fn a_failed_provisioning_is_recorded_leaves_no_database_and_can_be_retried
     ctx.track_database(&template);
     let settings = settings_with(&ctx, &[("TENANT_TEMPLATE_DATABASE", &template)]);
     let (provisioner, manager) = provisioner(&settings);
-    let err = provisioner.provision(TenantName::parse("Initech").expect("valid"), None).await.expect_err("no template");
-    let ProvisionError::Failed { tenant_id, reason } = err else { panic!("{err:?}") };
+    let err = provisioner
+        .provision(TenantName::parse("Initech").expect("valid"), None)
+        .await
+        .expect_err("no template");
+    let ProvisionError::Failed { tenant_id, reason } = err else {
+        panic!("{err:?}")
+    };
     assert!(reason.contains("does not exist"), "{reason}");
 
-    let mut conn = AsyncPgConnection::establish(&ctx.main_url).await.expect("connect");
-    let tenant = main_db::tenants::find(&mut conn, tenant_id).await.expect("query").expect("row kept");
+    let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("connect");
+    let tenant = main_db::tenants::find(&mut conn, tenant_id)
+        .await
+        .expect("query")
+        .expect("row kept");
     assert_eq!(tenant.status(), TenantStatus::Failed);
     assert_eq!(tenant.status_reason.as_deref(), Some(reason.as_str()));
     let database = tenant.database().expect("valid");
     assert!(!manager.exists(&database).await.expect("exists"));
-    let events: i64 = outbox::table.count().get_result(&mut conn).await.expect("count");
+    let events: i64 = outbox::table
+        .count()
+        .get_result(&mut conn)
+        .await
+        .expect("count");
     assert_eq!(events, 0, "no tenant.created for a failed tenant");
 
-    manager.ensure_template().await.expect("create the template");
+    manager
+        .ensure_template()
+        .await
+        .expect("create the template");
     let tenant = provisioner.retry(tenant_id).await.expect("retry succeeds");
     assert_eq!(tenant.status(), TenantStatus::Active);
     assert_eq!(tenant.status_reason, None);
     assert!(manager.exists(&database).await.expect("exists"));
-    let err = provisioner.retry(tenant_id).await.expect_err("only failed tenants are retried");
-    assert!(matches!(err, ProvisionError::NotRetryable(TenantStatus::Active)), "{err:?}");
+    let err = provisioner
+        .retry(tenant_id)
+        .await
+        .expect_err("only failed tenants are retried");
+    assert!(
+        matches!(err, ProvisionError::NotRetryable(TenantStatus::Active)),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -132,21 +190,46 @@ async fn a_failure_after_the_database_was_created_drops_it() {
     // then migrating it fails.
     let template = format!("{}_bad", ctx.tenant_template);
     ctx.track_database(&template);
-    let mut admin = AsyncPgConnection::establish(&ctx.main_url).await.expect("connect");
-    admin.batch_execute(&format!("CREATE DATABASE \"{template}\"")).await.expect("template");
+    let mut admin = AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("connect");
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{template}\""))
+        .await
+        .expect("template");
     {
-        let mut tpl = AsyncPgConnection::establish(&ctx.url_of(&template)).await.expect("connect template");
-        tpl.batch_execute("CREATE TABLE files (x int)").await.expect("conflicting table");
+        let mut tpl = AsyncPgConnection::establish(&ctx.url_of(&template))
+            .await
+            .expect("connect template");
+        tpl.batch_execute("CREATE TABLE files (x int)")
+            .await
+            .expect("conflicting table");
     }
     let settings = settings_with(&ctx, &[("TENANT_TEMPLATE_DATABASE", &template)]);
     let (provisioner, manager) = provisioner(&settings);
-    let err = provisioner.provision(TenantName::parse("Hooli").expect("valid"), None).await.expect_err("migration fails");
-    let ProvisionError::Failed { tenant_id, reason } = err else { panic!("{err:?}") };
+    let err = provisioner
+        .provision(TenantName::parse("Hooli").expect("valid"), None)
+        .await
+        .expect_err("migration fails");
+    let ProvisionError::Failed { tenant_id, reason } = err else {
+        panic!("{err:?}")
+    };
     assert!(reason.contains("files"), "{reason}");
-    let mut conn = AsyncPgConnection::establish(&ctx.main_url).await.expect("connect");
-    let tenant = main_db::tenants::find(&mut conn, tenant_id).await.expect("query").expect("row");
+    let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("connect");
+    let tenant = main_db::tenants::find(&mut conn, tenant_id)
+        .await
+        .expect("query")
+        .expect("row");
     assert_eq!(tenant.status(), TenantStatus::Failed);
-    assert!(!manager.exists(&tenant.database().expect("valid")).await.expect("exists"), "no orphan database");
+    assert!(
+        !manager
+            .exists(&tenant.database().expect("valid"))
+            .await
+            .expect("exists"),
+        "no orphan database"
+    );
 }
 
 fn run_cli(ctx: &TestContext, args: &[&str]) -> (i32, String) {
@@ -160,7 +243,10 @@ fn run_cli(ctx: &TestContext, args: &[&str]) -> (i32, String) {
         .output()
         .expect("run tenant");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    (output.status.code().unwrap_or(-1), format!("{stdout}{}", String::from_utf8_lossy(&output.stderr)))
+    (
+        output.status.code().unwrap_or(-1),
+        format!("{stdout}{}", String::from_utf8_lossy(&output.stderr)),
+    )
 }
 
 #[tokio::test]
@@ -170,38 +256,63 @@ async fn migrate_tenants_reports_each_tenant_and_fails_when_one_fails() {
     let (provisioner, manager) = provisioner(&settings);
     let mut tenants = Vec::new();
     for name in ["One", "Two", "Three"] {
-        tenants.push(provisioner.provision(TenantName::parse(name).expect("valid"), None).await.expect("provisioned"));
+        tenants.push(
+            provisioner
+                .provision(TenantName::parse(name).expect("valid"), None)
+                .await
+                .expect("provisioned"),
+        );
     }
     // Make all three look like an older release, and break the second.
     let latest = migrations::known_versions().pop().expect("a migration");
     for (i, tenant) in tenants.iter().enumerate() {
         let url = manager.database_url(&tenant.database().expect("valid"));
         let mut conn = AsyncPgConnection::establish(&url).await.expect("connect");
-        conn.batch_execute(&format!("DROP TABLE outbox; DELETE FROM __diesel_schema_migrations WHERE version = '{latest}'"))
-            .await
-            .expect("downgrade");
+        conn.batch_execute(&format!(
+            "DROP TABLE outbox; DELETE FROM __diesel_schema_migrations WHERE version = '{latest}'"
+        ))
+        .await
+        .expect("downgrade");
         if i == 1 {
-            conn.batch_execute("CREATE TABLE outbox (broken int)").await.expect("sabotage");
+            conn.batch_execute("CREATE TABLE outbox (broken int)")
+                .await
+                .expect("sabotage");
         }
     }
     drop(manager);
 
     let (code, out) = run_cli(&ctx, &["--dry-run"]);
     assert_eq!(code, 0, "{out}");
-    assert_eq!(out.matches(&format!("pending {latest}")).count(), 3, "{out}");
-    assert!(out.contains("3 tenant databases: 3 with pending migrations"), "{out}");
+    assert_eq!(
+        out.matches(&format!("pending {latest}")).count(),
+        3,
+        "{out}"
+    );
+    assert!(
+        out.contains("3 tenant databases: 3 with pending migrations"),
+        "{out}"
+    );
 
     let (code, out) = run_cli(&ctx, &["--concurrency", "2"]);
     assert_eq!(code, 1, "a failed tenant makes the run fail: {out}");
-    assert!(out.contains(&format!("{}: FAILED", tenants[1].id)) || out.contains("FAILED"), "{out}");
+    assert!(
+        out.contains(&format!("{}: FAILED", tenants[1].id)) || out.contains("FAILED"),
+        "{out}"
+    );
     assert!(out.contains("2 migrated, 0 up to date, 1 failed"), "{out}");
     assert!(out.contains("template"), "{out}");
 
     let (code, out) = run_cli(&ctx, &["--tenant-id", &tenants[0].id.to_string()]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("1 tenant databases: 0 migrated, 1 up to date, 0 failed"), "{out}");
+    assert!(
+        out.contains("1 tenant databases: 0 migrated, 1 up to date, 0 failed"),
+        "{out}"
+    );
 
-    let (code, out) = run_cli(&ctx, &["--history", "--tenant-id", &tenants[2].id.to_string()]);
+    let (code, out) = run_cli(
+        &ctx,
+        &["--history", "--tenant-id", &tenants[2].id.to_string()],
+    );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&latest), "{out}");
 
