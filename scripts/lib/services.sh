@@ -1,0 +1,112 @@
+# Shared by scripts/dev-up.sh, scripts/test.sh and .ci/run: find or start PostgreSQL
+# and Redis. Sourced, not run.
+#
+# ensure_postgres sets PG_SERVER_URL (a superuser URL to the `postgres` database):
+#   1. PG_SERVER_URL if already set;
+#   2. the server on 127.0.0.1:5432 if it accepts user postgres without a password;
+#   3. this machine's cluster, started with pg_ctlcluster (root only);
+#   4. a private cluster (port 55432) from the machine's binaries, installing Debian's
+#      postgresql package first when missing and permitted (root, apt-get, and
+#      PLATFORM_NO_INSTALL unset).
+# ensure_redis sets REDIS_SERVER_URL the same way (private server on port 56379).
+
+PLATFORM_ROOT="${PLATFORM_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+
+log() { printf '%s\n' "$*" >&2; }
+
+is_root() { [ "$(id -u)" = 0 ]; }
+
+# Where private servers keep their data. The postgres user must reach it, so as root
+# it lives under /var/tmp rather than in a home or work directory it cannot enter.
+state_dir() {
+  if [ -n "${PLATFORM_STATE_DIR:-}" ]; then echo "$PLATFORM_STATE_DIR"
+  elif is_root; then echo /var/tmp/saas-platform
+  else echo "$PLATFORM_ROOT/.local"
+  fi
+}
+
+apt_install() {
+  if [ -n "${PLATFORM_NO_INSTALL:-}" ] || ! is_root || ! command -v apt-get >/dev/null; then
+    log "missing: $* (install it, or run as root to let this script install it)"
+    return 1
+  fi
+  log "installing $* from Debian's packages"
+  if [ -z "${APT_UPDATED:-}" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+pg_bin_dir() {
+  ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+}
+
+pg_accepts() { # host port
+  local bin
+  bin="$(pg_bin_dir)"
+  [ -n "$bin" ] || return 1
+  "$bin/psql" "postgresql://postgres@$1:$2/postgres" -Atqc 'SELECT 1' >/dev/null 2>&1
+}
+
+ensure_postgres() {
+  if [ -n "${PG_SERVER_URL:-}" ]; then return 0; fi
+  if [ -z "$(pg_bin_dir)" ]; then apt_install postgresql || return 1; fi
+  if pg_accepts 127.0.0.1 5432; then
+    PG_SERVER_URL="postgresql://postgres@127.0.0.1:5432/postgres"; export PG_SERVER_URL; return 0
+  fi
+  if is_root && command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+    local version
+    version="$(ls /etc/postgresql | sort -V | tail -n 1)"
+    if [ -n "$version" ] && pg_ctlcluster --skip-systemctl-redirect "$version" main start >/dev/null 2>&1 \
+       && pg_accepts 127.0.0.1 5432; then
+      log "started the machine's PostgreSQL $version"
+      PG_SERVER_URL="postgresql://postgres@127.0.0.1:5432/postgres"; export PG_SERVER_URL; return 0
+    fi
+  fi
+  local bin dir port=55432
+  bin="$(pg_bin_dir)"
+  dir="$(state_dir)/postgres"
+  if ! pg_accepts 127.0.0.1 "$port"; then
+    mkdir -p "$dir"
+    local run=()
+    if is_root; then chown postgres: "$dir"; chmod 700 "$dir"; run=(runuser -u postgres --); fi
+    if [ ! -f "$dir/PG_VERSION" ]; then
+      "${run[@]}" "$bin/initdb" -D "$dir" -U postgres --auth=trust --no-sync >/dev/null
+    fi
+    log "starting a private PostgreSQL on 127.0.0.1:$port ($dir)"
+    "${run[@]}" "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
+  fi
+  PG_SERVER_URL="postgresql://postgres@127.0.0.1:$port/postgres"; export PG_SERVER_URL
+}
+
+redis_answers() { # port
+  redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null | grep -q PONG
+}
+
+ensure_redis() {
+  if [ -n "${REDIS_SERVER_URL:-}" ]; then return 0; fi
+  if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    apt_install redis-server || return 1
+  fi
+  if redis_answers 6379; then
+    REDIS_SERVER_URL="redis://127.0.0.1:6379"; export REDIS_SERVER_URL; return 0
+  fi
+  local port=56379 dir
+  dir="$(state_dir)/redis"
+  if ! redis_answers "$port"; then
+    mkdir -p "$dir"
+    log "starting a private Redis on 127.0.0.1:$port ($dir)"
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
+      --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
+    local i
+    for i in $(seq 1 50); do redis_answers "$port" && break; sleep 0.1; done
+  fi
+  REDIS_SERVER_URL="redis://127.0.0.1:$port"; export REDIS_SERVER_URL
+}
+
+# postgres URL of database $2 on the server of URL $1
+database_url_for() {
+  printf '%s\n' "${1%/*}/$2"
+}

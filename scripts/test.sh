@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace against real PostgreSQL and Redis: the ones given
+# by TEST_DATABASE_URL / TEST_REDIS_URL, else those on this machine, else private ones
+# it starts (see scripts/lib/services.sh). Extra arguments go to cargo nextest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/services.sh
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
+if [ -n "${TEST_DATABASE_URL:-}" ]; then PG_SERVER_URL="$TEST_DATABASE_URL"; fi
+if [ -n "${TEST_REDIS_URL:-}" ]; then REDIS_SERVER_URL="$TEST_REDIS_URL"; fi
+ensure_postgres
+ensure_redis
+export TEST_DATABASE_URL="$PG_SERVER_URL" TEST_REDIS_URL="$REDIS_SERVER_URL"
+log "tests use PostgreSQL at ${TEST_DATABASE_URL%%\?*} and Redis at $TEST_REDIS_URL"
+
+exec cargo nextest run --workspace "$@"
