@@ -21,12 +21,3 @@ pub fn init(format: LogFormat, filter: &str) {
     };
 }
 
-/// For tests: logs only when `TEST_LOG` is set, so test output stays readable.
-pub fn init_for_tests() {
-    if std::env::var_os("TEST_LOG").is_some() {
-        init(
-            LogFormat::Pretty,
-            &std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        );
-    }
-}

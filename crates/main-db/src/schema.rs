@@ -1,31 +1,18 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
-    documents (id) {
+    audit_logs (id) {
         id -> Uuid,
-        #[max_length = 255]
-        filename -> Varchar,
-        #[max_length = 255]
-        mime_type -> Varchar,
-        file_id -> Uuid,
-        user_id -> Uuid,
-        created_by -> Uuid,
-        processing_status -> Text,
-        created_at -> Timestamptz,
-        updated_at -> Timestamptz,
-    }
-}
-
-diesel::table! {
-    files (id) {
-        id -> Uuid,
-        #[max_length = 32]
-        md5_hash -> Bpchar,
-        #[max_length = 64]
-        sha256_hash -> Bpchar,
-        s3_path -> Text,
-        file_size -> Int8,
-        created_at -> Timestamptz,
+        event_id -> Uuid,
+        tenant_id -> Nullable<Uuid>,
+        actor_id -> Nullable<Uuid>,
+        action -> Text,
+        resource_type -> Nullable<Text>,
+        resource_id -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+        details -> Jsonb,
+        occurred_at -> Timestamptz,
+        recorded_at -> Timestamptz,
     }
 }
 
@@ -42,6 +29,124 @@ diesel::table! {
     }
 }
 
-diesel::joinable!(documents -> files (file_id));
+diesel::table! {
+    refresh_tokens (jti) {
+        jti -> Uuid,
+        user_id -> Uuid,
+        family_id -> Uuid,
+        parent_jti -> Nullable<Uuid>,
+        issued_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+        revoked_reason -> Nullable<Text>,
+    }
+}
 
-diesel::allow_tables_to_appear_in_same_query!(documents, files, outbox,);
+diesel::table! {
+    tenant_sso_configs (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        provider -> Text,
+        provider_tenant_id -> Text,
+        client_id -> Text,
+        client_secret_encrypted -> Nullable<Text>,
+        encryption_key_id -> Nullable<Text>,
+        redirect_uri -> Nullable<Text>,
+        is_enabled -> Bool,
+        config_metadata -> Jsonb,
+        auto_provisioning -> Bool,
+        default_role -> Text,
+        sync_attributes_on_login -> Bool,
+        allowed_email_domains -> Array<Nullable<Text>>,
+        allowed_azure_groups -> Array<Nullable<Text>>,
+        group_role_mapping -> Jsonb,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    tenants (id) {
+        id -> Uuid,
+        #[max_length = 255]
+        name -> Varchar,
+        #[max_length = 63]
+        database_name -> Varchar,
+        is_active -> Bool,
+        status -> Text,
+        status_reason -> Nullable<Text>,
+        auth_method -> Text,
+        sso_domain_whitelist -> Array<Nullable<Text>>,
+        sso_auto_provisioning -> Bool,
+        sso_default_role -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        created_by -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    user_azure_identities (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        tenant_id -> Uuid,
+        azure_tenant_id -> Text,
+        azure_object_id -> Text,
+        azure_upn -> Nullable<Text>,
+        azure_display_name -> Nullable<Text>,
+        access_token_encrypted -> Nullable<Text>,
+        refresh_token_encrypted -> Nullable<Text>,
+        id_token_encrypted -> Nullable<Text>,
+        encryption_key_id -> Nullable<Text>,
+        token_expires_at -> Nullable<Timestamptz>,
+        needs_reauth -> Bool,
+        last_sync -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    user_tenant_associations (user_id, tenant_id) {
+        user_id -> Uuid,
+        tenant_id -> Uuid,
+        role -> Text,
+        joined_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Uuid,
+        #[max_length = 255]
+        email -> Varchar,
+        password_hash -> Nullable<Text>,
+        #[max_length = 100]
+        first_name -> Varchar,
+        #[max_length = 100]
+        last_name -> Varchar,
+        is_active -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(refresh_tokens -> users (user_id));
+diesel::joinable!(tenant_sso_configs -> tenants (tenant_id));
+diesel::joinable!(tenants -> users (created_by));
+diesel::joinable!(user_azure_identities -> tenants (tenant_id));
+diesel::joinable!(user_azure_identities -> users (user_id));
+diesel::joinable!(user_tenant_associations -> tenants (tenant_id));
+diesel::joinable!(user_tenant_associations -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    audit_logs,
+    outbox,
+    refresh_tokens,
+    tenant_sso_configs,
+    tenants,
+    user_azure_identities,
+    user_tenant_associations,
+    users,
+);
