@@ -51,19 +51,30 @@ impl Provisioner {
         creator: Option<UserId>,
     ) -> Result<TenantRow, ProvisionError> {
         let id = TenantId::new();
-        let database = TenantDatabaseName::generate(&name);
-        let tenant = {
-            let mut conn = self.db.get().await.map_err(main_db::DbError::from)?;
-            conn.transaction::<_, diesel::result::Error, _>(async |tx| {
-                let tenant =
-                    tenants::insert_provisioning(tx, id, &name, &database, creator).await?;
-                if let Some(creator) = creator {
-                    main_db::memberships::insert(tx, creator, id, Role::Admin).await?;
-                }
-                Ok(tenant)
-            })
-            .await?
+        let mut conn = self.db.get().await.map_err(main_db::DbError::from)?;
+        // The 32-bit suffix makes equal slugs collide rarely; the unique constraint
+        // catches it and a new name is drawn.
+        let mut attempts = 0;
+        let (tenant, database) = loop {
+            attempts += 1;
+            let database = TenantDatabaseName::generate(&name);
+            let inserted = conn
+                .transaction::<_, diesel::result::Error, _>(async |tx| {
+                    let tenant = tenants::insert_provisioning(tx, id, &name, &database, creator).await?;
+                    if let Some(creator) = creator {
+                        main_db::memberships::insert(tx, creator, id, Role::Admin).await?;
+                    }
+                    Ok(tenant)
+                })
+                .await;
+            match inserted {
+                Ok(tenant) => break (tenant, database),
+                Err(diesel::result::Error::DatabaseError(_, info))
+                    if attempts < 3 && info.constraint_name() == Some("tenants_database_name_key") => {}
+                Err(e) => return Err(e.into()),
+            }
         };
+        drop(conn);
         tracing::info!(tenant.id = %id, database = %database, "provisioning tenant");
         self.complete(tenant).await
     }
