@@ -3,7 +3,11 @@
 
 use std::fmt::Debug;
 use std::future::Future;
+use std::net::TcpListener;
 use std::process::ExitCode;
+
+use actix_web::dev::Server;
+use anyhow::Context;
 
 use crate::config::{ConfigErrors, ConfigReader, ProcessEnv};
 use crate::{telemetry, CommonSettings, ServiceInfo};
@@ -30,8 +34,18 @@ pub trait Service {
 
     fn read_settings(reader: &mut ConfigReader<'_>) -> Self::Settings;
     fn common(settings: &Self::Settings) -> &CommonSettings;
-    /// Serves until SIGTERM/SIGINT.
-    fn serve(settings: Self::Settings) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Builds the service's HTTP server on `listener` (tests and the binary call it).
+    fn start(settings: Self::Settings, listener: TcpListener) -> anyhow::Result<Server>;
+}
+
+/// Binds the configured address and serves until SIGTERM/SIGINT.
+pub async fn serve<S: Service>(settings: S::Settings) -> anyhow::Result<()> {
+    let address = S::common(&settings).bind_address();
+    let listener = TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
+    tracing::info!(%address, service = S::INFO.name, version = S::INFO.version, "listening");
+    S::start(settings, listener)?.await?;
+    tracing::info!(service = S::INFO.name, "stopped");
+    Ok(())
 }
 
 /// Reads settings from the environment (and a `.env` file, in development).
@@ -90,7 +104,7 @@ where
 {
     run_with::<S, _, _>(|settings| async move {
         match command {
-            CommonCommand::Serve => S::serve(settings).await?,
+            CommonCommand::Serve => serve::<S>(settings).await?,
             CommonCommand::CheckConfig => {
                 println!("{}: configuration is valid\n{settings:#?}", S::INFO.name);
             }

@@ -94,6 +94,28 @@ where
     Ok(server.listen(listener)?.run())
 }
 
+/// Starts a service whose readiness is `checks`: the usual wiring in one call.
+pub fn start_service<F>(
+    info: ServiceInfo,
+    settings: &CommonSettings,
+    checks: impl IntoIterator<Item = crate::ReadinessCheck>,
+    openapi: utoipa::openapi::OpenApi,
+    listener: TcpListener,
+    configure: F,
+) -> anyhow::Result<Server>
+where
+    F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+{
+    let readiness = checks
+        .into_iter()
+        .fold(Readiness::new(settings.ready_timeout), Readiness::with);
+    start(
+        listener,
+        ServiceHttp::new(info, settings, readiness, openapi)?,
+        configure,
+    )
+}
+
 async fn metrics_handler(m: web::Data<HttpMetrics>) -> Result<actix_web::HttpResponse, ApiError> {
     metrics(m).await
 }

@@ -20,4 +20,3 @@ pub fn init(format: LogFormat, filter: &str) {
         LogFormat::Pretty => builder.compact().try_init(),
     };
 }
-

@@ -421,6 +421,24 @@ impl Drop for TestContext {
     }
 }
 
+/// Starts service `S` in-process on a free port with this test's settings (plus
+/// `extra` variables); returns its base URL. The server runs until the test ends.
+pub fn start_service<S: http_kit::cli::Service>(
+    ctx: &TestContext,
+    extra: &[(&str, &str)],
+) -> String {
+    let mut env = ctx.service_env();
+    for (key, value) in extra {
+        env.insert((*key).to_owned(), (*value).to_owned());
+    }
+    let mut reader = http_kit::ConfigReader::new(&env);
+    let settings = S::read_settings(&mut reader);
+    let settings = reader.finish(settings).expect("valid service settings");
+    let (listener, base) = free_listener();
+    tokio::spawn(S::start(settings, listener).expect("start the service"));
+    base
+}
+
 /// A listener on a free loopback port and its base URL, for starting a service
 /// in-process.
 pub fn free_listener() -> (TcpListener, String) {

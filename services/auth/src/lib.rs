@@ -7,8 +7,7 @@
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
-use anyhow::Context;
-use http_kit::{CommonSettings, ConfigReader, Readiness, ReadinessCheck, ServiceHttp, ServiceInfo};
+use http_kit::{CommonSettings, ConfigReader, ReadinessCheck, ServiceInfo};
 use utoipa::OpenApi;
 
 pub const INFO: ServiceInfo = ServiceInfo {
@@ -17,68 +16,47 @@ pub const INFO: ServiceInfo = ServiceInfo {
 };
 pub const DEFAULT_PORT: u16 = 5001;
 
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub common: CommonSettings,
-}
-
 #[derive(OpenApi)]
 #[openapi(info(title = "auth", description = "Users, login, refresh, logout and JWTs"))]
 struct ApiDoc;
 
-/// This service's OpenAPI document (without the common operations endpoints, which
-/// the server merges in).
+/// This service's OpenAPI document (the server merges in the common endpoints).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// The service as its binary runs it.
+/// The service as its binary and the tests run it.
 pub struct Service;
 
 impl http_kit::cli::Service for Service {
     const INFO: ServiceInfo = INFO;
-    type Settings = Settings;
+    type Settings = CommonSettings;
 
-    fn read_settings(reader: &mut ConfigReader<'_>) -> Settings {
-        Settings {
-            common: CommonSettings::read(reader, DEFAULT_PORT),
-        }
+    fn read_settings(reader: &mut ConfigReader<'_>) -> CommonSettings {
+        CommonSettings::read(reader, DEFAULT_PORT)
     }
 
-    fn common(settings: &Settings) -> &CommonSettings {
-        &settings.common
+    fn common(settings: &CommonSettings) -> &CommonSettings {
+        settings
     }
 
-    async fn serve(settings: Settings) -> anyhow::Result<()> {
-        let address = settings.common.bind_address();
-        let listener = TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
-        tracing::info!(%address, "auth listening");
-        start(settings, listener)?.await?;
-        Ok(())
+    fn start(settings: CommonSettings, listener: TcpListener) -> anyhow::Result<Server> {
+        let db = main_db::build_pool(
+            settings.database_url.expose(),
+            &main_db::PoolSettings {
+                max_size: settings.database_pool_size,
+                timeout: settings.database_timeout,
+            },
+        )?;
+        let redis = cache::build_pool(
+            settings.redis_url.expose(),
+            settings.redis_pool_size,
+            settings.redis_timeout,
+        )?;
+        let checks = [
+            ReadinessCheck::new("postgres", main_db::probe(db)),
+            ReadinessCheck::new("redis", cache::probe(redis, settings.redis_timeout)),
+        ];
+        http_kit::server::start_service(INFO, &settings, checks, openapi(), listener, |_routes| {})
     }
-}
-
-/// Builds the service on `listener` (tests and the all-in-one runner call this).
-pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server> {
-    let common = &settings.common;
-    let db = main_db::build_pool(
-        common.database_url.expose(),
-        &main_db::PoolSettings {
-            max_size: common.database_pool_size,
-            timeout: common.database_timeout,
-        },
-    )?;
-    let redis = cache::build_pool(
-        common.redis_url.expose(),
-        common.redis_pool_size,
-        common.redis_timeout,
-    )?;
-    let readiness = Readiness::new(common.ready_timeout)
-        .with(ReadinessCheck::new("postgres", main_db::probe(db)))
-        .with(ReadinessCheck::new(
-            "redis",
-            cache::probe(redis, common.redis_timeout),
-        ));
-    let http = ServiceHttp::new(INFO, common, readiness, openapi())?;
-    http_kit::server::start(listener, http, |_routes| {})
 }

@@ -6,12 +6,7 @@ use testkit::{service_contract, TestContext};
 #[tokio::test]
 async fn serves_health_ready_metrics_and_openapi() {
     let ctx = TestContext::new().await;
-    let env = ctx.service_env();
-    let mut reader = http_kit::ConfigReader::new(&env);
-    let settings = <event_worker::Service as http_kit::cli::Service>::read_settings(&mut reader);
-    let settings = reader.finish(settings).expect("valid settings");
-    let (listener, base) = testkit::free_listener();
-    tokio::spawn(event_worker::start(settings, listener).expect("start"));
+    let base = testkit::start_service::<event_worker::Service>(&ctx, &[]);
     service_contract::assert_common_endpoints(&base, "event-worker").await;
 }
 

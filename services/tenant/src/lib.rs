@@ -6,8 +6,7 @@
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
-use anyhow::Context;
-use http_kit::{CommonSettings, ConfigReader, Readiness, ReadinessCheck, ServiceHttp, ServiceInfo};
+use http_kit::{CommonSettings, ConfigReader, ReadinessCheck, ServiceInfo};
 use utoipa::OpenApi;
 
 pub mod migrate_tenants;
@@ -48,12 +47,8 @@ impl http_kit::cli::Service for Service {
         &settings.common
     }
 
-    async fn serve(settings: Settings) -> anyhow::Result<()> {
-        let address = settings.common.bind_address();
-        let listener = TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
-        tracing::info!(%address, "tenant listening");
-        start(settings, listener)?.await?;
-        Ok(())
+    fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server> {
+        start(settings, listener)
     }
 }
 
@@ -67,12 +62,9 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server
         common.redis_pool_size,
         common.redis_timeout,
     )?;
-    let readiness = Readiness::new(common.ready_timeout)
-        .with(ReadinessCheck::new("postgres", main_db::probe(db)))
-        .with(ReadinessCheck::new(
-            "redis",
-            cache::probe(redis, common.redis_timeout),
-        ));
-    let http = ServiceHttp::new(INFO, common, readiness, openapi())?;
-    http_kit::server::start(listener, http, |_routes| {})
+    let checks = [
+        ReadinessCheck::new("postgres", main_db::probe(db)),
+        ReadinessCheck::new("redis", cache::probe(redis, common.redis_timeout)),
+    ];
+    http_kit::server::start_service(INFO, common, checks, openapi(), listener, |_routes| {})
 }

@@ -60,7 +60,8 @@ impl Provisioner {
             let database = TenantDatabaseName::generate(&name);
             let inserted = conn
                 .transaction::<_, diesel::result::Error, _>(async |tx| {
-                    let tenant = tenants::insert_provisioning(tx, id, &name, &database, creator).await?;
+                    let tenant =
+                        tenants::insert_provisioning(tx, id, &name, &database, creator).await?;
                     if let Some(creator) = creator {
                         main_db::memberships::insert(tx, creator, id, Role::Admin).await?;
                     }
@@ -70,7 +71,8 @@ impl Provisioner {
             match inserted {
                 Ok(tenant) => break (tenant, database),
                 Err(diesel::result::Error::DatabaseError(_, info))
-                    if attempts < 3 && info.constraint_name() == Some("tenants_database_name_key") => {}
+                    if attempts < 3
+                        && info.constraint_name() == Some("tenants_database_name_key") => {}
                 Err(e) => return Err(e.into()),
             }
         };

@@ -60,9 +60,7 @@ async fn create_user(ctx: &TestContext) -> UserId {
 #[tokio::test]
 async fn serves_health_ready_metrics_and_openapi() {
     let ctx = TestContext::new().await;
-    let settings = settings_with(&ctx, &[]);
-    let (listener, base) = testkit::free_listener();
-    tokio::spawn(tenant::start(settings, listener).expect("start"));
+    let base = testkit::start_service::<tenant::Service>(&ctx, &[]);
     service_contract::assert_common_endpoints(&base, "tenant").await;
 }
 
