@@ -47,6 +47,18 @@ export HOST="${HOST:-127.0.0.1}" ENVIRONMENT="${ENVIRONMENT:-development}" RUST_
 log "building the services ($PROFILE profile)"
 cargo build --profile "$PROFILE" --workspace --bins
 
+# Development secrets, made once and kept in .local/run (never committed).
+if [ -z "${JWT_PRIVATE_KEY:-}${JWT_PRIVATE_KEY_FILE:-}" ]; then
+  [ -s "$run_dir/jwt-private-key.pem" ] || "$bin_dir/auth" generate-key > "$run_dir/jwt-private-key.pem"
+  chmod 600 "$run_dir/jwt-private-key.pem"
+  export JWT_PRIVATE_KEY_FILE="$run_dir/jwt-private-key.pem"
+fi
+if [ -z "${INTERNAL_SERVICE_TOKEN:-}${INTERNAL_SERVICE_TOKEN_FILE:-}" ]; then
+  [ -s "$run_dir/internal-service-token" ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$run_dir/internal-service-token"
+  chmod 600 "$run_dir/internal-service-token"
+  export INTERNAL_SERVICE_TOKEN_FILE="$run_dir/internal-service-token"
+fi
+
 log "migrating the main database and the tenant template"
 "$bin_dir/tenant" migrate
 "$bin_dir/tenant" migrate-tenants

@@ -1,8 +1,15 @@
-//! Redis: the connection pool every service shares, with timeouts, and key naming
-//! under the configured prefix. Token revocation, one-time SSO state and rate limits
-//! build on it as those features land.
+//! Redis: the connection pool every service shares, with timeouts; key naming under the
+//! configured prefix; token revocation and rate limits (one-time SSO state comes with
+//! the SSO service).
 
+use std::future::Future;
 use std::time::Duration;
+
+mod rate_limit;
+mod revocation;
+
+pub use rate_limit::{RateDecision, RateLimiter};
+pub use revocation::Revocations;
 
 use deadpool_redis::{Config, Pool, Runtime};
 
@@ -20,6 +27,16 @@ pub enum CacheError {
     Timeout,
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
+}
+
+/// Runs a Redis operation with a deadline: a Redis that hangs is an error, not a wait.
+async fn with_timeout<T>(
+    timeout: Duration,
+    work: impl Future<Output = Result<T, CacheError>>,
+) -> Result<T, CacheError> {
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| CacheError::Timeout)?
 }
 
 /// Builds the pool; connections open on first use.

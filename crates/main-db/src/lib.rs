@@ -7,6 +7,7 @@
 pub mod memberships;
 mod migrations;
 mod pool;
+pub mod refresh_tokens;
 #[rustfmt::skip]
 pub mod schema;
 pub mod tenants;

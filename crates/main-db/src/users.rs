@@ -57,3 +57,31 @@ pub async fn find_by_email(
         .await
         .optional()
 }
+
+pub async fn find(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<Option<UserRow>> {
+    users::table
+        .find(id.into_uuid())
+        .select(UserRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Changes the names given (`None` keeps the current one).
+pub async fn update_names(
+    conn: &mut AsyncPgConnection,
+    id: UserId,
+    first_name: Option<&str>,
+    last_name: Option<&str>,
+) -> QueryResult<Option<UserRow>> {
+    diesel::update(users::table.find(id.into_uuid()))
+        .set((
+            first_name.map(|n| users::first_name.eq(n)),
+            last_name.map(|n| users::last_name.eq(n)),
+            users::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}

@@ -439,6 +439,64 @@ pub fn start_service<S: http_kit::cli::Service>(
     base
 }
 
+/// A Redis server of the test's own (`redis-server` on a free port), for tests that stop
+/// Redis under a running service. Killed when dropped.
+pub struct TestRedis {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl TestRedis {
+    pub async fn start() -> anyhow::Result<Self> {
+        let port = {
+            let probe = TcpListener::bind("127.0.0.1:0")?;
+            probe.local_addr()?.port()
+        };
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting redis-server (is it installed?)")?;
+        let url = format!("redis://127.0.0.1:{port}");
+        let client = redis::Client::open(url.as_str())?;
+        let ready = wait_until(Duration::from_secs(10), || async {
+            match client.get_multiplexed_async_connection().await {
+                Ok(mut conn) => redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok(),
+                Err(_) => false,
+            }
+        })
+        .await;
+        let server = Self { child, url };
+        ready.context("redis-server did not answer")?;
+        Ok(server)
+    }
+
+    /// Stops the server (by the PID it recorded) and waits for it to exit.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// A listener on a free loopback port and its base URL, for starting a service
 /// in-process.
 pub fn free_listener() -> (TcpListener, String) {

@@ -72,8 +72,9 @@ pub async fn assert_common_endpoints(base: &str, service: &str) {
 }
 
 /// The binary's `check-config` exits 2 naming each missing setting, and 0 when the
-/// settings are valid; secrets are not printed.
-pub fn assert_check_config(binary: &str) {
+/// settings are valid (`required` adds the service's own required settings); secrets
+/// are not printed.
+pub fn assert_check_config(binary: &str, required: &[(&str, &str)]) {
     let output = Command::new(binary)
         .arg("check-config")
         .env_clear()
@@ -94,6 +95,7 @@ pub fn assert_check_config(binary: &str) {
         .env("DATABASE_URL", "postgres://user:s3cr3t-pw@127.0.0.1:1/db")
         .env("REDIS_URL", "redis://127.0.0.1:1")
         .env("PORT", "99999")
+        .envs(required.iter().copied())
         .output()
         .expect("run the binary");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -106,6 +108,7 @@ pub fn assert_check_config(binary: &str) {
         .current_dir(std::env::temp_dir())
         .env("DATABASE_URL", "postgres://user:s3cr3t-pw@127.0.0.1:1/db")
         .env("REDIS_URL", "redis://127.0.0.1:1")
+        .envs(required.iter().copied())
         .output()
         .expect("run the binary");
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -1,23 +1,42 @@
-//! The auth service: users, login, refresh, logout and JWTs.
-//!
-//! Today it serves the operations endpoints every service has (`/health`, `/ready`,
-//! `/metrics`, `/api-docs/openapi.json`); its API lands with its own issue.
-//! Settings: the common ones of `http_kit::config` (default port 5001).
+//! The auth service: users, register/login/refresh/logout, the caller's profile, and
+//! the public keys of platform tokens (JWKS). Settings: `settings.rs`.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 
-use actix_web::dev::Server;
+use actix_web::dev::{Payload, Server};
+use actix_web::{web, FromRequest, HttpRequest};
+use http_kit::identity::{InternalToken, StaticKeys, TokenVerifier, VerifierSettings};
 use http_kit::{CommonSettings, ConfigReader, ReadinessCheck, ServiceInfo};
 use utoipa::OpenApi;
+
+pub mod accounts;
+pub mod keys;
+pub mod passwords;
+pub mod routes;
+mod settings;
+pub mod tokens;
+
+pub use settings::{Settings, DEFAULT_PORT};
 
 pub const INFO: ServiceInfo = ServiceInfo {
     name: "auth",
     version: env!("CARGO_PKG_VERSION"),
 };
-pub const DEFAULT_PORT: u16 = 5001;
 
 #[derive(OpenApi)]
-#[openapi(info(title = "auth", description = "Users, login, refresh, logout and JWTs"))]
+#[openapi(
+    info(title = "auth", description = "Users, login, refresh, logout and JWTs"),
+    paths(
+        routes::auth::register,
+        routes::auth::login,
+        routes::auth::refresh,
+        routes::auth::logout,
+        routes::users::me,
+        routes::users::update_me,
+        routes::wellknown::jwks,
+    )
+)]
 struct ApiDoc;
 
 /// This service's OpenAPI document (the server merges in the common endpoints).
@@ -25,38 +44,108 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
+/// The client's address for rate limits: the peer, or the first forwarded address when
+/// `TRUST_PROXY_HEADERS` is set (behind the gateway).
+pub struct ClientIp(pub Option<String>);
+
+#[derive(Clone, Copy)]
+struct TrustProxyHeaders(bool);
+
+impl FromRequest for ClientIp {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let trust = req
+            .app_data::<web::Data<TrustProxyHeaders>>()
+            .is_some_and(|t| t.0);
+        let ip = if trust {
+            req.connection_info()
+                .realip_remote_addr()
+                .map(str::to_owned)
+        } else {
+            req.peer_addr().map(|a| a.ip().to_string())
+        };
+        std::future::ready(Ok(ClientIp(ip)))
+    }
+}
+
 /// The service as its binary and the tests run it.
 pub struct Service;
 
 impl http_kit::cli::Service for Service {
     const INFO: ServiceInfo = INFO;
-    type Settings = CommonSettings;
+    type Settings = Settings;
 
-    fn read_settings(reader: &mut ConfigReader<'_>) -> CommonSettings {
-        CommonSettings::read(reader, DEFAULT_PORT)
+    fn read_settings(reader: &mut ConfigReader<'_>) -> Settings {
+        Settings::read(reader)
     }
 
-    fn common(settings: &CommonSettings) -> &CommonSettings {
-        settings
+    fn common(settings: &Settings) -> &CommonSettings {
+        &settings.common
     }
 
-    fn start(settings: CommonSettings, listener: TcpListener) -> anyhow::Result<Server> {
+    fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server> {
+        let common = &settings.common;
         let db = main_db::build_pool(
-            settings.database_url.expose(),
+            common.database_url.expose(),
             &main_db::PoolSettings {
-                max_size: settings.database_pool_size,
-                timeout: settings.database_timeout,
+                max_size: common.database_pool_size,
+                timeout: common.database_timeout,
             },
         )?;
         let redis = cache::build_pool(
-            settings.redis_url.expose(),
-            settings.redis_pool_size,
-            settings.redis_timeout,
+            common.redis_url.expose(),
+            common.redis_pool_size,
+            common.redis_timeout,
         )?;
+        let keys = cache::Keys::new(common.redis_key_prefix.clone());
+        let revocations =
+            cache::Revocations::new(redis.clone(), keys.clone(), common.redis_timeout);
+        let verifier = TokenVerifier::new(
+            Arc::new(StaticKeys::from_jwks(&settings.keys.jwks)),
+            revocations.clone(),
+            &VerifierSettings {
+                issuer: settings.issuer.clone(),
+                audience: settings.audience.clone(),
+                leeway_secs: 30,
+            },
+        );
+        let accounts = accounts::Accounts {
+            db: db.clone(),
+            passwords: passwords::Passwords::new(settings.bcrypt_cost),
+            issuer: tokens::TokenIssuer::new(
+                settings.keys.clone(),
+                settings.issuer.clone(),
+                settings.audience.clone(),
+                settings.access_ttl,
+                settings.refresh_ttl,
+            ),
+            verifier: verifier.clone(),
+            revocations,
+            limiter: cache::RateLimiter::new(redis.clone(), keys, common.redis_timeout),
+            limits: Arc::new(accounts::LoginLimits {
+                per_ip: settings.login_limit_per_ip,
+                per_account: settings.login_limit_per_account,
+                window: settings.login_limit_window,
+            }),
+        };
         let checks = [
             ReadinessCheck::new("postgres", main_db::probe(db)),
-            ReadinessCheck::new("redis", cache::probe(redis, settings.redis_timeout)),
+            ReadinessCheck::new("redis", cache::probe(redis, common.redis_timeout)),
         ];
-        http_kit::server::start_service(INFO, &settings, checks, openapi(), listener, |_routes| {})
+        let accounts = web::Data::new(accounts);
+        let verifier = web::Data::new(verifier);
+        let jwks = web::Data::new(settings.keys.jwks.clone());
+        let trust = web::Data::new(TrustProxyHeaders(settings.trust_proxy_headers));
+        let internal = web::Data::new(InternalToken(settings.internal_token.clone()));
+        http_kit::server::start_service(INFO, common, checks, openapi(), listener, move |cfg| {
+            cfg.app_data(accounts.clone())
+                .app_data(verifier.clone())
+                .app_data(jwks.clone())
+                .app_data(trust.clone())
+                .app_data(internal.clone());
+            routes::configure(cfg);
+        })
     }
 }

@@ -1,0 +1,17 @@
+//! The identity layer every service uses: platform JWTs (EdDSA, `kid` in the header)
+//! verified against auth's public keys, checked for revocation in Redis (fail closed),
+//! and turned into the caller's user id by the [`Authenticated`] extractor.
+
+mod claims;
+mod extract;
+mod internal;
+mod jwks;
+mod keys;
+mod verifier;
+
+pub use claims::{Claims, TokenType};
+pub use extract::{bearer_token, Authenticated};
+pub use internal::{InternalCaller, InternalToken};
+pub use jwks::{Jwk, Jwks};
+pub use keys::{JwksClient, KeyError, KeyFuture, KeySource, StaticKeys};
+pub use verifier::{TokenVerifier, VerifierSettings};
