@@ -214,6 +214,59 @@ impl Accounts {
         }
     }
 
+    /// The user with `email`, created without a password if there is none (SSO).
+    pub async fn resolve_sso_user(
+        &self,
+        email: &str,
+        first_name: Option<String>,
+        last_name: Option<String>,
+        request_id: Option<String>,
+    ) -> Result<(UserRow, bool), ApiError> {
+        let email = Email::parse(email).map_err(|e| ApiError::validation("email", e.to_string()))?;
+        let mut errors = FieldErrors::new();
+        let local = email.as_str().split('@').next().unwrap_or("user").to_owned();
+        let first = validate_name(&mut errors, "first_name", Some(first_name.as_deref().unwrap_or(&local)));
+        let last = validate_name(&mut errors, "last_name", Some(last_name.as_deref().unwrap_or("-")));
+        let (Some(first), Some(last)) = (first, last) else { return Err(ApiError::Validation(errors)) };
+        let mut conn = self.conn().await?;
+        if let Some(user) = users::find_by_email(&mut conn, &email).await.map_err(ApiError::internal)? {
+            return Ok((user, false));
+        }
+        let id = UserId::new();
+        let event = EventEnvelope::new(
+            Topic::UserRegistered,
+            None,
+            Some(id),
+            json!({"user_id": id, "email": email, "source": "sso"}),
+        )
+        .map_err(ApiError::internal)?
+        .with_request_id(request_id);
+        let created = conn
+            .transaction::<_, diesel::result::Error, _>(async |tx| {
+                let user = users::insert(
+                    tx,
+                    NewUser { id, email: &email, password_hash: None, first_name: &first, last_name: &last },
+                )
+                .await?;
+                events::enqueue(tx, &event).await.map_err(|e| match e {
+                    events::OutboxError::Database(e) => e,
+                    other => diesel::result::Error::QueryBuilderError(other.to_string().into()),
+                })?;
+                Ok(user)
+            })
+            .await;
+        match created {
+            Ok(user) => Ok((user, true)),
+            // Created concurrently by another call: that one is the user.
+            Err(e) if is_unique_violation(&e) => users::find_by_email(&mut conn, &email)
+                .await
+                .map_err(ApiError::internal)?
+                .map(|u| (u, false))
+                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("user vanished after a unique violation"))),
+            Err(e) => Err(ApiError::internal(e)),
+        }
+    }
+
     async fn check_rate(&self, bucket: &str, limit: u32) -> Result<(), ApiError> {
         match self
             .limiter

@@ -35,6 +35,8 @@ pub const INFO: ServiceInfo = ServiceInfo {
         routes::users::me,
         routes::users::update_me,
         routes::wellknown::jwks,
+        routes::internal::resolve_user,
+        routes::internal::issue_tokens,
     )
 )]
 struct ApiDoc;

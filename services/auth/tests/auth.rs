@@ -701,3 +701,37 @@ async fn other_services_verify_tokens_through_the_jwks() {
         Err(http_kit::ApiError::TokenRevoked)
     ));
 }
+
+#[tokio::test]
+async fn internal_routes_need_the_internal_token_and_serve_sso() {
+    let ctx = TestContext::new().await;
+    let auth = start(&ctx, &[]);
+    let body = json!({"email": "Sso.User@Corp.example", "first_name": "Sso"});
+    for token in [None, Some("wrong-token"), Some("internal-token-for-tests-0123456789abcdeX")] {
+        let (status, reply) = auth.post("/internal/v1/users/resolve", body.clone(), token).await;
+        assert_error(status, &reply, 401, "unauthorized");
+    }
+    let (status, first) = auth.post("/internal/v1/users/resolve", body.clone(), Some(INTERNAL_TOKEN)).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!((first["created"].as_bool(), first["user"]["email"].as_str()), (Some(true), Some("sso.user@corp.example")));
+    let (_, again) = auth.post("/internal/v1/users/resolve", body, Some(INTERNAL_TOKEN)).await;
+    assert_eq!(again["created"], false);
+    assert_eq!(again["user"]["id"], first["user"]["id"]);
+
+    // An SSO-only user has no password: password login never works for it.
+    let (status, reply) = auth.post("/api/auth/login", json!({"email": "sso.user@corp.example", "password": PASSWORD}), None).await;
+    assert_error(status, &reply, 401, "invalid_credentials");
+
+    let (status, tokens) = auth.post("/internal/v1/tokens", json!({"user_id": first["user"]["id"]}), Some(INTERNAL_TOKEN)).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let (status, me) = auth.get("/api/users/me", tokens["access_token"].as_str()).await;
+    assert_eq!((status, me["data"]["email"].as_str()), (StatusCode::OK, Some("sso.user@corp.example")));
+    let (status, reply) = auth.post("/internal/v1/tokens", json!({"user_id": Uuid::new_v4()}), Some(INTERNAL_TOKEN)).await;
+    assert_error(status, &reply, 404, "not_found");
+    let (status, reply) = auth.post("/internal/v1/tokens", json!({"user_id": "nope"}), Some(INTERNAL_TOKEN)).await;
+    assert_error(status, &reply, 400, "validation_error");
+
+    let mut conn = AsyncPgConnection::establish(&ctx.main_url).await.expect("connect");
+    let events: i64 = outbox::table.count().get_result(&mut conn).await.expect("count");
+    assert_eq!(events, 1, "one user.registered for the one user created");
+}

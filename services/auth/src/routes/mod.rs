@@ -2,6 +2,7 @@
 //! shape the response.
 
 pub mod auth;
+pub mod internal;
 pub mod users;
 pub mod wellknown;
 
@@ -22,5 +23,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/me", web::get().to(users::me))
             .route("/me", web::put().to(users::update_me)),
     )
-    .route("/.well-known/jwks.json", web::get().to(wellknown::jwks));
+    .route("/.well-known/jwks.json", web::get().to(wellknown::jwks))
+    .service(
+        web::scope("/internal/v1")
+            .route("/users/resolve", web::post().to(internal::resolve_user))
+            .route("/tokens", web::post().to(internal::issue_tokens)),
+    );
 }
