@@ -33,3 +33,36 @@ pub async fn insert(
         .get_result(conn)
         .await
 }
+
+pub async fn find(
+    conn: &mut AsyncPgConnection,
+    tenant: TenantId,
+    user: UserId,
+) -> QueryResult<Option<MembershipRow>> {
+    memberships::table
+        .find((user.into_uuid(), tenant.into_uuid()))
+        .select(MembershipRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The active tenants `user` belongs to, with the membership, most recently joined first.
+pub async fn active_tenants_of(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+) -> QueryResult<Vec<(crate::tenants::TenantRow, MembershipRow)>> {
+    use crate::schema::tenants;
+    memberships::table
+        .inner_join(tenants::table)
+        .filter(memberships::user_id.eq(user.into_uuid()))
+        .filter(tenants::is_active.eq(true))
+        .filter(tenants::status.eq(domain::TenantStatus::Active.as_str()))
+        .order((memberships::joined_at.desc(), tenants::created_at.desc()))
+        .select((
+            crate::tenants::TenantRow::as_select(),
+            MembershipRow::as_select(),
+        ))
+        .load(conn)
+        .await
+}

@@ -32,6 +32,9 @@ const TEMPLATE_LOCK_KEY: i64 = 0x0074_6573_746b_6974;
 
 pub mod service_contract;
 
+/// The internal service token every service gets in tests.
+pub const INTERNAL_TOKEN: &str = "internal-token-for-tests-0123456789abcdef";
+
 pub fn server_url() -> String {
     std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
@@ -318,6 +321,7 @@ impl TestContext {
             ("REDIS_KEY_PREFIX", self.redis_prefix.clone()),
             ("TENANT_TEMPLATE_DATABASE", self.tenant_template.clone()),
             ("HTTP_WORKERS", "1".to_owned()),
+            ("INTERNAL_SERVICE_TOKEN", INTERNAL_TOKEN.to_owned()),
             ("ENVIRONMENT", "test".to_owned()),
             ("DATABASE_POOL_SIZE", "4".to_owned()),
         ]

@@ -134,6 +134,7 @@ pub struct Accounts {
     pub revocations: cache::Revocations,
     pub limiter: cache::RateLimiter,
     pub limits: Arc<LoginLimits>,
+    pub tenants: clients::TenantClient,
 }
 
 #[derive(Debug, Clone)]
@@ -222,14 +223,33 @@ impl Accounts {
         last_name: Option<String>,
         request_id: Option<String>,
     ) -> Result<(UserRow, bool), ApiError> {
-        let email = Email::parse(email).map_err(|e| ApiError::validation("email", e.to_string()))?;
+        let email =
+            Email::parse(email).map_err(|e| ApiError::validation("email", e.to_string()))?;
         let mut errors = FieldErrors::new();
-        let local = email.as_str().split('@').next().unwrap_or("user").to_owned();
-        let first = validate_name(&mut errors, "first_name", Some(first_name.as_deref().unwrap_or(&local)));
-        let last = validate_name(&mut errors, "last_name", Some(last_name.as_deref().unwrap_or("-")));
-        let (Some(first), Some(last)) = (first, last) else { return Err(ApiError::Validation(errors)) };
+        let local = email
+            .as_str()
+            .split('@')
+            .next()
+            .unwrap_or("user")
+            .to_owned();
+        let first = validate_name(
+            &mut errors,
+            "first_name",
+            Some(first_name.as_deref().unwrap_or(&local)),
+        );
+        let last = validate_name(
+            &mut errors,
+            "last_name",
+            Some(last_name.as_deref().unwrap_or("-")),
+        );
+        let (Some(first), Some(last)) = (first, last) else {
+            return Err(ApiError::Validation(errors));
+        };
         let mut conn = self.conn().await?;
-        if let Some(user) = users::find_by_email(&mut conn, &email).await.map_err(ApiError::internal)? {
+        if let Some(user) = users::find_by_email(&mut conn, &email)
+            .await
+            .map_err(ApiError::internal)?
+        {
             return Ok((user, false));
         }
         let id = UserId::new();
@@ -245,7 +265,13 @@ impl Accounts {
             .transaction::<_, diesel::result::Error, _>(async |tx| {
                 let user = users::insert(
                     tx,
-                    NewUser { id, email: &email, password_hash: None, first_name: &first, last_name: &last },
+                    NewUser {
+                        id,
+                        email: &email,
+                        password_hash: None,
+                        first_name: &first,
+                        last_name: &last,
+                    },
                 )
                 .await?;
                 events::enqueue(tx, &event).await.map_err(|e| match e {
@@ -262,7 +288,9 @@ impl Accounts {
                 .await
                 .map_err(ApiError::internal)?
                 .map(|u| (u, false))
-                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("user vanished after a unique violation"))),
+                .ok_or_else(|| {
+                    ApiError::internal(anyhow::anyhow!("user vanished after a unique violation"))
+                }),
             Err(e) => Err(ApiError::internal(e)),
         }
     }
@@ -287,7 +315,7 @@ impl Accounts {
         email: &str,
         password: String,
         client_ip: Option<&str>,
-    ) -> Result<(UserRow, TokenPair), ApiError> {
+    ) -> Result<(UserRow, Vec<clients::UserTenant>, TokenPair), ApiError> {
         let normalised = email.trim().to_lowercase();
         if let Some(ip) = client_ip {
             self.check_rate(&format!("login:ip:{ip}"), self.limits.per_ip)
@@ -319,9 +347,11 @@ impl Accounts {
         if let Err(e) = self.limiter.reset(&account_bucket).await {
             tracing::warn!(error = %e, "could not reset the login rate limit");
         }
+        // Before the session exists: a failure here leaves nothing behind.
+        let tenants = self.tenants_of(UserId::from_uuid(user.id)).await?;
         let pair = self.new_session(UserId::from_uuid(user.id)).await?;
         tracing::info!(user.id = %user.id, "login");
-        Ok((user, pair))
+        Ok((user, tenants, pair))
     }
 
     /// A token pair of a new family (a new login session).
@@ -426,6 +456,14 @@ impl Accounts {
         }
         tracing::info!(user.id = %access.sub, "logout");
         Ok(())
+    }
+
+    /// The user's active tenants, from the tenant service.
+    pub async fn tenants_of(&self, user: UserId) -> Result<Vec<clients::UserTenant>, ApiError> {
+        self.tenants
+            .tenants_of_user(user)
+            .await
+            .map_err(|e| ApiError::ServiceUnavailable(format!("Tenant service unavailable: {e}")))
     }
 
     pub async fn profile(&self, user: UserId) -> Result<UserRow, ApiError> {

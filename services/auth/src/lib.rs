@@ -34,6 +34,7 @@ pub const INFO: ServiceInfo = ServiceInfo {
         routes::auth::logout,
         routes::users::me,
         routes::users::update_me,
+        routes::users::my_tenants,
         routes::wellknown::jwks,
         routes::internal::resolve_user,
         routes::internal::issue_tokens,
@@ -131,6 +132,11 @@ impl http_kit::cli::Service for Service {
                 per_account: settings.login_limit_per_account,
                 window: settings.login_limit_window,
             }),
+            tenants: clients::TenantClient::new(
+                settings.tenant_service_url.clone(),
+                settings.internal_token.clone(),
+                settings.service_call_timeout,
+            )?,
         };
         let checks = [
             ReadinessCheck::new("postgres", main_db::probe(db)),

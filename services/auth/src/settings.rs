@@ -5,7 +5,8 @@
 //! (`saas-platform`), `JWT_AUDIENCE` (`saas-platform`), `ACCESS_TOKEN_TTL_SECS` (900),
 //! `REFRESH_TOKEN_TTL_SECS` (604800), `BCRYPT_COST` (12), `LOGIN_RATE_LIMIT_PER_IP`
 //! (30), `LOGIN_RATE_LIMIT_PER_ACCOUNT` (10), `LOGIN_RATE_LIMIT_WINDOW_SECS` (300),
-//! `TRUST_PROXY_HEADERS` (false), `INTERNAL_SERVICE_TOKEN` (required, ≥ 32 characters).
+//! `TRUST_PROXY_HEADERS` (false), `INTERNAL_SERVICE_TOKEN` (required, ≥ 32 characters),
+//! `TENANT_SERVICE_URL` (`http://127.0.0.1:5002`), `SERVICE_CALL_TIMEOUT_MS` (2000).
 
 use std::time::Duration;
 
@@ -30,6 +31,9 @@ pub struct Settings {
     /// Take the client address from `X-Forwarded-For` / `Forwarded` (behind the gateway).
     pub trust_proxy_headers: bool,
     pub internal_token: Secret<String>,
+    /// The tenant service's internal API (a user's tenants).
+    pub tenant_service_url: String,
+    pub service_call_timeout: Duration,
 }
 
 impl Settings {
@@ -64,7 +68,23 @@ impl Settings {
             ),
             trust_proxy_headers: r.optional("TRUST_PROXY_HEADERS", false),
             internal_token: r.required("INTERNAL_SERVICE_TOKEN"),
+            tenant_service_url: r
+                .optional("TENANT_SERVICE_URL", "http://127.0.0.1:5002".to_owned()),
+            service_call_timeout: Duration::from_millis(
+                r.optional("SERVICE_CALL_TIMEOUT_MS", 2000),
+            ),
         };
+        r.check(
+            "TENANT_SERVICE_URL",
+            settings.tenant_service_url.starts_with("http://")
+                || settings.tenant_service_url.starts_with("https://"),
+            "must be an http:// or https:// URL",
+        );
+        r.check(
+            "SERVICE_CALL_TIMEOUT_MS",
+            !settings.service_call_timeout.is_zero(),
+            "must be positive",
+        );
         r.check(
             "BCRYPT_COST",
             (4..=31).contains(&settings.bcrypt_cost),

@@ -11,6 +11,7 @@ use utoipa::OpenApi;
 
 pub mod migrate_tenants;
 pub mod provisioning;
+pub mod routes;
 mod settings;
 
 pub use settings::{Settings, DEFAULT_PORT};
@@ -62,9 +63,17 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server
         common.redis_pool_size,
         common.redis_timeout,
     )?;
+    let db_for_routes = db.clone();
     let checks = [
-        ReadinessCheck::new("postgres", main_db::probe(db)),
+        ReadinessCheck::new("postgres", main_db::probe(db.clone())),
         ReadinessCheck::new("redis", cache::probe(redis, common.redis_timeout)),
     ];
-    http_kit::server::start_service(INFO, common, checks, openapi(), listener, |_routes| {})
+    let db = actix_web::web::Data::new(db_for_routes);
+    let internal = actix_web::web::Data::new(http_kit::identity::InternalToken(
+        settings.internal_token.clone(),
+    ));
+    http_kit::server::start_service(INFO, common, checks, openapi(), listener, move |cfg| {
+        cfg.app_data(db.clone()).app_data(internal.clone());
+        routes::configure(cfg);
+    })
 }

@@ -2,11 +2,12 @@
 //! 5002) and those of tenant databases: `TENANT_TEMPLATE_DATABASE` (default
 //! `tenant_template`), `TENANT_POOL_MAX_POOLS` (25), `TENANT_POOL_CONNECTIONS_PER_POOL`
 //! (2), `TENANT_POOL_IDLE_TIMEOUT_SECS` (300), `TENANT_POOL_TIMEOUT_MS` (5000),
-//! `TENANT_ADMIN_POOL_SIZE` (4), `TENANT_MIGRATION_CONCURRENCY` (4).
+//! `TENANT_ADMIN_POOL_SIZE` (4), `TENANT_MIGRATION_CONCURRENCY` (4); and
+//! `INTERNAL_SERVICE_TOKEN` (required, ≥ 32 characters) guarding the internal routes.
 
 use std::time::Duration;
 
-use http_kit::{CommonSettings, ConfigReader};
+use http_kit::{CommonSettings, ConfigReader, Secret};
 use tenant_db::{quote_identifier, TenantDbSettings};
 
 pub const DEFAULT_PORT: u16 = 5002;
@@ -17,6 +18,7 @@ pub struct Settings {
     pub tenant_db: TenantDbSettings,
     /// Default parallelism of `migrate-tenants`.
     pub migration_concurrency: usize,
+    pub internal_token: Secret<String>,
 }
 
 impl Settings {
@@ -64,10 +66,18 @@ impl Settings {
             (1..=64).contains(&migration_concurrency),
             "must be between 1 and 64",
         );
+        let internal_token: Secret<String> = r.required("INTERNAL_SERVICE_TOKEN");
+        let token_len = internal_token.expose().len();
+        r.check(
+            "INTERNAL_SERVICE_TOKEN",
+            token_len == 0 || token_len >= 32,
+            "must be at least 32 characters",
+        );
         Self {
             common,
             tenant_db,
             migration_concurrency,
+            internal_token,
         }
     }
 

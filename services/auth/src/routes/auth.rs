@@ -56,6 +56,15 @@ pub struct LoginRequest {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
+pub struct LoginTenant {
+    #[schema(value_type = String, format = Uuid)]
+    id: domain::TenantId,
+    name: String,
+    database_name: String,
+    role: domain::Role,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct LoginResponse {
     message: &'static str,
     access_token: String,
@@ -63,6 +72,8 @@ pub struct LoginResponse {
     token_type: &'static str,
     expires_in: u64,
     user: UserBody,
+    /// The user's active tenants.
+    tenants: Vec<LoginTenant>,
 }
 
 /// Exchange email and password for a token pair.
@@ -77,8 +88,18 @@ pub async fn login(
     body: Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let LoginRequest { email, password } = body.into_inner();
-    let (user, pair) = accounts.login(&email, password, ip.0.as_deref()).await?;
+    let (user, tenants, pair) = accounts.login(&email, password, ip.0.as_deref()).await?;
+    let tenants = tenants
+        .into_iter()
+        .map(|t| LoginTenant {
+            id: t.tenant.id,
+            name: t.tenant.name,
+            database_name: t.tenant.database_name,
+            role: t.role,
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(LoginResponse {
+        tenants,
         message: "Login successful",
         access_token: pair.access.token,
         refresh_token: pair.refresh.token,

@@ -35,9 +35,17 @@ pub async fn resolve_user(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let (user, created) = accounts
-        .resolve_sso_user(&body.email, body.first_name, body.last_name, Some(request_id.0))
+        .resolve_sso_user(
+            &body.email,
+            body.first_name,
+            body.last_name,
+            Some(request_id.0),
+        )
         .await?;
-    Ok(HttpResponse::Ok().json(ResolveResponse { user: user.into(), created }))
+    Ok(HttpResponse::Ok().json(ResolveResponse {
+        user: user.into(),
+        created,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -21,7 +21,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/api/users")
             .route("/health", web::get().to(auth::health))
             .route("/me", web::get().to(users::me))
-            .route("/me", web::put().to(users::update_me)),
+            .route("/me", web::put().to(users::update_me))
+            .route("/me/tenants", web::get().to(users::my_tenants)),
     )
     .route("/.well-known/jwks.json", web::get().to(wellknown::jwks))
     .service(

@@ -61,3 +61,15 @@ pub async fn update_me(
         UserBody::from(user),
     ))
 }
+
+/// The caller's active tenants with role and join time, most recently joined first.
+#[utoipa::path(get, path = "/api/users/me/tenants", tag = "users",
+    responses((status = 200, description = "`data` is a list of Tenant + role + joined_at", body = Vec<clients::UserTenant>),
+              (status = 401, body = http_kit::ErrorBody), (status = 503, body = http_kit::ErrorBody)))]
+pub async fn my_tenants(
+    accounts: web::Data<Accounts>,
+    caller: Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let tenants = accounts.tenants_of(caller.user_id).await?;
+    Ok(success(StatusCode::OK, "User tenants retrieved", tenants))
+}

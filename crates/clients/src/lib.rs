@@ -1,0 +1,18 @@
+//! Typed clients of the platform's internal HTTP APIs, and the bodies they exchange.
+//! Every call has a timeout, carries the internal service token and the current request
+//! id.
+
+pub mod tenant;
+
+pub use tenant::{TenantClient, TenantSummary, UserTenant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{service} unreachable: {reason}")]
+    Unavailable {
+        service: &'static str,
+        reason: String,
+    },
+    #[error("{service} answered {status}")]
+    Status { service: &'static str, status: u16 },
+}

@@ -1,0 +1,160 @@
+//! The tenant service's internal API: tenants, memberships, a user's tenants.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use domain::{Role, TenantId, TenantStatus, UserId};
+use http_kit::identity::{RoleFuture, RoleLookup};
+use http_kit::Secret;
+use serde::{Deserialize, Serialize};
+
+use crate::ClientError;
+
+const SERVICE: &str = "tenant service";
+
+/// A tenant as API.md shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TenantSummary {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: TenantId,
+    pub name: String,
+    pub database_name: String,
+    pub is_active: bool,
+    pub status: TenantStatus,
+    pub auth_method: String,
+    pub sso_domain_whitelist: Vec<String>,
+    pub sso_auto_provisioning: bool,
+    pub sso_default_role: Role,
+    #[serde(serialize_with = "http_kit::time::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "http_kit::time::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: DateTime<Utc>,
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub created_by: Option<UserId>,
+}
+
+/// A tenant with the user's membership in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UserTenant {
+    #[serde(flatten)]
+    pub tenant: TenantSummary,
+    pub role: Role,
+    #[serde(serialize_with = "http_kit::time::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub joined_at: DateTime<Utc>,
+}
+
+/// A membership.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Membership {
+    #[schema(value_type = String, format = Uuid)]
+    pub tenant_id: TenantId,
+    #[schema(value_type = String, format = Uuid)]
+    pub user_id: UserId,
+    pub role: Role,
+    #[serde(serialize_with = "http_kit::time::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub joined_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UserTenants {
+    pub tenants: Vec<UserTenant>,
+}
+
+#[derive(Clone)]
+pub struct TenantClient {
+    base_url: String,
+    token: Secret<String>,
+    http: reqwest::Client,
+}
+
+impl TenantClient {
+    pub fn new(
+        base_url: impl Into<String>,
+        token: Secret<String>,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|e| ClientError::Unavailable {
+                service: SERVICE,
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            token,
+            http,
+        })
+    }
+
+    /// GET `path`: `None` on 404.
+    async fn get<T: for<'de> Deserialize<'de>>(
+        &self,
+        path: &str,
+    ) -> Result<Option<T>, ClientError> {
+        let mut request = self
+            .http
+            .get(format!("{}{path}", self.base_url))
+            .bearer_auth(self.token.expose());
+        if let Some(id) = http_kit::request_id::current() {
+            request = request.header("x-request-id", id);
+        }
+        let response = request.send().await.map_err(|e| ClientError::Unavailable {
+            service: SERVICE,
+            reason: e.to_string(),
+        })?;
+        match response.status().as_u16() {
+            404 => Ok(None),
+            200 => response
+                .json()
+                .await
+                .map(Some)
+                .map_err(|e| ClientError::Unavailable {
+                    service: SERVICE,
+                    reason: format!("bad body: {e}"),
+                }),
+            status => Err(ClientError::Status {
+                service: SERVICE,
+                status,
+            }),
+        }
+    }
+
+    pub async fn tenant(&self, tenant: TenantId) -> Result<Option<TenantSummary>, ClientError> {
+        self.get(&format!("/internal/v1/tenants/{tenant}")).await
+    }
+
+    pub async fn membership(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<Option<Membership>, ClientError> {
+        self.get(&format!("/internal/v1/tenants/{tenant}/members/{user}"))
+            .await
+    }
+
+    /// The active tenants of `user`, most recently joined first.
+    pub async fn tenants_of_user(&self, user: UserId) -> Result<Vec<UserTenant>, ClientError> {
+        Ok(self
+            .get::<UserTenants>(&format!("/internal/v1/users/{user}/tenants"))
+            .await?
+            .map(|t| t.tenants)
+            .unwrap_or_default())
+    }
+}
+
+impl RoleLookup for TenantClient {
+    fn role(&self, tenant: TenantId, user: UserId) -> RoleFuture<'_> {
+        Box::pin(async move {
+            self.membership(tenant, user)
+                .await
+                .map(|m| m.map(|m| m.role))
+                .map_err(|e| e.to_string())
+        })
+    }
+}

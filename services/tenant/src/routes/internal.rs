@@ -1,0 +1,115 @@
+//! Internal API (never routed by the gateway; guarded by the internal service token):
+//! a tenant, a membership, a user's active tenants.
+
+use actix_web::{web, HttpResponse};
+use clients::tenant::{Membership, UserTenants};
+use clients::{TenantSummary, UserTenant};
+use domain::{Role, TenantId, UserId};
+use http_kit::identity::InternalCaller;
+use http_kit::ApiError;
+use main_db::memberships::MembershipRow;
+use main_db::tenants::TenantRow;
+use main_db::DbPool;
+
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::ServiceUnavailable(format!("Database unavailable: {e}"))
+}
+
+pub fn summary(row: TenantRow) -> TenantSummary {
+    TenantSummary {
+        id: row.tenant_id(),
+        status: row.status(),
+        sso_default_role: row.sso_default_role.parse().unwrap_or(Role::Viewer),
+        sso_domain_whitelist: row.sso_domain_whitelist.into_iter().flatten().collect(),
+        name: row.name,
+        database_name: row.database_name,
+        is_active: row.is_active,
+        auth_method: row.auth_method,
+        sso_auto_provisioning: row.sso_auto_provisioning,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        created_by: row.created_by.map(UserId::from_uuid),
+    }
+}
+
+fn role_of(membership: &MembershipRow) -> Result<Role, ApiError> {
+    membership.role.parse().map_err(|_| {
+        ApiError::internal(anyhow::anyhow!(
+            "stored role {:?} is not a role",
+            membership.role
+        ))
+    })
+}
+
+/// A tenant by id (any status).
+#[utoipa::path(get, path = "/internal/v1/tenants/{tenant_id}", tag = "internal",
+    params(("tenant_id" = String, Path, format = Uuid)),
+    responses((status = 200, body = TenantSummary), (status = 404, body = http_kit::ErrorBody)))]
+pub async fn tenant(
+    _caller: InternalCaller,
+    db: web::Data<DbPool>,
+    path: web::Path<TenantId>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = db.get().await.map_err(unavailable)?;
+    let row = main_db::tenants::find(&mut conn, path.into_inner())
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::NotFound("Tenant"))?;
+    Ok(HttpResponse::Ok().json(summary(row)))
+}
+
+/// A user's membership of an active tenant; 404 when there is none.
+#[utoipa::path(get, path = "/internal/v1/tenants/{tenant_id}/members/{user_id}", tag = "internal",
+    params(("tenant_id" = String, Path, format = Uuid), ("user_id" = String, Path, format = Uuid)),
+    responses((status = 200, body = Membership), (status = 404, body = http_kit::ErrorBody)))]
+pub async fn membership(
+    _caller: InternalCaller,
+    db: web::Data<DbPool>,
+    path: web::Path<(TenantId, UserId)>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant_id, user_id) = path.into_inner();
+    let mut conn = db.get().await.map_err(unavailable)?;
+    let tenant = main_db::tenants::find(&mut conn, tenant_id)
+        .await
+        .map_err(ApiError::internal)?;
+    // Deactivated or unfinished tenants have no usable members.
+    if !tenant.is_some_and(|t| t.is_active && t.status() == domain::TenantStatus::Active) {
+        return Err(ApiError::NotFound("Membership"));
+    }
+    let row = main_db::memberships::find(&mut conn, tenant_id, user_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::NotFound("Membership"))?;
+    Ok(HttpResponse::Ok().json(Membership {
+        tenant_id,
+        user_id,
+        role: role_of(&row)?,
+        joined_at: row.joined_at,
+    }))
+}
+
+/// The active tenants of a user, with role and join time, most recently joined first.
+#[utoipa::path(get, path = "/internal/v1/users/{user_id}/tenants", tag = "internal",
+    params(("user_id" = String, Path, format = Uuid)),
+    responses((status = 200, body = UserTenants)))]
+pub async fn tenants_of_user(
+    _caller: InternalCaller,
+    db: web::Data<DbPool>,
+    path: web::Path<UserId>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = db.get().await.map_err(unavailable)?;
+    let rows = main_db::memberships::active_tenants_of(&mut conn, path.into_inner())
+        .await
+        .map_err(ApiError::internal)?;
+    let tenants = rows
+        .into_iter()
+        .map(|(tenant, membership)| {
+            Ok(UserTenant {
+                role: role_of(&membership)?,
+                joined_at: membership.joined_at,
+                tenant: summary(tenant),
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(HttpResponse::Ok().json(UserTenants { tenants }))
+}

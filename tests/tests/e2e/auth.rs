@@ -1,0 +1,756 @@
+//! The auth service over HTTP on real PostgreSQL and Redis, with the tenant service
+//! beside it: the flows of API.md, a table of bad tokens, refresh rotation and reuse
+//! detection, logout, rate limits, internal routes, and Redis going away.
+
+use std::time::Duration;
+
+use auth::keys::{generate_pem, SigningKeys};
+use chrono::Utc;
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use http_kit::identity::{Claims, JwksClient, KeySource, TokenType};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use main_db::schema::outbox;
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use testkit::{start_service, TestContext, TestRedis};
+use uuid::Uuid;
+
+use testkit::INTERNAL_TOKEN;
+const PASSWORD: &str = "correct horse 1";
+
+pub(crate) struct Auth {
+    pub(crate) base: String,
+    pub(crate) client: Client,
+    pem: String,
+    kid: String,
+}
+
+fn settings(pem: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("JWT_PRIVATE_KEY".to_owned(), pem.to_owned()),
+        (
+            "INTERNAL_SERVICE_TOKEN".to_owned(),
+            INTERNAL_TOKEN.to_owned(),
+        ),
+        ("BCRYPT_COST".to_owned(), "4".to_owned()),
+    ];
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    env
+}
+
+/// Starts the tenant service and auth pointing at it.
+pub(crate) fn start(ctx: &TestContext, extra: &[(&str, &str)]) -> Auth {
+    let pem = generate_pem().expect("key");
+    let kid = SigningKeys::from_pem(&pem, None, None).expect("key").kid;
+    let tenant = start_service::<tenant::Service>(ctx, &[]);
+    let mut with_tenant = vec![("TENANT_SERVICE_URL", tenant.as_str())];
+    with_tenant.extend_from_slice(extra);
+    let env = settings(&pem, &with_tenant);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let base = start_service::<auth::Service>(ctx, &env);
+    Auth {
+        base,
+        client: Client::new(),
+        pem,
+        kid,
+    }
+}
+
+impl Auth {
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        body: Value,
+        bearer: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("send");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub(crate) async fn get(&self, path: &str, bearer: Option<&str>) -> (StatusCode, Value) {
+        let mut request = self.client.get(format!("{}{path}", self.base));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("send");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub(crate) async fn register(&self, email: &str) -> Value {
+        let (status, body) = self
+            .post("/api/auth/register", json!({"first_name": "Ada", "last_name": "Lovelace", "email": email, "password": PASSWORD}), None)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    /// Registers and logs in: (access, refresh).
+    pub(crate) async fn session(&self, email: &str) -> (String, String) {
+        self.register(email).await;
+        self.login(email).await
+    }
+
+    pub(crate) async fn login(&self, email: &str) -> (String, String) {
+        let (status, body) = self
+            .post(
+                "/api/auth/login",
+                json!({"email": email, "password": PASSWORD}),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        (
+            body["access_token"].as_str().expect("access").to_owned(),
+            body["refresh_token"].as_str().expect("refresh").to_owned(),
+        )
+    }
+
+    fn sign(&self, claims: &Claims, kid: Option<&str>) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = kid.map(str::to_owned);
+        jsonwebtoken::encode(
+            &header,
+            claims,
+            &EncodingKey::from_ed_pem(self.pem.as_bytes()).expect("key"),
+        )
+        .expect("sign")
+    }
+}
+
+fn claims(sub: Uuid, token_type: TokenType, exp_in: i64, aud: &str) -> Claims {
+    let now = Utc::now().timestamp();
+    Claims {
+        sub,
+        jti: Uuid::new_v4(),
+        iat: now,
+        nbf: now,
+        exp: now + exp_in,
+        token_type,
+        iss: "saas-platform".into(),
+        aud: aud.into(),
+        fam: Some(Uuid::new_v4()),
+    }
+}
+
+pub(crate) fn assert_error(status: StatusCode, body: &Value, expected_status: u16, code: &str) {
+    assert_eq!(status.as_u16(), expected_status, "{body}");
+    assert_eq!(body["success"], false, "{body}");
+    assert_eq!(body["error"], code, "{body}");
+    assert!(
+        body["request_id"].as_str().is_some_and(|r| !r.is_empty()),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn register_login_profile_flow() {
+    let ctx = TestContext::new().await;
+    let auth = start(&ctx, &[]);
+    let body = auth
+        .post("/api/auth/register", json!({"first_name": " Ada ", "last_name": "Lovelace", "email": " Ada@Example.COM ", "password": PASSWORD}), None)
+        .await
+        .1;
+    assert_eq!(body["message"], "User registered successfully");
+    let user = &body["user"];
+    assert_eq!(user["email"], "ada@example.com");
+    assert_eq!(user["first_name"], "Ada");
+    assert_eq!(user["is_active"], true);
+    assert!(
+        user.get("password_hash").is_none() && !body.to_string().contains("$2b$"),
+        "{body}"
+    );
+    let created = user["created_at"].as_str().expect("timestamp");
+    assert!(
+        created.ends_with("+00:00") && created.len() == 32,
+        "{created}"
+    );
+
+    let (status, body) = auth
+        .post("/api/auth/register", json!({"first_name": "A", "last_name": "B", "email": "ADA@example.com", "password": PASSWORD}), None)
+        .await;
+    assert_error(status, &body, 409, "email_exists");
+
+    let (status, body) = auth
+        .post(
+            "/api/auth/login",
+            json!({"email": "ada@example.com", "password": PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["message"], "Login successful");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 900);
+    assert_eq!(body["user"]["email"], "ada@example.com");
+    let access = body["access_token"].as_str().expect("access");
+
+    let (status, me) = auth.get("/api/users/me", Some(access)).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["success"], true);
+    assert_eq!(me["data"]["email"], "ada@example.com");
+
+    let response = auth
+        .client
+        .put(format!("{}/api/users/me", auth.base))
+        .bearer_auth(access)
+        .json(&json!({"last_name": "Byron"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), StatusCode::OK);
+    let updated: Value = response.json().await.expect("json");
+    assert_eq!(
+        (
+            updated["data"]["first_name"].as_str(),
+            updated["data"]["last_name"].as_str()
+        ),
+        (Some("Ada"), Some("Byron"))
+    );
+    for bad in [
+        json!({}),
+        json!({"email": "x@y.com"}),
+        json!({"first_name": "  "}),
+    ] {
+        let response = auth
+            .client
+            .put(format!("{}/api/users/me", auth.base))
+            .bearer_auth(access)
+            .json(&bad)
+            .send()
+            .await
+            .expect("send");
+        let status = response.status();
+        assert_error(
+            status,
+            &response.json().await.expect("json"),
+            400,
+            "validation_error",
+        );
+    }
+
+    let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("connect");
+    let topics: Vec<String> = outbox::table
+        .select(outbox::topic)
+        .load(&mut conn)
+        .await
+        .expect("outbox");
+    assert_eq!(
+        topics,
+        ["user.registered"],
+        "one event, with the one user created"
+    );
+}
+
+#[tokio::test]
+async fn registration_names_every_invalid_field() {
+    let ctx = TestContext::new().await;
+    let auth = start(&ctx, &[]);
+    let (status, body) = auth
+        .post("/api/auth/register", json!({"first_name": "", "last_name": "x".repeat(101), "email": "nope", "password": "short"}), None)
+        .await;
+    assert_error(status, &body, 400, "validation_error");
+    let details = body["details"].as_object().expect("details");
+    let mut fields: Vec<&str> = details.keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        ["email", "first_name", "last_name", "password"],
+        "{body}"
+    );
+    let (status, body) = auth
+        .post(
+            "/api/auth/register",
+            json!({"email": "a@b.co", "password": "abcdefgh1", "role": "admin"}),
+            None,
+        )
+        .await;
+    assert_error(status, &body, 400, "validation_error");
+    assert_eq!(body["details"]["role"][0], "unknown field");
+    for password in ["allletters", "12345678", &format!("a1{}", "x".repeat(80))] {
+        let (status, body) = auth
+            .post("/api/auth/register", json!({"first_name": "A", "last_name": "B", "email": "p@example.com", "password": password}), None)
+            .await;
+        assert_error(status, &body, 400, "validation_error");
+        assert!(body["details"]["password"].is_array(), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_email_are_the_same_401() {
+    let ctx = TestContext::new().await;
+    let auth = start(&ctx, &[]);
+    auth.register("bob@example.com").await;
+    let (s1, b1) = auth
+        .post(
+            "/api/auth/login",
+            json!({"email": "bob@example.com", "password": "wrong pass 1"}),
+            None,
+        )
+        .await;
+    let (s2, b2) = auth
+        .post(
+            "/api/auth/login",
+            json!({"email": "nobody@example.com", "password": PASSWORD}),
+            None,
+        )
+        .await;
+    assert_error(s1, &b1, 401, "invalid_credentials");
+    assert_error(s2, &b2, 401, "invalid_credentials");
+    assert_eq!(b1["message"], b2["message"]);
+
+    let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("connect");
+    diesel::update(main_db::schema::users::table)
+        .set(main_db::schema::users::is_active.eq(false))
+        .execute(&mut conn)
+        .await
+        .expect("deactivate");
+    let (status, body) = auth
+        .post(
+            "/api/auth/login",
+            json!({"email": "bob@example.com", "password": PASSWORD}),
+            None,
+        )
+        .await;
+    assert_error(status, &body, 403, "account_inactive");
+    let (status, body) = auth
+        .post(
+            "/api/auth/login",
+            json!({"email": "bob@example.com", "password": "wrong pass 1"}),
+            None,
+        )
+        .await;
+    assert_error(status, &body, 401, "invalid_credentials");
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_with_the_right_code() {
+    let ctx = TestContext::new().await;
+    let auth = start(&ctx, &[]);
+    let (access, refresh) = auth.session("carol@example.com").await;
+    let (_, me) = auth.get("/api/users/me", Some(&access)).await;
+    let user: Uuid = me["data"]["id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("uuid");
+
+    let b64 = |v: &Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let good = claims(user, TokenType::Access, 600, "saas-platform");
+    let none_alg = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT", "kid": auth.kid})),
+        b64(&serde_json::to_value(&good).expect("json"))
+    );
+    let hs256 = {
+        // HMAC "signed" with the public key, as an alg-confusion attacker would.
+        let (_, jwks) = auth.get("/.well-known/jwks.json", None).await;
+        let public = jwks["keys"][0]["x"].as_str().expect("x").to_owned();
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(auth.kid.clone());
+        jsonwebtoken::encode(&header, &good, &EncodingKey::from_secret(public.as_bytes()))
+            .expect("sign")
+    };
+    let other_key = {
+        let pem = generate_pem().expect("key");
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some("unknown-kid".into());
+        jsonwebtoken::encode(
+            &header,
+            &good,
+            &EncodingKey::from_ed_pem(pem.as_bytes()).expect("key"),
+        )
+        .expect("sign")
+    };
+    let tampered = {
+        let mut parts: Vec<String> = access.split('.').map(str::to_owned).collect();
+        let mut payload = claims(user, TokenType::Access, 86_400, "saas-platform");
+        payload.sub = Uuid::new_v4();
+        parts[1] = b64(&serde_json::to_value(&payload).expect("json"));
+        parts.join(".")
+    };
+    let revoked = {
+        let (access, _) = auth.login("carol@example.com").await;
+        let (status, _) = auth
+            .post("/api/auth/logout", json!({}), Some(&access))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        access
+    };
+
+    let me_cases: Vec<(&str, String, &str)> = vec![
+        ("alg none", none_alg, "invalid_token"),
+        ("HS256 with the public key", hs256, "invalid_token"),
+        ("unknown kid", other_key, "invalid_token"),
+        ("no kid", auth.sign(&good, None), "invalid_token"),
+        (
+            "expired",
+            auth.sign(
+                &claims(user, TokenType::Access, -120, "saas-platform"),
+                Some(&auth.kid),
+            ),
+            "token_expired",
+        ),
+        (
+            "wrong audience",
+            auth.sign(
+                &claims(user, TokenType::Access, 600, "other-app"),
+                Some(&auth.kid),
+            ),
+            "invalid_token",
+        ),
+        ("refresh used as access", refresh.clone(), "invalid_token"),
+        ("revoked", revoked, "token_revoked"),
+        ("tampered payload", tampered, "invalid_token"),
+        ("garbage", "not.a.jwt".to_owned(), "invalid_token"),
+    ];
+    for (case, token, code) in me_cases {
+        let (status, body) = auth.get("/api/users/me", Some(&token)).await;
+        assert_eq!(status.as_u16(), 401, "{case}: {body}");
+        assert_eq!(body["error"], code, "{case}: {body}");
+    }
+    let (status, body) = auth.get("/api/users/me", None).await;
+    assert_error(status, &body, 401, "unauthorized");
+    let (status, body) = auth
+        .post("/api/auth/refresh", json!({}), Some(&access))
+        .await;
+    assert_error(status, &body, 401, "invalid_token");
+    // The good token signed by the right key does pass: the table tests what it says.
+    let (status, _) = auth
+        .get("/api/users/me", Some(&auth.sign(&good, Some(&auth.kid))))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_revokes_the_family() {
+    let ctx = TestContext::new().await;
+    let auth = start(&ctx, &[]);
+    let (_, first) = auth.session("dan@example.com").await;
+    let (status, body) = auth
+        .post("/api/auth/refresh", json!({}), Some(&first))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["expires_in"], 900);
+    let second = body["refresh_token"].as_str().expect("rotated").to_owned();
+    let new_access = body["access_token"].as_str().expect("access").to_owned();
+    assert_ne!(second, first);
+    assert_eq!(
+        auth.get("/api/users/me", Some(&new_access)).await.0,
+        StatusCode::OK
+    );
+
+    // The rotated token comes back: reuse. The whole family goes.
+    let (status, body) = auth
+        .post("/api/auth/refresh", json!({}), Some(&first))
+        .await;
+    assert_error(status, &body, 401, "token_revoked");
+    let (status, body) = auth
+        .post("/api/auth/refresh", json!({}), Some(&second))
+        .await;
+    assert_error(status, &body, 401, "token_revoked");
+    let (status, body) = auth.get("/api/users/me", Some(&new_access)).await;
+    assert_error(status, &body, 401, "token_revoked");
+
+    // Other sessions of the same user are untouched.
+    let (other_access, other_refresh) = auth.login("dan@example.com").await;
+    assert_eq!(
+        auth.get("/api/users/me", Some(&other_access)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        auth.post("/api/auth/refresh", json!({}), Some(&other_refresh))
+            .await
+            .0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_of_one_token_have_one_winner() {
+    let ctx = TestContext::new().await;
+    let auth = start(&ctx, &[]);
+    let (_, refresh) = auth.session("erin@example.com").await;
+    let attempts = (0..8).map(|_| auth.post("/api/auth/refresh", json!({}), Some(&refresh)));
+    let results = futures_util::future::join_all(attempts).await;
+    let winners = results.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    assert_eq!(winners, 1, "{results:?}");
+    for (status, body) in results.iter().filter(|(s, _)| *s != StatusCode::OK) {
+        assert_error(*status, body, 401, "token_revoked");
+    }
+}
+
+#[tokio::test]
+async fn logout_revokes_the_access_token_and_the_session() {
+    let ctx = TestContext::new().await;
+    let auth = start(&ctx, &[]);
+    let (access, refresh) = auth.session("fay@example.com").await;
+    let (status, body) = auth
+        .post(
+            "/api/auth/logout",
+            json!({"refresh_token": refresh}),
+            Some(&access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["message"], "Logged out successfully");
+    let (status, body) = auth.get("/api/users/me", Some(&access)).await;
+    assert_error(status, &body, 401, "token_revoked");
+    let (status, body) = auth
+        .post("/api/auth/refresh", json!({}), Some(&refresh))
+        .await;
+    assert_error(status, &body, 401, "token_revoked");
+
+    // Without a body, the access token's session is revoked all the same.
+    let (access, refresh) = auth.login("fay@example.com").await;
+    let response = auth
+        .client
+        .post(format!("{}/api/auth/logout", auth.base))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), StatusCode::OK);
+    let (status, body) = auth
+        .post("/api/auth/refresh", json!({}), Some(&refresh))
+        .await;
+    assert_error(status, &body, 401, "token_revoked");
+    let (status, body) = auth.post("/api/auth/logout", json!({}), None).await;
+    assert_error(status, &body, 401, "unauthorized");
+}
+
+#[tokio::test]
+async fn logins_are_rate_limited_per_account() {
+    let ctx = TestContext::new().await;
+    let auth = start(
+        &ctx,
+        &[
+            ("LOGIN_RATE_LIMIT_PER_ACCOUNT", "3"),
+            ("LOGIN_RATE_LIMIT_WINDOW_SECS", "60"),
+        ],
+    );
+    auth.register("gus@example.com").await;
+    for _ in 0..3 {
+        let (status, body) = auth
+            .post(
+                "/api/auth/login",
+                json!({"email": "gus@example.com", "password": "wrong pass 1"}),
+                None,
+            )
+            .await;
+        assert_error(status, &body, 401, "invalid_credentials");
+    }
+    let response = auth
+        .client
+        .post(format!("{}/api/auth/login", auth.base))
+        .json(&json!({"email": "GUS@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        &response.json().await.expect("json"),
+        429,
+        "rate_limited",
+    );
+}
+
+#[tokio::test]
+async fn redis_going_away_fails_closed_with_503() {
+    let ctx = TestContext::new().await;
+    let mut redis = TestRedis::start().await.expect("private redis");
+    let auth = start(
+        &ctx,
+        &[("REDIS_URL", &redis.url), ("REDIS_TIMEOUT_MS", "500")],
+    );
+    let (access, refresh) = auth.session("hal@example.com").await;
+    assert_eq!(
+        auth.get("/api/users/me", Some(&access)).await.0,
+        StatusCode::OK
+    );
+    redis.stop();
+    let (status, body) = auth.get("/api/users/me", Some(&access)).await;
+    assert_error(status, &body, 503, "service_unavailable");
+    let (status, body) = auth
+        .post("/api/auth/refresh", json!({}), Some(&refresh))
+        .await;
+    assert_error(status, &body, 503, "service_unavailable");
+    let (status, body) = auth
+        .post(
+            "/api/auth/login",
+            json!({"email": "hal@example.com", "password": PASSWORD}),
+            None,
+        )
+        .await;
+    assert_error(status, &body, 503, "service_unavailable");
+    assert!(
+        !body.to_string().contains("127.0.0.1"),
+        "no internals: {body}"
+    );
+    let (status, _) = auth.get("/ready", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn other_services_verify_tokens_through_the_jwks() {
+    let ctx = TestContext::new().await;
+    let auth = start(&ctx, &[]);
+    let (access, _) = auth.session("ivy@example.com").await;
+    let (status, jwks) = auth.get("/.well-known/jwks.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(jwks["keys"][0]["kid"], auth.kid.as_str());
+    assert_eq!(jwks["keys"][0]["kty"], "OKP");
+
+    let client = JwksClient::new(
+        format!("{}/.well-known/jwks.json", auth.base),
+        Duration::from_secs(2),
+        Duration::from_secs(60),
+    )
+    .expect("client");
+    assert!(client.key(&auth.kid).await.expect("fetch").is_some());
+    assert!(client
+        .key("unknown")
+        .await
+        .expect("no refetch storm")
+        .is_none());
+    let redis = cache::build_pool(&ctx.redis_url, 2, Duration::from_secs(1)).expect("redis");
+    let verifier = http_kit::identity::TokenVerifier::new(
+        std::sync::Arc::new(client),
+        cache::Revocations::new(
+            redis,
+            cache::Keys::new(ctx.redis_prefix.clone()),
+            Duration::from_secs(1),
+        ),
+        &http_kit::identity::VerifierSettings {
+            issuer: "saas-platform".into(),
+            audience: "saas-platform".into(),
+            leeway_secs: 30,
+        },
+    );
+    let claims = verifier
+        .verify(&access, TokenType::Access)
+        .await
+        .expect("valid through the JWKS");
+    let (_, me) = auth.get("/api/users/me", Some(&access)).await;
+    assert_eq!(
+        claims.sub.to_string(),
+        me["data"]["id"].as_str().expect("id")
+    );
+    // Logged out: the same verifier, in another service, now refuses it.
+    auth.post("/api/auth/logout", json!({}), Some(&access))
+        .await;
+    assert!(matches!(
+        verifier.verify(&access, TokenType::Access).await,
+        Err(http_kit::ApiError::TokenRevoked)
+    ));
+}
+
+#[tokio::test]
+async fn internal_routes_need_the_internal_token_and_serve_sso() {
+    let ctx = TestContext::new().await;
+    let auth = start(&ctx, &[]);
+    let body = json!({"email": "Sso.User@Corp.example", "first_name": "Sso"});
+    for token in [
+        None,
+        Some("wrong-token"),
+        Some("internal-token-for-tests-0123456789abcdeX"),
+    ] {
+        let (status, reply) = auth
+            .post("/internal/v1/users/resolve", body.clone(), token)
+            .await;
+        assert_error(status, &reply, 401, "unauthorized");
+    }
+    let (status, first) = auth
+        .post(
+            "/internal/v1/users/resolve",
+            body.clone(),
+            Some(INTERNAL_TOKEN),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(
+        (first["created"].as_bool(), first["user"]["email"].as_str()),
+        (Some(true), Some("sso.user@corp.example"))
+    );
+    let (_, again) = auth
+        .post("/internal/v1/users/resolve", body, Some(INTERNAL_TOKEN))
+        .await;
+    assert_eq!(again["created"], false);
+    assert_eq!(again["user"]["id"], first["user"]["id"]);
+
+    // An SSO-only user has no password: password login never works for it.
+    let (status, reply) = auth
+        .post(
+            "/api/auth/login",
+            json!({"email": "sso.user@corp.example", "password": PASSWORD}),
+            None,
+        )
+        .await;
+    assert_error(status, &reply, 401, "invalid_credentials");
+
+    let (status, tokens) = auth
+        .post(
+            "/internal/v1/tokens",
+            json!({"user_id": first["user"]["id"]}),
+            Some(INTERNAL_TOKEN),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let (status, me) = auth
+        .get("/api/users/me", tokens["access_token"].as_str())
+        .await;
+    assert_eq!(
+        (status, me["data"]["email"].as_str()),
+        (StatusCode::OK, Some("sso.user@corp.example"))
+    );
+    let (status, reply) = auth
+        .post(
+            "/internal/v1/tokens",
+            json!({"user_id": Uuid::new_v4()}),
+            Some(INTERNAL_TOKEN),
+        )
+        .await;
+    assert_error(status, &reply, 404, "not_found");
+    let (status, reply) = auth
+        .post(
+            "/internal/v1/tokens",
+            json!({"user_id": "nope"}),
+            Some(INTERNAL_TOKEN),
+        )
+        .await;
+    assert_error(status, &reply, 400, "validation_error");
+
+    let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("connect");
+    let events: i64 = outbox::table
+        .count()
+        .get_result(&mut conn)
+        .await
+        .expect("count");
+    assert_eq!(events, 1, "one user.registered for the one user created");
+}
