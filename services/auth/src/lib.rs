@@ -116,7 +116,7 @@ impl http_kit::cli::Service for Service {
         );
         let accounts = accounts::Accounts {
             db: db.clone(),
-            passwords: passwords::Passwords::new(settings.bcrypt_cost),
+            passwords: passwords::Passwords::new(settings.bcrypt_cost, settings.bcrypt_threads)?,
             issuer: tokens::TokenIssuer::new(
                 settings.keys.clone(),
                 settings.issuer.clone(),

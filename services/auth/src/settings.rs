@@ -3,7 +3,7 @@
 //! `JWT_KEY_ID` (default: derived from the public key), `JWT_ADDITIONAL_JWKS` (a JWKS
 //! document of previous public keys still accepted, for rotation), `JWT_ISSUER`
 //! (`saas-platform`), `JWT_AUDIENCE` (`saas-platform`), `ACCESS_TOKEN_TTL_SECS` (900),
-//! `REFRESH_TOKEN_TTL_SECS` (604800), `BCRYPT_COST` (12), `LOGIN_RATE_LIMIT_PER_IP`
+//! `REFRESH_TOKEN_TTL_SECS` (604800), `BCRYPT_COST` (12), `BCRYPT_THREADS` (cores), `LOGIN_RATE_LIMIT_PER_IP`
 //! (30), `LOGIN_RATE_LIMIT_PER_ACCOUNT` (10), `LOGIN_RATE_LIMIT_WINDOW_SECS` (300),
 //! `TRUST_PROXY_HEADERS` (false), `INTERNAL_SERVICE_TOKEN` (required, ≥ 32 characters),
 //! `TENANT_SERVICE_URL` (`http://127.0.0.1:5002`), `SERVICE_CALL_TIMEOUT_MS` (2000).
@@ -25,6 +25,8 @@ pub struct Settings {
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
     pub bcrypt_cost: u32,
+    /// Threads hashing passwords (at a lower CPU priority).
+    pub bcrypt_threads: usize,
     pub login_limit_per_ip: u32,
     pub login_limit_per_account: u32,
     pub login_limit_window: Duration,
@@ -61,6 +63,10 @@ impl Settings {
             access_ttl: Duration::from_secs(r.optional("ACCESS_TOKEN_TTL_SECS", 900)),
             refresh_ttl: Duration::from_secs(r.optional("REFRESH_TOKEN_TTL_SECS", 604_800)),
             bcrypt_cost: r.optional("BCRYPT_COST", 12),
+            bcrypt_threads: r.optional(
+                "BCRYPT_THREADS",
+                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            ),
             login_limit_per_ip: r.optional("LOGIN_RATE_LIMIT_PER_IP", 30),
             login_limit_per_account: r.optional("LOGIN_RATE_LIMIT_PER_ACCOUNT", 10),
             login_limit_window: Duration::from_secs(
@@ -90,6 +96,7 @@ impl Settings {
             (4..=31).contains(&settings.bcrypt_cost),
             "must be between 4 and 31",
         );
+        r.check("BCRYPT_THREADS", (1..=256).contains(&settings.bcrypt_threads), "must be between 1 and 256");
         r.check(
             "ACCESS_TOKEN_TTL_SECS",
             (60..=86_400).contains(&settings.access_ttl.as_secs()),

@@ -416,6 +416,16 @@ async fn bad_tokens_are_refused_with_the_right_code() {
             ),
             "invalid_token",
         ),
+        (
+            "wrong issuer",
+            auth.sign(&Claims { iss: "someone-else".into(), ..good.clone() }, Some(&auth.kid)),
+            "invalid_token",
+        ),
+        (
+            "not yet valid",
+            auth.sign(&Claims { nbf: good.nbf + 3600, ..good.clone() }, Some(&auth.kid)),
+            "invalid_token",
+        ),
         ("refresh used as access", refresh.clone(), "invalid_token"),
         ("revoked", revoked, "token_revoked"),
         ("tampered payload", tampered, "invalid_token"),
