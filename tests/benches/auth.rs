@@ -23,11 +23,17 @@ use testkit::{start_service, TestContext};
 const PASSWORD: &str = "correct horse 1";
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(run());
 }
 
@@ -39,7 +45,11 @@ struct Wrk {
 }
 
 fn to_ms(value: &str) -> f64 {
-    let (number, unit) = value.split_at(value.find(|c: char| c.is_alphabetic()).unwrap_or(value.len()));
+    let (number, unit) = value.split_at(
+        value
+            .find(|c: char| c.is_alphabetic())
+            .unwrap_or(value.len()),
+    );
     let n: f64 = number.parse().unwrap_or(f64::NAN);
     match unit {
         "us" => n / 1000.0,
@@ -51,7 +61,15 @@ fn to_ms(value: &str) -> f64 {
 
 fn wrk(url: &str, token: &str, seconds: u64) -> Wrk {
     let output = Command::new("wrk")
-        .args(["-t2", "-c64", &format!("-d{seconds}s"), "--latency", "-H", &format!("Authorization: Bearer {token}"), url])
+        .args([
+            "-t2",
+            "-c64",
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            url,
+        ])
         .output()
         .expect("run wrk (apt-get install wrk)");
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -69,7 +87,9 @@ fn wrk(url: &str, token: &str, seconds: u64) -> Wrk {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     Wrk {
-        requests_per_sec: find("Requests/sec:").and_then(|v| v.parse().ok()).unwrap_or(f64::NAN),
+        requests_per_sec: find("Requests/sec:")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN),
         p50_ms: find("50%").map(|v| to_ms(&v)).unwrap_or(f64::NAN),
         p99_ms: find("99%").map(|v| to_ms(&v)).unwrap_or(f64::NAN),
         non_2xx,
@@ -80,7 +100,9 @@ async fn run() {
     let cost = env_u64("BCRYPT_COST", 12) as u32;
     let clients = env_u64("LOGIN_CLIENTS", 16) as usize;
     let seconds = env_u64("SECONDS", 10);
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let ctx = TestContext::new().await;
     let pem = auth::keys::generate_pem().expect("key");
     let tenant = start_service::<tenant::Service>(&ctx, &[("HTTP_WORKERS", "0")]);
@@ -184,8 +206,11 @@ async fn run() {
     let (tasks, storm_done, _, stop) = storm(Duration::from_secs(seconds + 5));
     tokio::time::sleep(Duration::from_secs(1)).await;
     let storm_started = Instant::now();
-    let during = tokio::task::spawn_blocking(move || wrk(&me, &token, seconds)).await.expect("wrk");
-    let storm_rate = AtomicU64::load(&storm_done, Ordering::Relaxed) as f64 / (storm_started.elapsed().as_secs_f64() + 1.0);
+    let during = tokio::task::spawn_blocking(move || wrk(&me, &token, seconds))
+        .await
+        .expect("wrk");
+    let storm_rate = AtomicU64::load(&storm_done, Ordering::Relaxed) as f64
+        / (storm_started.elapsed().as_secs_f64() + 1.0);
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         task.await.expect("join");
@@ -198,5 +223,8 @@ async fn run() {
     println!("| login throughput | {logins:.2} logins/s = **{:.0}%** of the bound (target ≥ 90%); {login_failures} failed |", 100.0 * logins / bound);
     println!("| GET /api/users/me alone | **{:.0} req/s** (target ≥ 20,000), p50 {:.2} ms, p99 {:.2} ms, non-2xx {} |", alone.requests_per_sec, alone.p50_ms, alone.p99_ms, alone.non_2xx);
     println!("| GET /api/users/me during a login storm | {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, non-2xx {} (storm ≈ {storm_rate:.1} logins/s) |", during.requests_per_sec, during.p50_ms, during.p99_ms, during.non_2xx);
-    println!("p99 during storm / p99 alone = **{:.2}** (target ≤ 3)", during.p99_ms / alone.p99_ms);
+    println!(
+        "p99 during storm / p99 alone = **{:.2}** (target ≤ 3)",
+        during.p99_ms / alone.p99_ms
+    );
 }

@@ -31,7 +31,10 @@ pub struct Passwords {
 fn worker(jobs: Arc<Mutex<Receiver<Job>>>) {
     let lowered = ThreadPriorityValue::try_from(PRIORITY)
         .map_err(|e| e.to_string())
-        .and_then(|v| thread_priority::set_current_thread_priority(ThreadPriority::Crossplatform(v)).map_err(|e| e.to_string()));
+        .and_then(|v| {
+            thread_priority::set_current_thread_priority(ThreadPriority::Crossplatform(v))
+                .map_err(|e| e.to_string())
+        });
     if let Err(e) = lowered {
         tracing::warn!(error = %e, "could not lower the priority of a bcrypt thread");
     }
@@ -54,12 +57,21 @@ impl Passwords {
         let receiver = Arc::new(Mutex::new(receiver));
         for i in 0..threads.max(1) {
             let receiver = receiver.clone();
-            std::thread::Builder::new().name(format!("bcrypt-{i}")).spawn(move || worker(receiver))?;
+            std::thread::Builder::new()
+                .name(format!("bcrypt-{i}"))
+                .spawn(move || worker(receiver))?;
         }
-        Ok(Self { cost, jobs, dummy_hash: Arc::new(tokio::sync::OnceCell::new()) })
+        Ok(Self {
+            cost,
+            jobs,
+            dummy_hash: Arc::new(tokio::sync::OnceCell::new()),
+        })
     }
 
-    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
             let _ = reply.send(work());
@@ -67,18 +79,26 @@ impl Passwords {
         match self.jobs.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                return Err(ApiError::ServiceUnavailable("Too many password checks in progress".into()))
+                return Err(ApiError::ServiceUnavailable(
+                    "Too many password checks in progress".into(),
+                ))
             }
             Err(TrySendError::Disconnected(_)) => {
-                return Err(ApiError::internal(anyhow::anyhow!("bcrypt threads are gone")))
+                return Err(ApiError::internal(anyhow::anyhow!(
+                    "bcrypt threads are gone"
+                )))
             }
         }
-        answer.await.map_err(|_| ApiError::internal(anyhow::anyhow!("a bcrypt thread panicked")))
+        answer
+            .await
+            .map_err(|_| ApiError::internal(anyhow::anyhow!("a bcrypt thread panicked")))
     }
 
     pub async fn hash(&self, password: String) -> Result<String, ApiError> {
         let cost = self.cost;
-        self.run(move || bcrypt::hash(password, cost)).await?.map_err(ApiError::internal)
+        self.run(move || bcrypt::hash(password, cost))
+            .await?
+            .map_err(ApiError::internal)
     }
 
     async fn dummy(&self) -> Result<String, ApiError> {
@@ -96,7 +116,9 @@ impl Passwords {
             Some(hash) => hash,
             None => self.dummy().await?,
         };
-        let matches = self.run(move || bcrypt::verify(password, &hash).unwrap_or(false)).await?;
+        let matches = self
+            .run(move || bcrypt::verify(password, &hash).unwrap_or(false))
+            .await?;
         Ok(known && matches)
     }
 }

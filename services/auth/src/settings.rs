@@ -65,7 +65,9 @@ impl Settings {
             bcrypt_cost: r.optional("BCRYPT_COST", 12),
             bcrypt_threads: r.optional(
                 "BCRYPT_THREADS",
-                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2),
             ),
             login_limit_per_ip: r.optional("LOGIN_RATE_LIMIT_PER_IP", 30),
             login_limit_per_account: r.optional("LOGIN_RATE_LIMIT_PER_ACCOUNT", 10),
@@ -96,7 +98,11 @@ impl Settings {
             (4..=31).contains(&settings.bcrypt_cost),
             "must be between 4 and 31",
         );
-        r.check("BCRYPT_THREADS", (1..=256).contains(&settings.bcrypt_threads), "must be between 1 and 256");
+        r.check(
+            "BCRYPT_THREADS",
+            (1..=256).contains(&settings.bcrypt_threads),
+            "must be between 1 and 256",
+        );
         r.check(
             "ACCESS_TOKEN_TTL_SECS",
             (60..=86_400).contains(&settings.access_ttl.as_secs()),

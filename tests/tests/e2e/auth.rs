@@ -418,12 +418,24 @@ async fn bad_tokens_are_refused_with_the_right_code() {
         ),
         (
             "wrong issuer",
-            auth.sign(&Claims { iss: "someone-else".into(), ..good.clone() }, Some(&auth.kid)),
+            auth.sign(
+                &Claims {
+                    iss: "someone-else".into(),
+                    ..good.clone()
+                },
+                Some(&auth.kid),
+            ),
             "invalid_token",
         ),
         (
             "not yet valid",
-            auth.sign(&Claims { nbf: good.nbf + 3600, ..good.clone() }, Some(&auth.kid)),
+            auth.sign(
+                &Claims {
+                    nbf: good.nbf + 3600,
+                    ..good.clone()
+                },
+                Some(&auth.kid),
+            ),
             "invalid_token",
         ),
         ("refresh used as access", refresh.clone(), "invalid_token"),
