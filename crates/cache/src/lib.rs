@@ -39,6 +39,22 @@ async fn with_timeout<T>(
         .map_err(|_| CacheError::Timeout)?
 }
 
+/// Runs `work` on a pooled connection, all of it within `timeout`.
+async fn with_connection<T>(
+    pool: &RedisPool,
+    timeout: Duration,
+    work: impl AsyncFnOnce(&mut RedisConnection) -> Result<T, CacheError>,
+) -> Result<T, CacheError> {
+    with_timeout(timeout, async {
+        let mut conn = pool
+            .get()
+            .await
+            .map_err(|e| CacheError::Unavailable(e.to_string()))?;
+        work(&mut conn).await
+    })
+    .await
+}
+
 /// Builds the pool; connections open on first use.
 pub fn build_pool(url: &str, max_size: usize, timeout: Duration) -> Result<RedisPool, CacheError> {
     Config::from_url(url)

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{CacheError, Keys, RedisPool};
+use crate::{with_connection, CacheError, Keys, RedisPool};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateDecision {
@@ -39,12 +39,7 @@ impl RateLimiter {
     ) -> Result<RateDecision, CacheError> {
         let key = self.keys.key("ratelimit", bucket);
         let window_secs = window.as_secs().max(1);
-        crate::with_timeout(self.timeout, async {
-            let mut conn = self
-                .pool
-                .get()
-                .await
-                .map_err(|e| CacheError::Unavailable(e.to_string()))?;
+        with_connection(&self.pool, self.timeout, async |conn| {
             let (count, ttl): (u64, i64) = redis::pipe()
                 .atomic()
                 .cmd("INCR")
@@ -56,7 +51,7 @@ impl RateLimiter {
                 .ignore()
                 .cmd("TTL")
                 .arg(&key)
-                .query_async(&mut conn)
+                .query_async(conn)
                 .await?;
             if count > u64::from(limit) {
                 let retry = u64::try_from(ttl).unwrap_or(window_secs).max(1);
@@ -73,13 +68,8 @@ impl RateLimiter {
     /// Forgets the hits on `bucket` (after a successful login, for the account).
     pub async fn reset(&self, bucket: &str) -> Result<(), CacheError> {
         let key = self.keys.key("ratelimit", bucket);
-        crate::with_timeout(self.timeout, async {
-            let mut conn = self
-                .pool
-                .get()
-                .await
-                .map_err(|e| CacheError::Unavailable(e.to_string()))?;
-            let _: () = redis::cmd("DEL").arg(&key).query_async(&mut conn).await?;
+        with_connection(&self.pool, self.timeout, async |conn| {
+            let _: () = redis::cmd("DEL").arg(&key).query_async(conn).await?;
             Ok(())
         })
         .await

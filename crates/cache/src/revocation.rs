@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::{CacheError, Keys, RedisPool};
+use crate::{with_connection, CacheError, Keys, RedisPool};
 
 #[derive(Clone)]
 pub struct Revocations {
@@ -22,48 +22,31 @@ impl Revocations {
         }
     }
 
-    /// Marks `jti` revoked for `ttl` (at least one second).
-    pub async fn revoke(&self, jti: &str, ttl: Duration) -> Result<(), CacheError> {
-        let key = self.keys.key("revoked", jti);
+    /// Sets `key` for `ttl` (at least one second).
+    async fn mark(&self, key: String, ttl: Duration) -> Result<(), CacheError> {
         let seconds = ttl.as_secs().max(1);
-        crate::with_timeout(self.timeout, async {
-            let mut conn = self
-                .pool
-                .get()
-                .await
-                .map_err(|e| CacheError::Unavailable(e.to_string()))?;
+        with_connection(&self.pool, self.timeout, async |conn| {
             let _: () = redis::cmd("SET")
                 .arg(&key)
                 .arg(1)
                 .arg("EX")
                 .arg(seconds)
-                .query_async(&mut conn)
+                .query_async(conn)
                 .await?;
             Ok(())
         })
         .await
     }
 
+    /// Marks the token `jti` revoked for `ttl`.
+    pub async fn revoke(&self, jti: &str, ttl: Duration) -> Result<(), CacheError> {
+        self.mark(self.keys.key("revoked", jti), ttl).await
+    }
+
     /// Marks a whole token family (one login session) revoked for `ttl`.
     pub async fn revoke_family(&self, family: &str, ttl: Duration) -> Result<(), CacheError> {
-        let key = self.keys.key("revoked-family", family);
-        let seconds = ttl.as_secs().max(1);
-        crate::with_timeout(self.timeout, async {
-            let mut conn = self
-                .pool
-                .get()
-                .await
-                .map_err(|e| CacheError::Unavailable(e.to_string()))?;
-            let _: () = redis::cmd("SET")
-                .arg(&key)
-                .arg(1)
-                .arg("EX")
-                .arg(seconds)
-                .query_async(&mut conn)
-                .await?;
-            Ok(())
-        })
-        .await
+        self.mark(self.keys.key("revoked-family", family), ttl)
+            .await
     }
 
     /// Whether the token `jti`, or its family, is revoked (one round trip).
@@ -72,16 +55,8 @@ impl Revocations {
         if let Some(family) = family {
             keys.push(self.keys.key("revoked-family", family));
         }
-        crate::with_timeout(self.timeout, async {
-            let mut conn = self
-                .pool
-                .get()
-                .await
-                .map_err(|e| CacheError::Unavailable(e.to_string()))?;
-            let found: u32 = redis::cmd("EXISTS")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await?;
+        with_connection(&self.pool, self.timeout, async |conn| {
+            let found: u32 = redis::cmd("EXISTS").arg(&keys).query_async(conn).await?;
             Ok(found > 0)
         })
         .await

@@ -176,35 +176,21 @@ impl Accounts {
         };
         let hash = self.passwords.hash(password).await?;
         let id = UserId::new();
-        let event = EventEnvelope::new(
-            Topic::UserRegistered,
-            None,
-            Some(id),
-            json!({"user_id": id, "email": email}),
-        )
-        .map_err(ApiError::internal)?
-        .with_request_id(request_id);
+        let new = NewUser {
+            id,
+            email: &email,
+            password_hash: Some(&hash),
+            first_name: &first_name,
+            last_name: &last_name,
+        };
         let mut conn = self.conn().await?;
-        let created = conn
-            .transaction::<_, diesel::result::Error, _>(async |tx| {
-                let user = users::insert(
-                    tx,
-                    NewUser {
-                        id,
-                        email: &email,
-                        password_hash: Some(&hash),
-                        first_name: &first_name,
-                        last_name: &last_name,
-                    },
-                )
-                .await?;
-                events::enqueue(tx, &event).await.map_err(|e| match e {
-                    events::OutboxError::Database(e) => e,
-                    other => diesel::result::Error::QueryBuilderError(other.to_string().into()),
-                })?;
-                Ok(user)
-            })
-            .await;
+        let created = Self::insert_user(
+            &mut conn,
+            new,
+            json!({"user_id": id, "email": email}),
+            request_id,
+        )
+        .await;
         match created {
             Ok(user) => {
                 tracing::info!(user.id = %id, "user registered");
@@ -253,34 +239,15 @@ impl Accounts {
             return Ok((user, false));
         }
         let id = UserId::new();
-        let event = EventEnvelope::new(
-            Topic::UserRegistered,
-            None,
-            Some(id),
-            json!({"user_id": id, "email": email, "source": "sso"}),
-        )
-        .map_err(ApiError::internal)?
-        .with_request_id(request_id);
-        let created = conn
-            .transaction::<_, diesel::result::Error, _>(async |tx| {
-                let user = users::insert(
-                    tx,
-                    NewUser {
-                        id,
-                        email: &email,
-                        password_hash: None,
-                        first_name: &first,
-                        last_name: &last,
-                    },
-                )
-                .await?;
-                events::enqueue(tx, &event).await.map_err(|e| match e {
-                    events::OutboxError::Database(e) => e,
-                    other => diesel::result::Error::QueryBuilderError(other.to_string().into()),
-                })?;
-                Ok(user)
-            })
-            .await;
+        let new = NewUser {
+            id,
+            email: &email,
+            password_hash: None,
+            first_name: &first,
+            last_name: &last,
+        };
+        let data = json!({"user_id": id, "email": email, "source": "sso"});
+        let created = Self::insert_user(&mut conn, new, data, request_id).await;
         match created {
             Ok(user) => Ok((user, true)),
             // Created concurrently by another call: that one is the user.
@@ -293,6 +260,27 @@ impl Accounts {
                 }),
             Err(e) => Err(ApiError::internal(e)),
         }
+    }
+
+    /// Inserts a user and its `user.registered` event in one transaction.
+    async fn insert_user(
+        conn: &mut diesel_async::AsyncPgConnection,
+        user: NewUser<'_>,
+        data: serde_json::Value,
+        request_id: Option<String>,
+    ) -> Result<UserRow, diesel::result::Error> {
+        let event = EventEnvelope::new(Topic::UserRegistered, None, Some(user.id), data)
+            .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?
+            .with_request_id(request_id);
+        conn.transaction::<_, diesel::result::Error, _>(async |tx| {
+            let created = users::insert(tx, user).await?;
+            events::enqueue(tx, &event).await.map_err(|e| match e {
+                events::OutboxError::Database(e) => e,
+                other => diesel::result::Error::QueryBuilderError(other.to_string().into()),
+            })?;
+            Ok(created)
+        })
+        .await
     }
 
     async fn check_rate(&self, bucket: &str, limit: u32) -> Result<(), ApiError> {
