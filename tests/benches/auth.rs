@@ -117,7 +117,6 @@ async fn run() {
             ("LOGIN_RATE_LIMIT_PER_ACCOUNT", "1000000000"),
             ("HTTP_WORKERS", "0"),
             ("DATABASE_POOL_SIZE", "16"),
-            ("REDIS_POOL_SIZE", "16"),
             ("RUST_LOG", "warn"),
         ],
     );

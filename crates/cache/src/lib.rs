@@ -1,4 +1,4 @@
-//! Redis: the connection pool every service shares, with timeouts; key naming under the
+//! Redis: the connection every service shares, with timeouts; key naming under the
 //! configured prefix; token revocation and rate limits (one-time SSO state comes with
 //! the SSO service).
 
@@ -11,15 +11,13 @@ mod revocation;
 pub use rate_limit::{RateDecision, RateLimiter};
 pub use revocation::Revocations;
 
-use deadpool_redis::{Config, Pool, Runtime};
-
-pub use deadpool_redis::Connection as RedisConnection;
-
-pub type RedisPool = Pool;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::sync::Arc;
+use tokio::sync::OnceCell;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    #[error("Redis pool could not be built: {0}")]
+    #[error("Redis URL is not valid: {0}")]
     Build(String),
     #[error("Redis unavailable: {0}")]
     Unavailable(String),
@@ -39,44 +37,60 @@ async fn with_timeout<T>(
         .map_err(|_| CacheError::Timeout)?
 }
 
-/// Runs `work` on a pooled connection, all of it within `timeout`.
-async fn with_connection<T>(
-    pool: &RedisPool,
+/// One multiplexed connection shared by every request (commands are pipelined on it),
+/// opened on first use and re-opened by itself after Redis comes back. A pool of
+/// connections would add a PING per checkout for nothing.
+#[derive(Clone)]
+pub struct Redis {
+    client: redis::Client,
     timeout: Duration,
-    work: impl AsyncFnOnce(&mut RedisConnection) -> Result<T, CacheError>,
+    manager: Arc<OnceCell<ConnectionManager>>,
+}
+
+impl Redis {
+    async fn connection(&self) -> Result<ConnectionManager, CacheError> {
+        self.manager
+            .get_or_try_init(|| async {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_number_of_retries(1);
+                ConnectionManager::new_with_config(self.client.clone(), config)
+                    .await
+                    .map_err(|e| CacheError::Unavailable(e.to_string()))
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// A handle on Redis at `url`; nothing connects until the first command.
+pub fn connect(url: &str, timeout: Duration) -> Result<Redis, CacheError> {
+    let client = redis::Client::open(url).map_err(|e| CacheError::Build(e.to_string()))?;
+    Ok(Redis {
+        client,
+        timeout,
+        manager: Arc::new(OnceCell::new()),
+    })
+}
+
+/// Runs `work` on the shared connection, all of it within `timeout`.
+async fn with_connection<T>(
+    redis: &Redis,
+    timeout: Duration,
+    work: impl AsyncFnOnce(&mut ConnectionManager) -> Result<T, CacheError>,
 ) -> Result<T, CacheError> {
     with_timeout(timeout, async {
-        let mut conn = pool
-            .get()
-            .await
-            .map_err(|e| CacheError::Unavailable(e.to_string()))?;
+        let mut conn = redis.connection().await?;
         work(&mut conn).await
     })
     .await
 }
 
-/// Builds the pool; connections open on first use.
-pub fn build_pool(url: &str, max_size: usize, timeout: Duration) -> Result<RedisPool, CacheError> {
-    Config::from_url(url)
-        .builder()
-        .map_err(|e| CacheError::Build(e.to_string()))?
-        .max_size(max_size)
-        .wait_timeout(Some(timeout))
-        .create_timeout(Some(timeout))
-        .recycle_timeout(Some(timeout))
-        .runtime(Runtime::Tokio1)
-        .build()
-        .map_err(|e| CacheError::Build(e.to_string()))
-}
-
 /// For `/ready`: `PING` answers `PONG` within `timeout`.
-pub async fn ping(pool: &RedisPool, timeout: Duration) -> Result<(), CacheError> {
-    let work = async {
-        let mut conn = pool
-            .get()
-            .await
-            .map_err(|e| CacheError::Unavailable(e.to_string()))?;
-        let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
+pub async fn ping(redis: &Redis, timeout: Duration) -> Result<(), CacheError> {
+    with_connection(redis, timeout, async |conn| {
+        let pong: String = redis::cmd("PING").query_async(conn).await?;
         if pong == "PONG" {
             Ok(())
         } else {
@@ -84,23 +98,21 @@ pub async fn ping(pool: &RedisPool, timeout: Duration) -> Result<(), CacheError>
                 "unexpected PING reply {pong:?}"
             )))
         }
-    };
-    tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| CacheError::Timeout)?
+    })
+    .await
 }
 
-/// A readiness probe over `pool` (for `/ready`).
+/// A readiness probe over `redis` (for `/ready`).
 pub fn probe(
-    pool: RedisPool,
+    redis: Redis,
     timeout: Duration,
 ) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
        + Send
        + Sync
        + 'static {
     move || {
-        let pool = pool.clone();
-        Box::pin(async move { ping(&pool, timeout).await.map_err(|e| e.to_string()) })
+        let redis = redis.clone();
+        Box::pin(async move { ping(&redis, timeout).await.map_err(|e| e.to_string()) })
     }
 }
 

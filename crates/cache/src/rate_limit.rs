@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{with_connection, CacheError, Keys, RedisPool};
+use crate::{with_connection, CacheError, Keys, Redis};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateDecision {
@@ -15,15 +15,15 @@ pub enum RateDecision {
 
 #[derive(Clone)]
 pub struct RateLimiter {
-    pool: RedisPool,
+    redis: Redis,
     keys: Keys,
     timeout: Duration,
 }
 
 impl RateLimiter {
-    pub fn new(pool: RedisPool, keys: Keys, timeout: Duration) -> Self {
+    pub fn new(redis: Redis, keys: Keys, timeout: Duration) -> Self {
         Self {
-            pool,
+            redis,
             keys,
             timeout,
         }
@@ -39,7 +39,7 @@ impl RateLimiter {
     ) -> Result<RateDecision, CacheError> {
         let key = self.keys.key("ratelimit", bucket);
         let window_secs = window.as_secs().max(1);
-        with_connection(&self.pool, self.timeout, async |conn| {
+        with_connection(&self.redis, self.timeout, async |conn| {
             let (count, ttl): (u64, i64) = redis::pipe()
                 .atomic()
                 .cmd("INCR")
@@ -68,7 +68,7 @@ impl RateLimiter {
     /// Forgets the hits on `bucket` (after a successful login, for the account).
     pub async fn reset(&self, bucket: &str) -> Result<(), CacheError> {
         let key = self.keys.key("ratelimit", bucket);
-        with_connection(&self.pool, self.timeout, async |conn| {
+        with_connection(&self.redis, self.timeout, async |conn| {
             let _: () = redis::cmd("DEL").arg(&key).query_async(conn).await?;
             Ok(())
         })

@@ -4,19 +4,19 @@
 
 use std::time::Duration;
 
-use crate::{with_connection, CacheError, Keys, RedisPool};
+use crate::{with_connection, CacheError, Keys, Redis};
 
 #[derive(Clone)]
 pub struct Revocations {
-    pool: RedisPool,
+    redis: Redis,
     keys: Keys,
     timeout: Duration,
 }
 
 impl Revocations {
-    pub fn new(pool: RedisPool, keys: Keys, timeout: Duration) -> Self {
+    pub fn new(redis: Redis, keys: Keys, timeout: Duration) -> Self {
         Self {
-            pool,
+            redis,
             keys,
             timeout,
         }
@@ -25,7 +25,7 @@ impl Revocations {
     /// Sets `key` for `ttl` (at least one second).
     async fn mark(&self, key: String, ttl: Duration) -> Result<(), CacheError> {
         let seconds = ttl.as_secs().max(1);
-        with_connection(&self.pool, self.timeout, async |conn| {
+        with_connection(&self.redis, self.timeout, async |conn| {
             let _: () = redis::cmd("SET")
                 .arg(&key)
                 .arg(1)
@@ -55,7 +55,7 @@ impl Revocations {
         if let Some(family) = family {
             keys.push(self.keys.key("revoked-family", family));
         }
-        with_connection(&self.pool, self.timeout, async |conn| {
+        with_connection(&self.redis, self.timeout, async |conn| {
             let found: u32 = redis::cmd("EXISTS").arg(&keys).query_async(conn).await?;
             Ok(found > 0)
         })

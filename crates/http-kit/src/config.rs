@@ -7,7 +7,7 @@
 //! [`CommonSettings`] reads the variables every service shares:
 //! `HOST`, `PORT`, `ENVIRONMENT`, `LOG_FORMAT`, `RUST_LOG`, `HTTP_WORKERS`,
 //! `SHUTDOWN_TIMEOUT_SECS`, `READY_TIMEOUT_MS`, `DATABASE_URL`, `DATABASE_POOL_SIZE`,
-//! `DATABASE_TIMEOUT_MS`, `REDIS_URL`, `REDIS_POOL_SIZE`, `REDIS_TIMEOUT_MS`,
+//! `DATABASE_TIMEOUT_MS`, `REDIS_URL`, `REDIS_TIMEOUT_MS`,
 //! `REDIS_KEY_PREFIX`.
 
 use std::collections::HashMap;
@@ -262,7 +262,6 @@ pub struct CommonSettings {
     /// Wait, create and recycle timeout of the main-database pool.
     pub database_timeout: Duration,
     pub redis_url: Secret<String>,
-    pub redis_pool_size: usize,
     pub redis_timeout: Duration,
     /// Prepended to every Redis key (lets services or tests share one Redis).
     pub redis_key_prefix: String,
@@ -294,7 +293,6 @@ impl CommonSettings {
             database_pool_size: r.optional("DATABASE_POOL_SIZE", 10),
             database_timeout: Duration::from_millis(r.optional("DATABASE_TIMEOUT_MS", 5000)),
             redis_url: r.required("REDIS_URL"),
-            redis_pool_size: r.optional("REDIS_POOL_SIZE", 8),
             redis_timeout: Duration::from_millis(r.optional("REDIS_TIMEOUT_MS", 2000)),
             redis_key_prefix: r.optional("REDIS_KEY_PREFIX", String::new()),
         };
@@ -316,11 +314,6 @@ impl CommonSettings {
         r.check(
             "DATABASE_POOL_SIZE",
             (1..=1000).contains(&settings.database_pool_size),
-            "must be between 1 and 1000",
-        );
-        r.check(
-            "REDIS_POOL_SIZE",
-            (1..=1000).contains(&settings.redis_pool_size),
             "must be between 1 and 1000",
         );
         r.check(

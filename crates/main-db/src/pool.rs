@@ -43,8 +43,9 @@ pub struct PoolSettings {
 /// Builds the pool (connections are opened lazily, on first use).
 pub fn build_pool(url: &str, settings: &PoolSettings) -> Result<DbPool, DbError> {
     let mut config = ManagerConfig::default();
-    // Verified recycling: a connection the server dropped is never handed out.
-    config.recycling_method = RecyclingMethod::Verified;
+    // Fast recycling: a connection whose last query failed at the connection level is
+    // dropped; a verification query per checkout would double every round trip.
+    config.recycling_method = RecyclingMethod::Fast;
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     Pool::builder(manager)
         .max_size(settings.max_size)

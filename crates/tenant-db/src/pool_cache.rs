@@ -50,7 +50,7 @@ impl Inner {
 
     fn build_pool(&self, name: &str) -> Result<TenantPool, TenantDbError> {
         let mut config = ManagerConfig::default();
-        config.recycling_method = RecyclingMethod::Verified;
+        config.recycling_method = RecyclingMethod::Fast;
         let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
             self.settings.url_for(name),
             config,

@@ -97,11 +97,7 @@ impl http_kit::cli::Service for Service {
                 timeout: common.database_timeout,
             },
         )?;
-        let redis = cache::build_pool(
-            common.redis_url.expose(),
-            common.redis_pool_size,
-            common.redis_timeout,
-        )?;
+        let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
         let keys = cache::Keys::new(common.redis_key_prefix.clone());
         let revocations =
             cache::Revocations::new(redis.clone(), keys.clone(), common.redis_timeout);

@@ -51,11 +51,7 @@ impl http_kit::cli::Service for Service {
                 timeout: settings.database_timeout,
             },
         )?;
-        let redis = cache::build_pool(
-            settings.redis_url.expose(),
-            settings.redis_pool_size,
-            settings.redis_timeout,
-        )?;
+        let redis = cache::connect(settings.redis_url.expose(), settings.redis_timeout)?;
         let checks = [
             ReadinessCheck::new("postgres", main_db::probe(db)),
             ReadinessCheck::new("redis", cache::probe(redis, settings.redis_timeout)),

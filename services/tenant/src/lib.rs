@@ -58,11 +58,7 @@ impl http_kit::cli::Service for Service {
 pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server> {
     let common = &settings.common;
     let db = main_db::build_pool(common.database_url.expose(), &settings.main_pool_settings())?;
-    let redis = cache::build_pool(
-        common.redis_url.expose(),
-        common.redis_pool_size,
-        common.redis_timeout,
-    )?;
+    let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
     let db_for_routes = db.clone();
     let checks = [
         ReadinessCheck::new("postgres", main_db::probe(db.clone())),

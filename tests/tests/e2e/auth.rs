@@ -659,7 +659,7 @@ async fn other_services_verify_tokens_through_the_jwks() {
         .await
         .expect("no refetch storm")
         .is_none());
-    let redis = cache::build_pool(&ctx.redis_url, 2, Duration::from_secs(1)).expect("redis");
+    let redis = cache::connect(&ctx.redis_url, Duration::from_secs(1)).expect("redis");
     let verifier = http_kit::identity::TokenVerifier::new(
         std::sync::Arc::new(client),
         cache::Revocations::new(
@@ -775,4 +775,68 @@ async fn internal_routes_need_the_internal_token_and_serve_sso() {
         .await
         .expect("count");
     assert_eq!(events, 1, "one user.registered for the one user created");
+}
+
+#[tokio::test]
+async fn a_remembered_token_still_expires_and_can_still_be_revoked() {
+    let ctx = TestContext::new().await;
+    let auth = start(&ctx, &[]);
+    let (access, _) = auth.session("jay@example.com").await;
+    let (_, me) = auth.get("/api/users/me", Some(&access)).await;
+    let user: Uuid = me["data"]["id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("uuid");
+    let keys = JwksClient::new(
+        format!("{}/.well-known/jwks.json", auth.base),
+        Duration::from_secs(2),
+        Duration::from_secs(60),
+    )
+    .expect("client");
+    let redis = cache::connect(&ctx.redis_url, Duration::from_secs(1)).expect("redis");
+    let verifier = http_kit::identity::TokenVerifier::new(
+        std::sync::Arc::new(keys),
+        cache::Revocations::new(
+            redis,
+            cache::Keys::new(ctx.redis_prefix.clone()),
+            Duration::from_secs(1),
+        ),
+        &http_kit::identity::VerifierSettings {
+            issuer: "saas-platform".into(),
+            audience: "saas-platform".into(),
+            leeway_secs: 0,
+        },
+    );
+    let short = auth.sign(
+        &claims(user, TokenType::Access, 2, "saas-platform"),
+        Some(&auth.kid),
+    );
+    verifier
+        .verify(&short, TokenType::Access)
+        .await
+        .expect("valid now, and remembered");
+    testkit::wait_until(Duration::from_secs(10), || async {
+        matches!(
+            verifier.verify(&short, TokenType::Access).await,
+            Err(http_kit::ApiError::TokenExpired)
+        )
+    })
+    .await
+    .expect("the remembered token expires on time");
+
+    verifier
+        .verify(&access, TokenType::Access)
+        .await
+        .expect("valid, remembered");
+    assert!(matches!(
+        verifier.verify(&access, TokenType::Refresh).await,
+        Err(http_kit::ApiError::InvalidToken)
+    ));
+    auth.post("/api/auth/logout", json!({}), Some(&access))
+        .await;
+    assert!(matches!(
+        verifier.verify(&access, TokenType::Access).await,
+        Err(http_kit::ApiError::TokenRevoked)
+    ));
 }

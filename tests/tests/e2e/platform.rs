@@ -187,7 +187,7 @@ fn guarded_app(ctx: &TestContext, auth: &Auth, tenant_url: &str) -> String {
         Duration::from_secs(5),
     )
     .expect("jwks");
-    let redis = cache::build_pool(&ctx.redis_url, 4, Duration::from_secs(1)).expect("redis");
+    let redis = cache::connect(&ctx.redis_url, Duration::from_secs(1)).expect("redis");
     let verifier = web::Data::new(TokenVerifier::new(
         Arc::new(keys),
         cache::Revocations::new(

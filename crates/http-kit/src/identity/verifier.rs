@@ -2,14 +2,23 @@
 //! `kid`, the expected issuer, audience and type, within its validity, not revoked.
 //! Revocation is checked in Redis on every call; if Redis cannot answer, the request
 //! fails with 503, never passes.
+//!
+//! A client presents the same access token for its whole life, so the claims of a token
+//! whose signature and claims were verified are remembered, keyed by the exact token
+//! text, until it expires: later requests skip the signature check, never the expiry,
+//! type or revocation checks.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 
 use super::{Claims, KeySource, TokenType};
 use crate::ApiError;
+
+/// Verified tokens remembered at most (then the expired ones go, or all).
+const MAX_REMEMBERED: usize = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct VerifierSettings {
@@ -24,6 +33,7 @@ pub struct TokenVerifier {
     keys: Arc<dyn KeySource>,
     revocations: cache::Revocations,
     validation: Validation,
+    verified: Arc<Mutex<HashMap<String, Claims>>>,
 }
 
 impl TokenVerifier {
@@ -43,11 +53,39 @@ impl TokenVerifier {
             keys,
             revocations,
             validation,
+            verified: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
-    /// The claims of `token` if it is a valid, unrevoked token of type `expected`.
-    pub async fn verify(&self, token: &str, expected: TokenType) -> Result<Claims, ApiError> {
+    fn remembered(&self, token: &str) -> Option<Claims> {
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+            .cloned()
+    }
+
+    fn remember(&self, token: &str, claims: &Claims) {
+        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if verified.len() >= MAX_REMEMBERED {
+            let now = chrono::Utc::now().timestamp();
+            verified.retain(|_, c| c.exp > now);
+            if verified.len() >= MAX_REMEMBERED {
+                verified.clear();
+            }
+        }
+        verified.insert(token.to_owned(), claims.clone());
+    }
+
+    /// Signature, algorithm, `kid`, issuer, audience and validity window.
+    async fn check_signed(&self, token: &str) -> Result<Claims, ApiError> {
+        if let Some(claims) = self.remembered(token) {
+            let leeway = i64::try_from(self.validation.leeway).unwrap_or(0);
+            if claims.exp + leeway <= chrono::Utc::now().timestamp() {
+                return Err(ApiError::TokenExpired);
+            }
+            return Ok(claims);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| ApiError::InvalidToken)?;
         if header.alg != Algorithm::EdDSA {
             return Err(ApiError::InvalidToken);
@@ -65,16 +103,20 @@ impl TokenVerifier {
                 _ => ApiError::InvalidToken,
             }
         })?;
-        let claims = data.claims;
+        self.remember(token, &data.claims);
+        Ok(data.claims)
+    }
+
+    /// The claims of `token` if it is a valid, unrevoked token of type `expected`.
+    pub async fn verify(&self, token: &str, expected: TokenType) -> Result<Claims, ApiError> {
+        let claims = self.check_signed(token).await?;
         if claims.token_type != expected {
             return Err(ApiError::InvalidToken);
         }
+        let family = claims.fam.map(|f| f.to_string());
         let revoked = self
             .revocations
-            .is_revoked(
-                &claims.jti.to_string(),
-                claims.fam.map(|f| f.to_string()).as_deref(),
-            )
+            .is_revoked(&claims.jti.to_string(), family.as_deref())
             .await
             .map_err(|e| {
                 ApiError::ServiceUnavailable(format!("Revocation check unavailable: {e}"))
