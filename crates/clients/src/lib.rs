@@ -2,8 +2,10 @@
 //! Every call has a timeout, carries the internal service token and the current request
 //! id.
 
+pub mod auth;
 pub mod tenant;
 
+pub use auth::{AuthClient, UserSummary};
 pub use tenant::{TenantClient, TenantSummary, UserTenant};
 
 #[derive(Debug, thiserror::Error)]

@@ -66,3 +66,54 @@ pub async fn active_tenants_of(
         .load(conn)
         .await
 }
+
+/// The members of a tenant, longest-standing first.
+pub async fn members_of(
+    conn: &mut AsyncPgConnection,
+    tenant: TenantId,
+) -> QueryResult<Vec<MembershipRow>> {
+    memberships::table
+        .filter(memberships::tenant_id.eq(tenant.into_uuid()))
+        .order((memberships::joined_at.asc(), memberships::user_id.asc()))
+        .select(MembershipRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// Locks the tenant's admin memberships until the transaction ends and returns their
+/// user ids: two admins demoting each other serialise here, so one of them sees the
+/// other's change.
+pub async fn lock_admins(conn: &mut AsyncPgConnection, tenant: TenantId) -> QueryResult<Vec<Uuid>> {
+    memberships::table
+        .filter(memberships::tenant_id.eq(tenant.into_uuid()))
+        .filter(memberships::role.eq(Role::Admin.as_str()))
+        .select(memberships::user_id)
+        .for_update()
+        .load(conn)
+        .await
+}
+
+pub async fn set_role(
+    conn: &mut AsyncPgConnection,
+    tenant: TenantId,
+    user: UserId,
+    role: Role,
+) -> QueryResult<Option<MembershipRow>> {
+    diesel::update(memberships::table.find((user.into_uuid(), tenant.into_uuid())))
+        .set(memberships::role.eq(role.as_str()))
+        .returning(MembershipRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+pub async fn remove(
+    conn: &mut AsyncPgConnection,
+    tenant: TenantId,
+    user: UserId,
+) -> QueryResult<bool> {
+    let removed = diesel::delete(memberships::table.find((user.into_uuid(), tenant.into_uuid())))
+        .execute(conn)
+        .await?;
+    Ok(removed == 1)
+}

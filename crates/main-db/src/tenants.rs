@@ -134,3 +134,49 @@ pub async fn transition(
     .await
     .optional()
 }
+
+/// Tenants `user` created that are not deleted (the per-user creation limit counts them).
+pub async fn count_created_by(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult<i64> {
+    tenants::table
+        .filter(tenants::created_by.eq(user.into_uuid()))
+        .filter(tenants::status.ne(TenantStatus::Deleted.as_str()))
+        .count()
+        .get_result(conn)
+        .await
+}
+
+pub async fn rename(
+    conn: &mut AsyncPgConnection,
+    id: TenantId,
+    name: &TenantName,
+) -> QueryResult<TenantRow> {
+    diesel::update(tenants::table.find(id.into_uuid()))
+        .set((
+            tenants::name.eq(name.as_str()),
+            tenants::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(TenantRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Deactivates a tenant: `is_active` false, status `deleted`. `None` if it already was.
+pub async fn deactivate(
+    conn: &mut AsyncPgConnection,
+    id: TenantId,
+) -> QueryResult<Option<TenantRow>> {
+    diesel::update(
+        tenants::table
+            .find(id.into_uuid())
+            .filter(tenants::is_active.eq(true)),
+    )
+    .set((
+        tenants::is_active.eq(false),
+        tenants::status.eq(TenantStatus::Deleted.as_str()),
+        tenants::updated_at.eq(diesel::dsl::now),
+    ))
+    .returning(TenantRow::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
+}

@@ -85,3 +85,12 @@ pub async fn update_names(
         .await
         .optional()
 }
+
+pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[UserId]) -> QueryResult<Vec<UserRow>> {
+    let ids: Vec<Uuid> = ids.iter().map(|id| id.into_uuid()).collect();
+    users::table
+        .filter(users::id.eq_any(ids))
+        .select(UserRow::as_select())
+        .load(conn)
+        .await
+}

@@ -431,6 +431,18 @@ pub fn start_service<S: http_kit::cli::Service>(
     ctx: &TestContext,
     extra: &[(&str, &str)],
 ) -> String {
+    let (listener, base) = free_listener();
+    start_service_on::<S>(ctx, extra, listener);
+    base
+}
+
+/// Like [`start_service`], on a listener the test chose (for services that must know
+/// each other's address before either starts).
+pub fn start_service_on<S: http_kit::cli::Service>(
+    ctx: &TestContext,
+    extra: &[(&str, &str)],
+    listener: TcpListener,
+) {
     let mut env = ctx.service_env();
     for (key, value) in extra {
         env.insert((*key).to_owned(), (*value).to_owned());
@@ -438,9 +450,7 @@ pub fn start_service<S: http_kit::cli::Service>(
     let mut reader = http_kit::ConfigReader::new(&env);
     let settings = S::read_settings(&mut reader);
     let settings = reader.finish(settings).expect("valid service settings");
-    let (listener, base) = free_listener();
     tokio::spawn(S::start(settings, listener).expect("start the service"));
-    base
 }
 
 /// A Redis server of the test's own (`redis-server` on a free port), for tests that stop

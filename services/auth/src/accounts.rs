@@ -454,6 +454,13 @@ impl Accounts {
             .map_err(|e| ApiError::ServiceUnavailable(format!("Tenant service unavailable: {e}")))
     }
 
+    pub async fn users_by_id(&self, ids: &[UserId]) -> Result<Vec<UserRow>, ApiError> {
+        let mut conn = self.conn().await?;
+        users::find_many(&mut conn, ids)
+            .await
+            .map_err(ApiError::internal)
+    }
+
     pub async fn profile(&self, user: UserId) -> Result<UserRow, ApiError> {
         let mut conn = self.conn().await?;
         users::find(&mut conn, user)

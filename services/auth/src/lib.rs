@@ -38,6 +38,7 @@ pub const INFO: ServiceInfo = ServiceInfo {
         routes::wellknown::jwks,
         routes::internal::resolve_user,
         routes::internal::issue_tokens,
+        routes::internal::lookup_users,
     )
 )]
 struct ApiDoc;

@@ -9,6 +9,7 @@ use actix_web::dev::Server;
 use http_kit::{CommonSettings, ConfigReader, ReadinessCheck, ServiceInfo};
 use utoipa::OpenApi;
 
+pub mod app;
 pub mod migrate_tenants;
 pub mod provisioning;
 pub mod routes;
@@ -59,17 +60,62 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server
     let common = &settings.common;
     let db = main_db::build_pool(common.database_url.expose(), &settings.main_pool_settings())?;
     let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
-    let db_for_routes = db.clone();
+    let tenants = std::sync::Arc::new(tenant_db::TenantDatabaseManager::new(
+        settings.tenant_db.clone(),
+    )?);
+    let app = app::TenantApp {
+        db: db.clone(),
+        provisioner: provisioning::Provisioner::new(db.clone(), tenants.clone()),
+        tenants,
+        auth: clients::AuthClient::new(
+            settings.auth_service_url.clone(),
+            settings.internal_token.clone(),
+            settings.service_call_timeout,
+        )?,
+        limit_per_user: settings.tenant_limit_per_user,
+    };
+    let keys = http_kit::identity::JwksClient::new(
+        format!("{}/.well-known/jwks.json", settings.auth_service_url),
+        settings.service_call_timeout,
+        std::time::Duration::from_secs(5),
+    )?;
+    let revocations = cache::Revocations::new(
+        redis.clone(),
+        cache::Keys::new(common.redis_key_prefix.clone()),
+        common.redis_timeout,
+    );
+    let verifier = http_kit::identity::TokenVerifier::new(
+        std::sync::Arc::new(keys),
+        revocations,
+        &http_kit::identity::VerifierSettings {
+            issuer: settings.jwt_issuer.clone(),
+            audience: settings.jwt_audience.clone(),
+            leeway_secs: 30,
+        },
+    );
+    // This service owns memberships: no cache, every request sees the current role.
+    let roles = http_kit::identity::CachedRoles::new(
+        std::sync::Arc::new(app::DbRoles(db.clone())),
+        std::time::Duration::ZERO,
+        1,
+    );
     let checks = [
         ReadinessCheck::new("postgres", main_db::probe(db.clone())),
         ReadinessCheck::new("redis", cache::probe(redis, common.redis_timeout)),
     ];
-    let db = actix_web::web::Data::new(db_for_routes);
+    let db = actix_web::web::Data::new(db);
+    let app = actix_web::web::Data::new(app);
+    let verifier = actix_web::web::Data::new(verifier);
+    let roles = actix_web::web::Data::new(roles);
     let internal = actix_web::web::Data::new(http_kit::identity::InternalToken(
         settings.internal_token.clone(),
     ));
     http_kit::server::start_service(INFO, common, checks, openapi(), listener, move |cfg| {
-        cfg.app_data(db.clone()).app_data(internal.clone());
+        cfg.app_data(db.clone())
+            .app_data(app.clone())
+            .app_data(verifier.clone())
+            .app_data(roles.clone())
+            .app_data(internal.clone());
         routes::configure(cfg);
     })
 }

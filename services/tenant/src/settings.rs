@@ -3,7 +3,10 @@
 //! `tenant_template`), `TENANT_POOL_MAX_POOLS` (25), `TENANT_POOL_CONNECTIONS_PER_POOL`
 //! (2), `TENANT_POOL_IDLE_TIMEOUT_SECS` (300), `TENANT_POOL_TIMEOUT_MS` (5000),
 //! `TENANT_ADMIN_POOL_SIZE` (4), `TENANT_MIGRATION_CONCURRENCY` (4); and
-//! `INTERNAL_SERVICE_TOKEN` (required, ≥ 32 characters) guarding the internal routes.
+//! `INTERNAL_SERVICE_TOKEN` (required, ≥ 32 characters) guarding the internal routes;
+//! `TENANT_LIMIT_PER_USER` (10) tenants a user may create; `AUTH_SERVICE_URL`
+//! (`http://127.0.0.1:5001`: its JWKS and user lookups), `JWT_ISSUER` and `JWT_AUDIENCE`
+//! (`saas-platform`), `SERVICE_CALL_TIMEOUT_MS` (2000).
 
 use std::time::Duration;
 
@@ -19,6 +22,11 @@ pub struct Settings {
     /// Default parallelism of `migrate-tenants`.
     pub migration_concurrency: usize,
     pub internal_token: Secret<String>,
+    pub tenant_limit_per_user: u32,
+    pub auth_service_url: String,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub service_call_timeout: Duration,
 }
 
 impl Settings {
@@ -73,11 +81,31 @@ impl Settings {
             token_len == 0 || token_len >= 32,
             "must be at least 32 characters",
         );
+        let tenant_limit_per_user = r.optional("TENANT_LIMIT_PER_USER", 10);
+        let auth_service_url: String =
+            r.optional("AUTH_SERVICE_URL", "http://127.0.0.1:5001".to_owned());
+        r.check(
+            "AUTH_SERVICE_URL",
+            auth_service_url.starts_with("http://") || auth_service_url.starts_with("https://"),
+            "must be an http:// or https:// URL",
+        );
+        let service_call_timeout =
+            Duration::from_millis(r.optional("SERVICE_CALL_TIMEOUT_MS", 2000));
+        r.check(
+            "SERVICE_CALL_TIMEOUT_MS",
+            !service_call_timeout.is_zero(),
+            "must be positive",
+        );
         Self {
             common,
             tenant_db,
             migration_concurrency,
             internal_token,
+            tenant_limit_per_user,
+            auth_service_url: auth_service_url.trim_end_matches('/').to_owned(),
+            jwt_issuer: r.optional("JWT_ISSUER", "saas-platform".to_owned()),
+            jwt_audience: r.optional("JWT_AUDIENCE", "saas-platform".to_owned()),
+            service_call_timeout,
         }
     }
 

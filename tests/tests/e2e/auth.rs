@@ -13,7 +13,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use main_db::schema::outbox;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use testkit::{start_service, TestContext, TestRedis};
+use testkit::{TestContext, TestRedis};
 use uuid::Uuid;
 
 use testkit::INTERNAL_TOKEN;
@@ -43,22 +43,38 @@ fn settings(pem: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     env
 }
 
-/// Starts the tenant service and auth pointing at it.
+/// Starts auth and the tenant service, each knowing the other's address.
 pub(crate) fn start(ctx: &TestContext, extra: &[(&str, &str)]) -> Auth {
+    start_with(ctx, extra, &[]).0
+}
+
+/// [`start`], with settings for the tenant service too; also returns its base URL.
+pub(crate) fn start_with(
+    ctx: &TestContext,
+    extra: &[(&str, &str)],
+    tenant_extra: &[(&str, &str)],
+) -> (Auth, String) {
     let pem = generate_pem().expect("key");
     let kid = SigningKeys::from_pem(&pem, None, None).expect("key").kid;
-    let tenant = start_service::<tenant::Service>(ctx, &[]);
+    let (auth_listener, base) = testkit::free_listener();
+    let (tenant_listener, tenant) = testkit::free_listener();
+    let mut tenant_env = vec![("AUTH_SERVICE_URL", base.as_str())];
+    tenant_env.extend_from_slice(tenant_extra);
+    testkit::start_service_on::<tenant::Service>(ctx, &tenant_env, tenant_listener);
     let mut with_tenant = vec![("TENANT_SERVICE_URL", tenant.as_str())];
     with_tenant.extend_from_slice(extra);
     let env = settings(&pem, &with_tenant);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let base = start_service::<auth::Service>(ctx, &env);
-    Auth {
-        base,
-        client: Client::new(),
-        pem,
-        kid,
-    }
+    testkit::start_service_on::<auth::Service>(ctx, &env, auth_listener);
+    (
+        Auth {
+            base,
+            client: Client::new(),
+            pem,
+            kid,
+        },
+        tenant,
+    )
 }
 
 impl Auth {

@@ -3,3 +3,4 @@
 
 mod auth;
 mod platform;
+mod tenants;

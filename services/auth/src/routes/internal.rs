@@ -84,3 +84,41 @@ pub async fn issue_tokens(
         expires_in: accounts.issuer.access_ttl.as_secs(),
     }))
 }
+
+/// Most users one lookup may ask for.
+const MAX_LOOKUP: usize = 1000;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LookupRequest {
+    #[schema(value_type = Vec<String>)]
+    user_ids: Vec<UserId>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LookupResponse {
+    /// The users that exist, in no particular order.
+    users: Vec<UserBody>,
+}
+
+/// Users by id (for the tenant service's member lists); unknown ids are left out.
+#[utoipa::path(post, path = "/internal/v1/users/lookup", tag = "internal", request_body = LookupRequest,
+    responses((status = 200, body = LookupResponse), (status = 400, body = http_kit::ErrorBody),
+              (status = 401, body = http_kit::ErrorBody)))]
+pub async fn lookup_users(
+    _caller: InternalCaller,
+    accounts: web::Data<Accounts>,
+    body: Json<LookupRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let ids = &body.user_ids;
+    if ids.len() > MAX_LOOKUP {
+        return Err(ApiError::validation(
+            "user_ids",
+            format!("at most {MAX_LOOKUP} ids"),
+        ));
+    }
+    let users = accounts.users_by_id(ids).await?;
+    Ok(HttpResponse::Ok().json(LookupResponse {
+        users: users.into_iter().map(UserBody::from).collect(),
+    }))
+}

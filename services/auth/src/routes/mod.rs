@@ -28,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::scope("/internal/v1")
             .route("/users/resolve", web::post().to(internal::resolve_user))
+            .route("/users/lookup", web::post().to(internal::lookup_users))
             .route("/tokens", web::post().to(internal::issue_tokens)),
     );
 }

@@ -1,11 +1,27 @@
-//! HTTP routes of the tenant service. Today: the internal API other services use.
+//! HTTP routes of the tenant service: the public tenant API and the internal API other
+//! services use.
 
 pub mod internal;
+pub mod members;
+pub mod tenants;
 
 use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
+        web::scope("/api/tenants")
+            .route("", web::get().to(tenants::list))
+            .route("", web::post().to(tenants::create))
+            .route("/health", web::get().to(tenants::health))
+            .route("/{id}", web::get().to(tenants::get))
+            .route("/{id}", web::put().to(tenants::update))
+            .route("/{id}", web::delete().to(tenants::delete))
+            .route("/{id}/retry", web::post().to(tenants::retry))
+            .route("/{id}/users", web::post().to(members::add))
+            .route("/{id}/users/{user_id}", web::put().to(members::change_role))
+            .route("/{id}/users/{user_id}", web::delete().to(members::remove)),
+    )
+    .service(
         web::scope("/internal/v1")
             .route("/tenants/{tenant_id}", web::get().to(internal::tenant))
             .route(

@@ -1,0 +1,215 @@
+//! `/api/tenants/{id}/users`: adding members, changing roles, removing members (admin).
+//! The last admin can be neither removed nor demoted: the admin rows are locked in the
+//! same transaction, so two admins demoting each other at once cannot both succeed.
+//! Each change records `membership.changed` in the same transaction.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use clients::tenant::Membership;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use domain::{Permission, Role, TenantId, UserId};
+use events::{EventEnvelope, Topic};
+use http_kit::identity::TenantMember;
+use http_kit::{success, ApiError, Json, RequestId};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::app::{TenantApp, TxError};
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    #[schema(value_type = String, format = Uuid)]
+    user_id: UserId,
+    role: Role,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRole {
+    role: Role,
+}
+
+fn changed(
+    tenant: TenantId,
+    actor: UserId,
+    user: UserId,
+    action: &str,
+    role: Option<Role>,
+    request_id: String,
+) -> Result<EventEnvelope, ApiError> {
+    EventEnvelope::new(
+        Topic::MembershipChanged,
+        Some(tenant),
+        Some(actor),
+        json!({"tenant_id": tenant, "user_id": user, "action": action, "role": role}),
+    )
+    .map(|e| e.with_request_id(Some(request_id)))
+    .map_err(ApiError::internal)
+}
+
+fn db_error(e: diesel::result::Error) -> ApiError {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match &e {
+        Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+            ApiError::Conflict("The user is already a member of this tenant".into())
+        }
+        Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
+            ApiError::NotFound("User")
+        }
+        _ => ApiError::internal(e),
+    }
+}
+
+async fn enqueue(tx: &mut AsyncPgConnection, event: &EventEnvelope) -> Result<(), ApiError> {
+    events::enqueue(tx, event).await.map_err(ApiError::internal)
+}
+
+/// Add a member (admin). 409 if already a member; 404 for an unknown user.
+#[utoipa::path(post, path = "/api/tenants/{id}/users", tag = "tenants", params(("id" = String, Path, format = Uuid)),
+    request_body = AddMember,
+    responses((status = 201, description = "`data`: the membership", body = Membership),
+              (status = 404, body = http_kit::ErrorBody), (status = 409, body = http_kit::ErrorBody)))]
+pub async fn add(
+    app: web::Data<TenantApp>,
+    member: TenantMember,
+    request_id: RequestId,
+    body: Json<AddMember>,
+) -> Result<HttpResponse, ApiError> {
+    member.require(Permission::ManageMembers)?;
+    let AddMember { user_id, role } = body.into_inner();
+    let event = changed(
+        member.tenant_id,
+        member.user_id,
+        user_id,
+        "added",
+        Some(role),
+        request_id.0,
+    )?;
+    let mut conn = app.conn().await?;
+    let row = conn
+        .transaction::<_, TxError, _>(async |tx| {
+            let row = main_db::memberships::insert(tx, user_id, member.tenant_id, role)
+                .await
+                .map_err(db_error)?;
+            enqueue(tx, &event).await?;
+            Ok(row)
+        })
+        .await?;
+    let body = Membership {
+        tenant_id: member.tenant_id,
+        user_id,
+        role,
+        joined_at: row.joined_at,
+    };
+    Ok(success(
+        StatusCode::CREATED,
+        "User added to tenant successfully",
+        body,
+    ))
+}
+
+/// Change a member's role (admin); demoting the last admin is refused with 400.
+#[utoipa::path(put, path = "/api/tenants/{id}/users/{user_id}", tag = "tenants",
+    params(("id" = String, Path, format = Uuid), ("user_id" = String, Path, format = Uuid)),
+    request_body = ChangeRole,
+    responses((status = 200, description = "`data`: the membership", body = Membership),
+              (status = 400, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody)))]
+pub async fn change_role(
+    app: web::Data<TenantApp>,
+    member: TenantMember,
+    path: web::Path<(TenantId, UserId)>,
+    request_id: RequestId,
+    body: Json<ChangeRole>,
+) -> Result<HttpResponse, ApiError> {
+    member.require(Permission::ManageMembers)?;
+    let (_, user_id) = path.into_inner();
+    let role = body.role;
+    let event = changed(
+        member.tenant_id,
+        member.user_id,
+        user_id,
+        "role_changed",
+        Some(role),
+        request_id.0,
+    )?;
+    let mut conn = app.conn().await?;
+    let row = conn
+        .transaction::<_, TxError, _>(async |tx| {
+            let admins = main_db::memberships::lock_admins(tx, member.tenant_id)
+                .await
+                .map_err(ApiError::internal)?;
+            if role != Role::Admin && admins == [user_id.into_uuid()] {
+                return Err(ApiError::BadRequest(
+                    "The last admin of a tenant cannot be demoted".into(),
+                )
+                .into());
+            }
+            let row = main_db::memberships::set_role(tx, member.tenant_id, user_id, role)
+                .await
+                .map_err(ApiError::internal)?
+                .ok_or(ApiError::NotFound("Membership"))?;
+            enqueue(tx, &event).await?;
+            Ok(row)
+        })
+        .await?;
+    let body = Membership {
+        tenant_id: member.tenant_id,
+        user_id,
+        role,
+        joined_at: row.joined_at,
+    };
+    Ok(success(
+        StatusCode::OK,
+        "User role updated successfully",
+        body,
+    ))
+}
+
+/// Remove a member (admin); removing the last admin is refused with 400.
+#[utoipa::path(delete, path = "/api/tenants/{id}/users/{user_id}", tag = "tenants",
+    params(("id" = String, Path, format = Uuid), ("user_id" = String, Path, format = Uuid)),
+    responses((status = 200, description = "Removed"), (status = 400, body = http_kit::ErrorBody),
+              (status = 404, body = http_kit::ErrorBody)))]
+pub async fn remove(
+    app: web::Data<TenantApp>,
+    member: TenantMember,
+    path: web::Path<(TenantId, UserId)>,
+    request_id: RequestId,
+) -> Result<HttpResponse, ApiError> {
+    member.require(Permission::ManageMembers)?;
+    let (_, user_id) = path.into_inner();
+    let event = changed(
+        member.tenant_id,
+        member.user_id,
+        user_id,
+        "removed",
+        None,
+        request_id.0,
+    )?;
+    let mut conn = app.conn().await?;
+    conn.transaction::<_, TxError, _>(async |tx| {
+        let admins = main_db::memberships::lock_admins(tx, member.tenant_id)
+            .await
+            .map_err(ApiError::internal)?;
+        if admins == [user_id.into_uuid()] {
+            return Err(ApiError::BadRequest(
+                "The last admin of a tenant cannot be removed".into(),
+            )
+            .into());
+        }
+        if !main_db::memberships::remove(tx, member.tenant_id, user_id)
+            .await
+            .map_err(ApiError::internal)?
+        {
+            return Err(ApiError::NotFound("Membership").into());
+        }
+        Ok(enqueue(tx, &event).await?)
+    })
+    .await?;
+    Ok(success(
+        StatusCode::OK,
+        "User removed from tenant successfully",
+        json!({"tenant_id": member.tenant_id, "user_id": user_id}),
+    ))
+}

@@ -1,0 +1,299 @@
+//! `/api/tenants`: the caller's tenants, creating one (provisioning its database), one
+//! tenant with its members, renaming, retrying a failed provisioning, deactivating.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use clients::{TenantSummary, UserSummary};
+use domain::{Permission, Role, TenantName, TenantStatus, UserId};
+use events::{EventEnvelope, Topic};
+use http_kit::identity::{Authenticated, TenantMember};
+use http_kit::{success, ApiError, Json, Query, RequestId, ServiceInfo};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::app::{unavailable, TenantApp, TxError};
+use crate::provisioning::ProvisionError;
+use crate::routes::internal::summary;
+
+/// A tenant with the caller's role in it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TenantWithRole {
+    #[serde(flatten)]
+    tenant: TenantSummary,
+    role: Role,
+}
+
+/// A member: the user, the role and when they joined.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Member {
+    #[serde(flatten)]
+    user: UserSummary,
+    role: Role,
+    #[serde(serialize_with = "http_kit::time::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    joined_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TenantDetail {
+    #[serde(flatten)]
+    tenant: TenantSummary,
+    role: Role,
+    members: Vec<Member>,
+}
+
+pub async fn health(info: web::Data<ServiceInfo>) -> HttpResponse {
+    HttpResponse::Ok()
+        .json(json!({"status": "healthy", "service": info.name, "version": info.version}))
+}
+
+/// The caller's active tenants, with role and join time, most recently joined first.
+#[utoipa::path(get, path = "/api/tenants", tag = "tenants",
+    responses((status = 200, description = "`data`: Tenant + role + joined_at", body = Vec<clients::UserTenant>),
+              (status = 401, body = http_kit::ErrorBody)))]
+pub async fn list(
+    app: web::Data<TenantApp>,
+    caller: Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = app.conn().await?;
+    let rows = main_db::memberships::active_tenants_of(&mut conn, caller.user_id)
+        .await
+        .map_err(ApiError::internal)?;
+    let tenants: Vec<clients::UserTenant> = rows
+        .into_iter()
+        .filter_map(|(tenant, m)| {
+            let role = m.role.parse().ok()?;
+            Some(clients::UserTenant {
+                tenant: summary(tenant),
+                role,
+                joined_at: m.joined_at,
+            })
+        })
+        .collect();
+    Ok(success(StatusCode::OK, "Tenants retrieved", tenants))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    name: String,
+}
+
+/// Create a tenant; its database exists and is migrated when the answer comes.
+#[utoipa::path(post, path = "/api/tenants", tag = "tenants", request_body = CreateTenant,
+    responses((status = 201, description = "`data`: Tenant + role", body = TenantWithRole),
+              (status = 400, body = http_kit::ErrorBody), (status = 403, description = "tenant limit reached", body = http_kit::ErrorBody),
+              (status = 503, description = "provisioning failed; the tenant is `failed` and can be retried", body = http_kit::ErrorBody)))]
+pub async fn create(
+    app: web::Data<TenantApp>,
+    caller: Authenticated,
+    body: Json<CreateTenant>,
+) -> Result<HttpResponse, ApiError> {
+    let name =
+        TenantName::parse(&body.name).map_err(|e| ApiError::validation("name", e.to_string()))?;
+    {
+        let mut conn = app.conn().await?;
+        let created = main_db::tenants::count_created_by(&mut conn, caller.user_id)
+            .await
+            .map_err(ApiError::internal)?;
+        if created >= i64::from(app.limit_per_user) {
+            return Err(ApiError::Forbidden(format!(
+                "You have reached the limit of {} tenants per user",
+                app.limit_per_user
+            )));
+        }
+    }
+    match app.provisioner.provision(name, Some(caller.user_id)).await {
+        Ok(tenant) => Ok(success(
+            StatusCode::CREATED,
+            "Tenant created successfully",
+            TenantWithRole { tenant: summary(tenant), role: Role::Admin },
+        )),
+        Err(ProvisionError::Failed { tenant_id, .. }) => Err(ApiError::ServiceUnavailable(format!(
+            "Provisioning tenant {tenant_id} failed; it is kept as failed: retry with POST /api/tenants/{tenant_id}/retry"
+        ))),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+/// A tenant, the caller's role and its members (any member).
+#[utoipa::path(get, path = "/api/tenants/{id}", tag = "tenants", params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, description = "`data`: Tenant + role + members", body = TenantDetail),
+              (status = 404, description = "no such tenant, or not a member", body = http_kit::ErrorBody)))]
+pub async fn get(
+    app: web::Data<TenantApp>,
+    member: TenantMember,
+) -> Result<HttpResponse, ApiError> {
+    member.require(Permission::ViewTenant)?;
+    let (tenant, memberships) = {
+        let mut conn = app.conn().await?;
+        let tenant = main_db::tenants::find(&mut conn, member.tenant_id)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or(ApiError::NotFound("Tenant"))?;
+        let memberships = main_db::memberships::members_of(&mut conn, member.tenant_id)
+            .await
+            .map_err(ApiError::internal)?;
+        (tenant, memberships)
+    };
+    let ids: Vec<UserId> = memberships
+        .iter()
+        .map(|m| UserId::from_uuid(m.user_id))
+        .collect();
+    let users = app
+        .auth
+        .users(&ids)
+        .await
+        .map_err(|e| ApiError::ServiceUnavailable(format!("Auth service unavailable: {e}")))?;
+    let members = memberships
+        .into_iter()
+        .filter_map(|m| {
+            let user = users.iter().find(|u| u.id.as_uuid() == &m.user_id)?.clone();
+            Some(Member {
+                user,
+                role: m.role.parse().ok()?,
+                joined_at: m.joined_at,
+            })
+        })
+        .collect();
+    Ok(success(
+        StatusCode::OK,
+        "Tenant retrieved",
+        TenantDetail {
+            tenant: summary(tenant),
+            role: member.role,
+            members,
+        },
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenant {
+    name: Option<String>,
+}
+
+/// Rename a tenant (admin).
+#[utoipa::path(put, path = "/api/tenants/{id}", tag = "tenants", params(("id" = String, Path, format = Uuid)),
+    request_body = UpdateTenant,
+    responses((status = 200, description = "`data`: Tenant", body = TenantSummary), (status = 403, body = http_kit::ErrorBody),
+              (status = 404, body = http_kit::ErrorBody)))]
+pub async fn update(
+    app: web::Data<TenantApp>,
+    member: TenantMember,
+    body: Json<UpdateTenant>,
+) -> Result<HttpResponse, ApiError> {
+    member.require(Permission::UpdateTenant)?;
+    let mut conn = app.conn().await?;
+    let tenant = match &body.name {
+        Some(name) => {
+            let name =
+                TenantName::parse(name).map_err(|e| ApiError::validation("name", e.to_string()))?;
+            main_db::tenants::rename(&mut conn, member.tenant_id, &name)
+                .await
+                .map_err(ApiError::internal)?
+        }
+        None => main_db::tenants::find(&mut conn, member.tenant_id)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or(ApiError::NotFound("Tenant"))?,
+    };
+    Ok(success(
+        StatusCode::OK,
+        "Tenant updated successfully",
+        summary(tenant),
+    ))
+}
+
+/// Complete a failed provisioning (admin).
+#[utoipa::path(post, path = "/api/tenants/{id}/retry", tag = "tenants", params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, description = "`data`: Tenant, now active", body = TenantSummary),
+              (status = 400, description = "the tenant is not failed", body = http_kit::ErrorBody),
+              (status = 403, body = http_kit::ErrorBody), (status = 503, body = http_kit::ErrorBody)))]
+pub async fn retry(
+    app: web::Data<TenantApp>,
+    member: TenantMember,
+) -> Result<HttpResponse, ApiError> {
+    member.require(Permission::RetryProvisioning)?;
+    match app.provisioner.retry(member.tenant_id).await {
+        Ok(tenant) => Ok(success(
+            StatusCode::OK,
+            "Tenant provisioned successfully",
+            summary(tenant),
+        )),
+        Err(ProvisionError::NotRetryable(status)) => Err(ApiError::BadRequest(format!(
+            "Only a failed provisioning can be retried; the tenant is {status}"
+        ))),
+        Err(ProvisionError::NotFound) => Err(ApiError::NotFound("Tenant")),
+        Err(ProvisionError::Failed { reason, .. }) => {
+            tracing::warn!(tenant.id = %member.tenant_id, %reason, "retry failed");
+            Err(ApiError::ServiceUnavailable(
+                "Provisioning failed again; the tenant stays failed".into(),
+            ))
+        }
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    #[serde(default)]
+    purge: bool,
+}
+
+/// Deactivate a tenant (admin); `?purge=true` also destroys its database (and, through
+/// `tenant.deleted` with `hard_delete`, its stored objects).
+#[utoipa::path(delete, path = "/api/tenants/{id}", tag = "tenants",
+    params(("id" = String, Path, format = Uuid), ("purge" = Option<bool>, Query)),
+    responses((status = 200, description = "`data`: {tenant_id, hard_delete}"), (status = 403, body = http_kit::ErrorBody),
+              (status = 404, body = http_kit::ErrorBody)))]
+pub async fn delete(
+    app: web::Data<TenantApp>,
+    member: TenantMember,
+    query: Query<DeleteQuery>,
+    request_id: RequestId,
+) -> Result<HttpResponse, ApiError> {
+    member.require(Permission::DeleteTenant)?;
+    let purge = query.into_inner().purge;
+    let tenant_id = member.tenant_id;
+    let mut conn = app.conn().await?;
+    let event = EventEnvelope::new(
+        Topic::TenantDeleted,
+        Some(tenant_id),
+        Some(member.user_id),
+        json!({"tenant_id": tenant_id, "hard_delete": purge}),
+    )
+    .map_err(ApiError::internal)?
+    .with_request_id(Some(request_id.0));
+    let deactivated =
+        diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
+            let row = main_db::tenants::deactivate(tx, tenant_id)
+                .await
+                .map_err(ApiError::internal)?;
+            let Some(row) = row else {
+                return Err(ApiError::NotFound("Tenant").into());
+            };
+            events::enqueue(tx, &event)
+                .await
+                .map_err(ApiError::internal)?;
+            Ok(row)
+        })
+        .await?;
+    drop(conn);
+    if purge {
+        let database = deactivated.database().map_err(ApiError::internal)?;
+        app.tenants
+            .drop_database(&database)
+            .await
+            .map_err(unavailable)?;
+        tracing::info!(tenant.id = %tenant_id, database = %database, "tenant purged");
+    }
+    debug_assert_eq!(deactivated.status(), TenantStatus::Deleted);
+    Ok(success(
+        StatusCode::OK,
+        "Tenant deleted successfully",
+        json!({"tenant_id": tenant_id, "hard_delete": purge}),
+    ))
+}

@@ -1,0 +1,644 @@
+//! The tenant API through HTTP, with auth beside it: creating (a real database),
+//! listing, reading with members, renaming, members and roles with the last-admin rule,
+//! deactivating and purging, the per-user limit, and retrying a failed provisioning.
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use main_db::schema::outbox;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use testkit::TestContext;
+
+use crate::auth::{assert_error, start_with, Auth};
+
+async fn call(
+    auth: &Auth,
+    method: Method,
+    url: &str,
+    body: Option<Value>,
+    token: &str,
+) -> (StatusCode, Value) {
+    let mut request = auth.client.request(method, url).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("send");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+struct Users {
+    admin: (String, String),
+    other: (String, String),
+    outsider: String,
+}
+
+async fn users(auth: &Auth) -> Users {
+    let admin = auth.session("admin@example.com").await.0;
+    let other = auth.session("other@example.com").await.0;
+    let outsider = auth.session("outsider@example.com").await.0;
+    let id = |token: String| async move {
+        let (_, me) = auth.get("/api/users/me", Some(&token)).await;
+        (token, me["data"]["id"].as_str().expect("id").to_owned())
+    };
+    Users {
+        admin: id(admin).await,
+        other: id(other).await,
+        outsider,
+    }
+}
+
+async fn create(auth: &Auth, tenant: &str, token: &str, name: &str) -> Value {
+    let (status, body) = call(
+        auth,
+        Method::POST,
+        &format!("{tenant}/api/tenants"),
+        Some(json!({"name": name})),
+        token,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["data"].clone()
+}
+
+#[tokio::test]
+async fn tenants_are_created_listed_read_and_renamed() {
+    let ctx = TestContext::new().await;
+    let (auth, tenant) = start_with(&ctx, &[], &[]);
+    let u = users(&auth).await;
+    let (admin, admin_id) = (&u.admin.0, &u.admin.1);
+    let created = create(&auth, &tenant, admin, "  Acme Corp  ").await;
+    assert_eq!(created["name"], "Acme Corp");
+    assert_eq!(
+        (created["status"].as_str(), created["role"].as_str()),
+        (Some("active"), Some("admin"))
+    );
+    assert_eq!(created["is_active"], true);
+    assert_eq!(created["created_by"], admin_id.as_str());
+    let id = created["id"].as_str().expect("id").to_owned();
+    let database = created["database_name"].as_str().expect("db").to_owned();
+    assert!(database.starts_with("tenant_acme_corp_"), "{database}");
+    let exists = {
+        let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+            .await
+            .expect("connect");
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+            "EXISTS (SELECT 1 FROM pg_database WHERE datname = '{database}')"
+        )))
+        .get_result::<bool>(&mut conn)
+        .await
+        .expect("query")
+    };
+    assert!(exists, "the database exists when 201 is sent");
+
+    let (status, list) = call(
+        &auth,
+        Method::GET,
+        &format!("{tenant}/api/tenants"),
+        None,
+        admin,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["data"][0]["id"], id.as_str());
+    assert_eq!(list["data"][0]["role"], "admin");
+
+    let (status, one) = call(
+        &auth,
+        Method::GET,
+        &format!("{tenant}/api/tenants/{id}"),
+        None,
+        admin,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    let members = one["data"]["members"].as_array().expect("members");
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0]["email"], "admin@example.com");
+    assert_eq!(members[0]["role"], "admin");
+    assert!(members[0]["joined_at"]
+        .as_str()
+        .is_some_and(|t| t.ends_with("+00:00")));
+
+    let (status, renamed) = call(
+        &auth,
+        Method::PUT,
+        &format!("{tenant}/api/tenants/{id}"),
+        Some(json!({"name": "Acme Inc"})),
+        admin,
+    )
+    .await;
+    assert_eq!(
+        (status, renamed["data"]["name"].as_str()),
+        (StatusCode::OK, Some("Acme Inc"))
+    );
+    for (body, field) in [
+        (json!({"name": "   "}), "name"),
+        (json!({"name": "x".repeat(256)}), "name"),
+        (
+            json!({"name": "ok", "database_name": "tenant_evil_00000000"}),
+            "database_name",
+        ),
+    ] {
+        let (status, reply) = call(
+            &auth,
+            Method::PUT,
+            &format!("{tenant}/api/tenants/{id}"),
+            Some(body),
+            admin,
+        )
+        .await;
+        assert_error(status, &reply, 400, "validation_error");
+        assert!(reply["details"][field].is_array(), "{reply}");
+    }
+    let (status, reply) = call(
+        &auth,
+        Method::POST,
+        &format!("{tenant}/api/tenants"),
+        Some(json!({})),
+        admin,
+    )
+    .await;
+    assert_error(status, &reply, 400, "validation_error");
+    let (status, reply) = call(
+        &auth,
+        Method::GET,
+        &format!("{tenant}/api/tenants/not-a-uuid"),
+        None,
+        admin,
+    )
+    .await;
+    assert_error(status, &reply, 400, "validation_error");
+    let (status, reply) = call(
+        &auth,
+        Method::GET,
+        &format!("{tenant}/api/tenants/{id}"),
+        None,
+        &u.outsider,
+    )
+    .await;
+    assert_error(status, &reply, 404, "not_found");
+    let (status, reply) = call(
+        &auth,
+        Method::GET,
+        &format!("{tenant}/api/tenants"),
+        None,
+        "garbage",
+    )
+    .await;
+    assert_error(status, &reply, 401, "invalid_token");
+
+    let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("connect");
+    let topics: Vec<String> = outbox::table
+        .select(outbox::topic)
+        .filter(outbox::topic.eq("tenant.created"))
+        .load(&mut conn)
+        .await
+        .expect("outbox");
+    assert_eq!(topics.len(), 1);
+}
+
+#[tokio::test]
+async fn members_and_roles_follow_the_rules() {
+    let ctx = TestContext::new().await;
+    let (auth, tenant) = start_with(&ctx, &[], &[]);
+    let u = users(&auth).await;
+    let (admin, admin_id) = (&u.admin.0, &u.admin.1);
+    let (other, other_id) = (&u.other.0, &u.other.1);
+    let id = create(&auth, &tenant, admin, "Members").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let users_url = format!("{tenant}/api/tenants/{id}/users");
+
+    let (status, added) = call(
+        &auth,
+        Method::POST,
+        &users_url,
+        Some(json!({"user_id": other_id, "role": "viewer"})),
+        admin,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    assert_eq!(added["data"]["role"], "viewer");
+    assert_eq!(added["data"]["tenant_id"], id.as_str());
+    let (status, reply) = call(
+        &auth,
+        Method::POST,
+        &users_url,
+        Some(json!({"user_id": other_id, "role": "user"})),
+        admin,
+    )
+    .await;
+    assert_error(status, &reply, 409, "conflict");
+    let (status, reply) = call(
+        &auth,
+        Method::POST,
+        &users_url,
+        Some(json!({"user_id": uuid::Uuid::new_v4(), "role": "user"})),
+        admin,
+    )
+    .await;
+    assert_error(status, &reply, 404, "not_found");
+    for role in ["Admin", "owner", ""] {
+        let (status, reply) = call(
+            &auth,
+            Method::POST,
+            &users_url,
+            Some(json!({"user_id": other_id, "role": role})),
+            admin,
+        )
+        .await;
+        assert_error(status, &reply, 400, "validation_error");
+    }
+
+    // The viewer reads but does not manage.
+    let (status, seen) = call(
+        &auth,
+        Method::GET,
+        &format!("{tenant}/api/tenants/{id}"),
+        None,
+        other,
+    )
+    .await;
+    assert_eq!(
+        (status, seen["data"]["role"].as_str()),
+        (StatusCode::OK, Some("viewer"))
+    );
+    let (status, reply) = call(
+        &auth,
+        Method::PUT,
+        &format!("{tenant}/api/tenants/{id}"),
+        Some(json!({"name": "x"})),
+        other,
+    )
+    .await;
+    assert_error(status, &reply, 403, "forbidden");
+    let (status, reply) = call(
+        &auth,
+        Method::DELETE,
+        &format!("{users_url}/{admin_id}"),
+        None,
+        other,
+    )
+    .await;
+    assert_error(status, &reply, 403, "forbidden");
+
+    let (status, reply) = call(
+        &auth,
+        Method::PUT,
+        &format!("{users_url}/{admin_id}"),
+        Some(json!({"role": "user"})),
+        admin,
+    )
+    .await;
+    assert_error(status, &reply, 400, "bad_request");
+    let (status, reply) = call(
+        &auth,
+        Method::DELETE,
+        &format!("{users_url}/{admin_id}"),
+        None,
+        admin,
+    )
+    .await;
+    assert_error(status, &reply, 400, "bad_request");
+
+    let (status, promoted) = call(
+        &auth,
+        Method::PUT,
+        &format!("{users_url}/{other_id}"),
+        Some(json!({"role": "admin"})),
+        admin,
+    )
+    .await;
+    assert_eq!(
+        (status, promoted["data"]["role"].as_str()),
+        (StatusCode::OK, Some("admin"))
+    );
+    // Two admins now: one may step down.
+    let (status, _) = call(
+        &auth,
+        Method::PUT,
+        &format!("{users_url}/{admin_id}"),
+        Some(json!({"role": "viewer"})),
+        admin,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, reply) = call(
+        &auth,
+        Method::DELETE,
+        &format!("{users_url}/{other_id}"),
+        None,
+        other,
+    )
+    .await;
+    assert_error(status, &reply, 400, "bad_request");
+    let (status, _) = call(
+        &auth,
+        Method::DELETE,
+        &format!("{users_url}/{admin_id}"),
+        None,
+        other,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, reply) = call(
+        &auth,
+        Method::GET,
+        &format!("{tenant}/api/tenants/{id}"),
+        None,
+        admin,
+    )
+    .await;
+    assert_error(status, &reply, 404, "not_found");
+
+    let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("connect");
+    let changes: i64 = outbox::table
+        .filter(outbox::topic.eq("membership.changed"))
+        .count()
+        .get_result(&mut conn)
+        .await
+        .expect("count");
+    assert_eq!(changes, 4, "added, promoted, stepped down, removed");
+}
+
+#[tokio::test]
+async fn two_admins_demoting_each_other_at_once_leave_one_admin() {
+    let ctx = TestContext::new().await;
+    let (auth, tenant) = start_with(&ctx, &[], &[]);
+    let u = users(&auth).await;
+    let (a, a_id) = (&u.admin.0, &u.admin.1);
+    let (b, b_id) = (&u.other.0, &u.other.1);
+    for _ in 0..3 {
+        let id = create(&auth, &tenant, a, "Duel").await["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let users_url = format!("{tenant}/api/tenants/{id}/users");
+        let (status, _) = call(
+            &auth,
+            Method::POST,
+            &users_url,
+            Some(json!({"user_id": b_id, "role": "admin"})),
+            a,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (demote_b, demote_a) = (format!("{users_url}/{b_id}"), format!("{users_url}/{a_id}"));
+        let (first, second) = tokio::join!(
+            call(
+                &auth,
+                Method::PUT,
+                &demote_b,
+                Some(json!({"role": "viewer"})),
+                a
+            ),
+            call(
+                &auth,
+                Method::PUT,
+                &demote_a,
+                Some(json!({"role": "viewer"})),
+                b
+            ),
+        );
+        let wins = [&first, &second]
+            .iter()
+            .filter(|(s, _)| *s == StatusCode::OK)
+            .count();
+        assert_eq!(wins, 1, "{first:?} {second:?}");
+        let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+            .await
+            .expect("connect");
+        let admins: i64 = main_db::schema::user_tenant_associations::table
+            .filter(
+                main_db::schema::user_tenant_associations::tenant_id
+                    .eq(uuid::Uuid::parse_str(&id).expect("uuid")),
+            )
+            .filter(main_db::schema::user_tenant_associations::role.eq("admin"))
+            .count()
+            .get_result(&mut conn)
+            .await
+            .expect("count");
+        assert_eq!(admins, 1);
+    }
+}
+
+#[tokio::test]
+async fn ten_members_added_at_once_all_join() {
+    let ctx = TestContext::new().await;
+    let (auth, tenant) = start_with(&ctx, &[], &[]);
+    let admin = auth.session("admin@example.com").await.0;
+    let id = create(&auth, &tenant, &admin, "Crowd").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let body = auth.register(&format!("m{i}@example.com")).await;
+        ids.push(body["user"]["id"].as_str().expect("id").to_owned());
+    }
+    let url = format!("{tenant}/api/tenants/{id}/users");
+    let adds = ids.iter().map(|user| {
+        call(
+            &auth,
+            Method::POST,
+            &url,
+            Some(json!({"user_id": user, "role": "user"})),
+            &admin,
+        )
+    });
+    for (status, body) in futures_util::future::join_all(adds).await {
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (_, one) = call(
+        &auth,
+        Method::GET,
+        &format!("{tenant}/api/tenants/{id}"),
+        None,
+        &admin,
+    )
+    .await;
+    assert_eq!(one["data"]["members"].as_array().map(Vec::len), Some(11));
+}
+
+#[tokio::test]
+async fn deleting_deactivates_and_purging_drops_the_database() {
+    let ctx = TestContext::new().await;
+    let (auth, tenant) = start_with(
+        &ctx,
+        &[("LOGIN_RATE_LIMIT_PER_ACCOUNT", "100")],
+        &[("TENANT_LIMIT_PER_USER", "2")],
+    );
+    let admin = auth.session("admin@example.com").await.0;
+    let kept = create(&auth, &tenant, &admin, "Kept").await;
+    let purged = create(&auth, &tenant, &admin, "Purged").await;
+    let (status, reply) = call(
+        &auth,
+        Method::POST,
+        &format!("{tenant}/api/tenants"),
+        Some(json!({"name": "Third"})),
+        &admin,
+    )
+    .await;
+    assert_error(status, &reply, 403, "forbidden");
+
+    let kept_id = kept["id"].as_str().expect("id");
+    let (status, body) = call(
+        &auth,
+        Method::DELETE,
+        &format!("{tenant}/api/tenants/{kept_id}"),
+        None,
+        &admin,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["hard_delete"], false);
+    let (status, reply) = call(
+        &auth,
+        Method::GET,
+        &format!("{tenant}/api/tenants/{kept_id}"),
+        None,
+        &admin,
+    )
+    .await;
+    assert_error(status, &reply, 404, "not_found");
+    let purged_id = purged["id"].as_str().expect("id");
+    let (status, body) = call(
+        &auth,
+        Method::DELETE,
+        &format!("{tenant}/api/tenants/{purged_id}?purge=true"),
+        None,
+        &admin,
+    )
+    .await;
+    assert_eq!(
+        (status, body["data"]["hard_delete"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+    let (_, list) = call(
+        &auth,
+        Method::GET,
+        &format!("{tenant}/api/tenants"),
+        None,
+        &admin,
+    )
+    .await;
+    assert_eq!(
+        list["data"].as_array().map(Vec::len),
+        Some(0),
+        "deactivated tenants disappear from lists"
+    );
+
+    let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("connect");
+    let exists = |db: String| {
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+            "EXISTS (SELECT 1 FROM pg_database WHERE datname = '{db}')"
+        )))
+    };
+    let kept_db = kept["database_name"].as_str().expect("db").to_owned();
+    let purged_db = purged["database_name"].as_str().expect("db").to_owned();
+    assert!(
+        exists(kept_db)
+            .get_result::<bool>(&mut conn)
+            .await
+            .expect("query"),
+        "a deactivated tenant keeps its database"
+    );
+    assert!(
+        !exists(purged_db)
+            .get_result::<bool>(&mut conn)
+            .await
+            .expect("query"),
+        "a purged tenant's database is gone"
+    );
+    let payloads: Vec<Value> = outbox::table
+        .filter(outbox::topic.eq("tenant.deleted"))
+        .select(outbox::payload)
+        .load(&mut conn)
+        .await
+        .expect("outbox");
+    let hard: Vec<bool> = payloads
+        .iter()
+        .map(|p| p["data"]["hard_delete"].as_bool().expect("flag"))
+        .collect();
+    assert_eq!(hard.len(), 2);
+    assert!(hard.contains(&true) && hard.contains(&false));
+    // Deleted tenants no longer count against the creation limit.
+    create(&auth, &tenant, &admin, "Third").await;
+}
+
+#[tokio::test]
+async fn a_failed_provisioning_answers_503_and_is_retried_by_an_admin() {
+    let ctx = TestContext::new().await;
+    let template = format!("{}_late", ctx.tenant_template);
+    ctx.track_database(&template);
+    let (auth, tenant) = start_with(&ctx, &[], &[("TENANT_TEMPLATE_DATABASE", &template)]);
+    let admin = auth.session("admin@example.com").await.0;
+    let (status, reply) = call(
+        &auth,
+        Method::POST,
+        &format!("{tenant}/api/tenants"),
+        Some(json!({"name": "Late"})),
+        &admin,
+    )
+    .await;
+    assert_error(status, &reply, 503, "service_unavailable");
+    let message = reply["message"].as_str().expect("message");
+    let id = message
+        .split_whitespace()
+        .nth(2)
+        .expect("tenant id in the message")
+        .to_owned();
+    let (status, failed) = call(
+        &auth,
+        Method::GET,
+        &format!("{tenant}/api/tenants/{id}"),
+        None,
+        &admin,
+    )
+    .await;
+    assert_eq!(
+        (status, failed["data"]["status"].as_str()),
+        (StatusCode::OK, Some("failed")),
+        "{failed}"
+    );
+
+    let mut settings = tenant_db::TenantDbSettings::new(ctx.main_url.clone(), template);
+    settings.timeout = Duration::from_secs(5);
+    tenant_db::TenantDatabaseManager::new(settings)
+        .expect("manager")
+        .ensure_template()
+        .await
+        .expect("template");
+    let (status, body) = call(
+        &auth,
+        Method::POST,
+        &format!("{tenant}/api/tenants/{id}/retry"),
+        None,
+        &admin,
+    )
+    .await;
+    assert_eq!(
+        (status, body["data"]["status"].as_str()),
+        (StatusCode::OK, Some("active")),
+        "{body}"
+    );
+    let (status, reply) = call(
+        &auth,
+        Method::POST,
+        &format!("{tenant}/api/tenants/{id}/retry"),
+        None,
+        &admin,
+    )
+    .await;
+    assert_error(status, &reply, 400, "bad_request");
+}
