@@ -642,3 +642,139 @@ async fn a_failed_provisioning_answers_503_and_is_retried_by_an_admin() {
     .await;
     assert_error(status, &reply, 400, "bad_request");
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Caller {
+    Outsider,
+    Viewer,
+    User,
+    Admin,
+}
+
+/// Every tenant route × every kind of caller, one row per cell. Within a route the
+/// admin comes last (its call succeeds and may change state); the tenant's deletion is
+/// the last route.
+const MATRIX: &[(&str, Caller, u16)] = &[
+    ("GET /api/tenants/{id}", Caller::Outsider, 404),
+    ("GET /api/tenants/{id}", Caller::Viewer, 200),
+    ("GET /api/tenants/{id}", Caller::User, 200),
+    ("GET /api/tenants/{id}", Caller::Admin, 200),
+    ("PUT /api/tenants/{id}", Caller::Outsider, 404),
+    ("PUT /api/tenants/{id}", Caller::Viewer, 403),
+    ("PUT /api/tenants/{id}", Caller::User, 403),
+    ("PUT /api/tenants/{id}", Caller::Admin, 200),
+    ("POST /api/tenants/{id}/retry", Caller::Outsider, 404),
+    ("POST /api/tenants/{id}/retry", Caller::Viewer, 403),
+    ("POST /api/tenants/{id}/retry", Caller::User, 403),
+    ("POST /api/tenants/{id}/retry", Caller::Admin, 400),
+    ("POST /api/tenants/{id}/users", Caller::Outsider, 404),
+    ("POST /api/tenants/{id}/users", Caller::Viewer, 403),
+    ("POST /api/tenants/{id}/users", Caller::User, 403),
+    ("POST /api/tenants/{id}/users", Caller::Admin, 201),
+    (
+        "PUT /api/tenants/{id}/users/{member}",
+        Caller::Outsider,
+        404,
+    ),
+    ("PUT /api/tenants/{id}/users/{member}", Caller::Viewer, 403),
+    ("PUT /api/tenants/{id}/users/{member}", Caller::User, 403),
+    ("PUT /api/tenants/{id}/users/{member}", Caller::Admin, 200),
+    (
+        "DELETE /api/tenants/{id}/users/{member}",
+        Caller::Outsider,
+        404,
+    ),
+    (
+        "DELETE /api/tenants/{id}/users/{member}",
+        Caller::Viewer,
+        403,
+    ),
+    ("DELETE /api/tenants/{id}/users/{member}", Caller::User, 403),
+    (
+        "DELETE /api/tenants/{id}/users/{member}",
+        Caller::Admin,
+        200,
+    ),
+    ("DELETE /api/tenants/{id}", Caller::Outsider, 404),
+    ("DELETE /api/tenants/{id}", Caller::Viewer, 403),
+    ("DELETE /api/tenants/{id}", Caller::User, 403),
+    ("DELETE /api/tenants/{id}", Caller::Admin, 200),
+];
+
+#[tokio::test]
+async fn cross_tenant_matrix() {
+    let ctx = TestContext::new().await;
+    let (auth, tenant) = start_with(&ctx, &[], &[]);
+    let mut tokens = std::collections::HashMap::new();
+    let mut ids = std::collections::HashMap::new();
+    for (caller, email) in [
+        (Caller::Outsider, "outsider@example.com"),
+        (Caller::Viewer, "viewer@example.com"),
+        (Caller::User, "user@example.com"),
+        (Caller::Admin, "admin@example.com"),
+    ] {
+        let token = auth.session(email).await.0;
+        let (_, me) = auth.get("/api/users/me", Some(&token)).await;
+        ids.insert(caller, me["data"]["id"].as_str().expect("id").to_owned());
+        tokens.insert(caller, token);
+    }
+    let newcomer = auth.register("newcomer@example.com").await["user"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let member = auth.register("member@example.com").await["user"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let admin = &tokens[&Caller::Admin];
+    // The outsider has a tenant of its own: being someone's admin grants nothing elsewhere.
+    create(&auth, &tenant, &tokens[&Caller::Outsider], "Elsewhere").await;
+    let id = create(&auth, &tenant, admin, "Matrix").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    for (caller, role) in [(Caller::Viewer, "viewer"), (Caller::User, "user")] {
+        let (status, _) = call(
+            &auth,
+            Method::POST,
+            &format!("{tenant}/api/tenants/{id}/users"),
+            Some(json!({"user_id": ids[&caller], "role": role})),
+            admin,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (status, _) = call(
+        &auth,
+        Method::POST,
+        &format!("{tenant}/api/tenants/{id}/users"),
+        Some(json!({"user_id": member, "role": "viewer"})),
+        admin,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    for (route, caller, expected) in MATRIX {
+        let (method, path) = route.split_once(' ').expect("method and path");
+        let path = path.replace("{id}", &id).replace("{member}", &member);
+        let body = match *route {
+            "PUT /api/tenants/{id}" => Some(json!({"name": "Matrix renamed"})),
+            "POST /api/tenants/{id}/users" => Some(json!({"user_id": newcomer, "role": "user"})),
+            "PUT /api/tenants/{id}/users/{member}" => Some(json!({"role": "user"})),
+            _ => None,
+        };
+        let method = Method::from_bytes(method.as_bytes()).expect("method");
+        let (status, reply) = call(
+            &auth,
+            method,
+            &format!("{tenant}{path}"),
+            body,
+            &tokens[caller],
+        )
+        .await;
+        assert_eq!(status.as_u16(), *expected, "{route} as {caller:?}: {reply}");
+        if *expected >= 400 {
+            assert_eq!(reply["success"], false, "{route} as {caller:?}: {reply}");
+        }
+    }
+}
