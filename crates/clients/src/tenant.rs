@@ -138,6 +138,46 @@ impl TenantClient {
             .await
     }
 
+    /// Adds `user` to an active tenant with `role`, or sets its role (SSO
+    /// auto-provisioning). `None` when the tenant or the user does not exist.
+    pub async fn set_membership(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        role: Role,
+    ) -> Result<Option<Membership>, ClientError> {
+        let mut request = self
+            .http
+            .put(format!(
+                "{}/internal/v1/tenants/{tenant}/members/{user}",
+                self.base_url
+            ))
+            .bearer_auth(self.token.expose())
+            .json(&serde_json::json!({ "role": role }));
+        if let Some(id) = http_kit::request_id::current() {
+            request = request.header("x-request-id", id);
+        }
+        let response = request.send().await.map_err(|e| ClientError::Unavailable {
+            service: SERVICE,
+            reason: e.to_string(),
+        })?;
+        match response.status().as_u16() {
+            404 => Ok(None),
+            200 => response
+                .json()
+                .await
+                .map(Some)
+                .map_err(|e| ClientError::Unavailable {
+                    service: SERVICE,
+                    reason: format!("bad body: {e}"),
+                }),
+            status => Err(ClientError::Status {
+                service: SERVICE,
+                status,
+            }),
+        }
+    }
+
     /// The active tenants of `user`, most recently joined first.
     pub async fn tenants_of_user(&self, user: UserId) -> Result<Vec<UserTenant>, ClientError> {
         Ok(self

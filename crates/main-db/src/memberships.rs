@@ -117,3 +117,24 @@ pub async fn remove(
         .await?;
     Ok(removed == 1)
 }
+
+/// Adds the membership or changes its role.
+pub async fn upsert(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    tenant: TenantId,
+    role: Role,
+) -> QueryResult<MembershipRow> {
+    diesel::insert_into(memberships::table)
+        .values((
+            memberships::user_id.eq(user.into_uuid()),
+            memberships::tenant_id.eq(tenant.into_uuid()),
+            memberships::role.eq(role.as_str()),
+        ))
+        .on_conflict((memberships::user_id, memberships::tenant_id))
+        .do_update()
+        .set(memberships::role.eq(role.as_str()))
+        .returning(MembershipRow::as_returning())
+        .get_result(conn)
+        .await
+}

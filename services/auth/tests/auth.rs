@@ -27,6 +27,7 @@ async fn serves_health_ready_metrics_and_openapi() {
         "/.well-known/jwks.json",
         "/internal/v1/users/resolve",
         "/internal/v1/tokens",
+        "/internal/v1/users/lookup",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} documented");
     }

@@ -1,7 +1,6 @@
-//! The tenant service: tenants, memberships and provisioning of tenant databases.
-//!
-//! Today: provisioning (used by tests and the benchmark; the HTTP API lands with the
-//! tenant issue), the `migrate-tenants` command, and the operations endpoints.
+//! The tenant service: tenants, memberships and provisioning of tenant databases; the
+//! public `/api/tenants` routes, the internal API other services use, and the
+//! `migrate-tenants` command.
 
 use std::net::TcpListener;
 
@@ -23,10 +22,27 @@ pub const INFO: ServiceInfo = ServiceInfo {
 };
 
 #[derive(OpenApi)]
-#[openapi(info(
-    title = "tenant",
-    description = "Tenants, memberships and tenant databases"
-))]
+#[openapi(
+    info(
+        title = "tenant",
+        description = "Tenants, memberships and tenant databases"
+    ),
+    paths(
+        routes::tenants::list,
+        routes::tenants::create,
+        routes::tenants::get,
+        routes::tenants::update,
+        routes::tenants::retry,
+        routes::tenants::delete,
+        routes::members::add,
+        routes::members::change_role,
+        routes::members::remove,
+        routes::internal::tenant,
+        routes::internal::membership,
+        routes::internal::set_membership,
+        routes::internal::tenants_of_user,
+    )
+)]
 struct ApiDoc;
 
 /// This service's OpenAPI document (the server merges in the common endpoints).

@@ -62,6 +62,32 @@ async fn serves_health_ready_metrics_and_openapi() {
     let ctx = TestContext::new().await;
     let base = testkit::start_service::<tenant::Service>(&ctx, &[]);
     service_contract::assert_common_endpoints(&base, "tenant").await;
+    let doc: serde_json::Value = reqwest::get(format!("{base}/api-docs/openapi.json"))
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    for (path, method) in [
+        ("/api/tenants", "get"),
+        ("/api/tenants", "post"),
+        ("/api/tenants/{id}", "get"),
+        ("/api/tenants/{id}", "put"),
+        ("/api/tenants/{id}", "delete"),
+        ("/api/tenants/{id}/retry", "post"),
+        ("/api/tenants/{id}/users", "post"),
+        ("/api/tenants/{id}/users/{user_id}", "put"),
+        ("/api/tenants/{id}/users/{user_id}", "delete"),
+        ("/internal/v1/tenants/{tenant_id}", "get"),
+        ("/internal/v1/tenants/{tenant_id}/members/{user_id}", "get"),
+        ("/internal/v1/tenants/{tenant_id}/members/{user_id}", "put"),
+        ("/internal/v1/users/{user_id}/tenants", "get"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} documented"
+        );
+    }
 }
 
 #[test]

@@ -778,3 +778,93 @@ async fn cross_tenant_matrix() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_internal_api_sets_memberships_for_sso() {
+    let ctx = TestContext::new().await;
+    let (auth, tenant) = start_with(&ctx, &[], &[]);
+    let admin = auth.session("admin@example.com").await.0;
+    let (_, me) = auth.get("/api/users/me", Some(&admin)).await;
+    let admin_id: domain::UserId = me["data"]["id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("uuid");
+    let joiner: domain::UserId = auth.register("joiner@example.com").await["user"]["id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("uuid");
+    let id: domain::TenantId = create(&auth, &tenant, &admin, "Sso").await["id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("uuid");
+
+    let url = format!("{tenant}/internal/v1/tenants/{id}/members/{joiner}");
+    let (status, reply) = call(
+        &auth,
+        Method::PUT,
+        &url,
+        Some(json!({"role": "user"})),
+        "not-the-token",
+    )
+    .await;
+    assert_error(status, &reply, 401, "unauthorized");
+
+    let client = clients::TenantClient::new(
+        &tenant,
+        http_kit::Secret::new(testkit::INTERNAL_TOKEN.to_owned()),
+        Duration::from_secs(2),
+    )
+    .expect("client");
+    let set = client
+        .set_membership(id, joiner, domain::Role::User)
+        .await
+        .expect("call")
+        .expect("set");
+    assert_eq!(set.role, domain::Role::User);
+    let set = client
+        .set_membership(id, joiner, domain::Role::Viewer)
+        .await
+        .expect("call")
+        .expect("set");
+    assert_eq!(set.role, domain::Role::Viewer);
+    assert_eq!(
+        client
+            .membership(id, joiner)
+            .await
+            .expect("call")
+            .map(|m| m.role),
+        Some(domain::Role::Viewer)
+    );
+    let err = client
+        .set_membership(id, admin_id, domain::Role::Viewer)
+        .await
+        .expect_err("last admin");
+    assert!(
+        matches!(err, clients::ClientError::Status { status: 400, .. }),
+        "{err:?}"
+    );
+    assert!(client
+        .set_membership(id, domain::UserId::new(), domain::Role::User)
+        .await
+        .expect("call")
+        .is_none());
+    assert!(client
+        .set_membership(domain::TenantId::new(), joiner, domain::Role::User)
+        .await
+        .expect("call")
+        .is_none());
+
+    let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("connect");
+    let changes: i64 = outbox::table
+        .filter(outbox::topic.eq("membership.changed"))
+        .count()
+        .get_result(&mut conn)
+        .await
+        .expect("count");
+    assert_eq!(changes, 2);
+}

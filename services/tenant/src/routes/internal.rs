@@ -5,8 +5,13 @@ use actix_web::{web, HttpResponse};
 use clients::tenant::{Membership, UserTenants};
 use clients::{TenantSummary, UserTenant};
 use domain::{Role, TenantId, UserId};
+use events::{EventEnvelope, Topic};
 use http_kit::identity::InternalCaller;
-use http_kit::ApiError;
+use http_kit::{ApiError, Json, RequestId};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::app::{TenantApp, TxError};
 use main_db::memberships::MembershipRow;
 use main_db::tenants::TenantRow;
 use main_db::DbPool;
@@ -112,4 +117,70 @@ pub async fn tenants_of_user(
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     Ok(HttpResponse::Ok().json(UserTenants { tenants }))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetMembership {
+    role: Role,
+}
+
+/// Add a member or set its role (SSO auto-provisioning). The last admin cannot be
+/// demoted; 404 for a tenant that is not active or an unknown user.
+#[utoipa::path(put, path = "/internal/v1/tenants/{tenant_id}/members/{user_id}", tag = "internal",
+    params(("tenant_id" = String, Path, format = Uuid), ("user_id" = String, Path, format = Uuid)),
+    request_body = SetMembership,
+    responses((status = 200, body = Membership), (status = 400, body = http_kit::ErrorBody),
+              (status = 404, body = http_kit::ErrorBody)))]
+pub async fn set_membership(
+    _caller: InternalCaller,
+    app: web::Data<TenantApp>,
+    path: web::Path<(TenantId, UserId)>,
+    request_id: RequestId,
+    body: Json<SetMembership>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant_id, user_id) = path.into_inner();
+    let role = body.role;
+    let event = EventEnvelope::new(
+        Topic::MembershipChanged,
+        Some(tenant_id),
+        None,
+        json!({"tenant_id": tenant_id, "user_id": user_id, "action": "set", "role": role}),
+    )
+    .map_err(ApiError::internal)?
+    .with_request_id(Some(request_id.0));
+    let mut conn = app.conn().await?;
+    let row = diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
+        let tenant = main_db::tenants::find(tx, tenant_id).await?;
+        if !tenant.is_some_and(|t| t.is_active && t.status() == domain::TenantStatus::Active) {
+            return Err(ApiError::NotFound("Tenant").into());
+        }
+        let admins = main_db::memberships::lock_admins(tx, tenant_id).await?;
+        if role != Role::Admin && admins == [user_id.into_uuid()] {
+            return Err(ApiError::BadRequest(
+                "The last admin of a tenant cannot be demoted".into(),
+            )
+            .into());
+        }
+        let row = main_db::memberships::upsert(tx, user_id, tenant_id, role)
+            .await
+            .map_err(|e| match e {
+                diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::ForeignKeyViolation,
+                    _,
+                ) => TxError(ApiError::NotFound("User")),
+                other => TxError::from(other),
+            })?;
+        events::enqueue(tx, &event)
+            .await
+            .map_err(ApiError::internal)?;
+        Ok(row)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(Membership {
+        tenant_id,
+        user_id,
+        role: role_of(&row)?,
+        joined_at: row.joined_at,
+    }))
 }

@@ -29,6 +29,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 web::get().to(internal::membership),
             )
             .route(
+                "/tenants/{tenant_id}/members/{user_id}",
+                web::put().to(internal::set_membership),
+            )
+            .route(
                 "/users/{user_id}/tenants",
                 web::get().to(internal::tenants_of_user),
             ),
