@@ -61,6 +61,66 @@ impl AuthClient {
         })
     }
 
+    /// The user with this email, created without a password if there is none.
+    pub async fn resolve(&self, email: &str) -> Result<UserSummary, ClientError> {
+        #[derive(Deserialize)]
+        struct Resolved {
+            user: UserSummary,
+        }
+        let response = self
+            .http
+            .post(format!("{}/internal/v1/users/resolve", self.base_url))
+            .bearer_auth(self.token.expose())
+            .json(&serde_json::json!({ "email": email }))
+            .send()
+            .await
+            .map_err(|e| ClientError::Unavailable {
+                service: SERVICE,
+                reason: e.to_string(),
+            })?;
+        if !response.status().is_success() {
+            return Err(ClientError::Status {
+                service: SERVICE,
+                status: response.status().as_u16(),
+            });
+        }
+        let resolved: Resolved = response
+            .json()
+            .await
+            .map_err(|e| ClientError::Unavailable {
+                service: SERVICE,
+                reason: format!("bad body: {e}"),
+            })?;
+        Ok(resolved.user)
+    }
+
+    /// Registers a user with a password: `Ok(true)` created, `Ok(false)` the email exists.
+    pub async fn register(
+        &self,
+        email: &str,
+        password: &str,
+        first_name: &str,
+        last_name: &str,
+    ) -> Result<bool, ClientError> {
+        let response = self
+            .http
+            .post(format!("{}/api/auth/register", self.base_url))
+            .json(&serde_json::json!({
+                "email": email, "password": password, "first_name": first_name, "last_name": last_name
+            }))
+            .send()
+            .await
+            .map_err(|e| ClientError::Unavailable { service: SERVICE, reason: e.to_string() })?;
+        match response.status().as_u16() {
+            201 => Ok(true),
+            409 => Ok(false),
+            status => Err(ClientError::Status {
+                service: SERVICE,
+                status,
+            }),
+        }
+    }
+
     /// The users with these ids that exist (at most 1,000 ids per call).
     pub async fn users(&self, ids: &[UserId]) -> Result<Vec<UserSummary>, ClientError> {
         if ids.is_empty() {

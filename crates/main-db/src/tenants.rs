@@ -180,3 +180,76 @@ pub async fn deactivate(
     .await
     .optional()
 }
+
+/// Tenants left in `provisioning` since before `older_than` (a process stopped
+/// mid-way).
+pub async fn stale_provisioning(
+    conn: &mut AsyncPgConnection,
+    older_than: DateTime<Utc>,
+) -> QueryResult<Vec<TenantRow>> {
+    tenants::table
+        .filter(tenants::status.eq(TenantStatus::Provisioning.as_str()))
+        .filter(tenants::updated_at.lt(older_than))
+        .select(TenantRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// Moves `provisioning` to `failed` with `reason` if it still is `provisioning`.
+pub async fn fail_if_provisioning(
+    conn: &mut AsyncPgConnection,
+    id: TenantId,
+    reason: &str,
+) -> QueryResult<bool> {
+    let updated = diesel::update(
+        tenants::table
+            .find(id.into_uuid())
+            .filter(tenants::status.eq(TenantStatus::Provisioning.as_str())),
+    )
+    .set((
+        tenants::status.eq(TenantStatus::Failed.as_str()),
+        tenants::status_reason.eq(reason),
+        tenants::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(updated == 1)
+}
+
+/// Reactivates a deactivated tenant. `None` if it was not deactivated.
+pub async fn reactivate(
+    conn: &mut AsyncPgConnection,
+    id: TenantId,
+) -> QueryResult<Option<TenantRow>> {
+    diesel::update(
+        tenants::table
+            .find(id.into_uuid())
+            .filter(tenants::is_active.eq(false))
+            .filter(tenants::status.eq(TenantStatus::Deleted.as_str())),
+    )
+    .set((
+        tenants::is_active.eq(true),
+        tenants::status.eq(TenantStatus::Active.as_str()),
+        tenants::updated_at.eq(diesel::dsl::now),
+    ))
+    .returning(TenantRow::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// A tenant `creator` created with this exact name that is not deleted.
+pub async fn find_by_creator_and_name(
+    conn: &mut AsyncPgConnection,
+    creator: UserId,
+    name: &TenantName,
+) -> QueryResult<Option<TenantRow>> {
+    tenants::table
+        .filter(tenants::created_by.eq(creator.into_uuid()))
+        .filter(tenants::name.eq(name.as_str()))
+        .filter(tenants::status.ne(TenantStatus::Deleted.as_str()))
+        .select(TenantRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}

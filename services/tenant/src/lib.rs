@@ -9,6 +9,8 @@ use http_kit::{CommonSettings, ConfigReader, ReadinessCheck, ServiceInfo};
 use utoipa::OpenApi;
 
 pub mod app;
+pub mod commands;
+pub mod maintenance;
 pub mod migrate_tenants;
 pub mod provisioning;
 pub mod routes;
@@ -79,6 +81,12 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server
     let tenants = std::sync::Arc::new(tenant_db::TenantDatabaseManager::new(
         settings.tenant_db.clone(),
     )?);
+    maintenance::spawn_sweeper(
+        db.clone(),
+        tenants.clone(),
+        settings.provisioning_stale_after,
+        settings.provisioning_sweep_every,
+    );
     let app = app::TenantApp {
         db: db.clone(),
         provisioner: provisioning::Provisioner::new(db.clone(), tenants.clone()),

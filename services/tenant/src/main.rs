@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use http_kit::cli::CommonCommand;
+use tenant::commands::{self, InitArgs, InitSettings};
 use tenant::migrate_tenants::{self, MigrateTenantsArgs};
 
 /// tenant: tenants, memberships and tenant databases.
@@ -19,6 +20,13 @@ enum Command {
     Common(CommonCommand),
     /// Migrate the tenant template and every tenant database (or one).
     MigrateTenants(MigrateTenantsArgs),
+    /// Create the platform admin and a test tenant (idempotent; needs auth running).
+    Init(InitArgs),
+    /// Reactivate a deactivated (not purged) tenant.
+    Reactivate {
+        #[arg(long)]
+        tenant_id: domain::TenantId,
+    },
 }
 
 fn main() -> ExitCode {
@@ -44,6 +52,25 @@ fn main() -> ExitCode {
                 } else {
                     ExitCode::SUCCESS
                 })
+            })
+        }
+        Command::Init(args) => {
+            let init = match http_kit::cli::load_settings(InitSettings::read) {
+                Ok(init) => init,
+                Err(errors) => {
+                    eprintln!("tenant: {errors}");
+                    return ExitCode::from(http_kit::cli::EXIT_CONFIG);
+                }
+            };
+            http_kit::cli::run_with::<tenant::Service, _, _>(|settings| async move {
+                commands::init(&settings, &init, &args, |line| println!("{line}")).await?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Reactivate { tenant_id } => {
+            http_kit::cli::run_with::<tenant::Service, _, _>(|settings| async move {
+                commands::reactivate(&settings, tenant_id, |line| println!("{line}")).await?;
+                Ok(ExitCode::SUCCESS)
             })
         }
     }

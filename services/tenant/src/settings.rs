@@ -6,7 +6,9 @@
 //! `INTERNAL_SERVICE_TOKEN` (required, ≥ 32 characters) guarding the internal routes;
 //! `TENANT_LIMIT_PER_USER` (10) tenants a user may create; `AUTH_SERVICE_URL`
 //! (`http://127.0.0.1:5001`: its JWKS and user lookups), `JWT_ISSUER` and `JWT_AUDIENCE`
-//! (`saas-platform`), `SERVICE_CALL_TIMEOUT_MS` (2000).
+//! (`saas-platform`), `SERVICE_CALL_TIMEOUT_MS` (2000); `PROVISIONING_STALE_SECS` (300:
+//! a tenant provisioning longer is taken as interrupted) and `PROVISIONING_SWEEP_SECS`
+//! (60).
 
 use std::time::Duration;
 
@@ -27,6 +29,8 @@ pub struct Settings {
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub service_call_timeout: Duration,
+    pub provisioning_stale_after: Duration,
+    pub provisioning_sweep_every: Duration,
 }
 
 impl Settings {
@@ -106,6 +110,12 @@ impl Settings {
             jwt_issuer: r.optional("JWT_ISSUER", "saas-platform".to_owned()),
             jwt_audience: r.optional("JWT_AUDIENCE", "saas-platform".to_owned()),
             service_call_timeout,
+            provisioning_stale_after: Duration::from_secs(
+                r.optional("PROVISIONING_STALE_SECS", 300),
+            ),
+            provisioning_sweep_every: Duration::from_secs(
+                r.optional("PROVISIONING_SWEEP_SECS", 60).max(1),
+            ),
         }
     }
 

@@ -347,3 +347,55 @@ async fn migrate_tenants_reports_each_tenant_and_fails_when_one_fails() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("no tenant"), "{out}");
 }
+
+#[tokio::test]
+async fn an_interrupted_provisioning_is_swept_to_failed_without_its_database() {
+    let ctx = TestContext::new().await;
+    let settings = settings_with(&ctx, &[]);
+    let (provisioner, manager) = provisioner(&settings);
+    let db = main_db::build_pool(
+        settings.common.database_url.expose(),
+        &settings.main_pool_settings(),
+    )
+    .expect("pool");
+    // As a crashed process leaves it: the row in `provisioning`, the database made.
+    let name = TenantName::parse("Crashed").expect("valid");
+    let database = domain::TenantDatabaseName::generate(&name);
+    let id = domain::TenantId::new();
+    {
+        let mut conn = db.get().await.expect("conn");
+        main_db::tenants::insert_provisioning(&mut conn, id, &name, &database, None)
+            .await
+            .expect("row");
+    }
+    manager
+        .create_from_template(&database)
+        .await
+        .expect("half-made database");
+    // A fresh one is left alone.
+    let swept = tenant::maintenance::sweep_interrupted(&db, &manager, Duration::from_secs(300))
+        .await
+        .expect("sweep");
+    assert_eq!(swept, 0);
+    let swept = tenant::maintenance::sweep_interrupted(&db, &manager, Duration::ZERO)
+        .await
+        .expect("sweep");
+    assert_eq!(swept, 1);
+    let mut conn = db.get().await.expect("conn");
+    let row = main_db::tenants::find(&mut conn, id)
+        .await
+        .expect("query")
+        .expect("row");
+    assert_eq!(row.status(), TenantStatus::Failed);
+    assert_eq!(
+        row.status_reason.as_deref(),
+        Some(tenant::maintenance::INTERRUPTED)
+    );
+    assert!(
+        !manager.exists(&database).await.expect("exists"),
+        "no orphan database"
+    );
+    drop(conn);
+    let tenant = provisioner.retry(id).await.expect("retry completes it");
+    assert_eq!(tenant.status(), TenantStatus::Active);
+}

@@ -868,3 +868,134 @@ async fn the_internal_api_sets_memberships_for_sso() {
         .expect("count");
     assert_eq!(changes, 2);
 }
+
+fn tenant_settings(ctx: &TestContext, auth: &Auth) -> tenant::Settings {
+    let mut env = ctx.service_env();
+    env.insert("AUTH_SERVICE_URL".into(), auth.base.clone());
+    let mut reader = http_kit::ConfigReader::new(&env);
+    let settings = tenant::Settings::read(&mut reader);
+    reader.finish(settings).expect("settings")
+}
+
+#[tokio::test]
+async fn init_creates_the_admin_and_a_test_tenant_once() {
+    let ctx = TestContext::new().await;
+    let (auth, tenant) = start_with(&ctx, &[], &[]);
+    let settings = tenant_settings(&ctx, &auth);
+    let init = tenant::commands::InitSettings {
+        admin_email: "root@example.com".into(),
+        admin_password: None,
+        test_tenant_name: "Test Tenant".into(),
+    };
+    let args = tenant::commands::InitArgs {
+        create_admin: true,
+        create_test_tenant: true,
+    };
+    let mut first = Vec::new();
+    tenant::commands::init(&settings, &init, &args, |l| first.push(l.to_owned()))
+        .await
+        .expect("init");
+    assert!(first[0].contains("created"), "{first:?}");
+    let password = first
+        .iter()
+        .find_map(|l| l.strip_prefix("admin password (shown once, store it now): "))
+        .expect("the generated password is printed")
+        .to_owned();
+    assert!(
+        first
+            .iter()
+            .any(|l| l.starts_with("test tenant") && l.contains("created")),
+        "{first:?}"
+    );
+
+    let mut second = Vec::new();
+    tenant::commands::init(&settings, &init, &args, |l| second.push(l.to_owned()))
+        .await
+        .expect("init again");
+    assert!(second.iter().all(|l| l.contains("unchanged")), "{second:?}");
+    assert!(
+        !second.iter().any(|l| l.contains(&password)),
+        "the password is shown once"
+    );
+
+    let (status, body) = auth
+        .post(
+            "/api/auth/login",
+            json!({"email": "root@example.com", "password": password}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["tenants"][0]["name"], "Test Tenant");
+    assert_eq!(body["tenants"][0]["role"], "admin");
+    let token = body["access_token"].as_str().expect("token");
+    let (_, list) = call(
+        &auth,
+        Method::GET,
+        &format!("{tenant}/api/tenants"),
+        None,
+        token,
+    )
+    .await;
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn a_deactivated_tenant_is_reactivated_by_the_cli_but_not_a_purged_one() {
+    let ctx = TestContext::new().await;
+    let (auth, tenant) = start_with(&ctx, &[], &[]);
+    let settings = tenant_settings(&ctx, &auth);
+    let admin = auth.session("admin@example.com").await.0;
+    let kept = create(&auth, &tenant, &admin, "Back").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let gone = create(&auth, &tenant, &admin, "Gone").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    call(
+        &auth,
+        Method::DELETE,
+        &format!("{tenant}/api/tenants/{kept}"),
+        None,
+        &admin,
+    )
+    .await;
+    call(
+        &auth,
+        Method::DELETE,
+        &format!("{tenant}/api/tenants/{gone}?purge=true"),
+        None,
+        &admin,
+    )
+    .await;
+
+    let mut lines = Vec::new();
+    tenant::commands::reactivate(&settings, kept.parse().expect("id"), |l| {
+        lines.push(l.to_owned())
+    })
+    .await
+    .expect("reactivate");
+    assert!(lines[0].contains("reactivated"), "{lines:?}");
+    let (status, body) = call(
+        &auth,
+        Method::GET,
+        &format!("{tenant}/api/tenants/{kept}"),
+        None,
+        &admin,
+    )
+    .await;
+    assert_eq!(
+        (status, body["data"]["status"].as_str()),
+        (StatusCode::OK, Some("active"))
+    );
+    let err = tenant::commands::reactivate(&settings, gone.parse().expect("id"), |_| {})
+        .await
+        .expect_err("purged");
+    assert!(err.to_string().contains("purged"), "{err}");
+    let err = tenant::commands::reactivate(&settings, kept.parse().expect("id"), |_| {})
+        .await
+        .expect_err("active");
+    assert!(err.to_string().contains("not deactivated"), "{err}");
+}

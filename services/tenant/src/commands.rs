@@ -1,0 +1,156 @@
+//! Operator commands of the tenant binary besides `migrate-tenants`:
+//! `init --create-admin [--create-test-tenant]` (idempotent: a second run changes
+//! nothing and says so; the admin's password is `INIT_ADMIN_PASSWORD` or generated and
+//! printed once) and `reactivate --tenant-id ID`. `init` talks to the auth service at
+//! `AUTH_SERVICE_URL`, which must be running.
+
+use domain::{TenantId, TenantName};
+use http_kit::Secret;
+
+use crate::provisioning::Provisioner;
+use crate::Settings;
+
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct InitArgs {
+    /// Create the platform admin user (INIT_ADMIN_EMAIL) unless it exists.
+    #[arg(long)]
+    pub create_admin: bool,
+    /// Create a test tenant (INIT_TEST_TENANT_NAME) owned by the admin unless it exists.
+    #[arg(long, requires = "create_admin")]
+    pub create_test_tenant: bool,
+}
+
+/// Settings of `init`: `INIT_ADMIN_EMAIL` (`admin@example.com`), `INIT_ADMIN_PASSWORD`
+/// (generated when unset), `INIT_TEST_TENANT_NAME` (`Test Tenant`).
+#[derive(Debug, Clone)]
+pub struct InitSettings {
+    pub admin_email: String,
+    pub admin_password: Option<Secret<String>>,
+    pub test_tenant_name: String,
+}
+
+impl InitSettings {
+    pub fn read(r: &mut http_kit::ConfigReader<'_>) -> Self {
+        Self {
+            admin_email: r.optional("INIT_ADMIN_EMAIL", "admin@example.com".to_owned()),
+            admin_password: r.maybe("INIT_ADMIN_PASSWORD"),
+            test_tenant_name: r.optional("INIT_TEST_TENANT_NAME", "Test Tenant".to_owned()),
+        }
+    }
+}
+
+/// 22 random letters and digits, then a letter and a digit (the password rules).
+fn generate_password() -> anyhow::Result<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut bytes = [0u8; 22];
+    getrandom::getrandom(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let mut password: String = bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect();
+    password.push_str("k7");
+    Ok(password)
+}
+
+pub async fn init(
+    settings: &Settings,
+    init: &InitSettings,
+    args: &InitArgs,
+    mut line: impl FnMut(&str),
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.create_admin,
+        "nothing to do: give --create-admin (and --create-test-tenant)"
+    );
+    let auth = clients::AuthClient::new(
+        settings.auth_service_url.clone(),
+        settings.internal_token.clone(),
+        settings.service_call_timeout,
+    )?;
+    let email = domain::Email::parse(&init.admin_email)
+        .map_err(|e| anyhow::anyhow!("INIT_ADMIN_EMAIL: {e}"))?;
+    let (password, generated) = match &init.admin_password {
+        Some(password) => (password.expose().clone(), false),
+        None => (generate_password()?, true),
+    };
+    let created = auth
+        .register(email.as_str(), &password, "Platform", "Admin")
+        .await?;
+    if created {
+        line(&format!("admin {email}: created"));
+        if generated {
+            line(&format!(
+                "admin password (shown once, store it now): {password}"
+            ));
+        }
+    } else {
+        line(&format!("admin {email}: already exists, unchanged"));
+    }
+    let admin = auth.resolve(email.as_str()).await?;
+    if args.create_test_tenant {
+        let name = TenantName::parse(&init.test_tenant_name)
+            .map_err(|e| anyhow::anyhow!("INIT_TEST_TENANT_NAME: {e}"))?;
+        let db = main_db::build_pool(
+            settings.common.database_url.expose(),
+            &settings.main_pool_settings(),
+        )?;
+        let existing = {
+            let mut conn = db.get().await?;
+            main_db::tenants::find_by_creator_and_name(&mut conn, admin.id, &name).await?
+        };
+        match existing {
+            Some(tenant) => line(&format!(
+                "test tenant {:?} ({}): already exists, unchanged",
+                tenant.name, tenant.id
+            )),
+            None => {
+                let manager = std::sync::Arc::new(tenant_db::TenantDatabaseManager::new(
+                    settings.tenant_db.clone(),
+                )?);
+                let tenant = Provisioner::new(db, manager)
+                    .provision(name, Some(admin.id))
+                    .await?;
+                line(&format!(
+                    "test tenant {:?} ({}): created, database {}",
+                    tenant.name, tenant.id, tenant.database_name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reactivates a deactivated tenant whose database still exists.
+pub async fn reactivate(
+    settings: &Settings,
+    tenant_id: TenantId,
+    mut line: impl FnMut(&str),
+) -> anyhow::Result<()> {
+    let db = main_db::build_pool(
+        settings.common.database_url.expose(),
+        &settings.main_pool_settings(),
+    )?;
+    let manager = tenant_db::TenantDatabaseManager::new(settings.tenant_db.clone())?;
+    let mut conn = db.get().await?;
+    let tenant = main_db::tenants::find(&mut conn, tenant_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no tenant {tenant_id}"))?;
+    anyhow::ensure!(
+        !tenant.is_active,
+        "tenant {tenant_id} is not deactivated (status {})",
+        tenant.status
+    );
+    let database = tenant.database()?;
+    anyhow::ensure!(
+        manager.exists(&database).await?,
+        "tenant {tenant_id} was purged (its database {database} is gone): it cannot be reactivated"
+    );
+    let tenant = main_db::tenants::reactivate(&mut conn, tenant_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("tenant {tenant_id} changed meanwhile; run again"))?;
+    line(&format!(
+        "tenant {:?} ({}): reactivated",
+        tenant.name, tenant.id
+    ));
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! Housekeeping the tenant service runs by itself: a tenant left in `provisioning` by a
+//! process that stopped mid-way (crash, deploy) becomes `failed` with a reason, and the
+//! half-made database is dropped, so `retry` can complete it and nothing half-made
+//! lingers. Runs at start and then every `PROVISIONING_SWEEP_SECS`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use main_db::DbPool;
+use tenant_db::TenantDatabaseManager;
+
+pub const INTERRUPTED: &str =
+    "provisioning was interrupted (the process stopped mid-way); retry to complete it";
+
+/// Marks tenants provisioning for longer than `stale_after` as failed; returns how many.
+pub async fn sweep_interrupted(
+    db: &DbPool,
+    tenants: &TenantDatabaseManager,
+    stale_after: Duration,
+) -> anyhow::Result<usize> {
+    let cutoff = chrono::Utc::now() - chrono::Duration::from_std(stale_after)?;
+    let mut conn = db.get().await?;
+    let stale = main_db::tenants::stale_provisioning(&mut conn, cutoff).await?;
+    let mut swept = 0;
+    for tenant in stale {
+        if !main_db::tenants::fail_if_provisioning(&mut conn, tenant.tenant_id(), INTERRUPTED)
+            .await?
+        {
+            // Finished (or failed) in the meantime.
+            continue;
+        }
+        swept += 1;
+        tracing::warn!(tenant.id = %tenant.id, "interrupted provisioning marked failed");
+        if let Ok(database) = tenant.database() {
+            if let Err(e) = tenants.drop_database(&database).await {
+                tracing::error!(tenant.id = %tenant.id, error = %e, "could not drop the half-made database");
+            }
+        }
+    }
+    Ok(swept)
+}
+
+/// Sweeps now and every `every`, for as long as the process runs.
+pub fn spawn_sweeper(
+    db: DbPool,
+    tenants: Arc<TenantDatabaseManager>,
+    stale_after: Duration,
+    every: Duration,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = sweep_interrupted(&db, &tenants, stale_after).await {
+                tracing::warn!(error = format!("{e:#}"), "provisioning sweep failed");
+            }
+        }
+    });
+}
