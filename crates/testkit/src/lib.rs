@@ -511,6 +511,107 @@ impl Drop for TestRedis {
     }
 }
 
+/// A PostgreSQL server of the test's own (`initdb` into a temporary directory, on a
+/// free port), for tests that stop the database server. Stopped and removed when
+/// dropped.
+pub struct PrivatePostgres {
+    dir: PathBuf,
+    bin: PathBuf,
+    pub port: u16,
+    /// Superuser URL of its `postgres` database.
+    pub url: String,
+}
+
+fn as_postgres_user(program: &Path) -> std::process::Command {
+    // initdb refuses to run as root: run it, and the server, as the postgres user.
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if is_root {
+        let mut command = std::process::Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        std::process::Command::new(program)
+    }
+}
+
+impl PrivatePostgres {
+    pub fn start() -> anyhow::Result<Self> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")?
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("bin"))
+            .filter(|p| p.join("initdb").exists())
+            .max()
+            .context("no PostgreSQL binaries under /usr/lib/postgresql")?;
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let dir = Path::new("/var/tmp").join(format!("testkit-pg-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let _ = std::process::Command::new("chown")
+            .arg("postgres:")
+            .arg(&dir)
+            .status();
+        let status = as_postgres_user(&bin.join("initdb"))
+            .args(["-D"])
+            .arg(&dir)
+            .args(["-U", "postgres", "--auth=trust", "--no-sync"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .context("initdb")?;
+        anyhow::ensure!(status.success(), "initdb failed");
+        let server = Self {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            dir,
+            bin,
+            port,
+        };
+        server.resume()?;
+        Ok(server)
+    }
+
+    /// Starts (again) the server.
+    pub fn resume(&self) -> anyhow::Result<()> {
+        let status = as_postgres_user(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&self.dir)
+            .arg("-o")
+            .arg(format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                self.port,
+                self.dir.display()
+            ))
+            .args(["-w", "-l"])
+            .arg(self.dir.join("server.log"))
+            .arg("start")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .context("pg_ctl start")?;
+        anyhow::ensure!(status.success(), "pg_ctl start failed");
+        Ok(())
+    }
+
+    /// Kills the server at once, as a crash would (`pg_ctl stop -m immediate`).
+    pub fn kill(&self) -> anyhow::Result<()> {
+        let status = as_postgres_user(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&self.dir)
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .context("pg_ctl stop")?;
+        anyhow::ensure!(status.success(), "pg_ctl stop failed");
+        Ok(())
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A listener on a free loopback port and its base URL, for starting a service
 /// in-process.
 pub fn free_listener() -> (TcpListener, String) {

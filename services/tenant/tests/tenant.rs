@@ -399,3 +399,62 @@ async fn an_interrupted_provisioning_is_swept_to_failed_without_its_database() {
     let tenant = provisioner.retry(id).await.expect("retry completes it");
     assert_eq!(tenant.status(), TenantStatus::Active);
 }
+
+#[tokio::test]
+async fn the_database_server_dying_fails_provisioning_cleanly_and_retry_completes_it() {
+    let ctx = TestContext::new().await;
+    let server = testkit::PrivatePostgres::start().expect("a private PostgreSQL");
+    // Tenant databases on the private server; the main database on the usual one.
+    let mut settings = settings_with(&ctx, &[]);
+    settings.tenant_db =
+        tenant_db::TenantDbSettings::new(server.url.clone(), "tenant_template".to_owned());
+    settings.tenant_db.timeout = Duration::from_secs(2);
+    let (provisioner, manager) = provisioner(&settings);
+    manager
+        .ensure_template()
+        .await
+        .expect("template on the private server");
+    provisioner
+        .provision(TenantName::parse("Before").expect("valid"), None)
+        .await
+        .expect("works while up");
+
+    server.kill().expect("kill the server");
+    let err = provisioner
+        .provision(TenantName::parse("During").expect("valid"), None)
+        .await
+        .expect_err("server down");
+    let ProvisionError::Failed { tenant_id, reason } = err else {
+        panic!("{err:?}")
+    };
+    let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("connect");
+    let tenant = main_db::tenants::find(&mut conn, tenant_id)
+        .await
+        .expect("query")
+        .expect("row");
+    assert_eq!(tenant.status(), TenantStatus::Failed);
+    assert_eq!(tenant.status_reason.as_deref(), Some(reason.as_str()));
+
+    server.resume().expect("restart");
+    let manager =
+        TenantDatabaseManager::new(settings.tenant_db.clone()).expect("manager after restart");
+    assert!(
+        !manager
+            .exists(&tenant.database().expect("valid"))
+            .await
+            .expect("exists"),
+        "no orphan database"
+    );
+    let (provisioner, _) = self::provisioner(&settings);
+    let done = provisioner
+        .retry(tenant_id)
+        .await
+        .expect("retry after the restart");
+    assert_eq!(done.status(), TenantStatus::Active);
+    assert!(manager
+        .exists(&done.database().expect("valid"))
+        .await
+        .expect("exists"));
+}
