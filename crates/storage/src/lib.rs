@@ -1,0 +1,235 @@
+//! Object storage on S3 (rust-s3, path-style, custom endpoint): the key scheme, streaming
+//! upload (multipart above 8 MiB), streaming download, delete, and presigned GET URLs
+//! signed for the public endpoint (`S3_PUBLIC_URL`) while the service itself talks to
+//! the internal one (`S3_ENDPOINT_URL`). Every call has a timeout.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use domain::TenantDatabaseName;
+use futures_util::{Stream, StreamExt};
+use s3::creds::Credentials;
+use s3::{Bucket, BucketConfiguration, Region};
+use tokio::io::AsyncRead;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("storage is misconfigured: {0}")]
+    Config(String),
+    #[error("object storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("object not found")]
+    NotFound,
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+fn classify(e: s3::error::S3Error) -> StorageError {
+    use s3::error::S3Error as E;
+    match e {
+        E::HttpFailWithBody(404, _) => StorageError::NotFound,
+        E::HttpFailWithBody(status, body) if status < 500 => StorageError::Invalid(format!(
+            "S3 answered {status}: {}",
+            body.chars().take(200).collect::<String>()
+        )),
+        other => StorageError::Unavailable(other.to_string()),
+    }
+}
+
+/// Where and how to reach the bucket.
+#[derive(Clone)]
+pub struct StorageSettings {
+    /// What the service talks to, e.g. `http://minio:9000`.
+    pub endpoint_url: String,
+    /// What presigned URLs name, e.g. `https://files.example.com`.
+    pub public_url: String,
+    pub region: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+    /// Limit of each S3 request (a streamed upload's parts each get it).
+    pub request_timeout: Duration,
+}
+
+impl std::fmt::Debug for StorageSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageSettings")
+            .field("endpoint_url", &self.endpoint_url)
+            .field("public_url", &self.public_url)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("access_key", &"[redacted]")
+            .field("secret_key", &"[redacted]")
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+/// The object key of a stored file:
+/// `tenants/{database_name}/files/{md5[0:2]}/{md5[2:4]}/{md5}_{uuid}`.
+pub fn object_key(
+    database: &TenantDatabaseName,
+    md5_hex: &str,
+    id: uuid::Uuid,
+) -> Result<String, StorageError> {
+    if md5_hex.len() != 32
+        || !md5_hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(StorageError::Invalid(
+            "md5 must be 32 lowercase hex digits".into(),
+        ));
+    }
+    Ok(format!(
+        "tenants/{database}/files/{}/{}/{md5_hex}_{id}",
+        &md5_hex[0..2],
+        &md5_hex[2..4]
+    ))
+}
+
+/// The prefix holding every object of a tenant (for purging).
+pub fn tenant_prefix(database: &TenantDatabaseName) -> String {
+    format!("tenants/{database}/")
+}
+
+#[derive(Clone)]
+pub struct Storage {
+    bucket: Box<Bucket>,
+    public: Box<Bucket>,
+    settings: StorageSettings,
+}
+
+fn bucket_for(endpoint: &str, settings: &StorageSettings) -> Result<Box<Bucket>, StorageError> {
+    let region = Region::Custom {
+        region: settings.region.clone(),
+        endpoint: endpoint.trim_end_matches('/').to_owned(),
+    };
+    let credentials = Credentials::new(
+        Some(&settings.access_key),
+        Some(&settings.secret_key),
+        None,
+        None,
+        None,
+    )
+    .map_err(|e| StorageError::Config(e.to_string()))?;
+    Bucket::new(&settings.bucket, region, credentials)
+        .map_err(|e| StorageError::Config(e.to_string()))?
+        .with_path_style()
+        .with_request_timeout(settings.request_timeout)
+        .map_err(|e| StorageError::Config(e.to_string()))
+}
+
+impl Storage {
+    pub fn new(settings: StorageSettings) -> Result<Self, StorageError> {
+        Ok(Self {
+            bucket: bucket_for(&settings.endpoint_url, &settings)?,
+            public: bucket_for(&settings.public_url, &settings)?,
+            settings,
+        })
+    }
+
+    /// Checks the bucket exists; creates it when `create` (S3_CREATE_BUCKET) is set.
+    pub async fn ensure_bucket(&self, create: bool) -> Result<(), StorageError> {
+        // A one-key listing of the bucket: cheaper than listing every bucket, and it
+        // works on servers whose bucket list lacks fields rust-s3 expects.
+        match self
+            .bucket
+            .list_page(String::new(), None, None, None, Some(1))
+            .await
+            .map_err(classify)
+        {
+            Ok(_) => return Ok(()),
+            Err(StorageError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        if !create {
+            return Err(StorageError::Config(format!(
+                "bucket {:?} does not exist",
+                self.settings.bucket
+            )));
+        }
+        let region = Region::Custom {
+            region: self.settings.region.clone(),
+            endpoint: self.settings.endpoint_url.clone(),
+        };
+        let credentials = Credentials::new(
+            Some(&self.settings.access_key),
+            Some(&self.settings.secret_key),
+            None,
+            None,
+            None,
+        )
+        .map_err(|e| StorageError::Config(e.to_string()))?;
+        Bucket::create_with_path_style(
+            &self.settings.bucket,
+            region,
+            credentials,
+            BucketConfiguration::private(),
+        )
+        .await
+        .map_err(classify)?;
+        tracing::info!(bucket = %self.settings.bucket, "created the bucket");
+        Ok(())
+    }
+
+    /// Streams `reader` to `key` (multipart above 8 MiB); returns the bytes stored.
+    pub async fn put_stream<R: AsyncRead + Unpin>(
+        &self,
+        key: &str,
+        content_type: &str,
+        reader: &mut R,
+    ) -> Result<u64, StorageError> {
+        let response = self
+            .bucket
+            .put_object_stream_with_content_type(reader, key, content_type)
+            .await
+            .map_err(classify)?;
+        if !(200..300).contains(&response.status_code()) {
+            return Err(StorageError::Unavailable(format!(
+                "S3 answered {}",
+                response.status_code()
+            )));
+        }
+        Ok(response.uploaded_bytes() as u64)
+    }
+
+    /// The object's bytes as a stream.
+    pub async fn get_stream(
+        &self,
+        key: &str,
+    ) -> Result<impl Stream<Item = Result<Bytes, StorageError>> + Send + use<>, StorageError> {
+        let response = self.bucket.get_object_stream(key).await.map_err(classify)?;
+        if response.status_code == 404 {
+            return Err(StorageError::NotFound);
+        }
+        Ok(response.bytes.map(|chunk| chunk.map_err(classify)))
+    }
+
+    /// Deletes `key`; deleting a missing object is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        match self.bucket.delete_object(key).await.map_err(classify) {
+            Ok(_) | Err(StorageError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A GET URL for `key` on the public endpoint, valid `expires_in` (60 s – 1 day).
+    pub async fn presign_get(
+        &self,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<String, StorageError> {
+        let secs = u32::try_from(expires_in.as_secs())
+            .map_err(|_| StorageError::Invalid("expiry too long".into()))?;
+        if !(1..=604_800).contains(&secs) {
+            return Err(StorageError::Invalid(
+                "expiry must be between 1 s and 7 days".into(),
+            ));
+        }
+        self.public
+            .presign_get(key, secs, None)
+            .await
+            .map_err(classify)
+    }
+}
