@@ -88,14 +88,26 @@ pub enum ApiError {
     /// Anything unexpected. The cause is logged, never shown.
     #[error("An internal error occurred")]
     Internal(#[source] anyhow::Error),
-    /// A dependency (database, Redis, another service) cannot answer now.
+    /// The service cannot answer now; the message is shown to the client as is.
     #[error("{0}")]
     ServiceUnavailable(String),
+    /// A dependency (database, Redis, another service) cannot answer: the client sees
+    /// only `"<what> unavailable"`, the detail is logged.
+    #[error("{what} unavailable")]
+    Dependency { what: &'static str, detail: String },
 }
 
 impl ApiError {
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {
         Self::Internal(error.into())
+    }
+
+    /// A dependency failure: `what` is shown, `detail` only logged.
+    pub fn dependency(what: &'static str, detail: impl std::fmt::Display) -> Self {
+        Self::Dependency {
+            what,
+            detail: detail.to_string(),
+        }
     }
 
     pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
@@ -122,7 +134,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::RateLimited { .. } => "rate_limited",
             Self::Internal(_) => "internal_error",
-            Self::ServiceUnavailable(_) => "service_unavailable",
+            Self::ServiceUnavailable(_) | Self::Dependency { .. } => "service_unavailable",
         }
     }
 
@@ -192,7 +204,9 @@ impl ResponseError for ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ServiceUnavailable(_) | Self::Dependency { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -325,6 +339,13 @@ mod tests {
             }
             if code == "rate_limited" {
                 assert_eq!(retry.as_deref(), Some("7"));
+            }
+            if code == "service_unavailable" {
+                let text = body.to_string();
+                assert!(
+                    !text.contains("db.internal") && !text.contains("password"),
+                    "{text}"
+                );
             }
             if code == "internal_error" {
                 let text = body.to_string();

@@ -111,7 +111,7 @@ fn validate_password(errors: &mut FieldErrors, value: Option<&str>) -> Option<St
 }
 
 pub fn db_unavailable(e: impl std::fmt::Display) -> ApiError {
-    ApiError::ServiceUnavailable(format!("Database unavailable: {e}"))
+    ApiError::dependency("Database", e)
 }
 
 fn is_unique_violation(e: &diesel::result::Error) -> bool {
@@ -122,7 +122,7 @@ fn is_unique_violation(e: &diesel::result::Error) -> bool {
 }
 
 fn redis_unavailable(e: cache::CacheError) -> ApiError {
-    ApiError::ServiceUnavailable(format!("Redis unavailable: {e}"))
+    ApiError::dependency("Redis", e)
 }
 
 #[derive(Clone)]
@@ -420,8 +420,8 @@ impl Accounts {
                 Ok(claims) if claims.sub == access.sub => families.extend(claims.fam),
                 // Already revoked or rotated: its family is handled or was the session's.
                 Ok(_) | Err(ApiError::TokenRevoked) | Err(ApiError::TokenExpired) => {}
-                Err(ApiError::ServiceUnavailable(why)) => {
-                    return Err(ApiError::ServiceUnavailable(why))
+                Err(e @ (ApiError::ServiceUnavailable(_) | ApiError::Dependency { .. })) => {
+                    return Err(e)
                 }
                 Err(_) => {
                     return Err(ApiError::validation(
@@ -451,7 +451,7 @@ impl Accounts {
         self.tenants
             .tenants_of_user(user)
             .await
-            .map_err(|e| ApiError::ServiceUnavailable(format!("Tenant service unavailable: {e}")))
+            .map_err(|e| ApiError::dependency("Tenant service", e))
     }
 
     pub async fn users_by_id(&self, ids: &[UserId]) -> Result<Vec<UserRow>, ApiError> {

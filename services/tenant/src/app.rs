@@ -26,7 +26,7 @@ impl TenantApp {
 }
 
 pub fn unavailable(e: impl std::fmt::Display) -> ApiError {
-    ApiError::ServiceUnavailable(format!("Database unavailable: {e}"))
+    ApiError::dependency("Database", e)
 }
 
 /// Roles from the memberships table this service owns: a member of a tenant that is

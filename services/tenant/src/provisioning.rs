@@ -22,6 +22,8 @@ pub enum ProvisionError {
     NotRetryable(TenantStatus),
     #[error("provisioning tenant {tenant_id} failed: {reason}")]
     Failed { tenant_id: TenantId, reason: String },
+    #[error("the creator has reached the limit of {0} tenants")]
+    LimitReached(u32),
     #[error(transparent)]
     Database(#[from] main_db::DbError),
 }
@@ -50,6 +52,18 @@ impl Provisioner {
         name: TenantName,
         creator: Option<UserId>,
     ) -> Result<TenantRow, ProvisionError> {
+        self.provision_limited(name, creator, None).await
+    }
+
+    /// [`Self::provision`], refusing when `creator` already has `limit` tenants. The
+    /// count and the insert happen under a per-creator advisory lock, so concurrent
+    /// requests cannot all slip under the limit.
+    pub async fn provision_limited(
+        &self,
+        name: TenantName,
+        creator: Option<UserId>,
+        limit: Option<u32>,
+    ) -> Result<TenantRow, ProvisionError> {
         let id = TenantId::new();
         let mut conn = self.db.get().await.map_err(main_db::DbError::from)?;
         // The 32-bit suffix makes equal slugs collide rarely; the unique constraint
@@ -59,7 +73,17 @@ impl Provisioner {
             attempts += 1;
             let database = TenantDatabaseName::generate(&name);
             let inserted = conn
-                .transaction::<_, diesel::result::Error, _>(async |tx| {
+                .transaction::<_, ProvisionError, _>(async |tx| {
+                    if let (Some(creator), Some(limit)) = (creator, limit) {
+                        use diesel_async::RunQueryDsl;
+                        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))")
+                            .bind::<diesel::sql_types::Text, _>(creator.to_string())
+                            .execute(tx)
+                            .await?;
+                        if tenants::count_created_by(tx, creator).await? >= i64::from(limit) {
+                            return Err(ProvisionError::LimitReached(limit));
+                        }
+                    }
                     let tenant =
                         tenants::insert_provisioning(tx, id, &name, &database, creator).await?;
                     if let Some(creator) = creator {
@@ -70,10 +94,11 @@ impl Provisioner {
                 .await;
             match inserted {
                 Ok(tenant) => break (tenant, database),
-                Err(diesel::result::Error::DatabaseError(_, info))
-                    if attempts < 3
-                        && info.constraint_name() == Some("tenants_database_name_key") => {}
-                Err(e) => return Err(e.into()),
+                Err(ProvisionError::Database(main_db::DbError::Query(
+                    diesel::result::Error::DatabaseError(_, info),
+                ))) if attempts < 3
+                    && info.constraint_name() == Some("tenants_database_name_key") => {}
+                Err(e) => return Err(e),
             }
         };
         drop(conn);
@@ -180,20 +205,29 @@ impl Provisioner {
         reason: String,
     ) -> Result<TenantRow, ProvisionError> {
         tracing::error!(tenant.id = %id, %reason, "tenant provisioning failed");
-        if let Some(database) = created {
-            if let Err(e) = self.tenants.drop_database(database).await {
-                // Left for `retry`, which adopts an existing database of this tenant.
-                tracing::error!(tenant.id = %id, error = %e, "could not drop the half-made tenant database");
-            }
-        }
+        // Compare-and-set: only the attempt that still owns the `provisioning` state
+        // records the failure and cleans up; a sweep or a retry may have taken over.
         let recorded = async {
             let mut conn = self.db.get().await.map_err(main_db::DbError::from)?;
-            tenants::set_status(&mut conn, id, TenantStatus::Failed, Some(&reason)).await?;
-            Ok::<_, ProvisionError>(())
+            Ok::<_, ProvisionError>(tenants::fail_if_provisioning(&mut conn, id, &reason).await?)
         }
         .await;
-        if let Err(e) = recorded {
-            tracing::error!(tenant.id = %id, error = %e, "could not record the provisioning failure");
+        match recorded {
+            Ok(true) => {
+                if let Some(database) = created {
+                    if let Err(e) = self.tenants.drop_database(database).await {
+                        // Left for `retry`, which adopts an existing database of this tenant.
+                        tracing::error!(tenant.id = %id, error = %e, "could not drop the half-made tenant database");
+                    }
+                }
+            }
+            Ok(false) => {
+                tracing::warn!(tenant.id = %id, "the tenant left `provisioning` meanwhile; not cleaning up")
+            }
+            // The sweep will mark it failed and drop its database once it can.
+            Err(e) => {
+                tracing::error!(tenant.id = %id, error = %e, "could not record the provisioning failure")
+            }
         }
         Err(ProvisionError::Failed {
             tenant_id: id,

@@ -999,3 +999,34 @@ async fn a_deactivated_tenant_is_reactivated_by_the_cli_but_not_a_purged_one() {
         .expect_err("active");
     assert!(err.to_string().contains("not deactivated"), "{err}");
 }
+
+#[tokio::test]
+async fn the_creation_limit_holds_under_concurrent_requests() {
+    let ctx = TestContext::new().await;
+    let (auth, tenant) = start_with(
+        &ctx,
+        &[],
+        &[("TENANT_LIMIT_PER_USER", "2"), ("DATABASE_POOL_SIZE", "8")],
+    );
+    let admin = auth.session("admin@example.com").await.0;
+    let url = format!("{tenant}/api/tenants");
+    let attempts = (0..6).map(|i| {
+        call(
+            &auth,
+            Method::POST,
+            &url,
+            Some(json!({"name": format!("Rush {i}")})),
+            &admin,
+        )
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    let created = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    let refused = results
+        .iter()
+        .filter(|(s, b)| *s == StatusCode::FORBIDDEN && b["error"] == "forbidden")
+        .count();
+    assert_eq!((created, refused), (2, 4), "{results:?}");
+}

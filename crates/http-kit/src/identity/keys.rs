@@ -70,6 +70,9 @@ pub struct JwksClient {
     http: reqwest::Client,
     min_refetch: Duration,
     cache: Arc<RwLock<Cached>>,
+    /// When the last fetch was attempted, successful or not: a failing JWKS is not
+    /// asked again for every request.
+    attempted_at: Arc<RwLock<Option<Instant>>>,
     /// One fetch at a time.
     fetching: Arc<tokio::sync::Mutex<()>>,
 }
@@ -94,6 +97,7 @@ impl JwksClient {
                 fetched_at: None,
             })),
             fetching: Arc::new(tokio::sync::Mutex::new(())),
+            attempted_at: Arc::new(RwLock::new(None)),
         })
     }
 
@@ -142,6 +146,13 @@ impl KeySource for JwksClient {
                 // An unknown kid does not make every request refetch.
                 return Ok(None);
             }
+            let attempted = *self.attempted_at.read().unwrap_or_else(|p| p.into_inner());
+            if attempted.is_some_and(|at| at.elapsed() < self.min_refetch) {
+                return Err(KeyError::Unavailable(
+                    "the last JWKS fetch failed moments ago".into(),
+                ));
+            }
+            *self.attempted_at.write().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
             self.fetch().await?;
             Ok(self.cached(kid).0)
         })

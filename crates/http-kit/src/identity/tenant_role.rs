@@ -124,9 +124,7 @@ impl FromRequest for TenantMember {
             let role = roles
                 .role(tenant_id, caller.user_id)
                 .await
-                .map_err(|e| {
-                    ApiError::ServiceUnavailable(format!("Membership lookup unavailable: {e}"))
-                })?
+                .map_err(|e| ApiError::dependency("Membership lookup", e))?
                 .ok_or(ApiError::NotFound("Tenant"))?;
             Ok(Self {
                 tenant_id,

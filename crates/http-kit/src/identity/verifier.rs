@@ -95,7 +95,7 @@ impl TokenVerifier {
             .keys
             .key(&kid)
             .await
-            .map_err(|e| ApiError::ServiceUnavailable(format!("Token keys unavailable: {e}")))?
+            .map_err(|e| ApiError::dependency("Token keys", e))?
             .ok_or(ApiError::InvalidToken)?;
         let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation).map_err(|e| {
             match e.kind() {
@@ -118,9 +118,7 @@ impl TokenVerifier {
             .revocations
             .is_revoked(&claims.jti.to_string(), family.as_deref())
             .await
-            .map_err(|e| {
-                ApiError::ServiceUnavailable(format!("Revocation check unavailable: {e}"))
-            })?;
+            .map_err(|e| ApiError::dependency("Revocation check", e))?;
         if revoked {
             return Err(ApiError::TokenRevoked);
         }

@@ -17,7 +17,7 @@ use main_db::tenants::TenantRow;
 use main_db::DbPool;
 
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
-    ApiError::ServiceUnavailable(format!("Database unavailable: {e}"))
+    ApiError::dependency("Database", e)
 }
 
 pub fn summary(row: TenantRow) -> TenantSummary {

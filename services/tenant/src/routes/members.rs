@@ -139,6 +139,13 @@ pub async fn change_role(
             let admins = main_db::memberships::lock_admins(tx, member.tenant_id)
                 .await
                 .map_err(ApiError::internal)?;
+            // The caller's role was read before the lock: it must still be admin.
+            if !admins.contains(&member.user_id.into_uuid()) {
+                return Err(ApiError::Forbidden(
+                    "You are no longer an admin of this tenant".into(),
+                )
+                .into());
+            }
             if role != Role::Admin && admins == [user_id.into_uuid()] {
                 return Err(ApiError::BadRequest(
                     "The last admin of a tenant cannot be demoted".into(),
@@ -192,6 +199,11 @@ pub async fn remove(
         let admins = main_db::memberships::lock_admins(tx, member.tenant_id)
             .await
             .map_err(ApiError::internal)?;
+        if !admins.contains(&member.user_id.into_uuid()) {
+            return Err(
+                ApiError::Forbidden("You are no longer an admin of this tenant".into()).into(),
+            );
+        }
         if admins == [user_id.into_uuid()] {
             return Err(ApiError::BadRequest(
                 "The last admin of a tenant cannot be removed".into(),

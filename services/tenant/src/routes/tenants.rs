@@ -92,19 +92,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let name =
         TenantName::parse(&body.name).map_err(|e| ApiError::validation("name", e.to_string()))?;
-    {
-        let mut conn = app.conn().await?;
-        let created = main_db::tenants::count_created_by(&mut conn, caller.user_id)
-            .await
-            .map_err(ApiError::internal)?;
-        if created >= i64::from(app.limit_per_user) {
-            return Err(ApiError::Forbidden(format!(
-                "You have reached the limit of {} tenants per user",
-                app.limit_per_user
-            )));
-        }
-    }
-    match app.provisioner.provision(name, Some(caller.user_id)).await {
+    match app.provisioner.provision_limited(name, Some(caller.user_id), Some(app.limit_per_user)).await {
         Ok(tenant) => Ok(success(
             StatusCode::CREATED,
             "Tenant created successfully",
@@ -113,6 +101,9 @@ pub async fn create(
         Err(ProvisionError::Failed { tenant_id, .. }) => Err(ApiError::ServiceUnavailable(format!(
             "Provisioning tenant {tenant_id} failed; it is kept as failed: retry with POST /api/tenants/{tenant_id}/retry"
         ))),
+        Err(ProvisionError::LimitReached(limit)) => {
+            Err(ApiError::Forbidden(format!("You have reached the limit of {limit} tenants per user")))
+        }
         Err(e) => Err(ApiError::internal(e)),
     }
 }
@@ -145,7 +136,7 @@ pub async fn get(
         .auth
         .users(&ids)
         .await
-        .map_err(|e| ApiError::ServiceUnavailable(format!("Auth service unavailable: {e}")))?;
+        .map_err(|e| ApiError::dependency("Auth service", e))?;
     let members = memberships
         .into_iter()
         .filter_map(|m| {
