@@ -100,3 +100,13 @@ pub async fn family_revoked(conn: &mut AsyncPgConnection, family_id: Uuid) -> Qu
     .get_result(conn)
     .await
 }
+
+/// Serialises rotation and revocation of one family until the transaction ends: a
+/// revocation cannot miss a successor that a concurrent rotation is inserting.
+pub async fn lock_family(conn: &mut AsyncPgConnection, family_id: Uuid) -> QueryResult<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 11))")
+        .bind::<diesel::sql_types::Text, _>(family_id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}

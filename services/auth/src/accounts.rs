@@ -366,6 +366,10 @@ impl Accounts {
         let mut conn = self.conn().await?;
         let outcome = conn
             .transaction::<_, diesel::result::Error, _>(async |tx| {
+                refresh_tokens::lock_family(tx, family).await?;
+                if refresh_tokens::family_revoked(tx, family).await? {
+                    return Ok(Rotation::Revoked);
+                }
                 let Some(row) = refresh_tokens::find(tx, claims.jti).await? else {
                     return Ok(Rotation::Unknown);
                 };
@@ -434,9 +438,12 @@ impl Accounts {
         families.dedup();
         let mut conn = self.conn().await?;
         for family in families {
-            refresh_tokens::revoke_family(&mut conn, family, "logout")
-                .await
-                .map_err(ApiError::internal)?;
+            conn.transaction::<_, diesel::result::Error, _>(async |tx| {
+                refresh_tokens::lock_family(tx, family).await?;
+                refresh_tokens::revoke_family(tx, family, "logout").await
+            })
+            .await
+            .map_err(ApiError::internal)?;
             self.revocations
                 .revoke_family(&family.to_string(), self.issuer.refresh_ttl)
                 .await

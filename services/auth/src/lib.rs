@@ -48,8 +48,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// The client's address for rate limits: the peer, or the first forwarded address when
-/// `TRUST_PROXY_HEADERS` is set (behind the gateway).
+/// The client's address for rate limits: the peer, or, when `TRUST_PROXY_HEADERS` is
+/// set (behind the gateway), the last `X-Forwarded-For` entry, the one the gateway
+/// added.
 pub struct ClientIp(pub Option<String>);
 
 #[derive(Clone, Copy)]
@@ -63,12 +64,19 @@ impl FromRequest for ClientIp {
         let trust = req
             .app_data::<web::Data<TrustProxyHeaders>>()
             .is_some_and(|t| t.0);
+        let peer = req.peer_addr().map(|a| a.ip().to_string());
         let ip = if trust {
-            req.connection_info()
-                .realip_remote_addr()
-                .map(str::to_owned)
+            // The gateway appends the address it saw; everything left of it came from
+            // the client and proves nothing. Take the rightmost entry.
+            req.headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit(',').map(str::trim).find(|s| !s.is_empty()))
+                .and_then(|s| s.parse::<std::net::IpAddr>().ok())
+                .map(|ip| ip.to_string())
+                .or(peer)
         } else {
-            req.peer_addr().map(|a| a.ip().to_string())
+            peer
         };
         std::future::ready(Ok(ClientIp(ip)))
     }

@@ -856,3 +856,49 @@ async fn a_remembered_token_still_expires_and_can_still_be_revoked() {
         Err(http_kit::ApiError::TokenRevoked)
     ));
 }
+
+#[tokio::test]
+async fn behind_the_gateway_the_rate_limit_uses_the_address_the_gateway_saw() {
+    let ctx = TestContext::new().await;
+    let auth = start(
+        &ctx,
+        &[
+            ("TRUST_PROXY_HEADERS", "true"),
+            ("LOGIN_RATE_LIMIT_PER_IP", "2"),
+        ],
+    );
+    let mut last = StatusCode::OK;
+    for (i, email) in ["a@example.com", "b@example.com", "c@example.com"]
+        .iter()
+        .enumerate()
+    {
+        // The client forges the left part; the gateway appended 203.0.113.9.
+        let response = auth
+            .client
+            .post(format!("{}/api/auth/login", auth.base))
+            .header("x-forwarded-for", format!("10.0.0.{i}, 203.0.113.9"))
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .expect("send");
+        last = response.status();
+    }
+    assert_eq!(
+        last,
+        StatusCode::TOO_MANY_REQUESTS,
+        "forged left-hand addresses do not reset the limit"
+    );
+    let response = auth
+        .client
+        .post(format!("{}/api/auth/login", auth.base))
+        .header("x-forwarded-for", "203.0.113.10")
+        .json(&json!({"email": "d@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        response.status(),
+        StatusCode::UNAUTHORIZED,
+        "another client address is not limited"
+    );
+}

@@ -250,6 +250,21 @@ pub async fn delete(
     let purge = query.into_inner().purge;
     let tenant_id = member.tenant_id;
     let mut conn = app.conn().await?;
+    if purge {
+        // The database goes first: if dropping fails, nothing else changed and the
+        // request can simply be repeated; if the deactivation below fails after it,
+        // repeating the request finishes it (the drop is then a no-op).
+        let tenant = main_db::tenants::find(&mut conn, tenant_id)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or(ApiError::NotFound("Tenant"))?;
+        let database = tenant.database().map_err(ApiError::internal)?;
+        app.tenants
+            .drop_database(&database)
+            .await
+            .map_err(unavailable)?;
+        tracing::info!(tenant.id = %tenant_id, database = %database, "tenant database purged");
+    }
     let event = EventEnvelope::new(
         Topic::TenantDeleted,
         Some(tenant_id),
@@ -272,15 +287,6 @@ pub async fn delete(
             Ok(row)
         })
         .await?;
-    drop(conn);
-    if purge {
-        let database = deactivated.database().map_err(ApiError::internal)?;
-        app.tenants
-            .drop_database(&database)
-            .await
-            .map_err(unavailable)?;
-        tracing::info!(tenant.id = %tenant_id, database = %database, "tenant purged");
-    }
     debug_assert_eq!(deactivated.status(), TenantStatus::Deleted);
     Ok(success(
         StatusCode::OK,
