@@ -105,6 +105,11 @@ impl TenantDatabaseManager {
         Ok(row.exists)
     }
 
+    /// Whether the template new tenants are copied from exists (for `/ready`).
+    pub async fn template_exists(&self) -> Result<bool, TenantDbError> {
+        self.database_exists(&self.settings.template_database).await
+    }
+
     pub async fn exists(&self, database: &TenantDatabaseName) -> Result<bool, TenantDbError> {
         self.database_exists(database.as_str()).await
     }

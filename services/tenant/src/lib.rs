@@ -90,7 +90,7 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server
     let app = app::TenantApp {
         db: db.clone(),
         provisioner: provisioning::Provisioner::new(db.clone(), tenants.clone()),
-        tenants,
+        tenants: tenants.clone(),
         auth: clients::AuthClient::new(
             settings.auth_service_url.clone(),
             settings.internal_token.clone(),
@@ -126,6 +126,23 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server
     let checks = [
         ReadinessCheck::new("postgres", main_db::probe(db.clone())),
         ReadinessCheck::new("redis", cache::probe(redis, common.redis_timeout)),
+        // Without the template no tenant can be created: run `tenant migrate-tenants`.
+        ReadinessCheck::new("tenant_template", {
+            let tenants = tenants.clone();
+            move || {
+                let tenants = tenants.clone();
+                async move {
+                    match tenants.template_exists().await {
+                        Ok(true) => Ok(()),
+                        Ok(false) => Err(
+                            "the tenant template database does not exist (run migrate-tenants)"
+                                .to_owned(),
+                        ),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+            }
+        }),
     ];
     let db = actix_web::web::Data::new(db);
     let app = actix_web::web::Data::new(app);

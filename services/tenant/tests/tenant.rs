@@ -458,3 +458,17 @@ async fn the_database_server_dying_fails_provisioning_cleanly_and_retry_complete
         .await
         .expect("exists"));
 }
+
+#[tokio::test]
+async fn ready_reports_a_missing_tenant_template() {
+    let ctx = TestContext::new().await;
+    let base = testkit::start_service::<tenant::Service>(
+        &ctx,
+        &[("TENANT_TEMPLATE_DATABASE", "no_such_template")],
+    );
+    let response = reqwest::get(format!("{base}/ready")).await.expect("get");
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["details"]["tenant_template"], "unavailable", "{body}");
+    assert_eq!(body["details"]["postgres"], "ok", "{body}");
+}
