@@ -8,6 +8,7 @@
 //! - [`migrations`] applies `migrations/tenant` to one tenant, the template, or all
 //!   tenants with bounded parallelism, with a read-only dry-run and history.
 
+pub mod documents;
 mod error;
 mod manager;
 pub mod migrations;

@@ -1,26 +1,41 @@
-//! The document service: documents and files of a tenant: upload, list, download, presigned URLs.
-//!
-//! Today it serves the operations endpoints every service has (`/health`, `/ready`,
-//! `/metrics`, `/api-docs/openapi.json`); its API lands with its own issue.
-//! Settings: the common ones of `http_kit::config` (default port 5003).
+//! The document service: documents and files of a tenant, stored on S3: upload
+//! (streamed, hashed, deduplicated per tenant), list, read, delete, download.
+//! Settings: `settings.rs`.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 
 use actix_web::dev::Server;
+use actix_web::web;
+use http_kit::identity::{CachedRoles, JwksClient, TokenVerifier, VerifierSettings};
 use http_kit::{CommonSettings, ConfigReader, ReadinessCheck, ServiceInfo};
 use utoipa::OpenApi;
+
+pub mod app;
+pub mod routes;
+mod settings;
+
+pub use settings::{Settings, DEFAULT_PORT};
 
 pub const INFO: ServiceInfo = ServiceInfo {
     name: "document",
     version: env!("CARGO_PKG_VERSION"),
 };
-pub const DEFAULT_PORT: u16 = 5003;
 
 #[derive(OpenApi)]
-#[openapi(info(
-    title = "document",
-    description = "Documents and files of a tenant: upload, list, download, presigned URLs"
-))]
+#[openapi(
+    info(
+        title = "document",
+        description = "Documents and files of a tenant: upload, list, download, presigned URLs"
+    ),
+    paths(
+        routes::documents::upload,
+        routes::documents::list,
+        routes::documents::get,
+        routes::documents::delete,
+        routes::documents::download,
+    )
+)]
 struct ApiDoc;
 
 /// This service's OpenAPI document (the server merges in the common endpoints).
@@ -33,29 +48,92 @@ pub struct Service;
 
 impl http_kit::cli::Service for Service {
     const INFO: ServiceInfo = INFO;
-    type Settings = CommonSettings;
+    type Settings = Settings;
 
-    fn read_settings(reader: &mut ConfigReader<'_>) -> CommonSettings {
-        CommonSettings::read(reader, DEFAULT_PORT)
+    fn read_settings(reader: &mut ConfigReader<'_>) -> Settings {
+        Settings::read(reader)
     }
 
-    fn common(settings: &CommonSettings) -> &CommonSettings {
-        settings
+    fn common(settings: &Settings) -> &CommonSettings {
+        &settings.common
     }
 
-    fn start(settings: CommonSettings, listener: TcpListener) -> anyhow::Result<Server> {
+    fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server> {
+        let common = &settings.common;
         let db = main_db::build_pool(
-            settings.database_url.expose(),
+            common.database_url.expose(),
             &main_db::PoolSettings {
-                max_size: settings.database_pool_size,
-                timeout: settings.database_timeout,
+                max_size: common.database_pool_size,
+                timeout: common.database_timeout,
             },
         )?;
-        let redis = cache::connect(settings.redis_url.expose(), settings.redis_timeout)?;
+        let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
+        let storage = storage::Storage::new(settings.storage.clone())?;
+        let tenants = clients::TenantClient::new(
+            settings.tenant_service_url.clone(),
+            settings.internal_token.clone(),
+            settings.service_call_timeout,
+        )?;
+        let keys = JwksClient::new(
+            format!("{}/.well-known/jwks.json", settings.auth_service_url),
+            settings.service_call_timeout,
+            std::time::Duration::from_secs(5),
+        )?;
+        let verifier = TokenVerifier::new(
+            Arc::new(keys),
+            cache::Revocations::new(
+                redis.clone(),
+                cache::Keys::new(common.redis_key_prefix.clone()),
+                common.redis_timeout,
+            ),
+            &VerifierSettings {
+                issuer: settings.jwt_issuer.clone(),
+                audience: settings.jwt_audience.clone(),
+                leeway_secs: 30,
+            },
+        );
+        let roles = CachedRoles::new(
+            Arc::new(tenants.clone()),
+            std::time::Duration::from_secs(30),
+            10_000,
+        );
+        let app = app::DocApp::new(
+            storage.clone(),
+            tenant_db::TenantPoolCache::new(settings.tenant_db.clone()),
+            tenants,
+            settings.max_upload_bytes,
+            settings.upload_dir.clone(),
+        );
+        // The bucket is checked (or created, with S3_CREATE_BUCKET) in the background:
+        // until then, and whenever S3 cannot answer, /ready says so.
+        let create = settings.create_bucket;
+        let bucket_storage = storage.clone();
+        tokio::spawn(async move {
+            if let Err(e) = bucket_storage.ensure_bucket(create).await {
+                tracing::error!(error = %e, "the document bucket is not usable");
+            }
+        });
         let checks = [
             ReadinessCheck::new("postgres", main_db::probe(db)),
-            ReadinessCheck::new("redis", cache::probe(redis, settings.redis_timeout)),
+            ReadinessCheck::new("redis", cache::probe(redis, common.redis_timeout)),
+            ReadinessCheck::new("object_storage", move || {
+                let storage = storage.clone();
+                async move {
+                    storage
+                        .ensure_bucket(false)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            }),
         ];
-        http_kit::server::start_service(INFO, &settings, checks, openapi(), listener, |_routes| {})
+        let app = web::Data::new(app);
+        let verifier = web::Data::new(verifier);
+        let roles = web::Data::new(roles);
+        http_kit::server::start_service(INFO, common, checks, openapi(), listener, move |cfg| {
+            cfg.app_data(app.clone())
+                .app_data(verifier.clone())
+                .app_data(roles.clone());
+            routes::configure(cfg);
+        })
     }
 }

@@ -2,5 +2,6 @@
 //! Redis, talking to each other over HTTP. One test binary (`e2e`), a module per area.
 
 mod auth;
+mod documents;
 mod platform;
 mod tenants;

@@ -21,13 +21,25 @@ use crate::auth::{assert_error, start as start_auth, Auth};
 async fn every_service_runs_side_by_side() {
     let ctx = TestContext::new().await;
     let pem = auth::keys::generate_pem().expect("key");
+    let s3 = testkit::TestS3::start().await.expect("s3");
     let bases = [
         (
             start_service::<auth::Service>(&ctx, &[("JWT_PRIVATE_KEY", pem.as_str())]),
             "auth",
         ),
         (start_service::<tenant::Service>(&ctx, &[]), "tenant"),
-        (start_service::<document::Service>(&ctx, &[]), "document"),
+        (
+            start_service::<document::Service>(
+                &ctx,
+                &[
+                    ("S3_ENDPOINT_URL", s3.endpoint.as_str()),
+                    ("S3_ACCESS_KEY", s3.access_key.as_str()),
+                    ("S3_SECRET_KEY", s3.secret_key.as_str()),
+                    ("S3_CREATE_BUCKET", "true"),
+                ],
+            ),
+            "document",
+        ),
         (start_service::<sso::Service>(&ctx, &[]), "sso"),
         (
             start_service::<event_worker::Service>(&ctx, &[]),
@@ -35,6 +47,14 @@ async fn every_service_runs_side_by_side() {
         ),
     ];
     for (base, name) in &bases {
+        let ready = base.clone();
+        testkit::wait_until(Duration::from_secs(10), || async {
+            reqwest::get(format!("{ready}/ready"))
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        })
+        .await
+        .expect("ready");
         service_contract::assert_common_endpoints(base, name).await;
     }
 }

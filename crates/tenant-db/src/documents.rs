@@ -1,0 +1,181 @@
+//! Queries of a tenant database's `files` and `documents` (the document service's).
+//! Each takes a connection, so the caller decides the transaction.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::schema::{documents, files};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = files, check_for_backend(diesel::pg::Pg))]
+pub struct FileRow {
+    pub id: Uuid,
+    pub md5_hash: String,
+    pub sha256_hash: String,
+    pub s3_path: String,
+    pub file_size: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = documents, check_for_backend(diesel::pg::Pg))]
+pub struct DocumentRow {
+    pub id: Uuid,
+    pub filename: String,
+    pub mime_type: String,
+    pub file_id: Uuid,
+    pub user_id: Uuid,
+    pub created_by: Uuid,
+    pub processing_status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub async fn file_by_md5(conn: &mut AsyncPgConnection, md5: &str) -> QueryResult<Option<FileRow>> {
+    files::table
+        .filter(files::md5_hash.eq(md5))
+        .select(FileRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn file(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<FileRow>> {
+    files::table
+        .find(id)
+        .select(FileRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Inserts a file unless one with the same MD5 exists (the unique constraint decides
+/// between concurrent uploads); `None` when another upload stored it first.
+pub async fn insert_file(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    md5: &str,
+    sha256: &str,
+    s3_path: &str,
+    size: i64,
+) -> QueryResult<Option<FileRow>> {
+    diesel::insert_into(files::table)
+        .values((
+            files::id.eq(id),
+            files::md5_hash.eq(md5),
+            files::sha256_hash.eq(sha256),
+            files::s3_path.eq(s3_path),
+            files::file_size.eq(size),
+        ))
+        .on_conflict(files::md5_hash)
+        .do_nothing()
+        .returning(FileRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+pub struct NewDocument<'a> {
+    pub id: Uuid,
+    pub filename: &'a str,
+    pub mime_type: &'a str,
+    pub file_id: Uuid,
+    pub user_id: Uuid,
+}
+
+pub async fn insert_document(
+    conn: &mut AsyncPgConnection,
+    doc: NewDocument<'_>,
+) -> QueryResult<DocumentRow> {
+    diesel::insert_into(documents::table)
+        .values((
+            documents::id.eq(doc.id),
+            documents::filename.eq(doc.filename),
+            documents::mime_type.eq(doc.mime_type),
+            documents::file_id.eq(doc.file_id),
+            documents::user_id.eq(doc.user_id),
+            documents::created_by.eq(doc.user_id),
+        ))
+        .returning(DocumentRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+pub async fn document(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<DocumentRow>> {
+    documents::table
+        .find(id)
+        .select(DocumentRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// `%`, `_` and `\\` taken literally in a LIKE pattern.
+pub fn like_literal(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len() + 2);
+    escaped.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped.push('%');
+    escaped
+}
+
+/// A page of documents, newest first, optionally whose filename contains `filter`
+/// (case-insensitive, literal); and the total matching.
+pub async fn page(
+    conn: &mut AsyncPgConnection,
+    filter: Option<&str>,
+    offset: i64,
+    limit: i64,
+) -> QueryResult<(Vec<DocumentRow>, i64)> {
+    let pattern = filter.map(like_literal);
+    let mut query = documents::table
+        .select(DocumentRow::as_select())
+        .into_boxed();
+    let mut count = documents::table.count().into_boxed();
+    if let Some(pattern) = &pattern {
+        query = query.filter(documents::filename.ilike(pattern.clone()));
+        count = count.filter(documents::filename.ilike(pattern.clone()));
+    }
+    let rows = query
+        .order((documents::created_at.desc(), documents::id.desc()))
+        .offset(offset)
+        .limit(limit)
+        .load(conn)
+        .await?;
+    let total = count.get_result(conn).await?;
+    Ok((rows, total))
+}
+
+pub async fn delete_document(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
+    Ok(diesel::delete(documents::table.find(id))
+        .execute(conn)
+        .await?
+        == 1)
+}
+
+/// Deletes the file if no document refers to it any more; returns it when deleted.
+pub async fn delete_file_if_orphaned(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<Option<FileRow>> {
+    let referenced: bool = diesel::select(diesel::dsl::exists(
+        documents::table.filter(documents::file_id.eq(id)),
+    ))
+    .get_result(conn)
+    .await?;
+    if referenced {
+        return Ok(None);
+    }
+    diesel::delete(files::table.find(id))
+        .returning(FileRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}

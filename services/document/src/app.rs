@@ -1,0 +1,77 @@
+//! What the document routes share: object storage, the tenant databases' pool cache,
+//! and the tenant service (which database a tenant has).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use domain::{TenantDatabaseName, TenantId};
+use http_kit::ApiError;
+use storage::Storage;
+use tenant_db::{TenantConnection, TenantPoolCache};
+
+pub struct DocApp {
+    pub storage: Storage,
+    pub pools: TenantPoolCache,
+    pub tenants: clients::TenantClient,
+    pub max_upload_bytes: u64,
+    pub upload_dir: PathBuf,
+    /// Tenant id → database name (a tenant's database never changes name).
+    databases: Mutex<HashMap<TenantId, (TenantDatabaseName, Instant)>>,
+}
+
+const DATABASE_NAME_TTL: Duration = Duration::from_secs(300);
+
+impl DocApp {
+    pub fn new(
+        storage: Storage,
+        pools: TenantPoolCache,
+        tenants: clients::TenantClient,
+        max_upload_bytes: u64,
+        upload_dir: PathBuf,
+    ) -> Self {
+        Self {
+            storage,
+            pools,
+            tenants,
+            max_upload_bytes,
+            upload_dir,
+            databases: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The database of an active tenant the caller was found to be a member of.
+    pub async fn database(&self, tenant: TenantId) -> Result<TenantDatabaseName, ApiError> {
+        if let Some((name, at)) = self
+            .databases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&tenant)
+        {
+            if at.elapsed() < DATABASE_NAME_TTL {
+                return Ok(name.clone());
+            }
+        }
+        let summary = self
+            .tenants
+            .tenant(tenant)
+            .await
+            .map_err(|e| ApiError::dependency("Tenant service", e))?
+            .ok_or(ApiError::NotFound("Tenant"))?;
+        let name = TenantDatabaseName::parse(&summary.database_name).map_err(ApiError::internal)?;
+        self.databases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant, (name.clone(), Instant::now()));
+        Ok(name)
+    }
+
+    pub async fn connection(&self, tenant: TenantId) -> Result<TenantConnection, ApiError> {
+        let database = self.database(tenant).await?;
+        self.pools
+            .get(&database)
+            .await
+            .map_err(|e| ApiError::dependency("Tenant database", e))
+    }
+}

@@ -1,0 +1,116 @@
+//! Settings of the document service: the common ones (`http_kit::config`, port 5003);
+//! object storage: `S3_ENDPOINT_URL` (required), `S3_PUBLIC_URL` (default: the
+//! endpoint), `S3_REGION` (`us-east-1`), `S3_BUCKET` (`saas-documents`),
+//! `S3_ACCESS_KEY` and `S3_SECRET_KEY` (required), `S3_CREATE_BUCKET` (false),
+//! `S3_TIMEOUT_MS` (30000); uploads: `MAX_UPLOAD_BYTES` (100 MiB), `UPLOAD_DIR` (the
+//! system temporary directory); tenant databases: `TENANT_POOL_MAX_POOLS` (25),
+//! `TENANT_POOL_CONNECTIONS_PER_POOL` (2), `TENANT_POOL_IDLE_TIMEOUT_SECS` (300),
+//! `TENANT_POOL_TIMEOUT_MS` (5000); other services: `TENANT_SERVICE_URL`
+//! (`http://127.0.0.1:5002`), `AUTH_SERVICE_URL` (`http://127.0.0.1:5001`),
+//! `INTERNAL_SERVICE_TOKEN` (required), `JWT_ISSUER`, `JWT_AUDIENCE` (`saas-platform`),
+//! `SERVICE_CALL_TIMEOUT_MS` (2000).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http_kit::{CommonSettings, ConfigReader, Secret};
+use storage::StorageSettings;
+use tenant_db::TenantDbSettings;
+
+pub const DEFAULT_PORT: u16 = 5003;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub common: CommonSettings,
+    pub storage: StorageSettings,
+    pub create_bucket: bool,
+    pub max_upload_bytes: u64,
+    pub upload_dir: PathBuf,
+    pub tenant_db: TenantDbSettings,
+    pub tenant_service_url: String,
+    pub auth_service_url: String,
+    pub internal_token: Secret<String>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub service_call_timeout: Duration,
+}
+
+fn is_http(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
+impl Settings {
+    pub fn read(r: &mut ConfigReader<'_>) -> Self {
+        let common = CommonSettings::read(r, DEFAULT_PORT);
+        let endpoint: String = r.required("S3_ENDPOINT_URL");
+        let public: String = r.optional("S3_PUBLIC_URL", endpoint.clone());
+        let access: Secret<String> = r.required("S3_ACCESS_KEY");
+        let secret: Secret<String> = r.required("S3_SECRET_KEY");
+        let storage = StorageSettings {
+            endpoint_url: endpoint,
+            public_url: public,
+            region: r.optional("S3_REGION", "us-east-1".to_owned()),
+            bucket: r.optional("S3_BUCKET", "saas-documents".to_owned()),
+            access_key: access.expose().clone(),
+            secret_key: secret.expose().clone(),
+            request_timeout: Duration::from_millis(r.optional("S3_TIMEOUT_MS", 30_000)),
+        };
+        r.check(
+            "S3_ENDPOINT_URL",
+            storage.endpoint_url.is_empty() || is_http(&storage.endpoint_url),
+            "must be an http:// or https:// URL",
+        );
+        r.check(
+            "S3_PUBLIC_URL",
+            storage.public_url.is_empty() || is_http(&storage.public_url),
+            "must be an http:// or https:// URL",
+        );
+        let mut tenant_db = TenantDbSettings::new(
+            common.database_url.expose().clone(),
+            "tenant_template".to_owned(),
+        );
+        tenant_db.max_pools = r.optional("TENANT_POOL_MAX_POOLS", tenant_db.max_pools);
+        tenant_db.connections_per_pool = r.optional(
+            "TENANT_POOL_CONNECTIONS_PER_POOL",
+            tenant_db.connections_per_pool,
+        );
+        tenant_db.idle_timeout =
+            Duration::from_secs(r.optional("TENANT_POOL_IDLE_TIMEOUT_SECS", 300));
+        tenant_db.timeout = Duration::from_millis(r.optional("TENANT_POOL_TIMEOUT_MS", 5000));
+        let max_upload_bytes = r.optional("MAX_UPLOAD_BYTES", 100 * 1024 * 1024);
+        r.check("MAX_UPLOAD_BYTES", max_upload_bytes > 0, "must be positive");
+        let tenant_service_url: String =
+            r.optional("TENANT_SERVICE_URL", "http://127.0.0.1:5002".to_owned());
+        let auth_service_url: String =
+            r.optional("AUTH_SERVICE_URL", "http://127.0.0.1:5001".to_owned());
+        r.check(
+            "TENANT_SERVICE_URL",
+            is_http(&tenant_service_url),
+            "must be an http:// or https:// URL",
+        );
+        r.check(
+            "AUTH_SERVICE_URL",
+            is_http(&auth_service_url),
+            "must be an http:// or https:// URL",
+        );
+        let internal_token: Secret<String> = r.required("INTERNAL_SERVICE_TOKEN");
+        Self {
+            common,
+            storage,
+            create_bucket: r.optional("S3_CREATE_BUCKET", false),
+            max_upload_bytes,
+            upload_dir: PathBuf::from(
+                r.optional("UPLOAD_DIR", std::env::temp_dir().display().to_string()),
+            ),
+            tenant_db,
+            tenant_service_url: tenant_service_url.trim_end_matches('/').to_owned(),
+            auth_service_url: auth_service_url.trim_end_matches('/').to_owned(),
+            internal_token,
+            jwt_issuer: r.optional("JWT_ISSUER", "saas-platform".to_owned()),
+            jwt_audience: r.optional("JWT_AUDIENCE", "saas-platform".to_owned()),
+            service_call_timeout: Duration::from_millis(
+                r.optional("SERVICE_CALL_TIMEOUT_MS", 2000),
+            ),
+        }
+    }
+}

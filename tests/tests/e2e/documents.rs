@@ -1,0 +1,426 @@
+//! The document API over HTTP, with auth, the tenant service and a real S3 server
+//! (s3s-fs): upload, deduplication, listing, reading, downloading, deleting, roles,
+//! the size limit, and S3 going away mid-upload.
+
+use std::time::Duration;
+
+use reqwest::multipart::{Form, Part};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use testkit::{TestContext, TestS3};
+
+use crate::auth::{assert_error, start_with, Auth};
+
+struct Docs {
+    auth: Auth,
+    tenant: String,
+    documents: String,
+    s3: TestS3,
+}
+
+async fn platform(ctx: &TestContext, doc_extra: &[(&str, &str)]) -> Docs {
+    let (auth, tenant) = start_with(ctx, &[], &[]);
+    let s3 = TestS3::start().await.expect("s3");
+    let mut env = vec![
+        ("S3_ENDPOINT_URL", s3.endpoint.as_str()),
+        ("S3_PUBLIC_URL", s3.public_endpoint.as_str()),
+        ("S3_ACCESS_KEY", s3.access_key.as_str()),
+        ("S3_SECRET_KEY", s3.secret_key.as_str()),
+        ("S3_BUCKET", "documents"),
+        ("S3_CREATE_BUCKET", "true"),
+        ("TENANT_SERVICE_URL", tenant.as_str()),
+        ("AUTH_SERVICE_URL", auth.base.as_str()),
+    ];
+    env.extend_from_slice(doc_extra);
+    let documents = testkit::start_service::<document::Service>(ctx, &env);
+    let ready = documents.clone();
+    testkit::wait_until(Duration::from_secs(10), || async {
+        reqwest::get(format!("{ready}/ready"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await
+    .expect("document service ready");
+    Docs {
+        auth,
+        tenant,
+        documents,
+        s3,
+    }
+}
+
+impl Docs {
+    async fn tenant_of(&self, token: &str, name: &str) -> String {
+        let response = self
+            .auth
+            .client
+            .post(format!("{}/api/tenants", self.tenant))
+            .bearer_auth(token)
+            .json(&json!({"name": name}))
+            .send()
+            .await
+            .expect("create tenant");
+        let body: Value = response.json().await.expect("json");
+        body["data"]["id"].as_str().expect("id").to_owned()
+    }
+
+    async fn upload(
+        &self,
+        token: &str,
+        tenant: &str,
+        bytes: Vec<u8>,
+        filename: &str,
+    ) -> (StatusCode, Value) {
+        let form = Form::new()
+            .part("file", Part::bytes(bytes).file_name(filename.to_owned()))
+            .text("mime_type", "text/plain");
+        let response = self
+            .auth
+            .client
+            .post(format!("{}/api/tenants/{tenant}/documents", self.documents))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn call(&self, method: Method, path: &str, token: &str) -> (StatusCode, Value) {
+        let response = self
+            .auth
+            .client
+            .request(method, format!("{}{path}", self.documents))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("send");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn s3_path_ends(path: &Value, tail: &str) -> bool {
+    path.as_str()
+        .is_some_and(|p| p.contains(&format!("/files/{tail}")))
+}
+
+#[tokio::test]
+async fn upload_dedup_list_download_and_delete() {
+    let ctx = TestContext::new().await;
+    let docs = platform(&ctx, &[]).await;
+    let admin = docs.auth.session("admin@example.com").await.0;
+    let tenant = docs.tenant_of(&admin, "Docs").await;
+
+    let (status, first) = docs
+        .upload(&admin, &tenant, b"hello documents".to_vec(), "hello.txt")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let first = &first["data"];
+    assert_eq!(first["filename"], "hello.txt");
+    assert_eq!(first["mime_type"], "text/plain");
+    assert_eq!(first["file"]["file_size"], 15);
+    // Computed elsewhere (Python's hashlib) for b"hello documents".
+    assert_eq!(
+        first["file"]["md5_hash"],
+        "24c77d74e9755a3658f7a535d05ca6aa"
+    );
+    assert_eq!(
+        first["file"]["sha256_hash"],
+        "7cfb967ffc81da5f93b59438dd55c9c535edd6e6c997eacdc6d263abdf57d287"
+    );
+    assert!(
+        s3_path_ends(
+            &first["file"]["s3_path"],
+            "24/c7/24c77d74e9755a3658f7a535d05ca6aa_"
+        ),
+        "{first}"
+    );
+    let s3_path = first["file"]["s3_path"].as_str().expect("path").to_owned();
+    assert!(s3_path.starts_with("tenants/tenant_docs_"), "{s3_path}");
+
+    // The same bytes again: a new document on the same file, nothing stored twice.
+    let (status, second) = docs
+        .upload(&admin, &tenant, b"hello documents".to_vec(), "copy.txt")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    assert_eq!(second["data"]["file_id"], first["file_id"]);
+    assert_eq!(docs.s3.objects("documents").len(), 1);
+
+    let (status, list) = docs
+        .call(
+            Method::GET,
+            &format!("/api/tenants/{tenant}/documents?per_page=1"),
+            &admin,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(
+        list["data"]["pagination"],
+        json!({"page": 1, "per_page": 1, "total": 2, "pages": 2})
+    );
+    assert_eq!(
+        list["data"]["documents"][0]["filename"], "copy.txt",
+        "newest first"
+    );
+    let (_, filtered) = docs
+        .call(
+            Method::GET,
+            &format!("/api/tenants/{tenant}/documents?filename=HELLO"),
+            &admin,
+        )
+        .await;
+    assert_eq!(filtered["data"]["pagination"]["total"], 1);
+    let (_, literal) = docs
+        .call(
+            Method::GET,
+            &format!("/api/tenants/{tenant}/documents?filename=%25"),
+            &admin,
+        )
+        .await;
+    assert_eq!(literal["data"]["pagination"]["total"], 0, "% is literal");
+    for bad in [
+        "per_page=0",
+        "per_page=101",
+        "page=0",
+        "page=x",
+        "sort=name",
+    ] {
+        let (status, body) = docs
+            .call(
+                Method::GET,
+                &format!("/api/tenants/{tenant}/documents?{bad}"),
+                &admin,
+            )
+            .await;
+        assert_error(status, &body, 400, "validation_error");
+    }
+
+    let id = first["id"].as_str().expect("id");
+    let response = docs
+        .auth
+        .client
+        .get(format!(
+            "{}/api/tenants/{tenant}/documents/{id}/download",
+            docs.documents
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "text/plain");
+    assert_eq!(headers["content-length"], "15");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(headers["content-disposition"]
+        .to_str()
+        .expect("ascii")
+        .contains("filename*=UTF-8''hello.txt"));
+    assert_eq!(
+        response.bytes().await.expect("bytes").as_ref(),
+        b"hello documents"
+    );
+
+    let (status, deleted) = docs
+        .call(
+            Method::DELETE,
+            &format!("/api/tenants/{tenant}/documents/{id}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{deleted}");
+    assert_eq!(
+        deleted["data"]["file_orphaned"], false,
+        "the copy still uses the file"
+    );
+    assert_eq!(docs.s3.objects("documents").len(), 1);
+    let copy = second["data"]["id"].as_str().expect("id");
+    let (_, deleted) = docs
+        .call(
+            Method::DELETE,
+            &format!("/api/tenants/{tenant}/documents/{copy}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(deleted["data"]["file_orphaned"], true);
+    assert!(
+        docs.s3.objects("documents").is_empty(),
+        "the last document took the object with it"
+    );
+    let (status, body) = docs
+        .call(
+            Method::GET,
+            &format!("/api/tenants/{tenant}/documents/{copy}"),
+            &admin,
+        )
+        .await;
+    assert_error(status, &body, 404, "not_found");
+}
+
+#[tokio::test]
+async fn roles_and_tenants_bound_what_a_caller_reaches() {
+    let ctx = TestContext::new().await;
+    let docs = platform(&ctx, &[]).await;
+    let (admin, _) = docs.auth.session("admin@example.com").await;
+    let (viewer, _) = docs.auth.session("viewer@example.com").await;
+    let (outsider, _) = docs.auth.session("outsider@example.com").await;
+    let (_, me) = docs.auth.get("/api/users/me", Some(&viewer)).await;
+    let viewer_id = me["data"]["id"].as_str().expect("id").to_owned();
+    let tenant = docs.tenant_of(&admin, "Guarded docs").await;
+    let other_tenant = docs.tenant_of(&outsider, "Elsewhere").await;
+    let response = docs
+        .auth
+        .client
+        .post(format!("{}/api/tenants/{tenant}/users", docs.tenant))
+        .bearer_auth(&admin)
+        .json(&json!({"user_id": viewer_id, "role": "viewer"}))
+        .send()
+        .await
+        .expect("add viewer");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let (_, uploaded) = docs
+        .upload(&admin, &tenant, b"secret".to_vec(), "s.txt")
+        .await;
+    let id = uploaded["data"]["id"].as_str().expect("id").to_owned();
+
+    let (status, body) = docs
+        .upload(&viewer, &tenant, b"nope".to_vec(), "v.txt")
+        .await;
+    assert_error(status, &body, 403, "forbidden");
+    let (status, _) = docs
+        .call(
+            Method::GET,
+            &format!("/api/tenants/{tenant}/documents/{id}"),
+            &viewer,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "viewers read");
+    let (status, body) = docs
+        .call(
+            Method::DELETE,
+            &format!("/api/tenants/{tenant}/documents/{id}"),
+            &viewer,
+        )
+        .await;
+    assert_error(status, &body, 403, "forbidden");
+    let (status, body) = docs
+        .call(
+            Method::GET,
+            &format!("/api/tenants/{tenant}/documents"),
+            &outsider,
+        )
+        .await;
+    assert_error(status, &body, 404, "not_found");
+    // A document id of one tenant asked through another tenant is not found.
+    let (status, body) = docs
+        .call(
+            Method::GET,
+            &format!("/api/tenants/{other_tenant}/documents/{id}"),
+            &outsider,
+        )
+        .await;
+    assert_error(status, &body, 404, "not_found");
+    let (status, body) = docs
+        .call(
+            Method::GET,
+            &format!("/api/tenants/{tenant}/documents/not-a-uuid"),
+            &admin,
+        )
+        .await;
+    assert_error(status, &body, 400, "validation_error");
+}
+
+#[tokio::test]
+async fn bad_uploads_are_refused_and_leave_nothing() {
+    let ctx = TestContext::new().await;
+    let docs = platform(&ctx, &[("MAX_UPLOAD_BYTES", "1024")]).await;
+    let admin = docs.auth.session("admin@example.com").await.0;
+    let tenant = docs.tenant_of(&admin, "Limits").await;
+    let (status, body) = docs
+        .upload(&admin, &tenant, vec![7u8; 4096], "big.bin")
+        .await;
+    assert_error(status, &body, 413, "payload_too_large");
+    let (status, body) = docs.upload(&admin, &tenant, Vec::new(), "empty.txt").await;
+    assert_error(status, &body, 400, "validation_error");
+    assert!(body["details"]["file"].is_array(), "{body}");
+    let (status, body) = docs.upload(&admin, &tenant, b"x".to_vec(), "a/b.txt").await;
+    assert_error(status, &body, 400, "validation_error");
+    assert!(body["details"]["filename"].is_array(), "{body}");
+    let response = docs
+        .auth
+        .client
+        .post(format!("{}/api/tenants/{tenant}/documents", docs.documents))
+        .bearer_auth(&admin)
+        .multipart(Form::new().text("filename", "no-file.txt"))
+        .send()
+        .await
+        .expect("send");
+    let status = response.status();
+    assert_error(
+        status,
+        &response.json().await.expect("json"),
+        400,
+        "validation_error",
+    );
+    let (_, list) = docs
+        .call(
+            Method::GET,
+            &format!("/api/tenants/{tenant}/documents"),
+            &admin,
+        )
+        .await;
+    assert_eq!(list["data"]["pagination"]["total"], 0);
+    assert!(docs.s3.objects("documents").is_empty());
+
+    // S3 goes away: 503, and no document row is left behind.
+    docs.s3.stop();
+    let (status, body) = docs
+        .upload(&admin, &tenant, b"lost".to_vec(), "lost.txt")
+        .await;
+    assert_error(status, &body, 503, "service_unavailable");
+    let (_, list) = docs
+        .call(
+            Method::GET,
+            &format!("/api/tenants/{tenant}/documents"),
+            &admin,
+        )
+        .await;
+    assert_eq!(list["data"]["pagination"]["total"], 0);
+}
+
+#[tokio::test]
+async fn concurrent_identical_uploads_store_one_file() {
+    let ctx = TestContext::new().await;
+    let docs = platform(&ctx, &[]).await;
+    let admin = docs.auth.session("admin@example.com").await.0;
+    let tenant = docs.tenant_of(&admin, "Race").await;
+    let uploads = (0..4).map(|i| {
+        docs.upload(
+            &admin,
+            &tenant,
+            b"same bytes".to_vec(),
+            if i % 2 == 0 { "a.txt" } else { "b.txt" },
+        )
+    });
+    let results = futures_util::future::join_all(uploads).await;
+    let files: std::collections::HashSet<String> = results
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, StatusCode::CREATED, "{body}");
+            body["data"]["file_id"].as_str().expect("file").to_owned()
+        })
+        .collect();
+    assert_eq!(files.len(), 1, "one File");
+    assert_eq!(docs.s3.objects("documents").len(), 1, "one object");
+    let (_, list) = docs
+        .call(
+            Method::GET,
+            &format!("/api/tenants/{tenant}/documents"),
+            &admin,
+        )
+        .await;
+    assert_eq!(list["data"]["pagination"]["total"], 4, "four Documents");
+}
