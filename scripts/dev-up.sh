@@ -59,11 +59,22 @@ if [ -z "${INTERNAL_SERVICE_TOKEN:-}${INTERNAL_SERVICE_TOKEN_FILE:-}" ]; then
   export INTERNAL_SERVICE_TOKEN_FILE="$run_dir/internal-service-token"
 fi
 
+# Object storage for the document service: S3_ENDPOINT_URL when given, else a local
+# S3 server (s3s-fs, built with the workspace) on 59000 with data in .local/s3.
+if [ -z "${S3_ENDPOINT_URL:-}" ]; then
+  export S3_ENDPOINT_URL="http://127.0.0.1:59000" S3_ACCESS_KEY="dev-access" S3_SECRET_KEY="dev-secret-key-0123456789"
+  export S3_CREATE_BUCKET=true
+  "$bin_dir/dev-s3" --port 59000 --dir "$PWD/.local/s3" --access-key "$S3_ACCESS_KEY" --secret-key "$S3_SECRET_KEY" \
+    >"$run_dir/logs/dev-s3.log" 2>&1 &
+  echo "$! dev-s3" >> "$run_dir/pids.servers"
+fi
+
 log "migrating the main database and the tenant template"
 "$bin_dir/tenant" migrate
 "$bin_dir/tenant" migrate-tenants
 
 : > "$run_dir/pids"
+[ -f "$run_dir/pids.servers" ] && cat "$run_dir/pids.servers" >> "$run_dir/pids" && rm -f "$run_dir/pids.servers"
 for service in $SERVICES; do
   port="${PORTS[$service]:?unknown service $service}"
   PORT="$port" "$bin_dir/$service" serve >"$run_dir/logs/$service.log" 2>&1 &

@@ -626,9 +626,47 @@ pub struct TestS3 {
     connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
+/// Serves S3 (s3s-fs over `dir`, checking SigV4 with one key pair) on `listener`;
+/// returns the accept loop and the handles of the connections it opened.
+pub fn serve_s3(
+    listener: tokio::net::TcpListener,
+    dir: &Path,
+    access_key: &str,
+    secret_key: &str,
+) -> anyhow::Result<(
+    tokio::task::JoinHandle<()>,
+    Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+)> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let fs = s3s_fs::FileSystem::new(dir).map_err(|e| anyhow::anyhow!("s3s-fs: {e:?}"))?;
+    let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+    builder.set_auth(s3s::auth::SimpleAuth::from_single(
+        access_key.to_owned(),
+        secret_key.to_owned(),
+    ));
+    let service = builder.build();
+    let connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+    let tracked = connections.clone();
+    let server = tokio::spawn(async move {
+        let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        while let Ok((socket, _)) = listener.accept().await {
+            let conn = http
+                .serve_connection(TokioIo::new(socket), service.clone())
+                .into_owned();
+            let task = tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            if let Ok(mut list) = tracked.lock() {
+                list.retain(|t| !t.is_finished());
+                list.push(task.abort_handle());
+            }
+        }
+    });
+    Ok((server, connections))
+}
+
 impl TestS3 {
     pub async fn start() -> anyhow::Result<Self> {
-        use hyper_util::rt::{TokioExecutor, TokioIo};
         let dir =
             std::env::temp_dir().join(format!("testkit-s3-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir)?;
@@ -636,31 +674,9 @@ impl TestS3 {
             "testkit-access".to_owned(),
             "testkit-secret-0123456789".to_owned(),
         );
-        let fs = s3s_fs::FileSystem::new(&dir).map_err(|e| anyhow::anyhow!("s3s-fs: {e:?}"))?;
-        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-        builder.set_auth(s3s::auth::SimpleAuth::from_single(
-            access_key.clone(),
-            secret_key.clone(),
-        ));
-        let service = builder.build();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
-        let connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
-        let tracked = connections.clone();
-        let server = tokio::spawn(async move {
-            let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            while let Ok((socket, _)) = listener.accept().await {
-                let conn = http
-                    .serve_connection(TokioIo::new(socket), service.clone())
-                    .into_owned();
-                let task = tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                if let Ok(mut list) = tracked.lock() {
-                    list.push(task.abort_handle());
-                }
-            }
-        });
+        let (server, connections) = serve_s3(listener, &dir, &access_key, &secret_key)?;
         Ok(Self {
             endpoint: format!("http://127.0.0.1:{port}"),
             public_endpoint: format!("http://localhost:{port}"),

@@ -1,0 +1,40 @@
+//! A local S3 server for development (`scripts/dev-up.sh` starts it): s3s-fs over a
+//! directory, checking signatures with one key pair.
+//!
+//!   dev-s3 --port 59000 --dir .local/s3 --access-key KEY --secret-key SECRET
+
+use anyhow::Context;
+
+fn arg(args: &[String], name: &str) -> anyhow::Result<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .with_context(|| format!("missing {name} VALUE"))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let port: u16 = arg(&args, "--port")?.parse().context("--port")?;
+    let dir = std::path::PathBuf::from(arg(&args, "--dir")?);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("binding port {port}"))?;
+    let (server, _) = testkit::serve_s3(
+        listener,
+        &dir,
+        &arg(&args, "--access-key")?,
+        &arg(&args, "--secret-key")?,
+    )?;
+    println!(
+        "dev-s3 listening on http://127.0.0.1:{port} ({})",
+        dir.display()
+    );
+    tokio::select! {
+        _ = server => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}
