@@ -626,6 +626,9 @@ pub struct TestS3 {
     connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
+/// Handles of the connections a server opened (to cut them when it stops).
+pub type Connections = Arc<Mutex<Vec<tokio::task::AbortHandle>>>;
+
 /// Serves S3 (s3s-fs over `dir`, checking SigV4 with one key pair) on `listener`;
 /// returns the accept loop and the handles of the connections it opened.
 pub fn serve_s3(
@@ -633,10 +636,7 @@ pub fn serve_s3(
     dir: &Path,
     access_key: &str,
     secret_key: &str,
-) -> anyhow::Result<(
-    tokio::task::JoinHandle<()>,
-    Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
-)> {
+) -> anyhow::Result<(tokio::task::JoinHandle<()>, Connections)> {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     let fs = s3s_fs::FileSystem::new(dir).map_err(|e| anyhow::anyhow!("s3s-fs: {e:?}"))?;
     let mut builder = s3s::service::S3ServiceBuilder::new(fs);
@@ -645,7 +645,7 @@ pub fn serve_s3(
         secret_key.to_owned(),
     ));
     let service = builder.build();
-    let connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+    let connections: Connections = Arc::default();
     let tracked = connections.clone();
     let server = tokio::spawn(async move {
         let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
