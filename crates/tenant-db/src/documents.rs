@@ -179,3 +179,88 @@ pub async fn delete_file_if_orphaned(
         .await
         .optional()
 }
+
+/// Changes a document's filename and/or MIME type (`None` keeps it).
+pub async fn update_document(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    filename: Option<&str>,
+    mime_type: Option<&str>,
+) -> QueryResult<Option<DocumentRow>> {
+    diesel::update(documents::table.find(id))
+        .set((
+            filename.map(|f| documents::filename.eq(f)),
+            mime_type.map(|m| documents::mime_type.eq(m)),
+            documents::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(DocumentRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// A page of files, newest first, and the total.
+pub async fn file_page(
+    conn: &mut AsyncPgConnection,
+    offset: i64,
+    limit: i64,
+) -> QueryResult<(Vec<FileRow>, i64)> {
+    let rows = files::table
+        .select(FileRow::as_select())
+        .order((files::created_at.desc(), files::id.desc()))
+        .offset(offset)
+        .limit(limit)
+        .load(conn)
+        .await?;
+    let total = files::table.count().get_result(conn).await?;
+    Ok((rows, total))
+}
+
+/// Number of files and bytes stored.
+pub async fn file_stats(conn: &mut AsyncPgConnection) -> QueryResult<(i64, i64)> {
+    let count: i64 = files::table.count().get_result(conn).await?;
+    let total: Option<i64> = files::table
+        .select(diesel::dsl::sql::<
+            diesel::sql_types::Nullable<diesel::sql_types::BigInt>,
+        >("sum(file_size)::bigint"))
+        .first(conn)
+        .await?;
+    Ok((count, total.unwrap_or(0)))
+}
+
+/// The documents referring to a file.
+pub async fn documents_of_file(
+    conn: &mut AsyncPgConnection,
+    file_id: Uuid,
+) -> QueryResult<Vec<DocumentRow>> {
+    documents::table
+        .filter(documents::file_id.eq(file_id))
+        .order(documents::created_at.asc())
+        .select(DocumentRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// Deletes a file row no document refers to: `None` when there is no such file,
+/// `Some(Err(n))` when `n` documents still refer to it.
+pub async fn delete_unreferenced_file(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<Option<Result<FileRow, i64>>> {
+    let Some(_) = file(conn, id).await? else {
+        return Ok(None);
+    };
+    let referenced: i64 = documents::table
+        .filter(documents::file_id.eq(id))
+        .count()
+        .get_result(conn)
+        .await?;
+    if referenced > 0 {
+        return Ok(Some(Err(referenced)));
+    }
+    let deleted = diesel::delete(files::table.find(id))
+        .returning(FileRow::as_returning())
+        .get_result(conn)
+        .await?;
+    Ok(Some(Ok(deleted)))
+}

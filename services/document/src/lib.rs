@@ -34,6 +34,11 @@ pub const INFO: ServiceInfo = ServiceInfo {
         routes::documents::get,
         routes::documents::delete,
         routes::documents::download,
+        routes::documents::update,
+        routes::documents::download_url,
+        routes::files::list,
+        routes::files::get,
+        routes::files::delete,
     )
 )]
 struct ApiDoc;

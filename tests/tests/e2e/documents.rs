@@ -424,3 +424,174 @@ async fn concurrent_identical_uploads_store_one_file() {
         .await;
     assert_eq!(list["data"]["pagination"]["total"], 4, "four Documents");
 }
+
+#[tokio::test]
+async fn updates_presigned_urls_and_the_files_api() {
+    let ctx = TestContext::new().await;
+    let docs = platform(&ctx, &[]).await;
+    let admin = docs.auth.session("admin@example.com").await.0;
+    let tenant = docs.tenant_of(&admin, "Files").await;
+    let (_, uploaded) = docs
+        .upload(&admin, &tenant, b"presign me".to_vec(), "p.txt")
+        .await;
+    let id = uploaded["data"]["id"].as_str().expect("id").to_owned();
+    let file_id = uploaded["data"]["file_id"]
+        .as_str()
+        .expect("file")
+        .to_owned();
+
+    let response = docs
+        .auth
+        .client
+        .put(format!(
+            "{}/api/tenants/{tenant}/documents/{id}",
+            docs.documents
+        ))
+        .bearer_auth(&admin)
+        .json(&json!({"filename": "renamed.txt"}))
+        .send()
+        .await
+        .expect("update");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(
+        (
+            body["data"]["filename"].as_str(),
+            body["data"]["mime_type"].as_str()
+        ),
+        (Some("renamed.txt"), Some("text/plain"))
+    );
+    for bad in [
+        json!({}),
+        json!({"filename": "a/b"}),
+        json!({"mime_type": "nope"}),
+        json!({"owner": "x"}),
+    ] {
+        let response = docs
+            .auth
+            .client
+            .put(format!(
+                "{}/api/tenants/{tenant}/documents/{id}",
+                docs.documents
+            ))
+            .bearer_auth(&admin)
+            .json(&bad)
+            .send()
+            .await
+            .expect("update");
+        let status = response.status();
+        assert_error(
+            status,
+            &response.json().await.expect("json"),
+            400,
+            "validation_error",
+        );
+    }
+
+    let (status, url) = docs
+        .call(
+            Method::GET,
+            &format!("/api/tenants/{tenant}/documents/{id}/download-url?expires_in=120"),
+            &admin,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{url}");
+    let link = url["data"]["download_url"].as_str().expect("url");
+    assert!(link.starts_with(&docs.s3.public_endpoint), "{link}");
+    assert_eq!(url["data"]["expires_in"], 120);
+    assert_eq!(url["data"]["filename"], "renamed.txt");
+    let fetched = reqwest::get(link).await.expect("fetch");
+    assert_eq!(fetched.status(), StatusCode::OK);
+    assert_eq!(
+        fetched.bytes().await.expect("bytes").as_ref(),
+        b"presign me"
+    );
+    for bad in ["expires_in=59", "expires_in=86401", "expires_in=soon"] {
+        let (status, body) = docs
+            .call(
+                Method::GET,
+                &format!("/api/tenants/{tenant}/documents/{id}/download-url?{bad}"),
+                &admin,
+            )
+            .await;
+        assert_error(status, &body, 400, "validation_error");
+    }
+    // Each issuance is recorded for the audit log, in the tenant's own outbox.
+    let (_, me) = docs
+        .call(
+            Method::GET,
+            &format!("/api/tenants/{tenant}/documents/{id}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(me["success"], true);
+    let database = {
+        let response = docs
+            .auth
+            .client
+            .get(format!("{}/api/tenants/{tenant}", docs.tenant))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("tenant");
+        let body: Value = response.json().await.expect("json");
+        body["data"]["database_name"]
+            .as_str()
+            .expect("db")
+            .to_owned()
+    };
+    use diesel::prelude::*;
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    let mut conn = AsyncPgConnection::establish(&ctx.url_of(&database))
+        .await
+        .expect("tenant db");
+    let audits: i64 = events::outbox::outbox::table
+        .filter(events::outbox::outbox::topic.eq("audit.events"))
+        .count()
+        .get_result(&mut conn)
+        .await
+        .expect("count");
+    assert_eq!(audits, 1);
+
+    let (status, files) = docs
+        .call(
+            Method::GET,
+            &format!("/api/files/{tenant}/files?include_stats=true"),
+            &admin,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{files}");
+    assert_eq!(files["data"]["stats"]["total_files"], 1);
+    assert_eq!(files["data"]["stats"]["total_storage_bytes"], 10);
+    let (_, one) = docs
+        .call(
+            Method::GET,
+            &format!("/api/files/{tenant}/files/{file_id}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(
+        (
+            one["data"]["document_count"].as_i64(),
+            one["data"]["is_orphaned"].as_bool()
+        ),
+        (Some(1), Some(false))
+    );
+    assert_eq!(one["data"]["documents"][0]["filename"], "renamed.txt");
+    let (status, body) = docs
+        .call(
+            Method::DELETE,
+            &format!("/api/files/{tenant}/files/{file_id}"),
+            &admin,
+        )
+        .await;
+    assert_error(status, &body, 400, "bad_request");
+    let (status, body) = docs
+        .call(
+            Method::DELETE,
+            &format!("/api/files/{tenant}/files/{}", uuid::Uuid::new_v4()),
+            &admin,
+        )
+        .await;
+    assert_error(status, &body, 404, "not_found");
+}

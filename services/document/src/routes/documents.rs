@@ -575,3 +575,137 @@ mod tests {
         }
     }
 }
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateDocument {
+    filename: Option<String>,
+    mime_type: Option<String>,
+}
+
+/// Rename a document or change its MIME type (its owner, or an admin).
+#[utoipa::path(put, path = "/api/tenants/{tenant_id}/documents/{document_id}", tag = "documents",
+    params(("tenant_id" = String, Path, format = Uuid), ("document_id" = String, Path, format = Uuid)),
+    request_body = UpdateDocument,
+    responses((status = 200, body = DocumentBody), (status = 400, body = http_kit::ErrorBody),
+              (status = 403, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody)))]
+pub async fn update(
+    app: web::Data<DocApp>,
+    member: TenantMember,
+    path: web::Path<(TenantId, Uuid)>,
+    input: http_kit::Json<UpdateDocument>,
+) -> Result<HttpResponse, ApiError> {
+    member.require(Permission::ReadDocuments)?;
+    let input = input.into_inner();
+    let mut errors = FieldErrors::new();
+    if input.filename.is_none() && input.mime_type.is_none() {
+        errors.add("body", "give filename, mime_type or both");
+    }
+    let filename = input
+        .filename
+        .as_deref()
+        .map(valid_filename)
+        .transpose()
+        .map_err(|m| errors.add("filename", m))
+        .ok()
+        .flatten();
+    let mime = input
+        .mime_type
+        .as_deref()
+        .map(valid_mime)
+        .transpose()
+        .map_err(|m| errors.add("mime_type", m))
+        .ok()
+        .flatten();
+    errors.into_result()?;
+    let id = path.into_inner().1;
+    let mut conn = app.connection(member.tenant_id).await?;
+    let doc = queries::document(&mut conn, id)
+        .await
+        .map_err(db)?
+        .ok_or(ApiError::NotFound("Document"))?;
+    let ownership = if doc.user_id == member.user_id.into_uuid() {
+        Ownership::Own
+    } else {
+        Ownership::Other
+    };
+    member.require(Permission::UpdateDocument(ownership))?;
+    let doc = queries::update_document(&mut conn, id, filename.as_deref(), mime.as_deref())
+        .await
+        .map_err(db)?
+        .ok_or(ApiError::NotFound("Document"))?;
+    Ok(success(
+        StatusCode::OK,
+        "Document updated successfully",
+        body(doc, None),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UrlQuery {
+    expires_in: Option<u64>,
+}
+
+/// A presigned download URL on the public storage host (`expires_in` 60–86400 s,
+/// default 3600); every issuance is recorded as an `audit.events` event.
+#[utoipa::path(get, path = "/api/tenants/{tenant_id}/documents/{document_id}/download-url", tag = "documents",
+    params(("tenant_id" = String, Path, format = Uuid), ("document_id" = String, Path, format = Uuid), ("expires_in" = Option<u64>, Query)),
+    responses((status = 200, description = "`data`: {download_url, expires_in, expires_at, filename, mime_type, file_size}"),
+              (status = 400, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody)))]
+pub async fn download_url(
+    app: web::Data<DocApp>,
+    member: TenantMember,
+    path: web::Path<(TenantId, Uuid)>,
+    query: Query<UrlQuery>,
+    request_id: RequestId,
+) -> Result<HttpResponse, ApiError> {
+    member.require(Permission::ReadDocuments)?;
+    let expires_in = query.into_inner().expires_in.unwrap_or(3600);
+    if !(60..=86_400).contains(&expires_in) {
+        return Err(ApiError::validation(
+            "expires_in",
+            "must be between 60 and 86400 seconds",
+        ));
+    }
+    let id = path.into_inner().1;
+    let (doc, file) = find(&app, member.tenant_id, id).await?;
+    let url = app
+        .storage
+        .presign_get(&file.s3_path, std::time::Duration::from_secs(expires_in))
+        .await
+        .map_err(|e| ApiError::dependency("Object storage", e))?;
+    let expires_at =
+        Utc::now() + chrono::Duration::seconds(i64::try_from(expires_in).unwrap_or(3600));
+    let event = EventEnvelope::new(
+        Topic::AuditEvents,
+        Some(member.tenant_id),
+        Some(member.user_id),
+        json!({"action": "document.download_url_issued", "document_id": id, "expires_in": expires_in}),
+    )
+    .map_err(ApiError::internal)?
+    .with_request_id(Some(request_id.0));
+    let mut conn = app.connection(member.tenant_id).await?;
+    diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(
+        &mut *conn,
+        async |tx| {
+            events::enqueue(tx, &event)
+                .await
+                .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))
+        },
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(success(
+        StatusCode::OK,
+        "Download URL generated",
+        json!({
+            "download_url": url,
+            "expires_in": expires_in,
+            "expires_at": http_kit::time::format(&expires_at),
+            "filename": doc.filename,
+            "mime_type": doc.mime_type,
+            "file_size": file.file_size,
+        }),
+    ))
+}

@@ -1,0 +1,139 @@
+//! `/api/files/{tenant_id}/files`: the stored files of a tenant (deduplicated content),
+//! with statistics; an admin may delete a file no document refers to.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use domain::{Permission, TenantId};
+use http_kit::identity::TenantMember;
+use http_kit::{success, ApiError, FieldErrors, Query};
+use serde::Deserialize;
+use serde_json::json;
+use tenant_db::documents::{self as queries, FileRow};
+use uuid::Uuid;
+
+use crate::app::DocApp;
+
+fn file_json(f: &FileRow) -> serde_json::Value {
+    json!({
+        "id": f.id,
+        "md5_hash": f.md5_hash,
+        "sha256_hash": f.sha256_hash,
+        "s3_path": f.s3_path,
+        "file_size": f.file_size,
+        "created_at": http_kit::time::format(&f.created_at),
+    })
+}
+
+fn mb(bytes: i64) -> f64 {
+    (bytes as f64 / (1024.0 * 1024.0) * 100.0).round() / 100.0
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesQuery {
+    page: Option<i64>,
+    per_page: Option<i64>,
+    include_stats: Option<bool>,
+}
+
+/// Files, newest first; with `include_stats=true`, their count and total size.
+#[utoipa::path(get, path = "/api/files/{tenant_id}/files", tag = "files",
+    params(("tenant_id" = String, Path, format = Uuid), ("page" = Option<i64>, Query), ("per_page" = Option<i64>, Query), ("include_stats" = Option<bool>, Query)),
+    responses((status = 200, description = "`data`: {files, pagination, stats?}"), (status = 400, body = http_kit::ErrorBody)))]
+pub async fn list(
+    app: web::Data<DocApp>,
+    member: TenantMember,
+    query: Query<FilesQuery>,
+) -> Result<HttpResponse, ApiError> {
+    member.require(Permission::ReadFiles)?;
+    let query = query.into_inner();
+    let (page, per_page) = (query.page.unwrap_or(1), query.per_page.unwrap_or(20));
+    let mut errors = FieldErrors::new();
+    if page < 1 {
+        errors.add("page", "must be at least 1");
+    }
+    if !(1..=100).contains(&per_page) {
+        errors.add("per_page", "must be between 1 and 100");
+    }
+    errors.into_result()?;
+    let mut conn = app.connection(member.tenant_id).await?;
+    let (rows, total) = queries::file_page(&mut conn, (page - 1) * per_page, per_page)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut data = json!({
+        "files": rows.iter().map(file_json).collect::<Vec<_>>(),
+        "pagination": {"page": page, "per_page": per_page, "total": total, "pages": (total + per_page - 1) / per_page},
+    });
+    if query.include_stats.unwrap_or(false) {
+        let (count, bytes) = queries::file_stats(&mut conn)
+            .await
+            .map_err(ApiError::internal)?;
+        data["stats"] = json!({"total_files": count, "total_storage_bytes": bytes, "total_storage_mb": mb(bytes)});
+    }
+    Ok(success(StatusCode::OK, "Files retrieved", data))
+}
+
+/// A file with the documents that refer to it.
+#[utoipa::path(get, path = "/api/files/{tenant_id}/files/{file_id}", tag = "files",
+    params(("tenant_id" = String, Path, format = Uuid), ("file_id" = String, Path, format = Uuid)),
+    responses((status = 200, description = "`data`: File + document_count, is_orphaned, documents"), (status = 404, body = http_kit::ErrorBody)))]
+pub async fn get(
+    app: web::Data<DocApp>,
+    member: TenantMember,
+    path: web::Path<(TenantId, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    member.require(Permission::ReadFiles)?;
+    let id = path.into_inner().1;
+    let mut conn = app.connection(member.tenant_id).await?;
+    let file = queries::file(&mut conn, id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::NotFound("File"))?;
+    let docs = queries::documents_of_file(&mut conn, id)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut data = file_json(&file);
+    data["document_count"] = json!(docs.len());
+    data["is_orphaned"] = json!(docs.is_empty());
+    data["documents"] = json!(docs
+        .iter()
+        .map(|d| json!({"id": d.id, "filename": d.filename, "mime_type": d.mime_type, "created_at": http_kit::time::format(&d.created_at)}))
+        .collect::<Vec<_>>());
+    Ok(success(StatusCode::OK, "File retrieved", data))
+}
+
+/// Delete a file no document refers to, with its object (admin); 400 while documents
+/// refer to it.
+#[utoipa::path(delete, path = "/api/files/{tenant_id}/files/{file_id}", tag = "files",
+    params(("tenant_id" = String, Path, format = Uuid), ("file_id" = String, Path, format = Uuid)),
+    responses((status = 200, description = "`data`: {file_id, md5_hash, freed_storage_bytes, freed_storage_mb}"),
+              (status = 400, body = http_kit::ErrorBody), (status = 403, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody)))]
+pub async fn delete(
+    app: web::Data<DocApp>,
+    member: TenantMember,
+    path: web::Path<(TenantId, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    member.require(Permission::DeleteFile)?;
+    let id = path.into_inner().1;
+    let mut conn = app.connection(member.tenant_id).await?;
+    let outcome = queries::delete_unreferenced_file(&mut conn, id)
+        .await
+        .map_err(ApiError::internal)?;
+    let file = match outcome {
+        None => return Err(ApiError::NotFound("File")),
+        Some(Err(count)) => {
+            return Err(ApiError::BadRequest(format!(
+                "{count} document(s) still refer to this file"
+            )));
+        }
+        Some(Ok(file)) => file,
+    };
+    if let Err(e) = app.storage.delete(&file.s3_path).await {
+        tracing::error!(key = %file.s3_path, error = %e, "could not delete the object of a deleted file");
+    }
+    Ok(success(
+        StatusCode::OK,
+        "File deleted successfully",
+        json!({"file_id": file.id, "md5_hash": file.md5_hash, "freed_storage_bytes": file.file_size, "freed_storage_mb": mb(file.file_size)}),
+    ))
+}
