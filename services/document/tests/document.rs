@@ -33,7 +33,11 @@ async fn serves_health_ready_metrics_and_openapi() {
         .expect("json");
     for path in [
         "/api/tenants/{tenant_id}/documents",
+        "/api/tenants/{tenant_id}/documents/{document_id}",
         "/api/tenants/{tenant_id}/documents/{document_id}/download",
+        "/api/tenants/{tenant_id}/documents/{document_id}/download-url",
+        "/api/files/{tenant_id}/files",
+        "/api/files/{tenant_id}/files/{file_id}",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} documented");
     }
