@@ -46,7 +46,6 @@ fn main() -> ExitCode {
                     println!("{line}")
                 })
                 .await?;
-                migrate_tenants::settle().await;
                 Ok(if summary.failed > 0 {
                     ExitCode::FAILURE
                 } else {

@@ -3,8 +3,6 @@
 //! tenants are reported while the others still get migrated. `--dry-run` lists pending
 //! migrations and `--history` applied ones, changing nothing.
 
-use std::time::Duration;
-
 use domain::{TenantId, TenantStatus};
 use tenant_db::migrations::{self, Mode, Outcome, Summary, Target, TargetResult};
 use tenant_db::TenantDatabaseManager;
@@ -198,10 +196,4 @@ pub async fn run(
     }
     line(&describe_summary(&summary, mode));
     Ok(summary)
-}
-
-/// Gives connections a moment to close before the process exits (keeps server logs
-/// free of "unexpected EOF" noise).
-pub async fn settle() {
-    tokio::time::sleep(Duration::from_millis(20)).await;
 }

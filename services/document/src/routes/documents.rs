@@ -359,30 +359,21 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     member.require(Permission::ReadDocuments)?;
     let query = query.into_inner();
-    let (page, per_page) = (query.page.unwrap_or(1), query.per_page.unwrap_or(20));
-    let mut errors = FieldErrors::new();
-    if page < 1 {
-        errors.add("page", "must be at least 1");
-    }
-    if !(1..=100).contains(&per_page) {
-        errors.add("per_page", "must be between 1 and 100");
-    }
-    errors.into_result()?;
+    let paging = super::pagination::Page::parse(query.page, query.per_page)?;
     let mut conn = app.connection(member.tenant_id).await?;
     let (rows, total) = queries::page(
         &mut conn,
         query.filename.as_deref(),
-        (page - 1) * per_page,
-        per_page,
+        paging.offset(),
+        paging.per_page,
     )
     .await
     .map_err(db)?;
     let documents: Vec<DocumentBody> = rows.into_iter().map(|d| body(d, None)).collect();
-    let pages = (total + per_page - 1) / per_page;
     Ok(success(
         StatusCode::OK,
         "Documents retrieved",
-        json!({"documents": documents, "pagination": {"page": page, "per_page": per_page, "total": total, "pages": pages}}),
+        json!({"documents": documents, "pagination": paging.describe(total)}),
     ))
 }
 

@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use domain::{Permission, TenantId};
 use http_kit::identity::TenantMember;
-use http_kit::{success, ApiError, FieldErrors, Query};
+use http_kit::{success, ApiError, Query};
 use serde::Deserialize;
 use serde_json::json;
 use tenant_db::documents::{self as queries, FileRow};
@@ -47,22 +47,14 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     member.require(Permission::ReadFiles)?;
     let query = query.into_inner();
-    let (page, per_page) = (query.page.unwrap_or(1), query.per_page.unwrap_or(20));
-    let mut errors = FieldErrors::new();
-    if page < 1 {
-        errors.add("page", "must be at least 1");
-    }
-    if !(1..=100).contains(&per_page) {
-        errors.add("per_page", "must be between 1 and 100");
-    }
-    errors.into_result()?;
+    let paging = super::pagination::Page::parse(query.page, query.per_page)?;
     let mut conn = app.connection(member.tenant_id).await?;
-    let (rows, total) = queries::file_page(&mut conn, (page - 1) * per_page, per_page)
+    let (rows, total) = queries::file_page(&mut conn, paging.offset(), paging.per_page)
         .await
         .map_err(ApiError::internal)?;
     let mut data = json!({
         "files": rows.iter().map(file_json).collect::<Vec<_>>(),
-        "pagination": {"page": page, "per_page": per_page, "total": total, "pages": (total + per_page - 1) / per_page},
+        "pagination": paging.describe(total),
     });
     if query.include_stats.unwrap_or(false) {
         let (count, bytes) = queries::file_stats(&mut conn)

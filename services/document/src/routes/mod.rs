@@ -2,6 +2,7 @@
 
 pub mod documents;
 pub mod files;
+mod pagination;
 
 use actix_web::web;
 
