@@ -1,8 +1,9 @@
-//! Object storage on S3 (rust-s3, path-style, custom endpoint): the key scheme, streaming
-//! upload (multipart above 8 MiB), streaming download, delete, and presigned GET URLs
+//! Object storage on S3 (rust-s3, path-style, custom endpoint): the key scheme, upload of
+//! a spooled file as one streamed PUT, streaming download, delete, and presigned GET URLs
 //! signed for the public endpoint (`S3_PUBLIC_URL`) while the service itself talks to
 //! the internal one (`S3_ENDPOINT_URL`). Every call has a timeout.
 
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,7 +11,6 @@ use domain::TenantDatabaseName;
 use futures_util::{Stream, StreamExt};
 use s3::creds::Credentials;
 use s3::{Bucket, BucketConfiguration, Region};
-use tokio::io::AsyncRead;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -93,10 +93,21 @@ pub fn tenant_prefix(database: &TenantDatabaseName) -> String {
     format!("tenants/{database}/")
 }
 
+/// The largest object one PUT may create (S3's limit for a single PUT).
+pub const MAX_SINGLE_PUT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+
+/// The slowest transfer rate an upload may fall to before its timeout ends it: a PUT
+/// of `n` bytes may take `request_timeout + n / MIN_UPLOAD_RATE` seconds.
+pub const MIN_UPLOAD_RATE: u64 = 4 * 1024 * 1024;
+
+/// Size of the reads that feed an upload's body.
+const UPLOAD_READ_BYTES: usize = 1024 * 1024;
+
 #[derive(Clone)]
 pub struct Storage {
     bucket: Box<Bucket>,
     public: Box<Bucket>,
+    http: reqwest::Client,
     settings: StorageSettings,
 }
 
@@ -122,9 +133,15 @@ fn bucket_for(endpoint: &str, settings: &StorageSettings) -> Result<Box<Bucket>,
 
 impl Storage {
     pub fn new(settings: StorageSettings) -> Result<Self, StorageError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| StorageError::Config(e.to_string()))?;
         Ok(Self {
             bucket: bucket_for(&settings.endpoint_url, &settings)?,
             public: bucket_for(&settings.public_url, &settings)?,
+            http,
             settings,
         })
     }
@@ -173,25 +190,63 @@ impl Storage {
         Ok(())
     }
 
-    /// Streams `reader` to `key` (multipart above 8 MiB); returns the bytes stored.
-    pub async fn put_stream<R: AsyncRead + Unpin>(
+    /// Stores the file at `path` (`size` bytes, at most [`MAX_SINGLE_PUT_BYTES`]) as
+    /// `key` in one PUT whose body is streamed from the file: nothing is held in memory
+    /// beyond a read buffer, and the payload is not hashed again for the signature (the
+    /// request is signed with query parameters, which S3 treats as `UNSIGNED-PAYLOAD`).
+    /// The request may take `request_timeout + size / MIN_UPLOAD_RATE`.
+    pub async fn put_file(
         &self,
         key: &str,
         content_type: &str,
-        reader: &mut R,
-    ) -> Result<u64, StorageError> {
-        let response = self
-            .bucket
-            .put_object_stream_with_content_type(reader, key, content_type)
-            .await
-            .map_err(classify)?;
-        if !(200..300).contains(&response.status_code()) {
-            return Err(StorageError::Unavailable(format!(
-                "S3 answered {}",
-                response.status_code()
+        path: &Path,
+        size: u64,
+    ) -> Result<(), StorageError> {
+        use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+        if size > MAX_SINGLE_PUT_BYTES {
+            return Err(StorageError::Invalid(format!(
+                "objects larger than {MAX_SINGLE_PUT_BYTES} bytes are not supported"
             )));
         }
-        Ok(response.uploaded_bytes() as u64)
+        let content_type = HeaderValue::from_str(content_type)
+            .map_err(|_| StorageError::Invalid("content type is not a valid header".into()))?;
+        let timeout = self.settings.request_timeout + Duration::from_secs(size / MIN_UPLOAD_RATE);
+        let expiry = u32::try_from(timeout.as_secs().clamp(60, 604_800)).unwrap_or(604_800);
+        let mut signed = HeaderMap::new();
+        signed.insert(CONTENT_TYPE, content_type.clone());
+        let url = self
+            .bucket
+            .presign_put(key, expiry, Some(signed), None)
+            .await
+            .map_err(classify)?;
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| StorageError::Invalid(format!("cannot read the upload: {e}")))?;
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+            file,
+            UPLOAD_READ_BYTES,
+        ));
+        let response = self
+            .http
+            .put(url)
+            .header(CONTENT_TYPE, content_type)
+            .header(CONTENT_LENGTH, size)
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| StorageError::Unavailable(format!("PUT failed: {e}")))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = response.text().await.unwrap_or_default();
+        let text: String = text.chars().take(200).collect();
+        Err(if status.is_server_error() {
+            StorageError::Unavailable(format!("S3 answered {status}: {text}"))
+        } else {
+            StorageError::Invalid(format!("S3 answered {status}: {text}"))
+        })
     }
 
     /// The object's bytes as a stream.

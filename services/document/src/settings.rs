@@ -78,7 +78,11 @@ impl Settings {
             Duration::from_secs(r.optional("TENANT_POOL_IDLE_TIMEOUT_SECS", 300));
         tenant_db.timeout = Duration::from_millis(r.optional("TENANT_POOL_TIMEOUT_MS", 5000));
         let max_upload_bytes = r.optional("MAX_UPLOAD_BYTES", 100 * 1024 * 1024);
-        r.check("MAX_UPLOAD_BYTES", max_upload_bytes > 0, "must be positive");
+        r.check(
+            "MAX_UPLOAD_BYTES",
+            max_upload_bytes > 0 && max_upload_bytes <= storage::MAX_SINGLE_PUT_BYTES,
+            "must be between 1 and 5 GiB (5368709120, the largest single S3 PUT)",
+        );
         let tenant_service_url: String =
             r.optional("TENANT_SERVICE_URL", "http://127.0.0.1:5002".to_owned());
         let auth_service_url: String =

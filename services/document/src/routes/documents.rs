@@ -1,11 +1,12 @@
 //! `/api/tenants/{tenant_id}/documents`: upload (multipart, streamed to a temporary
-//! file while hashed, size-limited, deduplicated per tenant by MD5), list, read,
+//! file while hashed off the executor, then stored with one streamed PUT, size-limited, deduplicated per tenant by MD5), list, read,
 //! delete (the last document of a file removes the file and its object), download.
 
 use actix_multipart::Multipart;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use domain::{Ownership, Permission, TenantId};
 use events::{EventEnvelope, Topic};
@@ -16,7 +17,6 @@ use md5::Digest as _;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tenant_db::documents::{self as queries, DocumentRow, FileRow, NewDocument};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use uuid::Uuid;
 
 use crate::app::DocApp;
@@ -122,6 +122,91 @@ impl Drop for Spool {
     }
 }
 
+/// Hashes (MD5, SHA-256) and writes the file part to its spool file off the async
+/// executor: two blocking threads, one computing the MD5 and one the SHA-256 and writing
+/// the bytes, each fed through a bounded channel, so memory stays bounded and the two
+/// hashes run side by side while the request is still arriving.
+struct HashingSpool {
+    md5: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    rest: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    md5_done: tokio::task::JoinHandle<String>,
+    rest_done: tokio::task::JoinHandle<std::io::Result<String>>,
+}
+
+/// Chunks queued per hashing thread (actix hands out chunks of at most a few KiB to
+/// 64 KiB, so this bounds the memory of an upload to a few MiB at most).
+const SPOOL_QUEUE: usize = 32;
+
+impl HashingSpool {
+    fn start(mut file: std::fs::File) -> Self {
+        let (md5, mut md5_rx) = tokio::sync::mpsc::channel::<Bytes>(SPOOL_QUEUE);
+        let (rest, mut rest_rx) = tokio::sync::mpsc::channel::<Bytes>(SPOOL_QUEUE);
+        let md5_done = tokio::task::spawn_blocking(move || {
+            let mut hasher = md5::Md5::new();
+            while let Some(chunk) = md5_rx.blocking_recv() {
+                hasher.update(&chunk);
+            }
+            hex(&hasher.finalize())
+        });
+        let rest_done = tokio::task::spawn_blocking(move || {
+            use std::io::Write as _;
+            let mut hasher = sha2::Sha256::new();
+            let mut out = std::io::BufWriter::with_capacity(1024 * 1024, &mut file);
+            while let Some(chunk) = rest_rx.blocking_recv() {
+                hasher.update(&chunk);
+                out.write_all(&chunk)?;
+            }
+            out.flush()?;
+            Ok(hex(&hasher.finalize()))
+        });
+        Self {
+            md5: Some(md5),
+            rest: Some(rest),
+            md5_done,
+            rest_done,
+        }
+    }
+
+    async fn push(&mut self, chunk: Bytes) -> Result<(), ApiError> {
+        let (Some(md5), Some(rest)) = (&self.md5, &self.rest) else {
+            return Err(ApiError::internal(std::io::Error::other(
+                "the upload spool is closed",
+            )));
+        };
+        // A send fails only when a thread stopped (the disk write failed): finish() says why.
+        if md5.send(chunk.clone()).await.is_err() || rest.send(chunk).await.is_err() {
+            self.md5 = None;
+            self.rest = None;
+            return Err(match (&mut self.rest_done).await {
+                Ok(Err(e)) => ApiError::internal(std::io::Error::other(format!(
+                    "writing the upload spool failed: {e}"
+                ))),
+                Ok(Ok(_)) => {
+                    ApiError::internal(std::io::Error::other("the upload spool stopped early"))
+                }
+                Err(e) => ApiError::internal(e),
+            });
+        }
+        Ok(())
+    }
+
+    /// The MD5 and SHA-256 (lowercase hex) once every byte is hashed and on disk.
+    async fn finish(mut self) -> Result<(String, String), ApiError> {
+        self.md5 = None;
+        self.rest = None;
+        let md5 = (&mut self.md5_done).await.map_err(ApiError::internal)?;
+        let sha256 = (&mut self.rest_done)
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|e| {
+                ApiError::internal(std::io::Error::other(format!(
+                    "writing the upload spool failed: {e}"
+                )))
+            })?;
+        Ok((md5, sha256))
+    }
+}
+
 struct Received {
     spool: Spool,
     size: u64,
@@ -157,10 +242,12 @@ async fn receive(
             "file" => {
                 let path = app.upload_dir.join(format!("upload-{}", Uuid::new_v4()));
                 let spool = Spool { path: path.clone() };
-                let mut out = tokio::fs::File::create(&path)
+                let file = tokio::fs::File::create(&path)
                     .await
-                    .map_err(ApiError::internal)?;
-                let (mut md5, mut sha) = (md5::Md5::new(), sha2::Sha256::new());
+                    .map_err(ApiError::internal)?
+                    .into_std()
+                    .await;
+                let mut sink = HashingSpool::start(file);
                 let mut size = 0u64;
                 while let Some(chunk) = field.next().await {
                     let chunk = chunk
@@ -172,11 +259,9 @@ async fn receive(
                             app.max_upload_bytes
                         )));
                     }
-                    md5.update(&chunk);
-                    sha.update(&chunk);
-                    out.write_all(&chunk).await.map_err(ApiError::internal)?;
+                    sink.push(chunk).await?;
                 }
-                out.flush().await.map_err(ApiError::internal)?;
+                let (md5, sha256) = sink.finish().await?;
                 let part_filename = field
                     .content_disposition()
                     .and_then(|d| d.get_filename())
@@ -185,8 +270,8 @@ async fn receive(
                 received = Some(Received {
                     spool,
                     size,
-                    md5: hex(&md5.finalize()),
-                    sha256: hex(&sha.finalize()),
+                    md5,
+                    sha256,
                     part_filename,
                     part_mime,
                 });
@@ -272,12 +357,8 @@ pub async fn upload(
         let file_id = Uuid::new_v4();
         let key =
             storage::object_key(&database, &received.md5, file_id).map_err(ApiError::internal)?;
-        let mut reader = tokio::fs::File::open(&received.spool.path)
-            .await
-            .map_err(ApiError::internal)?;
-        reader.rewind().await.map_err(ApiError::internal)?;
         app.storage
-            .put_stream(&key, &mime, &mut reader)
+            .put_file(&key, &mime, &received.spool.path, received.size)
             .await
             .map_err(|e| ApiError::dependency("Object storage", e))?;
         stored_key = Some((file_id, key));
