@@ -103,6 +103,52 @@ pub const MIN_UPLOAD_RATE: u64 = 4 * 1024 * 1024;
 /// Size of the reads that feed an upload's body.
 const UPLOAD_READ_BYTES: usize = 1024 * 1024;
 
+/// Reads queued ahead of the network (memory: this many × `UPLOAD_READ_BYTES`).
+const UPLOAD_READ_AHEAD: usize = 4;
+
+/// The file's bytes as a stream, read on a blocking thread a few chunks ahead of the
+/// consumer, so disk reads overlap the network and never run on the async executor.
+fn read_ahead(
+    mut file: std::fs::File,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(UPLOAD_READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read as _;
+        loop {
+            let mut chunk = bytes::BytesMut::zeroed(UPLOAD_READ_BYTES);
+            let mut filled = 0;
+            let result = loop {
+                match file.read(&mut chunk[filled..]) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => {
+                        filled += n;
+                        if filled == chunk.len() {
+                            break Ok(());
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            if let Err(e) = result {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+            if filled == 0 {
+                return;
+            }
+            chunk.truncate(filled);
+            // The receiver is gone when the request ended early: stop reading.
+            if tx.blocking_send(Ok(chunk.freeze())).is_err() {
+                return;
+            }
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+}
+
 #[derive(Clone)]
 pub struct Storage {
     bucket: Box<Bucket>,
@@ -219,13 +265,9 @@ impl Storage {
             .presign_put(key, expiry, Some(signed), None)
             .await
             .map_err(classify)?;
-        let file = tokio::fs::File::open(path)
-            .await
+        let file = std::fs::File::open(path)
             .map_err(|e| StorageError::Invalid(format!("cannot read the upload: {e}")))?;
-        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
-            file,
-            UPLOAD_READ_BYTES,
-        ));
+        let body = reqwest::Body::wrap_stream(read_ahead(file));
         let response = self
             .http
             .put(url)

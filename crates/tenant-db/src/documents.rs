@@ -128,29 +128,44 @@ pub fn like_literal(text: &str) -> String {
 
 /// A page of documents, newest first, optionally whose filename contains `filter`
 /// (case-insensitive, literal); and the total matching.
+/// A page of documents, newest first, and how many match in all. One round trip: the
+/// total rides on each row (`count(id) OVER ()`); only a page past the end, which has no
+/// rows to carry it, costs a second query.
 pub async fn page(
     conn: &mut AsyncPgConnection,
     filter: Option<&str>,
     offset: i64,
     limit: i64,
 ) -> QueryResult<(Vec<DocumentRow>, i64)> {
+    use diesel::dsl::count;
+    use diesel::expression_methods::WindowExpressionMethods;
     let pattern = filter.map(like_literal);
+    // Built from diesel's own window expression (not an SQL literal) so the statement
+    // stays in the connection's prepared-statement cache.
     let mut query = documents::table
-        .select(DocumentRow::as_select())
+        .select((DocumentRow::as_select(), count(documents::id).over()))
         .into_boxed();
-    let mut count = documents::table.count().into_boxed();
     if let Some(pattern) = &pattern {
         query = query.filter(documents::filename.ilike(pattern.clone()));
-        count = count.filter(documents::filename.ilike(pattern.clone()));
     }
-    let rows = query
+    let rows: Vec<(DocumentRow, i64)> = query
         .order((documents::created_at.desc(), documents::id.desc()))
         .offset(offset)
         .limit(limit)
         .load(conn)
         .await?;
-    let total = count.get_result(conn).await?;
-    Ok((rows, total))
+    let total = match <[(DocumentRow, i64)]>::first(&rows) {
+        Some((_, total)) => *total,
+        None if offset == 0 => 0,
+        None => {
+            let mut count = documents::table.count().into_boxed();
+            if let Some(pattern) = &pattern {
+                count = count.filter(documents::filename.ilike(pattern.clone()));
+            }
+            count.get_result(conn).await?
+        }
+    };
+    Ok((rows.into_iter().map(|(row, _)| row).collect(), total))
 }
 
 pub async fn delete_document(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {

@@ -624,10 +624,97 @@ pub struct TestS3 {
     dir: PathBuf,
     server: tokio::task::JoinHandle<()>,
     connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    wire: Arc<Tripwire>,
 }
 
 /// Handles of the connections a server opened (to cut them when it stops).
 pub type Connections = Arc<Mutex<Vec<tokio::task::AbortHandle>>>;
+
+/// Makes a test S3 server fail as if it died, once it has received a given number of
+/// bytes after being armed: the connection reading at that moment is reset and every
+/// later read or connection fails (S3 going away in the middle of an upload).
+#[derive(Debug, Default)]
+pub struct Tripwire {
+    /// Bytes to let through after arming; 0 when disarmed.
+    limit: std::sync::atomic::AtomicU64,
+    received: std::sync::atomic::AtomicU64,
+    tripped: std::sync::atomic::AtomicBool,
+}
+
+impl Tripwire {
+    /// Fails the server after `bytes` more bytes have arrived.
+    pub fn arm(&self, bytes: u64) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.received.store(0, SeqCst);
+        self.limit.store(bytes.max(1), SeqCst);
+    }
+
+    pub fn tripped(&self) -> bool {
+        std::sync::atomic::AtomicBool::load(&self.tripped, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn count(&self, n: u64) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        let limit = std::sync::atomic::AtomicU64::load(&self.limit, SeqCst);
+        if limit > 0 && self.received.fetch_add(n, SeqCst) + n >= limit {
+            self.tripped.store(true, SeqCst);
+        }
+        self.tripped()
+    }
+}
+
+/// A server-side connection whose reads go past a [`Tripwire`].
+struct Wired {
+    inner: tokio::net::TcpStream,
+    wire: Arc<Tripwire>,
+}
+
+impl tokio::io::AsyncRead for Wired {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        let reset = || Poll::Ready(Err(std::io::ErrorKind::ConnectionReset.into()));
+        if this.wire.tripped() {
+            return reset();
+        }
+        let before = buf.filled().len();
+        let poll = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &poll {
+            if this.wire.count((buf.filled().len() - before) as u64) {
+                return reset();
+            }
+        }
+        poll
+    }
+}
+
+impl tokio::io::AsyncWrite for Wired {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
 
 /// Serves S3 (s3s-fs over `dir`, checking SigV4 with one key pair) on `listener`;
 /// returns the accept loop and the handles of the connections it opened.
@@ -636,6 +723,17 @@ pub fn serve_s3(
     dir: &Path,
     access_key: &str,
     secret_key: &str,
+) -> anyhow::Result<(tokio::task::JoinHandle<()>, Connections)> {
+    serve_s3_wired(listener, dir, access_key, secret_key, Arc::default())
+}
+
+/// [`serve_s3`] with a [`Tripwire`] that can make the server fail mid-request.
+pub fn serve_s3_wired(
+    listener: tokio::net::TcpListener,
+    dir: &Path,
+    access_key: &str,
+    secret_key: &str,
+    wire: Arc<Tripwire>,
 ) -> anyhow::Result<(tokio::task::JoinHandle<()>, Connections)> {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     let fs = s3s_fs::FileSystem::new(dir).map_err(|e| anyhow::anyhow!("s3s-fs: {e:?}"))?;
@@ -650,6 +748,14 @@ pub fn serve_s3(
     let server = tokio::spawn(async move {
         let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         while let Ok((socket, _)) = listener.accept().await {
+            if wire.tripped() {
+                // A dead server: the connection is dropped unanswered.
+                continue;
+            }
+            let socket = Wired {
+                inner: socket,
+                wire: wire.clone(),
+            };
             let conn = http
                 .serve_connection(TokioIo::new(socket), service.clone())
                 .into_owned();
@@ -676,7 +782,9 @@ impl TestS3 {
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
-        let (server, connections) = serve_s3(listener, &dir, &access_key, &secret_key)?;
+        let wire = Arc::new(Tripwire::default());
+        let (server, connections) =
+            serve_s3_wired(listener, &dir, &access_key, &secret_key, wire.clone())?;
         Ok(Self {
             endpoint: format!("http://127.0.0.1:{port}"),
             public_endpoint: format!("http://localhost:{port}"),
@@ -685,7 +793,18 @@ impl TestS3 {
             dir,
             server,
             connections,
+            wire,
         })
+    }
+
+    /// Makes the server die once it has received `bytes` more bytes (mid-upload).
+    pub fn fail_after_receiving(&self, bytes: u64) {
+        self.wire.arm(bytes);
+    }
+
+    /// Whether [`Self::fail_after_receiving`] has struck.
+    pub fn failed(&self) -> bool {
+        self.wire.tripped()
     }
 
     /// Stops the server at once: the listener and every open connection.

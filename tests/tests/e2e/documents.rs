@@ -164,6 +164,20 @@ async fn upload_dedup_list_download_and_delete() {
         list["data"]["documents"][0]["filename"], "copy.txt",
         "newest first"
     );
+    // A page past the end has no rows but still knows the total.
+    let (status, beyond) = docs
+        .call(
+            Method::GET,
+            &format!("/api/tenants/{tenant}/documents?per_page=1&page=5"),
+            &admin,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{beyond}");
+    assert_eq!(beyond["data"]["documents"], json!([]));
+    assert_eq!(
+        beyond["data"]["pagination"],
+        json!({"page": 5, "per_page": 1, "total": 2, "pages": 2})
+    );
     let (_, filtered) = docs
         .call(
             Method::GET,
@@ -594,4 +608,257 @@ async fn updates_presigned_urls_and_the_files_api() {
         )
         .await;
     assert_error(status, &body, 404, "not_found");
+}
+
+/// What a role-matrix row does.
+#[derive(Debug, Clone, Copy)]
+enum Act {
+    List,
+    Get,
+    Upload,
+    Update,
+    Delete,
+    Download,
+    DownloadUrl,
+    ListFiles,
+    GetFile,
+    /// Deleting a file that documents still reference: 400 once allowed.
+    DeleteFile,
+}
+
+/// Whose document a row acts on.
+#[derive(Debug, Clone, Copy)]
+enum Whose {
+    /// The caller's own (uploaded by it just before the row).
+    Own,
+    /// Another member's (the admin's, or for the admin the user's).
+    Other,
+}
+
+#[tokio::test]
+async fn the_role_matrix_holds_for_every_document_and_file_route() {
+    use Act::*;
+    use Whose::*;
+    let ctx = TestContext::new().await;
+    let docs = platform(&ctx, &[]).await;
+    let (admin, _) = docs.auth.session("admin@example.com").await;
+    let (user, _) = docs.auth.session("user@example.com").await;
+    let (viewer, _) = docs.auth.session("viewer@example.com").await;
+    let (outsider, _) = docs.auth.session("outsider@example.com").await;
+    let tenant = docs.tenant_of(&admin, "Matrix").await;
+    docs.tenant_of(&outsider, "Outside").await;
+    for (token, role) in [(&user, "user"), (&viewer, "viewer")] {
+        let (_, me) = docs.auth.get("/api/users/me", Some(token)).await;
+        let response = docs
+            .auth
+            .client
+            .post(format!("{}/api/tenants/{tenant}/users", docs.tenant))
+            .bearer_auth(&admin)
+            .json(&json!({"user_id": me["data"]["id"], "role": role}))
+            .send()
+            .await
+            .expect("add member");
+        assert_eq!(response.status(), StatusCode::CREATED, "{role}");
+    }
+
+    // One row per cell: role, action, whose document, expected status.
+    let rows: &[(&str, Act, Whose, u16)] = &[
+        ("admin", List, Other, 200),
+        ("admin", Get, Other, 200),
+        ("admin", Upload, Own, 201),
+        ("admin", Update, Own, 200),
+        ("admin", Update, Other, 200),
+        ("admin", Delete, Own, 200),
+        ("admin", Delete, Other, 200),
+        ("admin", Download, Other, 200),
+        ("admin", DownloadUrl, Other, 200),
+        ("admin", ListFiles, Other, 200),
+        ("admin", GetFile, Other, 200),
+        ("admin", DeleteFile, Other, 400),
+        ("user", List, Other, 200),
+        ("user", Get, Other, 200),
+        ("user", Upload, Own, 201),
+        ("user", Update, Own, 200),
+        ("user", Update, Other, 403),
+        ("user", Delete, Own, 200),
+        ("user", Delete, Other, 403),
+        ("user", Download, Other, 200),
+        ("user", DownloadUrl, Other, 200),
+        ("user", ListFiles, Other, 200),
+        ("user", GetFile, Other, 200),
+        ("user", DeleteFile, Own, 403),
+        ("viewer", List, Other, 200),
+        ("viewer", Get, Other, 200),
+        ("viewer", Upload, Other, 403),
+        ("viewer", Update, Other, 403),
+        ("viewer", Delete, Other, 403),
+        ("viewer", Download, Other, 200),
+        ("viewer", DownloadUrl, Other, 200),
+        ("viewer", ListFiles, Other, 200),
+        ("viewer", GetFile, Other, 200),
+        ("viewer", DeleteFile, Other, 403),
+        ("outsider", List, Other, 404),
+        ("outsider", Get, Other, 404),
+        ("outsider", Upload, Other, 404),
+        ("outsider", Update, Other, 404),
+        ("outsider", Delete, Other, 404),
+        ("outsider", Download, Other, 404),
+        ("outsider", DownloadUrl, Other, 404),
+        ("outsider", ListFiles, Other, 404),
+        ("outsider", GetFile, Other, 404),
+        ("outsider", DeleteFile, Other, 404),
+    ];
+    for (n, &(role, act, whose, expected)) in rows.iter().enumerate() {
+        let token = match role {
+            "admin" => &admin,
+            "user" => &user,
+            "viewer" => &viewer,
+            _ => &outsider,
+        };
+        // A fresh document (fresh bytes, so a fresh file) for every row that needs one.
+        let owner = match (role, whose) {
+            // An upload row acts on no existing document: any will do.
+            _ if matches!(act, Upload) => &admin,
+            ("admin", Other) => &user,
+            (_, Other) => &admin,
+            (_, Own) => token,
+        };
+        let (status, made) = docs
+            .upload(owner, &tenant, format!("row {n}").into_bytes(), "row.txt")
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "row {n}: {made}");
+        let id = made["data"]["id"].as_str().expect("id");
+        let file = made["data"]["file_id"].as_str().expect("file id");
+        let docs_path = format!("/api/tenants/{tenant}/documents");
+        let files_path = format!("/api/files/{tenant}/files");
+        let (status, body) = match act {
+            List => docs.call(Method::GET, &docs_path, token).await,
+            Get => {
+                docs.call(Method::GET, &format!("{docs_path}/{id}"), token)
+                    .await
+            }
+            Upload => {
+                docs.upload(token, &tenant, format!("new {n}").into_bytes(), "new.txt")
+                    .await
+            }
+            Update => {
+                let response = docs
+                    .auth
+                    .client
+                    .put(format!("{}{docs_path}/{id}", docs.documents))
+                    .bearer_auth(token)
+                    .json(&json!({"filename": "renamed.txt"}))
+                    .send()
+                    .await
+                    .expect("update");
+                let status = response.status();
+                (status, response.json().await.unwrap_or(Value::Null))
+            }
+            Delete => {
+                docs.call(Method::DELETE, &format!("{docs_path}/{id}"), token)
+                    .await
+            }
+            Download => {
+                let response = docs
+                    .auth
+                    .client
+                    .get(format!("{}{docs_path}/{id}/download", docs.documents))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .expect("download");
+                let status = response.status();
+                let bytes = response.bytes().await.expect("body");
+                if status == StatusCode::OK {
+                    assert_eq!(&bytes[..], format!("row {n}").as_bytes(), "row {n}");
+                }
+                (
+                    status,
+                    serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                )
+            }
+            DownloadUrl => {
+                docs.call(
+                    Method::GET,
+                    &format!("{docs_path}/{id}/download-url"),
+                    token,
+                )
+                .await
+            }
+            ListFiles => docs.call(Method::GET, &files_path, token).await,
+            GetFile => {
+                docs.call(Method::GET, &format!("{files_path}/{file}"), token)
+                    .await
+            }
+            DeleteFile => {
+                docs.call(Method::DELETE, &format!("{files_path}/{file}"), token)
+                    .await
+            }
+        };
+        assert_eq!(
+            status.as_u16(),
+            expected,
+            "row {n}: {role} {act:?} on {whose:?} document: {body}"
+        );
+        if expected >= 400 {
+            let code = match expected {
+                400 => "bad_request",
+                403 => "forbidden",
+                _ => "not_found",
+            };
+            assert_error(status, &body, expected, code);
+        }
+        // A refused change changed nothing.
+        let (_, after) = docs
+            .call(Method::GET, &format!("{docs_path}/{id}"), &admin)
+            .await;
+        match (act, expected) {
+            (Delete, 200) => assert_eq!(after["error"], "not_found", "row {n}: {after}"),
+            (Update, 200) => assert_eq!(after["data"]["filename"], "renamed.txt", "row {n}"),
+            _ => assert_eq!(after["data"]["filename"], "row.txt", "row {n}: {after}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn s3_dying_in_the_middle_of_an_upload_answers_503_and_leaves_nothing() {
+    let ctx = TestContext::new().await;
+    let spool = std::env::temp_dir().join(format!("doc-spool-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&spool).expect("spool dir");
+    let spool_dir = spool.to_string_lossy().into_owned();
+    let docs = platform(&ctx, &[("UPLOAD_DIR", spool_dir.as_str())]).await;
+    let admin = docs.auth.session("admin@example.com").await.0;
+    let tenant = docs.tenant_of(&admin, "Interrupted").await;
+    let bytes: Vec<u8> = (0..4 * 1024 * 1024u32)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+
+    // The server dies after the first MiB of the object's PUT has arrived.
+    docs.s3.fail_after_receiving(1024 * 1024);
+    let (status, body) = docs.upload(&admin, &tenant, bytes.clone(), "big.bin").await;
+    assert!(docs.s3.failed(), "the PUT reached the server and was cut");
+    assert_error(status, &body, 503, "service_unavailable");
+    assert!(
+        !body.to_string().contains("127.0.0.1"),
+        "the answer does not show internals: {body}"
+    );
+    for path in [
+        format!("/api/tenants/{tenant}/documents"),
+        format!("/api/files/{tenant}/files"),
+    ] {
+        let (status, list) = docs.call(Method::GET, &path, &admin).await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        assert_eq!(list["data"]["pagination"]["total"], 0, "{path}: {list}");
+    }
+    assert!(
+        docs.s3.objects("documents").is_empty(),
+        "{:?}",
+        docs.s3.objects("documents")
+    );
+    // The spool file is removed off the executor once the request is over.
+    let spool_files = || std::fs::read_dir(&spool).map_or(0, |d| d.flatten().count());
+    testkit::wait_until(Duration::from_secs(5), || async { spool_files() == 0 })
+        .await
+        .expect("no spool file is left behind");
+    let _ = std::fs::remove_dir_all(&spool);
 }

@@ -118,7 +118,19 @@ struct Spool {
 
 impl Drop for Spool {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        // Unlinking a large file takes the filesystem a while: not on the executor.
+        let path = std::mem::take(&mut self.path);
+        let remove = move || {
+            if let Err(e) = std::fs::remove_file(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %path.display(), error = %e, "could not remove an upload spool file");
+                }
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(remove)),
+            Err(_) => remove(),
+        }
     }
 }
 
@@ -315,7 +327,9 @@ pub async fn upload(
     multipart: Multipart,
 ) -> Result<HttpResponse, ApiError> {
     member.require(Permission::UploadDocument)?;
+    let started = std::time::Instant::now();
     let (received, mut errors, filename, mime) = receive(&app, multipart).await?;
+    let receive_ms = started.elapsed().as_millis() as u64;
     let Some(received) = received else {
         errors.add("file", "is required");
         return Err(ApiError::Validation(errors));
@@ -357,10 +371,17 @@ pub async fn upload(
         let file_id = Uuid::new_v4();
         let key =
             storage::object_key(&database, &received.md5, file_id).map_err(ApiError::internal)?;
+        let put_started = std::time::Instant::now();
         app.storage
             .put_file(&key, &mime, &received.spool.path, received.size)
             .await
             .map_err(|e| ApiError::dependency("Object storage", e))?;
+        tracing::info!(
+            bytes = received.size,
+            receive_ms,
+            store_ms = put_started.elapsed().as_millis() as u64,
+            "upload stored"
+        );
         stored_key = Some((file_id, key));
     }
     let document_id = Uuid::new_v4();
