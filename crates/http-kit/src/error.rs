@@ -218,6 +218,9 @@ impl ResponseError for ApiError {
             Self::ServiceUnavailable(why) => {
                 tracing::warn!(reason = %why, "dependency unavailable")
             }
+            Self::Dependency { what, detail } => {
+                tracing::warn!(dependency = %what, reason = %detail, "dependency unavailable")
+            }
             _ => {}
         }
         let mut response = envelope_response(

@@ -109,11 +109,18 @@ const UPLOAD_READ_AHEAD: usize = 4;
 /// The file's bytes as a stream, read on a blocking thread a few chunks ahead of the
 /// consumer, so disk reads overlap the network and never run on the async executor.
 fn read_ahead(
-    mut file: std::fs::File,
+    path: std::path::PathBuf,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(UPLOAD_READ_AHEAD);
     tokio::task::spawn_blocking(move || {
         use std::io::Read as _;
+        let mut file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
         loop {
             let mut chunk = bytes::BytesMut::zeroed(UPLOAD_READ_BYTES);
             let mut filled = 0;
@@ -265,9 +272,7 @@ impl Storage {
             .presign_put(key, expiry, Some(signed), None)
             .await
             .map_err(classify)?;
-        let file = std::fs::File::open(path)
-            .map_err(|e| StorageError::Invalid(format!("cannot read the upload: {e}")))?;
-        let body = reqwest::Body::wrap_stream(read_ahead(file));
+        let body = reqwest::Body::wrap_stream(read_ahead(path.to_owned()));
         let response = self
             .http
             .put(url)
@@ -277,7 +282,8 @@ impl Storage {
             .body(body)
             .send()
             .await
-            .map_err(|e| StorageError::Unavailable(format!("PUT failed: {e}")))?;
+            // The URL carries a signature that is valid for a while: never in errors.
+            .map_err(|e| StorageError::Unavailable(format!("PUT failed: {}", e.without_url())))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());

@@ -833,6 +833,54 @@ async fn s3_dying_in_the_middle_of_an_upload_answers_503_and_leaves_nothing() {
         .map(|i| (i * 7 % 251) as u8)
         .collect();
 
+    // A multi-batch upload (the service hashes in batches of 1 MiB) while S3 is up:
+    // the hashes are those of the whole file and the object holds every byte.
+    let whole: Vec<u8> = (0..3 * 1024 * 1024 + 12_345u32)
+        .map(|i| (i % 253) as u8)
+        .collect();
+    let (status, stored) = docs
+        .upload(&admin, &tenant, whole.clone(), "whole.bin")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{stored}");
+    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    {
+        use md5::Digest as _;
+        assert_eq!(
+            stored["data"]["file"]["md5_hash"],
+            hex(&md5::Md5::digest(&whole))
+        );
+        assert_eq!(
+            stored["data"]["file"]["sha256_hash"],
+            hex(&sha2::Sha256::digest(&whole))
+        );
+    }
+    assert_eq!(stored["data"]["file"]["file_size"], whole.len());
+    let id = stored["data"]["id"].as_str().expect("id");
+    let response = docs
+        .auth
+        .client
+        .get(format!(
+            "{}/api/tenants/{tenant}/documents/{id}/download",
+            docs.documents
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.bytes().await.expect("body") == whole,
+        "the stored bytes"
+    );
+    let (status, _) = docs
+        .call(
+            Method::DELETE,
+            &format!("/api/tenants/{tenant}/documents/{id}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
     // The server dies after the first MiB of the object's PUT has arrived.
     docs.s3.fail_after_receiving(1024 * 1024);
     let (status, body) = docs.upload(&admin, &tenant, bytes.clone(), "big.bin").await;

@@ -135,89 +135,121 @@ impl Drop for Spool {
 }
 
 /// Hashes (MD5, SHA-256) and writes the file part to its spool file off the async
-/// executor: two blocking threads, one computing the MD5 and one the SHA-256 and writing
-/// the bytes, each fed through a bounded channel, so memory stays bounded and the two
-/// hashes run side by side while the request is still arriving.
+/// executor. Chunks are gathered into batches of about 1 MiB; each batch is hashed and
+/// written by two short blocking tasks (MD5 | SHA-256 + write) that run side by side while
+/// the next batch arrives. No thread ever waits on the network, so a slow client holds
+/// no thread, and at most two batches (about 2 MiB) are in memory per upload.
 struct HashingSpool {
-    md5: Option<tokio::sync::mpsc::Sender<Bytes>>,
-    rest: Option<tokio::sync::mpsc::Sender<Bytes>>,
-    md5_done: tokio::task::JoinHandle<String>,
-    rest_done: tokio::task::JoinHandle<std::io::Result<String>>,
+    batch: Vec<Bytes>,
+    batched: usize,
+    state: Option<SpoolState>,
+    pending: Option<PendingBatch>,
 }
 
-/// Chunks queued per hashing thread (actix hands out chunks of at most a few KiB to
-/// 64 KiB, so this bounds the memory of an upload to a few MiB at most).
-const SPOOL_QUEUE: usize = 32;
+struct SpoolState {
+    md5: md5::Md5,
+    sha: sha2::Sha256,
+    file: std::fs::File,
+}
+
+type PendingBatch = (
+    tokio::task::JoinHandle<md5::Md5>,
+    tokio::task::JoinHandle<std::io::Result<(sha2::Sha256, std::fs::File)>>,
+);
+
+/// Bytes gathered before a batch is hashed and written.
+const SPOOL_BATCH_BYTES: usize = 1024 * 1024;
+
+fn spool_failed(e: impl std::fmt::Display) -> ApiError {
+    ApiError::dependency("Upload spool", e)
+}
 
 impl HashingSpool {
-    fn start(mut file: std::fs::File) -> Self {
-        let (md5, mut md5_rx) = tokio::sync::mpsc::channel::<Bytes>(SPOOL_QUEUE);
-        let (rest, mut rest_rx) = tokio::sync::mpsc::channel::<Bytes>(SPOOL_QUEUE);
-        let md5_done = tokio::task::spawn_blocking(move || {
-            let mut hasher = md5::Md5::new();
-            while let Some(chunk) = md5_rx.blocking_recv() {
-                hasher.update(&chunk);
-            }
-            hex(&hasher.finalize())
-        });
-        let rest_done = tokio::task::spawn_blocking(move || {
-            use std::io::Write as _;
-            let mut hasher = sha2::Sha256::new();
-            let mut out = std::io::BufWriter::with_capacity(1024 * 1024, &mut file);
-            while let Some(chunk) = rest_rx.blocking_recv() {
-                hasher.update(&chunk);
-                out.write_all(&chunk)?;
-            }
-            out.flush()?;
-            Ok(hex(&hasher.finalize()))
-        });
+    fn start(file: std::fs::File) -> Self {
         Self {
-            md5: Some(md5),
-            rest: Some(rest),
-            md5_done,
-            rest_done,
+            batch: Vec::new(),
+            batched: 0,
+            state: Some(SpoolState {
+                md5: md5::Md5::new(),
+                sha: sha2::Sha256::new(),
+                file,
+            }),
+            pending: None,
         }
     }
 
     async fn push(&mut self, chunk: Bytes) -> Result<(), ApiError> {
-        let (Some(md5), Some(rest)) = (&self.md5, &self.rest) else {
-            return Err(ApiError::internal(std::io::Error::other(
-                "the upload spool is closed",
-            )));
-        };
-        // A send fails only when a thread stopped (the disk write failed): finish() says why.
-        if md5.send(chunk.clone()).await.is_err() || rest.send(chunk).await.is_err() {
-            self.md5 = None;
-            self.rest = None;
-            return Err(match (&mut self.rest_done).await {
-                Ok(Err(e)) => ApiError::internal(std::io::Error::other(format!(
-                    "writing the upload spool failed: {e}"
-                ))),
-                Ok(Ok(_)) => {
-                    ApiError::internal(std::io::Error::other("the upload spool stopped early"))
-                }
-                Err(e) => ApiError::internal(e),
-            });
+        self.batched += chunk.len();
+        self.batch.push(chunk);
+        if self.batched >= SPOOL_BATCH_BYTES {
+            self.dispatch().await?;
         }
         Ok(())
     }
 
-    /// The MD5 and SHA-256 (lowercase hex) once every byte is hashed and on disk.
+    /// Waits for the batch in progress and takes the hashers and file back.
+    async fn settle(&mut self) -> Result<(), ApiError> {
+        if let Some((md5, rest)) = self.pending.take() {
+            let md5 = md5.await.map_err(ApiError::internal)?;
+            let (sha, file) = rest
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(spool_failed)?;
+            self.state = Some(SpoolState { md5, sha, file });
+        }
+        Ok(())
+    }
+
+    /// Starts hashing and writing the gathered batch (after the previous one is done).
+    async fn dispatch(&mut self) -> Result<(), ApiError> {
+        self.settle().await?;
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let Some(SpoolState {
+            mut md5,
+            mut sha,
+            mut file,
+        }) = self.state.take()
+        else {
+            return Err(ApiError::internal(std::io::Error::other(
+                "the upload spool is closed",
+            )));
+        };
+        let batch = std::sync::Arc::new(std::mem::take(&mut self.batch));
+        self.batched = 0;
+        let for_md5 = batch.clone();
+        let md5 = tokio::task::spawn_blocking(move || {
+            for chunk in for_md5.iter() {
+                md5.update(chunk);
+            }
+            md5
+        });
+        let rest = tokio::task::spawn_blocking(move || {
+            use std::io::Write as _;
+            for chunk in batch.iter() {
+                sha.update(chunk);
+                file.write_all(chunk)?;
+            }
+            Ok((sha, file))
+        });
+        self.pending = Some((md5, rest));
+        Ok(())
+    }
+
+    /// The MD5 and SHA-256 (lowercase hex) once every byte is hashed and written.
     async fn finish(mut self) -> Result<(String, String), ApiError> {
-        self.md5 = None;
-        self.rest = None;
-        let md5 = (&mut self.md5_done).await.map_err(ApiError::internal)?;
-        let sha256 = (&mut self.rest_done)
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(|e| {
-                ApiError::internal(std::io::Error::other(format!(
-                    "writing the upload spool failed: {e}"
-                )))
-            })?;
-        Ok((md5, sha256))
+        self.dispatch().await?;
+        self.settle().await?;
+        let state = self.state.take().ok_or_else(|| {
+            ApiError::internal(std::io::Error::other("the upload spool is closed"))
+        })?;
+        Ok((hex(&state.md5.finalize()), hex(&state.sha.finalize())))
     }
 }
+
+/// How long an upload may send nothing before it is abandoned.
+const UPLOAD_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 struct Received {
     spool: Spool,
@@ -261,7 +293,16 @@ async fn receive(
                     .await;
                 let mut sink = HashingSpool::start(file);
                 let mut size = 0u64;
-                while let Some(chunk) = field.next().await {
+                loop {
+                    let next = tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, field.next())
+                        .await
+                        .map_err(|_| {
+                            ApiError::BadRequest(format!(
+                                "upload stalled: no data for {} s",
+                                UPLOAD_IDLE_TIMEOUT.as_secs()
+                            ))
+                        })?;
+                    let Some(chunk) = next else { break };
                     let chunk = chunk
                         .map_err(|e| ApiError::BadRequest(format!("upload interrupted: {e}")))?;
                     size += chunk.len() as u64;
