@@ -205,14 +205,19 @@ async fn run() {
     })
     .await
     .expect("wrk");
-    let (tasks, storm_done, _, stop) = storm(Duration::from_secs(seconds + 5));
-    tokio::time::sleep(Duration::from_secs(1)).await;
     let storm_started = Instant::now();
+    let (tasks, storm_done, _, stop) = storm(Duration::from_secs(seconds + 5));
+    // Measure only once the storm is under way: its first logins have completed.
+    testkit::wait_until(Duration::from_secs(30), || async {
+        AtomicU64::load(&storm_done, Ordering::Relaxed) > 0
+    })
+    .await
+    .expect("the login storm is running");
     let during = tokio::task::spawn_blocking(move || wrk(&me, &token, seconds))
         .await
         .expect("wrk");
     let storm_rate = AtomicU64::load(&storm_done, Ordering::Relaxed) as f64
-        / (storm_started.elapsed().as_secs_f64() + 1.0);
+        / storm_started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         task.await.expect("join");

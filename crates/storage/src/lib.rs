@@ -27,12 +27,21 @@ pub enum StorageError {
 fn classify(e: s3::error::S3Error) -> StorageError {
     use s3::error::S3Error as E;
     match e {
-        E::HttpFailWithBody(404, _) => StorageError::NotFound,
-        E::HttpFailWithBody(status, body) if status < 500 => StorageError::Invalid(format!(
-            "S3 answered {status}: {}",
-            body.chars().take(200).collect::<String>()
-        )),
+        E::HttpFailWithBody(status, body) => from_status(status, &body),
         other => StorageError::Unavailable(other.to_string()),
+    }
+}
+
+/// What an S3 error answer means: 404 not found, other 4xx a bad request, 5xx down.
+fn from_status(status: u16, body: &str) -> StorageError {
+    let answer = format!(
+        "S3 answered {status}: {}",
+        body.chars().take(200).collect::<String>()
+    );
+    match status {
+        404 => StorageError::NotFound,
+        s if s < 500 => StorageError::Invalid(answer),
+        _ => StorageError::Unavailable(answer),
     }
 }
 
@@ -288,13 +297,8 @@ impl Storage {
         if status.is_success() {
             return Ok(());
         }
-        let text = response.text().await.unwrap_or_default();
-        let text: String = text.chars().take(200).collect();
-        Err(if status.is_server_error() {
-            StorageError::Unavailable(format!("S3 answered {status}: {text}"))
-        } else {
-            StorageError::Invalid(format!("S3 answered {status}: {text}"))
-        })
+        let body = response.text().await.unwrap_or_default();
+        Err(from_status(status.as_u16(), &body))
     }
 
     /// The object's bytes as a stream.

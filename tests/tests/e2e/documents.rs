@@ -64,6 +64,21 @@ impl Docs {
         body["data"]["id"].as_str().expect("id").to_owned()
     }
 
+    /// Makes the holder of `member` a member of `tenant` with `role` (as its admin).
+    async fn add_member(&self, admin: &str, tenant: &str, member: &str, role: &str) {
+        let (_, me) = self.auth.get("/api/users/me", Some(member)).await;
+        let response = self
+            .auth
+            .client
+            .post(format!("{}/api/tenants/{tenant}/users", self.tenant))
+            .bearer_auth(admin)
+            .json(&json!({"user_id": me["data"]["id"], "role": role}))
+            .send()
+            .await
+            .expect("add member");
+        assert_eq!(response.status(), StatusCode::CREATED, "adding a {role}");
+    }
+
     async fn upload(
         &self,
         token: &str,
@@ -281,20 +296,9 @@ async fn roles_and_tenants_bound_what_a_caller_reaches() {
     let (admin, _) = docs.auth.session("admin@example.com").await;
     let (viewer, _) = docs.auth.session("viewer@example.com").await;
     let (outsider, _) = docs.auth.session("outsider@example.com").await;
-    let (_, me) = docs.auth.get("/api/users/me", Some(&viewer)).await;
-    let viewer_id = me["data"]["id"].as_str().expect("id").to_owned();
     let tenant = docs.tenant_of(&admin, "Guarded docs").await;
     let other_tenant = docs.tenant_of(&outsider, "Elsewhere").await;
-    let response = docs
-        .auth
-        .client
-        .post(format!("{}/api/tenants/{tenant}/users", docs.tenant))
-        .bearer_auth(&admin)
-        .json(&json!({"user_id": viewer_id, "role": "viewer"}))
-        .send()
-        .await
-        .expect("add viewer");
-    assert_eq!(response.status(), StatusCode::CREATED);
+    docs.add_member(&admin, &tenant, &viewer, "viewer").await;
     let (_, uploaded) = docs
         .upload(&admin, &tenant, b"secret".to_vec(), "s.txt")
         .await;
@@ -647,19 +651,8 @@ async fn the_role_matrix_holds_for_every_document_and_file_route() {
     let (outsider, _) = docs.auth.session("outsider@example.com").await;
     let tenant = docs.tenant_of(&admin, "Matrix").await;
     docs.tenant_of(&outsider, "Outside").await;
-    for (token, role) in [(&user, "user"), (&viewer, "viewer")] {
-        let (_, me) = docs.auth.get("/api/users/me", Some(token)).await;
-        let response = docs
-            .auth
-            .client
-            .post(format!("{}/api/tenants/{tenant}/users", docs.tenant))
-            .bearer_auth(&admin)
-            .json(&json!({"user_id": me["data"]["id"], "role": role}))
-            .send()
-            .await
-            .expect("add member");
-        assert_eq!(response.status(), StatusCode::CREATED, "{role}");
-    }
+    docs.add_member(&admin, &tenant, &user, "user").await;
+    docs.add_member(&admin, &tenant, &viewer, "viewer").await;
 
     // One row per cell: role, action, whose document, expected status.
     let rows: &[(&str, Act, Whose, u16)] = &[
