@@ -56,8 +56,12 @@ pub struct StorageSettings {
     pub bucket: String,
     pub access_key: String,
     pub secret_key: String,
-    /// Limit of each S3 request (a streamed upload's parts each get it).
+    /// Limit of each S3 request; an upload's PUT also gets a second per
+    /// `min_upload_rate` bytes.
     pub request_timeout: Duration,
+    /// The slowest transfer an upload may fall to before its timeout ends it, in bytes
+    /// per second (`S3_UPLOAD_MIN_RATE`).
+    pub min_upload_rate: u64,
 }
 
 impl std::fmt::Debug for StorageSettings {
@@ -70,6 +74,7 @@ impl std::fmt::Debug for StorageSettings {
             .field("access_key", &"[redacted]")
             .field("secret_key", &"[redacted]")
             .field("request_timeout", &self.request_timeout)
+            .field("min_upload_rate", &self.min_upload_rate)
             .finish()
     }
 }
@@ -104,10 +109,6 @@ pub fn tenant_prefix(database: &TenantDatabaseName) -> String {
 
 /// The largest object one PUT may create (S3's limit for a single PUT).
 pub const MAX_SINGLE_PUT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
-
-/// The slowest transfer rate an upload may fall to before its timeout ends it: a PUT
-/// of `n` bytes may take `request_timeout + n / MIN_UPLOAD_RATE` seconds.
-pub const MIN_UPLOAD_RATE: u64 = 4 * 1024 * 1024;
 
 /// Size of the reads that feed an upload's body.
 const UPLOAD_READ_BYTES: usize = 1024 * 1024;
@@ -256,7 +257,7 @@ impl Storage {
     /// `key` in one PUT whose body is streamed from the file: nothing is held in memory
     /// beyond a read buffer, and the payload is not hashed again for the signature (the
     /// request is signed with query parameters, which S3 treats as `UNSIGNED-PAYLOAD`).
-    /// The request may take `request_timeout + size / MIN_UPLOAD_RATE`.
+    /// The request may take `request_timeout + size / min_upload_rate` seconds.
     pub async fn put_file(
         &self,
         key: &str,
@@ -272,7 +273,8 @@ impl Storage {
         }
         let content_type = HeaderValue::from_str(content_type)
             .map_err(|_| StorageError::Invalid("content type is not a valid header".into()))?;
-        let timeout = self.settings.request_timeout + Duration::from_secs(size / MIN_UPLOAD_RATE);
+        let timeout = self.settings.request_timeout
+            + Duration::from_secs(size / self.settings.min_upload_rate.max(1));
         let expiry = u32::try_from(timeout.as_secs().clamp(60, 604_800)).unwrap_or(604_800);
         let mut signed = HeaderMap::new();
         signed.insert(CONTENT_TYPE, content_type.clone());

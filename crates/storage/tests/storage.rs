@@ -16,6 +16,7 @@ fn settings(s3: &TestS3, bucket: &str) -> StorageSettings {
         access_key: s3.access_key.clone(),
         secret_key: s3.secret_key.clone(),
         request_timeout: Duration::from_secs(10),
+        min_upload_rate: 4 * 1024 * 1024,
     }
 }
 
@@ -175,4 +176,25 @@ async fn a_stopped_server_is_an_unavailable_error_not_a_hang() {
         .await
         .expect_err("server gone");
     assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_refused_put_is_an_invalid_request_not_an_outage() {
+    let s3 = TestS3::start().await.expect("s3");
+    ready(&s3).await;
+    let mut wrong = settings(&s3, "documents");
+    wrong.secret_key = "not-the-secret-key".into();
+    let storage = Storage::new(wrong).expect("storage");
+    let err = put(&storage, &key(), "text/plain", b"x")
+        .await
+        .expect_err("bad signature");
+    match &err {
+        StorageError::Invalid(why) => assert!(why.contains("403"), "{why}"),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    assert!(
+        !err.to_string().contains("X-Amz-Signature"),
+        "no signed URL in errors: {err}"
+    );
+    assert!(s3.objects("documents").is_empty());
 }

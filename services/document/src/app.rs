@@ -11,12 +11,21 @@ use http_kit::ApiError;
 use storage::Storage;
 use tenant_db::{TenantConnection, TenantPoolCache};
 
+/// How uploads are received.
+pub struct Uploads {
+    /// Larger files are refused with 413 while they stream in (`MAX_UPLOAD_BYTES`).
+    pub max_bytes: u64,
+    /// Where files are spooled while hashed (`UPLOAD_DIR`).
+    pub dir: PathBuf,
+    /// An upload sending nothing this long is refused (`UPLOAD_IDLE_TIMEOUT_SECS`).
+    pub idle_timeout: Duration,
+}
+
 pub struct DocApp {
     pub storage: Storage,
     pub pools: TenantPoolCache,
     pub tenants: clients::TenantClient,
-    pub max_upload_bytes: u64,
-    pub upload_dir: PathBuf,
+    pub uploads: Uploads,
     /// Tenant id → database name (a tenant's database never changes name).
     databases: Mutex<HashMap<TenantId, (TenantDatabaseName, Instant)>>,
 }
@@ -28,15 +37,13 @@ impl DocApp {
         storage: Storage,
         pools: TenantPoolCache,
         tenants: clients::TenantClient,
-        max_upload_bytes: u64,
-        upload_dir: PathBuf,
+        uploads: Uploads,
     ) -> Self {
         Self {
             storage,
             pools,
             tenants,
-            max_upload_bytes,
-            upload_dir,
+            uploads,
             databases: Mutex::new(HashMap::new()),
         }
     }

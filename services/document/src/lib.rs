@@ -106,8 +106,11 @@ impl http_kit::cli::Service for Service {
             storage.clone(),
             tenant_db::TenantPoolCache::new(settings.tenant_db.clone()),
             tenants,
-            settings.max_upload_bytes,
-            settings.upload_dir.clone(),
+            app::Uploads {
+                max_bytes: settings.max_upload_bytes,
+                dir: settings.upload_dir.clone(),
+                idle_timeout: settings.upload_idle_timeout,
+            },
         );
         // The bucket is checked (or created, with S3_CREATE_BUCKET) in the background:
         // until then, and whenever S3 cannot answer, /ready says so.

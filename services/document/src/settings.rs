@@ -2,8 +2,9 @@
 //! object storage: `S3_ENDPOINT_URL` (required), `S3_PUBLIC_URL` (default: the
 //! endpoint), `S3_REGION` (`us-east-1`), `S3_BUCKET` (`saas-documents`),
 //! `S3_ACCESS_KEY` and `S3_SECRET_KEY` (required), `S3_CREATE_BUCKET` (false),
-//! `S3_TIMEOUT_MS` (30000); uploads: `MAX_UPLOAD_BYTES` (100 MiB), `UPLOAD_DIR` (the
-//! system temporary directory); tenant databases: `TENANT_POOL_MAX_POOLS` (25),
+//! `S3_TIMEOUT_MS` (30000), `S3_UPLOAD_MIN_RATE` (4 MiB/s); uploads: `MAX_UPLOAD_BYTES`
+//! (100 MiB), `UPLOAD_DIR` (the system temporary directory), `UPLOAD_IDLE_TIMEOUT_SECS`
+//! (60); tenant databases: `TENANT_POOL_MAX_POOLS` (25),
 //! `TENANT_POOL_CONNECTIONS_PER_POOL` (2), `TENANT_POOL_IDLE_TIMEOUT_SECS` (300),
 //! `TENANT_POOL_TIMEOUT_MS` (5000); other services: `TENANT_SERVICE_URL`
 //! (`http://127.0.0.1:5002`), `AUTH_SERVICE_URL` (`http://127.0.0.1:5001`),
@@ -26,6 +27,7 @@ pub struct Settings {
     pub create_bucket: bool,
     pub max_upload_bytes: u64,
     pub upload_dir: PathBuf,
+    pub upload_idle_timeout: Duration,
     pub tenant_db: TenantDbSettings,
     pub tenant_service_url: String,
     pub auth_service_url: String,
@@ -54,7 +56,13 @@ impl Settings {
             access_key: access.expose().clone(),
             secret_key: secret.expose().clone(),
             request_timeout: Duration::from_millis(r.optional("S3_TIMEOUT_MS", 30_000)),
+            min_upload_rate: r.optional("S3_UPLOAD_MIN_RATE", 4 * 1024 * 1024),
         };
+        r.check(
+            "S3_UPLOAD_MIN_RATE",
+            storage.min_upload_rate > 0,
+            "must be a positive number of bytes per second",
+        );
         r.check(
             "S3_ENDPOINT_URL",
             storage.endpoint_url.is_empty() || is_http(&storage.endpoint_url),
@@ -83,6 +91,12 @@ impl Settings {
             max_upload_bytes > 0 && max_upload_bytes <= storage::MAX_SINGLE_PUT_BYTES,
             "must be between 1 and 5 GiB (5368709120, the largest single S3 PUT)",
         );
+        let upload_idle_timeout = r.optional("UPLOAD_IDLE_TIMEOUT_SECS", 60u64);
+        r.check(
+            "UPLOAD_IDLE_TIMEOUT_SECS",
+            upload_idle_timeout > 0,
+            "must be a positive number of seconds",
+        );
         let tenant_service_url: String =
             r.optional("TENANT_SERVICE_URL", "http://127.0.0.1:5002".to_owned());
         let auth_service_url: String =
@@ -106,6 +120,7 @@ impl Settings {
             upload_dir: PathBuf::from(
                 r.optional("UPLOAD_DIR", std::env::temp_dir().display().to_string()),
             ),
+            upload_idle_timeout: Duration::from_secs(upload_idle_timeout),
             tenant_db,
             tenant_service_url: tenant_service_url.trim_end_matches('/').to_owned(),
             auth_service_url: auth_service_url.trim_end_matches('/').to_owned(),

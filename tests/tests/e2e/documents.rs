@@ -903,3 +903,81 @@ async fn s3_dying_in_the_middle_of_an_upload_answers_503_and_leaves_nothing() {
         .expect("no spool file is left behind");
     let _ = std::fs::remove_dir_all(&spool);
 }
+
+#[tokio::test]
+async fn a_stalled_upload_is_refused_and_leaves_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ctx = TestContext::new().await;
+    let spool = std::env::temp_dir().join(format!("doc-spool-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&spool).expect("spool dir");
+    let spool_dir = spool.to_string_lossy().into_owned();
+    let docs = platform(
+        &ctx,
+        &[
+            ("UPLOAD_DIR", spool_dir.as_str()),
+            ("UPLOAD_IDLE_TIMEOUT_SECS", "1"),
+        ],
+    )
+    .await;
+    let admin = docs.auth.session("admin@example.com").await.0;
+    let tenant = docs.tenant_of(&admin, "Stalled").await;
+
+    // A client that announces 10 MiB, sends 2 MiB (two spool batches), then goes quiet.
+    let addr = docs.documents.trim_start_matches("http://").to_owned();
+    let boundary = "stalledboundary";
+    let part = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.bin\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    );
+    let declared = part.len() + 10 * 1024 * 1024 + format!("\r\n--{boundary}--\r\n").len();
+    let head = format!(
+        "POST /api/tenants/{tenant}/documents HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer {admin}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\n\
+         Content-Length: {declared}\r\n\r\n{part}"
+    );
+    let mut socket = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    socket.write_all(head.as_bytes()).await.expect("head");
+    socket
+        .write_all(&vec![b'x'; 2 * 1024 * 1024])
+        .await
+        .expect("first bytes");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+            if answer.windows(14).any(|w| w == b"upload stalled") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "the service answered before the test's deadline"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("upload stalled"), "{answer}");
+
+    let (_, list) = docs
+        .call(
+            Method::GET,
+            &format!("/api/tenants/{tenant}/documents"),
+            &admin,
+        )
+        .await;
+    assert_eq!(list["data"]["pagination"]["total"], 0, "{list}");
+    assert!(docs.s3.objects("documents").is_empty());
+    let spool_files = || std::fs::read_dir(&spool).map_or(0, |d| d.flatten().count());
+    testkit::wait_until(Duration::from_secs(5), || async { spool_files() == 0 })
+        .await
+        .expect("no spool file is left behind");
+    let _ = std::fs::remove_dir_all(&spool);
+}

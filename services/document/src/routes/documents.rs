@@ -107,6 +107,16 @@ fn db(e: diesel::result::Error) -> ApiError {
     ApiError::internal(e)
 }
 
+/// S3 down or timing out is a 503 (retry later); anything else S3 refuses (bad
+/// credentials, a missing bucket, a missing object behind a row) is our fault: a 500,
+/// logged with its cause.
+fn storage_failure(e: storage::StorageError) -> ApiError {
+    match e {
+        storage::StorageError::Unavailable(_) => ApiError::dependency("Object storage", e),
+        other => ApiError::internal(other),
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -248,9 +258,6 @@ impl HashingSpool {
     }
 }
 
-/// How long an upload may send nothing before it is abandoned.
-const UPLOAD_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
 struct Received {
     spool: Spool,
     size: u64,
@@ -284,7 +291,7 @@ async fn receive(
         let name = field.name().unwrap_or_default().to_owned();
         match name.as_str() {
             "file" => {
-                let path = app.upload_dir.join(format!("upload-{}", Uuid::new_v4()));
+                let path = app.uploads.dir.join(format!("upload-{}", Uuid::new_v4()));
                 let spool = Spool { path: path.clone() };
                 let file = tokio::fs::File::create(&path)
                     .await
@@ -294,22 +301,23 @@ async fn receive(
                 let mut sink = HashingSpool::start(file);
                 let mut size = 0u64;
                 loop {
-                    let next = tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, field.next())
+                    let idle = app.uploads.idle_timeout;
+                    let next = tokio::time::timeout(idle, field.next())
                         .await
                         .map_err(|_| {
                             ApiError::BadRequest(format!(
                                 "upload stalled: no data for {} s",
-                                UPLOAD_IDLE_TIMEOUT.as_secs()
+                                idle.as_secs()
                             ))
                         })?;
                     let Some(chunk) = next else { break };
                     let chunk = chunk
                         .map_err(|e| ApiError::BadRequest(format!("upload interrupted: {e}")))?;
                     size += chunk.len() as u64;
-                    if size > app.max_upload_bytes {
+                    if size > app.uploads.max_bytes {
                         return Err(ApiError::PayloadTooLarge(format!(
                             "The file is larger than the limit of {} bytes",
-                            app.max_upload_bytes
+                            app.uploads.max_bytes
                         )));
                     }
                     sink.push(chunk).await?;
@@ -401,10 +409,13 @@ pub async fn upload(
 
     let tenant = member.tenant_id;
     let database = app.database(tenant).await?;
-    let mut conn = app.connection(tenant).await?;
-    let existing = queries::file_by_md5(&mut conn, &received.md5)
-        .await
-        .map_err(db)?;
+    // The connection goes back to the pool before the PUT, which may take minutes.
+    let existing = {
+        let mut conn = app.connection(tenant).await?;
+        queries::file_by_md5(&mut conn, &received.md5)
+            .await
+            .map_err(db)?
+    };
     // A new file goes to storage before its row exists; a failure after this point
     // removes the object again, so neither rows nor objects are left half-made.
     let mut stored_key = None;
@@ -416,7 +427,7 @@ pub async fn upload(
         app.storage
             .put_file(&key, &mime, &received.spool.path, received.size)
             .await
-            .map_err(|e| ApiError::dependency("Object storage", e))?;
+            .map_err(storage_failure)?;
         tracing::info!(
             bytes = received.size,
             receive_ms,
@@ -427,6 +438,15 @@ pub async fn upload(
     }
     let document_id = Uuid::new_v4();
     let user = member.user_id.into_uuid();
+    let mut conn = match app.connection(tenant).await {
+        Ok(conn) => conn,
+        Err(e) => {
+            if let Some((_, key)) = &stored_key {
+                remove_unrecorded(&app, key).await;
+            }
+            return Err(e);
+        }
+    };
     let outcome = diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(&mut *conn, async |tx| {
         let (file, new_file) = match (&existing, &stored_key) {
             (Some(file), _) => (file.clone(), false),
@@ -462,7 +482,7 @@ pub async fn upload(
             if !new_file {
                 if let Some((_, key)) = &stored_key {
                     // Lost the race to an identical upload: our copy is not needed.
-                    let _ = app.storage.delete(key).await;
+                    remove_unrecorded(&app, key).await;
                 }
             }
             Ok(success(
@@ -473,12 +493,17 @@ pub async fn upload(
         }
         Err(e) => {
             if let Some((_, key)) = &stored_key {
-                if let Err(cleanup) = app.storage.delete(key).await {
-                    tracing::error!(key = %key, error = %cleanup, "could not remove the object of a failed upload");
-                }
+                remove_unrecorded(&app, key).await;
             }
             Err(ApiError::internal(e))
         }
+    }
+}
+
+/// Deletes the object of an upload whose rows were not written.
+async fn remove_unrecorded(app: &DocApp, key: &str) {
+    if let Err(cleanup) = app.storage.delete(key).await {
+        tracing::error!(key = %key, error = %cleanup, "could not remove the object of a failed upload");
     }
 }
 
@@ -661,7 +686,7 @@ pub async fn download(
         .storage
         .get_stream(&file.s3_path)
         .await
-        .map_err(|e| ApiError::dependency("Object storage", e))?;
+        .map_err(storage_failure)?;
     let mut response = HttpResponse::Ok();
     response
         .insert_header((header::CONTENT_TYPE, doc.mime_type.as_str()))
@@ -808,7 +833,7 @@ pub async fn download_url(
         .storage
         .presign_get(&file.s3_path, std::time::Duration::from_secs(expires_in))
         .await
-        .map_err(|e| ApiError::dependency("Object storage", e))?;
+        .map_err(storage_failure)?;
     let expires_at =
         Utc::now() + chrono::Duration::seconds(i64::try_from(expires_in).unwrap_or(3600));
     let event = EventEnvelope::new(
