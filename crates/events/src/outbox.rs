@@ -19,6 +19,7 @@ diesel::table! {
         published_at -> Nullable<Timestamptz>,
         attempts -> Int4,
         last_error -> Nullable<Text>,
+        seq -> Int8,
     }
 }
 

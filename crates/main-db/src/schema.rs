@@ -26,6 +26,7 @@ diesel::table! {
         published_at -> Nullable<Timestamptz>,
         attempts -> Int4,
         last_error -> Nullable<Text>,
+        seq -> Int8,
     }
 }
 

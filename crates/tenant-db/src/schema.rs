@@ -39,6 +39,7 @@ diesel::table! {
         published_at -> Nullable<Timestamptz>,
         attempts -> Int4,
         last_error -> Nullable<Text>,
+        seq -> Int8,
     }
 }
 

@@ -77,13 +77,15 @@ async fn tables(url: &str) -> Vec<String> {
     rows.into_iter().map(|r| r.name).collect()
 }
 
-/// A database at the first tenant migration only, as if made by an older release.
+/// A database without the latest tenant migration, as if made by an older release
+/// (the latest migration's down.sql, run on a fresh copy of the template).
 async fn create_outdated(manager: &TenantDatabaseManager, name: &TenantDatabaseName) {
     manager.create_from_template(name).await.expect("create");
     let latest = migrations::known_versions().pop().expect("a migration");
+    let down = testkit::latest_down_sql(&testkit::tenant_migrations_dir());
     let mut conn = connect(&manager.database_url(name)).await;
     conn.batch_execute(&format!(
-        "DROP TABLE outbox; DELETE FROM __diesel_schema_migrations WHERE version = '{latest}'"
+        "{down}; DELETE FROM __diesel_schema_migrations WHERE version = '{latest}'"
     ))
     .await
     .expect("downgrade");
@@ -380,10 +382,10 @@ async fn migrating_all_continues_past_a_broken_database_and_reports_it() {
     for name in [&good_a, &good_b, &broken] {
         create_outdated(&manager, name).await;
     }
-    // Someone created a conflicting table by hand: the pending migration cannot apply.
+    // Someone dropped the table the pending migration alters: it cannot apply.
     connect(&manager.database_url(&broken))
         .await
-        .batch_execute("CREATE TABLE outbox (x int)")
+        .batch_execute("DROP TABLE outbox")
         .await
         .expect("sabotage");
 

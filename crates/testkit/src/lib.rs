@@ -63,6 +63,21 @@ pub fn tenant_migrations_dir() -> PathBuf {
     workspace_root().join("migrations/tenant")
 }
 
+/// The `down.sql` of the newest migration in `dir`: run on an up-to-date database, it
+/// leaves the database as an older release made it (for migration-runner tests).
+pub fn latest_down_sql(dir: &Path) -> String {
+    let mut migrations: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    migrations.sort();
+    let latest = migrations.last().expect("at least one migration");
+    std::fs::read_to_string(latest.join("down.sql"))
+        .unwrap_or_else(|e| panic!("reading {}/down.sql: {e}", latest.display()))
+}
+
 /// A hash of every file of a migration directory: the template's name changes with it.
 fn migrations_hash(dir: &Path) -> anyhow::Result<String> {
     let mut files = BTreeMap::new();

@@ -290,18 +290,20 @@ async fn migrate_tenants_reports_each_tenant_and_fails_when_one_fails() {
                 .expect("provisioned"),
         );
     }
-    // Make all three look like an older release, and break the second.
+    // Make all three look like an older release (the latest migration's down.sql), and
+    // break the second (the latest migration alters `outbox`: without it, it fails).
     let latest = migrations::known_versions().pop().expect("a migration");
+    let down = testkit::latest_down_sql(&testkit::tenant_migrations_dir());
     for (i, tenant) in tenants.iter().enumerate() {
         let url = manager.database_url(&tenant.database().expect("valid"));
         let mut conn = AsyncPgConnection::establish(&url).await.expect("connect");
         conn.batch_execute(&format!(
-            "DROP TABLE outbox; DELETE FROM __diesel_schema_migrations WHERE version = '{latest}'"
+            "{down}; DELETE FROM __diesel_schema_migrations WHERE version = '{latest}'"
         ))
         .await
         .expect("downgrade");
         if i == 1 {
-            conn.batch_execute("CREATE TABLE outbox (broken int)")
+            conn.batch_execute("DROP TABLE outbox")
                 .await
                 .expect("sabotage");
         }
