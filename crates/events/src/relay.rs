@@ -1,0 +1,157 @@
+//! The outbox relay: publishes the committed, unpublished rows of a database's `outbox`
+//! to Kafka (idempotent producer, `acks=all`, key = the event's partition key, i.e. the
+//! tenant id) and marks them published. Rows are taken in insertion order (`seq`) under
+//! `FOR UPDATE SKIP LOCKED`, so several relays (replicas of a service) can drain the
+//! same database without publishing a row twice; a row is marked only once Kafka has
+//! acknowledged it, so a broker outage or a crash delays events and loses none (a crash
+//! between the acknowledgement and the commit republishes the row: consumers are
+//! idempotent by event id).
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use uuid::Uuid;
+
+use crate::outbox::outbox;
+
+/// How the relay reaches Kafka.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `bootstrap.servers` (`KAFKA_BROKERS`).
+    pub brokers: String,
+    /// Names the producer in the broker's logs (`client.id`).
+    pub client_id: String,
+    /// How long a message may wait for the broker's acknowledgement before its
+    /// delivery fails (`message.timeout.ms`); the row then stays for the next run.
+    pub message_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("Kafka producer could not be created: {0}")]
+    Config(#[from] rdkafka::error::KafkaError),
+    #[error("outbox database: {0}")]
+    Database(#[from] diesel::result::Error),
+    /// Some events were not acknowledged; they stay in the outbox.
+    #[error("{published} events published, then Kafka refused one: {reason}")]
+    Delivery { published: usize, reason: String },
+}
+
+/// Publishes outbox rows to Kafka.
+pub struct Relay {
+    producer: FutureProducer,
+    batch_size: i64,
+}
+
+#[derive(Queryable)]
+struct PendingRow {
+    id: Uuid,
+    topic: String,
+    partition_key: String,
+    payload: serde_json::Value,
+}
+
+impl Relay {
+    /// A relay with an idempotent producer that waits for every in-sync replica.
+    pub fn new(settings: &KafkaSettings) -> Result<Self, RelayError> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &settings.brokers)
+            .set("client.id", &settings.client_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set(
+                "message.timeout.ms",
+                settings.message_timeout.as_millis().max(1).to_string(),
+            )
+            .create()?;
+        Ok(Self {
+            producer,
+            batch_size: 500,
+        })
+    }
+
+    /// Publishes every unpublished row of the outbox `conn` is on, oldest first, in
+    /// batches, and returns how many it published. It stops at the first row Kafka
+    /// does not acknowledge (recording the attempt on that row): that row and those
+    /// after it wait for the next run.
+    pub async fn publish_pending(&self, conn: &mut AsyncPgConnection) -> Result<usize, RelayError> {
+        let mut published = 0;
+        loop {
+            let (sent, failure) = conn
+                .transaction::<_, diesel::result::Error, _>(async |tx| {
+                    let rows: Vec<PendingRow> = outbox::table
+                        .select((
+                            outbox::id,
+                            outbox::topic,
+                            outbox::partition_key,
+                            outbox::payload,
+                        ))
+                        .filter(outbox::published_at.is_null())
+                        .order(outbox::seq.asc())
+                        .limit(self.batch_size)
+                        .for_update()
+                        .skip_locked()
+                        .load(tx)
+                        .await?;
+                    if rows.is_empty() {
+                        return Ok((0, None));
+                    }
+                    // Sent together; the idempotent producer keeps each key's order.
+                    let deliveries = rows.iter().map(|row| {
+                        let payload = row.payload.to_string();
+                        async move {
+                            self.producer
+                                .send(
+                                    FutureRecord::to(&row.topic)
+                                        .key(&row.partition_key)
+                                        .payload(&payload),
+                                    Duration::ZERO,
+                                )
+                                .await
+                                .map_err(|(e, _)| e.to_string())
+                        }
+                    });
+                    let results = futures_util::future::join_all(deliveries).await;
+                    // Rows are marked in order up to the first failure, so a later
+                    // event of a key is never marked before an earlier one.
+                    let mut done = Vec::new();
+                    let mut failure = None;
+                    for (row, result) in rows.iter().zip(results) {
+                        match result {
+                            Ok(_) => done.push(row.id),
+                            Err(reason) => {
+                                failure = Some((row.id, reason));
+                                break;
+                            }
+                        }
+                    }
+                    diesel::update(outbox::table.filter(outbox::id.eq_any(&done)))
+                        .set(outbox::published_at.eq(diesel::dsl::now))
+                        .execute(tx)
+                        .await?;
+                    if let Some((id, reason)) = &failure {
+                        diesel::update(outbox::table.find(id))
+                            .set((
+                                outbox::attempts.eq(outbox::attempts + 1),
+                                outbox::last_error.eq(reason.chars().take(500).collect::<String>()),
+                            ))
+                            .execute(tx)
+                            .await?;
+                    }
+                    Ok((done.len(), failure.map(|(_, reason)| reason)))
+                })
+                .await?;
+            published += sent;
+            if let Some(reason) = failure {
+                return Err(RelayError::Delivery { published, reason });
+            }
+            if sent == 0 {
+                return Ok(published);
+            }
+        }
+    }
+}
