@@ -59,6 +59,19 @@ pub struct Membership {
     pub joined_at: DateTime<Utc>,
 }
 
+/// A tenant database that exists (its tenant active or deactivated).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TenantDatabase {
+    #[schema(value_type = String, format = Uuid)]
+    pub tenant_id: TenantId,
+    pub database_name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TenantDatabases {
+    pub databases: Vec<TenantDatabase>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserTenants {
     pub tenants: Vec<UserTenant>,
@@ -123,6 +136,12 @@ impl TenantClient {
                 status,
             }),
         }
+    }
+
+    /// Every tenant database that exists (for the outbox relay's sweeps).
+    pub async fn databases(&self) -> Result<Vec<TenantDatabase>, ClientError> {
+        let list: Option<TenantDatabases> = self.get("/internal/v1/tenant-databases").await?;
+        Ok(list.map(|l| l.databases).unwrap_or_default())
     }
 
     pub async fn tenant(&self, tenant: TenantId) -> Result<Option<TenantSummary>, ClientError> {

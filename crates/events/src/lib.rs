@@ -1,14 +1,21 @@
 //! Domain events: the topic catalog, the envelope of ARCHITECTURE.md, and the
 //! transactional outbox that records an event in the same transaction as the change it
 //! reports (main database or a tenant database), and the relay that publishes
-//! committed outbox rows to Kafka. The consumer loop arrives with the event-worker.
+//! committed outbox rows to Kafka; the consumer loop of the event consumers.
 
+pub mod consumer;
 mod envelope;
 pub mod outbox;
 pub mod relay;
+pub mod runner;
 mod topic;
 
+pub use consumer::{claim, ConsumerSettings, Handler, HandlerError, Shutdown};
 pub use envelope::EventEnvelope;
 pub use outbox::{enqueue, OutboxError};
 pub use relay::{KafkaSettings, Relay, RelayError};
+pub use runner::{
+    spawn_relay, start_relay, OutboxConnection, OutboxDatabases, OutboxDb, RelayHandle,
+    RelaySchedule,
+};
 pub use topic::Topic;

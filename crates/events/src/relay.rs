@@ -63,6 +63,8 @@ impl Relay {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
+            // Back on a returning broker within seconds (librdkafka's default is 10 s).
+            .set("reconnect.backoff.max.ms", "2000")
             .set(
                 "message.timeout.ms",
                 settings.message_timeout.as_millis().max(1).to_string(),

@@ -8,7 +8,7 @@
 //! `HOST`, `PORT`, `ENVIRONMENT`, `LOG_FORMAT`, `RUST_LOG`, `HTTP_WORKERS`,
 //! `SHUTDOWN_TIMEOUT_SECS`, `READY_TIMEOUT_MS`, `DATABASE_URL`, `DATABASE_POOL_SIZE`,
 //! `DATABASE_TIMEOUT_MS`, `REDIS_URL`, `REDIS_TIMEOUT_MS`,
-//! `REDIS_KEY_PREFIX`.
+//! `REDIS_KEY_PREFIX`, `KAFKA_BROKERS`, `KAFKA_TIMEOUT_MS`, `OUTBOX_SWEEP_SECS`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -265,6 +265,13 @@ pub struct CommonSettings {
     pub redis_timeout: Duration,
     /// Prepended to every Redis key (lets services or tests share one Redis).
     pub redis_key_prefix: String,
+    /// Kafka bootstrap servers; `None` runs the service without publishing: events
+    /// wait in the outbox (refused in production).
+    pub kafka_brokers: Option<String>,
+    /// How long a published event may wait for the broker's acknowledgement.
+    pub kafka_timeout: Duration,
+    /// How often the outbox relay sweeps every database for unpublished events.
+    pub outbox_sweep_every: Duration,
 }
 
 fn is_postgres_url(url: &str) -> bool {
@@ -295,7 +302,25 @@ impl CommonSettings {
             redis_url: r.required("REDIS_URL"),
             redis_timeout: Duration::from_millis(r.optional("REDIS_TIMEOUT_MS", 2000)),
             redis_key_prefix: r.optional("REDIS_KEY_PREFIX", String::new()),
+            kafka_brokers: r.maybe("KAFKA_BROKERS"),
+            kafka_timeout: Duration::from_millis(r.optional("KAFKA_TIMEOUT_MS", 10_000)),
+            outbox_sweep_every: Duration::from_secs(r.optional("OUTBOX_SWEEP_SECS", 30)),
         };
+        r.check(
+            "KAFKA_BROKERS",
+            settings.kafka_brokers.is_some() || environment != Environment::Production,
+            "is required in production (events would never leave the outbox)",
+        );
+        r.check(
+            "KAFKA_TIMEOUT_MS",
+            !settings.kafka_timeout.is_zero(),
+            "must be positive",
+        );
+        r.check(
+            "OUTBOX_SWEEP_SECS",
+            !settings.outbox_sweep_every.is_zero(),
+            "must be positive",
+        );
         let db_url = settings.database_url.expose();
         r.check(
             "DATABASE_URL",
@@ -420,10 +445,30 @@ mod tests {
             ("DATABASE_URL", "postgres://h/db"),
             ("REDIS_URL", "redis://127.0.0.1"),
             ("ENVIRONMENT", "production"),
+            ("KAFKA_BROKERS", "kafka:9092"),
         ]);
         let mut r = ConfigReader::new(&env);
         let settings = CommonSettings::read(&mut r, 5001);
         let settings = r.finish(settings).expect("valid");
         assert_eq!(settings.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn production_refuses_to_run_without_kafka() {
+        let production = [
+            ("DATABASE_URL", "postgres://h/db"),
+            ("REDIS_URL", "redis://127.0.0.1"),
+            ("ENVIRONMENT", "production"),
+        ];
+        let refused = env(&production);
+        let mut r = ConfigReader::new(&refused);
+        let settings = CommonSettings::read(&mut r, 5001);
+        let errors = r.finish(settings).expect_err("refused");
+        assert!(errors.names("KAFKA_BROKERS"), "{errors}");
+        // Elsewhere the events wait in the outbox.
+        let development = env(&production[..2]);
+        let mut r = ConfigReader::new(&development);
+        let settings = CommonSettings::read(&mut r, 5001);
+        assert_eq!(r.finish(settings).expect("valid").kafka_brokers, None);
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod memberships;
 mod migrations;
+mod outbox;
 mod pool;
 pub mod refresh_tokens;
 #[rustfmt::skip]
@@ -16,4 +17,5 @@ pub mod users;
 pub use migrations::{
     applied_migrations, migrate_command, revert_all_migrations, run_migrations, MIGRATIONS,
 };
+pub use outbox::MainOutbox;
 pub use pool::{build_pool, connect, ping, probe, DbConnection, DbError, DbPool, PoolSettings};

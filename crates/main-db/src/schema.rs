@@ -31,6 +31,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    processed_events (consumer, event_id) {
+        consumer -> Text,
+        event_id -> Uuid,
+        processed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     refresh_tokens (jti) {
         jti -> Uuid,
         user_id -> Uuid,
@@ -144,6 +152,7 @@ diesel::joinable!(user_tenant_associations -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     audit_logs,
     outbox,
+    processed_events,
     refresh_tokens,
     tenant_sso_configs,
     tenants,

@@ -12,6 +12,7 @@ pub mod documents;
 mod error;
 mod manager;
 pub mod migrations;
+mod outbox;
 mod pool_cache;
 #[rustfmt::skip]
 pub mod schema;
@@ -19,5 +20,6 @@ mod settings;
 
 pub use error::TenantDbError;
 pub use manager::TenantDatabaseManager;
+pub use outbox::{TenantDatabaseList, TenantOutboxes};
 pub use pool_cache::{PoolCacheStats, TenantConnection, TenantPoolCache};
 pub use settings::{quote_identifier, TenantDbSettings};

@@ -30,7 +30,10 @@ const TENANT_TEMPLATE_PREFIX: &str = "testkit_tenant_tpl_";
 /// Serialises template building across test processes.
 const TEMPLATE_LOCK_KEY: i64 = 0x0074_6573_746b_6974;
 
+mod kafka;
 pub mod service_contract;
+
+pub use kafka::{KafkaRecord, TestKafka};
 
 /// The internal service token every service gets in tests.
 pub const INTERNAL_TOKEN: &str = "internal-token-for-tests-0123456789abcdef";

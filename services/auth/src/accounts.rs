@@ -135,6 +135,8 @@ pub struct Accounts {
     pub limiter: cache::RateLimiter,
     pub limits: Arc<LoginLimits>,
     pub tenants: clients::TenantClient,
+    /// Publishes the outbox after a commit.
+    pub relay: events::RelayHandle,
 }
 
 #[derive(Debug, Clone)]
@@ -184,13 +186,14 @@ impl Accounts {
             last_name: &last_name,
         };
         let mut conn = self.conn().await?;
-        let created = Self::insert_user(
-            &mut conn,
-            new,
-            json!({"user_id": id, "email": email}),
-            request_id,
-        )
-        .await;
+        let created = self
+            .insert_user(
+                &mut conn,
+                new,
+                json!({"user_id": id, "email": email}),
+                request_id,
+            )
+            .await;
         match created {
             Ok(user) => {
                 tracing::info!(user.id = %id, "user registered");
@@ -247,7 +250,7 @@ impl Accounts {
             last_name: &last,
         };
         let data = json!({"user_id": id, "email": email, "source": "sso"});
-        let created = Self::insert_user(&mut conn, new, data, request_id).await;
+        let created = self.insert_user(&mut conn, new, data, request_id).await;
         match created {
             Ok(user) => Ok((user, true)),
             // Created concurrently by another call: that one is the user.
@@ -264,6 +267,7 @@ impl Accounts {
 
     /// Inserts a user and its `user.registered` event in one transaction.
     async fn insert_user(
+        &self,
         conn: &mut diesel_async::AsyncPgConnection,
         user: NewUser<'_>,
         data: serde_json::Value,
@@ -272,15 +276,20 @@ impl Accounts {
         let event = EventEnvelope::new(Topic::UserRegistered, None, Some(user.id), data)
             .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?
             .with_request_id(request_id);
-        conn.transaction::<_, diesel::result::Error, _>(async |tx| {
-            let created = users::insert(tx, user).await?;
-            events::enqueue(tx, &event).await.map_err(|e| match e {
-                events::OutboxError::Database(e) => e,
-                other => diesel::result::Error::QueryBuilderError(other.to_string().into()),
-            })?;
-            Ok(created)
-        })
-        .await
+        let created = conn
+            .transaction::<_, diesel::result::Error, _>(async |tx| {
+                let created = users::insert(tx, user).await?;
+                events::enqueue(tx, &event).await.map_err(|e| match e {
+                    events::OutboxError::Database(e) => e,
+                    other => diesel::result::Error::QueryBuilderError(other.to_string().into()),
+                })?;
+                Ok(created)
+            })
+            .await;
+        if created.is_ok() {
+            self.relay.nudge(events::OutboxDb::Main);
+        }
+        created
     }
 
     async fn check_rate(&self, bucket: &str, limit: u32) -> Result<(), ApiError> {

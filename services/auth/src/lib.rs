@@ -119,7 +119,15 @@ impl http_kit::cli::Service for Service {
                 leeway_secs: 30,
             },
         );
+        let relay = events::start_relay(
+            common.kafka_brokers.as_deref(),
+            INFO.name,
+            common.kafka_timeout,
+            common.outbox_sweep_every,
+            Arc::new(main_db::MainOutbox(db.clone())),
+        )?;
         let accounts = accounts::Accounts {
+            relay,
             db: db.clone(),
             passwords: passwords::Passwords::new(settings.bcrypt_cost, settings.bcrypt_threads)?,
             issuer: tokens::TokenIssuer::new(

@@ -26,6 +26,8 @@ pub struct DocApp {
     pub pools: TenantPoolCache,
     pub tenants: clients::TenantClient,
     pub uploads: Uploads,
+    /// Publishes tenant outboxes after a commit.
+    pub relay: events::RelayHandle,
     /// Tenant id → database name (a tenant's database never changes name).
     databases: Mutex<HashMap<TenantId, (TenantDatabaseName, Instant)>>,
 }
@@ -38,13 +40,30 @@ impl DocApp {
         pools: TenantPoolCache,
         tenants: clients::TenantClient,
         uploads: Uploads,
+        relay: events::RelayHandle,
     ) -> Self {
         Self {
             storage,
             pools,
             tenants,
             uploads,
+            relay,
             databases: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Tells the relay that `tenant`'s database has new outbox rows (call after the
+    /// commit). The name comes from the cache `connection` filled; without it the
+    /// relay's sweep publishes the rows.
+    pub fn nudge(&self, tenant: TenantId) {
+        let name = self
+            .databases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&tenant)
+            .map(|(name, _)| name.as_str().to_owned());
+        if let Some(name) = name {
+            self.relay.nudge(events::OutboxDb::Tenant(name));
         }
     }
 

@@ -102,15 +102,38 @@ impl http_kit::cli::Service for Service {
             std::time::Duration::from_secs(30),
             10_000,
         );
+        let pools = tenant_db::TenantPoolCache::new(settings.tenant_db.clone());
+        let list_client = tenants.clone();
+        let relay = events::start_relay(
+            common.kafka_brokers.as_deref(),
+            INFO.name,
+            common.kafka_timeout,
+            common.outbox_sweep_every,
+            Arc::new(tenant_db::TenantOutboxes::new(
+                pools.clone(),
+                Arc::new(move || {
+                    let client = list_client.clone();
+                    Box::pin(async move {
+                        Ok(client
+                            .databases()
+                            .await?
+                            .into_iter()
+                            .map(|d| d.database_name)
+                            .collect())
+                    })
+                }),
+            )),
+        )?;
         let app = app::DocApp::new(
             storage.clone(),
-            tenant_db::TenantPoolCache::new(settings.tenant_db.clone()),
+            pools,
             tenants,
             app::Uploads {
                 max_bytes: settings.max_upload_bytes,
                 dir: settings.upload_dir.clone(),
                 idle_timeout: settings.upload_idle_timeout,
             },
+            relay,
         );
         // The bucket is checked (or created, with S3_CREATE_BUCKET) in the background:
         // until then, and whenever S3 cannot answer, /ready says so.

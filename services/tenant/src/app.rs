@@ -17,6 +17,8 @@ pub struct TenantApp {
     pub tenants: Arc<tenant_db::TenantDatabaseManager>,
     pub auth: clients::AuthClient,
     pub limit_per_user: u32,
+    /// Publishes the main database's outbox after a commit.
+    pub relay: events::RelayHandle,
 }
 
 impl TenantApp {

@@ -40,6 +40,7 @@ pub const INFO: ServiceInfo = ServiceInfo {
         routes::members::change_role,
         routes::members::remove,
         routes::internal::tenant,
+        routes::internal::tenant_databases,
         routes::internal::membership,
         routes::internal::set_membership,
         routes::internal::tenants_of_user,
@@ -87,9 +88,17 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server
         settings.provisioning_stale_after,
         settings.provisioning_sweep_every,
     );
+    let relay = events::start_relay(
+        common.kafka_brokers.as_deref(),
+        INFO.name,
+        common.kafka_timeout,
+        common.outbox_sweep_every,
+        std::sync::Arc::new(main_db::MainOutbox(db.clone())),
+    )?;
     let app = app::TenantApp {
+        relay: relay.clone(),
         db: db.clone(),
-        provisioner: provisioning::Provisioner::new(db.clone(), tenants.clone()),
+        provisioner: provisioning::Provisioner::new(db.clone(), tenants.clone()).with_relay(relay),
         tenants: tenants.clone(),
         auth: clients::AuthClient::new(
             settings.auth_service_url.clone(),

@@ -38,11 +38,23 @@ impl From<diesel::result::Error> for ProvisionError {
 pub struct Provisioner {
     db: DbPool,
     tenants: Arc<TenantDatabaseManager>,
+    relay: events::RelayHandle,
 }
 
 impl Provisioner {
     pub fn new(db: DbPool, tenants: Arc<TenantDatabaseManager>) -> Self {
-        Self { db, tenants }
+        Self {
+            db,
+            tenants,
+            relay: events::RelayHandle::disabled(),
+        }
+    }
+
+    /// Nudges `relay` after each commit that wrote events (without one, the events
+    /// wait for the service's outbox sweep).
+    pub fn with_relay(mut self, relay: events::RelayHandle) -> Self {
+        self.relay = relay;
+        self
     }
 
     /// Creates a tenant and its database; returns it `active`, or `Failed` after
@@ -194,6 +206,7 @@ impl Provisioner {
                 Ok(active)
             })
             .await?;
+        self.relay.nudge(events::OutboxDb::Main);
         Ok(active)
     }
 

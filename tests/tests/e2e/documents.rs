@@ -11,16 +11,42 @@ use testkit::{TestContext, TestS3};
 
 use crate::auth::{assert_error, start_with, Auth};
 
-struct Docs {
-    auth: Auth,
-    tenant: String,
-    documents: String,
-    s3: TestS3,
+pub(crate) struct Docs {
+    pub(crate) auth: Auth,
+    pub(crate) tenant: String,
+    pub(crate) documents: String,
+    pub(crate) s3: TestS3,
 }
 
 async fn platform(ctx: &TestContext, doc_extra: &[(&str, &str)]) -> Docs {
-    let (auth, tenant) = start_with(ctx, &[], &[]);
+    platform_with(ctx, &[], doc_extra).await
+}
+
+/// Auth, tenant and document services; `shared` goes to all three.
+pub(crate) async fn platform_with(
+    ctx: &TestContext,
+    shared: &[(&str, &str)],
+    doc_extra: &[(&str, &str)],
+) -> Docs {
+    let (auth, tenant) = start_with(ctx, shared, shared);
     let s3 = TestS3::start().await.expect("s3");
+    let documents = start_documents(ctx, &auth, &tenant, &s3, &[shared, doc_extra].concat()).await;
+    Docs {
+        auth,
+        tenant,
+        documents,
+        s3,
+    }
+}
+
+/// One more document service on the same databases, S3 and services.
+pub(crate) async fn start_documents(
+    ctx: &TestContext,
+    auth: &Auth,
+    tenant: &str,
+    s3: &TestS3,
+    doc_extra: &[(&str, &str)],
+) -> String {
     let mut env = vec![
         ("S3_ENDPOINT_URL", s3.endpoint.as_str()),
         ("S3_PUBLIC_URL", s3.public_endpoint.as_str()),
@@ -28,7 +54,7 @@ async fn platform(ctx: &TestContext, doc_extra: &[(&str, &str)]) -> Docs {
         ("S3_SECRET_KEY", s3.secret_key.as_str()),
         ("S3_BUCKET", "documents"),
         ("S3_CREATE_BUCKET", "true"),
-        ("TENANT_SERVICE_URL", tenant.as_str()),
+        ("TENANT_SERVICE_URL", tenant),
         ("AUTH_SERVICE_URL", auth.base.as_str()),
     ];
     env.extend_from_slice(doc_extra);
@@ -41,16 +67,11 @@ async fn platform(ctx: &TestContext, doc_extra: &[(&str, &str)]) -> Docs {
     })
     .await
     .expect("document service ready");
-    Docs {
-        auth,
-        tenant,
-        documents,
-        s3,
-    }
+    documents
 }
 
 impl Docs {
-    async fn tenant_of(&self, token: &str, name: &str) -> String {
+    pub(crate) async fn tenant_of(&self, token: &str, name: &str) -> String {
         let response = self
             .auth
             .client
@@ -79,7 +100,7 @@ impl Docs {
         assert_eq!(response.status(), StatusCode::CREATED, "adding a {role}");
     }
 
-    async fn upload(
+    pub(crate) async fn upload(
         &self,
         token: &str,
         tenant: &str,

@@ -3,5 +3,6 @@
 
 mod auth;
 mod documents;
+mod events;
 mod platform;
 mod tenants;

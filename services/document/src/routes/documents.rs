@@ -479,6 +479,7 @@ pub async fn upload(
     .await;
     match outcome {
         Ok((doc, file, new_file)) => {
+            app.nudge(tenant);
             if !new_file {
                 if let Some((_, key)) = &stored_key {
                     // Lost the race to an identical upload: our copy is not needed.
@@ -632,6 +633,7 @@ pub async fn delete(
         diesel::result::Error::NotFound => ApiError::NotFound("Document"),
         other => ApiError::internal(other),
     })?;
+    app.nudge(tenant);
     if let Some(file) = &orphaned {
         // After the commit: a failure leaves an unreferenced object, never a row
         // pointing at nothing.
@@ -855,6 +857,7 @@ pub async fn download_url(
     )
     .await
     .map_err(ApiError::internal)?;
+    app.nudge(member.tenant_id);
     Ok(success(
         StatusCode::OK,
         "Download URL generated",

@@ -2,7 +2,7 @@
 //! a tenant, a membership, a user's active tenants.
 
 use actix_web::{web, HttpResponse};
-use clients::tenant::{Membership, UserTenants};
+use clients::tenant::{Membership, TenantDatabase, TenantDatabases, UserTenants};
 use clients::{TenantSummary, UserTenant};
 use domain::{Role, TenantId, UserId};
 use events::{EventEnvelope, Topic};
@@ -44,6 +44,38 @@ fn role_of(membership: &MembershipRow) -> Result<Role, ApiError> {
             membership.role
         ))
     })
+}
+
+/// Every tenant database that exists: those of active and deactivated tenants (the
+/// services that write events into tenant databases sweep their outboxes).
+#[utoipa::path(get, path = "/internal/v1/tenant-databases", tag = "internal",
+    responses((status = 200, body = TenantDatabases)))]
+pub async fn tenant_databases(
+    _caller: InternalCaller,
+    app: web::Data<TenantApp>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = app.conn().await?;
+    let rows = main_db::tenants::with_databases(&mut conn, None)
+        .await
+        .map_err(ApiError::internal)?;
+    drop(conn);
+    let names: Vec<String> = rows.iter().map(|r| r.database_name.clone()).collect();
+    let existing: std::collections::HashSet<String> = app
+        .tenants
+        .existing(&names)
+        .await
+        .map_err(|e| ApiError::dependency("Database", e))?
+        .into_iter()
+        .collect();
+    let databases = rows
+        .into_iter()
+        .filter(|r| existing.contains(&r.database_name))
+        .map(|r| TenantDatabase {
+            tenant_id: r.tenant_id(),
+            database_name: r.database_name,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(TenantDatabases { databases }))
 }
 
 /// A tenant by id (any status).
@@ -177,6 +209,7 @@ pub async fn set_membership(
         Ok(row)
     })
     .await?;
+    app.relay.nudge(events::OutboxDb::Main);
     Ok(HttpResponse::Ok().json(Membership {
         tenant_id,
         user_id,

@@ -96,6 +96,7 @@ pub async fn add(
             Ok(row)
         })
         .await?;
+    app.relay.nudge(events::OutboxDb::Main);
     let body = Membership {
         tenant_id: member.tenant_id,
         user_id,
@@ -160,6 +161,7 @@ pub async fn change_role(
             Ok(row)
         })
         .await?;
+    app.relay.nudge(events::OutboxDb::Main);
     let body = Membership {
         tenant_id: member.tenant_id,
         user_id,
@@ -219,6 +221,7 @@ pub async fn remove(
         Ok(enqueue(tx, &event).await?)
     })
     .await?;
+    app.relay.nudge(events::OutboxDb::Main);
     Ok(success(
         StatusCode::OK,
         "User removed from tenant successfully",

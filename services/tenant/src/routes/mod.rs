@@ -23,6 +23,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::scope("/internal/v1")
+            .route(
+                "/tenant-databases",
+                web::get().to(internal::tenant_databases),
+            )
             .route("/tenants/{tenant_id}", web::get().to(internal::tenant))
             .route(
                 "/tenants/{tenant_id}/members/{user_id}",

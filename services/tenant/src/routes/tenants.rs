@@ -287,6 +287,7 @@ pub async fn delete(
             Ok(row)
         })
         .await?;
+    app.relay.nudge(events::OutboxDb::Main);
     debug_assert_eq!(deactivated.status(), TenantStatus::Deleted);
     Ok(success(
         StatusCode::OK,

@@ -1,0 +1,370 @@
+//! The consumer loop every event consumer runs.
+//!
+//! - Messages are handled in batches (what has arrived, up to `max_batch`), in the order
+//!   they arrived, so each partition's (each tenant's) order holds.
+//! - The handler applies a batch's effects in one transaction together with the
+//!   processed event ids ([`claim`]), so a redelivered event has no second effect.
+//! - Offsets are stored only once a message is handled (or dead-lettered) and committed
+//!   by librdkafka in the background, and synchronously at shutdown: a crash redelivers
+//!   at most the unfinished batch, which the processed ids make harmless.
+//! - A failing batch is retried with exponential backoff; then its events are retried
+//!   one by one, and the ones that still fail go to `<topic>.dlq` with the reason, so
+//!   one poison message does not stop its partition. A message that is not an event
+//!   envelope goes to the dead-letter topic at once.
+//! - Shutdown finishes the batch in hand, commits, and returns.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel::upsert::on_constraint;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::future::BoxFuture;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::{EventEnvelope, Topic};
+
+diesel::table! {
+    /// Event ids a consumer has applied (main database, owned by the event-worker).
+    processed_events (consumer, event_id) {
+        consumer -> Text,
+        event_id -> Uuid,
+        processed_at -> Timestamptz,
+    }
+}
+
+/// Records `ids` as processed by `consumer`, inside the caller's transaction, and
+/// returns those that were not processed before: apply effects only for them.
+pub async fn claim(
+    tx: &mut AsyncPgConnection,
+    consumer: &str,
+    ids: &[Uuid],
+) -> QueryResult<HashSet<Uuid>> {
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            (
+                processed_events::consumer.eq(consumer),
+                processed_events::event_id.eq(*id),
+            )
+        })
+        .collect();
+    let fresh: Vec<Uuid> = diesel::insert_into(processed_events::table)
+        .values(&rows)
+        .on_conflict(on_constraint("processed_events_pkey"))
+        .do_nothing()
+        .returning(processed_events::event_id)
+        .get_results(tx)
+        .await?;
+    Ok(fresh.into_iter().collect())
+}
+
+/// Why a handler could not apply events; decides what the loop does next.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// A dependency did not answer (database down, pool exhausted): nothing can make
+    /// progress, so the loop waits and retries for as long as it takes, holding its
+    /// place in the partitions.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The events failed for another reason: retried with backoff `max_attempts`
+    /// times, then dead-lettered.
+    #[error("{0}")]
+    Failed(String),
+    /// The event can never be applied (bad data): dead-lettered at once.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Applies events. Called with a whole batch, and with single events when a batch
+/// fails; either all of a call's effects happen or none (one transaction).
+pub trait Handler: Send + Sync + 'static {
+    /// Names the consumer in logs and dead-letter headers.
+    fn name(&self) -> &str;
+    fn handle<'a>(&'a self, events: &'a [EventEnvelope]) -> BoxFuture<'a, Result<(), HandlerError>>;
+}
+
+/// How a consumer reaches Kafka and paces its retries.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    pub brokers: String,
+    /// The consumer group: replicas of one consumer share it and split the partitions.
+    pub group_id: String,
+    pub topics: Vec<Topic>,
+    /// At most this many messages per batch.
+    pub max_batch: usize,
+    /// Attempts of an event that fails with [`HandlerError::Failed`] before it is
+    /// dead-lettered.
+    pub max_attempts: u32,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Acknowledgement timeout of a dead-letter message.
+    pub send_timeout: Duration,
+}
+
+impl ConsumerSettings {
+    pub fn new(brokers: impl Into<String>, group_id: impl Into<String>, topics: Vec<Topic>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            group_id: group_id.into(),
+            topics,
+            max_batch: 500,
+            max_attempts: 5,
+            min_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+/// Stops a running consumer loop: it finishes its batch, commits and returns.
+#[derive(Clone)]
+pub struct Shutdown(watch::Sender<bool>);
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Self(watch::channel(false).0)
+    }
+
+    pub fn trigger(&self) {
+        self.0.send_replace(true);
+    }
+
+    fn watcher(&self) -> watch::Receiver<bool> {
+        self.0.subscribe()
+    }
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The consumer loop; returns after `shutdown` is triggered.
+pub async fn run<H: Handler>(
+    settings: ConsumerSettings,
+    handler: H,
+    shutdown: Shutdown,
+) -> Result<(), ConsumerError> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        .set("group.id", &settings.group_id)
+        .set("client.id", format!("{}-{}", settings.group_id, handler.name()))
+        .set("enable.auto.commit", "true")
+        // Only offsets stored after handling are committed.
+        .set("enable.auto.offset.store", "false")
+        .set("auto.commit.interval.ms", "1000")
+        .set("auto.offset.reset", "earliest")
+        .set("reconnect.backoff.max.ms", "2000")
+        .create()?;
+    let topics: Vec<&str> = settings.topics.iter().map(|t| t.as_str()).collect();
+    consumer.subscribe(&topics)?;
+    let dead_letters: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        .set("client.id", format!("{}-dlq", settings.group_id))
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set(
+            "message.timeout.ms",
+            settings.send_timeout.as_millis().max(1).to_string(),
+        )
+        .create()?;
+    let mut stop = shutdown.watcher();
+    tracing::info!(consumer = handler.name(), group = %settings.group_id, ?topics, "consumer started");
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = stop.wait_for(|stopped| *stopped) => break,
+            message = consumer.recv() => message,
+        };
+        let first = match first {
+            Ok(message) => message.detach(),
+            Err(e) => {
+                tracing::warn!(consumer = handler.name(), error = %e, "Kafka receive failed");
+                tokio::time::sleep(settings.min_backoff).await;
+                continue;
+            }
+        };
+        let mut batch = vec![first];
+        // Whatever else has already arrived joins the batch.
+        while batch.len() < settings.max_batch {
+            match tokio::time::timeout(Duration::ZERO, consumer.recv()).await {
+                Ok(Ok(message)) => batch.push(message.detach()),
+                _ => break,
+            }
+        }
+        let worker = Worker {
+            settings: &settings,
+            handler: &handler,
+            dead_letters: &dead_letters,
+            stop: stop.clone(),
+        };
+        if worker.process(&batch).await.is_err() {
+            tracing::warn!(consumer = handler.name(), events = batch.len(),
+                "stopping during an outage: the batch will be redelivered");
+            break;
+        }
+        for message in &batch {
+            if let Err(e) = consumer.store_offset(message.topic(), message.partition(), message.offset()) {
+                // The partition was revoked meanwhile: its new owner redelivers.
+                tracing::debug!(error = %e, "offset not stored");
+            }
+        }
+    }
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::warn!(consumer = handler.name(), error = %e, "final offset commit failed");
+    }
+    tracing::info!(consumer = handler.name(), "consumer stopped");
+    Ok(())
+}
+
+struct Worker<'a, H> {
+    settings: &'a ConsumerSettings,
+    handler: &'a H,
+    dead_letters: &'a FutureProducer,
+    stop: watch::Receiver<bool>,
+}
+
+/// A batch given up because the loop is stopping while a dependency is down.
+struct Interrupted;
+
+impl<H: Handler> Worker<'_, H> {
+    /// Handles a batch: every message applied or dead-lettered, unless interrupted by
+    /// shutdown during an outage (then its offsets are not stored: redelivered later).
+    async fn process(&self, batch: &[OwnedMessage]) -> Result<(), Interrupted> {
+        let mut events = Vec::with_capacity(batch.len());
+        let mut sources = Vec::with_capacity(batch.len());
+        for message in batch {
+            match parse(message) {
+                Ok(event) => {
+                    events.push(event);
+                    sources.push(message);
+                }
+                Err(reason) => self.dead_letter(message, &reason, 0).await?,
+            }
+        }
+        if events.is_empty() || self.attempt(&events, 1).await? .is_ok() {
+            return Ok(());
+        }
+        // Some event of the batch fails: each alone, so the others go through.
+        for (event, message) in events.iter().zip(sources) {
+            if let Err(e) = self.attempt(std::slice::from_ref(event), self.settings.max_attempts).await? {
+                self.dead_letter(message, &e.to_string(), self.settings.max_attempts).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Tries `events` up to `attempts` times (forever while the handler reports its
+    /// dependencies unavailable).
+    async fn attempt(
+        &self,
+        events: &[EventEnvelope],
+        attempts: u32,
+    ) -> Result<Result<(), HandlerError>, Interrupted> {
+        let mut backoff = self.settings.min_backoff;
+        let mut attempt = 1;
+        loop {
+            let error = match self.handler.handle(events).await {
+                Ok(()) => return Ok(Ok(())),
+                Err(e @ HandlerError::Invalid(_)) => return Ok(Err(e)),
+                Err(e @ HandlerError::Failed(_)) if attempt >= attempts => return Ok(Err(e)),
+                Err(e) => e,
+            };
+            if matches!(error, HandlerError::Unavailable(_)) && *self.stop.borrow() {
+                return Err(Interrupted);
+            }
+            tracing::warn!(consumer = self.handler.name(), events = events.len(), attempt,
+                error = %error, "handling failed; retrying");
+            tokio::time::sleep(jitter(backoff)).await;
+            backoff = (backoff * 2).min(self.settings.max_backoff);
+            attempt = attempt.saturating_add(1);
+        }
+    }
+
+    /// Publishes `message` to its topic's dead-letter topic; keeps trying until Kafka
+    /// takes it (the offset must not move past a message that went nowhere), or the
+    /// loop stops.
+    async fn dead_letter(
+        &self,
+        message: &OwnedMessage,
+        reason: &str,
+        attempts: u32,
+    ) -> Result<(), Interrupted> {
+        let topic = format!("{}.dlq", message.topic());
+        let partition = message.partition().to_string();
+        let offset = message.offset().to_string();
+        let attempts = attempts.to_string();
+        let mut backoff = self.settings.min_backoff;
+        tracing::error!(consumer = self.handler.name(), source = message.topic(),
+            partition = message.partition(), offset = message.offset(), %reason, "event dead-lettered");
+        loop {
+            let headers = OwnedHeaders::new()
+                .insert(Header { key: "dlq-reason", value: Some(reason) })
+                .insert(Header { key: "dlq-consumer", value: Some(self.handler.name()) })
+                .insert(Header { key: "dlq-source-topic", value: Some(message.topic()) })
+                .insert(Header { key: "dlq-source-partition", value: Some(&partition) })
+                .insert(Header { key: "dlq-source-offset", value: Some(&offset) })
+                .insert(Header { key: "dlq-attempts", value: Some(&attempts) });
+            let mut record = FutureRecord::to(&topic).headers(headers);
+            if let Some(key) = message.key() {
+                record = record.key(key);
+            }
+            if let Some(payload) = message.payload() {
+                record = record.payload(payload);
+            }
+            match self.dead_letters.send(record, Duration::ZERO).await {
+                Ok(_) => return Ok(()),
+                Err((e, _)) => {
+                    if *self.stop.borrow() {
+                        return Err(Interrupted);
+                    }
+                    tracing::warn!(%topic, error = %e, "dead-letter publish failed; retrying");
+                    tokio::time::sleep(jitter(backoff)).await;
+                    backoff = (backoff * 2).min(self.settings.max_backoff);
+                }
+            }
+        }
+    }
+}
+
+fn parse(message: &OwnedMessage) -> Result<EventEnvelope, String> {
+    let payload = message.payload().ok_or("empty message")?;
+    let event: EventEnvelope =
+        serde_json::from_slice(payload).map_err(|e| format!("not an event envelope: {e}"))?;
+    if event.event_type != message.topic() {
+        return Err(format!(
+            "event type {:?} published on topic {:?}",
+            event.event_type,
+            message.topic()
+        ));
+    }
+    Ok(event)
+}
+
+/// `delay` ± 25 %, so replicas retrying together spread out.
+fn jitter(delay: Duration) -> Duration {
+    let nanos = u64::from(Uuid::new_v4().as_fields().0) % 1000;
+    delay.mul_f64(0.75 + nanos as f64 / 2000.0)
+}
+
+/// Dead-letter headers of a message, for tests and tools.
+pub fn dead_letter_reason(message: &impl Message) -> Option<String> {
+    let headers = message.headers()?;
+    headers.iter().find(|h| h.key == "dlq-reason").and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
+}

@@ -1,0 +1,230 @@
+//! The relay running inside a producing service. Handlers call [`RelayHandle::nudge`]
+//! after a commit that wrote outbox rows, and the relay publishes them within
+//! milliseconds; a sweep of every database the service writes events to runs at start
+//! (leftovers of a crash or of a Kafka outage) and then periodically (rows another
+//! replica committed and could not publish). A database whose publication failed is
+//! retried with exponential backoff; its rows wait in the outbox meanwhile.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::DerefMut;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use diesel_async::AsyncPgConnection;
+use futures_util::future::BoxFuture;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::Relay;
+
+/// A database holding an outbox.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OutboxDb {
+    /// The main database.
+    Main,
+    /// A tenant database, by name.
+    Tenant(String),
+}
+
+impl fmt::Display for OutboxDb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OutboxDb::Main => f.write_str("main"),
+            OutboxDb::Tenant(name) => f.write_str(name),
+        }
+    }
+}
+
+/// A connection to one outbox database, however the service pools it.
+pub type OutboxConnection<'a> = Box<dyn DerefMut<Target = AsyncPgConnection> + Send + 'a>;
+
+/// The databases a service writes events to, and how to reach them.
+pub trait OutboxDatabases: Send + Sync + 'static {
+    /// Every database whose outbox may hold this service's events (for sweeps).
+    fn all(&self) -> BoxFuture<'_, anyhow::Result<Vec<OutboxDb>>>;
+    /// A connection to `db`.
+    fn connect<'a>(
+        &'a self,
+        db: &'a OutboxDb,
+    ) -> BoxFuture<'a, anyhow::Result<OutboxConnection<'a>>>;
+}
+
+/// When the relay sweeps and how it backs off.
+#[derive(Debug, Clone, Copy)]
+pub struct RelaySchedule {
+    /// A full sweep runs at start and then this often.
+    pub sweep_every: Duration,
+    /// First retry delay of a database whose publication failed; doubled on each
+    /// failure up to `max_backoff`.
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RelaySchedule {
+    fn default() -> Self {
+        Self {
+            sweep_every: Duration::from_secs(30),
+            min_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+struct Shared {
+    dirty: Mutex<BTreeSet<OutboxDb>>,
+    wake: Notify,
+}
+
+/// Tells the relay that a database has new outbox rows. Cheap to clone; a disabled
+/// handle (no Kafka configured) does nothing and the rows wait in the outbox.
+#[derive(Clone)]
+pub struct RelayHandle {
+    shared: Option<Arc<Shared>>,
+}
+
+impl RelayHandle {
+    /// A handle for a service running without Kafka.
+    pub fn disabled() -> Self {
+        Self { shared: None }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// Call after committing a transaction that enqueued events into `db`.
+    pub fn nudge(&self, db: OutboxDb) {
+        if let Some(shared) = &self.shared {
+            shared
+                .dirty
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(db);
+            shared.wake.notify_one();
+        }
+    }
+}
+
+/// Starts the relay loop on the current Tokio runtime; it runs until the process ends.
+/// A transaction interrupted by the end of the process rolls back, and its rows are
+/// published by the next start's sweep.
+pub fn spawn_relay(
+    relay: Relay,
+    databases: Arc<dyn OutboxDatabases>,
+    schedule: RelaySchedule,
+) -> RelayHandle {
+    let shared = Arc::new(Shared {
+        dirty: Mutex::new(BTreeSet::new()),
+        wake: Notify::new(),
+    });
+    let handle = RelayHandle {
+        shared: Some(shared.clone()),
+    };
+    tokio::spawn(run(relay, databases, schedule, shared));
+    handle
+}
+
+async fn run(
+    relay: Relay,
+    databases: Arc<dyn OutboxDatabases>,
+    schedule: RelaySchedule,
+    shared: Arc<Shared>,
+) {
+    let mut next_sweep = Instant::now();
+    // Databases whose last publication failed: when to retry, and the delay used.
+    let mut retry: BTreeMap<OutboxDb, (Instant, Duration)> = BTreeMap::new();
+    loop {
+        let next_retry = retry.values().map(|(at, _)| *at).min();
+        let wake_at = next_retry.map_or(next_sweep, |r| r.min(next_sweep));
+        tokio::select! {
+            () = shared.wake.notified() => {}
+            () = tokio::time::sleep_until(wake_at) => {}
+        }
+        let now = Instant::now();
+        let mut targets: BTreeSet<OutboxDb> = std::mem::take(
+            &mut *shared
+                .dirty
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if now >= next_sweep {
+            match databases.all().await {
+                Ok(all) => targets.extend(all),
+                Err(e) => tracing::warn!(
+                    error = format!("{e:#}"),
+                    "outbox sweep could not list databases"
+                ),
+            }
+            next_sweep = now + schedule.sweep_every;
+        }
+        // A database in backoff waits for its time, even when nudged again.
+        for (db, (at, _)) in &retry {
+            if *at <= now {
+                targets.insert(db.clone());
+            } else {
+                targets.remove(db);
+            }
+        }
+        for db in targets {
+            match publish(&relay, databases.as_ref(), &db).await {
+                Ok(published) => {
+                    if retry.remove(&db).is_some() {
+                        tracing::info!(database = %db, published, "outbox relay recovered");
+                    } else if published > 0 {
+                        tracing::debug!(database = %db, published, "outbox published");
+                    }
+                }
+                Err(e) => {
+                    let backoff = retry.get(&db).map_or(schedule.min_backoff, |(_, last)| {
+                        (*last * 2).min(schedule.max_backoff)
+                    });
+                    tracing::warn!(
+                        database = %db,
+                        retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+                        error = format!("{e:#}"),
+                        "outbox relay failed; the events wait in the outbox"
+                    );
+                    retry.insert(db, (Instant::now() + backoff, backoff));
+                }
+            }
+        }
+    }
+}
+
+async fn publish(
+    relay: &Relay,
+    databases: &dyn OutboxDatabases,
+    db: &OutboxDb,
+) -> anyhow::Result<usize> {
+    let mut conn = databases.connect(db).await?;
+    Ok(relay.publish_pending(&mut conn).await?)
+}
+
+/// Starts the relay of a service, or returns a disabled handle (with a warning) when
+/// no broker is configured.
+pub fn start_relay(
+    brokers: Option<&str>,
+    client_id: &str,
+    message_timeout: Duration,
+    sweep_every: Duration,
+    databases: Arc<dyn OutboxDatabases>,
+) -> Result<RelayHandle, crate::RelayError> {
+    let Some(brokers) = brokers else {
+        tracing::warn!("KAFKA_BROKERS is not set: events are kept in the outbox, not published");
+        return Ok(RelayHandle::disabled());
+    };
+    let relay = Relay::new(&crate::KafkaSettings {
+        brokers: brokers.to_owned(),
+        client_id: client_id.to_owned(),
+        message_timeout,
+    })?;
+    Ok(spawn_relay(
+        relay,
+        databases,
+        RelaySchedule {
+            sweep_every,
+            ..RelaySchedule::default()
+        },
+    ))
+}

@@ -1,0 +1,32 @@
+//! The main database as an outbox the relay drains.
+
+use events::{OutboxConnection, OutboxDatabases, OutboxDb};
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+
+use crate::DbPool;
+
+/// The main database's outbox, for services that write events only there.
+pub struct MainOutbox(pub DbPool);
+
+impl OutboxDatabases for MainOutbox {
+    fn all(&self) -> BoxFuture<'_, anyhow::Result<Vec<OutboxDb>>> {
+        async { Ok(vec![OutboxDb::Main]) }.boxed()
+    }
+
+    fn connect<'a>(
+        &'a self,
+        db: &'a OutboxDb,
+    ) -> BoxFuture<'a, anyhow::Result<OutboxConnection<'a>>> {
+        async move {
+            anyhow::ensure!(*db == OutboxDb::Main, "no outbox database {db} here");
+            let conn = self
+                .0
+                .get()
+                .await
+                .map_err(|e| anyhow::anyhow!("main database: {e}"))?;
+            Ok(Box::new(conn) as OutboxConnection<'a>)
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,166 @@
+//! Kafka for tests: librdkafka's mock cluster, a real Kafka-protocol broker running
+//! inside this process, reached over loopback like any broker.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+/// A mock Kafka cluster of one broker, with the given topics.
+pub struct TestKafka {
+    // The cluster lives as long as this client.
+    owner: BaseProducer,
+    brokers: String,
+    topics: Vec<(String, i32)>,
+}
+
+/// One message read back.
+#[derive(Clone)]
+pub struct KafkaRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+}
+
+impl std::fmt::Debug for KafkaRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaRecord")
+            .field("topic", &self.topic)
+            .field("partition", &self.partition)
+            .field("key", &self.key)
+            .field("payload", &String::from_utf8_lossy(&self.payload))
+            .finish()
+    }
+}
+
+impl KafkaRecord {
+    /// The payload as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload).expect("a JSON payload")
+    }
+}
+
+impl TestKafka {
+    /// Starts a cluster with `topics`, each with `partitions` partitions. Consumer
+    /// groups join at once (the mock's 3 s initial rebalance delay is set to 0).
+    #[allow(unsafe_code)]
+    pub fn start(topics: &[&str], partitions: i32) -> anyhow::Result<Self> {
+        let owner: BaseProducer = ClientConfig::new()
+            .set("test.mock.num.brokers", "1")
+            .create()
+            .context("creating the mock cluster")?;
+        // SAFETY: the pointer is the live client `owner` holds.
+        let raw =
+            unsafe { rdkafka::bindings::rd_kafka_handle_mock_cluster(owner.client().native_ptr()) };
+        anyhow::ensure!(!raw.is_null(), "librdkafka made no mock cluster");
+        // SAFETY: `raw` is the live cluster owned by `owner`, which outlives this call.
+        unsafe { rdkafka::bindings::rd_kafka_mock_group_initial_rebalance_delay_ms(raw, 0) };
+        let cluster = owner
+            .client()
+            .mock_cluster()
+            .context("the mock cluster handle")?;
+        for topic in topics {
+            cluster
+                .create_topic(topic, partitions, 1)
+                .with_context(|| format!("creating topic {topic}"))?;
+        }
+        let brokers = cluster.bootstrap_servers();
+        drop(cluster);
+        Ok(Self {
+            owner,
+            brokers,
+            topics: topics
+                .iter()
+                .map(|t| ((*t).to_owned(), partitions))
+                .collect(),
+        })
+    }
+
+    /// `bootstrap.servers` for clients (`KAFKA_BROKERS`).
+    pub fn brokers(&self) -> &str {
+        &self.brokers
+    }
+
+    /// Takes the broker down (connections refused) or brings it back.
+    pub fn set_up(&self, up: bool) -> anyhow::Result<()> {
+        let cluster = self.owner.client().mock_cluster().context("cluster")?;
+        if up {
+            cluster.broker_up(1)?;
+        } else {
+            cluster.broker_down(1)?;
+        }
+        Ok(())
+    }
+
+    /// Every message of `topics` from the beginning, until `count` have arrived;
+    /// fails after `timeout`. Reads without a consumer group (assigned partitions).
+    pub async fn read(
+        &self,
+        topics: &[&str],
+        count: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<KafkaRecord>> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", "testkit-reader")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let mut partitions = TopicPartitionList::new();
+        for topic in topics {
+            let n = self
+                .topics
+                .iter()
+                .find(|(t, _)| t == topic)
+                .map(|(_, n)| *n)
+                .with_context(|| format!("topic {topic} was not created"))?;
+            for partition in 0..n {
+                partitions.add_partition_offset(topic, partition, Offset::Beginning)?;
+            }
+        }
+        consumer.assign(&partitions)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut seen = Vec::new();
+        while seen.len() < count {
+            let message = match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(message) => message?,
+                Err(_) => anyhow::bail!(
+                    "only {} of {count} messages arrived in {timeout:?}: {seen:?}",
+                    seen.len()
+                ),
+            };
+            seen.push(KafkaRecord {
+                topic: message.topic().to_owned(),
+                partition: message.partition(),
+                key: message
+                    .key()
+                    .map(|k| String::from_utf8_lossy(k).into_owned()),
+                payload: message.payload().unwrap_or_default().to_vec(),
+            });
+        }
+        Ok(seen)
+    }
+
+    /// How many messages `topic` holds (high watermarks summed over its partitions).
+    pub fn count(&self, topic: &str) -> anyhow::Result<i64> {
+        let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", "testkit-counter")
+            .create()?;
+        let n = self
+            .topics
+            .iter()
+            .find(|(t, _)| t == topic)
+            .map(|(_, n)| *n)
+            .with_context(|| format!("topic {topic} was not created"))?;
+        let mut total = 0;
+        for partition in 0..n {
+            let (low, high) =
+                consumer.fetch_watermarks(topic, partition, Duration::from_secs(5))?;
+            total += high - low;
+        }
+        Ok(total)
+    }
+}
