@@ -89,7 +89,8 @@ pub enum HandlerError {
 pub trait Handler: Send + Sync + 'static {
     /// Names the consumer in logs and dead-letter headers.
     fn name(&self) -> &str;
-    fn handle<'a>(&'a self, events: &'a [EventEnvelope]) -> BoxFuture<'a, Result<(), HandlerError>>;
+    fn handle<'a>(&'a self, events: &'a [EventEnvelope])
+        -> BoxFuture<'a, Result<(), HandlerError>>;
 }
 
 /// How a consumer reaches Kafka and paces its retries.
@@ -111,7 +112,11 @@ pub struct ConsumerSettings {
 }
 
 impl ConsumerSettings {
-    pub fn new(brokers: impl Into<String>, group_id: impl Into<String>, topics: Vec<Topic>) -> Self {
+    pub fn new(
+        brokers: impl Into<String>,
+        group_id: impl Into<String>,
+        topics: Vec<Topic>,
+    ) -> Self {
         Self {
             brokers: brokers.into(),
             group_id: group_id.into(),
@@ -164,7 +169,10 @@ pub async fn run<H: Handler>(
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &settings.brokers)
         .set("group.id", &settings.group_id)
-        .set("client.id", format!("{}-{}", settings.group_id, handler.name()))
+        .set(
+            "client.id",
+            format!("{}-{}", settings.group_id, handler.name()),
+        )
         .set("enable.auto.commit", "true")
         // Only offsets stored after handling are committed.
         .set("enable.auto.offset.store", "false")
@@ -215,12 +223,17 @@ pub async fn run<H: Handler>(
             stop: stop.clone(),
         };
         if worker.process(&batch).await.is_err() {
-            tracing::warn!(consumer = handler.name(), events = batch.len(),
-                "stopping during an outage: the batch will be redelivered");
+            tracing::warn!(
+                consumer = handler.name(),
+                events = batch.len(),
+                "stopping during an outage: the batch will be redelivered"
+            );
             break;
         }
         for message in &batch {
-            if let Err(e) = consumer.store_offset(message.topic(), message.partition(), message.offset()) {
+            if let Err(e) =
+                consumer.store_offset(message.topic(), message.partition(), message.offset())
+            {
                 // The partition was revoked meanwhile: its new owner redelivers.
                 tracing::debug!(error = %e, "offset not stored");
             }
@@ -258,13 +271,17 @@ impl<H: Handler> Worker<'_, H> {
                 Err(reason) => self.dead_letter(message, &reason, 0).await?,
             }
         }
-        if events.is_empty() || self.attempt(&events, 1).await? .is_ok() {
+        if events.is_empty() || self.attempt(&events, 1).await?.is_ok() {
             return Ok(());
         }
         // Some event of the batch fails: each alone, so the others go through.
         for (event, message) in events.iter().zip(sources) {
-            if let Err(e) = self.attempt(std::slice::from_ref(event), self.settings.max_attempts).await? {
-                self.dead_letter(message, &e.to_string(), self.settings.max_attempts).await?;
+            if let Err(e) = self
+                .attempt(std::slice::from_ref(event), self.settings.max_attempts)
+                .await?
+            {
+                self.dead_letter(message, &e.to_string(), self.settings.max_attempts)
+                    .await?;
             }
         }
         Ok(())
@@ -315,12 +332,30 @@ impl<H: Handler> Worker<'_, H> {
             partition = message.partition(), offset = message.offset(), %reason, "event dead-lettered");
         loop {
             let headers = OwnedHeaders::new()
-                .insert(Header { key: "dlq-reason", value: Some(reason) })
-                .insert(Header { key: "dlq-consumer", value: Some(self.handler.name()) })
-                .insert(Header { key: "dlq-source-topic", value: Some(message.topic()) })
-                .insert(Header { key: "dlq-source-partition", value: Some(&partition) })
-                .insert(Header { key: "dlq-source-offset", value: Some(&offset) })
-                .insert(Header { key: "dlq-attempts", value: Some(&attempts) });
+                .insert(Header {
+                    key: "dlq-reason",
+                    value: Some(reason),
+                })
+                .insert(Header {
+                    key: "dlq-consumer",
+                    value: Some(self.handler.name()),
+                })
+                .insert(Header {
+                    key: "dlq-source-topic",
+                    value: Some(message.topic()),
+                })
+                .insert(Header {
+                    key: "dlq-source-partition",
+                    value: Some(&partition),
+                })
+                .insert(Header {
+                    key: "dlq-source-offset",
+                    value: Some(&offset),
+                })
+                .insert(Header {
+                    key: "dlq-attempts",
+                    value: Some(&attempts),
+                });
             let mut record = FutureRecord::to(&topic).headers(headers);
             if let Some(key) = message.key() {
                 record = record.key(key);
@@ -366,5 +401,9 @@ fn jitter(delay: Duration) -> Duration {
 /// Dead-letter headers of a message, for tests and tools.
 pub fn dead_letter_reason(message: &impl Message) -> Option<String> {
     let headers = message.headers()?;
-    headers.iter().find(|h| h.key == "dlq-reason").and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
+    headers
+        .iter()
+        .find(|h| h.key == "dlq-reason")
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
 }

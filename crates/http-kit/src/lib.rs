@@ -11,6 +11,7 @@ pub mod health;
 pub mod identity;
 pub mod metrics;
 pub mod openapi;
+pub mod pagination;
 pub mod request_id;
 pub mod server;
 pub mod success;
@@ -21,6 +22,7 @@ pub use config::{CommonSettings, ConfigError, ConfigErrors, ConfigReader, EnvSou
 pub use error::{ApiError, ErrorBody, FieldErrors};
 pub use extract::{Json, Query};
 pub use health::{Readiness, ReadinessCheck};
+pub use pagination::Page;
 pub use request_id::RequestId;
 pub use server::{ServiceHttp, ServiceInfo};
 pub use success::success;

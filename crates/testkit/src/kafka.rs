@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::message::Headers;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 /// A mock Kafka cluster of one broker, with the given topics.
@@ -23,6 +24,7 @@ pub struct KafkaRecord {
     pub partition: i32,
     pub key: Option<String>,
     pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for KafkaRecord {
@@ -32,11 +34,20 @@ impl std::fmt::Debug for KafkaRecord {
             .field("partition", &self.partition)
             .field("key", &self.key)
             .field("payload", &String::from_utf8_lossy(&self.payload))
+            .field("headers", &self.headers)
             .finish()
     }
 }
 
 impl KafkaRecord {
+    /// The value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The payload as JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.payload).expect("a JSON payload")
@@ -138,9 +149,33 @@ impl TestKafka {
                     .key()
                     .map(|k| String::from_utf8_lossy(k).into_owned()),
                 payload: message.payload().unwrap_or_default().to_vec(),
+                headers: message
+                    .headers()
+                    .map(|headers| {
+                        headers
+                            .iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_owned(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             });
         }
         Ok(seen)
+    }
+
+    /// Publishes one message and waits for the broker to take it.
+    pub fn produce(&self, topic: &str, key: &str, payload: &[u8]) -> anyhow::Result<()> {
+        self.owner
+            .send(BaseRecord::to(topic).key(key).payload(payload))
+            .map_err(|(e, _)| e)?;
+        self.owner.flush(Duration::from_secs(10))?;
+        Ok(())
     }
 
     /// How many messages `topic` holds (high watermarks summed over its partitions).

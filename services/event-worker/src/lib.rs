@@ -1,26 +1,42 @@
-//! The event-worker service: kafka consumers: audit log, webhooks, notifications, file processing.
+//! The event-worker service: Kafka consumers over every topic, and the API of what they
+//! record. Today: the audit log (every event, `GET /api/tenants/{id}/audit-logs`).
+//! Webhooks, notifications and file processing land with the rest of their issue.
 //!
-//! Today it serves the operations endpoints every service has (`/health`, `/ready`,
-//! `/metrics`, `/api-docs/openapi.json`); its API lands with its own issue.
-//! Settings: the common ones of `http_kit::config` (default port 5005).
+//! Without `KAFKA_BROKERS` (development only) the consumers do not run; the API does.
+//! Settings: `settings.rs`.
 
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::web;
+use events::{ConsumerSettings, Shutdown};
+use http_kit::identity::{CachedRoles, JwksClient, TokenVerifier, VerifierSettings};
 use http_kit::{CommonSettings, ConfigReader, ReadinessCheck, ServiceInfo};
+use tokio::task::JoinHandle;
 use utoipa::OpenApi;
+
+pub mod audit;
+pub mod routes;
+mod settings;
+
+pub use settings::{Settings, DEFAULT_PORT};
 
 pub const INFO: ServiceInfo = ServiceInfo {
     name: "event-worker",
     version: env!("CARGO_PKG_VERSION"),
 };
-pub const DEFAULT_PORT: u16 = 5005;
 
 #[derive(OpenApi)]
-#[openapi(info(
-    title = "event-worker",
-    description = "Kafka consumers: audit log, webhooks, notifications, file processing"
-))]
+#[openapi(
+    info(
+        title = "event-worker",
+        description = "Kafka consumers: audit log, webhooks, notifications, file processing"
+    ),
+    paths(routes::audit::list),
+    components(schemas(routes::audit::AuditEntry))
+)]
 struct ApiDoc;
 
 /// This service's OpenAPI document (the server merges in the common endpoints).
@@ -28,34 +44,133 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
+/// The running consumers.
+pub struct Consumers {
+    shutdown: Shutdown,
+    tasks: Vec<(
+        &'static str,
+        JoinHandle<Result<(), events::consumer::ConsumerError>>,
+    )>,
+}
+
+impl Consumers {
+    /// Asks every consumer to finish its batch, commit and stop, and waits for them
+    /// (at most `grace`).
+    pub async fn stop(self, grace: Duration) {
+        self.shutdown.trigger();
+        let all =
+            futures_util::future::join_all(self.tasks.into_iter().map(|(name, task)| async move {
+                match task.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(consumer = name, error = %e, "consumer failed"),
+                    Err(e) => {
+                        tracing::error!(consumer = name, error = %e, "consumer task panicked")
+                    }
+                }
+            }));
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "consumers did not stop in time; their batches will be redelivered"
+            );
+        }
+    }
+}
+
+/// Starts the consumers and the HTTP server. Must be called inside a Tokio runtime.
+pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<(Server, Consumers)> {
+    let common = &settings.common;
+    let db = main_db::build_pool(
+        common.database_url.expose(),
+        &main_db::PoolSettings {
+            max_size: common.database_pool_size,
+            timeout: common.database_timeout,
+        },
+    )?;
+    let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
+    let shutdown = Shutdown::new();
+    let mut tasks = Vec::new();
+    match &common.kafka_brokers {
+        Some(brokers) => {
+            let mut consumer = ConsumerSettings::new(
+                brokers.clone(),
+                format!("{}.{}", settings.consumer_group_prefix, audit::CONSUMER),
+                audit::AuditLog::topics(),
+            );
+            consumer.max_attempts = settings.consumer_max_attempts;
+            consumer.max_batch = settings.consumer_max_batch;
+            consumer.send_timeout = common.kafka_timeout;
+            tasks.push((
+                audit::CONSUMER,
+                tokio::spawn(events::consumer::run(
+                    consumer,
+                    audit::AuditLog::new(db.clone()),
+                    shutdown.clone(),
+                )),
+            ));
+        }
+        None => tracing::warn!("KAFKA_BROKERS is not set: no events are consumed"),
+    }
+    let tenants = clients::TenantClient::new(
+        settings.tenant_service_url.clone(),
+        settings.internal_token.clone(),
+        settings.service_call_timeout,
+    )?;
+    let keys = JwksClient::new(
+        format!("{}/.well-known/jwks.json", settings.auth_service_url),
+        settings.service_call_timeout,
+        Duration::from_secs(5),
+    )?;
+    let verifier = TokenVerifier::new(
+        Arc::new(keys),
+        cache::Revocations::new(
+            redis.clone(),
+            cache::Keys::new(common.redis_key_prefix.clone()),
+            common.redis_timeout,
+        ),
+        &VerifierSettings {
+            issuer: settings.jwt_issuer.clone(),
+            audience: settings.jwt_audience.clone(),
+            leeway_secs: 30,
+        },
+    );
+    let roles = CachedRoles::new(Arc::new(tenants), Duration::from_secs(30), 10_000);
+    let checks = [
+        ReadinessCheck::new("postgres", main_db::probe(db.clone())),
+        ReadinessCheck::new("redis", cache::probe(redis, common.redis_timeout)),
+    ];
+    let db = web::Data::new(db);
+    let verifier = web::Data::new(verifier);
+    let roles = web::Data::new(roles);
+    let server =
+        http_kit::server::start_service(INFO, common, checks, openapi(), listener, move |cfg| {
+            cfg.app_data(db.clone())
+                .app_data(verifier.clone())
+                .app_data(roles.clone());
+            routes::configure(cfg);
+        })?;
+    Ok((server, Consumers { shutdown, tasks }))
+}
+
 /// The service as its binary and the tests run it.
 pub struct Service;
 
 impl http_kit::cli::Service for Service {
     const INFO: ServiceInfo = INFO;
-    type Settings = CommonSettings;
+    type Settings = Settings;
 
-    fn read_settings(reader: &mut ConfigReader<'_>) -> CommonSettings {
-        CommonSettings::read(reader, DEFAULT_PORT)
+    fn read_settings(reader: &mut ConfigReader<'_>) -> Settings {
+        Settings::read(reader)
     }
 
-    fn common(settings: &CommonSettings) -> &CommonSettings {
-        settings
+    fn common(settings: &Settings) -> &CommonSettings {
+        &settings.common
     }
 
-    fn start(settings: CommonSettings, listener: TcpListener) -> anyhow::Result<Server> {
-        let db = main_db::build_pool(
-            settings.database_url.expose(),
-            &main_db::PoolSettings {
-                max_size: settings.database_pool_size,
-                timeout: settings.database_timeout,
-            },
-        )?;
-        let redis = cache::connect(settings.redis_url.expose(), settings.redis_timeout)?;
-        let checks = [
-            ReadinessCheck::new("postgres", main_db::probe(db)),
-            ReadinessCheck::new("redis", cache::probe(redis, settings.redis_timeout)),
-        ];
-        http_kit::server::start_service(INFO, &settings, checks, openapi(), listener, |_routes| {})
+    /// The consumers run until the process ends (the binary stops them gracefully:
+    /// `main.rs`).
+    fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server> {
+        let (server, _consumers) = start(settings, listener)?;
+        Ok(server)
     }
 }

@@ -1,9 +1,11 @@
+use std::net::TcpListener;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 use http_kit::cli::CommonCommand;
 
-/// event-worker: kafka consumers: audit log, webhooks, notifications, file processing.
+/// event-worker: Kafka consumers (audit log) and their API.
 #[derive(Parser)]
 #[command(name = "event-worker", version)]
 struct Cli {
@@ -13,12 +15,28 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    http_kit::cli::run::<event_worker::Service, _, _>(
-        cli.command.unwrap_or_default(),
-        |url| async move {
+    match cli.command.unwrap_or_default() {
+        // Serving stops the consumers after the HTTP server: they finish their batch and
+        // commit their offsets before the process exits.
+        CommonCommand::Serve => {
+            http_kit::cli::run_with::<event_worker::Service, _, _>(|settings| async move {
+                let address = settings.common.bind_address();
+                let grace = settings.common.shutdown_timeout;
+                let listener =
+                    TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
+                tracing::info!(%address, service = "event-worker", "listening");
+                let (server, consumers) = event_worker::start(settings, listener)?;
+                let served = server.await;
+                consumers.stop(grace).await;
+                served?;
+                tracing::info!(service = "event-worker", "stopped");
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        command => http_kit::cli::run::<event_worker::Service, _, _>(command, |url| async move {
             main_db::migrate_command(url)
                 .await
                 .map_err(|e| anyhow::anyhow!(e))
-        },
-    )
+        }),
+    }
 }

@@ -86,7 +86,7 @@ impl Docs {
     }
 
     /// Makes the holder of `member` a member of `tenant` with `role` (as its admin).
-    async fn add_member(&self, admin: &str, tenant: &str, member: &str, role: &str) {
+    pub(crate) async fn add_member(&self, admin: &str, tenant: &str, member: &str, role: &str) {
         let (_, me) = self.auth.get("/api/users/me", Some(member)).await;
         let response = self
             .auth

@@ -20,14 +20,17 @@ const PRODUCED: [&str; 4] = [
     "file.process",
 ];
 
-fn kafka() -> TestKafka {
+/// The cluster lives until the test process ends (nextest runs one test per process):
+/// consumers running in the test's services leave their group when the runtime drops
+/// them, which would wait out the session timeout (45 s) on a cluster already gone.
+fn kafka() -> &'static TestKafka {
     let mut topics: Vec<String> = Vec::new();
     for topic in Topic::ALL {
         topics.push(topic.as_str().to_owned());
         topics.push(topic.dlq());
     }
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    TestKafka::start(&names, 3).expect("mock Kafka")
+    Box::leak(Box::new(TestKafka::start(&names, 3).expect("mock Kafka")))
 }
 
 fn envelope(record: &KafkaRecord) -> EventEnvelope {
@@ -183,4 +186,232 @@ async fn a_start_with_kafka_publishes_what_earlier_runs_left_in_the_outboxes() {
         .await
         .expect("the left-over events");
     assert_one_each(&records, &tenant);
+}
+
+/// An event-worker consuming `kafka`, with the platform's auth and tenant services.
+async fn start_worker(
+    ctx: &TestContext,
+    docs: &crate::documents::Docs,
+    kafka: &TestKafka,
+    extra: &[(&str, &str)],
+) -> String {
+    let mut env = vec![
+        ("KAFKA_BROKERS", kafka.brokers()),
+        ("TENANT_SERVICE_URL", docs.tenant.as_str()),
+        ("AUTH_SERVICE_URL", docs.auth.base.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    let base = testkit::start_service::<event_worker::Service>(ctx, &env);
+    let ready = base.clone();
+    testkit::wait_until(Duration::from_secs(10), || async {
+        reqwest::get(format!("{ready}/ready"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await
+    .expect("event-worker ready");
+    base
+}
+
+async fn audit_logs(
+    docs: &crate::documents::Docs,
+    worker: &str,
+    token: &str,
+    tenant: &str,
+    query: &str,
+) -> (StatusCode, serde_json::Value) {
+    let response = docs
+        .auth
+        .client
+        .get(format!("{worker}/api/tenants/{tenant}/audit-logs{query}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("audit-logs");
+    let status = response.status();
+    (status, response.json().await.expect("json"))
+}
+
+/// Waits until the tenant's audit log holds `count` entries; returns them.
+async fn wait_for_audit(
+    docs: &crate::documents::Docs,
+    worker: &str,
+    token: &str,
+    tenant: &str,
+    count: usize,
+) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = audit_logs(docs, worker, token, tenant, "?per_page=100").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let entries = body["data"]["audit_logs"]
+            .as_array()
+            .expect("entries")
+            .clone();
+        if entries.len() >= count {
+            return entries;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {count} audit entries: {body}",
+            entries.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_audit_log_records_each_event_once_and_shows_it_to_tenant_admins_only() {
+    let ctx = TestContext::new().await;
+    let kafka = kafka();
+    let docs = platform_with(&ctx, &[("KAFKA_BROKERS", kafka.brokers())], &[]).await;
+    let worker = start_worker(&ctx, &docs, kafka, &[]).await;
+    let (admin, _) = docs.auth.session("admin@example.com").await;
+    let tenant = docs.tenant_of(&admin, "Audited").await;
+    let (status, body) = docs
+        .upload(&admin, &tenant, b"audited bytes".to_vec(), "a.txt")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let document = body["data"]["id"].as_str().expect("id").to_owned();
+
+    // tenant.created, document.uploaded, file.process (user.registered has no tenant).
+    let entries = wait_for_audit(&docs, &worker, &admin, &tenant, 3).await;
+    let mut types: Vec<&str> = entries
+        .iter()
+        .map(|e| e["type"].as_str().expect("type"))
+        .collect();
+    types.sort_unstable();
+    assert_eq!(
+        types,
+        ["document.uploaded", "file.process", "tenant.created"],
+        "{entries:?}"
+    );
+    let uploaded = entries
+        .iter()
+        .find(|e| e["type"] == "document.uploaded")
+        .expect("uploaded");
+    assert_eq!(uploaded["tenant_id"], tenant);
+    assert_eq!(uploaded["resource_type"], "document");
+    assert_eq!(uploaded["resource_id"], document);
+    assert!(uploaded["actor_id"].is_string(), "{uploaded}");
+    assert!(uploaded["request_id"].is_string(), "{uploaded}");
+    assert_eq!(uploaded["details"]["filename"], "a.txt");
+
+    // Filters and pagination.
+    let (status, body) = audit_logs(&docs, &worker, &admin, &tenant, "?type=file.process").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["data"]["audit_logs"].as_array().expect("list").len(),
+        1
+    );
+    assert_eq!(body["data"]["pagination"]["total"], 1);
+    let (_, body) = audit_logs(&docs, &worker, &admin, &tenant, "?per_page=2&page=2").await;
+    assert_eq!(
+        body["data"]["audit_logs"].as_array().expect("list").len(),
+        1
+    );
+    assert_eq!(body["data"]["pagination"]["pages"], 2);
+    let (_, body) = audit_logs(
+        &docs,
+        &worker,
+        &admin,
+        &tenant,
+        "?since=2999-01-01T00:00:00Z",
+    )
+    .await;
+    assert_eq!(body["data"]["pagination"]["total"], 0, "{body}");
+    let (status, body) = audit_logs(&docs, &worker, &admin, &tenant, "?since=yesterday").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["details"]["since"].is_array(), "{body}");
+    let (status, body) = audit_logs(&docs, &worker, &admin, &tenant, "?type=a%20b").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["details"]["type"].is_array(), "{body}");
+
+    // A viewer of the tenant may not read it; an outsider does not see the tenant.
+    let (viewer, _) = docs.auth.session("viewer@example.com").await;
+    docs.add_member(&admin, &tenant, &viewer, "viewer").await;
+    let (status, body) = audit_logs(&docs, &worker, &viewer, &tenant, "").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (outsider, _) = docs.auth.session("outsider@example.com").await;
+    let (status, body) = audit_logs(&docs, &worker, &outsider, &tenant, "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, _) = audit_logs(&docs, &worker, "not-a-token", &tenant, "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // The membership change is recorded too, once.
+    let entries = wait_for_audit(&docs, &worker, &admin, &tenant, 4).await;
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e["type"] == "membership.changed")
+            .count(),
+        1,
+        "{entries:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_poison_message_is_dead_lettered_and_its_partition_goes_on() {
+    let ctx = TestContext::new().await;
+    let kafka = kafka();
+    let docs = platform_with(&ctx, &[], &[]).await;
+    let worker = start_worker(&ctx, &docs, kafka, &[("CONSUMER_MAX_ATTEMPTS", "2")]).await;
+    let (admin, _) = docs.auth.session("admin@example.com").await;
+    let tenant = docs.tenant_of(&admin, "Poisoned").await;
+    let tenant_id: domain::TenantId = tenant.parse().expect("tenant id");
+    // All on one key, so one partition, in this order: not JSON; an envelope the
+    // database refuses (a NUL character); a good one.
+    kafka
+        .produce("audit.events", &tenant, b"{not json")
+        .expect("produce");
+    let refused = EventEnvelope::new(
+        Topic::AuditEvents,
+        Some(tenant_id),
+        None,
+        serde_json::json!({"action": "bad\u{0}action"}),
+    )
+    .expect("event");
+    kafka
+        .produce(
+            "audit.events",
+            &tenant,
+            &serde_json::to_vec(&refused).expect("json"),
+        )
+        .expect("produce");
+    let good = EventEnvelope::new(
+        Topic::AuditEvents,
+        Some(tenant_id),
+        None,
+        serde_json::json!({"action": "report.exported"}),
+    )
+    .expect("event");
+    kafka
+        .produce(
+            "audit.events",
+            &tenant,
+            &serde_json::to_vec(&good).expect("json"),
+        )
+        .expect("produce");
+
+    let entries = wait_for_audit(&docs, &worker, &admin, &tenant, 1).await;
+    assert_eq!(entries.len(), 1, "only the good event: {entries:?}");
+    assert_eq!(entries[0]["event_id"], good.id.to_string());
+    assert_eq!(entries[0]["type"], "report.exported");
+
+    let dead = kafka
+        .read(&["audit.events.dlq"], 2, Duration::from_secs(20))
+        .await
+        .expect("two dead letters");
+    assert_eq!(dead[0].payload, b"{not json");
+    assert!(
+        dead[0]
+            .header("dlq-reason")
+            .is_some_and(|r| r.contains("not an event envelope")),
+        "{dead:?}"
+    );
+    assert_eq!(dead[0].header("dlq-source-topic"), Some("audit.events"));
+    assert_eq!(dead[0].key.as_deref(), Some(tenant.as_str()));
+    assert_eq!(envelope(&dead[1]).id, refused.id);
+    assert_eq!(dead[1].header("dlq-attempts"), Some("2"));
+    assert_eq!(dead[1].header("dlq-consumer"), Some("audit-log"));
 }

@@ -528,7 +528,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     member.require(Permission::ReadDocuments)?;
     let query = query.into_inner();
-    let paging = super::pagination::Page::parse(query.page, query.per_page)?;
+    let paging = http_kit::Page::parse(query.page, query.per_page)?;
     let mut conn = app.connection(member.tenant_id).await?;
     let (rows, total) = queries::page(
         &mut conn,

@@ -47,7 +47,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     member.require(Permission::ReadFiles)?;
     let query = query.into_inner();
-    let paging = super::pagination::Page::parse(query.page, query.per_page)?;
+    let paging = http_kit::Page::parse(query.page, query.per_page)?;
     let mut conn = app.connection(member.tenant_id).await?;
     let (rows, total) = queries::file_page(&mut conn, paging.offset(), paging.per_page)
         .await

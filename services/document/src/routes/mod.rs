@@ -2,7 +2,6 @@
 
 pub mod documents;
 pub mod files;
-mod pagination;
 
 use actix_web::web;
 

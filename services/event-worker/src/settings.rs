@@ -1,0 +1,86 @@
+//! Settings of the event-worker: the common ones of `http_kit::config` (default port
+//! 5005; `KAFKA_BROKERS` is where it consumes), and
+//! `TENANT_SERVICE_URL` (`http://127.0.0.1:5002`), `AUTH_SERVICE_URL`
+//! (`http://127.0.0.1:5001`), `INTERNAL_SERVICE_TOKEN` (required), `JWT_ISSUER`,
+//! `JWT_AUDIENCE` (`saas-platform`), `SERVICE_CALL_TIMEOUT_MS` (2000),
+//! `CONSUMER_GROUP_PREFIX` (`event-worker`), `CONSUMER_MAX_ATTEMPTS` (5),
+//! `CONSUMER_MAX_BATCH` (500).
+
+use std::time::Duration;
+
+use http_kit::{CommonSettings, ConfigReader, Secret};
+
+pub const DEFAULT_PORT: u16 = 5005;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub common: CommonSettings,
+    pub tenant_service_url: String,
+    pub auth_service_url: String,
+    pub internal_token: Secret<String>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub service_call_timeout: Duration,
+    /// Each consumer's group is `<prefix>.<consumer>` (e.g. `event-worker.audit-log`).
+    pub consumer_group_prefix: String,
+    /// Attempts of an event whose handling fails before it is dead-lettered.
+    pub consumer_max_attempts: u32,
+    pub consumer_max_batch: usize,
+}
+
+fn is_http(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
+impl Settings {
+    pub fn read(r: &mut ConfigReader<'_>) -> Self {
+        let common = CommonSettings::read(r, DEFAULT_PORT);
+        let tenant_service_url: String =
+            r.optional("TENANT_SERVICE_URL", "http://127.0.0.1:5002".to_owned());
+        let auth_service_url: String =
+            r.optional("AUTH_SERVICE_URL", "http://127.0.0.1:5001".to_owned());
+        r.check(
+            "TENANT_SERVICE_URL",
+            is_http(&tenant_service_url),
+            "must be an http:// or https:// URL",
+        );
+        r.check(
+            "AUTH_SERVICE_URL",
+            is_http(&auth_service_url),
+            "must be an http:// or https:// URL",
+        );
+        let consumer_max_attempts = r.optional("CONSUMER_MAX_ATTEMPTS", 5u32);
+        r.check(
+            "CONSUMER_MAX_ATTEMPTS",
+            (1..=100).contains(&consumer_max_attempts),
+            "must be between 1 and 100",
+        );
+        let consumer_max_batch = r.optional("CONSUMER_MAX_BATCH", 500usize);
+        r.check(
+            "CONSUMER_MAX_BATCH",
+            (1..=10_000).contains(&consumer_max_batch),
+            "must be between 1 and 10000",
+        );
+        let consumer_group_prefix: String =
+            r.optional("CONSUMER_GROUP_PREFIX", "event-worker".to_owned());
+        r.check(
+            "CONSUMER_GROUP_PREFIX",
+            !consumer_group_prefix.trim().is_empty(),
+            "must not be blank",
+        );
+        Self {
+            common,
+            tenant_service_url: tenant_service_url.trim_end_matches('/').to_owned(),
+            auth_service_url: auth_service_url.trim_end_matches('/').to_owned(),
+            internal_token: r.required("INTERNAL_SERVICE_TOKEN"),
+            jwt_issuer: r.optional("JWT_ISSUER", "saas-platform".to_owned()),
+            jwt_audience: r.optional("JWT_AUDIENCE", "saas-platform".to_owned()),
+            service_call_timeout: Duration::from_millis(
+                r.optional("SERVICE_CALL_TIMEOUT_MS", 2000),
+            ),
+            consumer_group_prefix,
+            consumer_max_attempts,
+            consumer_max_batch,
+        }
+    }
+}
