@@ -109,6 +109,12 @@ pub struct ConsumerSettings {
     pub max_backoff: Duration,
     /// Acknowledgement timeout of a dead-letter message.
     pub send_timeout: Duration,
+    /// How often handled offsets are committed (and at shutdown); a crash redelivers
+    /// at most this much work, which the processed ids make harmless.
+    pub commit_interval: Duration,
+    /// A member silent this long leaves the group and its partitions move to the
+    /// others (`session.timeout.ms`): how long a crashed worker's partitions wait.
+    pub session_timeout: Duration,
 }
 
 impl ConsumerSettings {
@@ -126,6 +132,8 @@ impl ConsumerSettings {
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
             send_timeout: Duration::from_secs(10),
+            commit_interval: Duration::from_secs(1),
+            session_timeout: Duration::from_secs(45),
         }
     }
 }
@@ -176,8 +184,21 @@ pub async fn run<H: Handler>(
         .set("enable.auto.commit", "true")
         // Only offsets stored after handling are committed.
         .set("enable.auto.offset.store", "false")
-        .set("auto.commit.interval.ms", "1000")
+        .set(
+            "auto.commit.interval.ms",
+            settings.commit_interval.as_millis().max(1).to_string(),
+        )
         .set("auto.offset.reset", "earliest")
+        .set(
+            "session.timeout.ms",
+            settings.session_timeout.as_millis().max(1).to_string(),
+        )
+        .set(
+            "heartbeat.interval.ms",
+            (settings.session_timeout.as_millis() / 3)
+                .clamp(1, 3000)
+                .to_string(),
+        )
         .set("reconnect.backoff.max.ms", "2000")
         .create()?;
     let topics: Vec<&str> = settings.topics.iter().map(|t| t.as_str()).collect();

@@ -8,11 +8,12 @@ mod envelope;
 pub mod outbox;
 pub mod relay;
 pub mod runner;
+pub mod schema;
 mod topic;
 
 pub use consumer::{claim, ConsumerSettings, Handler, HandlerError, Shutdown};
 pub use envelope::EventEnvelope;
-pub use outbox::{enqueue, OutboxError};
+pub use outbox::{enqueue, transfer, OutboxError};
 pub use relay::{KafkaSettings, Relay, RelayError};
 pub use runner::{
     spawn_relay, start_relay, OutboxConnection, OutboxDatabases, OutboxDb, RelayHandle,

@@ -58,3 +58,46 @@ pub async fn enqueue(
         .await?;
     Ok(())
 }
+
+/// Moves the unpublished events of the outbox `from` is on into the outbox `to` is on,
+/// oldest first, and returns how many. For a database about to be dropped (a purged
+/// tenant): its events then leave through the other database's relay. Rows already in
+/// `to` are skipped, so a repeated move after a failed drop publishes nothing twice
+/// (consumers are idempotent by event id in any case).
+pub async fn transfer(
+    from: &mut AsyncPgConnection,
+    to: &mut AsyncPgConnection,
+) -> Result<usize, OutboxError> {
+    let rows: Vec<(uuid::Uuid, String, String, serde_json::Value)> = outbox::table
+        .select((
+            outbox::id,
+            outbox::topic,
+            outbox::partition_key,
+            outbox::payload,
+        ))
+        .filter(outbox::published_at.is_null())
+        .order(outbox::seq.asc())
+        .load(from)
+        .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let values: Vec<_> = rows
+        .into_iter()
+        .map(|(id, topic, key, payload)| {
+            (
+                outbox::id.eq(id),
+                outbox::topic.eq(topic),
+                outbox::partition_key.eq(key),
+                outbox::payload.eq(payload),
+            )
+        })
+        .collect();
+    let moved = diesel::insert_into(outbox::table)
+        .values(&values)
+        .on_conflict(outbox::id)
+        .do_nothing()
+        .execute(to)
+        .await?;
+    Ok(moved)
+}

@@ -171,10 +171,32 @@ impl TestKafka {
 
     /// Publishes one message and waits for the broker to take it.
     pub fn produce(&self, topic: &str, key: &str, payload: &[u8]) -> anyhow::Result<()> {
-        self.owner
-            .send(BaseRecord::to(topic).key(key).payload(payload))
-            .map_err(|(e, _)| e)?;
-        self.owner.flush(Duration::from_secs(10))?;
+        self.produce_all(topic, &[(key, payload)])
+    }
+
+    /// Publishes messages (key, payload) in order and waits for the broker to take
+    /// them all.
+    pub fn produce_all(&self, topic: &str, messages: &[(&str, &[u8])]) -> anyhow::Result<()> {
+        for (key, payload) in messages {
+            loop {
+                match self
+                    .owner
+                    .send(BaseRecord::to(topic).key(*key).payload(*payload))
+                {
+                    Ok(()) => break,
+                    Err((
+                        rdkafka::error::KafkaError::MessageProduction(
+                            rdkafka::types::RDKafkaErrorCode::QueueFull,
+                        ),
+                        _,
+                    )) => {
+                        self.owner.poll(Duration::from_millis(10));
+                    }
+                    Err((e, _)) => return Err(e.into()),
+                }
+            }
+        }
+        self.owner.flush(Duration::from_secs(30))?;
         Ok(())
     }
 

@@ -99,6 +99,8 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<(Serve
             );
             consumer.max_attempts = settings.consumer_max_attempts;
             consumer.max_batch = settings.consumer_max_batch;
+            consumer.commit_interval = settings.consumer_commit_interval;
+            consumer.session_timeout = settings.consumer_session_timeout;
             consumer.send_timeout = common.kafka_timeout;
             tasks.push((
                 audit::CONSUMER,

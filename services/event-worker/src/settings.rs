@@ -4,7 +4,8 @@
 //! (`http://127.0.0.1:5001`), `INTERNAL_SERVICE_TOKEN` (required), `JWT_ISSUER`,
 //! `JWT_AUDIENCE` (`saas-platform`), `SERVICE_CALL_TIMEOUT_MS` (2000),
 //! `CONSUMER_GROUP_PREFIX` (`event-worker`), `CONSUMER_MAX_ATTEMPTS` (5),
-//! `CONSUMER_MAX_BATCH` (500).
+//! `CONSUMER_MAX_BATCH` (500), `CONSUMER_COMMIT_INTERVAL_MS` (1000),
+//! `CONSUMER_SESSION_TIMEOUT_MS` (45000).
 
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ pub struct Settings {
     /// Attempts of an event whose handling fails before it is dead-lettered.
     pub consumer_max_attempts: u32,
     pub consumer_max_batch: usize,
+    pub consumer_commit_interval: Duration,
+    pub consumer_session_timeout: Duration,
 }
 
 fn is_http(url: &str) -> bool {
@@ -61,6 +64,18 @@ impl Settings {
             (1..=10_000).contains(&consumer_max_batch),
             "must be between 1 and 10000",
         );
+        let commit_ms = r.optional("CONSUMER_COMMIT_INTERVAL_MS", 1000u64);
+        r.check(
+            "CONSUMER_COMMIT_INTERVAL_MS",
+            (1..=600_000).contains(&commit_ms),
+            "must be between 1 and 600000",
+        );
+        let session_ms = r.optional("CONSUMER_SESSION_TIMEOUT_MS", 45_000u64);
+        r.check(
+            "CONSUMER_SESSION_TIMEOUT_MS",
+            (1000..=300_000).contains(&session_ms),
+            "must be between 1000 and 300000",
+        );
         let consumer_group_prefix: String =
             r.optional("CONSUMER_GROUP_PREFIX", "event-worker".to_owned());
         r.check(
@@ -81,6 +96,8 @@ impl Settings {
             consumer_group_prefix,
             consumer_max_attempts,
             consumer_max_batch,
+            consumer_commit_interval: Duration::from_millis(commit_ms),
+            consumer_session_timeout: Duration::from_millis(session_ms),
         }
     }
 }

@@ -53,7 +53,31 @@ async fn produce(docs: &crate::documents::Docs, email: &str) -> String {
     tenant
 }
 
+/// The record is valid against its type's published JSON Schema.
+fn assert_schema(record: &KafkaRecord) {
+    let topic = Topic::from_name(&record.topic).expect("a catalogued topic");
+    let schema: serde_json::Value =
+        serde_json::from_str(events::schema::schema(topic)).expect("schema");
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("schema");
+    let event = record.json();
+    let errors: Vec<String> = validator
+        .iter_errors(&event)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{} does not match its schema: {errors:?}\n{event}",
+        record.topic
+    );
+}
+
 fn assert_one_each(records: &[KafkaRecord], tenant: &str) {
+    for record in records {
+        assert_schema(record);
+    }
     for topic in PRODUCED {
         let found = of_type(records, topic);
         assert_eq!(found.len(), 1, "one {topic}: {records:?}");
@@ -96,6 +120,46 @@ async fn committed_events_reach_kafka_keyed_by_tenant_without_waiting_for_a_swee
     assert!(uploaded.request_id.is_some(), "the request id travels");
     assert!(uploaded.actor_id.is_some(), "the actor travels");
     assert_eq!(uploaded.data["deduplicated"], false);
+
+    // The other event types, as the services publish them, match their schemas too.
+    let (admin, _) = docs.auth.login("events@example.com").await;
+    let (member, _) = docs.auth.session("member@example.com").await;
+    docs.add_member(&admin, &tenant, &member, "user").await;
+    let document = uploaded.data["document_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let deleted = docs
+        .auth
+        .client
+        .delete(format!(
+            "{}/api/tenants/{tenant}/documents/{document}",
+            docs.documents
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("delete document");
+    assert_eq!(deleted.status(), StatusCode::OK);
+    let purged = docs
+        .auth
+        .client
+        .delete(format!("{}/api/tenants/{tenant}?purge=true", docs.tenant))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("delete tenant");
+    assert_eq!(purged.status(), StatusCode::OK);
+    let more = ["membership.changed", "document.deleted", "tenant.deleted"];
+    let records = kafka
+        .read(&more, 3, Duration::from_secs(20))
+        .await
+        .expect("the other events");
+    for record in &records {
+        assert_schema(record);
+    }
+    let deleted = envelope(of_type(&records, "tenant.deleted")[0]);
+    assert_eq!(deleted.data["hard_delete"], true);
 }
 
 #[tokio::test]
@@ -414,4 +478,45 @@ async fn a_poison_message_is_dead_lettered_and_its_partition_goes_on() {
     assert_eq!(envelope(&dead[1]).id, refused.id);
     assert_eq!(dead[1].header("dlq-attempts"), Some("2"));
     assert_eq!(dead[1].header("dlq-consumer"), Some("audit-log"));
+}
+
+#[tokio::test]
+async fn purging_a_tenant_keeps_the_events_its_database_had_not_published() {
+    let ctx = TestContext::new().await;
+    let kafka = kafka();
+    // The document service runs without Kafka: its events stay in the tenant outbox.
+    let (auth, tenant_base) =
+        crate::auth::start_with(&ctx, &[], &[("KAFKA_BROKERS", kafka.brokers())]);
+    let s3 = testkit::TestS3::start().await.expect("s3");
+    let documents = start_documents(&ctx, &auth, &tenant_base, &s3, &[]).await;
+    let docs = crate::documents::Docs {
+        auth,
+        tenant: tenant_base,
+        documents,
+        s3,
+    };
+    let tenant = produce(&docs, "purge@example.com").await;
+    let (admin, _) = docs.auth.login("purge@example.com").await;
+    let purged = docs
+        .auth
+        .client
+        .delete(format!("{}/api/tenants/{tenant}?purge=true", docs.tenant))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("purge");
+    assert_eq!(purged.status(), StatusCode::OK);
+    // The tenant service moved them to the main outbox before dropping the database.
+    let records = kafka
+        .read(
+            &["document.uploaded", "file.process"],
+            2,
+            Duration::from_secs(20),
+        )
+        .await
+        .expect("the purged database's events");
+    for record in &records {
+        assert_schema(record);
+        assert_eq!(record.key.as_deref(), Some(tenant.as_str()));
+    }
 }

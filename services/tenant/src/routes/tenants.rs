@@ -259,6 +259,23 @@ pub async fn delete(
             .map_err(ApiError::internal)?
             .ok_or(ApiError::NotFound("Tenant"))?;
         let database = tenant.database().map_err(ApiError::internal)?;
+        // Events still in the tenant database's outbox would die with it: they move to
+        // the main outbox first (a repeated purge moves nothing twice).
+        if app.tenants.exists(&database).await.map_err(unavailable)? {
+            let mut tenant_conn = app
+                .tenants
+                .connection(&database)
+                .await
+                .map_err(unavailable)?;
+            let moved = events::transfer(&mut tenant_conn, &mut conn)
+                .await
+                .map_err(ApiError::internal)?;
+            drop(tenant_conn);
+            if moved > 0 {
+                app.relay.nudge(events::OutboxDb::Main);
+                tracing::info!(tenant.id = %tenant_id, moved, "outbox events of the purged database moved to the main outbox");
+            }
+        }
         app.tenants
             .drop_database(&database)
             .await

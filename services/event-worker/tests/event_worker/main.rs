@@ -1,5 +1,8 @@
 //! The event-worker service starts in-process on real PostgreSQL and Redis and serves the
-//! common endpoints; its binary refuses bad settings, naming them.
+//! common endpoints; its binary refuses bad settings, naming them; killed in the middle
+//! of its work (`killed`), each effect still happens exactly once.
+
+mod killed;
 
 use testkit::{service_contract, TestContext};
 
@@ -12,5 +15,8 @@ async fn serves_health_ready_metrics_and_openapi() {
 
 #[test]
 fn the_binary_refuses_missing_settings_and_checks_valid_ones() {
-    service_contract::assert_check_config(env!("CARGO_BIN_EXE_event-worker"), &[]);
+    service_contract::assert_check_config(
+        env!("CARGO_BIN_EXE_event-worker"),
+        &[("INTERNAL_SERVICE_TOKEN", testkit::INTERNAL_TOKEN)],
+    );
 }

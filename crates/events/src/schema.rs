@@ -1,0 +1,118 @@
+//! The JSON Schema (draft 2020-12) of each event type, envelope and `data`: the contract
+//! consumers outside this repository can rely on (`crates/events/schemas/`). Tests
+//! validate the events the services really publish against them.
+
+use crate::Topic;
+
+/// The JSON Schema of `topic`'s events.
+pub fn schema(topic: Topic) -> &'static str {
+    match topic {
+        Topic::TenantCreated => include_str!("../schemas/tenant.created.json"),
+        Topic::TenantDeleted => include_str!("../schemas/tenant.deleted.json"),
+        Topic::UserRegistered => include_str!("../schemas/user.registered.json"),
+        Topic::MembershipChanged => include_str!("../schemas/membership.changed.json"),
+        Topic::DocumentUploaded => include_str!("../schemas/document.uploaded.json"),
+        Topic::DocumentDeleted => include_str!("../schemas/document.deleted.json"),
+        Topic::FileProcess => include_str!("../schemas/file.process.json"),
+        Topic::AuditEvents => include_str!("../schemas/audit.events.json"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EventEnvelope;
+    use domain::{TenantId, UserId};
+    use serde_json::{json, Value};
+    use uuid::Uuid;
+
+    fn validator(topic: Topic) -> jsonschema::Validator {
+        let schema: Value = serde_json::from_str(schema(topic)).expect("schema is JSON");
+        assert_eq!(schema["title"], topic.as_str());
+        jsonschema::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .expect("a valid JSON Schema")
+    }
+
+    /// A well-formed `data` of each type, as the services build it.
+    fn sample(topic: Topic) -> Value {
+        let id = Uuid::new_v4();
+        match topic {
+            Topic::UserRegistered => json!({"user_id": id, "email": "a@example.com"}),
+            Topic::TenantCreated => {
+                json!({"tenant_id": id, "name": "Acme", "database_name": "tenant_acme_0badcafe", "created_by": id})
+            }
+            Topic::TenantDeleted => json!({"tenant_id": id, "hard_delete": true}),
+            Topic::MembershipChanged => {
+                json!({"tenant_id": id, "user_id": id, "action": "removed", "role": null})
+            }
+            Topic::DocumentUploaded => {
+                json!({"document_id": id, "file_id": id, "filename": "a.txt", "deduplicated": false})
+            }
+            Topic::DocumentDeleted => json!({"document_id": id, "file_id": id}),
+            Topic::FileProcess => {
+                json!({"file_id": id, "s3_path": "tenants/t/files/ab/cd/x", "md5_hash": "0".repeat(32), "sha256_hash": "f".repeat(64)})
+            }
+            Topic::AuditEvents => {
+                json!({"action": "document.download_url_issued", "document_id": id})
+            }
+        }
+    }
+
+    fn envelope(topic: Topic, data: Value) -> Value {
+        let tenant = (topic != Topic::UserRegistered).then(TenantId::new);
+        let event = EventEnvelope::new(topic, tenant, Some(UserId::new()), data)
+            .expect("event")
+            .with_request_id(Some("req-1".into()));
+        serde_json::to_value(event).expect("json")
+    }
+
+    #[test]
+    fn every_event_type_has_a_schema_that_accepts_its_events() {
+        for topic in Topic::ALL {
+            let validator = validator(topic);
+            let event = envelope(topic, sample(topic));
+            let errors: Vec<String> = validator
+                .iter_errors(&event)
+                .map(|e| e.to_string())
+                .collect();
+            assert!(errors.is_empty(), "{topic}: {errors:?}");
+        }
+    }
+
+    #[test]
+    fn schemas_refuse_what_consumers_could_not_read() {
+        for topic in Topic::ALL {
+            let validator = validator(topic);
+            let good = envelope(topic, sample(topic));
+            let mut missing = good.clone();
+            missing.as_object_mut().expect("object").remove("data");
+            assert!(!validator.is_valid(&missing), "{topic}: data is required");
+            let mut retyped = good.clone();
+            retyped["type"] = json!("something.else");
+            assert!(!validator.is_valid(&retyped), "{topic}: type is fixed");
+            let mut bad_id = good.clone();
+            bad_id["id"] = json!("not-a-uuid");
+            assert!(!validator.is_valid(&bad_id), "{topic}: id is a uuid");
+            let mut empty = good.clone();
+            empty["data"] = json!({});
+            assert!(
+                !validator.is_valid(&empty),
+                "{topic}: data has required fields"
+            );
+            if topic != Topic::AuditEvents {
+                let mut extra = good.clone();
+                extra["data"]["surprise"] = json!(1);
+                assert!(
+                    !validator.is_valid(&extra),
+                    "{topic}: data fields are listed"
+                );
+            }
+        }
+        // Tenant events carry their tenant; user.registered has none.
+        let mut untenanted = envelope(Topic::DocumentDeleted, sample(Topic::DocumentDeleted));
+        untenanted["tenant_id"] = Value::Null;
+        assert!(!validator(Topic::DocumentDeleted).is_valid(&untenanted));
+    }
+}

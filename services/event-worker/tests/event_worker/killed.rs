@@ -1,0 +1,180 @@
+//! The event-worker as a process: killed (SIGKILL) in the middle of its work, a new
+//! one redelivers what was handled but not committed, and every effect still happens
+//! exactly once.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use domain::TenantId;
+use events::{EventEnvelope, Topic};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::json;
+use testkit::{TestContext, TestKafka};
+
+const PARTITIONS: i32 = 3;
+
+/// Kills the worker when the test ends, passing or not.
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_worker(ctx: &TestContext, kafka: &TestKafka) -> Worker {
+    let (listener, _) = testkit::free_listener();
+    let port = listener.local_addr().expect("address").port();
+    drop(listener);
+    let child = Command::new(env!("CARGO_BIN_EXE_event-worker"))
+        .envs(ctx.service_env())
+        .env("PORT", port.to_string())
+        .env("HOST", "127.0.0.1")
+        .env("KAFKA_BROKERS", kafka.brokers())
+        .env("CONSUMER_MAX_BATCH", "20")
+        // Nothing is committed before the kill: all handled work is redelivered.
+        .env("CONSUMER_COMMIT_INTERVAL_MS", "600000")
+        // The killed worker's partitions move to the new one after this.
+        .env("CONSUMER_SESSION_TIMEOUT_MS", "3000")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the event-worker");
+    Worker(child)
+}
+
+async fn counts(conn: &mut AsyncPgConnection) -> (i64, i64, i64) {
+    use main_db::schema::{audit_logs, processed_events};
+    let rows: i64 = audit_logs::table
+        .count()
+        .get_result(conn)
+        .await
+        .expect("count");
+    let distinct: i64 = audit_logs::table
+        .select(diesel::dsl::count(audit_logs::event_id).aggregate_distinct())
+        .get_result(conn)
+        .await
+        .expect("count");
+    let processed: i64 = processed_events::table
+        .count()
+        .get_result(conn)
+        .await
+        .expect("count");
+    (rows, distinct, processed)
+}
+
+fn committed(kafka: &TestKafka) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.brokers())
+        .set("group.id", "event-worker.audit-log")
+        .create()
+        .expect("consumer");
+    let mut partitions = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        partitions.add_partition("audit.events", partition);
+    }
+    let offsets = consumer
+        .committed_offsets(partitions, Duration::from_secs(10))
+        .expect("committed offsets");
+    offsets
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(n) => n,
+            _ => 0,
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_batch_leaves_each_effect_exactly_once() {
+    let ctx = TestContext::new().await;
+    let mut topics = Vec::new();
+    for topic in Topic::ALL {
+        topics.push(topic.as_str().to_owned());
+        topics.push(topic.dlq());
+    }
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    // Outlives the workers (see tests/tests/e2e/events.rs).
+    let kafka: &'static TestKafka = Box::leak(Box::new(
+        TestKafka::start(&names, PARTITIONS).expect("mock Kafka"),
+    ));
+    const EVENTS: i64 = 3000;
+    let tenants: Vec<TenantId> = (0..5).map(|_| TenantId::new()).collect();
+    let messages: Vec<(String, Vec<u8>)> = (0..EVENTS)
+        .map(|n| {
+            let tenant = tenants[usize::try_from(n).expect("small") % tenants.len()];
+            let event = EventEnvelope::new(
+                Topic::AuditEvents,
+                Some(tenant),
+                None,
+                json!({"action": "test.counted", "n": n}),
+            )
+            .expect("event");
+            (
+                tenant.to_string(),
+                serde_json::to_vec(&event).expect("json"),
+            )
+        })
+        .collect();
+    let messages: Vec<(&str, &[u8])> = messages
+        .iter()
+        .map(|(k, p)| (k.as_str(), p.as_slice()))
+        .collect();
+    kafka
+        .produce_all("audit.events", &messages)
+        .expect("produce");
+    let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("main database");
+
+    let first = spawn_worker(&ctx, kafka);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let at_kill = loop {
+        let (rows, _, _) = counts(&mut conn).await;
+        if rows > 0 {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first worker handled nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    drop(first); // SIGKILL
+    let (handled, _, _) = counts(&mut conn).await;
+    assert!(
+        handled < EVENTS,
+        "killed before the end ({handled} of {EVENTS})"
+    );
+    assert!(
+        committed(kafka) < handled,
+        "work handled ({handled}, {at_kill} when the kill was sent) is beyond the committed offsets: it will be redelivered"
+    );
+
+    let _second = spawn_worker(&ctx, kafka);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (rows, _, _) = counts(&mut conn).await;
+        if rows >= EVENTS {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {rows} of {EVENTS} audited after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Redelivered events have been seen again by now; give stragglers a moment.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        counts(&mut conn).await,
+        (EVENTS, EVENTS, EVENTS),
+        "audit rows, distinct events and processed ids: each exactly once"
+    );
+}

@@ -1,0 +1,229 @@
+//! Event pipeline benchmark (release build): outbox → relay → Kafka (librdkafka's mock
+//! cluster, in this process) → the event-worker's audit-log consumer → `audit_logs`,
+//! on the machine's PostgreSQL.
+//!
+//!   cargo bench -p platform-tests --bench events
+//!
+//! 1. Throughput: PRODUCERS tasks commit EVENTS events into the main database's outbox
+//!    as fast as they can (BATCH events per transaction, nudging the relay after each
+//!    commit, as the services do); events/s = EVENTS / (first commit → last audit row).
+//! 2. Latency: RATE events/s for SECONDS seconds, one event per transaction; latency of
+//!    each event = its audit row's `recorded_at` − its `occurred_at` (set just before
+//!    its transaction commits); p50, p99 and max from the rows.
+//!
+//! Environment: EVENTS (50000), PRODUCERS (4), BATCH (10), RATE (1000), SECONDS (30),
+//! PARTITIONS (3), and TEST_DATABASE_URL / TEST_REDIS_URL as for the tests.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use domain::TenantId;
+use events::{EventEnvelope, OutboxDb, RelayHandle, Topic};
+use main_db::schema::audit_logs;
+use serde_json::json;
+use testkit::{TestContext, TestKafka};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+    // The consumer and relay are still running against the mock cluster: end here.
+    std::process::exit(0);
+}
+
+async fn commit(conn: &mut AsyncPgConnection, events: &[EventEnvelope]) {
+    conn.transaction::<(), events::OutboxError, _>(async |tx| {
+        for event in events {
+            events::enqueue(tx, event).await?;
+        }
+        Ok(())
+    })
+    .await
+    .expect("commit");
+}
+
+fn event(tenant: TenantId, n: usize) -> EventEnvelope {
+    EventEnvelope::new(
+        Topic::AuditEvents,
+        Some(tenant),
+        None,
+        json!({"action": "bench.event", "n": n}),
+    )
+    .expect("event")
+}
+
+async fn audited(conn: &mut AsyncPgConnection) -> i64 {
+    audit_logs::table
+        .count()
+        .get_result(conn)
+        .await
+        .expect("count")
+}
+
+async fn wait_for(conn: &mut AsyncPgConnection, count: i64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let n = audited(conn).await;
+        if n >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {n} of {count} events audited"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn run() {
+    let events_n = env_usize("EVENTS", 50_000);
+    let producers = env_usize("PRODUCERS", 4);
+    let batch = env_usize("BATCH", 10).max(1);
+    let rate = env_usize("RATE", 1000);
+    let seconds = env_usize("SECONDS", 30);
+    let partitions = i32::try_from(env_usize("PARTITIONS", 3)).expect("partitions");
+
+    let ctx = TestContext::new().await;
+    let mut topics = Vec::new();
+    for topic in Topic::ALL {
+        topics.push(topic.as_str().to_owned());
+        topics.push(topic.dlq());
+    }
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let kafka: &'static TestKafka = Box::leak(Box::new(
+        TestKafka::start(&names, partitions).expect("mock Kafka"),
+    ));
+
+    let pool = main_db::build_pool(
+        &ctx.main_url,
+        &main_db::PoolSettings {
+            max_size: producers + 4,
+            timeout: Duration::from_secs(5),
+        },
+    )
+    .expect("pool");
+    let relay = events::start_relay(
+        Some(kafka.brokers()),
+        "bench-relay",
+        Duration::from_secs(10),
+        Duration::from_secs(3600),
+        Arc::new(main_db::MainOutbox(pool.clone())),
+    )
+    .expect("relay");
+    let consumer = events::ConsumerSettings::new(
+        kafka.brokers(),
+        "bench.audit-log",
+        event_worker::audit::AuditLog::topics(),
+    );
+    tokio::spawn(events::consumer::run(
+        consumer,
+        event_worker::audit::AuditLog::new(pool.clone()),
+        events::Shutdown::new(),
+    ));
+    let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("connect");
+    let tenants: Vec<TenantId> = (0..32).map(|_| TenantId::new()).collect();
+
+    // Warm-up: the consumer joins its group and the first events go through.
+    {
+        let mut producer = pool.get().await.expect("connection");
+        let warm: Vec<EventEnvelope> = (0..100).map(|n| event(tenants[n % 32], n)).collect();
+        commit(&mut producer, &warm).await;
+        relay.nudge(OutboxDb::Main);
+        wait_for(&mut conn, 100, Duration::from_secs(60)).await;
+    }
+    let base = audited(&mut conn).await;
+
+    // 1. Throughput.
+    let started = Instant::now();
+    let per_producer = events_n / producers;
+    let tasks: Vec<_> = (0..producers)
+        .map(|p| {
+            let pool = pool.clone();
+            let relay: RelayHandle = relay.clone();
+            let tenants = tenants.clone();
+            tokio::spawn(async move {
+                let mut conn = pool.get().await.expect("connection");
+                let mut n = 0;
+                while n < per_producer {
+                    let size = batch.min(per_producer - n);
+                    let events: Vec<EventEnvelope> = (n..n + size)
+                        .map(|i| event(tenants[(p + i) % tenants.len()], i))
+                        .collect();
+                    commit(&mut conn, &events).await;
+                    relay.nudge(OutboxDb::Main);
+                    n += size;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("producer");
+    }
+    let committed = started.elapsed();
+    let total = i64::try_from(per_producer * producers).expect("count");
+    wait_for(&mut conn, base + total, Duration::from_secs(600)).await;
+    let elapsed = started.elapsed();
+    println!(
+        "throughput: {total} events, {producers} producers x {batch} per transaction: committed in {:.2} s ({:.0}/s), all audited after {:.2} s: {:.0} events/s through outbox -> Kafka -> audit log",
+        committed.as_secs_f64(),
+        total as f64 / committed.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64()
+    );
+
+    // 2. Latency at a steady rate, one event per transaction.
+    let before = audited(&mut conn).await;
+    let since = chrono::Utc::now();
+    let count = rate * seconds;
+    let interval = Duration::from_secs(1) / u32::try_from(rate).expect("rate");
+    let started = Instant::now();
+    let mut producer = pool.get().await.expect("connection");
+    for n in 0..count {
+        let due = started + interval * u32::try_from(n).expect("count");
+        tokio::time::sleep_until(due.into()).await;
+        commit(&mut producer, &[event(tenants[n % tenants.len()], n)]).await;
+        relay.nudge(OutboxDb::Main);
+    }
+    let achieved = count as f64 / started.elapsed().as_secs_f64();
+    let expected = before + i64::try_from(count).expect("count");
+    wait_for(&mut conn, expected, Duration::from_secs(120)).await;
+    #[derive(QueryableByName)]
+    struct Latency {
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        p50: f64,
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        p99: f64,
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        max: f64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let latency: Latency = diesel::sql_query(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50, \
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99, \
+                max(ms) AS max, count(*) AS n \
+         FROM (SELECT extract(epoch FROM recorded_at - occurred_at) * 1000 AS ms \
+               FROM audit_logs WHERE occurred_at >= $1) t",
+    )
+    .bind::<diesel::sql_types::Timestamptz, _>(since)
+    .get_result(&mut conn)
+    .await
+    .expect("latency");
+    println!(
+        "latency: {} events at {achieved:.0}/s (target {rate}/s, one per transaction): commit -> audit row p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        latency.n, latency.p50, latency.p99, latency.max
+    );
+}
