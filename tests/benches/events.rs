@@ -215,7 +215,7 @@ async fn run() {
         "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50, \
                 percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99, \
                 max(ms) AS max, count(*) AS n \
-         FROM (SELECT extract(epoch FROM recorded_at - occurred_at) * 1000 AS ms \
+         FROM (SELECT extract(epoch FROM recorded_at - occurred_at)::float8 * 1000 AS ms \
                FROM audit_logs WHERE occurred_at >= $1) t",
     )
     .bind::<diesel::sql_types::Timestamptz, _>(since)

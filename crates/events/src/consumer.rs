@@ -157,7 +157,8 @@ impl Shutdown {
         self.0.send_replace(true);
     }
 
-    fn watcher(&self) -> watch::Receiver<bool> {
+    /// Watches for the trigger (for loops other than the consumer's).
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
         self.0.subscribe()
     }
 }
@@ -213,7 +214,7 @@ pub async fn run<H: Handler>(
             settings.send_timeout.as_millis().max(1).to_string(),
         )
         .create()?;
-    let mut stop = shutdown.watcher();
+    let mut stop = shutdown.subscribe();
     tracing::info!(consumer = handler.name(), group = %settings.group_id, ?topics, "consumer started");
     loop {
         let first = tokio::select! {

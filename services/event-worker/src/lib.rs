@@ -1,6 +1,7 @@
 //! The event-worker service: Kafka consumers over every topic, and the API of what they
-//! record. Today: the audit log (every event, `GET /api/tenants/{id}/audit-logs`).
-//! Webhooks, notifications and file processing land with the rest of their issue.
+//! record: the audit log (every event, `GET /api/tenants/{id}/audit-logs`) and
+//! webhooks (`/api/tenants/{id}/webhooks`, deliveries signed as Standard Webhooks).
+//! Notifications and file processing land with the rest of their issue.
 //!
 //! Without `KAFKA_BROKERS` (development only) the consumers do not run; the API does.
 //! Settings: `settings.rs`.
@@ -20,6 +21,7 @@ use utoipa::OpenApi;
 pub mod audit;
 pub mod routes;
 mod settings;
+pub mod webhooks;
 
 pub use settings::{Settings, DEFAULT_PORT};
 
@@ -34,8 +36,17 @@ pub const INFO: ServiceInfo = ServiceInfo {
         title = "event-worker",
         description = "Kafka consumers: audit log, webhooks, notifications, file processing"
     ),
-    paths(routes::audit::list),
-    components(schemas(routes::audit::AuditEntry))
+    paths(
+        routes::audit::list,
+        routes::webhooks::list,
+        routes::webhooks::create,
+        routes::webhooks::delete
+    ),
+    components(schemas(
+        routes::audit::AuditEntry,
+        routes::webhooks::NewWebhook,
+        routes::webhooks::WebhookBody
+    ))
 )]
 struct ApiDoc;
 
@@ -113,6 +124,44 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<(Serve
         }
         None => tracing::warn!("KAFKA_BROKERS is not set: no events are consumed"),
     }
+    // Deliveries are made whether or not events are being consumed (earlier ones may
+    // be due).
+    let wake = Arc::new(tokio::sync::Notify::new());
+    if let Some(brokers) = &common.kafka_brokers {
+        let mut consumer = ConsumerSettings::new(
+            brokers.clone(),
+            format!("{}.{}", settings.consumer_group_prefix, webhooks::CONSUMER),
+            events::Topic::ALL.to_vec(),
+        );
+        consumer.max_attempts = settings.consumer_max_attempts;
+        consumer.max_batch = settings.consumer_max_batch;
+        consumer.send_timeout = common.kafka_timeout;
+        consumer.commit_interval = settings.consumer_commit_interval;
+        consumer.session_timeout = settings.consumer_session_timeout;
+        tasks.push((
+            webhooks::CONSUMER,
+            tokio::spawn(events::consumer::run(
+                consumer,
+                webhooks::Webhooks::new(db.clone(), wake.clone()),
+                shutdown.clone(),
+            )),
+        ));
+    }
+    tasks.push((
+        "webhook-dispatcher",
+        tokio::spawn({
+            let (db, hooks, wake, shutdown) = (
+                db.clone(),
+                settings.webhooks.clone(),
+                wake.clone(),
+                shutdown.clone(),
+            );
+            async move {
+                webhooks::dispatch(db, hooks, wake, shutdown).await;
+                Ok(())
+            }
+        }),
+    ));
     let tenants = clients::TenantClient::new(
         settings.tenant_service_url.clone(),
         settings.internal_token.clone(),
@@ -142,11 +191,15 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<(Serve
         ReadinessCheck::new("redis", cache::probe(redis, common.redis_timeout)),
     ];
     let db = web::Data::new(db);
+    let allow = web::Data::new(routes::webhooks::AllowPrivateTargets(
+        settings.webhooks.allow_private_targets,
+    ));
     let verifier = web::Data::new(verifier);
     let roles = web::Data::new(roles);
     let server =
         http_kit::server::start_service(INFO, common, checks, openapi(), listener, move |cfg| {
             cfg.app_data(db.clone())
+                .app_data(allow.clone())
                 .app_data(verifier.clone())
                 .app_data(roles.clone());
             routes::configure(cfg);

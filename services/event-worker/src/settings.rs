@@ -5,7 +5,10 @@
 //! `JWT_AUDIENCE` (`saas-platform`), `SERVICE_CALL_TIMEOUT_MS` (2000),
 //! `CONSUMER_GROUP_PREFIX` (`event-worker`), `CONSUMER_MAX_ATTEMPTS` (5),
 //! `CONSUMER_MAX_BATCH` (500), `CONSUMER_COMMIT_INTERVAL_MS` (1000),
-//! `CONSUMER_SESSION_TIMEOUT_MS` (45000).
+//! `CONSUMER_SESSION_TIMEOUT_MS` (45000); webhooks: `WEBHOOK_TIMEOUT_MS` (10000),
+//! `WEBHOOK_RETRY_FOR_SECS` (86400), `WEBHOOK_MIN_BACKOFF_MS` (5000),
+//! `WEBHOOK_MAX_BACKOFF_MS` (3600000), `WEBHOOK_CONCURRENCY` (16),
+//! `WEBHOOK_ALLOW_PRIVATE_TARGETS` (false; refused in production).
 
 use std::time::Duration;
 
@@ -29,6 +32,7 @@ pub struct Settings {
     pub consumer_max_batch: usize,
     pub consumer_commit_interval: Duration,
     pub consumer_session_timeout: Duration,
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 fn is_http(url: &str) -> bool {
@@ -76,6 +80,45 @@ impl Settings {
             (1000..=300_000).contains(&session_ms),
             "must be between 1000 and 300000",
         );
+        let webhook_timeout = r.optional("WEBHOOK_TIMEOUT_MS", 10_000u64);
+        r.check(
+            "WEBHOOK_TIMEOUT_MS",
+            (100..=120_000).contains(&webhook_timeout),
+            "must be between 100 and 120000",
+        );
+        let webhook_retry_for = r.optional("WEBHOOK_RETRY_FOR_SECS", 86_400u64);
+        r.check(
+            "WEBHOOK_RETRY_FOR_SECS",
+            (1..=30 * 86_400).contains(&webhook_retry_for),
+            "must be between 1 and 2592000 (30 days)",
+        );
+        let webhook_min_backoff = r.optional("WEBHOOK_MIN_BACKOFF_MS", 5_000u64);
+        let webhook_max_backoff = r.optional("WEBHOOK_MAX_BACKOFF_MS", 3_600_000u64);
+        r.check(
+            "WEBHOOK_MIN_BACKOFF_MS",
+            webhook_min_backoff >= 10 && webhook_min_backoff <= webhook_max_backoff,
+            "must be at least 10 and at most WEBHOOK_MAX_BACKOFF_MS",
+        );
+        let webhook_concurrency = r.optional("WEBHOOK_CONCURRENCY", 16usize);
+        r.check(
+            "WEBHOOK_CONCURRENCY",
+            (1..=256).contains(&webhook_concurrency),
+            "must be between 1 and 256",
+        );
+        let webhooks = crate::webhooks::WebhookSettings {
+            timeout: Duration::from_millis(webhook_timeout),
+            retry_for: Duration::from_secs(webhook_retry_for),
+            min_backoff: Duration::from_millis(webhook_min_backoff),
+            max_backoff: Duration::from_millis(webhook_max_backoff),
+            allow_private_targets: r.optional("WEBHOOK_ALLOW_PRIVATE_TARGETS", false),
+            concurrency: webhook_concurrency,
+        };
+        r.check(
+            "WEBHOOK_ALLOW_PRIVATE_TARGETS",
+            !(webhooks.allow_private_targets
+                && common.environment == http_kit::config::Environment::Production),
+            "must not be true in production",
+        );
         let consumer_group_prefix: String =
             r.optional("CONSUMER_GROUP_PREFIX", "event-worker".to_owned());
         r.check(
@@ -98,6 +141,7 @@ impl Settings {
             consumer_max_batch,
             consumer_commit_interval: Duration::from_millis(commit_ms),
             consumer_session_timeout: Duration::from_millis(session_ms),
+            webhooks,
         }
     }
 }

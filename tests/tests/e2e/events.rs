@@ -23,7 +23,7 @@ const PRODUCED: [&str; 4] = [
 /// The cluster lives until the test process ends (nextest runs one test per process):
 /// consumers running in the test's services leave their group when the runtime drops
 /// them, which would wait out the session timeout (45 s) on a cluster already gone.
-fn kafka() -> &'static TestKafka {
+pub(crate) fn kafka() -> &'static TestKafka {
     let mut topics: Vec<String> = Vec::new();
     for topic in Topic::ALL {
         topics.push(topic.as_str().to_owned());
@@ -253,7 +253,7 @@ async fn a_start_with_kafka_publishes_what_earlier_runs_left_in_the_outboxes() {
 }
 
 /// An event-worker consuming `kafka`, with the platform's auth and tenant services.
-async fn start_worker(
+pub(crate) async fn start_worker(
     ctx: &TestContext,
     docs: &crate::documents::Docs,
     kafka: &TestKafka,

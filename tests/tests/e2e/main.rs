@@ -6,3 +6,4 @@ mod documents;
 mod events;
 mod platform;
 mod tenants;
+mod webhooks;

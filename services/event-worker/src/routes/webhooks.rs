@@ -1,0 +1,176 @@
+//! `/api/tenants/{tenant_id}/webhooks` (tenant admins): list, register (the secret is
+//! shown in that answer only), remove.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use domain::{Permission, TenantId};
+use events::Topic;
+use http_kit::identity::TenantMember;
+use http_kit::{success, ApiError, FieldErrors, Json};
+use main_db::schema::webhook_endpoints;
+use main_db::DbPool;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::webhooks::{check_target, new_secret};
+
+/// At most this many endpoints per tenant.
+pub const MAX_ENDPOINTS: i64 = 20;
+
+/// Whether `http://` and private targets may be registered (development and tests).
+#[derive(Clone, Copy)]
+pub struct AllowPrivateTargets(pub bool);
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewWebhook {
+    /// Where deliveries are POSTed: `https://`, a public address.
+    pub url: String,
+    /// Event types to deliver (from the topic catalog), e.g. `["document.uploaded"]`.
+    pub event_types: Vec<String>,
+}
+
+/// A webhook endpoint. `secret` appears only in the answer that created it.
+#[derive(Debug, Serialize, Queryable, Selectable, utoipa::ToSchema)]
+#[diesel(table_name = webhook_endpoints)]
+pub struct WebhookBody {
+    pub id: Uuid,
+    pub url: String,
+    #[schema(value_type = Vec<String>)]
+    #[serde(serialize_with = "flat")]
+    pub event_types: Vec<Option<String>>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    #[serde(serialize_with = "http_kit::time::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: DateTime<Utc>,
+}
+
+fn flat<S: serde::Serializer>(types: &[Option<String>], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(types.iter().flatten())
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::dependency("Database", e)
+}
+
+/// The tenant's webhook endpoints (secrets are never shown again).
+#[utoipa::path(get, path = "/api/tenants/{tenant_id}/webhooks", tag = "webhooks",
+    params(("tenant_id" = String, Path, format = Uuid)),
+    responses((status = 200, description = "`data`: {webhooks: [WebhookBody]}"),
+              (status = 403, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody)))]
+pub async fn list(db: web::Data<DbPool>, member: TenantMember) -> Result<HttpResponse, ApiError> {
+    member.require(Permission::ManageWebhooks)?;
+    let mut conn = db.get().await.map_err(unavailable)?;
+    let webhooks: Vec<WebhookBody> = webhook_endpoints::table
+        .filter(webhook_endpoints::tenant_id.eq(member.tenant_id.into_uuid()))
+        .order(webhook_endpoints::created_at.asc())
+        .select(WebhookBody::as_select())
+        .load(&mut conn)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(success(
+        StatusCode::OK,
+        "Webhooks retrieved",
+        json!({"webhooks": webhooks}),
+    ))
+}
+
+/// Register an endpoint. The answer holds its `whsec_` signing secret, shown once.
+#[utoipa::path(post, path = "/api/tenants/{tenant_id}/webhooks", tag = "webhooks",
+    params(("tenant_id" = String, Path, format = Uuid)), request_body = NewWebhook,
+    responses((status = 201, description = "`data`: the endpoint with its `secret`"),
+              (status = 400, body = http_kit::ErrorBody), (status = 403, body = http_kit::ErrorBody),
+              (status = 404, body = http_kit::ErrorBody), (status = 409, body = http_kit::ErrorBody)))]
+pub async fn create(
+    db: web::Data<DbPool>,
+    allow: web::Data<AllowPrivateTargets>,
+    member: TenantMember,
+    body: Json<NewWebhook>,
+) -> Result<HttpResponse, ApiError> {
+    member.require(Permission::ManageWebhooks)?;
+    let NewWebhook { url, event_types } = body.into_inner();
+    let mut errors = FieldErrors::new();
+    let url = url.trim().to_owned();
+    if let Err(reason) = check_target(&url, allow.0) {
+        errors.add("url", reason);
+    }
+    let mut types: Vec<String> = Vec::new();
+    if event_types.is_empty() {
+        errors.add("event_types", "must name at least one event type");
+    }
+    for t in &event_types {
+        if Topic::from_name(t).is_none() {
+            errors.add("event_types", format!("unknown event type {t:?}"));
+        } else if !types.contains(t) {
+            types.push(t.clone());
+        }
+    }
+    errors.into_result()?;
+    let secret = new_secret().map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
+    let tenant: TenantId = member.tenant_id;
+    let mut conn = db.get().await.map_err(unavailable)?;
+    let existing: i64 = webhook_endpoints::table
+        .filter(webhook_endpoints::tenant_id.eq(tenant.into_uuid()))
+        .count()
+        .get_result(&mut conn)
+        .await
+        .map_err(ApiError::internal)?;
+    if existing >= MAX_ENDPOINTS {
+        return Err(ApiError::Conflict(format!(
+            "A tenant has at most {MAX_ENDPOINTS} webhook endpoints"
+        )));
+    }
+    let created: WebhookBody = diesel::insert_into(webhook_endpoints::table)
+        .values((
+            webhook_endpoints::id.eq(Uuid::new_v4()),
+            webhook_endpoints::tenant_id.eq(tenant.into_uuid()),
+            webhook_endpoints::url.eq(&url),
+            webhook_endpoints::event_types.eq(&types),
+            webhook_endpoints::secret.eq(&secret),
+            webhook_endpoints::created_by.eq(member.user_id.into_uuid()),
+        ))
+        .returning(WebhookBody::as_returning())
+        .get_result(&mut conn)
+        .await
+        .map_err(ApiError::internal)?;
+    tracing::info!(tenant.id = %tenant, webhook = %created.id, "webhook endpoint registered");
+    let mut body = serde_json::to_value(&created).map_err(ApiError::internal)?;
+    body["secret"] = json!(secret);
+    Ok(success(StatusCode::CREATED, "Webhook created", body))
+}
+
+/// Remove an endpoint (its pending deliveries go with it).
+#[utoipa::path(delete, path = "/api/tenants/{tenant_id}/webhooks/{webhook_id}", tag = "webhooks",
+    params(("tenant_id" = String, Path, format = Uuid), ("webhook_id" = String, Path, format = Uuid)),
+    responses((status = 200, description = "Removed"), (status = 403, body = http_kit::ErrorBody),
+              (status = 404, body = http_kit::ErrorBody)))]
+pub async fn delete(
+    db: web::Data<DbPool>,
+    member: TenantMember,
+    path: web::Path<(TenantId, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    member.require(Permission::ManageWebhooks)?;
+    let (_, id) = path.into_inner();
+    let mut conn = db.get().await.map_err(unavailable)?;
+    let removed = diesel::delete(
+        webhook_endpoints::table
+            .filter(webhook_endpoints::id.eq(id))
+            .filter(webhook_endpoints::tenant_id.eq(member.tenant_id.into_uuid())),
+    )
+    .execute(&mut conn)
+    .await
+    .map_err(ApiError::internal)?;
+    if removed == 0 {
+        return Err(ApiError::NotFound("Webhook"));
+    }
+    Ok(success(
+        StatusCode::OK,
+        "Webhook deleted",
+        json!({"id": id}),
+    ))
+}
