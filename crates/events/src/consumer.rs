@@ -201,6 +201,10 @@ pub async fn run<H: Handler>(
                 .to_string(),
         )
         .set("reconnect.backoff.max.ms", "2000")
+        // A fetch that finds nothing waits at most this long for new messages; brokers
+        // that do not answer early (librdkafka's mock) would otherwise add up to the
+        // default 500 ms to every event's latency.
+        .set("fetch.wait.max.ms", "50")
         .create()?;
     let topics: Vec<&str> = settings.topics.iter().map(|t| t.as_str()).collect();
     consumer.subscribe(&topics)?;

@@ -323,6 +323,32 @@ impl Storage {
         }
     }
 
+    /// Deletes every object whose key starts with `prefix`, a page of listing at a
+    /// time; returns how many. Repeating it after a failure deletes what is left.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, StorageError> {
+        if prefix.is_empty() || !prefix.ends_with('/') {
+            return Err(StorageError::Invalid(
+                "a deletion prefix must be a non-empty folder (ending in '/')".into(),
+            ));
+        }
+        let mut deleted = 0;
+        loop {
+            // Always the first page: what was deleted no longer appears.
+            let (page, _) = self
+                .bucket
+                .list_page(prefix.to_owned(), None, None, None, Some(1000))
+                .await
+                .map_err(classify)?;
+            if page.contents.is_empty() {
+                return Ok(deleted);
+            }
+            for object in &page.contents {
+                self.delete(&object.key).await?;
+                deleted += 1;
+            }
+        }
+    }
+
     /// A GET URL for `key` on the public endpoint, valid `expires_in` (60 s – 1 day).
     pub async fn presign_get(
         &self,
@@ -340,5 +366,48 @@ impl Storage {
             .presign_get(key, secs, None)
             .await
             .map_err(classify)
+    }
+}
+
+fn is_http(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
+impl StorageSettings {
+    /// Reads `S3_ENDPOINT_URL` (required), `S3_PUBLIC_URL` (the endpoint),
+    /// `S3_ACCESS_KEY`, `S3_SECRET_KEY` (required), `S3_REGION` (`us-east-1`),
+    /// `S3_BUCKET` (`saas-documents`), `S3_TIMEOUT_MS` (30000), `S3_UPLOAD_MIN_RATE`
+    /// (4 MiB/s).
+    pub fn read(r: &mut http_kit::ConfigReader<'_>) -> Self {
+        let endpoint: String = r.required("S3_ENDPOINT_URL");
+        let public: String = r.optional("S3_PUBLIC_URL", endpoint.clone());
+        let access: http_kit::Secret<String> = r.required("S3_ACCESS_KEY");
+        let secret: http_kit::Secret<String> = r.required("S3_SECRET_KEY");
+        let storage = StorageSettings {
+            endpoint_url: endpoint,
+            public_url: public,
+            region: r.optional("S3_REGION", "us-east-1".to_owned()),
+            bucket: r.optional("S3_BUCKET", "saas-documents".to_owned()),
+            access_key: access.expose().clone(),
+            secret_key: secret.expose().clone(),
+            request_timeout: Duration::from_millis(r.optional("S3_TIMEOUT_MS", 30_000)),
+            min_upload_rate: r.optional("S3_UPLOAD_MIN_RATE", 4 * 1024 * 1024),
+        };
+        r.check(
+            "S3_UPLOAD_MIN_RATE",
+            storage.min_upload_rate > 0,
+            "must be a positive number of bytes per second",
+        );
+        r.check(
+            "S3_ENDPOINT_URL",
+            storage.endpoint_url.is_empty() || is_http(&storage.endpoint_url),
+            "must be an http:// or https:// URL",
+        );
+        r.check(
+            "S3_PUBLIC_URL",
+            storage.public_url.is_empty() || is_http(&storage.public_url),
+            "must be an http:// or https:// URL",
+        );
+        storage
     }
 }

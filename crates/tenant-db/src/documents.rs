@@ -103,6 +103,26 @@ pub async fn insert_document(
         .await
 }
 
+/// A new document of a file stored before takes the file's processing result (the
+/// file is processed once, when first stored).
+pub async fn inherit_processing_status(
+    conn: &mut AsyncPgConnection,
+    document: Uuid,
+    file: Uuid,
+) -> QueryResult<DocumentRow> {
+    diesel::update(documents::table.find(document))
+        .set(
+            documents::processing_status.eq(files::table
+                .filter(files::id.eq(file))
+                .select(files::processing_status)
+                .single_value()
+                .assume_not_null()),
+        )
+        .returning(DocumentRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
 pub async fn document(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<DocumentRow>> {
     documents::table
         .find(id)

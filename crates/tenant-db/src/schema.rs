@@ -26,6 +26,9 @@ diesel::table! {
         s3_path -> Text,
         file_size -> Int8,
         created_at -> Timestamptz,
+        processing_status -> Text,
+        detected_mime_type -> Nullable<Text>,
+        processed_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -43,6 +46,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    processed_events (consumer, event_id) {
+        consumer -> Text,
+        event_id -> Uuid,
+        processed_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(documents -> files (file_id));
 
-diesel::allow_tables_to_appear_in_same_query!(documents, files, outbox,);
+diesel::allow_tables_to_appear_in_same_query!(documents, files, outbox, processed_events,);

@@ -38,6 +38,23 @@ impl TenantDbSettings {
         }
     }
 
+    /// Reads `TENANT_POOL_MAX_POOLS`, `TENANT_POOL_CONNECTIONS_PER_POOL`,
+    /// `TENANT_POOL_IDLE_TIMEOUT_SECS` and `TENANT_POOL_TIMEOUT_MS` over the defaults.
+    pub fn read_pool_limits(&mut self, r: &mut http_kit::ConfigReader<'_>) {
+        self.max_pools = r.optional("TENANT_POOL_MAX_POOLS", self.max_pools);
+        self.connections_per_pool = r.optional(
+            "TENANT_POOL_CONNECTIONS_PER_POOL",
+            self.connections_per_pool,
+        );
+        self.idle_timeout = Duration::from_secs(
+            r.optional("TENANT_POOL_IDLE_TIMEOUT_SECS", self.idle_timeout.as_secs()),
+        );
+        self.timeout = Duration::from_millis(r.optional(
+            "TENANT_POOL_TIMEOUT_MS",
+            u64::try_from(self.timeout.as_millis()).unwrap_or(5000),
+        ));
+    }
+
     /// The most tenant connections that can ever be open at once.
     pub fn connection_bound(&self) -> usize {
         self.max_pools * self.connections_per_pool

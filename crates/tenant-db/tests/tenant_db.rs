@@ -101,7 +101,13 @@ async fn created_databases_are_migrated_copies_of_the_template() {
     assert!(manager.exists(&name).await.expect("exists"));
     assert_eq!(
         tables(&manager.database_url(&name)).await,
-        ["__diesel_schema_migrations", "documents", "files", "outbox"]
+        [
+            "__diesel_schema_migrations",
+            "documents",
+            "files",
+            "outbox",
+            "processed_events"
+        ]
     );
     assert!(
         migrations::pending(&manager.database_url(&name), Duration::from_secs(5))
@@ -385,7 +391,7 @@ async fn migrating_all_continues_past_a_broken_database_and_reports_it() {
     // Someone dropped the table the pending migration alters: it cannot apply.
     connect(&manager.database_url(&broken))
         .await
-        .batch_execute("DROP TABLE outbox")
+        .batch_execute("DROP TABLE files CASCADE")
         .await
         .expect("sabotage");
 

@@ -835,6 +835,12 @@ impl TestS3 {
         }
     }
 
+    /// Where the server keeps object `key` of `bucket` on disk (to alter it behind the
+    /// server's back).
+    pub fn object_path(&self, bucket: &str, key: &str) -> PathBuf {
+        self.dir.join(bucket).join(key)
+    }
+
     /// Every stored object's path relative to the bucket directory `bucket`.
     pub fn objects(&self, bucket: &str) -> Vec<String> {
         fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {

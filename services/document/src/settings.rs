@@ -44,47 +44,12 @@ fn is_http(url: &str) -> bool {
 impl Settings {
     pub fn read(r: &mut ConfigReader<'_>) -> Self {
         let common = CommonSettings::read(r, DEFAULT_PORT);
-        let endpoint: String = r.required("S3_ENDPOINT_URL");
-        let public: String = r.optional("S3_PUBLIC_URL", endpoint.clone());
-        let access: Secret<String> = r.required("S3_ACCESS_KEY");
-        let secret: Secret<String> = r.required("S3_SECRET_KEY");
-        let storage = StorageSettings {
-            endpoint_url: endpoint,
-            public_url: public,
-            region: r.optional("S3_REGION", "us-east-1".to_owned()),
-            bucket: r.optional("S3_BUCKET", "saas-documents".to_owned()),
-            access_key: access.expose().clone(),
-            secret_key: secret.expose().clone(),
-            request_timeout: Duration::from_millis(r.optional("S3_TIMEOUT_MS", 30_000)),
-            min_upload_rate: r.optional("S3_UPLOAD_MIN_RATE", 4 * 1024 * 1024),
-        };
-        r.check(
-            "S3_UPLOAD_MIN_RATE",
-            storage.min_upload_rate > 0,
-            "must be a positive number of bytes per second",
-        );
-        r.check(
-            "S3_ENDPOINT_URL",
-            storage.endpoint_url.is_empty() || is_http(&storage.endpoint_url),
-            "must be an http:// or https:// URL",
-        );
-        r.check(
-            "S3_PUBLIC_URL",
-            storage.public_url.is_empty() || is_http(&storage.public_url),
-            "must be an http:// or https:// URL",
-        );
+        let storage = StorageSettings::read(r);
         let mut tenant_db = TenantDbSettings::new(
             common.database_url.expose().clone(),
             "tenant_template".to_owned(),
         );
-        tenant_db.max_pools = r.optional("TENANT_POOL_MAX_POOLS", tenant_db.max_pools);
-        tenant_db.connections_per_pool = r.optional(
-            "TENANT_POOL_CONNECTIONS_PER_POOL",
-            tenant_db.connections_per_pool,
-        );
-        tenant_db.idle_timeout =
-            Duration::from_secs(r.optional("TENANT_POOL_IDLE_TIMEOUT_SECS", 300));
-        tenant_db.timeout = Duration::from_millis(r.optional("TENANT_POOL_TIMEOUT_MS", 5000));
+        tenant_db.read_pool_limits(r);
         let max_upload_bytes = r.optional("MAX_UPLOAD_BYTES", 100 * 1024 * 1024);
         r.check(
             "MAX_UPLOAD_BYTES",

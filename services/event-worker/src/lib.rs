@@ -1,7 +1,8 @@
 //! The event-worker service: Kafka consumers over every topic, and the API of what they
 //! record: the audit log (every event, `GET /api/tenants/{id}/audit-logs`) and
 //! webhooks (`/api/tenants/{id}/webhooks`, deliveries signed as Standard Webhooks).
-//! Notifications and file processing land with the rest of their issue.
+//! Stored files are re-read, checked and typed (`file.process`); a hard-deleted
+//! tenant's objects are deleted (`tenant.deleted`). Notifications are not built yet.
 //!
 //! Without `KAFKA_BROKERS` (development only) the consumers do not run; the API does.
 //! Settings: `settings.rs`.
@@ -19,6 +20,7 @@ use tokio::task::JoinHandle;
 use utoipa::OpenApi;
 
 pub mod audit;
+pub mod files;
 pub mod routes;
 mod settings;
 pub mod webhooks;
@@ -146,6 +148,57 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<(Serve
                 shutdown.clone(),
             )),
         ));
+    }
+    match (&common.kafka_brokers, &settings.storage) {
+        (Some(brokers), Some(storage_settings)) => {
+            let storage = storage::Storage::new(storage_settings.clone())?;
+            let tenants = clients::TenantClient::new(
+                settings.tenant_service_url.clone(),
+                settings.internal_token.clone(),
+                settings.service_call_timeout,
+            )?;
+            let consumer = |name: &str, topic: events::Topic| {
+                let mut c = ConsumerSettings::new(
+                    brokers.clone(),
+                    format!("{}.{name}", settings.consumer_group_prefix),
+                    vec![topic],
+                );
+                c.max_attempts = settings.consumer_max_attempts;
+                c.max_batch = settings.consumer_max_batch.min(50);
+                c.send_timeout = common.kafka_timeout;
+                c.commit_interval = settings.consumer_commit_interval;
+                c.session_timeout = settings.consumer_session_timeout;
+                c
+            };
+            tasks.push((
+                files::PROCESS_CONSUMER,
+                tokio::spawn(events::consumer::run(
+                    consumer(files::PROCESS_CONSUMER, events::Topic::FileProcess),
+                    files::FileProcessor {
+                        storage: storage.clone(),
+                        pools: tenant_db::TenantPoolCache::new(settings.tenant_db.clone()),
+                        tenants: tenants.clone(),
+                    },
+                    shutdown.clone(),
+                )),
+            ));
+            tasks.push((
+                files::PURGE_CONSUMER,
+                tokio::spawn(events::consumer::run(
+                    consumer(files::PURGE_CONSUMER, events::Topic::TenantDeleted),
+                    files::TenantPurge {
+                        storage,
+                        tenants,
+                        db: db.clone(),
+                    },
+                    shutdown.clone(),
+                )),
+            ));
+        }
+        (Some(_), None) => tracing::warn!(
+            "S3_ENDPOINT_URL is not set: stored files are not processed and deleted tenants' objects stay"
+        ),
+        (None, _) => {}
     }
     tasks.push((
         "webhook-dispatcher",

@@ -8,7 +8,9 @@
 //! `CONSUMER_SESSION_TIMEOUT_MS` (45000); webhooks: `WEBHOOK_TIMEOUT_MS` (10000),
 //! `WEBHOOK_RETRY_FOR_SECS` (86400), `WEBHOOK_MIN_BACKOFF_MS` (5000),
 //! `WEBHOOK_MAX_BACKOFF_MS` (3600000), `WEBHOOK_CONCURRENCY` (16),
-//! `WEBHOOK_ALLOW_PRIVATE_TARGETS` (false; refused in production).
+//! `WEBHOOK_ALLOW_PRIVATE_TARGETS` (false; refused in production); object storage as
+//! the document service reads it (`S3_*`; required in production) and the tenant pool
+//! limits (`TENANT_POOL_*`).
 
 use std::time::Duration;
 
@@ -33,6 +35,10 @@ pub struct Settings {
     pub consumer_commit_interval: Duration,
     pub consumer_session_timeout: Duration,
     pub webhooks: crate::webhooks::WebhookSettings,
+    /// Object storage, for file processing and purging deleted tenants' objects;
+    /// without it (development only) those consumers do not run.
+    pub storage: Option<storage::StorageSettings>,
+    pub tenant_db: tenant_db::TenantDbSettings,
 }
 
 fn is_http(url: &str) -> bool {
@@ -119,6 +125,20 @@ impl Settings {
                 && common.environment == http_kit::config::Environment::Production),
             "must not be true in production",
         );
+        let storage = r
+            .maybe::<String>("S3_ENDPOINT_URL")
+            .is_some()
+            .then(|| storage::StorageSettings::read(r));
+        r.check(
+            "S3_ENDPOINT_URL",
+            storage.is_some() || common.environment != http_kit::config::Environment::Production,
+            "is required in production (file processing and tenant purges need it)",
+        );
+        let mut tenant_db = tenant_db::TenantDbSettings::new(
+            common.database_url.expose().clone(),
+            "tenant_template",
+        );
+        tenant_db.read_pool_limits(r);
         let consumer_group_prefix: String =
             r.optional("CONSUMER_GROUP_PREFIX", "event-worker".to_owned());
         r.check(
@@ -142,6 +162,8 @@ impl Settings {
             consumer_commit_interval: Duration::from_millis(commit_ms),
             consumer_session_timeout: Duration::from_millis(session_ms),
             webhooks,
+            storage,
+            tenant_db,
         }
     }
 }

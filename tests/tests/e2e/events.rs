@@ -462,11 +462,25 @@ async fn a_poison_message_is_dead_lettered_and_its_partition_goes_on() {
     assert_eq!(entries[0]["event_id"], good.id.to_string());
     assert_eq!(entries[0]["type"], "report.exported");
 
-    let dead = kafka
-        .read(&["audit.events.dlq"], 2, Duration::from_secs(20))
+    // The audit log dead-letters both; the webhooks consumer (its own group) reads the
+    // same topic and dead-letters the one that is no event at all.
+    let all = kafka
+        .read(&["audit.events.dlq"], 3, Duration::from_secs(20))
         .await
-        .expect("two dead letters");
-    assert_eq!(dead[0].payload, b"{not json");
+        .expect("three dead letters");
+    let dead: Vec<_> = all
+        .iter()
+        .filter(|r| r.header("dlq-consumer") == Some("audit-log"))
+        .cloned()
+        .collect();
+    assert_eq!(dead.len(), 2, "{all:?}");
+    let by_webhooks: Vec<_> = all
+        .iter()
+        .filter(|r| r.header("dlq-consumer") == Some("webhooks"))
+        .collect();
+    assert_eq!(by_webhooks.len(), 1, "{all:?}");
+    assert_eq!(by_webhooks[0].payload, b"{not json");
+    assert_eq!(dead[0].payload, b"{not json", "{dead:?}");
     assert!(
         dead[0]
             .header("dlq-reason")
@@ -520,3 +534,144 @@ async fn purging_a_tenant_keeps_the_events_its_database_had_not_published() {
         assert_eq!(record.key.as_deref(), Some(tenant.as_str()));
     }
 }
+
+async fn document_status(
+    docs: &crate::documents::Docs,
+    token: &str,
+    tenant: &str,
+    id: &str,
+) -> String {
+    let body: serde_json::Value = docs
+        .auth
+        .client
+        .get(format!(
+            "{}/api/tenants/{tenant}/documents/{id}",
+            docs.documents
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    body["data"]["processing_status"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no processing_status: {body}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn stored_files_are_checked_and_typed_and_a_purge_deletes_the_objects() {
+    let ctx = TestContext::new().await;
+    let kafka = kafka();
+    let docs = platform_with(&ctx, &[("KAFKA_BROKERS", kafka.brokers())], &[]).await;
+    let (admin, _) = docs.auth.session("files@example.com").await;
+    let tenant = docs.tenant_of(&admin, "Checked").await;
+    // A PNG named and declared as text, and a text file whose stored bytes are then
+    // changed behind the service's back.
+    let png = [
+        &[0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a][..],
+        &[7u8; 2000][..],
+    ]
+    .concat();
+    let (status, first) = docs.upload(&admin, &tenant, png.clone(), "notes.txt").await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (status, second) = docs
+        .upload(&admin, &tenant, b"honest text".to_vec(), "b.txt")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    let first_id = first["data"]["id"].as_str().expect("id").to_owned();
+    let second_id = second["data"]["id"].as_str().expect("id").to_owned();
+    let key = second["data"]["file"]["s3_path"]
+        .as_str()
+        .or_else(|| second["data"]["s3_path"].as_str())
+        .unwrap_or_else(|| panic!("no s3_path: {second}"))
+        .to_owned();
+    std::fs::write(docs.s3.object_path("documents", &key), b"tampered!!!").expect("tamper");
+    assert_eq!(
+        document_status(&docs, &admin, &tenant, &first_id).await,
+        "pending"
+    );
+
+    // The worker starts now and processes both.
+    let worker_env = [
+        ("S3_ENDPOINT_URL", docs.s3.endpoint.as_str()),
+        ("S3_ACCESS_KEY", docs.s3.access_key.as_str()),
+        ("S3_SECRET_KEY", docs.s3.secret_key.as_str()),
+        ("S3_BUCKET", "documents"),
+    ];
+    start_worker(&ctx, &docs, kafka, &worker_env).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let a = document_status(&docs, &admin, &tenant, &first_id).await;
+        let b = document_status(&docs, &admin, &tenant, &second_id).await;
+        if a != "pending" && b != "pending" {
+            assert_eq!(a, "processed");
+            assert_eq!(b, "mismatch", "the stored bytes changed");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {a} and {b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, info) = docs.auth.get("/api/users/me/tenants", Some(&admin)).await;
+    let database = info["data"][0]["database_name"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no database name: {info}"))
+        .to_owned();
+    let mut tenant_db = AsyncPgConnection::establish(&ctx.url_of(&database))
+        .await
+        .expect("tenant database");
+    let detected: Vec<Option<String>> = tenant_db_files::table
+        .order(tenant_db_files::processing_status.desc())
+        .select(tenant_db_files::detected_mime_type)
+        .load(&mut tenant_db)
+        .await
+        .expect("files");
+    assert_eq!(
+        detected,
+        [Some("image/png".to_owned()), Some("text/plain".to_owned())],
+        "types come from the content (processed, then mismatch)"
+    );
+    drop(tenant_db);
+    // A document of an already processed file is processed at once.
+    let (status, again) = docs.upload(&admin, &tenant, png, "copy.bin").await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert_eq!(again["data"]["processing_status"], "processed", "{again}");
+
+    // Purging the tenant deletes its objects.
+    let prefix = format!("tenants/{database}/");
+    assert!(docs
+        .s3
+        .objects("documents")
+        .iter()
+        .any(|o| o.starts_with(&prefix)));
+    let purged = docs
+        .auth
+        .client
+        .delete(format!("{}/api/tenants/{tenant}?purge=true", docs.tenant))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("purge");
+    assert_eq!(purged.status(), StatusCode::OK);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left: Vec<String> = docs
+            .s3
+            .objects("documents")
+            .into_iter()
+            .filter(|o| o.starts_with(&prefix))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "objects left: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+use tenant_db::schema::files as tenant_db_files;

@@ -50,6 +50,9 @@ pub struct DocumentBody {
     updated_at: DateTime<Utc>,
     #[schema(value_type = String, format = Uuid)]
     created_by: Uuid,
+    /// `pending` until the event-worker re-read the stored bytes; then `processed`, or
+    /// `mismatch` when they no longer match the hashes recorded at upload.
+    processing_status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     file: Option<FileBody>,
 }
@@ -64,6 +67,7 @@ fn body(doc: DocumentRow, file: Option<FileRow>) -> DocumentBody {
         created_at: doc.created_at,
         updated_at: doc.updated_at,
         created_by: doc.created_by,
+        processing_status: doc.processing_status,
         file: file.map(|f| FileBody {
             md5_hash: f.md5_hash,
             sha256_hash: f.sha256_hash,
@@ -464,6 +468,7 @@ pub async fn upload(
             NewDocument { id: document_id, filename: &filename, mime_type: &mime, file_id: file.id, user_id: user },
         )
         .await?;
+        let doc = if new_file { doc } else { queries::inherit_processing_status(tx, doc.id, file.id).await? };
         let mut events = vec![(Topic::DocumentUploaded, json!({"document_id": doc.id, "file_id": file.id, "filename": doc.filename, "deduplicated": !new_file}))];
         if new_file {
             events.push((Topic::FileProcess, json!({"file_id": file.id, "s3_path": file.s3_path, "md5_hash": file.md5_hash, "sha256_hash": file.sha256_hash})));

@@ -61,6 +61,7 @@ async fn counts(conn: &mut AsyncPgConnection) -> (i64, i64, i64) {
         .await
         .expect("count");
     let processed: i64 = processed_events::table
+        .filter(processed_events::consumer.eq(event_worker::audit::CONSUMER))
         .count()
         .get_result(conn)
         .await
