@@ -32,8 +32,10 @@ const TEMPLATE_LOCK_KEY: i64 = 0x0074_6573_746b_6974;
 
 mod kafka;
 pub mod service_contract;
+mod smtp;
 
 pub use kafka::{KafkaRecord, TestKafka};
+pub use smtp::{Mail, TestSmtp};
 
 /// The internal service token every service gets in tests.
 pub const INTERNAL_TOKEN: &str = "internal-token-for-tests-0123456789abcdef";

@@ -2,7 +2,8 @@
 //! record: the audit log (every event, `GET /api/tenants/{id}/audit-logs`) and
 //! webhooks (`/api/tenants/{id}/webhooks`, deliveries signed as Standard Webhooks).
 //! Stored files are re-read, checked and typed (`file.process`); a hard-deleted
-//! tenant's objects are deleted (`tenant.deleted`). Notifications are not built yet.
+//! tenant's objects are deleted (`tenant.deleted`). Tenant creators and members get
+//! email notifications over SMTP.
 //!
 //! Without `KAFKA_BROKERS` (development only) the consumers do not run; the API does.
 //! Settings: `settings.rs`.
@@ -21,6 +22,7 @@ use utoipa::OpenApi;
 
 pub mod audit;
 pub mod files;
+pub mod notifications;
 pub mod routes;
 mod settings;
 pub mod webhooks;
@@ -198,6 +200,63 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<(Serve
         (Some(_), None) => tracing::warn!(
             "S3_ENDPOINT_URL is not set: stored files are not processed and deleted tenants' objects stay"
         ),
+        (None, _) => {}
+    }
+    match (&common.kafka_brokers, &settings.smtp) {
+        (Some(brokers), Some(smtp)) => {
+            let wake = Arc::new(tokio::sync::Notify::new());
+            let mut consumer = ConsumerSettings::new(
+                brokers.clone(),
+                format!(
+                    "{}.{}",
+                    settings.consumer_group_prefix,
+                    notifications::CONSUMER
+                ),
+                vec![
+                    events::Topic::TenantCreated,
+                    events::Topic::MembershipChanged,
+                ],
+            );
+            consumer.max_attempts = settings.consumer_max_attempts;
+            consumer.max_batch = settings.consumer_max_batch.min(50);
+            consumer.send_timeout = common.kafka_timeout;
+            consumer.commit_interval = settings.consumer_commit_interval;
+            consumer.session_timeout = settings.consumer_session_timeout;
+            tasks.push((
+                notifications::CONSUMER,
+                tokio::spawn(events::consumer::run(
+                    consumer,
+                    notifications::Notifications {
+                        db: db.clone(),
+                        auth: clients::AuthClient::new(
+                            settings.auth_service_url.clone(),
+                            settings.internal_token.clone(),
+                            settings.service_call_timeout,
+                        )?,
+                        tenants: clients::TenantClient::new(
+                            settings.tenant_service_url.clone(),
+                            settings.internal_token.clone(),
+                            settings.service_call_timeout,
+                        )?,
+                        wake: wake.clone(),
+                    },
+                    shutdown.clone(),
+                )),
+            ));
+            tasks.push((
+                "notification-sender",
+                tokio::spawn({
+                    let (db, smtp, shutdown) = (db.clone(), smtp.clone(), shutdown.clone());
+                    async move {
+                        notifications::send_loop(db, smtp, wake, shutdown).await;
+                        Ok(())
+                    }
+                }),
+            ));
+        }
+        (Some(_), None) => {
+            tracing::warn!("SMTP_URL is not set: no email notifications are sent");
+        }
         (None, _) => {}
     }
     tasks.push((

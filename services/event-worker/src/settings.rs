@@ -10,7 +10,8 @@
 //! `WEBHOOK_MAX_BACKOFF_MS` (3600000), `WEBHOOK_CONCURRENCY` (16),
 //! `WEBHOOK_ALLOW_PRIVATE_TARGETS` (false; refused in production); object storage as
 //! the document service reads it (`S3_*`; required in production) and the tenant pool
-//! limits (`TENANT_POOL_*`).
+//! limits (`TENANT_POOL_*`); email: `SMTP_URL` (none: no email), `SMTP_FROM`
+//! (`SaaS Platform <no-reply@localhost>`), `SMTP_TIMEOUT_MS` (10000).
 
 use std::time::Duration;
 
@@ -39,6 +40,8 @@ pub struct Settings {
     /// without it (development only) those consumers do not run.
     pub storage: Option<storage::StorageSettings>,
     pub tenant_db: tenant_db::TenantDbSettings,
+    /// Email; without it (development only) notifications are not sent.
+    pub smtp: Option<crate::notifications::SmtpSettings>,
 }
 
 fn is_http(url: &str) -> bool {
@@ -139,6 +142,26 @@ impl Settings {
             "tenant_template",
         );
         tenant_db.read_pool_limits(r);
+        let smtp_url: Option<Secret<String>> = r.maybe("SMTP_URL");
+        if let Some(url) = &smtp_url {
+            r.check(
+                "SMTP_URL",
+                url.expose().starts_with("smtp://") || url.expose().starts_with("smtps://"),
+                "must be an smtp:// or smtps:// URL",
+            );
+        }
+        let smtp_from: String =
+            r.optional("SMTP_FROM", "SaaS Platform <no-reply@localhost>".to_owned());
+        r.check(
+            "SMTP_FROM",
+            smtp_from.parse::<lettre::message::Mailbox>().is_ok(),
+            "must be a mailbox such as \"Name <address@example.com>\"",
+        );
+        let smtp = smtp_url.map(|url| crate::notifications::SmtpSettings {
+            url,
+            from: smtp_from,
+            timeout: Duration::from_millis(r.optional("SMTP_TIMEOUT_MS", 10_000)),
+        });
         let consumer_group_prefix: String =
             r.optional("CONSUMER_GROUP_PREFIX", "event-worker".to_owned());
         r.check(
@@ -164,6 +187,7 @@ impl Settings {
             webhooks,
             storage,
             tenant_db,
+            smtp,
         }
     }
 }

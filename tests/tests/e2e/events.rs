@@ -675,3 +675,48 @@ async fn stored_files_are_checked_and_typed_and_a_purge_deletes_the_objects() {
 }
 
 use tenant_db::schema::files as tenant_db_files;
+
+#[tokio::test]
+async fn creators_and_members_are_notified_by_email() {
+    let ctx = TestContext::new().await;
+    let kafka = kafka();
+    let smtp = testkit::TestSmtp::start().await.expect("SMTP sink");
+    let docs = platform_with(&ctx, &[("KAFKA_BROKERS", kafka.brokers())], &[]).await;
+    start_worker(&ctx, &docs, kafka, &[("SMTP_URL", smtp.url.as_str())]).await;
+    let (admin, _) = docs.auth.session("creator@example.com").await;
+    let tenant = docs.tenant_of(&admin, "Mailed Inc").await;
+    let (member, _) = docs.auth.session("member@example.com").await;
+    docs.add_member(&admin, &tenant, &member, "user").await;
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mails = loop {
+        let mails = smtp.mails();
+        if mails.len() >= 2 {
+            break mails;
+        }
+        assert!(std::time::Instant::now() < deadline, "only {mails:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let to = |address: &str| {
+        mails
+            .iter()
+            .find(|m| m.to == [address])
+            .unwrap_or_else(|| panic!("no mail to {address}: {mails:?}"))
+    };
+    let created = to("creator@example.com");
+    assert_eq!(
+        created.header("Subject").as_deref(),
+        Some("Your tenant Mailed Inc is ready")
+    );
+    assert!(created.data.contains("you created is ready"), "{created:?}");
+    let added = to("member@example.com");
+    assert_eq!(
+        added.header("Subject").as_deref(),
+        Some("You were added to Mailed Inc")
+    );
+    assert!(added.data.contains("with the role user"), "{added:?}");
+    assert_eq!(added.from, "no-reply@localhost");
+    // Each once.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(smtp.mails().len(), 2, "{:?}", smtp.mails());
+}
