@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::web;
-use events::{ConsumerSettings, Shutdown};
+use events::Shutdown;
 use http_kit::identity::{CachedRoles, JwksClient, TokenVerifier, VerifierSettings};
 use http_kit::{CommonSettings, ConfigReader, ReadinessCheck, ServiceInfo};
 use tokio::task::JoinHandle;
@@ -107,16 +107,8 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<(Serve
     let mut tasks = Vec::new();
     match &common.kafka_brokers {
         Some(brokers) => {
-            let mut consumer = ConsumerSettings::new(
-                brokers.clone(),
-                format!("{}.{}", settings.consumer_group_prefix, audit::CONSUMER),
-                audit::AuditLog::topics(),
-            );
-            consumer.max_attempts = settings.consumer_max_attempts;
-            consumer.max_batch = settings.consumer_max_batch;
-            consumer.commit_interval = settings.consumer_commit_interval;
-            consumer.session_timeout = settings.consumer_session_timeout;
-            consumer.send_timeout = common.kafka_timeout;
+            let consumer =
+                settings.consumer(brokers, audit::CONSUMER, audit::AuditLog::topics(), None);
             tasks.push((
                 audit::CONSUMER,
                 tokio::spawn(events::consumer::run(
@@ -132,16 +124,12 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<(Serve
     // be due).
     let wake = Arc::new(tokio::sync::Notify::new());
     if let Some(brokers) = &common.kafka_brokers {
-        let mut consumer = ConsumerSettings::new(
-            brokers.clone(),
-            format!("{}.{}", settings.consumer_group_prefix, webhooks::CONSUMER),
+        let consumer = settings.consumer(
+            brokers,
+            webhooks::CONSUMER,
             events::Topic::ALL.to_vec(),
+            None,
         );
-        consumer.max_attempts = settings.consumer_max_attempts;
-        consumer.max_batch = settings.consumer_max_batch;
-        consumer.send_timeout = common.kafka_timeout;
-        consumer.commit_interval = settings.consumer_commit_interval;
-        consumer.session_timeout = settings.consumer_session_timeout;
         tasks.push((
             webhooks::CONSUMER,
             tokio::spawn(events::consumer::run(
@@ -159,19 +147,7 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<(Serve
                 settings.internal_token.clone(),
                 settings.service_call_timeout,
             )?;
-            let consumer = |name: &str, topic: events::Topic| {
-                let mut c = ConsumerSettings::new(
-                    brokers.clone(),
-                    format!("{}.{name}", settings.consumer_group_prefix),
-                    vec![topic],
-                );
-                c.max_attempts = settings.consumer_max_attempts;
-                c.max_batch = settings.consumer_max_batch.min(50);
-                c.send_timeout = common.kafka_timeout;
-                c.commit_interval = settings.consumer_commit_interval;
-                c.session_timeout = settings.consumer_session_timeout;
-                c
-            };
+            let consumer = |name: &str, topic: events::Topic| settings.consumer(brokers, name, vec![topic], Some(50));
             tasks.push((
                 files::PROCESS_CONSUMER,
                 tokio::spawn(events::consumer::run(
@@ -205,23 +181,15 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<(Serve
     match (&common.kafka_brokers, &settings.smtp) {
         (Some(brokers), Some(smtp)) => {
             let wake = Arc::new(tokio::sync::Notify::new());
-            let mut consumer = ConsumerSettings::new(
-                brokers.clone(),
-                format!(
-                    "{}.{}",
-                    settings.consumer_group_prefix,
-                    notifications::CONSUMER
-                ),
+            let consumer = settings.consumer(
+                brokers,
+                notifications::CONSUMER,
                 vec![
                     events::Topic::TenantCreated,
                     events::Topic::MembershipChanged,
                 ],
+                Some(50),
             );
-            consumer.max_attempts = settings.consumer_max_attempts;
-            consumer.max_batch = settings.consumer_max_batch.min(50);
-            consumer.send_timeout = common.kafka_timeout;
-            consumer.commit_interval = settings.consumer_commit_interval;
-            consumer.session_timeout = settings.consumer_session_timeout;
             tasks.push((
                 notifications::CONSUMER,
                 tokio::spawn(events::consumer::run(

@@ -190,4 +190,26 @@ impl Settings {
             smtp,
         }
     }
+
+    /// The settings of consumer `name` (group `<prefix>.<name>`) over `topics`, with
+    /// batches of at most `max_batch` when the handler does slow work per event.
+    pub fn consumer(
+        &self,
+        brokers: &str,
+        name: &str,
+        topics: Vec<events::Topic>,
+        max_batch: Option<usize>,
+    ) -> events::ConsumerSettings {
+        let mut c = events::ConsumerSettings::new(
+            brokers,
+            format!("{}.{name}", self.consumer_group_prefix),
+            topics,
+        );
+        c.max_attempts = self.consumer_max_attempts;
+        c.max_batch = max_batch.map_or(self.consumer_max_batch, |m| m.min(self.consumer_max_batch));
+        c.send_timeout = self.common.kafka_timeout;
+        c.commit_interval = self.consumer_commit_interval;
+        c.session_timeout = self.consumer_session_timeout;
+        c
+    }
 }

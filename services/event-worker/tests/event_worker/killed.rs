@@ -1,6 +1,7 @@
 //! The event-worker as a process: killed (SIGKILL) in the middle of its work, a new
 //! one redelivers what was handled but not committed, and every effect still happens
-//! exactly once.
+//! exactly once: one audit row per event, one webhook delivery (one webhook-id) per
+//! event and subscribed endpoint.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -40,6 +41,9 @@ fn spawn_worker(ctx: &TestContext, kafka: &TestKafka) -> Worker {
         .env("CONSUMER_COMMIT_INTERVAL_MS", "600000")
         // The killed worker's partitions move to the new one after this.
         .env("CONSUMER_SESSION_TIMEOUT_MS", "3000")
+        // The webhook target refuses connections; retries wait a minute.
+        .env("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")
+        .env("WEBHOOK_MIN_BACKOFF_MS", "60000")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -67,6 +71,21 @@ async fn counts(conn: &mut AsyncPgConnection) -> (i64, i64, i64) {
         .await
         .expect("count");
     (rows, distinct, processed)
+}
+
+async fn webhook_counts(conn: &mut AsyncPgConnection) -> (i64, i64) {
+    use main_db::schema::webhook_deliveries;
+    let deliveries: i64 = webhook_deliveries::table
+        .count()
+        .get_result(conn)
+        .await
+        .expect("count");
+    let distinct: i64 = webhook_deliveries::table
+        .select(diesel::dsl::count(webhook_deliveries::event_id).aggregate_distinct())
+        .get_result(conn)
+        .await
+        .expect("count");
+    (deliveries, distinct)
 }
 
 fn committed(kafka: &TestKafka) -> i64 {
@@ -134,6 +153,22 @@ async fn a_worker_killed_mid_batch_leaves_each_effect_exactly_once() {
         .await
         .expect("main database");
 
+    // One tenant has a webhook endpoint: each of its events must get exactly one
+    // delivery (one webhook-id), whatever the kill.
+    {
+        use main_db::schema::webhook_endpoints;
+        diesel::insert_into(webhook_endpoints::table)
+            .values((
+                webhook_endpoints::id.eq(uuid::Uuid::new_v4()),
+                webhook_endpoints::tenant_id.eq(tenants[0].into_uuid()),
+                webhook_endpoints::url.eq("http://127.0.0.1:9/hook"),
+                webhook_endpoints::event_types.eq(vec!["audit.events".to_owned()]),
+                webhook_endpoints::secret.eq("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            ))
+            .execute(&mut conn)
+            .await
+            .expect("endpoint");
+    }
     let first = spawn_worker(&ctx, kafka);
     let deadline = Instant::now() + Duration::from_secs(60);
     let at_kill = loop {
@@ -177,5 +212,29 @@ async fn a_worker_killed_mid_batch_leaves_each_effect_exactly_once() {
         counts(&mut conn).await,
         (EVENTS, EVENTS, EVENTS),
         "audit rows, distinct events and processed ids: each exactly once"
+    );
+    let for_tenant = EVENTS / i64::try_from(tenants.len()).expect("small");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (deliveries, distinct) = webhook_counts(&mut conn).await;
+        if deliveries >= for_tenant {
+            assert_eq!(
+                (deliveries, distinct),
+                (for_tenant, for_tenant),
+                "one delivery, one webhook-id, per event of the subscribed tenant"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {deliveries} of {for_tenant} webhook deliveries"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        webhook_counts(&mut conn).await,
+        (for_tenant, for_tenant),
+        "no delivery created twice"
     );
 }
