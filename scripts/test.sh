@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace against real PostgreSQL and Redis: the ones given
+# Runs every test of the workspace against real PostgreSQL and Redis (and nginx for the
+# gateway, installed from Debian when missing): the ones given
 # by TEST_DATABASE_URL / TEST_REDIS_URL, else those on this machine, else private ones
 # it starts (see scripts/lib/services.sh). Extra arguments go to cargo nextest.
 set -euo pipefail
@@ -15,6 +16,7 @@ if [ -n "${TEST_DATABASE_URL:-}" ]; then PG_SERVER_URL="$TEST_DATABASE_URL"; fi
 if [ -n "${TEST_REDIS_URL:-}" ]; then REDIS_SERVER_URL="$TEST_REDIS_URL"; fi
 ensure_postgres
 ensure_redis
+ensure_nginx || log "nginx is missing: the gateway test will fail"
 export TEST_DATABASE_URL="$PG_SERVER_URL" TEST_REDIS_URL="$REDIS_SERVER_URL"
 log "tests use PostgreSQL at ${TEST_DATABASE_URL%%\?*} and Redis at $TEST_REDIS_URL"
 

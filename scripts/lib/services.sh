@@ -110,3 +110,10 @@ ensure_redis() {
 database_url_for() {
   printf '%s\n' "${1%/*}/$2"
 }
+
+# ensure_nginx: the gateway's tests run Debian's nginx (deploy/gateway); installs it
+# when missing and permitted. Never started as a system service.
+ensure_nginx() {
+  if [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null; then return 0; fi
+  apt_install nginx
+}

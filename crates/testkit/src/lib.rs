@@ -30,10 +30,12 @@ const TENANT_TEMPLATE_PREFIX: &str = "testkit_tenant_tpl_";
 /// Serialises template building across test processes.
 const TEMPLATE_LOCK_KEY: i64 = 0x0074_6573_746b_6974;
 
+mod gateway;
 mod kafka;
 pub mod service_contract;
 mod smtp;
 
+pub use gateway::{TestGateway, Upstreams};
 pub use kafka::{KafkaRecord, TestKafka};
 pub use smtp::{Mail, TestSmtp};
 

@@ -78,6 +78,16 @@ pub(crate) fn start_with(
 }
 
 impl Auth {
+    /// The same identity (keys) reached at another address (the gateway).
+    pub(crate) fn through(&self, base: &str) -> Auth {
+        Auth {
+            base: base.to_owned(),
+            client: Client::new(),
+            pem: self.pem.clone(),
+            kid: self.kid.clone(),
+        }
+    }
+
     pub(crate) async fn post(
         &self,
         path: &str,

@@ -4,6 +4,7 @@
 mod auth;
 mod documents;
 mod events;
+mod gateway;
 mod platform;
 mod tenants;
 mod webhooks;

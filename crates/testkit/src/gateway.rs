@@ -1,0 +1,118 @@
+//! The gateway in tests: nginx from the machine (Debian's package) with
+//! `deploy/gateway/nginx.conf.template` rendered into a temporary folder, in front of
+//! services started in-process.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+
+/// A running nginx; stopped (by its PID) when dropped.
+pub struct TestGateway {
+    /// `http://127.0.0.1:<port>`
+    pub base: String,
+    dir: PathBuf,
+    child: Child,
+}
+
+/// The upstream `host:port` of each service.
+pub struct Upstreams<'a> {
+    pub auth: &'a str,
+    pub tenant: &'a str,
+    pub document: &'a str,
+    pub sso: &'a str,
+    pub event_worker: &'a str,
+}
+
+fn host_port(base: &str) -> &str {
+    base.trim_start_matches("http://").trim_end_matches('/')
+}
+
+fn nginx_binary() -> anyhow::Result<PathBuf> {
+    for candidate in ["/usr/sbin/nginx", "/usr/bin/nginx"] {
+        if std::path::Path::new(candidate).exists() {
+            return Ok(candidate.into());
+        }
+    }
+    anyhow::bail!("nginx is not installed (apt-get install -y --no-install-recommends nginx; scripts/test.sh does it)")
+}
+
+impl TestGateway {
+    /// Renders the template with `upstreams` (base URLs or host:port) and starts nginx
+    /// on a free port, with `max_body` as the body limit (e.g. `2m`).
+    pub async fn start(upstreams: Upstreams<'_>, max_body: &str) -> anyhow::Result<Self> {
+        let nginx = nginx_binary()?;
+        let template = std::fs::read_to_string(
+            crate::workspace_root().join("deploy/gateway/nginx.conf.template"),
+        )
+        .context("reading the gateway template")?;
+        let dir = std::env::temp_dir().join(format!("testkit-gateway-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir)?;
+        // nginx's workers drop root (to nobody or www-data) and keep request bodies in
+        // temporary files here.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
+        }
+        let (listener, base) = crate::free_listener();
+        let listen = host_port(&base).to_owned();
+        drop(listener);
+        let values = [
+            ("GATEWAY_LISTEN", listen.as_str()),
+            ("GATEWAY_RUNTIME_DIR", dir.to_str().context("utf-8 path")?),
+            ("GATEWAY_MAX_BODY_SIZE", max_body),
+            ("AUTH_UPSTREAM", host_port(upstreams.auth)),
+            ("TENANT_UPSTREAM", host_port(upstreams.tenant)),
+            ("DOCUMENT_UPSTREAM", host_port(upstreams.document)),
+            ("SSO_UPSTREAM", host_port(upstreams.sso)),
+            ("EVENT_WORKER_UPSTREAM", host_port(upstreams.event_worker)),
+            ("PLATFORM_VERSION", "test"),
+        ];
+        let mut config = template;
+        for (name, value) in values {
+            config = config.replace(&format!("${{{name}}}"), value);
+        }
+        if let Some(at) = config.find("${") {
+            anyhow::bail!(
+                "unrendered placeholder in the gateway template near {:?}",
+                &config[at..(at + 40).min(config.len())]
+            );
+        }
+        let conf = dir.join("nginx.conf");
+        std::fs::write(&conf, config)?;
+        let child = Command::new(nginx)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting nginx")?;
+        let gateway = Self { base, dir, child };
+        let health = format!("{}/health", gateway.base);
+        crate::wait_until(Duration::from_secs(10), || async {
+            reqwest::get(&health).await.is_ok_and(|r| r.status() == 200)
+        })
+        .await
+        .with_context(|| {
+            format!(
+                "nginx did not answer: {}",
+                std::fs::read_to_string(gateway.dir.join("error.log")).unwrap_or_default()
+            )
+        })?;
+        Ok(gateway)
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

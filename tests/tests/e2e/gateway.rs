@@ -1,0 +1,190 @@
+//! The platform through the gateway only (nginx with deploy/gateway/nginx.conf.template
+//! in front of the five services): the main journey, the request id, and what the
+//! gateway must not expose.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use testkit::{TestContext, TestGateway, Upstreams};
+
+use crate::documents::{platform_with, Docs};
+
+#[tokio::test]
+async fn the_main_journey_works_through_the_gateway_and_internals_stay_hidden() {
+    let ctx = TestContext::new().await;
+    let direct = platform_with(&ctx, &[], &[]).await;
+    let sso = testkit::start_service::<sso::Service>(&ctx, &[]);
+    let worker = testkit::start_service::<event_worker::Service>(
+        &ctx,
+        &[
+            ("TENANT_SERVICE_URL", direct.tenant.as_str()),
+            ("AUTH_SERVICE_URL", direct.auth.base.as_str()),
+        ],
+    );
+    let gateway = TestGateway::start(
+        Upstreams {
+            auth: &direct.auth.base,
+            tenant: &direct.tenant,
+            document: &direct.documents,
+            sso: &sso,
+            event_worker: &worker,
+        },
+        "2m",
+    )
+    .await
+    .expect("gateway");
+    let gw = gateway.base.clone();
+    let docs = Docs {
+        auth: direct.auth.through(&gw),
+        tenant: gw.clone(),
+        documents: gw.clone(),
+        s3: direct.s3,
+    };
+    let client = reqwest::Client::new();
+
+    // Health of the gateway and of each area.
+    for path in [
+        "/health",
+        "/",
+        "/api/auth/health",
+        "/api/users/health",
+        "/api/tenants/health",
+    ] {
+        let response = client.get(format!("{gw}{path}")).send().await.expect("get");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+
+    // register → login → create tenant → add member
+    let (admin, _) = docs.auth.session("journey@example.com").await;
+    let tenant = docs.tenant_of(&admin, "Journey").await;
+    let (member, _) = docs.auth.session("member@example.com").await;
+    docs.add_member(&admin, &tenant, &member, "viewer").await;
+
+    // upload twice (dedup) → download → presigned URL fetched from S3
+    let bytes = b"through the gateway, streamed".to_vec();
+    let (status, first) = docs.upload(&admin, &tenant, bytes.clone(), "a.txt").await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (status, second) = docs.upload(&admin, &tenant, bytes.clone(), "b.txt").await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    assert_eq!(
+        first["data"]["file_id"], second["data"]["file_id"],
+        "deduplicated"
+    );
+    let id = first["data"]["id"].as_str().expect("id");
+    let download = client
+        .get(format!("{gw}/api/tenants/{tenant}/documents/{id}/download"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(download.status(), StatusCode::OK);
+    assert_eq!(
+        download.bytes().await.expect("bytes").as_ref(),
+        bytes.as_slice()
+    );
+    let url: Value = client
+        .get(format!(
+            "{gw}/api/tenants/{tenant}/documents/{id}/download-url"
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("download-url")
+        .json()
+        .await
+        .expect("json");
+    let link = url["data"]["download_url"].as_str().expect("url");
+    let fetched = reqwest::get(link).await.expect("fetch");
+    assert_eq!(fetched.status(), StatusCode::OK);
+    assert_eq!(
+        fetched.bytes().await.expect("bytes").as_ref(),
+        bytes.as_slice()
+    );
+
+    // role checks: the viewer reads but may not delete; an outsider sees nothing.
+    let as_viewer = client
+        .delete(format!("{gw}/api/tenants/{tenant}/documents/{id}"))
+        .bearer_auth(&member)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(as_viewer.status(), StatusCode::FORBIDDEN);
+    let audit = client
+        .get(format!("{gw}/api/tenants/{tenant}/audit-logs"))
+        .bearer_auth(&member)
+        .send()
+        .await
+        .expect("audit");
+    assert_eq!(
+        audit.status(),
+        StatusCode::FORBIDDEN,
+        "routed to the event-worker"
+    );
+    let (outsider, _) = docs.auth.session("outsider@example.com").await;
+    let hidden = client
+        .get(format!("{gw}/api/tenants/{tenant}/documents"))
+        .bearer_auth(&outsider)
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(hidden.status(), StatusCode::NOT_FOUND);
+
+    // delete
+    let deleted = client
+        .delete(format!("{gw}/api/tenants/{tenant}/documents/{id}"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status(), StatusCode::OK);
+
+    // The request id is passed through (the service's error body names it) or made.
+    let response = client
+        .get(format!("{gw}/api/users/me"))
+        .header("x-request-id", "journey-42")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(response.headers()["x-request-id"], "journey-42");
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["request_id"], "journey-42");
+    let made = client
+        .get(format!("{gw}/health"))
+        .send()
+        .await
+        .expect("get");
+    assert!(made
+        .headers()
+        .get("x-request-id")
+        .is_some_and(|v| !v.is_empty()));
+
+    // Internal routes and metrics are not reachable; unknown paths are JSON 404s.
+    for path in [
+        "/internal/v1/tenant-databases",
+        "/internal/v1/users/lookup",
+        "/metrics",
+        "/nowhere",
+    ] {
+        let response = client
+            .get(format!("{gw}{path}"))
+            .bearer_auth(testkit::INTERNAL_TOKEN)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        let body: Value = response.json().await.expect("a JSON error");
+        assert_eq!(body["error"], "not_found", "{path}");
+    }
+
+    // The body limit answers in the platform's error shape.
+    let too_big = client
+        .post(format!("{gw}/api/auth/login"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 3 * 1024 * 1024])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = too_big.json().await.expect("json");
+    assert_eq!(body["error"], "payload_too_large");
+}
