@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Brings the whole platform up locally: PostgreSQL and Redis (DATABASE_URL / REDIS_URL
 # when given; otherwise the machine's, or private ones started from the machine's
-# binaries, installed from Debian's packages when missing and permitted), builds the
-# services, runs the migrations, and starts the five services on 127.0.0.1:5001-5005.
+# binaries, installed from Debian's packages when missing and permitted), Kafka
+# (KAFKA_BROKERS, else librdkafka's mock cluster: dev-kafka), S3 (S3_ENDPOINT_URL, else
+# s3s-fs: dev-s3), builds the services, runs the migrations, starts the five services on
+# 127.0.0.1:5001-5005 and the nginx gateway on 127.0.0.1:4999 (GATEWAY_PORT), and makes
+# an admin and a test tenant (tenant init).
 #
 #   scripts/dev-up.sh            run in the foreground; Ctrl-C stops the services
 #   scripts/dev-up.sh --detach   leave them running; scripts/dev-down.sh stops them
@@ -69,6 +72,26 @@ if [ -z "${S3_ENDPOINT_URL:-}" ]; then
   echo "$! dev-s3" >> "$run_dir/pids.servers"
 fi
 
+# Kafka: KAFKA_BROKERS when given, else librdkafka's mock cluster (dev-kafka) with the
+# topic catalog of crates/events/src/topic.rs and their dead-letter topics.
+if [ -z "${KAFKA_BROKERS:-}" ]; then
+  topics=""
+  for t in tenant.created tenant.deleted user.registered membership.changed \
+           document.uploaded document.deleted file.process audit.events; do
+    topics="$topics$t,$t.dlq,"
+  done
+  rm -f "$run_dir/kafka-brokers"
+  "$bin_dir/dev-kafka" --topics "$topics" --write-to "$run_dir/kafka-brokers" \
+    >"$run_dir/logs/dev-kafka.log" 2>&1 &
+  echo "$! dev-kafka" >> "$run_dir/pids.servers"
+  for _ in $(seq 1 100); do [ -s "$run_dir/kafka-brokers" ] && break; sleep 0.1; done
+  [ -s "$run_dir/kafka-brokers" ] || { log "dev-kafka did not start: $(cat "$run_dir/logs/dev-kafka.log")"; exit 1; }
+  KAFKA_BROKERS="$(cat "$run_dir/kafka-brokers")"
+fi
+export KAFKA_BROKERS
+# Local development: webhooks may target local receivers.
+export WEBHOOK_ALLOW_PRIVATE_TARGETS="${WEBHOOK_ALLOW_PRIVATE_TARGETS:-true}"
+
 log "migrating the main database and the tenant template"
 "$bin_dir/tenant" migrate
 "$bin_dir/tenant" migrate-tenants
@@ -103,6 +126,38 @@ for service in $SERVICES; do
     exit 1
   fi
 done
+# The gateway: nginx with deploy/gateway/nginx.conf.template.
+gateway_port="${GATEWAY_PORT:-4999}"
+if [ "$SERVICES" = "auth tenant document sso event-worker" ]; then
+  ensure_nginx
+  gateway_dir="$run_dir/gateway"
+  mkdir -p "$gateway_dir"
+  chmod 777 "$gateway_dir"   # nginx's workers drop root and keep temporary files here
+  max_upload="${MAX_UPLOAD_BYTES:-104857600}"
+  GATEWAY_LISTEN="127.0.0.1:$gateway_port" GATEWAY_RUNTIME_DIR="$gateway_dir" \
+  GATEWAY_MAX_BODY_SIZE="$(( max_upload / 1048576 + 1 ))m" \
+  AUTH_UPSTREAM=127.0.0.1:5001 TENANT_UPSTREAM=127.0.0.1:5002 DOCUMENT_UPSTREAM=127.0.0.1:5003 \
+  SSO_UPSTREAM=127.0.0.1:5004 EVENT_WORKER_UPSTREAM=127.0.0.1:5005 \
+  PLATFORM_VERSION="$(sed -nE 's/^version = "(.*)"/\1/p' Cargo.toml | head -1)" \
+    python3 deploy/gateway/render.py deploy/gateway/nginx.conf.template "$gateway_dir/nginx.conf"
+  nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
+  "$nginx_bin" -p "$gateway_dir" -c "$gateway_dir/nginx.conf" -e "$gateway_dir/error.log" -g 'daemon off;' \
+    >"$run_dir/logs/gateway.log" 2>&1 &
+  echo "$! gateway" >> "$run_dir/pids"
+  ok=false
+  for _ in $(seq 1 50); do
+    if curl -fsS "http://127.0.0.1:$gateway_port/health" >/dev/null 2>&1; then ok=true; break; fi
+    sleep 0.1
+  done
+  $ok || { log "the gateway did not start: $(cat "$gateway_dir/error.log" 2>/dev/null)"; scripts/dev-down.sh; exit 1; }
+  printf '  %-13s http://127.0.0.1:%s  (the platform: every public API)\n' "gateway" "$gateway_port"
+fi
+
+# An admin and a test tenant to try it with (idempotent: later runs keep them).
+if [[ " $SERVICES " == *" tenant "* ]]; then
+  "$bin_dir/tenant" init --create-admin --create-test-tenant 2>&1 | sed 's/^/  /' || log "tenant init failed"
+fi
+
 log "logs in $run_dir/logs; database $(printf '%s' "${DATABASE_URL%%\?*}" | sed -E 's#//[^@]*@#//#'), Redis $REDIS_URL"
 
 if $detach; then

@@ -1,0 +1,32 @@
+//! A local Kafka for development (`scripts/dev-up.sh` starts it): librdkafka's mock
+//! cluster, one broker, with the given topics. Its port is chosen by librdkafka: the
+//! bootstrap address is printed and written to `--write-to`.
+//!
+//!   dev-kafka --topics tenant.created,tenant.created.dlq,... --write-to FILE
+
+use anyhow::Context;
+
+fn arg(args: &[String], name: &str) -> anyhow::Result<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .with_context(|| format!("missing {name} VALUE"))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let topics = arg(&args, "--topics")?;
+    let topics: Vec<&str> = topics.split(',').filter(|t| !t.is_empty()).collect();
+    let kafka = testkit::TestKafka::start(&topics, 3)?;
+    let file = arg(&args, "--write-to")?;
+    std::fs::write(&file, kafka.brokers()).with_context(|| format!("writing {file}"))?;
+    println!(
+        "dev-kafka: librdkafka mock cluster at {} ({} topics)",
+        kafka.brokers(),
+        topics.len()
+    );
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
