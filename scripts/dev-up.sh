@@ -135,6 +135,7 @@ if [ "$SERVICES" = "auth tenant document sso event-worker" ]; then
   chmod 777 "$gateway_dir"   # nginx's workers drop root and keep temporary files here
   max_upload="${MAX_UPLOAD_BYTES:-104857600}"
   GATEWAY_LISTEN="127.0.0.1:$gateway_port" GATEWAY_RUNTIME_DIR="$gateway_dir" \
+  GATEWAY_STATIC_DIR="$PWD/deploy/gateway/static" \
   GATEWAY_MAX_BODY_SIZE="$(( max_upload / 1048576 + 1 ))m" \
   AUTH_UPSTREAM=127.0.0.1:5001 TENANT_UPSTREAM=127.0.0.1:5002 DOCUMENT_UPSTREAM=127.0.0.1:5003 \
   SSO_UPSTREAM=127.0.0.1:5004 EVENT_WORKER_UPSTREAM=127.0.0.1:5005 \

@@ -58,7 +58,12 @@ impl TestGateway {
         let (listener, base) = crate::free_listener();
         let listen = host_port(&base).to_owned();
         drop(listener);
+        let static_dir = crate::workspace_root().join("deploy/gateway/static");
         let values = [
+            (
+                "GATEWAY_STATIC_DIR",
+                static_dir.to_str().context("utf-8 path")?,
+            ),
             ("GATEWAY_LISTEN", listen.as_str()),
             ("GATEWAY_RUNTIME_DIR", dir.to_str().context("utf-8 path")?),
             ("GATEWAY_MAX_BODY_SIZE", max_body),

@@ -176,6 +176,83 @@ async fn the_main_journey_works_through_the_gateway_and_internals_stay_hidden() 
         assert_eq!(body["error"], "not_found", "{path}");
     }
 
+    // The API documentation.
+    let page = client
+        .get(format!("{gw}/api/docs"))
+        .send()
+        .await
+        .expect("docs");
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .expect("type")
+        .starts_with("text/html"));
+    assert!(page
+        .text()
+        .await
+        .expect("html")
+        .contains("/api/docs/openapi.json"));
+    let served: Value = client
+        .get(format!("{gw}/api/docs/openapi.json"))
+        .send()
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("json");
+    assert!(served["paths"]["/api/tenants/{tenant_id}/documents"].is_object());
+
+    // Every documented path reaches a service (none falls through to the gateway's own
+    // 404), and the catch-all is told apart.
+    for (path, item) in served["paths"].as_object().expect("paths") {
+        let method = ["get", "post", "put", "delete"]
+            .into_iter()
+            .find(|m| item.get(*m).is_some())
+            .expect("an operation");
+        let concrete = path
+            .split('/')
+            .map(|seg| {
+                if seg.starts_with('{') {
+                    "00000000-0000-4000-8000-000000000000"
+                } else {
+                    seg
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let response = client
+            .request(
+                method.to_uppercase().parse().expect("method"),
+                format!("{gw}{concrete}"),
+            )
+            .send()
+            .await
+            .expect("request");
+        assert!(
+            response.headers().get("x-gateway-unrouted").is_none(),
+            "{method} {path} is not routed by the gateway"
+        );
+    }
+    let unrouted = client
+        .get(format!("{gw}/nowhere"))
+        .send()
+        .await
+        .expect("get");
+    assert!(unrouted.headers().get("x-gateway-unrouted").is_some());
+    assert!(unrouted.headers().get("x-request-id").is_some());
+    let jwks: Value = client
+        .get(format!("{gw}/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        jwks["keys"].as_array().is_some_and(|k| !k.is_empty()),
+        "{jwks}"
+    );
+
     // The body limit answers in the platform's error shape.
     let too_big = client
         .post(format!("{gw}/api/auth/login"))
@@ -187,4 +264,58 @@ async fn the_main_journey_works_through_the_gateway_and_internals_stay_hidden() 
     assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let body: Value = too_big.json().await.expect("json");
     assert_eq!(body["error"], "payload_too_large");
+}
+
+/// Every service's public routes in one document (internal routes left out).
+fn merged_openapi() -> utoipa::openapi::OpenApi {
+    let mut merged = auth::openapi();
+    for other in [
+        tenant::openapi(),
+        document::openapi(),
+        sso::openapi(),
+        event_worker::openapi(),
+    ] {
+        merged.merge(other);
+    }
+    merged
+        .paths
+        .paths
+        .retain(|path, _| !path.starts_with("/internal"));
+    merged.info.title = "SaaS platform".to_owned();
+    merged.info.description = Some(
+        "Every public route of the platform, as the gateway serves it (ARCHITECTURE.md, API.md)."
+            .to_owned(),
+    );
+    merged.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    merged
+}
+
+#[test]
+fn the_merged_openapi_document_is_current() {
+    let path = testkit::workspace_root().join("deploy/gateway/static/openapi.json");
+    let generated = merged_openapi().to_pretty_json().expect("json") + "\n";
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &generated).expect("write");
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{} is out of date: run `UPDATE_OPENAPI=1 cargo nextest run -p platform-tests the_merged_openapi_document_is_current` and commit it",
+        path.display()
+    );
+    let doc: Value = serde_json::from_str(&committed).expect("json");
+    let paths = doc["paths"].as_object().expect("paths");
+    for public in [
+        "/api/auth/login",
+        "/api/tenants",
+        "/api/tenants/{tenant_id}/documents",
+        "/api/tenants/{tenant_id}/audit-logs",
+        "/api/tenants/{tenant_id}/webhooks",
+    ] {
+        assert!(paths.contains_key(public), "{public} is documented");
+    }
+    assert!(
+        !paths.keys().any(|p| p.starts_with("/internal")),
+        "internal routes are not published"
+    );
 }
