@@ -39,6 +39,15 @@ pub use gateway::{TestGateway, Upstreams};
 pub use kafka::{KafkaRecord, TestKafka};
 pub use smtp::{Mail, TestSmtp};
 
+/// The value after `name` in a development tool's arguments (`dev-s3`, `dev-kafka`).
+pub fn cli_arg(args: &[String], name: &str) -> anyhow::Result<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .with_context(|| format!("missing {name} VALUE"))
+}
+
 /// The internal service token every service gets in tests.
 pub const INTERNAL_TOKEN: &str = "internal-token-for-tests-0123456789abcdef";
 

@@ -6,21 +6,13 @@
 
 use anyhow::Context;
 
-fn arg(args: &[String], name: &str) -> anyhow::Result<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .with_context(|| format!("missing {name} VALUE"))
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let topics = arg(&args, "--topics")?;
+    let topics = testkit::cli_arg(&args, "--topics")?;
     let topics: Vec<&str> = topics.split(',').filter(|t| !t.is_empty()).collect();
     let kafka = testkit::TestKafka::start(&topics, 3)?;
-    let file = arg(&args, "--write-to")?;
+    let file = testkit::cli_arg(&args, "--write-to")?;
     std::fs::write(&file, kafka.brokers()).with_context(|| format!("writing {file}"))?;
     println!(
         "dev-kafka: librdkafka mock cluster at {} ({} topics)",

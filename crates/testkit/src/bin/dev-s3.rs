@@ -5,19 +5,13 @@
 
 use anyhow::Context;
 
-fn arg(args: &[String], name: &str) -> anyhow::Result<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .with_context(|| format!("missing {name} VALUE"))
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let port: u16 = arg(&args, "--port")?.parse().context("--port")?;
-    let dir = std::path::PathBuf::from(arg(&args, "--dir")?);
+    let port: u16 = testkit::cli_arg(&args, "--port")?
+        .parse()
+        .context("--port")?;
+    let dir = std::path::PathBuf::from(testkit::cli_arg(&args, "--dir")?);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
@@ -25,8 +19,8 @@ async fn main() -> anyhow::Result<()> {
     let (server, _) = testkit::serve_s3(
         listener,
         &dir,
-        &arg(&args, "--access-key")?,
-        &arg(&args, "--secret-key")?,
+        &testkit::cli_arg(&args, "--access-key")?,
+        &testkit::cli_arg(&args, "--secret-key")?,
     )?;
     println!(
         "dev-s3 listening on http://127.0.0.1:{port} ({})",
