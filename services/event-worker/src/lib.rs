@@ -23,6 +23,7 @@ use utoipa::OpenApi;
 pub mod audit;
 pub mod files;
 pub mod notifications;
+pub mod retention;
 pub mod routes;
 mod settings;
 pub mod webhooks;
@@ -227,6 +228,17 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<(Serve
         }
         (None, _) => {}
     }
+    tasks.push((
+        "retention",
+        tokio::spawn({
+            let (db, shutdown) = (db.clone(), shutdown.clone());
+            let retention = settings.processed_events_retention;
+            async move {
+                retention::run(db, retention, shutdown).await;
+                Ok(())
+            }
+        }),
+    ));
     tasks.push((
         "webhook-dispatcher",
         tokio::spawn({

@@ -11,7 +11,8 @@
 //! `WEBHOOK_ALLOW_PRIVATE_TARGETS` (false; refused in production); object storage as
 //! the document service reads it (`S3_*`; required in production) and the tenant pool
 //! limits (`TENANT_POOL_*`); email: `SMTP_URL` (none: no email), `SMTP_FROM`
-//! (`SaaS Platform <no-reply@localhost>`), `SMTP_TIMEOUT_MS` (10000).
+//! (`SaaS Platform <no-reply@localhost>`), `SMTP_TIMEOUT_MS` (10000);
+//! `PROCESSED_EVENTS_RETENTION_DAYS` (14).
 
 use std::time::Duration;
 
@@ -42,6 +43,8 @@ pub struct Settings {
     pub tenant_db: tenant_db::TenantDbSettings,
     /// Email; without it (development only) notifications are not sent.
     pub smtp: Option<crate::notifications::SmtpSettings>,
+    /// How long processed event ids are kept (beyond any redelivery).
+    pub processed_events_retention: Duration,
 }
 
 fn is_http(url: &str) -> bool {
@@ -162,6 +165,12 @@ impl Settings {
             from: smtp_from,
             timeout: Duration::from_millis(r.optional("SMTP_TIMEOUT_MS", 10_000)),
         });
+        let retention_days = r.optional("PROCESSED_EVENTS_RETENTION_DAYS", 14u64);
+        r.check(
+            "PROCESSED_EVENTS_RETENTION_DAYS",
+            (1..=3650).contains(&retention_days),
+            "must be between 1 and 3650 (keep it above Kafka's retention)",
+        );
         let consumer_group_prefix: String =
             r.optional("CONSUMER_GROUP_PREFIX", "event-worker".to_owned());
         r.check(
@@ -188,6 +197,7 @@ impl Settings {
             storage,
             tenant_db,
             smtp,
+            processed_events_retention: Duration::from_secs(retention_days * 86_400),
         }
     }
 
