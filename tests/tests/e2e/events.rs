@@ -74,6 +74,28 @@ fn assert_schema(record: &KafkaRecord) {
     );
 }
 
+/// Waits until the outbox of the database at `url` has no unpublished row.
+async fn wait_all_published(url: &str) {
+    let mut conn = AsyncPgConnection::establish(url).await.expect("connect");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let pending: i64 = outbox::table
+            .filter(outbox::published_at.is_null())
+            .count()
+            .get_result(&mut conn)
+            .await
+            .expect("count");
+        if pending == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pending} outbox rows still unpublished"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn assert_one_each(records: &[KafkaRecord], tenant: &str) {
     for record in records {
         assert_schema(record);
@@ -212,8 +234,17 @@ async fn events_committed_while_kafka_is_down_arrive_once_when_it_returns() {
         .await
         .expect("every event after the outage");
     assert_one_each(&records, &tenant);
-    // And no duplicates trickle in later.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Once every outbox row is marked published, no relay sends one again: then each
+    // topic holds its event once.
+    let (token, _) = docs.auth.login("outage@example.com").await;
+    let (_, mine) = docs.auth.get("/api/users/me/tenants", Some(&token)).await;
+    let database = mine["data"][0]["database_name"]
+        .as_str()
+        .expect("database")
+        .to_owned();
+    for url in [ctx.main_url.clone(), ctx.url_of(&database)] {
+        wait_all_published(&url).await;
+    }
     for topic in PRODUCED {
         assert_eq!(kafka.count(topic).expect("count"), 1, "{topic} once");
     }
@@ -716,7 +747,27 @@ async fn creators_and_members_are_notified_by_email() {
     );
     assert!(added.data.contains("with the role user"), "{added:?}");
     assert_eq!(added.from, "no-reply@localhost");
-    // Each once.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Each once: every notification row is marked sent (none will be sent again),
+    // and the sink got one message per row.
+    let mut main = AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("main database");
+    use main_db::schema::notifications;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let states: Vec<String> = notifications::table
+            .select(notifications::status)
+            .load(&mut main)
+            .await
+            .expect("notifications");
+        if states.len() == 2 && states.iter().all(|s| s == "sent") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "notifications: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(smtp.mails().len(), 2, "{:?}", smtp.mails());
 }

@@ -23,6 +23,7 @@ use crate::events::{kafka, start_worker};
 /// One request the receiver got.
 #[derive(Debug, Clone)]
 struct Received {
+    path: String,
     id: String,
     signature_valid: bool,
     body: Value,
@@ -79,6 +80,7 @@ async fn hook(state: web::Data<Receiver>, request: HttpRequest, body: web::Bytes
         &header("webhook-signature"),
     );
     state.received.lock().expect("lock").push(Received {
+        path: request.path().to_owned(),
         id,
         signature_valid,
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
@@ -100,6 +102,7 @@ fn start_receiver() -> (Arc<web::Data<Receiver>>, String) {
         App::new()
             .app_data(app_state.clone())
             .route("/hook", web::post().to(hook))
+            .route("/other", web::post().to(hook))
     })
     .workers(1)
     .listen(listener)
@@ -271,13 +274,26 @@ async fn webhooks_are_signed_retried_with_their_id_and_stopped_by_410() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (status, _) = docs
+    // A second endpoint: when it has the next event, the webhooks consumer has handled
+    // it, so the disabled endpoint's silence means something.
+    let other = client
+        .post(&webhooks)
+        .bearer_auth(&admin)
+        .json(&json!({"url": url.replace("/hook", "/other"), "event_types": ["document.uploaded"]}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(other.status(), StatusCode::CREATED);
+    let (status, after) = docs
         .upload(&admin, &tenant, b"after gone".to_vec(), "a.txt")
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let received = wait_received(&receiver, 4).await;
+    let to_other: Vec<_> = received.iter().filter(|r| r.path == "/other").collect();
+    assert_eq!(to_other.len(), 1, "{received:?}");
+    assert_eq!(to_other[0].body["data"]["document_id"], after["data"]["id"]);
     assert_eq!(
-        receiver.received.lock().expect("lock").len(),
+        received.iter().filter(|r| r.path == "/hook").count(),
         3,
         "nothing goes to a disabled endpoint"
     );
