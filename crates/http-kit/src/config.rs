@@ -186,6 +186,18 @@ impl<'a> ConfigReader<'a> {
         self.parse(name, &raw)
     }
 
+    /// An `http://` or `https://` URL with a default, without its trailing `/`; any
+    /// other scheme is reported by name.
+    pub fn http_url(&mut self, name: &str, default: &str) -> String {
+        let url: String = self.optional(name, default.to_owned());
+        self.check(
+            name,
+            is_http_url(&url),
+            "must be an http:// or https:// URL",
+        );
+        url.trim_end_matches('/').to_owned()
+    }
+
     /// Records an error unless `ok`; for rules across values (ranges, URL schemes).
     pub fn check(&mut self, name: &str, ok: bool, reason: &str) {
         if !ok && !self.errors.iter().any(|e| e.name == name) {
@@ -272,6 +284,11 @@ pub struct CommonSettings {
     pub kafka_timeout: Duration,
     /// How often the outbox relay sweeps every database for unpublished events.
     pub outbox_sweep_every: Duration,
+}
+
+/// Whether `url` starts with `http://` or `https://`.
+pub fn is_http_url(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
 }
 
 fn is_postgres_url(url: &str) -> bool {

@@ -369,10 +369,6 @@ impl Storage {
     }
 }
 
-fn is_http(url: &str) -> bool {
-    url.starts_with("http://") || url.starts_with("https://")
-}
-
 impl StorageSettings {
     /// Reads `S3_ENDPOINT_URL` (required), `S3_PUBLIC_URL` (the endpoint),
     /// `S3_ACCESS_KEY`, `S3_SECRET_KEY` (required), `S3_REGION` (`us-east-1`),
@@ -400,12 +396,12 @@ impl StorageSettings {
         );
         r.check(
             "S3_ENDPOINT_URL",
-            storage.endpoint_url.is_empty() || is_http(&storage.endpoint_url),
+            storage.endpoint_url.is_empty() || http_kit::config::is_http_url(&storage.endpoint_url),
             "must be an http:// or https:// URL",
         );
         r.check(
             "S3_PUBLIC_URL",
-            storage.public_url.is_empty() || is_http(&storage.public_url),
+            storage.public_url.is_empty() || http_kit::config::is_http_url(&storage.public_url),
             "must be an http:// or https:// URL",
         );
         storage

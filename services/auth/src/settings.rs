@@ -76,18 +76,11 @@ impl Settings {
             ),
             trust_proxy_headers: r.optional("TRUST_PROXY_HEADERS", false),
             internal_token: r.required("INTERNAL_SERVICE_TOKEN"),
-            tenant_service_url: r
-                .optional("TENANT_SERVICE_URL", "http://127.0.0.1:5002".to_owned()),
+            tenant_service_url: r.http_url("TENANT_SERVICE_URL", "http://127.0.0.1:5002"),
             service_call_timeout: Duration::from_millis(
                 r.optional("SERVICE_CALL_TIMEOUT_MS", 2000),
             ),
         };
-        r.check(
-            "TENANT_SERVICE_URL",
-            settings.tenant_service_url.starts_with("http://")
-                || settings.tenant_service_url.starts_with("https://"),
-            "must be an http:// or https:// URL",
-        );
         r.check(
             "SERVICE_CALL_TIMEOUT_MS",
             !settings.service_call_timeout.is_zero(),

@@ -37,10 +37,6 @@ pub struct Settings {
     pub service_call_timeout: Duration,
 }
 
-fn is_http(url: &str) -> bool {
-    url.starts_with("http://") || url.starts_with("https://")
-}
-
 impl Settings {
     pub fn read(r: &mut ConfigReader<'_>) -> Self {
         let common = CommonSettings::read(r, DEFAULT_PORT);
@@ -62,20 +58,8 @@ impl Settings {
             upload_idle_timeout > 0,
             "must be a positive number of seconds",
         );
-        let tenant_service_url: String =
-            r.optional("TENANT_SERVICE_URL", "http://127.0.0.1:5002".to_owned());
-        let auth_service_url: String =
-            r.optional("AUTH_SERVICE_URL", "http://127.0.0.1:5001".to_owned());
-        r.check(
-            "TENANT_SERVICE_URL",
-            is_http(&tenant_service_url),
-            "must be an http:// or https:// URL",
-        );
-        r.check(
-            "AUTH_SERVICE_URL",
-            is_http(&auth_service_url),
-            "must be an http:// or https:// URL",
-        );
+        let tenant_service_url = r.http_url("TENANT_SERVICE_URL", "http://127.0.0.1:5002");
+        let auth_service_url = r.http_url("AUTH_SERVICE_URL", "http://127.0.0.1:5001");
         let internal_token: Secret<String> = r.required("INTERNAL_SERVICE_TOKEN");
         Self {
             common,
@@ -87,8 +71,8 @@ impl Settings {
             ),
             upload_idle_timeout: Duration::from_secs(upload_idle_timeout),
             tenant_db,
-            tenant_service_url: tenant_service_url.trim_end_matches('/').to_owned(),
-            auth_service_url: auth_service_url.trim_end_matches('/').to_owned(),
+            tenant_service_url,
+            auth_service_url,
             internal_token,
             jwt_issuer: r.optional("JWT_ISSUER", "saas-platform".to_owned()),
             jwt_audience: r.optional("JWT_AUDIENCE", "saas-platform".to_owned()),

@@ -75,6 +75,13 @@ fn entry(event: &EventEnvelope) -> NewEntry<'_> {
     }
 }
 
+/// A main-database connection for a handler; none available is worth waiting for.
+pub async fn connection(db: &DbPool) -> Result<main_db::DbConnection, HandlerError> {
+    db.get()
+        .await
+        .map_err(|e| HandlerError::Unavailable(format!("main database: {e}")))
+}
+
 /// Database failures: unreachable is worth waiting for; a refused row never changes.
 pub fn classify(error: diesel::result::Error) -> HandlerError {
     use diesel::result::{DatabaseErrorKind as Kind, Error};
@@ -103,11 +110,7 @@ impl Handler for AuditLog {
         events: &'a [EventEnvelope],
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         async move {
-            let mut conn = self
-                .db
-                .get()
-                .await
-                .map_err(|e| HandlerError::Unavailable(format!("main database: {e}")))?;
+            let mut conn = crate::audit::connection(&self.db).await?;
             conn.transaction::<_, diesel::result::Error, _>(async |tx| {
                 let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
                 let fresh = events::claim(tx, CONSUMER, &ids).await?;

@@ -246,11 +246,7 @@ impl Handler for TenantPurge {
                     .delete_prefix(&storage::tenant_prefix(&database))
                     .await
                     .map_err(storage_error)?;
-                let mut conn = self
-                    .db
-                    .get()
-                    .await
-                    .map_err(|e| HandlerError::Unavailable(format!("main database: {e}")))?;
+                let mut conn = crate::audit::connection(&self.db).await?;
                 conn.transaction::<_, diesel::result::Error, _>(async |tx| {
                     events::claim(tx, PURGE_CONSUMER, &[event.id]).await.map(|_| ())
                 })

@@ -160,11 +160,7 @@ impl Handler for Notifications {
                     planned.push(p);
                 }
             }
-            let mut conn = self
-                .db
-                .get()
-                .await
-                .map_err(|e| HandlerError::Unavailable(format!("main database: {e}")))?;
+            let mut conn = crate::audit::connection(&self.db).await?;
             let created = conn
                 .transaction::<_, diesel::result::Error, _>(async |tx| {
                     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();

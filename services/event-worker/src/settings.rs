@@ -47,27 +47,11 @@ pub struct Settings {
     pub processed_events_retention: Duration,
 }
 
-fn is_http(url: &str) -> bool {
-    url.starts_with("http://") || url.starts_with("https://")
-}
-
 impl Settings {
     pub fn read(r: &mut ConfigReader<'_>) -> Self {
         let common = CommonSettings::read(r, DEFAULT_PORT);
-        let tenant_service_url: String =
-            r.optional("TENANT_SERVICE_URL", "http://127.0.0.1:5002".to_owned());
-        let auth_service_url: String =
-            r.optional("AUTH_SERVICE_URL", "http://127.0.0.1:5001".to_owned());
-        r.check(
-            "TENANT_SERVICE_URL",
-            is_http(&tenant_service_url),
-            "must be an http:// or https:// URL",
-        );
-        r.check(
-            "AUTH_SERVICE_URL",
-            is_http(&auth_service_url),
-            "must be an http:// or https:// URL",
-        );
+        let tenant_service_url = r.http_url("TENANT_SERVICE_URL", "http://127.0.0.1:5002");
+        let auth_service_url = r.http_url("AUTH_SERVICE_URL", "http://127.0.0.1:5001");
         let consumer_max_attempts = r.optional("CONSUMER_MAX_ATTEMPTS", 5u32);
         r.check(
             "CONSUMER_MAX_ATTEMPTS",
@@ -180,8 +164,8 @@ impl Settings {
         );
         Self {
             common,
-            tenant_service_url: tenant_service_url.trim_end_matches('/').to_owned(),
-            auth_service_url: auth_service_url.trim_end_matches('/').to_owned(),
+            tenant_service_url,
+            auth_service_url,
             internal_token: r.required("INTERNAL_SERVICE_TOKEN"),
             jwt_issuer: r.optional("JWT_ISSUER", "saas-platform".to_owned()),
             jwt_audience: r.optional("JWT_AUDIENCE", "saas-platform".to_owned()),

@@ -192,20 +192,15 @@ impl Handler for Webhooks {
         events: &'a [EventEnvelope],
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         async move {
-            let mut conn = self
-                .db
-                .get()
-                .await
-                .map_err(|e| HandlerError::Unavailable(format!("main database: {e}")))?;
+            let mut conn = crate::audit::connection(&self.db).await?;
             let created = conn
                 .transaction::<_, diesel::result::Error, _>(async |tx| {
-                    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-                    let fresh = events::claim(tx, CONSUMER, &ids).await?;
-                    let tenants: Vec<Uuid> = events
+                    let mut tenants: Vec<Uuid> = events
                         .iter()
-                        .filter(|e| fresh.contains(&e.id))
                         .filter_map(|e| e.tenant_id.map(domain::TenantId::into_uuid))
                         .collect();
+                    tenants.sort_unstable();
+                    tenants.dedup();
                     if tenants.is_empty() {
                         return Ok(0);
                     }
@@ -219,23 +214,40 @@ impl Handler for Webhooks {
                         ))
                         .load(tx)
                         .await?;
+                    // Each event with the endpoints that want it; only those events have
+                    // an effect, so only their ids are remembered.
+                    let matched: Vec<(&EventEnvelope, Vec<Uuid>)> = events
+                        .iter()
+                        .filter_map(|event| {
+                            let tenant = event.tenant_id.map(domain::TenantId::into_uuid)?;
+                            let endpoints: Vec<Uuid> = subscriptions
+                                .iter()
+                                .filter(|s| {
+                                    s.tenant_id == tenant
+                                        && s.event_types
+                                            .iter()
+                                            .flatten()
+                                            .any(|t| *t == event.event_type)
+                                })
+                                .map(|s| s.id)
+                                .collect();
+                            (!endpoints.is_empty()).then_some((event, endpoints))
+                        })
+                        .collect();
+                    if matched.is_empty() {
+                        return Ok(0);
+                    }
+                    let ids: Vec<Uuid> = matched.iter().map(|(e, _)| e.id).collect();
+                    let fresh = events::claim(tx, CONSUMER, &ids).await?;
                     let mut rows = Vec::new();
-                    for event in events.iter().filter(|e| fresh.contains(&e.id)) {
-                        let Some(tenant) = event.tenant_id.map(domain::TenantId::into_uuid) else {
-                            continue;
-                        };
+                    for (event, endpoints) in matched.iter().filter(|(e, _)| fresh.contains(&e.id))
+                    {
                         let payload = serde_json::to_value(event)
                             .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
-                        for s in subscriptions.iter().filter(|s| {
-                            s.tenant_id == tenant
-                                && s.event_types
-                                    .iter()
-                                    .flatten()
-                                    .any(|t| *t == event.event_type)
-                        }) {
+                        for endpoint in endpoints {
                             rows.push((
                                 webhook_deliveries::id.eq(Uuid::new_v4()),
-                                webhook_deliveries::endpoint_id.eq(s.id),
+                                webhook_deliveries::endpoint_id.eq(*endpoint),
                                 webhook_deliveries::event_id.eq(event.id),
                                 webhook_deliveries::event_type.eq(event.event_type.clone()),
                                 webhook_deliveries::payload.eq(payload.clone()),

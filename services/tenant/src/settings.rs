@@ -86,13 +86,7 @@ impl Settings {
             "must be at least 32 characters",
         );
         let tenant_limit_per_user = r.optional("TENANT_LIMIT_PER_USER", 10);
-        let auth_service_url: String =
-            r.optional("AUTH_SERVICE_URL", "http://127.0.0.1:5001".to_owned());
-        r.check(
-            "AUTH_SERVICE_URL",
-            auth_service_url.starts_with("http://") || auth_service_url.starts_with("https://"),
-            "must be an http:// or https:// URL",
-        );
+        let auth_service_url = r.http_url("AUTH_SERVICE_URL", "http://127.0.0.1:5001");
         let service_call_timeout =
             Duration::from_millis(r.optional("SERVICE_CALL_TIMEOUT_MS", 2000));
         r.check(
@@ -106,7 +100,7 @@ impl Settings {
             migration_concurrency,
             internal_token,
             tenant_limit_per_user,
-            auth_service_url: auth_service_url.trim_end_matches('/').to_owned(),
+            auth_service_url,
             jwt_issuer: r.optional("JWT_ISSUER", "saas-platform".to_owned()),
             jwt_audience: r.optional("JWT_AUDIENCE", "saas-platform".to_owned()),
             service_call_timeout,
