@@ -32,11 +32,13 @@ const TEMPLATE_LOCK_KEY: i64 = 0x0074_6573_746b_6974;
 
 mod gateway;
 mod kafka;
+pub mod oidc;
 pub mod service_contract;
 mod smtp;
 
 pub use gateway::{TestGateway, Upstreams};
 pub use kafka::{KafkaRecord, TestKafka};
+pub use oidc::{OidcClient, OidcTenant, OidcUser, TestOidc};
 pub use smtp::{Mail, TestSmtp};
 
 /// The value after `name` in a development tool's arguments (`dev-s3`, `dev-kafka`).
