@@ -1,13 +1,15 @@
 //! Redis: the connection every service shares, with timeouts; key naming under the
-//! configured prefix; token revocation and rate limits (one-time SSO state comes with
-//! the SSO service).
+//! configured prefix; token revocation, rate limits, one-time values (SSO state) and
+//! short locks.
 
 use std::future::Future;
 use std::time::Duration;
 
+mod one_time;
 mod rate_limit;
 mod revocation;
 
+pub use one_time::OneTime;
 pub use rate_limit::{RateDecision, RateLimiter};
 pub use revocation::Revocations;
 

@@ -28,6 +28,23 @@ pub struct UserSummary {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A platform token pair issued by auth's internal API.
+#[derive(Deserialize)]
+pub struct IssuedTokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: String,
+    pub expires_in: u64,
+}
+
+impl std::fmt::Debug for IssuedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedTokens")
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Deserialize)]
 struct Lookup {
     users: Vec<UserSummary>,
@@ -63,15 +80,55 @@ impl AuthClient {
 
     /// The user with this email, created without a password if there is none.
     pub async fn resolve(&self, email: &str) -> Result<UserSummary, ClientError> {
+        Ok(self.resolve_named(email, None, None).await?.0)
+    }
+
+    /// [`AuthClient::resolve`], naming a created user (SSO); also says whether this
+    /// call created it.
+    pub async fn resolve_named(
+        &self,
+        email: &str,
+        first_name: Option<&str>,
+        last_name: Option<&str>,
+    ) -> Result<(UserSummary, bool), ClientError> {
         #[derive(Deserialize)]
         struct Resolved {
             user: UserSummary,
+            created: bool,
+        }
+        let mut body = serde_json::json!({ "email": email });
+        if let Some(first) = first_name {
+            body["first_name"] = first.into();
+        }
+        if let Some(last) = last_name {
+            body["last_name"] = last.into();
+        }
+        let resolved: Resolved = self.post_json("/internal/v1/users/resolve", &body).await?;
+        Ok((resolved.user, resolved.created))
+    }
+
+    /// A new platform session (token pair) for an active user.
+    pub async fn issue_tokens(&self, user: UserId) -> Result<IssuedTokens, ClientError> {
+        self.post_json(
+            "/internal/v1/tokens",
+            &serde_json::json!({ "user_id": user }),
+        )
+        .await
+    }
+
+    /// Rotates a platform refresh token through auth's public route (reuse detection and
+    /// all): the new pair.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<IssuedTokens, ClientError> {
+        #[derive(Deserialize)]
+        struct Refreshed {
+            access_token: String,
+            refresh_token: String,
+            expires_in: u64,
         }
         let response = self
             .http
-            .post(format!("{}/internal/v1/users/resolve", self.base_url))
-            .bearer_auth(self.token.expose())
-            .json(&serde_json::json!({ "email": email }))
+            .post(format!("{}/api/auth/refresh", self.base_url))
+            .bearer_auth(refresh_token)
             .send()
             .await
             .map_err(|e| ClientError::Unavailable {
@@ -84,14 +141,76 @@ impl AuthClient {
                 status: response.status().as_u16(),
             });
         }
-        let resolved: Resolved = response
+        let r: Refreshed = response
             .json()
             .await
             .map_err(|e| ClientError::Unavailable {
                 service: SERVICE,
                 reason: format!("bad body: {e}"),
             })?;
-        Ok(resolved.user)
+        Ok(IssuedTokens {
+            access_token: r.access_token,
+            refresh_token: r.refresh_token,
+            token_type: "Bearer".to_owned(),
+            expires_in: r.expires_in,
+        })
+    }
+
+    /// Logs a platform session out through auth's public route: the access token and,
+    /// when given, the refresh token's family are revoked.
+    pub async fn logout(
+        &self,
+        access_token: &str,
+        refresh_token: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let mut request = self
+            .http
+            .post(format!("{}/api/auth/logout", self.base_url))
+            .bearer_auth(access_token);
+        if let Some(refresh) = refresh_token {
+            request = request.json(&serde_json::json!({ "refresh_token": refresh }));
+        }
+        let response = request.send().await.map_err(|e| ClientError::Unavailable {
+            service: SERVICE,
+            reason: e.to_string(),
+        })?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(ClientError::Status {
+                service: SERVICE,
+                status: response.status().as_u16(),
+            })
+        }
+    }
+
+    async fn post_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, ClientError> {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base_url))
+            .bearer_auth(self.token.expose())
+            .json(body);
+        if let Some(id) = http_kit::request_id::current() {
+            request = request.header("x-request-id", id);
+        }
+        let response = request.send().await.map_err(|e| ClientError::Unavailable {
+            service: SERVICE,
+            reason: e.to_string(),
+        })?;
+        if !response.status().is_success() {
+            return Err(ClientError::Status {
+                service: SERVICE,
+                status: response.status().as_u16(),
+            });
+        }
+        response.json().await.map_err(|e| ClientError::Unavailable {
+            service: SERVICE,
+            reason: format!("bad body: {e}"),
+        })
     }
 
     /// Registers a user with a password: `Ok(true)` created, `Ok(false)` the email exists.

@@ -5,8 +5,8 @@
 pub mod auth;
 pub mod tenant;
 
-pub use auth::{AuthClient, UserSummary};
-pub use tenant::{TenantClient, TenantSummary, UserTenant};
+pub use auth::{AuthClient, IssuedTokens, UserSummary};
+pub use tenant::{TenantClient, TenantSso, TenantSummary, UserTenant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

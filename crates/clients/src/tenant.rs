@@ -77,6 +77,16 @@ pub struct UserTenants {
     pub tenants: Vec<UserTenant>,
 }
 
+/// A tenant's SSO settings as its row mirrors them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantSso {
+    /// `local`, `sso` or `both`.
+    pub auth_method: String,
+    pub sso_domain_whitelist: Vec<String>,
+    pub sso_auto_provisioning: bool,
+    pub sso_default_role: Role,
+}
+
 #[derive(Clone)]
 pub struct TenantClient {
     base_url: String,
@@ -173,6 +183,45 @@ impl TenantClient {
             ))
             .bearer_auth(self.token.expose())
             .json(&serde_json::json!({ "role": role }));
+        if let Some(id) = http_kit::request_id::current() {
+            request = request.header("x-request-id", id);
+        }
+        let response = request.send().await.map_err(|e| ClientError::Unavailable {
+            service: SERVICE,
+            reason: e.to_string(),
+        })?;
+        match response.status().as_u16() {
+            404 => Ok(None),
+            200 => response
+                .json()
+                .await
+                .map(Some)
+                .map_err(|e| ClientError::Unavailable {
+                    service: SERVICE,
+                    reason: format!("bad body: {e}"),
+                }),
+            status => Err(ClientError::Status {
+                service: SERVICE,
+                status,
+            }),
+        }
+    }
+
+    /// Mirrors a tenant's SSO settings into its row (the sso service owns them).
+    /// `None` when the tenant does not exist.
+    pub async fn set_sso(
+        &self,
+        tenant: TenantId,
+        sso: &TenantSso,
+    ) -> Result<Option<TenantSummary>, ClientError> {
+        let mut request = self
+            .http
+            .put(format!(
+                "{}/internal/v1/tenants/{tenant}/sso",
+                self.base_url
+            ))
+            .bearer_auth(self.token.expose())
+            .json(sso);
         if let Some(id) = http_kit::request_id::current() {
             request = request.header("x-request-id", id);
         }

@@ -57,6 +57,9 @@ pub enum ApiError {
     Validation(FieldErrors),
     #[error("{0}")]
     BadRequest(String),
+    /// A 400 with its own stable code (e.g. the SSO flow's `invalid_state`).
+    #[error("{message}")]
+    BadRequestCode { code: &'static str, message: String },
     #[error("Authentication required")]
     Unauthorized,
     #[error("Token has expired")]
@@ -110,6 +113,14 @@ impl ApiError {
         }
     }
 
+    /// A 400 with the stable `code` and a message for people.
+    pub fn bad_request_code(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequestCode {
+            code,
+            message: message.into(),
+        }
+    }
+
     pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Validation(FieldErrors::single(field, message))
     }
@@ -119,6 +130,7 @@ impl ApiError {
         match self {
             Self::Validation(_) => "validation_error",
             Self::BadRequest(_) => "bad_request",
+            Self::BadRequestCode { code, .. } => code,
             Self::Unauthorized => "unauthorized",
             Self::TokenExpired => "token_expired",
             Self::TokenRevoked => "token_revoked",
@@ -190,7 +202,9 @@ pub(crate) fn envelope_response(
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::Validation(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Validation(_) | Self::BadRequest(_) | Self::BadRequestCode { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Unauthorized
             | Self::TokenExpired
             | Self::TokenRevoked

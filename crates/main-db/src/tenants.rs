@@ -253,3 +253,27 @@ pub async fn find_by_creator_and_name(
         .await
         .optional()
 }
+
+/// The tenant's SSO settings as the sso service reports them (it owns the
+/// configuration; these columns mirror it for API.md's Tenant). `None`: no such tenant.
+pub async fn set_sso(
+    conn: &mut AsyncPgConnection,
+    id: TenantId,
+    auth_method: &str,
+    domains: &[String],
+    auto_provisioning: bool,
+    default_role: &str,
+) -> QueryResult<Option<TenantRow>> {
+    diesel::update(tenants::table.find(id.into_uuid()))
+        .set((
+            tenants::auth_method.eq(auth_method),
+            tenants::sso_domain_whitelist.eq(domains),
+            tenants::sso_auto_provisioning.eq(auto_provisioning),
+            tenants::sso_default_role.eq(default_role),
+            tenants::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(TenantRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}

@@ -1,26 +1,73 @@
-//! The sso service: per-tenant Microsoft Entra ID single sign-on.
-//!
-//! Today it serves the operations endpoints every service has (`/health`, `/ready`,
-//! `/metrics`, `/api-docs/openapi.json`); its API lands with its own issue.
-//! Settings: the common ones of `http_kit::config` (default port 5004).
+//! The sso service: per-tenant Microsoft Entra ID single sign-on. Tenant admins
+//! configure their directory (`/api/tenants/{id}/sso/…`); users sign in with the
+//! authorization-code flow and PKCE (`/api/auth/sso/azure/login/{id}` → Entra ID →
+//! `/api/auth/sso/azure/callback`), are provisioned on first sign-in when the tenant
+//! allows it, and get platform tokens from auth. Azure tokens and client secrets are
+//! stored encrypted (`secrets`). Settings: `settings.rs`.
 
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::web;
+use http_kit::identity::{CachedRoles, JwksClient, TokenVerifier, VerifierSettings};
 use http_kit::{CommonSettings, ConfigReader, ReadinessCheck, ServiceInfo};
 use utoipa::OpenApi;
+
+pub mod app;
+pub mod azure;
+pub mod graph;
+pub mod refresh;
+pub mod routes;
+mod settings;
+pub mod store;
+
+pub use settings::{origin_of, Settings, VaultSettings, DEFAULT_PORT, DEVELOPMENT_KEYRING};
 
 pub const INFO: ServiceInfo = ServiceInfo {
     name: "sso",
     version: env!("CARGO_PKG_VERSION"),
 };
-pub const DEFAULT_PORT: u16 = 5004;
 
 #[derive(OpenApi)]
-#[openapi(info(
-    title = "sso",
-    description = "Per-tenant Microsoft Entra ID single sign-on"
-))]
+#[openapi(
+    info(
+        title = "sso",
+        description = "Per-tenant Microsoft Entra ID single sign-on"
+    ),
+    paths(
+        routes::flow::login,
+        routes::flow::callback,
+        routes::session::refresh,
+        routes::session::logout,
+        routes::discovery::detect,
+        routes::discovery::check_availability,
+        routes::identities::list,
+        routes::identities::mine,
+        routes::identities::unlink,
+        routes::config::get,
+        routes::config::create,
+        routes::config::update,
+        routes::config::delete,
+        routes::config::enable,
+        routes::config::disable,
+        routes::config::validate,
+        routes::config::auto_provisioning,
+        routes::config::statistics
+    ),
+    components(schemas(
+        routes::config::NewSsoConfig,
+        routes::config::SsoConfigUpdate,
+        routes::config::EnableRequest,
+        routes::config::DisableRequest,
+        routes::config::ProvisioningRequest,
+        routes::config::SsoConfigBody,
+        routes::discovery::DetectRequest,
+        routes::session::RefreshRequest,
+        routes::session::LogoutRequest
+    ))
+)]
 struct ApiDoc;
 
 /// This service's OpenAPI document (the server merges in the common endpoints).
@@ -28,34 +75,133 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
+/// The cipher of stored secrets: Vault transit when configured (the local keyring still
+/// decrypts what it sealed before), else the local keyring.
+fn cipher(settings: &Settings) -> anyhow::Result<secrets::Cipher> {
+    let keyring = secrets::Keyring::parse(settings.keyring.expose())?;
+    match &settings.vault {
+        Some(vault) => {
+            let mut v = secrets::VaultSettings::new(
+                url::Url::parse(&vault.addr)?,
+                vault.role_id.expose().clone(),
+                vault.secret_id.expose().clone(),
+            );
+            v.namespace = vault.namespace.clone();
+            v.timeout = vault.timeout;
+            let client = secrets::VaultClient::new(v)?;
+            client.spawn_renewal();
+            Ok(secrets::Cipher::transit(client, vault.transit_key.clone())
+                .with_fallback_keyring(keyring))
+        }
+        None => {
+            if settings.keyring.expose() == DEVELOPMENT_KEYRING {
+                tracing::warn!(
+                    "SECRETS_KEYRING is not set: using the development keyring (refused in production)"
+                );
+            }
+            Ok(secrets::Cipher::local(keyring))
+        }
+    }
+}
+
+/// Everything the handlers and the refresh job share, built from the settings (no
+/// connection is opened yet).
+pub fn build_app(settings: &Settings) -> anyhow::Result<app::SsoApp> {
+    let common = &settings.common;
+    let db = main_db::build_pool(
+        common.database_url.expose(),
+        &main_db::PoolSettings {
+            max_size: common.database_pool_size,
+            timeout: common.database_timeout,
+        },
+    )?;
+    let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
+    let keys = cache::Keys::new(common.redis_key_prefix.clone());
+    Ok(app::SsoApp {
+        db,
+        azure: Arc::new(azure::Azure::new(
+            &settings.authority_url,
+            settings.provider_timeout,
+            settings.metadata_cache,
+        )?),
+        graph: graph::Graph::new(&settings.graph_url, settings.provider_timeout)?,
+        tenants: clients::TenantClient::new(
+            settings.tenant_service_url.clone(),
+            settings.internal_token.clone(),
+            settings.service_call_timeout,
+        )?,
+        auth: clients::AuthClient::new(
+            settings.auth_service_url.clone(),
+            settings.internal_token.clone(),
+            settings.service_call_timeout,
+        )?,
+        one_time: cache::OneTime::new(redis.clone(), keys.clone(), common.redis_timeout),
+        cipher: cipher(settings)?,
+        revocations: cache::Revocations::new(redis.clone(), keys, common.redis_timeout),
+        redis,
+        settings: Arc::new(settings.clone()),
+    })
+}
+
+/// Starts the HTTP server and the token refresh job. Must be called inside a Tokio
+/// runtime.
+pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server> {
+    let app = build_app(&settings)?;
+    let common = &settings.common;
+    let jwks = JwksClient::new(
+        format!("{}/.well-known/jwks.json", settings.auth_service_url),
+        settings.service_call_timeout,
+        Duration::from_secs(5),
+    )?;
+    let verifier = TokenVerifier::new(
+        Arc::new(jwks),
+        app.revocations.clone(),
+        &VerifierSettings {
+            issuer: settings.jwt_issuer.clone(),
+            audience: settings.jwt_audience.clone(),
+            leeway_secs: 30,
+        },
+    );
+    let roles = CachedRoles::new(
+        Arc::new(app.tenants.clone()),
+        Duration::from_secs(30),
+        10_000,
+    );
+    let checks = [
+        ReadinessCheck::new("postgres", main_db::probe(app.db.clone())),
+        ReadinessCheck::new(
+            "redis",
+            cache::probe(app.redis.clone(), common.redis_timeout),
+        ),
+    ];
+    let app = web::Data::new(app);
+    tokio::spawn(refresh::run(app.clone()));
+    let verifier = web::Data::new(verifier);
+    let roles = web::Data::new(roles);
+    http_kit::server::start_service(INFO, common, checks, openapi(), listener, move |cfg| {
+        cfg.app_data(app.clone())
+            .app_data(verifier.clone())
+            .app_data(roles.clone());
+        routes::configure(cfg);
+    })
+}
+
 /// The service as its binary and the tests run it.
 pub struct Service;
 
 impl http_kit::cli::Service for Service {
     const INFO: ServiceInfo = INFO;
-    type Settings = CommonSettings;
+    type Settings = Settings;
 
-    fn read_settings(reader: &mut ConfigReader<'_>) -> CommonSettings {
-        CommonSettings::read(reader, DEFAULT_PORT)
+    fn read_settings(reader: &mut ConfigReader<'_>) -> Settings {
+        Settings::read(reader)
     }
 
-    fn common(settings: &CommonSettings) -> &CommonSettings {
-        settings
+    fn common(settings: &Settings) -> &CommonSettings {
+        &settings.common
     }
 
-    fn start(settings: CommonSettings, listener: TcpListener) -> anyhow::Result<Server> {
-        let db = main_db::build_pool(
-            settings.database_url.expose(),
-            &main_db::PoolSettings {
-                max_size: settings.database_pool_size,
-                timeout: settings.database_timeout,
-            },
-        )?;
-        let redis = cache::connect(settings.redis_url.expose(), settings.redis_timeout)?;
-        let checks = [
-            ReadinessCheck::new("postgres", main_db::probe(db)),
-            ReadinessCheck::new("redis", cache::probe(redis, settings.redis_timeout)),
-        ];
-        http_kit::server::start_service(INFO, &settings, checks, openapi(), listener, |_routes| {})
+    fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server> {
+        start(settings, listener)
     }
 }

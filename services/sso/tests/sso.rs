@@ -12,5 +12,8 @@ async fn serves_health_ready_metrics_and_openapi() {
 
 #[test]
 fn the_binary_refuses_missing_settings_and_checks_valid_ones() {
-    service_contract::assert_check_config(env!("CARGO_BIN_EXE_sso"), &[]);
+    service_contract::assert_check_config(
+        env!("CARGO_BIN_EXE_sso"),
+        &[("INTERNAL_SERVICE_TOKEN", testkit::INTERNAL_TOKEN)],
+    );
 }

@@ -43,6 +43,7 @@ pub const INFO: ServiceInfo = ServiceInfo {
         routes::internal::tenant_databases,
         routes::internal::membership,
         routes::internal::set_membership,
+        routes::internal::set_sso,
         routes::internal::tenants_of_user,
     )
 )]

@@ -6,5 +6,6 @@ mod documents;
 mod events;
 mod gateway;
 mod platform;
+mod sso;
 mod tenants;
 mod webhooks;

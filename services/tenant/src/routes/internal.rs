@@ -217,3 +217,49 @@ pub async fn set_membership(
         joined_at: row.joined_at,
     }))
 }
+
+/// What the sso service reports of a tenant's SSO configuration.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetSso {
+    /// `local`, `sso` or `both`.
+    auth_method: String,
+    sso_domain_whitelist: Vec<String>,
+    sso_auto_provisioning: bool,
+    sso_default_role: Role,
+}
+
+/// Mirror the tenant's SSO settings (auth method, allowed domains, auto-provisioning,
+/// default role) from the sso service, which owns the configuration. 404 for an
+/// unknown tenant.
+#[utoipa::path(put, path = "/internal/v1/tenants/{tenant_id}/sso", tag = "internal",
+    params(("tenant_id" = String, Path, format = Uuid)), request_body = SetSso,
+    responses((status = 200, body = TenantSummary), (status = 400, body = http_kit::ErrorBody),
+              (status = 404, body = http_kit::ErrorBody)))]
+pub async fn set_sso(
+    _caller: InternalCaller,
+    db: web::Data<DbPool>,
+    path: web::Path<TenantId>,
+    body: Json<SetSso>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    if !["local", "sso", "both"].contains(&body.auth_method.as_str()) {
+        return Err(ApiError::validation(
+            "auth_method",
+            "must be one of local, sso, both",
+        ));
+    }
+    let mut conn = db.get().await.map_err(unavailable)?;
+    let row = main_db::tenants::set_sso(
+        &mut conn,
+        path.into_inner(),
+        &body.auth_method,
+        &body.sso_domain_whitelist,
+        body.sso_auto_provisioning,
+        body.sso_default_role.as_str(),
+    )
+    .await
+    .map_err(ApiError::internal)?
+    .ok_or(ApiError::NotFound("Tenant"))?;
+    Ok(HttpResponse::Ok().json(summary(row)))
+}

@@ -1,0 +1,188 @@
+//! Azure token care: refreshing one identity's stored tokens (used by
+//! `POST /api/auth/sso/azure/refresh` and by the job), and the scheduled job that
+//! refreshes every token expiring within `SSO_REFRESH_WINDOW_SECS`, one runner at a
+//! time across replicas (a Redis lock with an expiry), with a per-identity backoff when
+//! Entra cannot be reached. `invalid_grant` marks the identity as needing a new login.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use domain::TenantId;
+use http_kit::ApiError;
+use uuid::Uuid;
+
+use crate::app::{aad, SsoApp};
+use crate::azure::AzureError;
+use crate::store::{self, IdentityRow};
+
+/// The job's lock name (`<prefix>lock:sso-token-refresh`).
+pub const LOCK: &str = "sso-token-refresh";
+/// At most this many identities per pass.
+pub const BATCH: i64 = 200;
+/// Longest wait before an identity whose refresh could not reach Entra is tried again.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30 * 60);
+
+/// What a refresh of one identity came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Refreshed,
+    /// Entra refused the refresh token: a new sign-in is needed.
+    NeedsReauth,
+}
+
+/// Refreshes `identity`'s Azure tokens with its stored refresh token.
+pub async fn refresh_identity(app: &SsoApp, identity: &IdentityRow) -> Result<Outcome, ApiError> {
+    let (Some(refresh), Some(key_id)) = (
+        &identity.refresh_token_encrypted,
+        &identity.encryption_key_id,
+    ) else {
+        return Ok(Outcome::NeedsReauth);
+    };
+    let tenant = TenantId::from_uuid(identity.tenant_id);
+    let config = app.config(tenant).await?;
+    let registration = app.registration(&config).await?;
+    let refresh_token = app
+        .open(
+            key_id,
+            refresh,
+            &aad("user_azure_identities.refresh_token", identity.id),
+        )
+        .await?;
+    match app.azure.refresh(&registration, &refresh_token).await {
+        Ok(mut tokens) => {
+            // Entra may not rotate the refresh token: keep the one we have.
+            if tokens.refresh_token.is_none() {
+                tokens.refresh_token = Some(refresh_token);
+            }
+            let sealed = app.seal_tokens(identity.id, &tokens).await?;
+            let mut conn = app.conn().await?;
+            store::record_refresh(&mut conn, identity.id, sealed)
+                .await
+                .map_err(ApiError::internal)?;
+            Ok(Outcome::Refreshed)
+        }
+        Err(AzureError::InvalidGrant) => {
+            let mut conn = app.conn().await?;
+            store::mark_needs_reauth(&mut conn, identity.id)
+                .await
+                .map_err(ApiError::internal)?;
+            tracing::info!(tenant.id = %tenant, user.id = %identity.user_id, "Azure refresh token refused: a new sign-in is needed");
+            Ok(Outcome::NeedsReauth)
+        }
+        Err(e) => Err(crate::app::provider(e)),
+    }
+}
+
+/// What one pass of the job did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pass {
+    pub refreshed: usize,
+    pub needs_reauth: usize,
+    pub failed: usize,
+    pub backing_off: usize,
+}
+
+/// Per-identity backoff after failures that were not Entra's refusal.
+#[derive(Default)]
+pub struct Backoff {
+    entries: HashMap<Uuid, (u32, Instant)>,
+}
+
+impl Backoff {
+    fn ready(&self, id: Uuid) -> bool {
+        self.entries
+            .get(&id)
+            .is_none_or(|(_, at)| Instant::now() >= *at)
+    }
+
+    fn failed(&mut self, id: Uuid) {
+        let failures = self.entries.get(&id).map_or(0, |(f, _)| *f) + 1;
+        let wait = Duration::from_secs(60)
+            .saturating_mul(1 << failures.min(10).saturating_sub(1))
+            .min(MAX_BACKOFF);
+        self.entries.insert(id, (failures, Instant::now() + wait));
+    }
+
+    fn cleared(&mut self, id: Uuid) {
+        self.entries.remove(&id);
+    }
+}
+
+/// One pass, if this runner gets the lock: `None` when another runner holds it.
+pub async fn run_once(app: &SsoApp, backoff: &mut Backoff) -> Result<Option<Pass>, ApiError> {
+    let hold = app.settings.refresh_interval.max(Duration::from_secs(30)) * 4;
+    let Some(token) = app
+        .one_time
+        .try_lock(LOCK, hold)
+        .await
+        .map_err(|e| ApiError::dependency("Redis", e))?
+    else {
+        return Ok(None);
+    };
+    // Stop well before the lock expires, so that no other runner starts meanwhile.
+    let pass = pass(app, backoff, Instant::now() + hold / 2).await;
+    if let Err(e) = app.one_time.unlock(LOCK, &token).await {
+        tracing::warn!(error = %e, "token refresh lock not released; it expires by itself");
+    }
+    pass.map(Some)
+}
+
+async fn pass(app: &SsoApp, backoff: &mut Backoff, deadline: Instant) -> Result<Pass, ApiError> {
+    let window = chrono::Duration::from_std(app.settings.refresh_window)
+        .unwrap_or_else(|_| chrono::Duration::minutes(30));
+    let mut conn = app.conn().await?;
+    let due = store::expiring(&mut conn, Utc::now() + window, BATCH)
+        .await
+        .map_err(ApiError::internal)?;
+    drop(conn);
+    let mut pass = Pass::default();
+    for identity in due {
+        if Instant::now() >= deadline {
+            break;
+        }
+        if !backoff.ready(identity.id) {
+            pass.backing_off += 1;
+            continue;
+        }
+        match refresh_identity(app, &identity).await {
+            Ok(Outcome::Refreshed) => {
+                backoff.cleared(identity.id);
+                pass.refreshed += 1;
+            }
+            Ok(Outcome::NeedsReauth) => {
+                backoff.cleared(identity.id);
+                pass.needs_reauth += 1;
+            }
+            Err(e) => {
+                backoff.failed(identity.id);
+                pass.failed += 1;
+                tracing::warn!(tenant.id = %identity.tenant_id, user.id = %identity.user_id, error = %e, "Azure token refresh failed; backing off");
+            }
+        }
+    }
+    Ok(pass)
+}
+
+/// The job: a pass every `SSO_REFRESH_INTERVAL_SECS` until the process ends.
+pub async fn run(app: actix_web::web::Data<SsoApp>) {
+    let mut backoff = Backoff::default();
+    let mut tick = tokio::time::interval(app.settings.refresh_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match run_once(&app, &mut backoff).await {
+            Ok(Some(pass)) if pass != Pass::default() => {
+                tracing::info!(
+                    refreshed = pass.refreshed,
+                    needs_reauth = pass.needs_reauth,
+                    failed = pass.failed,
+                    backing_off = pass.backing_off,
+                    "Azure token refresh pass"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "Azure token refresh pass failed"),
+        }
+    }
+}

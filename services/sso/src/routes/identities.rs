@@ -1,0 +1,105 @@
+//! The caller's linked Entra identities: `GET /api/auth/sso/identities`,
+//! `GET /api/users/me/sso-identities`, `DELETE /api/users/me/sso-identities/{tenant_id}`.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use domain::TenantId;
+use http_kit::identity::Authenticated;
+use http_kit::{success, ApiError};
+use serde_json::{json, Value};
+
+use crate::app::{service, SsoApp};
+use crate::store::{self, IdentityRow};
+
+fn rfc3339(t: Option<chrono::DateTime<chrono::Utc>>) -> Value {
+    json!(t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)))
+}
+
+async fn listed(app: &SsoApp, rows: Vec<IdentityRow>) -> Result<Vec<Value>, ApiError> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let tenant = TenantId::from_uuid(row.tenant_id);
+        let name = app
+            .tenants
+            .tenant(tenant)
+            .await
+            .map_err(service)?
+            .map(|t| t.name);
+        out.push(json!({
+            "id": row.id,
+            "tenant_id": tenant,
+            "tenant_name": name,
+            "provider": "azure_ad",
+            "azure_tenant_id": row.azure_tenant_id,
+            "azure_object_id": row.azure_object_id,
+            "azure_upn": row.azure_upn,
+            "azure_display_name": row.azure_display_name,
+            "last_sync": rfc3339(row.last_sync),
+            "token_expires_at": rfc3339(row.token_expires_at),
+            "needs_reauth": row.needs_reauth,
+            "has_valid_token": row.has_valid_token(),
+            "created_at": rfc3339(Some(row.created_at)),
+        }));
+    }
+    Ok(out)
+}
+
+/// The caller's identities (flat body).
+#[utoipa::path(get, path = "/api/auth/sso/identities", tag = "sso",
+    responses((status = 200, description = "{identities: [...]}"), (status = 401, body = http_kit::ErrorBody)))]
+pub async fn list(app: web::Data<SsoApp>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
+    let mut conn = app.conn().await?;
+    let rows = store::identities_of_user(&mut conn, caller.user_id)
+        .await
+        .map_err(ApiError::internal)?;
+    drop(conn);
+    let identities = listed(&app, rows).await?;
+    Ok(HttpResponse::Ok().json(json!({"identities": identities})))
+}
+
+/// The caller's identities (success envelope, as `/api/users/me…`).
+#[utoipa::path(get, path = "/api/users/me/sso-identities", tag = "sso",
+    responses((status = 200, description = "`data`: [identity]"), (status = 401, body = http_kit::ErrorBody)))]
+pub async fn mine(app: web::Data<SsoApp>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
+    let mut conn = app.conn().await?;
+    let rows = store::identities_of_user(&mut conn, caller.user_id)
+        .await
+        .map_err(ApiError::internal)?;
+    drop(conn);
+    let identities = listed(&app, rows).await?;
+    Ok(success(StatusCode::OK, "SSO identities", identities))
+}
+
+/// Unlink the caller's identity in a tenant (its stored Azure tokens go with it).
+#[utoipa::path(delete, path = "/api/users/me/sso-identities/{tenant_id}", tag = "sso",
+    params(("tenant_id" = String, Path, format = Uuid)),
+    responses((status = 200, description = "`data`: {tenant_id, tenant_name, azure_object_id}"),
+              (status = 401, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody)))]
+pub async fn unlink(
+    app: web::Data<SsoApp>,
+    caller: Authenticated,
+    path: web::Path<TenantId>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = path.into_inner();
+    let mut conn = app.conn().await?;
+    let row = store::identity_of_user(&mut conn, tenant, caller.user_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::NotFound("SSO identity"))?;
+    store::delete_identity(&mut conn, row.id)
+        .await
+        .map_err(ApiError::internal)?;
+    drop(conn);
+    let name = app
+        .tenants
+        .tenant(tenant)
+        .await
+        .map_err(service)?
+        .map(|t| t.name);
+    tracing::info!(tenant.id = %tenant, user.id = %caller.user_id, "SSO identity unlinked");
+    Ok(success(
+        StatusCode::OK,
+        "SSO identity removed",
+        json!({"tenant_id": tenant, "tenant_name": name, "azure_object_id": row.azure_object_id}),
+    ))
+}

@@ -1,0 +1,224 @@
+//! Settings of the sso service: the common ones of `http_kit::config` (default port
+//! 5004), and
+//! - `TENANT_SERVICE_URL` (`http://127.0.0.1:5002`), `AUTH_SERVICE_URL`
+//!   (`http://127.0.0.1:5001`), `INTERNAL_SERVICE_TOKEN` (required), `JWT_ISSUER`,
+//!   `JWT_AUDIENCE` (`saas-platform`), `SERVICE_CALL_TIMEOUT_MS` (2000);
+//! - `SSO_AUTHORITY_URL` (`https://login.microsoftonline.com`): a tenant's issuer is
+//!   `{authority}/{provider_tenant_id}/v2.0`; `http://` only outside production;
+//! - `SSO_GRAPH_URL` (`https://graph.microsoft.com`): where group overage is resolved;
+//! - `SSO_PUBLIC_URL` (`http://localhost:4999`, the gateway): the default redirect URI
+//!   is `{SSO_PUBLIC_URL}/api/auth/sso/azure/callback`, login URLs are built on it;
+//! - `SSO_ALLOWED_RETURN_ORIGINS` (none): comma-separated origins (`https://app.example.com`)
+//!   a login's `return_url` may point at;
+//! - `SSO_STATE_TTL_SECS` (600): how long a login may take;
+//! - `SSO_PROVIDER_TIMEOUT_MS` (5000): every call to Entra ID and Graph;
+//! - `SSO_METADATA_CACHE_SECS` (3600): how long a tenant's discovery document and keys
+//!   are kept (an unknown `kid` refetches the keys at once);
+//! - `SSO_REFRESH_INTERVAL_SECS` (60) and `SSO_REFRESH_WINDOW_SECS` (1800): the token
+//!   refresh job's period, and how close to expiry a token is refreshed;
+//! - `SECRETS_KEYRING`: the local AES-256-GCM keyring (`id=base64key,…`, the first
+//!   encrypts); required unless Vault transit is configured; outside production a fixed
+//!   development key is used when it is missing (with a warning);
+//! - `USE_VAULT` (false) with `VAULT_ADDR`, `VAULT_ROLE_ID`, `VAULT_SECRET_ID` (required
+//!   then), `VAULT_NAMESPACE`, `VAULT_TRANSIT_KEY` (`saas-sso`), `VAULT_TIMEOUT_MS` (5000):
+//!   tokens and client secrets are encrypted by Vault transit (AppRole login, renewed);
+//!   the keyring still opens what it sealed before.
+
+use std::time::Duration;
+
+use http_kit::config::Environment;
+use http_kit::{CommonSettings, ConfigReader, Secret};
+
+pub const DEFAULT_PORT: u16 = 5004;
+
+/// A development keyring (refused in production): the 32 bytes "development-key-not-for-prod!!!!".
+pub const DEVELOPMENT_KEYRING: &str = "dev=ZGV2ZWxvcG1lbnQta2V5LW5vdC1mb3ItcHJvZCEhISE=";
+
+#[derive(Debug, Clone)]
+pub struct VaultSettings {
+    pub addr: String,
+    pub role_id: Secret<String>,
+    pub secret_id: Secret<String>,
+    pub namespace: Option<String>,
+    pub transit_key: String,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub common: CommonSettings,
+    pub tenant_service_url: String,
+    pub auth_service_url: String,
+    pub internal_token: Secret<String>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub service_call_timeout: Duration,
+    pub authority_url: String,
+    pub graph_url: String,
+    pub public_url: String,
+    pub allowed_return_origins: Vec<String>,
+    pub state_ttl: Duration,
+    pub provider_timeout: Duration,
+    pub metadata_cache: Duration,
+    pub refresh_interval: Duration,
+    pub refresh_window: Duration,
+    pub keyring: Secret<String>,
+    pub vault: Option<VaultSettings>,
+}
+
+/// `scheme://host[:port]` of an absolute http(s) URL, lowercased; `None` otherwise.
+pub fn origin_of(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return None;
+    }
+    Some(parsed.origin().ascii_serialization())
+}
+
+impl Settings {
+    pub fn read(r: &mut ConfigReader<'_>) -> Self {
+        let common = CommonSettings::read(r, DEFAULT_PORT);
+        let production = common.environment == Environment::Production;
+        let tenant_service_url = r.http_url("TENANT_SERVICE_URL", "http://127.0.0.1:5002");
+        let auth_service_url = r.http_url("AUTH_SERVICE_URL", "http://127.0.0.1:5001");
+        let authority_url = r
+            .http_url("SSO_AUTHORITY_URL", "https://login.microsoftonline.com")
+            .trim_end_matches('/')
+            .to_owned();
+        r.check(
+            "SSO_AUTHORITY_URL",
+            !production || authority_url.starts_with("https://"),
+            "must be https:// in production",
+        );
+        let graph_url = r
+            .http_url("SSO_GRAPH_URL", "https://graph.microsoft.com")
+            .trim_end_matches('/')
+            .to_owned();
+        r.check(
+            "SSO_GRAPH_URL",
+            !production || graph_url.starts_with("https://"),
+            "must be https:// in production",
+        );
+        let public_url = r
+            .http_url("SSO_PUBLIC_URL", "http://localhost:4999")
+            .trim_end_matches('/')
+            .to_owned();
+        let origins: String = r.optional("SSO_ALLOWED_RETURN_ORIGINS", String::new());
+        let mut allowed_return_origins = Vec::new();
+        for entry in origins.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            match origin_of(entry) {
+                Some(origin) if origin == entry.trim_end_matches('/').to_ascii_lowercase() => {
+                    allowed_return_origins.push(origin)
+                }
+                _ => r.check(
+                    "SSO_ALLOWED_RETURN_ORIGINS",
+                    false,
+                    "must be comma-separated origins such as https://app.example.com (no path)",
+                ),
+            }
+        }
+        let state_ttl = r.optional("SSO_STATE_TTL_SECS", 600u64);
+        r.check(
+            "SSO_STATE_TTL_SECS",
+            (30..=3600).contains(&state_ttl),
+            "must be between 30 and 3600",
+        );
+        let provider_timeout = r.optional("SSO_PROVIDER_TIMEOUT_MS", 5000u64);
+        r.check(
+            "SSO_PROVIDER_TIMEOUT_MS",
+            (100..=60_000).contains(&provider_timeout),
+            "must be between 100 and 60000",
+        );
+        let metadata_cache = r.optional("SSO_METADATA_CACHE_SECS", 3600u64);
+        r.check(
+            "SSO_METADATA_CACHE_SECS",
+            metadata_cache <= 86_400,
+            "must be at most 86400",
+        );
+        let refresh_interval = r.optional("SSO_REFRESH_INTERVAL_SECS", 60u64);
+        r.check(
+            "SSO_REFRESH_INTERVAL_SECS",
+            (1..=3600).contains(&refresh_interval),
+            "must be between 1 and 3600",
+        );
+        let refresh_window = r.optional("SSO_REFRESH_WINDOW_SECS", 1800u64);
+        r.check(
+            "SSO_REFRESH_WINDOW_SECS",
+            (60..=86_400).contains(&refresh_window),
+            "must be between 60 and 86400",
+        );
+        let use_vault: bool = r.optional("USE_VAULT", false);
+        let vault = use_vault.then(|| VaultSettings {
+            addr: r.required("VAULT_ADDR"),
+            role_id: r.required("VAULT_ROLE_ID"),
+            secret_id: r.required("VAULT_SECRET_ID"),
+            namespace: r.maybe("VAULT_NAMESPACE"),
+            transit_key: r.optional("VAULT_TRANSIT_KEY", "saas-sso".to_owned()),
+            timeout: Duration::from_millis(r.optional("VAULT_TIMEOUT_MS", 5000)),
+        });
+        if let Some(v) = &vault {
+            r.check(
+                "VAULT_ADDR",
+                http_kit::config::is_http_url(&v.addr),
+                "must be an http(s) URL",
+            );
+            r.check(
+                "VAULT_ADDR",
+                !production || v.addr.starts_with("https://"),
+                "must be https:// in production",
+            );
+            r.check(
+                "VAULT_TRANSIT_KEY",
+                !v.transit_key.is_empty() && !v.transit_key.contains('/'),
+                "must be one path segment",
+            );
+        }
+        let keyring: Option<Secret<String>> = r.maybe("SECRETS_KEYRING");
+        r.check(
+            "SECRETS_KEYRING",
+            keyring.is_some() || vault.is_some() || !production,
+            "is required in production unless USE_VAULT is true",
+        );
+        let keyring = keyring.unwrap_or_else(|| Secret::new(DEVELOPMENT_KEYRING.to_owned()));
+        if let Err(e) = secrets::Keyring::parse(keyring.expose()) {
+            r.check("SECRETS_KEYRING", false, &e.to_string());
+        }
+        r.check(
+            "SECRETS_KEYRING",
+            !(production && keyring.expose() == DEVELOPMENT_KEYRING),
+            "must not be the development keyring in production",
+        );
+        Self {
+            common,
+            tenant_service_url,
+            auth_service_url,
+            internal_token: r.required("INTERNAL_SERVICE_TOKEN"),
+            jwt_issuer: r.optional("JWT_ISSUER", "saas-platform".to_owned()),
+            jwt_audience: r.optional("JWT_AUDIENCE", "saas-platform".to_owned()),
+            service_call_timeout: Duration::from_millis(
+                r.optional("SERVICE_CALL_TIMEOUT_MS", 2000),
+            ),
+            authority_url,
+            graph_url,
+            public_url,
+            allowed_return_origins,
+            state_ttl: Duration::from_secs(state_ttl),
+            provider_timeout: Duration::from_millis(provider_timeout),
+            metadata_cache: Duration::from_secs(metadata_cache),
+            refresh_interval: Duration::from_secs(refresh_interval),
+            refresh_window: Duration::from_secs(refresh_window),
+            keyring,
+            vault,
+        }
+    }
+
+    /// The redirect URI a configuration without its own uses.
+    pub fn default_redirect_uri(&self) -> String {
+        format!("{}/api/auth/sso/azure/callback", self.public_url)
+    }
+
+    /// The public login route of a tenant.
+    pub fn login_url(&self, tenant: domain::TenantId) -> String {
+        format!("{}/api/auth/sso/azure/login/{tenant}", self.public_url)
+    }
+}

@@ -1,0 +1,1452 @@
+//! SSO end to end: auth, tenant and sso services against a local OpenID Connect provider
+//! shaped like Entra ID (`testkit::TestOidc`), with the authorization-code flow and PKCE
+//! followed by a browser-less client (redirects and cookies by hand). Microsoft Graph
+//! (groups overage) is an HTTP stand-in with paging.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use testkit::{OidcClient, OidcTenant, OidcUser, TestContext, TestOidc};
+
+use crate::auth::{assert_error, start_with, Auth};
+
+/// The keyring the sso service gets in these tests (and which they decrypt with).
+const KEYRING: &str = "test1=dGVzdC1rZXktZm9yLXNzby10ZXN0cy0xMjM0NTY3OCE=";
+const CORP: &str = "11111111-1111-4111-8111-111111111111";
+const QUIRKY: &str = "22222222-2222-4222-8222-222222222222";
+const HIDDEN: &str = "33333333-3333-4333-8333-333333333333";
+const OTHER: &str = "44444444-4444-4444-8444-444444444444";
+const FRONT_END: &str = "http://app.example.test";
+
+struct Platform {
+    ctx: TestContext,
+    auth: Auth,
+    tenant: String,
+    sso: String,
+    oidc: TestOidc,
+    graph: String,
+    graph_calls: Arc<Mutex<Vec<String>>>,
+    admin: String,
+    env: Vec<(String, String)>,
+}
+
+fn users() -> Vec<OidcUser> {
+    vec![
+        OidcUser::new("alice@corp.com", "oid-alice")
+            .with_name("Alice Example")
+            .with_groups(["g-users"]),
+        OidcUser::new("root@corp.com", "oid-root").with_groups(["g-admins", "g-users"]),
+        OidcUser::new("bob@other.com", "oid-bob"),
+        OidcUser::new("eve@evilcorp.com", "oid-eve"),
+        OidcUser::new("mallory@corp.com", "oid-mallory").with_tampered_nonce(),
+        OidcUser::new("trudy@corp.com", "oid-trudy").with_tid(OTHER),
+        OidcUser::new("olga@corp.com", "oid-olga").with_groups_overage(),
+        OidcUser::new("una@corp.com", "oid-una").with_xms_edov(false),
+        OidcUser::new("outsider@corp.com", "oid-outsider").with_groups(["g-contractors"]),
+    ]
+}
+
+/// Microsoft Graph's transitiveMemberOf, two pages (the second through `@odata.nextLink`).
+async fn graph_groups(
+    request: HttpRequest,
+    calls: web::Data<Arc<Mutex<Vec<String>>>>,
+) -> HttpResponse {
+    let bearer = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !bearer.starts_with("Bearer ") || bearer.len() < 20 {
+        return HttpResponse::Unauthorized()
+            .json(json!({"error": {"code": "InvalidAuthenticationToken"}}));
+    }
+    calls
+        .lock()
+        .expect("calls")
+        .push(request.query_string().to_owned());
+    let host = request.connection_info().host().to_owned();
+    if request.query_string().contains("skiptoken=page2") {
+        HttpResponse::Ok().json(json!({"value": [{"id": "g-admins"}, {"id": "g-more"}]}))
+    } else {
+        HttpResponse::Ok().json(json!({
+            "value": [{"id": "g-zero"}, {"id": "g-one"}],
+            "@odata.nextLink": format!("http://{host}/v1.0/me/transitiveMemberOf/microsoft.graph.group?$select=id&$skiptoken=page2"),
+        }))
+    }
+}
+
+async fn start_graph(calls: Arc<Mutex<Vec<String>>>) -> String {
+    let (listener, base) = testkit::free_listener();
+    let server = HttpServer::new(move || {
+        App::new().app_data(web::Data::new(calls.clone())).route(
+            "/v1.0/me/transitiveMemberOf/microsoft.graph.group",
+            web::get().to(graph_groups),
+        )
+    })
+    .workers(1)
+    .listen(listener)
+    .expect("listen")
+    .run();
+    tokio::spawn(server);
+    base
+}
+
+async fn platform(extra: &[(&str, &str)]) -> Platform {
+    let ctx = TestContext::new().await;
+    let (auth, tenant) = start_with(&ctx, &[], &[]);
+    let (sso_listener, sso) = testkit::free_listener();
+    let callback = format!("{sso}/api/auth/sso/azure/callback");
+    let tenant_of = |tid: &str| {
+        OidcTenant::new(tid)
+            .with_client(OidcClient::public("spa-client", callback.clone()))
+            .with_client(OidcClient::confidential(
+                "web-client",
+                "web-secret-1",
+                callback.clone(),
+            ))
+    };
+    let mut corp = tenant_of(CORP);
+    for user in users() {
+        corp = corp.with_user(user);
+    }
+    let oidc = TestOidc::start(vec![
+        corp,
+        tenant_of(QUIRKY)
+            .with_literal_tenantid_issuer()
+            .with_user(OidcUser::new("alice@corp.com", "oid-alice")),
+        tenant_of(HIDDEN)
+            .with_hidden_signing_key()
+            .with_user(OidcUser::new("alice@corp.com", "oid-alice")),
+    ])
+    .await;
+    let graph_calls = Arc::new(Mutex::new(Vec::new()));
+    let graph = start_graph(graph_calls.clone()).await;
+    let mut env = vec![
+        ("TENANT_SERVICE_URL", tenant.as_str()),
+        ("AUTH_SERVICE_URL", auth.base.as_str()),
+        ("SSO_AUTHORITY_URL", oidc.authority()),
+        ("SSO_GRAPH_URL", graph.as_str()),
+        ("SSO_PUBLIC_URL", sso.as_str()),
+        ("SSO_ALLOWED_RETURN_ORIGINS", FRONT_END),
+        ("SECRETS_KEYRING", KEYRING),
+    ];
+    env.extend_from_slice(extra);
+    testkit::start_service_on::<sso::Service>(&ctx, &env, sso_listener);
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let (admin, _) = auth.session("admin@platform.test").await;
+    Platform {
+        ctx,
+        auth,
+        tenant,
+        sso,
+        oidc,
+        graph,
+        graph_calls,
+        admin,
+        env,
+    }
+}
+
+/// A browser without a browser: follows redirects by hand, keeping cookies per host.
+#[derive(Default)]
+struct Browser {
+    cookies: HashMap<String, HashMap<String, String>>,
+}
+
+impl Browser {
+    /// Follows redirects from `url` until a response that is not a redirect, or one
+    /// that leaves for `stop_at` (not followed). Returns the last response and the URL
+    /// it came from (or the Location it pointed at, when stopped).
+    async fn go(&mut self, url: &str, stop_at: Option<&str>) -> (reqwest::Response, String) {
+        let client = Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let mut url = url::Url::parse(url).expect("url");
+        for _ in 0..15 {
+            let host = format!(
+                "{}:{}",
+                url.host_str().unwrap_or(""),
+                url.port_or_known_default().unwrap_or(0)
+            );
+            let mut request = client.get(url.clone());
+            if let Some(jar) = self.cookies.get(&host) {
+                let header: Vec<String> = jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                request = request.header("cookie", header.join("; "));
+            }
+            let response = request.send().await.expect("request");
+            for value in response.headers().get_all("set-cookie") {
+                let text = value.to_str().unwrap_or("");
+                if let Some((name, rest)) = text.split(';').next().and_then(|p| p.split_once('=')) {
+                    self.cookies
+                        .entry(host.clone())
+                        .or_default()
+                        .insert(name.trim().to_owned(), rest.trim().to_owned());
+                }
+            }
+            if !response.status().is_redirection() {
+                return (response, url.to_string());
+            }
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .expect("location")
+                .to_owned();
+            let next = url.join(&location).expect("location url");
+            if stop_at.is_some_and(|s| next.as_str().starts_with(s)) {
+                return (response, next.to_string());
+            }
+            url = next;
+        }
+        panic!("too many redirects");
+    }
+}
+
+impl Platform {
+    /// One more sso service with the same settings (another replica).
+    fn another_sso(&self) {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        testkit::start_service::<sso::Service>(&self.ctx, &env);
+    }
+
+    async fn db(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.ctx.main_url)
+            .await
+            .expect("db")
+    }
+
+    async fn stored(&self, email: &str) -> StoredIdentity {
+        let mut conn = self.db().await;
+        diesel::sql_query(
+            "SELECT i.id, i.access_token_encrypted, i.refresh_token_encrypted, i.encryption_key_id, \
+                    i.token_expires_at, i.needs_reauth \
+             FROM user_azure_identities i JOIN users u ON u.id = i.user_id WHERE u.email = $1",
+        )
+        .bind::<diesel::sql_types::Text, _>(email)
+        .get_result(&mut conn)
+        .await
+        .expect("identity")
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .auth
+            .client
+            .request(method, format!("{}{path}", self.sso))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("send");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn new_tenant(&self, name: &str) -> String {
+        let response = self
+            .auth
+            .client
+            .post(format!("{}/api/tenants", self.tenant))
+            .bearer_auth(&self.admin)
+            .json(&json!({"name": name}))
+            .send()
+            .await
+            .expect("create tenant");
+        let body: Value = response.json().await.expect("json");
+        body["data"]["id"].as_str().expect("id").to_owned()
+    }
+
+    /// A tenant with SSO configured for `tid` and enabled; provisioning as given.
+    async fn sso_tenant(
+        &self,
+        name: &str,
+        tid: &str,
+        client: Value,
+        provisioning: Value,
+    ) -> String {
+        let tenant = self.new_tenant(name).await;
+        let mut config =
+            json!({"provider_tenant_id": tid, "client_id": "spa-client", "enable": true});
+        if let Some(map) = client.as_object() {
+            for (k, v) in map {
+                config[k] = v.clone();
+            }
+        }
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/tenants/{tenant}/sso/config"),
+                &self.admin,
+                Some(config),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, body) = self
+            .call(
+                reqwest::Method::PUT,
+                &format!("/api/tenants/{tenant}/sso/config/auto-provisioning"),
+                &self.admin,
+                Some(provisioning),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        tenant
+    }
+
+    fn login_url(&self, tenant: &str, hint: &str) -> String {
+        format!(
+            "{}/api/auth/sso/azure/login/{tenant}?login_hint={hint}",
+            self.sso
+        )
+    }
+
+    /// The whole flow: (status, body) of the callback.
+    async fn sign_in(&self, tenant: &str, hint: &str) -> (StatusCode, Value) {
+        let mut browser = Browser::default();
+        let (response, _) = browser.go(&self.login_url(tenant, hint), None).await;
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The callback URL the provider sends the browser to (not followed).
+    async fn callback_url(&self, tenant: &str, hint: &str) -> String {
+        let mut browser = Browser::default();
+        let stop = format!("{}/api/auth/sso/azure/callback", self.sso);
+        let (response, url) = browser.go(&self.login_url(tenant, hint), Some(&stop)).await;
+        assert!(response.status().is_redirection(), "{}", response.status());
+        assert!(url.starts_with(&stop), "{url}");
+        url
+    }
+
+    async fn role_of(&self, tenant: &str, user_id: &str) -> Option<String> {
+        let mut conn = AsyncPgConnection::establish(&self.ctx.main_url)
+            .await
+            .expect("db");
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            role: String,
+        }
+        let rows: Vec<Row> = diesel::sql_query(
+            "SELECT role FROM user_tenant_associations WHERE tenant_id = $1::uuid AND user_id = $2::uuid",
+        )
+        .bind::<diesel::sql_types::Text, _>(tenant)
+        .bind::<diesel::sql_types::Text, _>(user_id)
+        .load(&mut conn)
+        .await
+        .expect("role");
+        rows.into_iter().next().map(|r| r.role)
+    }
+}
+
+#[derive(QueryableByName, Debug, Clone)]
+struct StoredIdentity {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: uuid::Uuid,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    access_token_encrypted: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    refresh_token_encrypted: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    encryption_key_id: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    token_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    needs_reauth: bool,
+}
+
+fn open_token(stored: &StoredIdentity, column: &str, ciphertext: &str) -> String {
+    let keyring = secrets::Keyring::parse(KEYRING).expect("keyring");
+    String::from_utf8(
+        keyring
+            .decrypt(
+                stored.encryption_key_id.as_deref().expect("key id"),
+                ciphertext,
+                format!("user_azure_identities.{column}:{}", stored.id).as_bytes(),
+            )
+            .expect("decrypts with its row's associated data"),
+    )
+    .expect("utf-8")
+}
+
+fn provisioning(domains: &[&str], extra: Value) -> Value {
+    let mut body =
+        json!({"enabled": true, "default_role": "viewer", "allowed_email_domains": domains});
+    if let Some(map) = extra.as_object() {
+        for (k, v) in map {
+            body[k] = v.clone();
+        }
+    }
+    body
+}
+
+#[tokio::test]
+async fn a_public_client_signs_in_with_pkce_is_provisioned_and_its_tokens_work() {
+    let p = platform(&[]).await;
+    let tenant = p
+        .sso_tenant(
+            "Corp",
+            CORP,
+            json!({}),
+            provisioning(
+                &["corp.com"],
+                json!({"group_role_mapping": {"g-users": "user", "g-admins": "admin"}}),
+            ),
+        )
+        .await;
+
+    // The login redirect carries PKCE S256, state, nonce and the Entra parameters.
+    let response = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(p.login_url(&tenant, "alice@corp.com"))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), StatusCode::FOUND);
+    let location =
+        url::Url::parse(response.headers()["location"].to_str().expect("loc")).expect("url");
+    assert!(
+        location.as_str().starts_with(&p.oidc.issuer(CORP)),
+        "{location}"
+    );
+    let params: HashMap<String, String> = location.query_pairs().into_owned().collect();
+    assert_eq!(params["code_challenge_method"], "S256");
+    assert_eq!(params["response_type"], "code");
+    assert_eq!(params["response_mode"], "query");
+    assert_eq!(params["client_id"], "spa-client");
+    assert_eq!(
+        params["redirect_uri"],
+        format!("{}/api/auth/sso/azure/callback", p.sso)
+    );
+    for scope in ["openid", "profile", "email", "offline_access", "User.Read"] {
+        assert!(
+            params["scope"].split(' ').any(|s| s == scope),
+            "{}",
+            params["scope"]
+        );
+    }
+    assert!(params["state"].len() >= 32 && params["nonce"].len() >= 32);
+    assert!(params["code_challenge"].len() >= 43);
+
+    let (status, body) = p.sign_in(&tenant, "alice@corp.com").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["auth_method"], "sso");
+    assert_eq!(body["tenant_id"], tenant.as_str());
+    assert_eq!(body["user"]["email"], "alice@corp.com");
+    assert_eq!(body["user"]["first_name"], "Alice");
+    let access = body["access_token"].as_str().expect("access").to_owned();
+    assert!(body["refresh_token"].as_str().is_some());
+    // The platform tokens work.
+    let (status, me) = p.auth.get("/api/users/me", Some(&access)).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    let user_id = me["data"]["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        p.role_of(&tenant, &user_id).await.as_deref(),
+        Some("user"),
+        "g-users maps to user"
+    );
+
+    // Signing in again finds the same identity (keyed on tid + oid).
+    let (status, again) = p.sign_in(&tenant, "alice@corp.com").await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["user"]["id"], user_id.as_str());
+    let (status, identities) = p
+        .call(
+            reqwest::Method::GET,
+            "/api/auth/sso/identities",
+            &access,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{identities}");
+    let list = identities["identities"].as_array().expect("list");
+    assert_eq!(list.len(), 1, "{identities}");
+    assert_eq!(list[0]["azure_object_id"], "oid-alice");
+    assert_eq!(list[0]["azure_tenant_id"], CORP);
+    assert_eq!(list[0]["has_valid_token"], true);
+
+    // Stored Azure tokens are ciphertexts that the keyring opens with their row's data.
+    let mut conn = AsyncPgConnection::establish(&p.ctx.main_url)
+        .await
+        .expect("db");
+    #[derive(QueryableByName)]
+    struct Stored {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: uuid::Uuid,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        access_token_encrypted: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        refresh_token_encrypted: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        encryption_key_id: String,
+    }
+    let stored: Stored = diesel::sql_query(
+        "SELECT id, access_token_encrypted, refresh_token_encrypted, encryption_key_id FROM user_azure_identities",
+    )
+    .get_result(&mut conn)
+    .await
+    .expect("identity");
+    assert_eq!(stored.encryption_key_id, "test1");
+    let keyring = secrets::Keyring::parse(KEYRING).expect("keyring");
+    let open = |column: &str, ciphertext: &str| {
+        String::from_utf8(
+            keyring
+                .decrypt(
+                    "test1",
+                    ciphertext,
+                    format!("user_azure_identities.{column}:{}", stored.id).as_bytes(),
+                )
+                .expect("decrypts with its row's associated data"),
+        )
+        .expect("utf-8")
+    };
+    let azure_access = open("access_token", &stored.access_token_encrypted);
+    let azure_refresh = open("refresh_token", &stored.refresh_token_encrypted);
+    assert!(azure_access.len() > 10 && azure_refresh.len() > 10);
+    assert!(!stored.access_token_encrypted.contains(&azure_access));
+    assert!(!stored.refresh_token_encrypted.contains(&azure_refresh));
+    // The same ciphertext does not open under another row's data.
+    assert!(keyring
+        .decrypt(
+            "test1",
+            &stored.access_token_encrypted,
+            b"user_azure_identities.access_token:other"
+        )
+        .is_err());
+}
+
+#[tokio::test]
+async fn a_confidential_client_signs_in_and_its_secret_is_never_shown() {
+    let p = platform(&[]).await;
+    let tenant = p
+        .sso_tenant(
+            "Web",
+            CORP,
+            json!({"client_id": "web-client", "client_secret": "web-secret-1"}),
+            provisioning(&["corp.com"], json!({})),
+        )
+        .await;
+    let (status, config) = p
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/tenants/{tenant}/sso/config"),
+            &p.admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{config}");
+    assert_eq!(config["data"]["has_client_secret"], true);
+    assert!(!config.to_string().contains("web-secret-1"), "{config}");
+    let (status, body) = p.sign_in(&tenant, "alice@corp.com").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let user = body["user"]["id"].as_str().expect("id");
+    assert_eq!(
+        p.role_of(&tenant, user).await.as_deref(),
+        Some("viewer"),
+        "the default role"
+    );
+
+    // A wrong secret: the provider refuses the code exchange.
+    let (status, _) = p
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/tenants/{tenant}/sso/config"),
+            &p.admin,
+            Some(json!({"client_secret": "wrong"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = p.sign_in(&tenant, "alice@corp.com").await;
+    assert_error(status, &body, 400, "azure_error");
+}
+
+#[tokio::test]
+async fn the_callback_refuses_reused_expired_and_forged_states() {
+    let p = platform(&[]).await;
+    let tenant = p
+        .sso_tenant(
+            "States",
+            CORP,
+            json!({}),
+            provisioning(&["corp.com"], json!({})),
+        )
+        .await;
+    let client = Client::new();
+
+    // Reused: the first use signs in, the second is refused.
+    let callback = p.callback_url(&tenant, "alice@corp.com").await;
+    let first = client.get(&callback).send().await.expect("first");
+    assert_eq!(first.status(), StatusCode::OK);
+    let second = client.get(&callback).send().await.expect("second");
+    let status = second.status();
+    assert_error(
+        status,
+        &second.json().await.expect("json"),
+        400,
+        "invalid_state",
+    );
+
+    // Expired: the state's lifetime runs out in Redis before the callback.
+    let callback = p.callback_url(&tenant, "alice@corp.com").await;
+    let state = url::Url::parse(&callback)
+        .expect("url")
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .expect("state");
+    let redis = redis::Client::open(p.ctx.redis_url.as_str()).expect("redis");
+    let mut conn = redis
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let key = format!("{}sso-state:{state}", p.ctx.redis_prefix);
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .expect("ttl");
+    assert!(ttl > 590_000 && ttl <= 600_000, "ten minutes, got {ttl} ms");
+    let _: i64 = redis::cmd("PEXPIRE")
+        .arg(&key)
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .expect("expire");
+    testkit::wait_until(std::time::Duration::from_secs(5), || {
+        let mut conn = conn.clone();
+        let key = key.clone();
+        async move {
+            let exists: i64 = redis::cmd("EXISTS")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap_or(1);
+            exists == 0
+        }
+    })
+    .await
+    .expect("state expired");
+    let response = client.get(&callback).send().await.expect("expired");
+    let status = response.status();
+    assert_error(
+        status,
+        &response.json().await.expect("json"),
+        400,
+        "invalid_state",
+    );
+
+    // Forged or missing.
+    for query in ["?code=abc&state=forged", "?code=abc"] {
+        let response = client
+            .get(format!("{}/api/auth/sso/azure/callback{query}", p.sso))
+            .send()
+            .await
+            .expect("forged");
+        let status = response.status();
+        assert_error(
+            status,
+            &response.json().await.expect("json"),
+            400,
+            "invalid_state",
+        );
+    }
+}
+
+#[tokio::test]
+async fn id_tokens_that_must_not_be_trusted_are_refused() {
+    let p = platform(&[]).await;
+    let corp = p
+        .sso_tenant(
+            "Trust",
+            CORP,
+            json!({}),
+            provisioning(&["corp.com"], json!({})),
+        )
+        .await;
+    // A nonce the service did not send.
+    let (status, body) = p.sign_in(&corp, "mallory@corp.com").await;
+    assert_error(status, &body, 400, "invalid_id_token");
+    // A token of another directory (tid) from the right issuer.
+    let (status, body) = p.sign_in(&corp, "trudy@corp.com").await;
+    assert_error(status, &body, 400, "invalid_id_token");
+    // An issuer with a literal {tenantid}: the discovery document is refused.
+    let quirky = p
+        .sso_tenant(
+            "Quirky",
+            QUIRKY,
+            json!({}),
+            provisioning(&["corp.com"], json!({})),
+        )
+        .await;
+    let (status, body) = p.sign_in(&quirky, "alice@corp.com").await;
+    assert_error(status, &body, 400, "sso_configuration_invalid");
+    let (status, check) = p
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/tenants/{quirky}/sso/config/validate"),
+            &p.admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{check}");
+    assert_eq!(check["data"]["valid"], false, "{check}");
+    // Signed by a key the JWKS does not have, even after refetching it.
+    let hidden = p
+        .sso_tenant(
+            "Hidden",
+            HIDDEN,
+            json!({}),
+            provisioning(&["corp.com"], json!({})),
+        )
+        .await;
+    let (status, body) = p.sign_in(&hidden, "alice@corp.com").await;
+    assert_error(status, &body, 400, "invalid_id_token");
+    // Nobody was provisioned by any of these.
+    let mut conn = AsyncPgConnection::establish(&p.ctx.main_url)
+        .await
+        .expect("db");
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let identities: Count = diesel::sql_query("SELECT count(*) AS n FROM user_azure_identities")
+        .get_result(&mut conn)
+        .await
+        .expect("count");
+    assert_eq!(identities.n, 0);
+    // The validate route answers valid for a good configuration.
+    let (status, check) = p
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/tenants/{corp}/sso/config/validate"),
+            &p.admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{check}");
+    assert_eq!(check["data"]["valid"], true, "{check}");
+    assert_eq!(check["data"]["issuer"], p.oidc.issuer(CORP));
+}
+
+#[tokio::test]
+async fn provisioning_follows_the_domain_rules_and_the_switch() {
+    let p = platform(&[]).await;
+    let tenant = p
+        .sso_tenant(
+            "Domains",
+            CORP,
+            json!({}),
+            provisioning(
+                &["corp.com"],
+                json!({"allowed_azure_groups": ["g-users", "g-admins", "g-zero"]}),
+            ),
+        )
+        .await;
+    let (status, body) = p.sign_in(&tenant, "bob@other.com").await;
+    assert_error(status, &body, 400, "domain_not_allowed");
+    let (status, body) = p.sign_in(&tenant, "eve@evilcorp.com").await;
+    assert_error(status, &body, 400, "domain_not_allowed");
+    // The directory says the email's domain is not verified (xms_edov false).
+    let (status, body) = p.sign_in(&tenant, "una@corp.com").await;
+    assert_error(status, &body, 400, "domain_not_verified");
+    // In none of the allowed groups.
+    let (status, body) = p.sign_in(&tenant, "outsider@corp.com").await;
+    assert_error(status, &body, 400, "group_not_allowed");
+    // In one of them: signed in.
+    let (status, body) = p.sign_in(&tenant, "alice@corp.com").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Provisioning off: a new identity is refused; the setting is persisted.
+    let (status, saved) = p
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/tenants/{tenant}/sso/config/auto-provisioning"),
+            &p.admin,
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    let (_, config) = p
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/tenants/{tenant}/sso/config"),
+            &p.admin,
+            None,
+        )
+        .await;
+    assert_eq!(
+        config["data"]["auto_provisioning"]["enabled"], false,
+        "{config}"
+    );
+    assert_eq!(
+        config["data"]["auto_provisioning"]["allowed_email_domains"],
+        json!(["corp.com"])
+    );
+    let (status, body) = p.sign_in(&tenant, "root@corp.com").await;
+    assert_error(status, &body, 400, "provisioning_disabled");
+    // An identity that exists still signs in.
+    let (status, body) = p.sign_in(&tenant, "alice@corp.com").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Detect matches the exact domain only.
+    let (status, found) = p
+        .auth
+        .client
+        .post(format!("{}/api/auth/sso/detect", p.sso))
+        .json(&json!({"email": "someone@corp.com"}))
+        .send()
+        .await
+        .map(|r| (r.status(), r))
+        .expect("detect");
+    let found: Value = found.json().await.expect("json");
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found["has_sso"], true, "{found}");
+    assert_eq!(found["tenants"][0]["tenant_id"], tenant.as_str());
+    assert_eq!(
+        found["tenants"][0]["login_url"],
+        p.login_url(&tenant, "").trim_end_matches("?login_hint=")
+    );
+    for email in ["someone@evilcorp.com", "someone@sub.corp.com"] {
+        let found: Value = p
+            .auth
+            .client
+            .post(format!("{}/api/auth/sso/detect", p.sso))
+            .json(&json!({"email": email}))
+            .send()
+            .await
+            .expect("detect")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(found["has_sso"], false, "{email}: {found}");
+    }
+    let availability: Value = p
+        .auth
+        .client
+        .get(format!(
+            "{}/api/auth/sso/check-availability/{tenant}",
+            p.sso
+        ))
+        .send()
+        .await
+        .expect("availability")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(availability["available"], true, "{availability}");
+    assert_eq!(availability["auth_method"], "both");
+}
+
+#[tokio::test]
+async fn groups_map_to_roles_with_and_without_overage() {
+    let p = platform(&[]).await;
+    let tenant = p
+        .sso_tenant(
+            "Groups",
+            CORP,
+            json!({}),
+            provisioning(
+                &["corp.com"],
+                json!({"group_role_mapping": {"g-admins": "admin", "g-users": "user"}}),
+            ),
+        )
+        .await;
+    let (status, root) = p.sign_in(&tenant, "root@corp.com").await;
+    assert_eq!(status, StatusCode::OK, "{root}");
+    let root_id = root["user"]["id"].as_str().expect("id");
+    assert_eq!(
+        p.role_of(&tenant, root_id).await.as_deref(),
+        Some("admin"),
+        "the highest role wins"
+    );
+    assert!(
+        p.graph_calls.lock().expect("calls").is_empty(),
+        "no overage, no Graph"
+    );
+    // Overage: the groups come from Graph, over two pages; g-admins is on the second.
+    let (status, olga) = p.sign_in(&tenant, "olga@corp.com").await;
+    assert_eq!(status, StatusCode::OK, "{olga}");
+    let olga_id = olga["user"]["id"].as_str().expect("id");
+    assert_eq!(p.role_of(&tenant, olga_id).await.as_deref(), Some("admin"));
+    let calls = p.graph_calls.lock().expect("calls").clone();
+    assert_eq!(calls.len(), 2, "both pages: {calls:?}");
+    assert!(calls[1].contains("skiptoken=page2"), "{calls:?}");
+    let _ = &p.graph;
+}
+
+#[tokio::test]
+async fn the_return_url_gets_the_tokens_in_its_fragment_and_only_on_allowed_origins() {
+    let p = platform(&[]).await;
+    let tenant = p
+        .sso_tenant(
+            "Front",
+            CORP,
+            json!({}),
+            provisioning(&["corp.com"], json!({})),
+        )
+        .await;
+    let mut browser = Browser::default();
+    let start = format!(
+        "{}&return_url={}",
+        p.login_url(&tenant, "alice@corp.com"),
+        url::form_urlencoded::byte_serialize(format!("{FRONT_END}/signed-in?x=1").as_bytes())
+            .collect::<String>()
+    );
+    let (response, location) = browser.go(&start, Some(FRONT_END)).await;
+    assert_eq!(response.status(), StatusCode::FOUND);
+    let target = url::Url::parse(&location).expect("url");
+    assert_eq!(target.path(), "/signed-in");
+    assert_eq!(target.query(), Some("x=1"), "no token in the query string");
+    let fragment: HashMap<String, String> =
+        url::form_urlencoded::parse(target.fragment().expect("fragment").as_bytes())
+            .into_owned()
+            .collect();
+    let (status, me) = p
+        .auth
+        .get("/api/users/me", Some(&fragment["access_token"]))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(fragment["tenant_id"], tenant);
+
+    for bad in [
+        "https://evil.example.test/x",
+        "http://app.example.test.evil.test/",
+        "javascript:alert(1)",
+    ] {
+        let response = Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+            .get(format!(
+                "{}&return_url={}",
+                p.login_url(&tenant, "alice@corp.com"),
+                url::form_urlencoded::byte_serialize(bad.as_bytes()).collect::<String>()
+            ))
+            .send()
+            .await
+            .expect("login");
+        let status = response.status();
+        assert_error(
+            status,
+            &response.json().await.expect("json"),
+            400,
+            "validation_error",
+        );
+    }
+}
+
+#[tokio::test]
+async fn only_the_tenants_admins_manage_its_sso_configuration() {
+    let p = platform(&[]).await;
+    let tenant = p
+        .sso_tenant(
+            "Admins",
+            CORP,
+            json!({}),
+            provisioning(&["corp.com"], json!({})),
+        )
+        .await;
+    let (viewer, _) = p.auth.session("viewer@platform.test").await;
+    let (outsider, _) = p.auth.session("outsider@platform.test").await;
+    let (_, me) = p.auth.get("/api/users/me", Some(&viewer)).await;
+    let response = p
+        .auth
+        .client
+        .post(format!("{}/api/tenants/{tenant}/users", p.tenant))
+        .bearer_auth(&p.admin)
+        .json(&json!({"user_id": me["data"]["id"], "role": "viewer"}))
+        .send()
+        .await
+        .expect("add");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let path = format!("/api/tenants/{tenant}/sso/config");
+    let (status, body) = p.call(reqwest::Method::GET, &path, &viewer, None).await;
+    assert_error(status, &body, 403, "forbidden");
+    let (status, body) = p.call(reqwest::Method::GET, &path, &outsider, None).await;
+    assert_error(status, &body, 404, "not_found");
+    let response = p
+        .auth
+        .client
+        .get(format!("{}{path}", p.sso))
+        .send()
+        .await
+        .expect("anon");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    // Bad input names its fields.
+    let other = p.new_tenant("Fresh").await;
+    let (status, body) = p
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/tenants/{other}/sso/config"),
+            &p.admin,
+            Some(json!({"provider_tenant_id": "common", "client_id": "bad id!", "redirect_uri": "ftp://x"})),
+        )
+        .await;
+    assert_error(status, &body, 400, "validation_error");
+    for field in ["provider_tenant_id", "client_id", "redirect_uri"] {
+        assert!(body["details"][field].is_array(), "{field}: {body}");
+    }
+    // One configuration per tenant.
+    let (status, body) = p
+        .call(
+            reqwest::Method::POST,
+            &path,
+            &p.admin,
+            Some(json!({"provider_tenant_id": CORP, "client_id": "spa-client"})),
+        )
+        .await;
+    assert_error(status, &body, 409, "conflict");
+    // With an identity linked, deleting needs force.
+    let (status, _) = p.sign_in(&tenant, "alice@corp.com").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, stats) = p
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/tenants/{tenant}/sso/statistics"),
+            &p.admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    assert_eq!(stats["data"]["total_identities"], 1, "{stats}");
+    let (status, body) = p.call(reqwest::Method::DELETE, &path, &p.admin, None).await;
+    assert_error(status, &body, 409, "conflict");
+    let (status, body) = p
+        .call(
+            reqwest::Method::DELETE,
+            &format!("{path}?force=true"),
+            &p.admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["deleted_identities"], 1);
+    // The tenant is back to passwords only.
+    let tenant_row: Value = p
+        .auth
+        .client
+        .get(format!("{}/api/tenants/{tenant}", p.tenant))
+        .bearer_auth(&p.admin)
+        .send()
+        .await
+        .expect("tenant")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(tenant_row["data"]["auth_method"], "local", "{tenant_row}");
+}
+
+#[tokio::test]
+async fn refresh_and_logout_take_care_of_the_stored_azure_tokens() {
+    let p = platform(&[]).await;
+    let tenant = p
+        .sso_tenant(
+            "Care",
+            CORP,
+            json!({}),
+            provisioning(&["corp.com"], json!({})),
+        )
+        .await;
+    let (status, body) = p.sign_in(&tenant, "alice@corp.com").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let refresh = body["refresh_token"].as_str().expect("refresh").to_owned();
+    let before = p.stored("alice@corp.com").await;
+    let azure_before = open_token(
+        &before,
+        "access_token",
+        before.access_token_encrypted.as_deref().expect("access"),
+    );
+
+    // Refresh: new Azure tokens stored, a new platform pair returned.
+    let response = p
+        .auth
+        .client
+        .post(format!("{}/api/auth/sso/azure/refresh", p.sso))
+        .bearer_auth(&refresh)
+        .json(&json!({"tenant_id": tenant}))
+        .send()
+        .await
+        .expect("refresh");
+    let status = response.status();
+    let pair: Value = response.json().await.expect("json");
+    assert_eq!(status, StatusCode::OK, "{pair}");
+    let access = pair["access_token"].as_str().expect("access").to_owned();
+    let new_refresh = pair["refresh_token"].as_str().expect("refresh").to_owned();
+    assert_ne!(new_refresh, refresh);
+    let (status, _) = p.auth.get("/api/users/me", Some(&access)).await;
+    assert_eq!(status, StatusCode::OK);
+    let after = p.stored("alice@corp.com").await;
+    let azure_after = open_token(
+        &after,
+        "access_token",
+        after.access_token_encrypted.as_deref().expect("access"),
+    );
+    assert_ne!(
+        azure_after, azure_before,
+        "a new Azure access token is stored"
+    );
+    assert!(after.token_expires_at >= before.token_expires_at);
+    // An access token is not a refresh token.
+    let response = p
+        .auth
+        .client
+        .post(format!("{}/api/auth/sso/azure/refresh", p.sso))
+        .bearer_auth(&access)
+        .json(&json!({"tenant_id": tenant}))
+        .send()
+        .await
+        .expect("refresh");
+    let status = response.status();
+    assert_error(
+        status,
+        &response.json().await.expect("json"),
+        401,
+        "invalid_token",
+    );
+
+    // Logout: Azure tokens cleared, platform tokens revoked.
+    let response = p
+        .auth
+        .client
+        .post(format!("{}/api/auth/sso/azure/logout/{tenant}", p.sso))
+        .bearer_auth(&access)
+        .json(&json!({"refresh_token": new_refresh}))
+        .send()
+        .await
+        .expect("logout");
+    let status = response.status();
+    let out: Value = response.json().await.expect("json");
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert!(
+        out["logout_url"].as_str().is_some_and(|u| u.contains(CORP)),
+        "{out}"
+    );
+    let cleared = p.stored("alice@corp.com").await;
+    assert!(cleared.access_token_encrypted.is_none() && cleared.refresh_token_encrypted.is_none());
+    let (status, body) = p.auth.get("/api/users/me", Some(&access)).await;
+    assert_error(status, &body, 401, "token_revoked");
+    let (status, body) = p
+        .auth
+        .post("/api/auth/refresh", json!({}), Some(&new_refresh))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+
+    // A refresh token Entra refuses (invalid_grant): the identity needs a new sign-in.
+    let (status, body) = p.sign_in(&tenant, "alice@corp.com").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let refresh = body["refresh_token"].as_str().expect("refresh").to_owned();
+    let stored = p.stored("alice@corp.com").await;
+    let keyring = secrets::Keyring::parse(KEYRING).expect("keyring");
+    let bogus = keyring
+        .encrypt(
+            b"not-a-refresh-token",
+            format!("user_azure_identities.refresh_token:{}", stored.id).as_bytes(),
+        )
+        .expect("seal");
+    let mut conn = p.db().await;
+    diesel::sql_query(
+        "UPDATE user_azure_identities SET refresh_token_encrypted = $1 WHERE id = $2",
+    )
+    .bind::<diesel::sql_types::Text, _>(&bogus.ciphertext)
+    .bind::<diesel::sql_types::Uuid, _>(stored.id)
+    .execute(&mut conn)
+    .await
+    .expect("update");
+    let response = p
+        .auth
+        .client
+        .post(format!("{}/api/auth/sso/azure/refresh", p.sso))
+        .bearer_auth(&refresh)
+        .json(&json!({"tenant_id": tenant}))
+        .send()
+        .await
+        .expect("refresh");
+    let status = response.status();
+    assert_error(
+        status,
+        &response.json().await.expect("json"),
+        400,
+        "reauth_required",
+    );
+    let marked = p.stored("alice@corp.com").await;
+    assert!(marked.needs_reauth);
+    assert!(marked.refresh_token_encrypted.is_none());
+    // The platform refresh token was not spent on the failed attempt.
+    let (status, body) = p
+        .auth
+        .post("/api/auth/refresh", json!({}), Some(&refresh))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A new sign-in clears the mark.
+    let (status, _) = p.sign_in(&tenant, "alice@corp.com").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!p.stored("alice@corp.com").await.needs_reauth);
+}
+
+#[tokio::test]
+async fn the_refresh_job_refreshes_only_expiring_tokens_and_once_with_two_replicas() {
+    let p = platform(&[("SSO_REFRESH_INTERVAL_SECS", "1")]).await;
+    p.another_sso();
+    let tenant = p
+        .sso_tenant(
+            "Job",
+            CORP,
+            json!({}),
+            provisioning(&["corp.com"], json!({})),
+        )
+        .await;
+    for user in ["alice@corp.com", "root@corp.com"] {
+        let (status, body) = p.sign_in(&tenant, user).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let mut conn = p.db().await;
+    for (email, minutes) in [("alice@corp.com", 5), ("root@corp.com", 120)] {
+        diesel::sql_query(
+            "UPDATE user_azure_identities i SET token_expires_at = now() + make_interval(mins => $1) \
+             FROM users u WHERE u.id = i.user_id AND u.email = $2",
+        )
+        .bind::<diesel::sql_types::Integer, _>(minutes)
+        .bind::<diesel::sql_types::Text, _>(email)
+        .execute(&mut conn)
+        .await
+        .expect("expiry");
+    }
+    let root_before = p.stored("root@corp.com").await;
+    let alice_before = p.stored("alice@corp.com").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let alice = p.stored("alice@corp.com").await;
+        if alice
+            .token_expires_at
+            .is_some_and(|t| t > chrono::Utc::now() + chrono::Duration::minutes(50))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expiring token was not refreshed: {alice:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Let both replicas run a few more passes.
+    let settle = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while std::time::Instant::now() < settle {
+        assert!(
+            !p.stored("alice@corp.com").await.needs_reauth,
+            "refreshed twice: the rotated token was refused"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let alice = p.stored("alice@corp.com").await;
+    assert!(!alice.needs_reauth);
+    assert_ne!(
+        alice.refresh_token_encrypted,
+        alice_before.refresh_token_encrypted
+    );
+    let root = p.stored("root@corp.com").await;
+    assert_eq!(
+        root.token_expires_at, root_before.token_expires_at,
+        "not expiring: untouched"
+    );
+    assert_eq!(
+        root.access_token_encrypted,
+        root_before.access_token_encrypted
+    );
+    assert!(!root.needs_reauth);
+}
+
+#[tokio::test]
+async fn a_browserless_login_through_the_gateway_gives_tokens_that_work_on_users_me() {
+    let ctx = TestContext::new().await;
+    let (direct, tenant_base) = start_with(&ctx, &[], &[]);
+    let (sso_listener, sso_base) = testkit::free_listener();
+    let gateway = testkit::TestGateway::start(
+        testkit::Upstreams {
+            auth: &direct.base,
+            tenant: &tenant_base,
+            document: "http://127.0.0.1:9",
+            sso: &sso_base,
+            event_worker: "http://127.0.0.1:9",
+        },
+        "2m",
+    )
+    .await
+    .expect("gateway");
+    let gw = gateway.base.clone();
+    let callback = format!("{gw}/api/auth/sso/azure/callback");
+    let oidc = TestOidc::start(vec![OidcTenant::new(CORP)
+        .with_client(OidcClient::public("spa-client", callback))
+        .with_user(
+            OidcUser::new("alice@corp.com", "oid-alice").with_name("Alice Example"),
+        )])
+    .await;
+    testkit::start_service_on::<sso::Service>(
+        &ctx,
+        &[
+            ("TENANT_SERVICE_URL", tenant_base.as_str()),
+            ("AUTH_SERVICE_URL", direct.base.as_str()),
+            ("SSO_AUTHORITY_URL", oidc.authority()),
+            ("SSO_PUBLIC_URL", gw.as_str()),
+            ("SECRETS_KEYRING", KEYRING),
+        ],
+        sso_listener,
+    );
+    let auth = direct.through(&gw);
+    let (admin, _) = auth.session("admin@platform.test").await;
+    let (status, created) = auth
+        .post(
+            "/api/tenants",
+            json!({"name": "Gateway Corp"}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let tenant = created["data"]["id"].as_str().expect("id").to_owned();
+    let (status, body) = auth
+        .post(
+            &format!("/api/tenants/{tenant}/sso/config"),
+            json!({"provider_tenant_id": CORP, "client_id": "spa-client", "enable": true}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body["data"]["redirect_uri"],
+        format!("{gw}/api/auth/sso/azure/callback")
+    );
+    let response = auth
+        .client
+        .put(format!("{gw}/api/tenants/{tenant}/sso/config/auto-provisioning"))
+        .bearer_auth(&admin)
+        .json(&json!({"enabled": true, "allowed_email_domains": ["corp.com"], "default_role": "user"}))
+        .send()
+        .await
+        .expect("provisioning");
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // Detect gives the real login route, through the gateway.
+    let (status, found) = auth
+        .post(
+            "/api/auth/sso/detect",
+            json!({"email": "alice@corp.com"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    let login_url = found["tenants"][0]["login_url"]
+        .as_str()
+        .expect("login_url")
+        .to_owned();
+    assert_eq!(login_url, format!("{gw}/api/auth/sso/azure/login/{tenant}"));
+
+    let mut browser = Browser::default();
+    let (response, last) = browser
+        .go(&format!("{login_url}?login_hint=alice@corp.com"), None)
+        .await;
+    assert!(last.starts_with(&gw), "{last}");
+    let status = response.status();
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let access = body["access_token"].as_str().expect("access");
+    let (status, me) = auth.get("/api/users/me", Some(access)).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["data"]["email"], "alice@corp.com");
+    let (status, mine) = auth.get("/api/users/me/sso-identities", Some(access)).await;
+    assert_eq!(status, StatusCode::OK, "{mine}");
+    assert_eq!(mine["data"][0]["tenant_name"], "Gateway Corp", "{mine}");
+    assert_eq!(mine["data"][0]["has_valid_token"], true, "{mine}");
+    let response = auth
+        .client
+        .delete(format!("{gw}/api/users/me/sso-identities/{tenant}"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .expect("unlink");
+    let status = response.status();
+    let unlinked: Value = response.json().await.expect("json");
+    assert_eq!(status, StatusCode::OK, "{unlinked}");
+    assert_eq!(unlinked["data"]["azure_object_id"], "oid-alice");
+    let (_, mine) = auth.get("/api/users/me/sso-identities", Some(access)).await;
+    assert_eq!(mine["data"], json!([]), "{mine}");
+}
+
+#[tokio::test]
+async fn two_refresh_runners_at_the_same_moment_refresh_a_token_once() {
+    let p = platform(&[]).await;
+    let tenant = p
+        .sso_tenant(
+            "Lock",
+            CORP,
+            json!({}),
+            provisioning(&["corp.com"], json!({})),
+        )
+        .await;
+    let (status, body) = p.sign_in(&tenant, "alice@corp.com").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut conn = p.db().await;
+    diesel::sql_query(
+        "UPDATE user_azure_identities SET token_expires_at = now() + interval '5 minutes'",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("expiry");
+    let mut env = p.ctx.service_env();
+    env.extend(p.env.iter().cloned());
+    let mut reader = http_kit::ConfigReader::new(&env);
+    let settings = sso::Settings::read(&mut reader);
+    let settings = reader.finish(settings).expect("settings");
+    let (a, b) = (
+        sso::build_app(&settings).expect("app a"),
+        sso::build_app(&settings).expect("app b"),
+    );
+    let (mut backoff_a, mut backoff_b) = (
+        sso::refresh::Backoff::default(),
+        sso::refresh::Backoff::default(),
+    );
+    let (first, second) = tokio::join!(
+        sso::refresh::run_once(&a, &mut backoff_a),
+        sso::refresh::run_once(&b, &mut backoff_b)
+    );
+    let passes: Vec<_> = [first.expect("runner a"), second.expect("runner b")]
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(
+        passes.len(),
+        1,
+        "one runner holds the lock, the other stands aside: {passes:?}"
+    );
+    assert_eq!(passes[0].refreshed, 1, "{passes:?}");
+    let alice = p.stored("alice@corp.com").await;
+    assert!(!alice.needs_reauth);
+    assert!(alice
+        .token_expires_at
+        .is_some_and(|t| t > chrono::Utc::now() + chrono::Duration::minutes(50)));
+    // The lock is released: the next pass runs (and finds nothing due).
+    let again = sso::refresh::run_once(&a, &mut backoff_a)
+        .await
+        .expect("again");
+    assert_eq!(again, Some(sso::refresh::Pass::default()));
+}
