@@ -399,6 +399,11 @@ fn token_error<RE: std::error::Error + 'static>(
     match e {
         RequestTokenError::ServerResponse(response) => match response.error() {
             CoreErrorResponseType::InvalidGrant => AzureError::InvalidGrant,
+            CoreErrorResponseType::Extension(code)
+                if code == "server_error" || code == "temporarily_unavailable" =>
+            {
+                AzureError::Unavailable(format!("token endpoint answered {code}"))
+            }
             other => AzureError::Refused {
                 code: other.as_ref().to_owned(),
             },

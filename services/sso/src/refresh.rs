@@ -27,6 +27,8 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30 * 60);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Refreshed,
+    /// Someone else refreshed (or logged out, or unlinked) meanwhile: nothing written.
+    Superseded,
     /// Entra refused the refresh token: a new sign-in is needed.
     NeedsReauth,
 }
@@ -57,16 +59,25 @@ pub async fn refresh_identity(app: &SsoApp, identity: &IdentityRow) -> Result<Ou
             }
             let sealed = app.seal_tokens(identity.id, &tokens).await?;
             let mut conn = app.conn().await?;
-            store::record_refresh(&mut conn, identity.id, sealed)
+            let written = store::record_refresh(&mut conn, identity.id, refresh, sealed)
                 .await
                 .map_err(ApiError::internal)?;
-            Ok(Outcome::Refreshed)
+            Ok(if written == 1 {
+                Outcome::Refreshed
+            } else {
+                Outcome::Superseded
+            })
         }
         Err(AzureError::InvalidGrant) => {
             let mut conn = app.conn().await?;
-            store::mark_needs_reauth(&mut conn, identity.id)
+            let written = store::mark_needs_reauth(&mut conn, identity.id, refresh)
                 .await
                 .map_err(ApiError::internal)?;
+            if written == 0 {
+                // The token was replaced meanwhile (another refresh rotated it): the
+                // identity is fine.
+                return Ok(Outcome::Superseded);
+            }
             tracing::info!(tenant.id = %tenant, user.id = %identity.user_id, "Azure refresh token refused: a new sign-in is needed");
             Ok(Outcome::NeedsReauth)
         }
@@ -78,6 +89,7 @@ pub async fn refresh_identity(app: &SsoApp, identity: &IdentityRow) -> Result<Ou
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Pass {
     pub refreshed: usize,
+    pub superseded: usize,
     pub needs_reauth: usize,
     pub failed: usize,
     pub backing_off: usize,
@@ -90,10 +102,14 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    fn ready(&self, id: Uuid) -> bool {
+    /// The identities still waiting.
+    fn waiting(&self) -> Vec<Uuid> {
+        let now = Instant::now();
         self.entries
-            .get(&id)
-            .is_none_or(|(_, at)| Instant::now() >= *at)
+            .iter()
+            .filter(|(_, (_, at))| *at > now)
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     fn failed(&mut self, id: Uuid) {
@@ -131,33 +147,44 @@ pub async fn run_once(app: &SsoApp, backoff: &mut Backoff) -> Result<Option<Pass
 async fn pass(app: &SsoApp, backoff: &mut Backoff, deadline: Instant) -> Result<Pass, ApiError> {
     let window = chrono::Duration::from_std(app.settings.refresh_window)
         .unwrap_or_else(|_| chrono::Duration::minutes(30));
+    let waiting = backoff.waiting();
     let mut conn = app.conn().await?;
-    let due = store::expiring(&mut conn, Utc::now() + window, BATCH)
+    let due = store::expiring(&mut conn, Utc::now() + window, &waiting, BATCH)
         .await
         .map_err(ApiError::internal)?;
     drop(conn);
-    let mut pass = Pass::default();
+    let mut pass = Pass {
+        backing_off: waiting.len(),
+        ..Pass::default()
+    };
     for identity in due {
-        if Instant::now() >= deadline {
+        // Each refresh is bounded by the pass's deadline, well inside the lock's life.
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
             break;
-        }
-        if !backoff.ready(identity.id) {
-            pass.backing_off += 1;
-            continue;
-        }
-        match refresh_identity(app, &identity).await {
-            Ok(Outcome::Refreshed) => {
+        };
+        match tokio::time::timeout(left, refresh_identity(app, &identity)).await {
+            Ok(Ok(Outcome::Refreshed)) => {
                 backoff.cleared(identity.id);
                 pass.refreshed += 1;
             }
-            Ok(Outcome::NeedsReauth) => {
+            Ok(Ok(Outcome::Superseded)) => {
+                backoff.cleared(identity.id);
+                pass.superseded += 1;
+            }
+            Ok(Ok(Outcome::NeedsReauth)) => {
                 backoff.cleared(identity.id);
                 pass.needs_reauth += 1;
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 backoff.failed(identity.id);
                 pass.failed += 1;
                 tracing::warn!(tenant.id = %identity.tenant_id, user.id = %identity.user_id, error = %e, "Azure token refresh failed; backing off");
+            }
+            Err(_) => {
+                backoff.failed(identity.id);
+                pass.failed += 1;
+                tracing::warn!(tenant.id = %identity.tenant_id, user.id = %identity.user_id, "Azure token refresh ran past the pass's deadline; backing off");
+                break;
             }
         }
     }

@@ -349,40 +349,58 @@ pub async fn record_login(
         .await
 }
 
-/// After a token refresh. The refresh token is kept when Entra sent no new one.
+/// After a token refresh, if the identity still holds the refresh token that was used
+/// (`previous`): 0 rows means someone else refreshed, logged out or unlinked meanwhile,
+/// and nothing is written. The refresh token is kept when Entra sent no new one.
 pub async fn record_refresh(
     conn: &mut Conn,
     identity: Uuid,
+    previous: &str,
     tokens: SealedTokens,
 ) -> QueryResult<usize> {
-    diesel::update(ids::table.find(identity))
-        .set((
-            ids::access_token_encrypted.eq(Some(tokens.access)),
-            tokens
-                .refresh
-                .map(|r| ids::refresh_token_encrypted.eq(Some(r))),
-            ids::encryption_key_id.eq(Some(tokens.key_id)),
-            ids::token_expires_at.eq(Some(tokens.expires_at)),
-            ids::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await
+    diesel::update(
+        ids::table
+            .find(identity)
+            .filter(ids::refresh_token_encrypted.eq(previous))
+            .filter(ids::needs_reauth.eq(false)),
+    )
+    .set((
+        ids::access_token_encrypted.eq(Some(tokens.access)),
+        tokens
+            .refresh
+            .map(|r| ids::refresh_token_encrypted.eq(Some(r))),
+        ids::id_token_encrypted.eq(tokens.id_token),
+        ids::encryption_key_id.eq(Some(tokens.key_id)),
+        ids::token_expires_at.eq(Some(tokens.expires_at)),
+        ids::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await
 }
 
-/// Entra refused the refresh token (`invalid_grant`): the user must sign in again.
-pub async fn mark_needs_reauth(conn: &mut Conn, identity: Uuid) -> QueryResult<usize> {
-    diesel::update(ids::table.find(identity))
-        .set((
-            ids::needs_reauth.eq(true),
-            ids::access_token_encrypted.eq(None::<String>),
-            ids::refresh_token_encrypted.eq(None::<String>),
-            ids::id_token_encrypted.eq(None::<String>),
-            ids::encryption_key_id.eq(None::<String>),
-            ids::token_expires_at.eq(None::<DateTime<Utc>>),
-            ids::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await
+/// Entra refused the refresh token `previous` (`invalid_grant`): the user must sign in
+/// again. Only if the identity still holds that token (else 0 rows).
+pub async fn mark_needs_reauth(
+    conn: &mut Conn,
+    identity: Uuid,
+    previous: &str,
+) -> QueryResult<usize> {
+    diesel::update(
+        ids::table
+            .find(identity)
+            .filter(ids::refresh_token_encrypted.eq(previous)),
+    )
+    .set((
+        ids::needs_reauth.eq(true),
+        ids::access_token_encrypted.eq(None::<String>),
+        ids::refresh_token_encrypted.eq(None::<String>),
+        ids::id_token_encrypted.eq(None::<String>),
+        ids::encryption_key_id.eq(None::<String>),
+        ids::token_expires_at.eq(None::<DateTime<Utc>>),
+        ids::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await
 }
 
 /// Logout: the stored Azure tokens go.
@@ -466,16 +484,26 @@ pub async fn statistics(
 }
 
 /// Identities whose Azure access token expires before `before` and that can be
-/// refreshed, soonest first (the refresh job).
+/// refreshed (their tenant's SSO enabled), soonest first, leaving out `skip` (the job's
+/// backoff).
 pub async fn expiring(
     conn: &mut Conn,
     before: DateTime<Utc>,
+    skip: &[Uuid],
     limit: i64,
 ) -> QueryResult<Vec<IdentityRow>> {
     ids::table
         .filter(ids::refresh_token_encrypted.is_not_null())
         .filter(ids::needs_reauth.eq(false))
         .filter(ids::token_expires_at.lt(before))
+        .filter(ids::id.ne_all(skip))
+        .filter(
+            ids::tenant_id.eq_any(
+                cfg::table
+                    .filter(cfg::is_enabled.eq(true))
+                    .select(cfg::tenant_id),
+            ),
+        )
         .order(ids::token_expires_at.asc())
         .limit(limit)
         .select(IdentityRow::as_select())

@@ -48,6 +48,9 @@ fn users() -> Vec<OidcUser> {
         OidcUser::new("olga@corp.com", "oid-olga").with_groups_overage(),
         OidcUser::new("una@corp.com", "oid-una").with_xms_edov(false),
         OidcUser::new("outsider@corp.com", "oid-outsider").with_groups(["g-contractors"]),
+        OidcUser::new("taken@corp.com", "oid-taken"),
+        OidcUser::new("verified@corp.com", "oid-verified").with_xms_edov(true),
+        OidcUser::new("boss@corp.com", "oid-boss").with_xms_edov(true),
     ]
 }
 
@@ -327,14 +330,15 @@ impl Platform {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    /// The callback URL the provider sends the browser to (not followed).
-    async fn callback_url(&self, tenant: &str, hint: &str) -> String {
+    /// The callback URL the provider sends the browser to (not followed), and that
+    /// browser (it holds the login's cookie).
+    async fn callback_url(&self, tenant: &str, hint: &str) -> (Browser, String) {
         let mut browser = Browser::default();
         let stop = format!("{}/api/auth/sso/azure/callback", self.sso);
         let (response, url) = browser.go(&self.login_url(tenant, hint), Some(&stop)).await;
         assert!(response.status().is_redirection(), "{}", response.status());
         assert!(url.starts_with(&stop), "{url}");
-        url
+        (browser, url)
     }
 
     async fn role_of(&self, tenant: &str, user_id: &str) -> Option<String> {
@@ -595,10 +599,10 @@ async fn the_callback_refuses_reused_expired_and_forged_states() {
     let client = Client::new();
 
     // Reused: the first use signs in, the second is refused.
-    let callback = p.callback_url(&tenant, "alice@corp.com").await;
-    let first = client.get(&callback).send().await.expect("first");
+    let (mut browser, callback) = p.callback_url(&tenant, "alice@corp.com").await;
+    let (first, _) = browser.go(&callback, None).await;
     assert_eq!(first.status(), StatusCode::OK);
-    let second = client.get(&callback).send().await.expect("second");
+    let (second, _) = browser.go(&callback, None).await;
     let status = second.status();
     assert_error(
         status,
@@ -607,8 +611,20 @@ async fn the_callback_refuses_reused_expired_and_forged_states() {
         "invalid_state",
     );
 
+    // Another browser than the one that started the login (login CSRF): refused, even
+    // with a fresh state and code.
+    let (_, callback) = p.callback_url(&tenant, "alice@corp.com").await;
+    let response = client.get(&callback).send().await.expect("other browser");
+    let status = response.status();
+    assert_error(
+        status,
+        &response.json().await.expect("json"),
+        400,
+        "invalid_state",
+    );
+
     // Expired: the state's lifetime runs out in Redis before the callback.
-    let callback = p.callback_url(&tenant, "alice@corp.com").await;
+    let (mut browser, callback) = p.callback_url(&tenant, "alice@corp.com").await;
     let state = url::Url::parse(&callback)
         .expect("url")
         .query_pairs()
@@ -647,7 +663,7 @@ async fn the_callback_refuses_reused_expired_and_forged_states() {
     })
     .await
     .expect("state expired");
-    let response = client.get(&callback).send().await.expect("expired");
+    let (response, _) = browser.go(&callback, None).await;
     let status = response.status();
     assert_error(
         status,
@@ -1449,4 +1465,66 @@ async fn two_refresh_runners_at_the_same_moment_refresh_a_token_once() {
         .await
         .expect("again");
     assert_eq!(again, Some(sso::refresh::Pass::default()));
+}
+
+#[tokio::test]
+async fn existing_accounts_are_linked_only_when_the_directory_vouches_and_roles_are_kept() {
+    let p = platform(&[]).await;
+    let tenant = p
+        .sso_tenant(
+            "Existing",
+            CORP,
+            json!({}),
+            provisioning(&["corp.com"], json!({})),
+        )
+        .await;
+    let taken = p.auth.register("taken@corp.com").await;
+    let verified = p.auth.register("verified@corp.com").await;
+    let (boss, _) = p.auth.session("boss@corp.com").await;
+    let (_, boss_me) = p.auth.get("/api/users/me", Some(&boss)).await;
+    let boss_id = boss_me["data"]["id"].as_str().expect("id").to_owned();
+    let response = p
+        .auth
+        .client
+        .post(format!("{}/api/tenants/{tenant}/users", p.tenant))
+        .bearer_auth(&p.admin)
+        .json(&json!({"user_id": boss_id, "role": "admin"}))
+        .send()
+        .await
+        .expect("add");
+    assert_eq!(response.status(), StatusCode::CREATED);
+
+    // A directory that does not assert the domain verified cannot take an account over.
+    let (status, body) = p.sign_in(&tenant, "taken@corp.com").await;
+    assert_error(status, &body, 400, "account_exists");
+    let mut conn = p.db().await;
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let linked: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM user_azure_identities WHERE user_id = $1::uuid",
+    )
+    .bind::<diesel::sql_types::Text, _>(taken["user"]["id"].as_str().expect("id"))
+    .get_result(&mut conn)
+    .await
+    .expect("count");
+    assert_eq!(linked.n, 0);
+    assert_eq!(
+        p.role_of(&tenant, taken["user"]["id"].as_str().expect("id"))
+            .await,
+        None
+    );
+
+    // With xms_edov true, the account is linked (the same user).
+    let (status, body) = p.sign_in(&tenant, "verified@corp.com").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user"]["id"], verified["user"]["id"]);
+
+    // An admin's first SSO sign-in does not demote them to the default role.
+    let (status, body) = p.sign_in(&tenant, "boss@corp.com").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user"]["id"], boss_id.as_str());
+    assert_eq!(p.role_of(&tenant, &boss_id).await.as_deref(), Some("admin"));
 }

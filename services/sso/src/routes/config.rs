@@ -367,6 +367,19 @@ pub async fn update(
     }
     errors.into_result()?;
     let tenant = member.tenant_id;
+    if let Some(new_id) = &provider_tenant_id {
+        let current = app.config(tenant).await?;
+        let mut conn = app.conn().await?;
+        let linked = store::count_identities(&mut conn, tenant)
+            .await
+            .map_err(ApiError::internal)?;
+        if *new_id != current.provider_tenant_id && linked > 0 {
+            return Err(ApiError::Conflict(format!(
+                "{linked} users are linked to the current directory; remove them first \
+                 (POST …/config/disable with keep_azure_identities false) to change it"
+            )));
+        }
+    }
     let client_secret = match &request.client_secret {
         None => None,
         Some(None) => Some(None),

@@ -3,14 +3,17 @@
 //! once, code exchanged, ID token validated, identity found or provisioned, platform
 //! tokens issued).
 
+use actix_web::cookie::time::Duration as CookieDuration;
+use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use domain::{Role, TenantId, TenantStatus, UserId};
 use http_kit::ApiError;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::app::{provider, service, SsoApp};
@@ -27,6 +30,17 @@ struct LoginState {
     pkce_verifier: String,
     redirect_uri: String,
     return_url: Option<String>,
+    /// The value of the cookie set on the browser that started the login: the callback
+    /// must come from that browser (login CSRF).
+    browser: String,
+}
+
+/// Where the browser-binding cookie is sent.
+const COOKIE_PATH: &str = "/api/auth/sso/azure";
+
+/// The browser-binding cookie of one login (one per login, so parallel logins work).
+fn cookie_name(state: &str) -> String {
+    format!("sso_{}", state.get(..16).unwrap_or(state))
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,8 +92,14 @@ async fn enabled_config(app: &SsoApp, tenant: TenantId) -> Result<ConfigRow, Api
         return Err(ApiError::NotFound("SSO configuration"));
     }
     let summary = app.tenants.tenant(tenant).await.map_err(service)?;
-    if !summary.is_some_and(|t| t.is_active && t.status == TenantStatus::Active) {
-        return Err(ApiError::NotFound("Tenant"));
+    match summary {
+        Some(t) if t.is_active && t.status == TenantStatus::Active => {
+            // The tenant's row says passwords only (a disable half done): no SSO.
+            if t.auth_method == "local" {
+                return Err(ApiError::NotFound("SSO configuration"));
+            }
+        }
+        _ => return Err(ApiError::NotFound("Tenant")),
     }
     Ok(config)
 }
@@ -112,7 +132,7 @@ pub async fn login(
     }
     let config = enabled_config(&app, tenant).await?;
     let registration = app.registration(&config).await?;
-    let (state, nonce) = (random_token()?, random_token()?);
+    let (state, nonce, browser) = (random_token()?, random_token()?, random_token()?);
     let authorization = app
         .azure
         .authorize(&registration, &state, &nonce, login_hint.as_deref())
@@ -125,6 +145,7 @@ pub async fn login(
         pkce_verifier: authorization.pkce_verifier,
         redirect_uri: registration.redirect_uri,
         return_url,
+        browser: browser.clone(),
     };
     let value = serde_json::to_string(&kept).map_err(ApiError::internal)?;
     let stored = app
@@ -136,9 +157,19 @@ pub async fn login(
         return Err(ApiError::internal(anyhow::anyhow!("login state collided")));
     }
     tracing::info!(tenant.id = %tenant, "SSO login started");
+    let cookie = Cookie::build(cookie_name(&state), browser)
+        .path(COOKIE_PATH)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(app.settings.public_url.starts_with("https://"))
+        .max_age(CookieDuration::seconds(
+            app.settings.state_ttl.as_secs() as i64
+        ))
+        .finish();
     Ok(HttpResponse::Found()
         .insert_header((header::LOCATION, authorization.url.to_string()))
         .insert_header((header::CACHE_CONTROL, "no-store"))
+        .cookie(cookie)
         .finish())
 }
 
@@ -179,6 +210,7 @@ fn domain_allowed(config: &ConfigRow, email: &str) -> bool {
               (status = 503, body = http_kit::ErrorBody)))]
 pub async fn callback(
     app: web::Data<SsoApp>,
+    request: HttpRequest,
     query: web::Query<CallbackQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
@@ -200,6 +232,20 @@ pub async fn callback(
         .ok_or_else(invalid_state)?;
     let kept: LoginState = serde_json::from_str(&kept).map_err(ApiError::internal)?;
     let tenant = kept.tenant_id;
+    let same_browser = request
+        .cookie(&cookie_name(&state))
+        .is_some_and(|c| bool::from(c.value().as_bytes().ct_eq(kept.browser.as_bytes())));
+    if !same_browser {
+        tracing::warn!(tenant.id = %tenant, "SSO callback from another browser than the login's refused");
+        return Err(ApiError::bad_request_code(
+            "invalid_state",
+            "The login was not started in this browser; start the login again",
+        ));
+    }
+    let removal = Cookie::build(cookie_name(&state), "")
+        .path(COOKIE_PATH)
+        .max_age(CookieDuration::ZERO)
+        .finish();
     if let Some(error) = query.error {
         let code: String = error
             .chars()
@@ -240,11 +286,10 @@ pub async fn callback(
         azure.oid.clone().filter(|o| !o.is_empty()).ok_or_else(|| {
             ApiError::bad_request_code("invalid_id_token", "The ID token has no oid")
         })?;
+    // Only the `email` claim: `preferred_username` is not an email Entra vouches for.
     let email = claims
         .email()
-        .map(|e| e.as_str().to_owned())
-        .or_else(|| claims.preferred_username().map(|u| u.as_str().to_owned()))
-        .map(|e| e.trim().to_ascii_lowercase());
+        .map(|e| e.as_str().trim().to_ascii_lowercase());
     let display_name = claims
         .name()
         .and_then(|n| n.get(None))
@@ -256,34 +301,36 @@ pub async fn callback(
         .await
         .map_err(ApiError::internal)?;
     drop(conn);
-    // A new identity may only be provisioned when the tenant allows it for this exact,
-    // verified domain; checked before anything else is asked of Entra or Graph.
+    // Admitting someone who is not (or no longer) a member needs provisioning on, an
+    // email of an exact allowed domain, and no "unverified domain" from the directory;
+    // checked before anything else is asked of Entra, Graph or the platform.
+    let admit = || -> Result<String, ApiError> {
+        if !config.auto_provisioning {
+            return Err(ApiError::bad_request_code(
+                "provisioning_disabled",
+                "This tenant does not create accounts on first sign-in; ask its administrator",
+            ));
+        }
+        let email = email.clone().ok_or_else(|| {
+            ApiError::bad_request_code("invalid_id_token", "The ID token has no email")
+        })?;
+        if !domain_allowed(&config, &email) {
+            return Err(ApiError::bad_request_code(
+                "domain_not_allowed",
+                "The email's domain is not allowed to sign in to this tenant",
+            ));
+        }
+        if azure.email_domain_verified() == Some(false) {
+            return Err(ApiError::bad_request_code(
+                "domain_not_verified",
+                "The directory has not verified the email's domain",
+            ));
+        }
+        Ok(email)
+    };
     let new_email = match &existing {
         Some(_) => None,
-        None => {
-            if !config.auto_provisioning {
-                return Err(ApiError::bad_request_code(
-                    "provisioning_disabled",
-                    "This tenant does not create accounts on first sign-in; ask its administrator",
-                ));
-            }
-            let email = email.clone().ok_or_else(|| {
-                ApiError::bad_request_code("invalid_id_token", "The ID token has no email")
-            })?;
-            if !domain_allowed(&config, &email) {
-                return Err(ApiError::bad_request_code(
-                    "domain_not_allowed",
-                    "The email's domain is not allowed to sign in to this tenant",
-                ));
-            }
-            if azure.email_domain_verified() == Some(false) {
-                return Err(ApiError::bad_request_code(
-                    "domain_not_verified",
-                    "The directory has not verified the email's domain",
-                ));
-            }
-            Some(email)
-        }
+        None => Some(admit()?),
     };
     let groups = if azure.groups_overage() {
         app.graph
@@ -308,95 +355,112 @@ pub async fn callback(
     }
     let from_groups = mapped_role(&config, &groups);
     let default_role: Role = config.default_role.parse().unwrap_or(Role::Viewer);
-    let role = from_groups.unwrap_or(default_role);
 
-    let (user_id, identity_id, is_new) = match existing {
-        Some(identity) => {
-            let user = UserId::from_uuid(identity.user_id);
-            let membership = app
-                .tenants
-                .membership(tenant, user)
-                .await
-                .map_err(service)?;
-            match membership {
-                Some(m) => {
-                    if config.sync_attributes_on_login && from_groups.is_some_and(|r| r != m.role) {
-                        if let Err(e) = app.tenants.set_membership(tenant, user, role).await {
-                            tracing::warn!(tenant.id = %tenant, user.id = %user, error = %e, "role from groups not applied");
-                        }
-                    }
-                }
-                None if config.auto_provisioning => {
-                    app.tenants
-                        .set_membership(tenant, user, role)
-                        .await
-                        .map_err(service)?
-                        .ok_or(ApiError::NotFound("Tenant"))?;
-                }
-                None => {
-                    return Err(ApiError::Forbidden(
-                        "The user is no longer a member of this tenant".into(),
-                    ))
-                }
-            }
-            (user, identity.id, false)
-        }
+    let known = existing.is_some();
+    let (user_id, identity_id) = match existing {
+        Some(identity) => (UserId::from_uuid(identity.user_id), identity.id),
         None => {
             let email =
-                new_email.ok_or_else(|| ApiError::internal(anyhow::anyhow!("checked above")))?;
+                new_email.ok_or_else(|| ApiError::internal(anyhow::anyhow!("admitted above")))?;
             let (first, last) = split_name(display_name.as_deref());
             let (user, created) = app
                 .auth
                 .resolve_named(&email, first.as_deref(), last.as_deref())
                 .await
-                .map_err(service)?;
-            app.tenants
-                .set_membership(tenant, user.id, role)
-                .await
-                .map_err(service)?
-                .ok_or(ApiError::NotFound("Tenant"))?;
-            tracing::info!(tenant.id = %tenant, user.id = %user.id, created, role = %role, "SSO user provisioned");
-            (user.id, Uuid::new_v4(), true)
+                .map_err(|e| match e {
+                    clients::ClientError::Status { status: 400, .. } => ApiError::bad_request_code(
+                        "invalid_id_token",
+                        "The ID token's email or name is not acceptable",
+                    ),
+                    other => service(other),
+                })?;
+            // An account that exists is someone's: it is linked only when the directory
+            // asserts that it verified the email's domain (`xms_edov`), so that a
+            // directory cannot claim an address it does not own.
+            if !created && azure.email_domain_verified() != Some(true) {
+                tracing::warn!(tenant.id = %tenant, user.id = %user.id, "SSO link to an existing account refused: domain not asserted verified");
+                return Err(ApiError::bad_request_code(
+                    "account_exists",
+                    "An account with this email already exists; the directory must assert a verified email domain (xms_edov) to link it",
+                ));
+            }
+            let identity_id = Uuid::new_v4();
+            let sealed = app.seal_tokens(identity_id, &tokens).await?;
+            let mut conn = app.conn().await?;
+            let inserted = store::insert_identity(
+                &mut conn,
+                NewIdentity {
+                    id: identity_id,
+                    user_id: user.id,
+                    tenant_id: tenant,
+                    azure_tenant_id: tid.clone(),
+                    azure_object_id: oid.clone(),
+                    azure_upn: upn.clone(),
+                    azure_display_name: display_name.clone(),
+                    tokens: sealed.clone(),
+                },
+            )
+            .await
+            .map_err(ApiError::internal)?;
+            let identity_id = match inserted {
+                Some(row) => row.id,
+                None => {
+                    // A concurrent login of the same identity won the insert: use its
+                    // row. A user linked to another Entra identity here: refused.
+                    let same = store::identity_by_subject(&mut conn, tenant, &tid, &oid)
+                        .await
+                        .map_err(ApiError::internal)?
+                        .filter(|s| s.user_id == user.id.into_uuid())
+                        .ok_or_else(|| {
+                            ApiError::Conflict(
+                                "This account is already linked to another Entra identity in this tenant"
+                                    .into(),
+                            )
+                        })?;
+                    same.id
+                }
+            };
+            drop(conn);
+            tracing::info!(tenant.id = %tenant, user.id = %user.id, created, "SSO identity linked");
+            (user.id, identity_id)
         }
     };
 
-    let sealed = app.seal_tokens(identity_id, &tokens).await?;
-    let mut conn = app.conn().await?;
-    if !is_new {
+    // The membership: created when missing (admission rules), its role changed only when
+    // the tenant syncs roles from groups and a group maps one; never demoted otherwise.
+    match app
+        .tenants
+        .membership(tenant, user_id)
+        .await
+        .map_err(service)?
+    {
+        Some(m) => {
+            if let Some(role) =
+                from_groups.filter(|r| config.sync_attributes_on_login && *r != m.role)
+            {
+                if let Err(e) = app.tenants.set_membership(tenant, user_id, role).await {
+                    tracing::warn!(tenant.id = %tenant, user.id = %user_id, error = %e, "role from groups not applied");
+                }
+            }
+        }
+        None => {
+            admit()?;
+            let role = from_groups.unwrap_or(default_role);
+            app.tenants
+                .set_membership(tenant, user_id, role)
+                .await
+                .map_err(service)?
+                .ok_or(ApiError::NotFound("Tenant"))?;
+            tracing::info!(tenant.id = %tenant, user.id = %user_id, role = %role, "SSO member added");
+        }
+    }
+    if known {
+        let sealed = app.seal_tokens(identity_id, &tokens).await?;
+        let mut conn = app.conn().await?;
         store::record_login(&mut conn, identity_id, upn, display_name, sealed)
             .await
             .map_err(ApiError::internal)?;
-    } else {
-        let inserted = store::insert_identity(
-            &mut conn,
-            NewIdentity {
-                id: identity_id,
-                user_id,
-                tenant_id: tenant,
-                azure_tenant_id: tid.clone(),
-                azure_object_id: oid.clone(),
-                azure_upn: upn,
-                azure_display_name: display_name,
-                tokens: sealed,
-            },
-        )
-        .await
-        .map_err(ApiError::internal)?;
-        if inserted.is_none() {
-            // A concurrent login of the same identity won the insert: fine. A user linked
-            // to another Entra identity of this tenant: refused.
-            let same = store::identity_by_subject(&mut conn, tenant, &tid, &oid)
-                .await
-                .map_err(ApiError::internal)?;
-            if same.is_none_or(|s| s.user_id != user_id.into_uuid()) {
-                return Err(ApiError::Conflict(
-                    "This account is already linked to another Entra identity in this tenant"
-                        .into(),
-                ));
-            }
-        }
     }
-    drop(conn);
 
     let issued = app.auth.issue_tokens(user_id).await.map_err(|e| match e {
         clients::ClientError::Status { status: 403, .. } => ApiError::AccountInactive,
@@ -422,12 +486,14 @@ pub async fn callback(
                 .append_pair("auth_method", "sso")
                 .finish();
             Ok(HttpResponse::Found()
+                .cookie(removal)
                 .insert_header((header::LOCATION, format!("{return_url}#{fragment}")))
                 .insert_header((header::CACHE_CONTROL, "no-store"))
                 .insert_header((header::REFERRER_POLICY, "no-referrer"))
                 .finish())
         }
         None => Ok(HttpResponse::Ok()
+            .cookie(removal)
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(json!({
                 "message": "Login successful",

@@ -104,27 +104,29 @@ pub async fn logout(
         http_kit::extract::parse_json(&body)?
     };
     let access = bearer_token(&request).ok_or(ApiError::Unauthorized)?;
-    let mut conn = app.conn().await?;
-    if let Some(identity) = store::identity_of_user(&mut conn, tenant, caller.user_id)
-        .await
-        .map_err(ApiError::internal)?
-    {
-        store::clear_tokens(&mut conn, identity.id)
-            .await
-            .map_err(ApiError::internal)?;
-    }
-    drop(conn);
+    // The platform session first: if that fails, nothing is half done.
     app.auth
         .logout(&access, body.refresh_token.as_deref())
         .await
         .map_err(service)?;
-    let logout_url = match app.config(tenant).await {
-        Ok(config) => Some(format!(
-            "{}/{}/oauth2/v2.0/logout",
-            app.settings.authority_url, config.provider_tenant_id
-        )),
-        Err(_) => None,
+    let mut conn = app.conn().await?;
+    let identity = store::identity_of_user(&mut conn, tenant, caller.user_id)
+        .await
+        .map_err(ApiError::internal)?;
+    let logout_url = match &identity {
+        Some(identity) => {
+            store::clear_tokens(&mut conn, identity.id)
+                .await
+                .map_err(ApiError::internal)?;
+            // Entra's end-session endpoint of the caller's own directory only.
+            Some(format!(
+                "{}/{}/oauth2/v2.0/logout",
+                app.settings.authority_url, identity.azure_tenant_id
+            ))
+        }
+        None => None,
     };
+    drop(conn);
     tracing::info!(tenant.id = %tenant, user.id = %caller.user_id, "SSO logout");
     Ok(HttpResponse::Ok().json(json!({
         "message": "Logged out successfully",
