@@ -62,6 +62,13 @@ if [ -z "${INTERNAL_SERVICE_TOKEN:-}${INTERNAL_SERVICE_TOKEN_FILE:-}" ]; then
   export INTERNAL_SERVICE_TOKEN_FILE="$run_dir/internal-service-token"
 fi
 
+# The sso service's keyring (client secrets and Azure tokens at rest).
+if [ -z "${SECRETS_KEYRING:-}${SECRETS_KEYRING_FILE:-}" ]; then
+  [ -s "$run_dir/secrets-keyring" ] || printf 'dev1=%s' "$(head -c 32 /dev/urandom | base64 -w0)" > "$run_dir/secrets-keyring"
+  chmod 600 "$run_dir/secrets-keyring"
+  export SECRETS_KEYRING_FILE="$run_dir/secrets-keyring"
+fi
+
 # Object storage for the document service: S3_ENDPOINT_URL when given, else a local
 # S3 server (s3s-fs, built with the workspace) on 59000 with data in .local/s3.
 if [ -z "${S3_ENDPOINT_URL:-}" ]; then

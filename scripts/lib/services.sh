@@ -117,3 +117,20 @@ ensure_nginx() {
   if [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null; then return 0; fi
   apt_install nginx
 }
+
+# Node.js >= 20.19 with npm runs the OpenID Connect provider of the SSO tests
+# (crates/testkit/oidc-provider, npm oidc-provider 9). Debian 12's own nodejs (18) is
+# too old, so it is not installed from there: say what is missing instead.
+ensure_node() {
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    log "Node.js 20.19+ with npm is missing: the SSO tests need it (NodeSource's node_20.x or newer)"
+    return 1
+  fi
+  local version major minor
+  version="$(node --version | sed 's/^v//')"
+  major="${version%%.*}"; minor="${version#*.}"; minor="${minor%%.*}"
+  if [ "$major" -lt 20 ] || { [ "$major" -eq 20 ] && [ "$minor" -lt 19 ]; }; then
+    log "Node.js $version is too old for the SSO tests (20.19 or later)"
+    return 1
+  fi
+}
