@@ -52,8 +52,21 @@ pub async fn serve<S: Service>(settings: S::Settings) -> anyhow::Result<()> {
 pub fn load_settings<S>(read: impl FnOnce(&mut ConfigReader<'_>) -> S) -> Result<S, ConfigErrors> {
     // A missing .env file is normal outside development.
     let _ = dotenvy::dotenv();
-    let env = ProcessEnv;
-    let mut reader = ConfigReader::new(&env);
+    load_settings_from(&ProcessEnv, read)
+}
+
+/// Reads settings from `env`, with Vault KV first when it says `USE_VAULT=true`
+/// (`vault_env`).
+pub fn load_settings_from<S>(
+    env: &dyn crate::config::EnvSource,
+    read: impl FnOnce(&mut ConfigReader<'_>) -> S,
+) -> Result<S, ConfigErrors> {
+    let overlay = crate::vault_env::overlay(env)?;
+    let source: &dyn crate::config::EnvSource = match &overlay {
+        Some(overlay) => overlay,
+        None => env,
+    };
+    let mut reader = ConfigReader::new(source);
     let settings = read(&mut reader);
     reader.finish(settings)
 }

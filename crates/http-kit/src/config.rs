@@ -206,6 +206,11 @@ impl<'a> ConfigReader<'a> {
     }
 
     /// Ends reading: `value` if every setting was valid.
+    /// No setting refused so far.
+    pub fn is_clean(&self) -> bool {
+        self.errors.is_empty()
+    }
+
     pub fn finish<T>(self, value: T) -> Result<T, ConfigErrors> {
         if self.errors.is_empty() {
             Ok(value)

@@ -17,6 +17,7 @@ pub mod server;
 pub mod success;
 pub mod telemetry;
 pub mod time;
+pub mod vault_env;
 
 pub use config::{CommonSettings, ConfigError, ConfigErrors, ConfigReader, EnvSource, Secret};
 pub use error::{ApiError, ErrorBody, FieldErrors};

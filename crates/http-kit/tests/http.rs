@@ -318,3 +318,155 @@ async fn every_error_path_renders_the_envelope() {
         .expect("send");
     assert_eq!(res.status(), 201);
 }
+
+/// `USE_VAULT=true`: settings that are secrets come from Vault KV first (AppRole login),
+/// the others from the environment; a Vault that cannot answer stops the start.
+mod vault_settings {
+    use std::collections::HashMap;
+
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    use http_kit::cli::load_settings_from;
+    use http_kit::Secret;
+    use serde_json::{json, Value};
+
+    async fn login(body: web::Json<Value>) -> HttpResponse {
+        if body["role_id"] == "role-1" && body["secret_id"] == "secret-1" {
+            HttpResponse::Ok().json(json!({"auth": {"client_token": "token-1", "lease_duration": 3600, "renewable": true}}))
+        } else {
+            HttpResponse::BadRequest().json(json!({"errors": ["invalid role or secret ID"]}))
+        }
+    }
+
+    async fn kv(request: HttpRequest, path: web::Path<String>) -> HttpResponse {
+        if request
+            .headers()
+            .get("x-vault-token")
+            .and_then(|t| t.to_str().ok())
+            != Some("token-1")
+        {
+            return HttpResponse::Forbidden().json(json!({"errors": ["permission denied"]}));
+        }
+        match path.as_str() {
+            "saas-project/test/DATABASE_URL" => HttpResponse::Ok().json(json!({
+                "data": {"data": {"value": "postgres://vault@db/saas_platform"}, "metadata": {"version": 1}}
+            })),
+            _ => HttpResponse::NotFound().json(json!({"errors": []})),
+        }
+    }
+
+    /// A Vault stand-in (AppRole login and KV v2 reads, as Vault documents them) on a
+    /// thread of its own: settings are read before any runtime exists.
+    fn stand_in() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = format!("http://{}", listener.local_addr().expect("addr"));
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                HttpServer::new(|| {
+                    App::new()
+                        .route("/v1/auth/approle/login", web::post().to(login))
+                        .route("/v1/secret/data/{path:.*}", web::get().to(kv))
+                })
+                .workers(1)
+                .listen(listener)
+                .expect("listen")
+                .run()
+                .await
+            })
+        });
+        addr
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    type Read = (Secret<String>, Secret<String>);
+
+    fn read(r: &mut http_kit::ConfigReader<'_>) -> Read {
+        (r.required("DATABASE_URL"), r.required("REDIS_URL"))
+    }
+
+    #[test]
+    fn secrets_come_from_vault_first_then_the_environment() {
+        let vault = stand_in();
+        let settings = load_settings_from(
+            &env(&[
+                ("USE_VAULT", "true"),
+                ("VAULT_ADDR", &vault),
+                ("VAULT_ROLE_ID", "role-1"),
+                ("VAULT_SECRET_ID", "secret-1"),
+                ("ENVIRONMENT", "test"),
+                ("DATABASE_URL", "postgres://env@db/saas_platform"),
+                ("REDIS_URL", "redis://env:6379"),
+            ]),
+            read,
+        )
+        .expect("settings");
+        assert_eq!(settings.0.expose(), "postgres://vault@db/saas_platform");
+        assert_eq!(
+            settings.1.expose(),
+            "redis://env:6379",
+            "not in Vault: the environment"
+        );
+
+        // Without USE_VAULT, Vault is not asked.
+        let settings = load_settings_from(
+            &env(&[
+                ("DATABASE_URL", "postgres://env@db/x"),
+                ("REDIS_URL", "redis://env:6379"),
+                ("VAULT_ADDR", &vault),
+            ]),
+            read,
+        )
+        .expect("settings");
+        assert_eq!(settings.0.expose(), "postgres://env@db/x");
+    }
+
+    #[test]
+    fn a_vault_that_refuses_or_cannot_answer_stops_the_start_naming_it() {
+        let vault = stand_in();
+        let refused = load_settings_from(
+            &env(&[
+                ("USE_VAULT", "true"),
+                ("VAULT_ADDR", &vault),
+                ("VAULT_ROLE_ID", "role-1"),
+                ("VAULT_SECRET_ID", "wrong"),
+                ("DATABASE_URL", "postgres://env@db/x"),
+                ("REDIS_URL", "redis://env:6379"),
+            ]),
+            read,
+        )
+        .expect_err("refused");
+        let text = refused.to_string();
+        assert!(text.contains("VAULT_ADDR"), "{text}");
+        assert!(
+            !text.contains("wrong"),
+            "the secret id is never shown: {text}"
+        );
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let dead = format!("http://{}", closed.local_addr().expect("addr"));
+        drop(closed);
+        let down = load_settings_from(
+            &env(&[
+                ("USE_VAULT", "true"),
+                ("VAULT_ADDR", &dead),
+                ("VAULT_ROLE_ID", "role-1"),
+                ("VAULT_SECRET_ID", "secret-1"),
+                ("VAULT_TIMEOUT_MS", "500"),
+                ("DATABASE_URL", "postgres://env@db/x"),
+                ("REDIS_URL", "redis://env:6379"),
+            ]),
+            read,
+        )
+        .expect_err("down");
+        assert!(down.to_string().contains("VAULT_ADDR"), "{down}");
+        let missing =
+            load_settings_from(&env(&[("USE_VAULT", "true")]), read).expect_err("missing");
+        for name in ["VAULT_ADDR", "VAULT_ROLE_ID", "VAULT_SECRET_ID"] {
+            assert!(missing.to_string().contains(name), "{missing}");
+        }
+    }
+}

@@ -48,30 +48,39 @@ impl SecretSource {
     /// Vault being unreachable is an error: falling back then could start a service
     /// with a stale or development value.
     pub async fn get(&self, name: &str) -> Result<Option<String>, SecretsError> {
+        if let Some(value) = self.vault_only(name).await? {
+            return Ok(Some(value));
+        }
+        from_environment(name).await
+    }
+
+    /// The secret `name` from Vault alone (`None` without Vault or when Vault has no
+    /// such secret), for callers that read the environment themselves.
+    pub async fn vault_only(&self, name: &str) -> Result<Option<String>, SecretsError> {
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(SecretsError::InvalidName(format!(
                 "secret {name:?}: use letters, digits and '_'"
             )));
         }
-        if let Some(vault) = &self.vault {
-            let path = if vault.prefix.is_empty() {
-                name.to_owned()
-            } else {
-                format!("{}/{name}", vault.prefix)
-            };
-            if let Some(fields) = vault.client.kv_read(&path).await? {
-                let value = fields.get(VALUE_FIELD).ok_or_else(|| {
-                    SecretsError::BadResponse(format!(
-                        "KV secret {path} has no {VALUE_FIELD:?} field"
-                    ))
-                })?;
-                if !value.is_empty() {
-                    tracing::debug!(secret = name, source = "vault", "secret read");
-                    return Ok(Some(value.clone()));
-                }
-            }
+        let Some(vault) = &self.vault else {
+            return Ok(None);
+        };
+        let path = if vault.prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}/{name}", vault.prefix)
+        };
+        let Some(fields) = vault.client.kv_read(&path).await? else {
+            return Ok(None);
+        };
+        let value = fields.get(VALUE_FIELD).ok_or_else(|| {
+            SecretsError::BadResponse(format!("KV secret {path} has no {VALUE_FIELD:?} field"))
+        })?;
+        if value.is_empty() {
+            return Ok(None);
         }
-        from_environment(name).await
+        tracing::debug!(secret = name, source = "vault", "secret read");
+        Ok(Some(value.clone()))
     }
 }
 

@@ -39,6 +39,11 @@ fn nginx_binary() -> anyhow::Result<PathBuf> {
 }
 
 impl TestGateway {
+    /// What nginx wrote to its access log so far.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
+    }
+
     /// Renders the template with `upstreams` (base URLs or host:port) and starts nginx
     /// on a free port, with `max_body` as the body limit (e.g. `2m`).
     pub async fn start(upstreams: Upstreams<'_>, max_body: &str) -> anyhow::Result<Self> {

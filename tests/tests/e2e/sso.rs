@@ -1406,6 +1406,12 @@ async fn a_browserless_login_through_the_gateway_gives_tokens_that_work_on_users
     assert_eq!(unlinked["data"]["azure_object_id"], "oid-alice");
     let (_, mine) = auth.get("/api/users/me/sso-identities", Some(access)).await;
     assert_eq!(mine["data"], json!([]), "{mine}");
+    // The gateway's log has the paths, not the codes, states and hints of the queries.
+    let log = gateway.access_log();
+    assert!(log.contains("/api/auth/sso/azure/callback"), "{log}");
+    for secret in ["code=", "state=", "login_hint=", "alice@corp.com"] {
+        assert!(!log.contains(secret), "{secret} in the gateway log:\n{log}");
+    }
 }
 
 #[tokio::test]
