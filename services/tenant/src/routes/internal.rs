@@ -249,6 +249,20 @@ pub async fn set_sso(
             "must be one of local, sso, both",
         ));
     }
+    let domain_ok = |d: &String| {
+        !d.is_empty()
+            && d.len() <= 253
+            && d.contains('.')
+            && d
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    };
+    if body.sso_domain_whitelist.len() > 500 || !body.sso_domain_whitelist.iter().all(domain_ok) {
+        return Err(ApiError::validation(
+            "sso_domain_whitelist",
+            "at most 500 lowercase domain names",
+        ));
+    }
     let mut conn = db.get().await.map_err(unavailable)?;
     let row = main_db::tenants::set_sso(
         &mut conn,
