@@ -253,8 +253,7 @@ pub async fn set_sso(
         !d.is_empty()
             && d.len() <= 253
             && d.contains('.')
-            && d
-                .bytes()
+            && d.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
     };
     if body.sso_domain_whitelist.len() > 500 || !body.sso_domain_whitelist.iter().all(domain_ok) {
