@@ -22,6 +22,7 @@ pub struct SsoApp {
     pub cipher: secrets::Cipher,
     pub revocations: cache::Revocations,
     pub redis: cache::Redis,
+    pub relay: events::RelayHandle,
     pub settings: Arc<Settings>,
 }
 
@@ -61,12 +62,48 @@ pub fn provider(e: AzureError) -> ApiError {
     }
 }
 
+/// Writes `event` to the outbox inside the caller's transaction.
+pub async fn enqueue(
+    tx: &mut diesel_async::AsyncPgConnection,
+    event: &events::EventEnvelope,
+) -> diesel::QueryResult<()> {
+    events::enqueue(tx, event)
+        .await
+        .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))
+}
+
 /// Associated data binding a ciphertext to its column and row.
 pub fn aad(column: &str, row: impl std::fmt::Display) -> Vec<u8> {
     format!("{column}:{row}").into_bytes()
 }
 
 impl SsoApp {
+    /// An `audit.events` event `{"action": action, …data}` of `tenant` by `actor`, with
+    /// the request's id; the caller enqueues it ([`enqueue`]) in the transaction of the
+    /// change it reports, then calls [`SsoApp::published`].
+    pub fn audit_event(
+        &self,
+        tenant: TenantId,
+        actor: Option<domain::UserId>,
+        action: &str,
+        data: serde_json::Value,
+    ) -> Result<events::EventEnvelope, ApiError> {
+        let mut payload = serde_json::json!({ "action": action });
+        if let (Some(target), serde_json::Value::Object(extra)) = (payload.as_object_mut(), data) {
+            target.extend(extra);
+        }
+        Ok(
+            events::EventEnvelope::new(events::Topic::AuditEvents, Some(tenant), actor, payload)
+                .map_err(ApiError::internal)?
+                .with_request_id(http_kit::request_id::current()),
+        )
+    }
+
+    /// After the commit that wrote events: the relay publishes them now.
+    pub fn published(&self) {
+        self.relay.nudge(events::OutboxDb::Main);
+    }
+
     pub async fn conn(&self) -> Result<Conn, ApiError> {
         self.db.get().await.map_err(database)
     }

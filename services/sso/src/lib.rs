@@ -105,7 +105,8 @@ fn cipher(settings: &Settings) -> anyhow::Result<secrets::Cipher> {
 }
 
 /// Everything the handlers and the refresh job share, built from the settings (no
-/// connection is opened yet).
+/// connection is opened yet; the outbox relay starts when `KAFKA_BROKERS` is set).
+/// Must be called inside a Tokio runtime.
 pub fn build_app(settings: &Settings) -> anyhow::Result<app::SsoApp> {
     let common = &settings.common;
     let db = main_db::build_pool(
@@ -117,6 +118,7 @@ pub fn build_app(settings: &Settings) -> anyhow::Result<app::SsoApp> {
     )?;
     let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
     let keys = cache::Keys::new(common.redis_key_prefix.clone());
+    let db_for_relay = db.clone();
     Ok(app::SsoApp {
         db,
         azure: Arc::new(azure::Azure::new(
@@ -139,6 +141,13 @@ pub fn build_app(settings: &Settings) -> anyhow::Result<app::SsoApp> {
         cipher: cipher(settings)?,
         revocations: cache::Revocations::new(redis.clone(), keys, common.redis_timeout),
         redis,
+        relay: events::start_relay(
+            common.kafka_brokers.as_deref(),
+            INFO.name,
+            common.kafka_timeout,
+            common.outbox_sweep_every,
+            Arc::new(main_db::MainOutbox(db_for_relay)),
+        )?,
         settings: Arc::new(settings.clone()),
     })
 }

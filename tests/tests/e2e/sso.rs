@@ -1534,3 +1534,127 @@ async fn existing_accounts_are_linked_only_when_the_directory_vouches_and_roles_
     assert_eq!(body["user"]["id"], boss_id.as_str());
     assert_eq!(p.role_of(&tenant, &boss_id).await.as_deref(), Some("admin"));
 }
+
+#[tokio::test]
+async fn sso_changes_and_logins_are_audited_through_the_outbox() {
+    let p = platform(&[]).await;
+    let tenant = p
+        .sso_tenant(
+            "Audited",
+            CORP,
+            json!({}),
+            provisioning(&["corp.com"], json!({})),
+        )
+        .await;
+    let (status, body) = p.sign_in(&tenant, "alice@corp.com").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let access = body["access_token"].as_str().expect("access").to_owned();
+    let user = body["user"]["id"].as_str().expect("id").to_owned();
+    let (status, _) = p
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/tenants/{tenant}/sso/config"),
+            &p.admin,
+            Some(json!({"config_metadata": {"note": "x"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, out) = p
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/auth/sso/azure/logout/{tenant}"),
+            &access,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let (status, body) = p.sign_in(&tenant, "alice@corp.com").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let access = body["access_token"].as_str().expect("access").to_owned();
+    let (status, _) = p
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/users/me/sso-identities/{tenant}"),
+            &access,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = p
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/tenants/{tenant}/sso/config/disable"),
+            &p.admin,
+            Some(json!({"keep_azure_identities": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = p
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/tenants/{tenant}/sso/config"),
+            &p.admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Jsonb)]
+        payload: Value,
+    }
+    let mut conn = p.db().await;
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT payload FROM outbox WHERE topic = 'audit.events' AND payload->>'tenant_id' = $1 ORDER BY seq",
+    )
+    .bind::<diesel::sql_types::Text, _>(&tenant)
+    .load(&mut conn)
+    .await
+    .expect("outbox");
+    let actions: Vec<&str> = rows
+        .iter()
+        .map(|r| r.payload["data"]["action"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "sso.config.created",
+            "sso.enabled",
+            "sso.auto_provisioning.updated",
+            "sso.login",
+            "sso.config.updated",
+            "sso.logout",
+            "sso.login",
+            "sso.identity.unlinked",
+            "sso.disabled",
+            "sso.config.deleted",
+        ]
+    );
+    let schema: Value =
+        serde_json::from_str(events::schema::schema(events::Topic::AuditEvents)).expect("schema");
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("schema");
+    for row in &rows {
+        let errors: Vec<String> = validator
+            .iter_errors(&row.payload)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}: {}", row.payload);
+        assert!(
+            !row.payload.to_string().contains("token"),
+            "no token in an audit event: {}",
+            row.payload
+        );
+    }
+    assert_eq!(rows[3].payload["data"]["new_identity"], true);
+    assert_eq!(rows[3].payload["actor_id"], user.as_str());
+    assert_eq!(rows[6].payload["data"]["new_identity"], false);
+    assert_eq!(rows[0].payload["data"]["confidential"], false);
+    assert_eq!(
+        rows[4].payload["data"]["fields"],
+        json!(["config_metadata"])
+    );
+}

@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::app::{aad, SsoApp};
+use crate::app::{aad, enqueue, SsoApp};
 use crate::store::{self, ConfigChange, ConfigRow, NewConfig, Provisioning};
 
 /// Most bytes of `config_metadata` (as JSON).
@@ -301,26 +301,41 @@ pub async fn create(
         None => None,
     };
     let enable = request.enable.unwrap_or(false);
+    let event = app.audit_event(
+        tenant,
+        Some(member.user_id),
+        "sso.config.created",
+        json!({"provider_tenant_id": provider_tenant_id, "client_id": client_id,
+               "confidential": client_secret.is_some()}),
+    )?;
+    let new = NewConfig {
+        id: Uuid::new_v4(),
+        tenant_id: tenant,
+        provider_tenant_id,
+        client_id,
+        client_secret,
+        redirect_uri,
+        is_enabled: false,
+        config_metadata: metadata,
+    };
     let mut conn = app.conn().await?;
-    let row = store::insert_config(
-        &mut conn,
-        NewConfig {
-            id: Uuid::new_v4(),
-            tenant_id: tenant,
-            provider_tenant_id,
-            client_id,
-            client_secret,
-            redirect_uri,
-            is_enabled: false,
-            config_metadata: metadata,
+    let row = diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(
+        &mut *conn,
+        async |tx| {
+            let row = store::insert_config(tx, new).await?;
+            if row.is_some() {
+                enqueue(tx, &event).await?;
+            }
+            Ok(row)
         },
     )
     .await
     .map_err(ApiError::internal)?
     .ok_or_else(|| ApiError::Conflict("The tenant already has an SSO configuration".into()))?;
     drop(conn);
+    app.published();
     let row = if enable {
-        enable_config(&app, tenant, "both", &row).await?
+        enable_config(&app, tenant, Some(member.user_id), "both", &row).await?
     } else {
         row
     };
@@ -388,22 +403,45 @@ pub async fn update(
                 .await?,
         )),
     };
-    let mut conn = app.conn().await?;
-    let row = store::update_config(
-        &mut conn,
+    let changed: Vec<&str> = [
+        ("provider_tenant_id", provider_tenant_id.is_some()),
+        ("client_id", client_id.is_some()),
+        ("client_secret", client_secret.is_some()),
+        ("redirect_uri", redirect_uri.is_some()),
+        ("config_metadata", request.config_metadata.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect();
+    let event = app.audit_event(
         tenant,
-        ConfigChange {
-            provider_tenant_id,
-            client_id,
-            client_secret,
-            redirect_uri,
-            is_enabled: None,
-            config_metadata: request.config_metadata,
+        Some(member.user_id),
+        "sso.config.updated",
+        json!({"fields": changed}),
+    )?;
+    let change = ConfigChange {
+        provider_tenant_id,
+        client_id,
+        client_secret,
+        redirect_uri,
+        is_enabled: None,
+        config_metadata: request.config_metadata,
+    };
+    let mut conn = app.conn().await?;
+    let row = diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(
+        &mut *conn,
+        async |tx| {
+            let row = store::update_config(tx, tenant, change).await?;
+            if row.is_some() {
+                enqueue(tx, &event).await?;
+            }
+            Ok(row)
         },
     )
     .await
     .map_err(ApiError::internal)?
     .ok_or(ApiError::NotFound("SSO configuration"))?;
+    app.published();
     tracing::info!(tenant.id = %tenant, user.id = %member.user_id, "SSO configuration updated");
     Ok(success(
         StatusCode::OK,
@@ -440,16 +478,27 @@ pub async fn delete(
     // The tenant first: from now on it accepts passwords only.
     app.mirror(tenant, "local", None).await?;
     let mut conn = app.conn().await?;
+    let actor = Some(member.user_id);
     let removed = diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(
         &mut *conn,
         async |tx| {
             let removed = store::delete_identities_of_tenant(tx, tenant).await?;
             store::delete_config(tx, tenant).await?;
+            let event = app
+                .audit_event(
+                    tenant,
+                    actor,
+                    "sso.config.deleted",
+                    json!({"deleted_identities": removed}),
+                )
+                .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))?;
+            enqueue(tx, &event).await?;
             Ok(removed)
         },
     )
     .await
     .map_err(ApiError::internal)?;
+    app.published();
     tracing::info!(tenant.id = %tenant, user.id = %member.user_id, identities = removed, "SSO configuration deleted");
     Ok(success(
         StatusCode::OK,
@@ -461,22 +510,37 @@ pub async fn delete(
 async fn enable_config(
     app: &SsoApp,
     tenant: TenantId,
+    actor: Option<domain::UserId>,
     auth_method: &str,
     row: &ConfigRow,
 ) -> Result<ConfigRow, ApiError> {
     app.mirror(tenant, auth_method, Some(row)).await?;
-    let mut conn = app.conn().await?;
-    store::update_config(
-        &mut conn,
+    let event = app.audit_event(
         tenant,
-        ConfigChange {
-            is_enabled: Some(true),
-            ..ConfigChange::default()
+        actor,
+        "sso.enabled",
+        json!({"auth_method": auth_method}),
+    )?;
+    let mut conn = app.conn().await?;
+    let row = diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(
+        &mut *conn,
+        async |tx| {
+            let change = ConfigChange {
+                is_enabled: Some(true),
+                ..ConfigChange::default()
+            };
+            let row = store::update_config(tx, tenant, change).await?;
+            if row.is_some() {
+                enqueue(tx, &event).await?;
+            }
+            Ok(row)
         },
     )
     .await
     .map_err(ApiError::internal)?
-    .ok_or(ApiError::NotFound("SSO configuration"))
+    .ok_or(ApiError::NotFound("SSO configuration"))?;
+    app.published();
+    Ok(row)
 }
 
 /// Turn SSO on: `sso` (SSO only) or `both`.
@@ -497,7 +561,7 @@ pub async fn enable(
     }
     let tenant = member.tenant_id;
     let row = app.config(tenant).await?;
-    let row = enable_config(&app, tenant, &method, &row).await?;
+    let row = enable_config(&app, tenant, Some(member.user_id), &method, &row).await?;
     tracing::info!(tenant.id = %tenant, user.id = %member.user_id, auth_method = %method, "SSO enabled");
     let mut data = serde_json::to_value(body(&app, &row)).map_err(ApiError::internal)?;
     data["auth_method"] = json!(method);
@@ -518,6 +582,7 @@ pub async fn disable(
     let tenant = member.tenant_id;
     let row = app.config(tenant).await?;
     app.mirror(tenant, "local", Some(&row)).await?;
+    let (keep, actor) = (request.keep_azure_identities, Some(member.user_id));
     let mut conn = app.conn().await?;
     let removed = diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(
         &mut *conn,
@@ -531,15 +596,26 @@ pub async fn disable(
                 },
             )
             .await?;
-            if request.keep_azure_identities {
-                Ok(0)
+            let removed = if keep {
+                0
             } else {
-                store::delete_identities_of_tenant(tx, tenant).await
-            }
+                store::delete_identities_of_tenant(tx, tenant).await?
+            };
+            let event = app
+                .audit_event(
+                    tenant,
+                    actor,
+                    "sso.disabled",
+                    json!({"removed_identities": removed}),
+                )
+                .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))?;
+            enqueue(tx, &event).await?;
+            Ok(removed)
         },
     )
     .await
     .map_err(ApiError::internal)?;
+    app.published();
     tracing::info!(tenant.id = %tenant, user.id = %member.user_id, removed, "SSO disabled");
     Ok(success(
         StatusCode::OK,
@@ -665,25 +741,40 @@ pub async fn auto_provisioning(
         .default_role
         .map(|r| r.as_str().to_owned())
         .unwrap_or(current.default_role.clone());
-    let mut conn = app.conn().await?;
-    let row = store::set_provisioning(
-        &mut conn,
+    let event = app.audit_event(
         tenant,
-        Provisioning {
-            enabled: request.enabled,
-            default_role,
-            sync_attributes_on_login: request
-                .sync_attributes_on_login
-                .unwrap_or(current.sync_attributes_on_login),
-            allowed_email_domains: domains,
-            allowed_azure_groups: groups,
-            group_role_mapping: mapping,
+        Some(member.user_id),
+        "sso.auto_provisioning.updated",
+        json!({"enabled": request.enabled, "default_role": default_role,
+               "allowed_email_domains": domains, "allowed_azure_groups": groups.len(),
+               "group_role_mapping": mapping.as_object().map_or(0, |m| m.len())}),
+    )?;
+    let provisioning = Provisioning {
+        enabled: request.enabled,
+        default_role,
+        sync_attributes_on_login: request
+            .sync_attributes_on_login
+            .unwrap_or(current.sync_attributes_on_login),
+        allowed_email_domains: domains,
+        allowed_azure_groups: groups,
+        group_role_mapping: mapping,
+    };
+    let mut conn = app.conn().await?;
+    let row = diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(
+        &mut *conn,
+        async |tx| {
+            let row = store::set_provisioning(tx, tenant, provisioning).await?;
+            if row.is_some() {
+                enqueue(tx, &event).await?;
+            }
+            Ok(row)
         },
     )
     .await
     .map_err(ApiError::internal)?
     .ok_or(ApiError::NotFound("SSO configuration"))?;
     drop(conn);
+    app.published();
     let auth_method = app
         .tenants
         .tenant(tenant)

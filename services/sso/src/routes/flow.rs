@@ -16,7 +16,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use crate::app::{provider, service, SsoApp};
+use crate::app::{enqueue, provider, service, SsoApp};
 use crate::store::{self, ConfigRow, NewIdentity};
 
 const STATE_KIND: &str = "sso-state";
@@ -454,13 +454,31 @@ pub async fn callback(
             tracing::info!(tenant.id = %tenant, user.id = %user_id, role = %role, "SSO member added");
         }
     }
-    if known {
-        let sealed = app.seal_tokens(identity_id, &tokens).await?;
-        let mut conn = app.conn().await?;
-        store::record_login(&mut conn, identity_id, upn, display_name, sealed)
-            .await
-            .map_err(ApiError::internal)?;
-    }
+    let event = app.audit_event(
+        tenant,
+        Some(user_id),
+        "sso.login",
+        json!({"azure_tenant_id": tid, "azure_object_id": oid, "new_identity": !known}),
+    )?;
+    let sealed = if known {
+        Some(app.seal_tokens(identity_id, &tokens).await?)
+    } else {
+        None
+    };
+    let mut conn = app.conn().await?;
+    diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(
+        &mut *conn,
+        async |tx| {
+            if let Some(sealed) = sealed {
+                store::record_login(tx, identity_id, upn, display_name, sealed).await?;
+            }
+            enqueue(tx, &event).await
+        },
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    drop(conn);
+    app.published();
 
     let issued = app.auth.issue_tokens(user_id).await.map_err(|e| match e {
         clients::ClientError::Status { status: 403, .. } => ApiError::AccountInactive,

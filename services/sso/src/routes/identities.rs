@@ -8,7 +8,7 @@ use http_kit::identity::Authenticated;
 use http_kit::{success, ApiError};
 use serde_json::{json, Value};
 
-use crate::app::{service, SsoApp};
+use crate::app::{enqueue, service, SsoApp};
 use crate::store::{self, IdentityRow};
 
 fn rfc3339(t: Option<chrono::DateTime<chrono::Utc>>) -> Value {
@@ -86,10 +86,23 @@ pub async fn unlink(
         .await
         .map_err(ApiError::internal)?
         .ok_or(ApiError::NotFound("SSO identity"))?;
-    store::delete_identity(&mut conn, row.id)
-        .await
-        .map_err(ApiError::internal)?;
+    let event = app.audit_event(
+        tenant,
+        Some(caller.user_id),
+        "sso.identity.unlinked",
+        json!({"azure_tenant_id": row.azure_tenant_id, "azure_object_id": row.azure_object_id}),
+    )?;
+    diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(
+        &mut *conn,
+        async |tx| {
+            store::delete_identity(tx, row.id).await?;
+            enqueue(tx, &event).await
+        },
+    )
+    .await
+    .map_err(ApiError::internal)?;
     drop(conn);
+    app.published();
     let name = app
         .tenants
         .tenant(tenant)

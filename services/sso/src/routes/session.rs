@@ -11,7 +11,7 @@ use http_kit::{ApiError, Json};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::{service, SsoApp};
+use crate::app::{enqueue, service, SsoApp};
 use crate::refresh::{refresh_identity, Outcome};
 use crate::store;
 
@@ -115,9 +115,17 @@ pub async fn logout(
         .map_err(ApiError::internal)?;
     let logout_url = match &identity {
         Some(identity) => {
-            store::clear_tokens(&mut conn, identity.id)
-                .await
-                .map_err(ApiError::internal)?;
+            let event = app.audit_event(tenant, Some(caller.user_id), "sso.logout", json!({}))?;
+            diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(
+                &mut *conn,
+                async |tx| {
+                    store::clear_tokens(tx, identity.id).await?;
+                    enqueue(tx, &event).await
+                },
+            )
+            .await
+            .map_err(ApiError::internal)?;
+            app.published();
             // Entra's end-session endpoint of the caller's own directory only.
             Some(format!(
                 "{}/{}/oauth2/v2.0/logout",
