@@ -386,6 +386,34 @@ impl CommonSettings {
     }
 }
 
+/// `SECRETS_KEYRING` (or `_FILE`): the local AES-256-GCM keyring of the `secrets` crate,
+/// checked. Required in production unless `optional_in_production` (Vault transit is
+/// configured); elsewhere the development keyring stands in when it is missing, and it is
+/// refused in production.
+pub fn read_keyring(
+    r: &mut ConfigReader<'_>,
+    environment: Environment,
+    optional_in_production: bool,
+) -> Secret<String> {
+    let production = environment == Environment::Production;
+    let keyring: Option<Secret<String>> = r.maybe("SECRETS_KEYRING");
+    r.check(
+        "SECRETS_KEYRING",
+        keyring.is_some() || optional_in_production || !production,
+        "is required in production (id=base64 of 32 random bytes)",
+    );
+    let keyring = keyring.unwrap_or_else(|| Secret::new(secrets::DEVELOPMENT_KEYRING.to_owned()));
+    if let Err(e) = secrets::Keyring::parse(keyring.expose()) {
+        r.check("SECRETS_KEYRING", false, &e.to_string());
+    }
+    r.check(
+        "SECRETS_KEYRING",
+        !(production && keyring.expose() == secrets::DEVELOPMENT_KEYRING),
+        "must not be the development keyring in production",
+    );
+    keyring
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

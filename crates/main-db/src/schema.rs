@@ -198,6 +198,7 @@ diesel::table! {
         created_by -> Nullable<Uuid>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        secret_key_id -> Nullable<Text>,
     }
 }
 

@@ -76,6 +76,10 @@ mod source;
 mod vault;
 
 pub use cipher::{Cipher, CipherBackend, TRANSIT_KEY_ID_PREFIX};
+
+/// A keyring for development and tests only (services refuse it in production): the
+/// 32 bytes `development-key-not-for-prod!!!!` under the id `dev`.
+pub const DEVELOPMENT_KEYRING: &str = "dev=ZGV2ZWxvcG1lbnQta2V5LW5vdC1mb3ItcHJvZCEhISE=";
 pub use error::SecretsError;
 pub use keyring::{Keyring, Sealed};
 pub use source::SecretSource;

@@ -412,12 +412,14 @@ async fn create_from_template(
         quote(db)?,
         quote(template)?
     );
-    // Another process may be finishing a CREATE from the same template: retry briefly.
+    // Another process may be finishing a CREATE from the same template (dozens at once
+    // when the whole suite runs, more when two runs share the server): retry for up to
+    // ten seconds.
     let mut attempt = 0;
     loop {
         match admin.batch_execute(&sql).await {
             Ok(()) => return Ok(()),
-            Err(e) if attempt < 20 && e.to_string().contains("being accessed by other users") => {
+            Err(e) if attempt < 200 && e.to_string().contains("being accessed by other users") => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }

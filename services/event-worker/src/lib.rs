@@ -104,6 +104,7 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<(Serve
         },
     )?;
     let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
+    let keyring = Arc::new(secrets::Keyring::parse(settings.secrets_keyring.expose())?);
     let shutdown = Shutdown::new();
     let mut tasks = Vec::new();
     match &common.kafka_brokers {
@@ -242,14 +243,15 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<(Serve
     tasks.push((
         "webhook-dispatcher",
         tokio::spawn({
-            let (db, hooks, wake, shutdown) = (
+            let (db, hooks, keyring, wake, shutdown) = (
                 db.clone(),
                 settings.webhooks.clone(),
+                keyring.clone(),
                 wake.clone(),
                 shutdown.clone(),
             );
             async move {
-                webhooks::dispatch(db, hooks, wake, shutdown).await;
+                webhooks::dispatch(db, hooks, keyring, wake, shutdown).await;
                 Ok(())
             }
         }),
@@ -286,12 +288,14 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<(Serve
     let allow = web::Data::new(routes::webhooks::AllowPrivateTargets(
         settings.webhooks.allow_private_targets,
     ));
+    let sealer = web::Data::new(routes::webhooks::SecretSealer(keyring.clone()));
     let verifier = web::Data::new(verifier);
     let roles = web::Data::new(roles);
     let server =
         http_kit::server::start_service(INFO, common, checks, openapi(), listener, move |cfg| {
             cfg.app_data(db.clone())
                 .app_data(allow.clone())
+                .app_data(sealer.clone())
                 .app_data(verifier.clone())
                 .app_data(roles.clone());
             routes::configure(cfg);

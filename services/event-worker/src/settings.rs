@@ -12,7 +12,8 @@
 //! the document service reads it (`S3_*`; required in production) and the tenant pool
 //! limits (`TENANT_POOL_*`); email: `SMTP_URL` (none: no email), `SMTP_FROM`
 //! (`SaaS Platform <no-reply@localhost>`), `SMTP_TIMEOUT_MS` (10000);
-//! `PROCESSED_EVENTS_RETENTION_DAYS` (14).
+//! `PROCESSED_EVENTS_RETENTION_DAYS` (14); `SECRETS_KEYRING` (required in production:
+//! webhook signing secrets are sealed with it).
 
 use std::time::Duration;
 
@@ -45,6 +46,8 @@ pub struct Settings {
     pub smtp: Option<crate::notifications::SmtpSettings>,
     /// How long processed event ids are kept (beyond any redelivery).
     pub processed_events_retention: Duration,
+    /// Seals webhook signing secrets at rest (`SECRETS_KEYRING`).
+    pub secrets_keyring: Secret<String>,
 }
 
 impl Settings {
@@ -162,6 +165,7 @@ impl Settings {
             !consumer_group_prefix.trim().is_empty(),
             "must not be blank",
         );
+        let secrets_keyring = http_kit::config::read_keyring(r, common.environment, false);
         Self {
             common,
             tenant_service_url,
@@ -182,6 +186,7 @@ impl Settings {
             tenant_db,
             smtp,
             processed_events_retention: Duration::from_secs(retention_days * 86_400),
+            secrets_keyring,
         }
     }
 

@@ -287,6 +287,7 @@ struct Due {
     endpoint_id: Uuid,
     url: String,
     secret: String,
+    secret_key_id: Option<String>,
 }
 
 /// What one attempt came to.
@@ -300,6 +301,7 @@ enum Outcome {
 pub async fn dispatch(
     db: DbPool,
     settings: WebhookSettings,
+    keyring: Arc<secrets::Keyring>,
     wake: Arc<Notify>,
     shutdown: Shutdown,
 ) {
@@ -349,9 +351,10 @@ pub async fn dispatch(
             let http = &http;
             let db = &db;
             let settings = &settings;
+            let keyring = &keyring;
             async move {
                 let started = Instant::now();
-                let outcome = send(http, &due, settings.allow_private_targets).await;
+                let outcome = send(http, keyring, &due, settings.allow_private_targets).await;
                 if let Err(e) = record(db, settings, &due, &outcome, started.elapsed()).await {
                     // The lease runs out and the delivery is tried again, same id.
                     tracing::warn!(delivery = %due.id, error = %e, "webhook attempt not recorded");
@@ -400,6 +403,7 @@ async fn take_due(db: &DbPool, limit: usize, lease: Duration) -> anyhow::Result<
             webhook_endpoints::id,
             webhook_endpoints::url,
             webhook_endpoints::secret,
+            webhook_endpoints::secret_key_id,
         ))
         .load(&mut conn)
         .await?)
@@ -417,7 +421,36 @@ async fn next_due_in(db: &DbPool) -> Option<Duration> {
     Some(wait.min(Duration::from_secs(5)))
 }
 
-async fn send(http: &reqwest::Client, due: &Due, allow_private: bool) -> Outcome {
+/// Associated data of an endpoint's sealed secret: its column and row.
+pub fn secret_aad(endpoint: Uuid) -> Vec<u8> {
+    format!("webhook_endpoints.secret:{endpoint}").into_bytes()
+}
+
+/// The endpoint's `whsec_` secret: opened with the keyring when it is sealed (rows from
+/// before sealing hold it in clear).
+fn open_secret(keyring: &secrets::Keyring, due: &Due) -> Result<String, String> {
+    match &due.secret_key_id {
+        None => Ok(due.secret.clone()),
+        Some(key_id) => keyring
+            .decrypt(key_id, &due.secret, &secret_aad(due.endpoint_id))
+            .map_err(|e| {
+                format!(
+                    "the endpoint's secret cannot be opened ({e}); is its key in SECRETS_KEYRING?"
+                )
+            })
+            .and_then(|bytes| {
+                String::from_utf8(bytes)
+                    .map_err(|_| "the endpoint's secret is not UTF-8".to_owned())
+            }),
+    }
+}
+
+async fn send(
+    http: &reqwest::Client,
+    keyring: &secrets::Keyring,
+    due: &Due,
+    allow_private: bool,
+) -> Outcome {
     if let Err(reason) = check_target(&due.url, allow_private) {
         return Outcome::Retry {
             status: None,
@@ -427,7 +460,9 @@ async fn send(http: &reqwest::Client, due: &Due, allow_private: bool) -> Outcome
     let body = due.payload.to_string();
     let timestamp = Utc::now().timestamp();
     let msg_id = format!("msg_{}", due.id.simple());
-    let signature = match sign(&due.secret, &msg_id, timestamp, body.as_bytes()) {
+    let signature = match open_secret(keyring, due)
+        .and_then(|secret| sign(&secret, &msg_id, timestamp, body.as_bytes()))
+    {
         Ok(signature) => signature,
         Err(error) => {
             return Outcome::Retry {

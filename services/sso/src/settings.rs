@@ -31,8 +31,7 @@ use http_kit::{CommonSettings, ConfigReader, Secret};
 
 pub const DEFAULT_PORT: u16 = 5004;
 
-/// A development keyring (refused in production): the 32 bytes "development-key-not-for-prod!!!!".
-pub const DEVELOPMENT_KEYRING: &str = "dev=ZGV2ZWxvcG1lbnQta2V5LW5vdC1mb3ItcHJvZCEhISE=";
+pub use secrets::DEVELOPMENT_KEYRING;
 
 #[derive(Debug, Clone)]
 pub struct VaultSettings {
@@ -173,21 +172,7 @@ impl Settings {
                 "must be one path segment",
             );
         }
-        let keyring: Option<Secret<String>> = r.maybe("SECRETS_KEYRING");
-        r.check(
-            "SECRETS_KEYRING",
-            keyring.is_some() || vault.is_some() || !production,
-            "is required in production unless USE_VAULT is true",
-        );
-        let keyring = keyring.unwrap_or_else(|| Secret::new(DEVELOPMENT_KEYRING.to_owned()));
-        if let Err(e) = secrets::Keyring::parse(keyring.expose()) {
-            r.check("SECRETS_KEYRING", false, &e.to_string());
-        }
-        r.check(
-            "SECRETS_KEYRING",
-            !(production && keyring.expose() == DEVELOPMENT_KEYRING),
-            "must not be the development keyring in production",
-        );
+        let keyring = http_kit::config::read_keyring(r, common.environment, vault.is_some());
         Self {
             common,
             tenant_service_url,

@@ -191,6 +191,36 @@ async fn webhooks_are_signed_retried_with_their_id_and_stopped_by_410() {
         !listed.to_string().contains(&secret),
         "the secret is never shown again"
     );
+    // At rest the secret is sealed with the keyring, bound to its endpoint.
+    {
+        #[derive(diesel::QueryableByName)]
+        struct Stored {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            secret: String,
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+            secret_key_id: Option<String>,
+        }
+        let mut db = AsyncPgConnection::establish(&ctx.main_url)
+            .await
+            .expect("db");
+        let stored: Stored = diesel::sql_query(
+            "SELECT secret, secret_key_id FROM webhook_endpoints WHERE id = $1::uuid",
+        )
+        .bind::<diesel::sql_types::Text, _>(&webhook_id)
+        .get_result(&mut db)
+        .await
+        .expect("endpoint");
+        assert!(!stored.secret.contains("whsec_"), "sealed, not in clear");
+        let keyring = secrets::Keyring::parse(secrets::DEVELOPMENT_KEYRING).expect("keyring");
+        let opened = keyring
+            .decrypt(
+                stored.secret_key_id.as_deref().expect("key id"),
+                &stored.secret,
+                format!("webhook_endpoints.secret:{webhook_id}").as_bytes(),
+            )
+            .expect("opens with its endpoint's data");
+        assert_eq!(String::from_utf8(opened).expect("utf-8"), secret);
+    }
     let (viewer, _) = docs.auth.session("viewer@example.com").await;
     docs.add_member(&admin, &tenant, &viewer, "viewer").await;
     let forbidden = client

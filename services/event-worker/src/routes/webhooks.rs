@@ -25,6 +25,10 @@ pub const MAX_ENDPOINTS: i64 = 20;
 #[derive(Clone, Copy)]
 pub struct AllowPrivateTargets(pub bool);
 
+/// The keyring that seals signing secrets at rest.
+#[derive(Clone)]
+pub struct SecretSealer(pub std::sync::Arc<secrets::Keyring>);
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
@@ -89,6 +93,7 @@ pub async fn list(db: web::Data<DbPool>, member: TenantMember) -> Result<HttpRes
 pub async fn create(
     db: web::Data<DbPool>,
     allow: web::Data<AllowPrivateTargets>,
+    sealer: web::Data<SecretSealer>,
     member: TenantMember,
     body: Json<NewWebhook>,
 ) -> Result<HttpResponse, ApiError> {
@@ -125,13 +130,19 @@ pub async fn create(
             "A tenant has at most {MAX_ENDPOINTS} webhook endpoints"
         )));
     }
+    let id = Uuid::new_v4();
+    let sealed = sealer
+        .0
+        .encrypt(secret.as_bytes(), &crate::webhooks::secret_aad(id))
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("sealing a webhook secret: {e}")))?;
     let created: WebhookBody = diesel::insert_into(webhook_endpoints::table)
         .values((
-            webhook_endpoints::id.eq(Uuid::new_v4()),
+            webhook_endpoints::id.eq(id),
             webhook_endpoints::tenant_id.eq(tenant.into_uuid()),
             webhook_endpoints::url.eq(&url),
             webhook_endpoints::event_types.eq(&types),
-            webhook_endpoints::secret.eq(&secret),
+            webhook_endpoints::secret.eq(&sealed.ciphertext),
+            webhook_endpoints::secret_key_id.eq(Some(&sealed.key_id)),
             webhook_endpoints::created_by.eq(member.user_id.into_uuid()),
         ))
         .returning(WebhookBody::as_returning())
