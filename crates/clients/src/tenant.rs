@@ -120,10 +120,17 @@ impl TenantClient {
         &self,
         path: &str,
     ) -> Result<Option<T>, ClientError> {
-        let mut request = self
-            .http
-            .get(format!("{}{path}", self.base_url))
-            .bearer_auth(self.token.expose());
+        self.call(self.http.get(format!("{}{path}", self.base_url)))
+            .await
+    }
+
+    /// Sends `request` with the internal token and the request id: the JSON body of a
+    /// 200, `None` on 404, an error otherwise.
+    async fn call<T: for<'de> Deserialize<'de>>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Option<T>, ClientError> {
+        let mut request = request.bearer_auth(self.token.expose());
         if let Some(id) = http_kit::request_id::current() {
             request = request.header("x-request-id", id);
         }
@@ -175,36 +182,16 @@ impl TenantClient {
         user: UserId,
         role: Role,
     ) -> Result<Option<Membership>, ClientError> {
-        let mut request = self
-            .http
-            .put(format!(
-                "{}/internal/v1/tenants/{tenant}/members/{user}",
-                self.base_url
-            ))
-            .bearer_auth(self.token.expose())
-            .json(&serde_json::json!({ "role": role }));
-        if let Some(id) = http_kit::request_id::current() {
-            request = request.header("x-request-id", id);
-        }
-        let response = request.send().await.map_err(|e| ClientError::Unavailable {
-            service: SERVICE,
-            reason: e.to_string(),
-        })?;
-        match response.status().as_u16() {
-            404 => Ok(None),
-            200 => response
-                .json()
-                .await
-                .map(Some)
-                .map_err(|e| ClientError::Unavailable {
-                    service: SERVICE,
-                    reason: format!("bad body: {e}"),
-                }),
-            status => Err(ClientError::Status {
-                service: SERVICE,
-                status,
-            }),
-        }
+        let url = format!(
+            "{}/internal/v1/tenants/{tenant}/members/{user}",
+            self.base_url
+        );
+        self.call(
+            self.http
+                .put(url)
+                .json(&serde_json::json!({ "role": role })),
+        )
+        .await
     }
 
     /// Mirrors a tenant's SSO settings into its row (the sso service owns them).
@@ -214,36 +201,8 @@ impl TenantClient {
         tenant: TenantId,
         sso: &TenantSso,
     ) -> Result<Option<TenantSummary>, ClientError> {
-        let mut request = self
-            .http
-            .put(format!(
-                "{}/internal/v1/tenants/{tenant}/sso",
-                self.base_url
-            ))
-            .bearer_auth(self.token.expose())
-            .json(sso);
-        if let Some(id) = http_kit::request_id::current() {
-            request = request.header("x-request-id", id);
-        }
-        let response = request.send().await.map_err(|e| ClientError::Unavailable {
-            service: SERVICE,
-            reason: e.to_string(),
-        })?;
-        match response.status().as_u16() {
-            404 => Ok(None),
-            200 => response
-                .json()
-                .await
-                .map(Some)
-                .map_err(|e| ClientError::Unavailable {
-                    service: SERVICE,
-                    reason: format!("bad body: {e}"),
-                }),
-            status => Err(ClientError::Status {
-                service: SERVICE,
-                status,
-            }),
-        }
+        let url = format!("{}/internal/v1/tenants/{tenant}/sso", self.base_url);
+        self.call(self.http.put(url).json(sso)).await
     }
 
     /// The active tenants of `user`, most recently joined first.

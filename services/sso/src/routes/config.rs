@@ -820,7 +820,7 @@ pub async fn statistics(
             "needs_reauth": s.needs_reauth,
             "with_stored_tokens": s.with_tokens,
             "tokens_expiring_soon": s.expiring_within,
-            "last_login": s.last_login.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)),
+            "last_login": s.last_login.as_ref().map(http_kit::time::format),
         }),
     ))
 }

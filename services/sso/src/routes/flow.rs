@@ -357,6 +357,8 @@ pub async fn callback(
     let default_role: Role = config.default_role.parse().unwrap_or(Role::Viewer);
 
     let known = existing.is_some();
+    // The user as auth showed it, when this login resolved it.
+    let mut resolved = None;
     let (user_id, identity_id) = match existing {
         Some(identity) => (UserId::from_uuid(identity.user_id), identity.id),
         None => {
@@ -422,7 +424,9 @@ pub async fn callback(
             };
             drop(conn);
             tracing::info!(tenant.id = %tenant, user.id = %user.id, created, "SSO identity linked");
-            (user.id, identity_id)
+            let id = user.id;
+            resolved = Some(user);
+            (id, identity_id)
         }
     };
 
@@ -484,14 +488,17 @@ pub async fn callback(
         clients::ClientError::Status { status: 403, .. } => ApiError::AccountInactive,
         other => service(other),
     })?;
-    let user = app
-        .auth
-        .users(&[user_id])
-        .await
-        .map_err(service)?
-        .into_iter()
-        .next()
-        .ok_or(ApiError::NotFound("User"))?;
+    let user = match resolved {
+        Some(user) => user,
+        None => app
+            .auth
+            .users(&[user_id])
+            .await
+            .map_err(service)?
+            .into_iter()
+            .next()
+            .ok_or(ApiError::NotFound("User"))?,
+    };
     tracing::info!(tenant.id = %tenant, user.id = %user_id, "SSO login completed");
     match kept.return_url {
         Some(return_url) => {

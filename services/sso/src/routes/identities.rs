@@ -12,7 +12,7 @@ use crate::app::{enqueue, service, SsoApp};
 use crate::store::{self, IdentityRow};
 
 fn rfc3339(t: Option<chrono::DateTime<chrono::Utc>>) -> Value {
-    json!(t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)))
+    json!(t.as_ref().map(http_kit::time::format))
 }
 
 async fn listed(app: &SsoApp, rows: Vec<IdentityRow>) -> Result<Vec<Value>, ApiError> {

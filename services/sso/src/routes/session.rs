@@ -81,7 +81,7 @@ pub async fn refresh(
             "refresh_token": pair.refresh_token,
             "token_type": "Bearer",
             "expires_in": pair.expires_in,
-            "azure_token_expires_at": expires.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)),
+            "azure_token_expires_at": expires.as_ref().map(http_kit::time::format),
         })))
 }
 
