@@ -10,8 +10,8 @@ mod rate_limit;
 mod revocation;
 
 pub use one_time::OneTime;
-pub use rate_limit::{RateDecision, RateLimiter};
-pub use revocation::Revocations;
+pub use rate_limit::{RateDecision, RateLimit, RateLimiter};
+pub use revocation::{Revocations, TokenRef};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::Arc;

@@ -1,6 +1,9 @@
-//! Token revocation: `revoked:<jti>` with the token's remaining lifetime as TTL, and
-//! `revoked-family:<family>` for a whole login session (logout, refresh-token reuse).
-//! Callers fail closed: an error here means "cannot tell", never "not revoked".
+//! Token revocation: `revoked:<jti>` with the token's remaining lifetime as TTL,
+//! `revoked-family:<family>` for a whole login session (logout, refresh-token reuse, a
+//! session revoked from the session list), and `revoked-before:<user>` holding a Unix
+//! time before which every token of the user is refused (password reset, deactivation,
+//! sign out everywhere). Callers fail closed: an error here means "cannot tell", never
+//! "not revoked".
 
 use std::time::Duration;
 
@@ -13,6 +16,17 @@ pub struct Revocations {
     timeout: Duration,
 }
 
+/// What identifies a token for the revocation check.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenRef<'a> {
+    pub jti: &'a str,
+    /// The session (refresh family), when the token has one.
+    pub family: Option<&'a str>,
+    pub user: &'a str,
+    /// `iat`, Unix seconds.
+    pub issued_at: i64,
+}
+
 impl Revocations {
     pub fn new(redis: Redis, keys: Keys, timeout: Duration) -> Self {
         Self {
@@ -22,17 +36,22 @@ impl Revocations {
         }
     }
 
-    /// Sets `key` for `ttl` (at least one second).
-    async fn mark(&self, key: String, ttl: Duration) -> Result<(), CacheError> {
-        let seconds = ttl.as_secs().max(1);
+    /// Sets every `(key, value, ttl)` (TTL at least one second) in one round trip.
+    async fn mark(&self, entries: Vec<(String, String, Duration)>) -> Result<(), CacheError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
         with_connection(&self.redis, self.timeout, async |conn| {
-            let _: () = redis::cmd("SET")
-                .arg(&key)
-                .arg(1)
-                .arg("EX")
-                .arg(seconds)
-                .query_async(conn)
-                .await?;
+            let mut pipe = redis::pipe();
+            for (key, value, ttl) in &entries {
+                pipe.cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("EX")
+                    .arg(ttl.as_secs().max(1))
+                    .ignore();
+            }
+            let _: () = pipe.query_async(conn).await?;
             Ok(())
         })
         .await
@@ -40,24 +59,72 @@ impl Revocations {
 
     /// Marks the token `jti` revoked for `ttl`.
     pub async fn revoke(&self, jti: &str, ttl: Duration) -> Result<(), CacheError> {
-        self.mark(self.keys.key("revoked", jti), ttl).await
+        self.mark(vec![(self.keys.key("revoked", jti), "1".into(), ttl)])
+            .await
     }
 
     /// Marks a whole token family (one login session) revoked for `ttl`.
     pub async fn revoke_family(&self, family: &str, ttl: Duration) -> Result<(), CacheError> {
-        self.mark(self.keys.key("revoked-family", family), ttl)
-            .await
+        self.revoke_families(&[family], ttl).await
     }
 
-    /// Whether the token `jti`, or its family, is revoked (one round trip).
-    pub async fn is_revoked(&self, jti: &str, family: Option<&str>) -> Result<bool, CacheError> {
-        let mut keys = vec![self.keys.key("revoked", jti)];
-        if let Some(family) = family {
+    /// Marks several sessions revoked for `ttl`, in one round trip.
+    pub async fn revoke_families(
+        &self,
+        families: &[&str],
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
+        self.mark(
+            families
+                .iter()
+                .map(|f| (self.keys.key("revoked-family", f), "1".to_owned(), ttl))
+                .collect(),
+        )
+        .await
+    }
+
+    /// Refuses every token of `user` issued before `cutoff` (Unix seconds), for `ttl`
+    /// (the longest lifetime of a token), and the given sessions, in one round trip.
+    /// The sessions cover tokens issued within the cut-off's second.
+    pub async fn revoke_user_before(
+        &self,
+        user: &str,
+        cutoff: i64,
+        families: &[&str],
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
+        let mut entries = vec![(
+            self.keys.key("revoked-before", user),
+            cutoff.to_string(),
+            ttl,
+        )];
+        entries.extend(
+            families
+                .iter()
+                .map(|f| (self.keys.key("revoked-family", f), "1".to_owned(), ttl)),
+        );
+        self.mark(entries).await
+    }
+
+    /// Whether the token is revoked: by its `jti`, its session, or its user's cut-off
+    /// (one round trip).
+    pub async fn is_revoked(&self, token: TokenRef<'_>) -> Result<bool, CacheError> {
+        let mut keys = vec![
+            self.keys.key("revoked-before", token.user),
+            self.keys.key("revoked", token.jti),
+        ];
+        if let Some(family) = token.family {
             keys.push(self.keys.key("revoked-family", family));
         }
         with_connection(&self.redis, self.timeout, async |conn| {
-            let found: u32 = redis::cmd("EXISTS").arg(&keys).query_async(conn).await?;
-            Ok(found > 0)
+            let values: Vec<Option<String>> =
+                redis::cmd("MGET").arg(&keys).query_async(conn).await?;
+            let mut values = values.into_iter();
+            let cut = values
+                .next()
+                .flatten()
+                .is_some_and(|cutoff| cutoff.parse::<i64>().map_or(true, |c| token.issued_at < c));
+            Ok(cut || values.any(|v| v.is_some()))
         })
         .await
     }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use domain::UserId;
+use domain::{TenantId, UserId};
 use http_kit::Secret;
 use serde::{Deserialize, Serialize};
 
@@ -20,12 +20,22 @@ pub struct UserSummary {
     pub last_name: String,
     pub email: String,
     pub is_active: bool,
+    /// Whether the user proved control of the email address.
+    #[serde(default)]
+    pub email_verified: bool,
     #[serde(serialize_with = "http_kit::time::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "http_kit::time::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: DateTime<Utc>,
+}
+
+/// Where a session is opened from (the session list shows it).
+#[derive(Debug, Clone, Default)]
+pub struct SessionClient {
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 /// A platform token pair issued by auth's internal API.
@@ -80,23 +90,25 @@ impl AuthClient {
 
     /// The user with this email, created without a password if there is none.
     pub async fn resolve(&self, email: &str) -> Result<UserSummary, ClientError> {
-        Ok(self.resolve_named(email, None, None).await?.0)
+        Ok(self.resolve_named(email, None, None, false).await?.0)
     }
 
-    /// [`AuthClient::resolve`], naming a created user (SSO); also says whether this
+    /// [`AuthClient::resolve`], naming a created user (SSO) and saying whether its
+    /// email is verified (the directory asserted the domain); also says whether this
     /// call created it.
     pub async fn resolve_named(
         &self,
         email: &str,
         first_name: Option<&str>,
         last_name: Option<&str>,
+        email_verified: bool,
     ) -> Result<(UserSummary, bool), ClientError> {
         #[derive(Deserialize)]
         struct Resolved {
             user: UserSummary,
             created: bool,
         }
-        let mut body = serde_json::json!({ "email": email });
+        let mut body = serde_json::json!({ "email": email, "email_verified": email_verified });
         if let Some(first) = first_name {
             body["first_name"] = first.into();
         }
@@ -107,11 +119,69 @@ impl AuthClient {
         Ok((resolved.user, resolved.created))
     }
 
-    /// A new platform session (token pair) for an active user.
-    pub async fn issue_tokens(&self, user: UserId) -> Result<IssuedTokens, ClientError> {
+    /// A new platform session (token pair) for an active user, from `tenant`'s SSO
+    /// login through `directory` (its tokens carry `amr: ["sso"]` and `tid`), opened by
+    /// the client described.
+    pub async fn issue_sso_tokens(
+        &self,
+        user: UserId,
+        tenant: TenantId,
+        directory: &str,
+        client: &SessionClient,
+    ) -> Result<IssuedTokens, ClientError> {
         self.post_json(
             "/internal/v1/tokens",
-            &serde_json::json!({ "user_id": user }),
+            &serde_json::json!({
+                "user_id": user,
+                "sso": {"tenant_id": tenant, "directory_id": directory},
+                "user_agent": client.user_agent,
+                "client_address": client.address,
+            }),
+        )
+        .await
+    }
+
+    /// Before linking a directory identity to this existing account by its email:
+    /// auth removes a password chosen before the mailbox was proven, ending every
+    /// session. Returns whether it did.
+    pub async fn secure_for_sso_link(&self, user: UserId) -> Result<bool, ClientError> {
+        #[derive(Deserialize)]
+        struct Secured {
+            password_removed: bool,
+        }
+        let secured: Secured = self
+            .post_json(
+                &format!("/internal/v1/users/{user}/secure-for-sso-link"),
+                &serde_json::json!({}),
+            )
+            .await?;
+        Ok(secured.password_removed)
+    }
+
+    /// Ends the sessions `user` obtained through `tenant`'s SSO login; how many.
+    pub async fn revoke_sso_sessions(
+        &self,
+        user: UserId,
+        tenant: TenantId,
+    ) -> Result<usize, ClientError> {
+        #[derive(Deserialize)]
+        struct Revoked {
+            sessions_revoked: usize,
+        }
+        let revoked: Revoked = self
+            .post_json(
+                &format!("/internal/v1/users/{user}/sso-sessions/{tenant}/revoke"),
+                &serde_json::json!({}),
+            )
+            .await?;
+        Ok(revoked.sessions_revoked)
+    }
+
+    /// Makes the user with `email` a platform administrator (`tenant init`).
+    pub async fn make_platform_admin(&self, email: &str) -> Result<UserSummary, ClientError> {
+        self.post_json(
+            "/internal/v1/users/platform-admin",
+            &serde_json::json!({ "email": email }),
         )
         .await
     }

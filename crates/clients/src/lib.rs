@@ -5,7 +5,7 @@
 pub mod auth;
 pub mod tenant;
 
-pub use auth::{AuthClient, IssuedTokens, UserSummary};
+pub use auth::{AuthClient, IssuedTokens, SessionClient, UserSummary};
 pub use tenant::{TenantClient, TenantSso, TenantSummary, UserTenant};
 
 #[derive(Debug, thiserror::Error)]

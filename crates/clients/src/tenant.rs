@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::{Role, TenantId, TenantStatus, UserId};
-use http_kit::identity::{RoleFuture, RoleLookup};
+use http_kit::identity::{AuditFuture, MemberAccess, RoleFuture, RoleLookup};
 use http_kit::Secret;
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +57,10 @@ pub struct Membership {
     #[serde(serialize_with = "http_kit::time::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub joined_at: DateTime<Utc>,
+    /// Set when the tenant admits only tokens of its SSO login through this directory
+    /// (its `auth_method` is `sso`). Internal: the public membership bodies leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso_only_directory: Option<String>,
 }
 
 /// A tenant database that exists (its tenant active or deactivated).
@@ -85,6 +89,8 @@ pub struct TenantSso {
     pub sso_domain_whitelist: Vec<String>,
     pub sso_auto_provisioning: bool,
     pub sso_default_role: Role,
+    /// The configured directory (Entra `tid`), if any.
+    pub sso_directory_id: Option<String>,
 }
 
 #[derive(Clone)]
@@ -213,14 +219,54 @@ impl TenantClient {
             .map(|t| t.tenants)
             .unwrap_or_default())
     }
+
+    /// Records in the tenant's audit log that a platform administrator entered it
+    /// (SSO-only) with a token of another sign-in.
+    pub async fn record_sso_bypass(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        session: Option<uuid::Uuid>,
+    ) -> Result<(), ClientError> {
+        let url = format!("{}/internal/v1/tenants/{tenant}/sso-bypass", self.base_url);
+        let recorded: Option<serde_json::Value> = self
+            .call(
+                self.http
+                    .post(url)
+                    .json(&serde_json::json!({ "user_id": user, "session_id": session })),
+            )
+            .await?;
+        recorded.map(|_| ()).ok_or(ClientError::Status {
+            service: SERVICE,
+            status: 404,
+        })
+    }
 }
 
 impl RoleLookup for TenantClient {
-    fn role(&self, tenant: TenantId, user: UserId) -> RoleFuture<'_> {
+    fn access(&self, tenant: TenantId, user: UserId) -> RoleFuture<'_> {
         Box::pin(async move {
             self.membership(tenant, user)
                 .await
-                .map(|m| m.map(|m| m.role))
+                .map(|m| {
+                    m.map(|m| MemberAccess {
+                        role: m.role,
+                        sso_only_directory: m.sso_only_directory,
+                    })
+                })
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn record_sso_bypass(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        session: Option<uuid::Uuid>,
+    ) -> AuditFuture<'_> {
+        Box::pin(async move {
+            TenantClient::record_sso_bypass(self, tenant, user, session)
+                .await
                 .map_err(|e| e.to_string())
         })
     }

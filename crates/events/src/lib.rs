@@ -3,6 +3,7 @@
 //! reports (main database or a tenant database), and the relay that publishes
 //! committed outbox rows to Kafka; the consumer loop of the event consumers.
 
+pub mod account;
 pub mod consumer;
 mod envelope;
 pub mod outbox;
@@ -11,6 +12,7 @@ pub mod runner;
 pub mod schema;
 mod topic;
 
+pub use account::AccountEvent;
 pub use consumer::{claim, ConsumerSettings, Handler, HandlerError, Shutdown};
 pub use envelope::EventEnvelope;
 pub use outbox::{enqueue, transfer, OutboxError};

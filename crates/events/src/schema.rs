@@ -15,6 +15,7 @@ pub fn schema(topic: Topic) -> &'static str {
         Topic::DocumentDeleted => include_str!("../schemas/document.deleted.json"),
         Topic::FileProcess => include_str!("../schemas/file.process.json"),
         Topic::AuditEvents => include_str!("../schemas/audit.events.json"),
+        Topic::UserAccount => include_str!("../schemas/user.account.json"),
     }
 }
 
@@ -57,11 +58,14 @@ mod tests {
             Topic::AuditEvents => {
                 json!({"action": "document.download_url_issued", "document_id": id})
             }
+            Topic::UserAccount => {
+                json!({"action": "user.email_verified", "user_id": id, "email": "a@example.com"})
+            }
         }
     }
 
     fn envelope(topic: Topic, data: Value) -> Value {
-        let tenant = (topic != Topic::UserRegistered).then(TenantId::new);
+        let tenant = (!topic.is_untenanted()).then(TenantId::new);
         let event = EventEnvelope::new(topic, tenant, Some(UserId::new()), data)
             .expect("event")
             .with_request_id(Some("req-1".into()));
@@ -114,5 +118,102 @@ mod tests {
         let mut untenanted = envelope(Topic::DocumentDeleted, sample(Topic::DocumentDeleted));
         untenanted["tenant_id"] = Value::Null;
         assert!(!validator(Topic::DocumentDeleted).is_valid(&untenanted));
+    }
+
+    #[test]
+    fn every_account_event_matches_the_user_account_schema() {
+        use crate::account::{AccountEvent, PasswordRemoved, RevokedBy, SealedLink};
+        let user = UserId::new();
+        let email = "ada@example.com".to_owned();
+        let first_name = "Ada".to_owned();
+        let link = SealedLink {
+            reference: Uuid::new_v4(),
+            key_id: "k1".into(),
+            ciphertext: "c2VhbGVk".into(),
+        };
+        let expires_at = chrono::Utc::now();
+        let all = [
+            AccountEvent::VerificationRequested {
+                user_id: user,
+                email: email.clone(),
+                first_name: first_name.clone(),
+                link: link.clone(),
+                expires_at,
+            },
+            AccountEvent::EmailVerified {
+                user_id: user,
+                email: email.clone(),
+            },
+            AccountEvent::PasswordResetRequested {
+                user_id: user,
+                email: email.clone(),
+                first_name: first_name.clone(),
+                link,
+                expires_at,
+            },
+            AccountEvent::PasswordReset {
+                user_id: user,
+                email: email.clone(),
+                first_name: first_name.clone(),
+                sessions_revoked: 2,
+            },
+            AccountEvent::PasswordChanged {
+                user_id: user,
+                email: email.clone(),
+                first_name: first_name.clone(),
+                sessions_revoked: 0,
+            },
+            AccountEvent::PasswordRemoved {
+                user_id: user,
+                email: email.clone(),
+                first_name: first_name.clone(),
+                reason: PasswordRemoved::SsoLink,
+                sessions_revoked: 1,
+            },
+            AccountEvent::SessionsRevoked {
+                user_id: user,
+                email: email.clone(),
+                first_name: first_name.clone(),
+                by: RevokedBy::Admin,
+                sessions_revoked: 3,
+                session_id: None,
+            },
+            AccountEvent::SessionsRevoked {
+                user_id: user,
+                email: email.clone(),
+                first_name: first_name.clone(),
+                by: RevokedBy::User,
+                sessions_revoked: 1,
+                session_id: Some(Uuid::new_v4()),
+            },
+            AccountEvent::Deactivated {
+                user_id: user,
+                email: email.clone(),
+                first_name: first_name.clone(),
+                sessions_revoked: 1,
+            },
+            AccountEvent::Reactivated {
+                user_id: user,
+                email,
+                first_name,
+            },
+        ];
+        let validator = validator(Topic::UserAccount);
+        for event in all {
+            let envelope =
+                serde_json::to_value(event.envelope(Some(user)).expect("event")).expect("json");
+            let errors: Vec<String> = validator
+                .iter_errors(&envelope)
+                .map(|e| e.to_string())
+                .collect();
+            assert!(errors.is_empty(), "{}: {errors:?}", event.action());
+            let mut tenanted = envelope.clone();
+            tenanted["tenant_id"] = json!(Uuid::new_v4());
+            assert!(
+                !validator.is_valid(&tenanted),
+                "{}: no tenant",
+                event.action()
+            );
+        }
     }
 }

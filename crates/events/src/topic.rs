@@ -12,10 +12,11 @@ pub enum Topic {
     DocumentDeleted,
     FileProcess,
     AuditEvents,
+    UserAccount,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 8] = [
+    pub const ALL: [Topic; 9] = [
         Topic::TenantCreated,
         Topic::TenantDeleted,
         Topic::UserRegistered,
@@ -24,7 +25,13 @@ impl Topic {
         Topic::DocumentDeleted,
         Topic::FileProcess,
         Topic::AuditEvents,
+        Topic::UserAccount,
     ];
+
+    /// Whether events of this topic belong to no tenant (a user's account).
+    pub const fn is_untenanted(self) -> bool {
+        matches!(self, Topic::UserRegistered | Topic::UserAccount)
+    }
 
     /// The Kafka topic name, which is also the event `type`.
     pub const fn as_str(self) -> &'static str {
@@ -37,6 +44,7 @@ impl Topic {
             Topic::DocumentDeleted => "document.deleted",
             Topic::FileProcess => "file.process",
             Topic::AuditEvents => "audit.events",
+            Topic::UserAccount => "user.account",
         }
     }
 

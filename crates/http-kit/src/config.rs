@@ -289,6 +289,9 @@ pub struct CommonSettings {
     pub kafka_timeout: Duration,
     /// How often the outbox relay sweeps every database for unpublished events.
     pub outbox_sweep_every: Duration,
+    /// Take the client's address from the last `X-Forwarded-For` entry (behind the
+    /// gateway only).
+    pub trust_proxy_headers: bool,
 }
 
 /// Whether `url` starts with `http://` or `https://`.
@@ -327,6 +330,7 @@ impl CommonSettings {
             kafka_brokers: r.maybe("KAFKA_BROKERS"),
             kafka_timeout: Duration::from_millis(r.optional("KAFKA_TIMEOUT_MS", 10_000)),
             outbox_sweep_every: Duration::from_secs(r.optional("OUTBOX_SWEEP_SECS", 30)),
+            trust_proxy_headers: r.optional("TRUST_PROXY_HEADERS", false),
         };
         r.check(
             "KAFKA_BROKERS",

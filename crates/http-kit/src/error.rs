@@ -72,6 +72,22 @@ pub enum ApiError {
     InvalidCredentials,
     #[error("Account is inactive")]
     AccountInactive,
+    /// A refresh (or another use of a session) by a deactivated account.
+    #[error("This account has been disabled")]
+    AccountDisabled,
+    /// Login of an unverified account while verified emails are required.
+    #[error("Verify your email address before signing in; ask for a new link if you need one")]
+    EmailNotVerified,
+    /// A tenant that signs in through SSO only, and a token that did not come from its
+    /// SSO login.
+    #[error("This tenant requires signing in through its single sign-on")]
+    SsoRequired,
+    /// A single-use emailed token (verification, reset) that expired: 410.
+    #[error("This link has expired; ask for a new one")]
+    LinkExpired,
+    /// An SSO identity that may not be linked to the existing account of its email yet.
+    #[error("An account with this email already exists and its email is not verified: verify your email (or reset your password) first, or sign in and link your directory account from your profile")]
+    LinkRequiresVerification,
     #[error("{0}")]
     Forbidden(String),
     #[error("{0} not found")]
@@ -137,6 +153,11 @@ impl ApiError {
             Self::InvalidToken => "invalid_token",
             Self::InvalidCredentials => "invalid_credentials",
             Self::AccountInactive => "account_inactive",
+            Self::AccountDisabled => "account_disabled",
+            Self::EmailNotVerified => "email_not_verified",
+            Self::SsoRequired => "sso_required",
+            Self::LinkExpired => "token_expired",
+            Self::LinkRequiresVerification => "account_link_requires_verification",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -209,11 +230,18 @@ impl ResponseError for ApiError {
             | Self::TokenExpired
             | Self::TokenRevoked
             | Self::InvalidToken
-            | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            Self::AccountInactive | Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            | Self::InvalidCredentials
+            | Self::AccountDisabled => StatusCode::UNAUTHORIZED,
+            Self::AccountInactive
+            | Self::Forbidden(_)
+            | Self::EmailNotVerified
+            | Self::SsoRequired => StatusCode::FORBIDDEN,
+            Self::LinkExpired => StatusCode::GONE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::EmailExists | Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::EmailExists | Self::Conflict(_) | Self::LinkRequiresVerification => {
+                StatusCode::CONFLICT
+            }
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -303,6 +331,15 @@ mod tests {
             (ApiError::InvalidToken, 401, "invalid_token"),
             (ApiError::InvalidCredentials, 401, "invalid_credentials"),
             (ApiError::AccountInactive, 403, "account_inactive"),
+            (ApiError::AccountDisabled, 401, "account_disabled"),
+            (ApiError::EmailNotVerified, 403, "email_not_verified"),
+            (ApiError::SsoRequired, 403, "sso_required"),
+            (ApiError::LinkExpired, 410, "token_expired"),
+            (
+                ApiError::LinkRequiresVerification,
+                409,
+                "account_link_requires_verification",
+            ),
             (ApiError::Forbidden("no".into()), 403, "forbidden"),
             (ApiError::NotFound("Tenant"), 404, "not_found"),
             (ApiError::MethodNotAllowed, 405, "method_not_allowed"),

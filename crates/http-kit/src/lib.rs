@@ -4,6 +4,7 @@
 //! HTTP server wiring around a service's own routes.
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod extract;
@@ -19,6 +20,7 @@ pub mod telemetry;
 pub mod time;
 pub mod vault_env;
 
+pub use client::{ClientIp, UserAgent};
 pub use config::{CommonSettings, ConfigError, ConfigErrors, ConfigReader, EnvSource, Secret};
 pub use error::{ApiError, ErrorBody, FieldErrors};
 pub use extract::{Json, Query};

@@ -32,6 +32,15 @@ pub fn current() -> Option<String> {
     CURRENT.try_with(Clone::clone).ok()
 }
 
+/// Runs `work` (a task spawned by a handler, say) as part of the request `id`: its
+/// events and calls carry that id.
+pub async fn scope<F: std::future::Future>(id: Option<String>, work: F) -> F::Output {
+    match id {
+        Some(id) => CURRENT.scope(id, work).await,
+        None => work.await,
+    }
+}
+
 /// An incoming id is kept only if short and made of safe characters, so it cannot
 /// forge log lines or headers.
 fn accept(value: &HeaderValue) -> Option<String> {

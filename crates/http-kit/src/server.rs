@@ -32,6 +32,7 @@ pub struct ServiceHttp {
     pub metrics: Arc<HttpMetrics>,
     pub workers: usize,
     pub shutdown_timeout: Duration,
+    pub trust_proxy_headers: bool,
 }
 
 impl ServiceHttp {
@@ -48,6 +49,7 @@ impl ServiceHttp {
             metrics: Arc::new(HttpMetrics::new(info.name)?),
             workers: settings.http_workers,
             shutdown_timeout: settings.shutdown_timeout,
+            trust_proxy_headers: settings.trust_proxy_headers,
         })
     }
 }
@@ -64,6 +66,7 @@ where
     let info = web::Data::new(http.info);
     let readiness = web::Data::new(http.readiness);
     let metrics = web::Data::from(http.metrics);
+    let trust = web::Data::new(crate::client::TrustProxyHeaders(http.trust_proxy_headers));
 
     let mut server = HttpServer::new(move || {
         App::new()
@@ -71,6 +74,7 @@ where
             .app_data(readiness.clone())
             .app_data(metrics.clone())
             .app_data(doc.clone())
+            .app_data(trust.clone())
             .app_data(web::PayloadConfig::new(MAX_JSON_BYTES))
             .app_data(
                 web::JsonConfig::default()

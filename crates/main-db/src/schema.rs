@@ -30,6 +30,10 @@ diesel::table! {
         last_error -> Nullable<Text>,
         created_at -> Timestamptz,
         sent_at -> Nullable<Timestamptz>,
+        html_body -> Nullable<Text>,
+        link_ref -> Nullable<Text>,
+        link_sealed -> Nullable<Text>,
+        link_key_id -> Nullable<Text>,
     }
 }
 
@@ -109,6 +113,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         created_by -> Nullable<Uuid>,
+        sso_directory_id -> Nullable<Text>,
     }
 }
 
@@ -134,6 +139,39 @@ diesel::table! {
 }
 
 diesel::table! {
+    user_email_tokens (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        purpose -> Text,
+        token_hash -> Bytea,
+        #[max_length = 255]
+        email -> Varchar,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    user_sessions (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        created_at -> Timestamptz,
+        last_used_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        #[max_length = 512]
+        user_agent -> Nullable<Varchar>,
+        #[max_length = 64]
+        client_address -> Nullable<Varchar>,
+        amr -> Text,
+        sso_tenant_id -> Nullable<Uuid>,
+        sso_directory_id -> Nullable<Text>,
+        revoked_at -> Nullable<Timestamptz>,
+        revoked_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     user_tenant_associations (user_id, tenant_id) {
         user_id -> Uuid,
         tenant_id -> Uuid,
@@ -155,6 +193,11 @@ diesel::table! {
         is_active -> Bool,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        email_verified_at -> Nullable<Timestamptz>,
+        is_platform_admin -> Bool,
+        password_proven -> Bool,
+        password_changed_at -> Nullable<Timestamptz>,
+        tokens_valid_after -> Nullable<Timestamptz>,
     }
 }
 
@@ -202,11 +245,14 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(refresh_tokens -> user_sessions (family_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(tenant_sso_configs -> tenants (tenant_id));
 diesel::joinable!(tenants -> users (created_by));
 diesel::joinable!(user_azure_identities -> tenants (tenant_id));
 diesel::joinable!(user_azure_identities -> users (user_id));
+diesel::joinable!(user_email_tokens -> users (user_id));
+diesel::joinable!(user_sessions -> users (user_id));
 diesel::joinable!(user_tenant_associations -> tenants (tenant_id));
 diesel::joinable!(user_tenant_associations -> users (user_id));
 diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
@@ -221,6 +267,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     tenant_sso_configs,
     tenants,
     user_azure_identities,
+    user_email_tokens,
+    user_sessions,
     user_tenant_associations,
     users,
     webhook_attempts,

@@ -24,6 +24,8 @@ pub struct TenantRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub created_by: Option<Uuid>,
+    /// The directory (Entra `tid`) of the tenant's SSO configuration, mirrored.
+    pub sso_directory_id: Option<String>,
 }
 
 impl TenantRow {
@@ -254,22 +256,32 @@ pub async fn find_by_creator_and_name(
         .optional()
 }
 
+/// A tenant's SSO settings as the sso service reports them.
+pub struct SsoMirror<'a> {
+    /// `local`, `sso` or `both`.
+    pub auth_method: &'a str,
+    pub domains: &'a [String],
+    pub auto_provisioning: bool,
+    pub default_role: &'a str,
+    /// The configured directory (Entra `tid`), if any.
+    pub directory: Option<&'a str>,
+}
+
 /// The tenant's SSO settings as the sso service reports them (it owns the
-/// configuration; these columns mirror it for API.md's Tenant). `None`: no such tenant.
+/// configuration; these columns mirror it for API.md's Tenant and for the SSO-only
+/// rule of the tenant-role extractor). `None`: no such tenant.
 pub async fn set_sso(
     conn: &mut AsyncPgConnection,
     id: TenantId,
-    auth_method: &str,
-    domains: &[String],
-    auto_provisioning: bool,
-    default_role: &str,
+    sso: &SsoMirror<'_>,
 ) -> QueryResult<Option<TenantRow>> {
     diesel::update(tenants::table.find(id.into_uuid()))
         .set((
-            tenants::auth_method.eq(auth_method),
-            tenants::sso_domain_whitelist.eq(domains),
-            tenants::sso_auto_provisioning.eq(auto_provisioning),
-            tenants::sso_default_role.eq(default_role),
+            tenants::auth_method.eq(sso.auth_method),
+            tenants::sso_domain_whitelist.eq(sso.domains),
+            tenants::sso_auto_provisioning.eq(sso.auto_provisioning),
+            tenants::sso_default_role.eq(sso.default_role),
+            tenants::sso_directory_id.eq(sso.directory),
             tenants::updated_at.eq(diesel::dsl::now),
         ))
         .returning(TenantRow::as_returning())

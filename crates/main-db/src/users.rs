@@ -19,6 +19,13 @@ pub struct UserRow {
     pub is_active: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub email_verified_at: Option<DateTime<Utc>>,
+    pub is_platform_admin: bool,
+    /// The password was set by someone who proved control of the mailbox.
+    pub password_proven: bool,
+    pub password_changed_at: Option<DateTime<Utc>>,
+    /// Tokens issued before this are refused.
+    pub tokens_valid_after: Option<DateTime<Utc>>,
 }
 
 pub struct NewUser<'a> {
@@ -27,6 +34,8 @@ pub struct NewUser<'a> {
     pub password_hash: Option<&'a str>,
     pub first_name: &'a str,
     pub last_name: &'a str,
+    /// Verified at creation (an SSO directory that asserts the domain, `tenant init`).
+    pub email_verified: bool,
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, user: NewUser<'_>) -> QueryResult<UserRow> {
@@ -37,6 +46,7 @@ pub async fn insert(conn: &mut AsyncPgConnection, user: NewUser<'_>) -> QueryRes
             users::password_hash.eq(user.password_hash),
             users::first_name.eq(user.first_name),
             users::last_name.eq(user.last_name),
+            users::email_verified_at.eq(user.email_verified.then(Utc::now)),
         ))
         .returning(UserRow::as_returning())
         .get_result(conn)
@@ -93,4 +103,111 @@ pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[UserId]) -> QueryRes
         .select(UserRow::as_select())
         .load(conn)
         .await
+}
+
+/// The user, its row locked until the transaction ends: password, activity and session
+/// changes of one user are serialised on it.
+pub async fn lock(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<Option<UserRow>> {
+    users::table
+        .find(id.into_uuid())
+        .select(UserRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Marks `email` verified, if it is still the user's address. `None` when it is not (or
+/// the user is gone).
+pub async fn mark_email_verified(
+    conn: &mut AsyncPgConnection,
+    id: UserId,
+    email: &str,
+) -> QueryResult<Option<UserRow>> {
+    diesel::update(
+        users::table
+            .find(id.into_uuid())
+            .filter(users::email.eq(email)),
+    )
+    .set((
+        users::email_verified_at.eq(diesel::dsl::sql::<
+            diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+        >("coalesce(email_verified_at, now())")),
+        users::updated_at.eq(diesel::dsl::now),
+    ))
+    .returning(UserRow::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// Sets the password hash (`None` removes the password); `proven` says whether its
+/// holder proved control of the mailbox.
+pub async fn set_password(
+    conn: &mut AsyncPgConnection,
+    id: UserId,
+    hash: Option<&str>,
+    proven: bool,
+) -> QueryResult<Option<UserRow>> {
+    diesel::update(users::table.find(id.into_uuid()))
+        .set((
+            users::password_hash.eq(hash),
+            users::password_proven.eq(proven && hash.is_some()),
+            users::password_changed_at.eq(diesel::dsl::now),
+            users::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Activates or deactivates the user.
+pub async fn set_active(
+    conn: &mut AsyncPgConnection,
+    id: UserId,
+    active: bool,
+) -> QueryResult<Option<UserRow>> {
+    diesel::update(users::table.find(id.into_uuid()))
+        .set((
+            users::is_active.eq(active),
+            users::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Makes the user a platform administrator with a verified email (`tenant init`).
+pub async fn make_platform_admin(
+    conn: &mut AsyncPgConnection,
+    id: UserId,
+) -> QueryResult<Option<UserRow>> {
+    diesel::update(users::table.find(id.into_uuid()))
+        .set((
+            users::is_platform_admin.eq(true),
+            users::email_verified_at.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+            >("coalesce(email_verified_at, now())")),
+            users::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Refuses every token issued before now (the transaction's start): returns the cut-off.
+pub async fn cut_tokens(
+    conn: &mut AsyncPgConnection,
+    id: UserId,
+) -> QueryResult<Option<DateTime<Utc>>> {
+    diesel::update(users::table.find(id.into_uuid()))
+        .set(users::tokens_valid_after.eq(diesel::dsl::now))
+        .returning(users::tokens_valid_after)
+        .get_result::<Option<DateTime<Utc>>>(conn)
+        .await
+        .optional()
+        .map(Option::flatten)
 }

@@ -84,6 +84,7 @@ async fn emails_are_unique_whatever_their_case() {
         password_hash: None,
         first_name: "A",
         last_name: "B",
+        email_verified: false,
     };
     main_db::users::insert(&mut conn, user(&email))
         .await
@@ -146,6 +147,7 @@ async fn constraints_protect_tenants_memberships_and_sso_configs() {
             password_hash: None,
             first_name: "B",
             last_name: "C",
+            email_verified: false,
         },
     )
     .await

@@ -1,16 +1,18 @@
-//! Accounts and sessions: register, login, refresh (rotation with reuse detection),
-//! logout. Handlers call these; SQL lives in `main_db`.
+//! Accounts: registration (with its verification email), profiles, users for the other
+//! services, and what the account modules share (`Accounts`, transactions that write
+//! their events, throttles). Sessions are in `sessions.rs`, emailed links (verification,
+//! password reset) and password changes in `email_links.rs`, platform administration
+//! in `admin.rs`. Handlers call these; SQL lives in `main_db`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use diesel_async::AsyncConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use domain::{Email, UserId};
-use events::{EventEnvelope, Topic};
-use http_kit::identity::{Claims, TokenType, TokenVerifier};
+use events::{AccountEvent, EventEnvelope, Topic};
+use http_kit::identity::TokenVerifier;
 use http_kit::{ApiError, FieldErrors};
-use main_db::refresh_tokens::{self, NewRefreshToken};
 use main_db::users::{self, NewUser, UserRow};
 use main_db::DbPool;
 use serde::Serialize;
@@ -18,7 +20,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::passwords::{Passwords, MAX_PASSWORD_BYTES};
-use crate::tokens::{Issued, TokenIssuer};
+use crate::settings::Throttles;
+use crate::tokens::TokenIssuer;
 
 /// A user as the API shows it: never a password hash.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -29,6 +32,8 @@ pub struct UserBody {
     pub last_name: String,
     pub email: String,
     pub is_active: bool,
+    /// Whether the user proved control of the email address.
+    pub email_verified: bool,
     #[serde(serialize_with = "http_kit::time::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
@@ -45,15 +50,11 @@ impl From<UserRow> for UserBody {
             last_name: u.last_name,
             email: u.email,
             is_active: u.is_active,
+            email_verified: u.email_verified_at.is_some(),
             created_at: u.created_at,
             updated_at: u.updated_at,
         }
     }
-}
-
-pub struct TokenPair {
-    pub access: Issued,
-    pub refresh: Issued,
 }
 
 pub struct RegisterInput {
@@ -86,25 +87,28 @@ pub fn validate_name(errors: &mut FieldErrors, field: &str, value: Option<&str>)
     }
 }
 
-fn validate_password(errors: &mut FieldErrors, value: Option<&str>) -> Option<String> {
+/// A password of the registration policy (at least 8 characters, a letter and a digit,
+/// at most 72 bytes), or field errors under `field`.
+pub fn validate_password(
+    errors: &mut FieldErrors,
+    field: &str,
+    value: Option<&str>,
+) -> Option<String> {
     let Some(password) = value else {
-        errors.add("password", "is required");
+        errors.add(field, "is required");
         return None;
     };
     let mut ok = true;
     if password.chars().count() < 8 {
-        errors.add("password", "must be at least 8 characters");
+        errors.add(field, "must be at least 8 characters");
         ok = false;
     }
     if password.len() > MAX_PASSWORD_BYTES {
-        errors.add(
-            "password",
-            format!("must be at most {MAX_PASSWORD_BYTES} bytes"),
-        );
+        errors.add(field, format!("must be at most {MAX_PASSWORD_BYTES} bytes"));
         ok = false;
     }
     if !password.chars().any(char::is_alphabetic) || !password.chars().any(|c| c.is_ascii_digit()) {
-        errors.add("password", "must contain at least one letter and one digit");
+        errors.add(field, "must contain at least one letter and one digit");
         ok = false;
     }
     ok.then(|| password.to_owned())
@@ -114,15 +118,83 @@ pub fn db_unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::dependency("Database", e)
 }
 
-fn is_unique_violation(e: &diesel::result::Error) -> bool {
+pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
     matches!(
         e,
         diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
     )
 }
 
-fn redis_unavailable(e: cache::CacheError) -> ApiError {
+pub fn redis_unavailable(e: cache::CacheError) -> ApiError {
     ApiError::dependency("Redis", e)
+}
+
+/// The error of a transaction: an answer for the client, or a database error.
+pub enum TxError {
+    Api(ApiError),
+    Db(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for TxError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Db(e)
+    }
+}
+
+impl From<ApiError> for TxError {
+    fn from(e: ApiError) -> Self {
+        Self::Api(e)
+    }
+}
+
+impl From<TxError> for ApiError {
+    fn from(e: TxError) -> Self {
+        match e {
+            TxError::Api(e) => e,
+            TxError::Db(e) => ApiError::internal(e),
+        }
+    }
+}
+
+/// What a transaction's work returns: its value and the events to write with it.
+pub type TxResult<T> = Result<(T, Vec<EventEnvelope>), TxError>;
+
+/// An async function whose future can be named (and required to be `Send`): what
+/// `Accounts::transaction` runs, as diesel-async's own transactions require.
+pub trait TxWork<A, R>: AsyncFnOnce(A) -> R + FnOnce(A) -> <Self as TxWork<A, R>>::Fut {
+    type Fut: std::future::Future<Output = R>;
+}
+
+impl<F, A, Fut, R> TxWork<A, R> for F
+where
+    F: AsyncFnOnce(A) -> R + FnOnce(A) -> Fut,
+    Fut: std::future::Future<Output = R>,
+{
+    type Fut = Fut;
+}
+
+/// Writes `event` to the main outbox inside the caller's transaction.
+pub async fn enqueue(tx: &mut AsyncPgConnection, event: &EventEnvelope) -> Result<(), TxError> {
+    events::enqueue(tx, event).await.map_err(|e| match e {
+        events::OutboxError::Database(e) => TxError::Db(e),
+        other => TxError::Api(ApiError::internal(other)),
+    })
+}
+
+/// How emailed links are made: the front end's URL, lifetimes, and the keyring that
+/// seals them on their way to the mailer.
+pub struct LinkSettings {
+    pub public_app_url: String,
+    pub verification_ttl: Duration,
+    pub reset_ttl: Duration,
+    pub keyring: secrets::Keyring,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginLimits {
+    pub per_ip: u32,
+    pub per_account: u32,
+    pub window: Duration,
 }
 
 #[derive(Clone)]
@@ -134,28 +206,84 @@ pub struct Accounts {
     pub revocations: cache::Revocations,
     pub limiter: cache::RateLimiter,
     pub limits: Arc<LoginLimits>,
+    pub throttles: Throttles,
+    pub links: Arc<LinkSettings>,
+    /// Login of an unverified account answers 403 `email_not_verified`.
+    pub require_verified_email: bool,
     pub tenants: clients::TenantClient,
     /// Publishes the outbox after a commit.
     pub relay: events::RelayHandle,
 }
 
-#[derive(Debug, Clone)]
-pub struct LoginLimits {
-    pub per_ip: u32,
-    pub per_account: u32,
-    pub window: Duration,
-}
-
 impl Accounts {
-    async fn conn(&self) -> Result<main_db::DbConnection, ApiError> {
+    pub async fn conn(&self) -> Result<main_db::DbConnection, ApiError> {
         self.db.get().await.map_err(db_unavailable)
+    }
+
+    /// Runs `work` in a transaction and writes the events it returns in the same
+    /// transaction; the relay publishes them after the commit.
+    pub async fn transaction<'a, T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        for<'r> F: AsyncFnOnce(&'r mut AsyncPgConnection) -> TxResult<T>
+            + TxWork<&'r mut AsyncPgConnection, TxResult<T>, Fut: Send>
+            + Send
+            + 'a,
+        T: Send + 'a,
+    {
+        let mut conn = self.conn().await?;
+        let (value, written) = conn
+            .transaction::<_, TxError, _>(async move |tx| {
+                let (value, events) = work(tx).await?;
+                for event in &events {
+                    enqueue(tx, event).await?;
+                }
+                Ok((value, !events.is_empty()))
+            })
+            .await?;
+        if written {
+            self.relay.nudge(events::OutboxDb::Main);
+        }
+        Ok(value)
+    }
+
+    /// Counts one hit on each `(bucket, limit)` in order; the first over its limit
+    /// answers 429 with `Retry-After` (the later ones are not counted).
+    pub async fn throttle(&self, buckets: &[(String, cache::RateLimit)]) -> Result<(), ApiError> {
+        for (bucket, limit) in buckets {
+            match self
+                .limiter
+                .check(bucket, *limit)
+                .await
+                .map_err(redis_unavailable)?
+            {
+                cache::RateDecision::Allowed => {}
+                cache::RateDecision::Limited { retry_after } => {
+                    tracing::info!(bucket = bucket.split(':').next().unwrap_or(""), "throttled");
+                    return Err(ApiError::RateLimited {
+                        retry_after_secs: retry_after.as_secs(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     pub async fn register(
         &self,
         input: RegisterInput,
-        request_id: Option<String>,
+        client_ip: Option<&str>,
     ) -> Result<UserRow, ApiError> {
+        let mut throttles = Vec::new();
+        if let Some(ip) = client_ip {
+            throttles.push((format!("register:ip:{ip}"), self.throttles.register_per_ip));
+        }
+        if let Some(email) = input.email.as_deref() {
+            throttles.push((
+                format!("register:email:{}", email.trim().to_lowercase()),
+                self.throttles.register_per_email,
+            ));
+        }
+        self.throttle(&throttles).await?;
         let mut errors = FieldErrors::new();
         let first_name = validate_name(&mut errors, "first_name", input.first_name.as_deref());
         let last_name = validate_name(&mut errors, "last_name", input.last_name.as_deref());
@@ -170,7 +298,7 @@ impl Accounts {
             }
             Some(Ok(email)) => Some(email),
         };
-        let password = validate_password(&mut errors, input.password.as_deref());
+        let password = validate_password(&mut errors, "password", input.password.as_deref());
         let (Some(first_name), Some(last_name), Some(email), Some(password)) =
             (first_name, last_name, email, password)
         else {
@@ -184,33 +312,41 @@ impl Accounts {
             password_hash: Some(&hash),
             first_name: &first_name,
             last_name: &last_name,
+            email_verified: false,
         };
-        let mut conn = self.conn().await?;
+        let registered = json!({"user_id": id, "email": email});
         let created = self
-            .insert_user(
-                &mut conn,
-                new,
-                json!({"user_id": id, "email": email}),
-                request_id,
-            )
-            .await;
-        match created {
-            Ok(user) => {
-                tracing::info!(user.id = %id, "user registered");
-                Ok(user)
-            }
-            Err(e) if is_unique_violation(&e) => Err(ApiError::EmailExists),
-            Err(e) => Err(ApiError::internal(e)),
-        }
+            .transaction(async |tx| {
+                let user = users::insert(tx, new).await.map_err(|e| {
+                    if is_unique_violation(&e) {
+                        TxError::Api(ApiError::EmailExists)
+                    } else {
+                        TxError::Db(e)
+                    }
+                })?;
+                let registered =
+                    EventEnvelope::new(Topic::UserRegistered, None, Some(id), registered)
+                        .map_err(ApiError::internal)?
+                        .with_request_id(http_kit::request_id::current());
+                let link = self
+                    .new_link(tx, &user, main_db::email_tokens::Purpose::VerifyEmail)
+                    .await?;
+                Ok((user, vec![registered, link]))
+            })
+            .await?;
+        tracing::info!(user.id = %id, "user registered");
+        Ok(created)
     }
 
-    /// The user with `email`, created without a password if there is none (SSO).
+    /// The user with `email`, created without a password if there is none (SSO): also
+    /// whether this call created it. A created user's email is verified when the
+    /// directory asserted the domain (`email_verified`).
     pub async fn resolve_sso_user(
         &self,
         email: &str,
         first_name: Option<String>,
         last_name: Option<String>,
-        request_id: Option<String>,
+        email_verified: bool,
     ) -> Result<(UserRow, bool), ApiError> {
         let email =
             Email::parse(email).map_err(|e| ApiError::validation("email", e.to_string()))?;
@@ -241,6 +377,7 @@ impl Accounts {
         {
             return Ok((user, false));
         }
+        drop(conn);
         let id = UserId::new();
         let new = NewUser {
             id,
@@ -248,218 +385,41 @@ impl Accounts {
             password_hash: None,
             first_name: &first,
             last_name: &last,
+            email_verified,
         };
         let data = json!({"user_id": id, "email": email, "source": "sso"});
-        let created = self.insert_user(&mut conn, new, data, request_id).await;
+        let created = self
+            .transaction(async |tx| {
+                let user = users::insert(tx, new).await.map_err(|e| {
+                    if is_unique_violation(&e) {
+                        TxError::Api(ApiError::EmailExists)
+                    } else {
+                        TxError::Db(e)
+                    }
+                })?;
+                let event = EventEnvelope::new(Topic::UserRegistered, None, Some(id), data)
+                    .map_err(ApiError::internal)?
+                    .with_request_id(http_kit::request_id::current());
+                Ok((user, vec![event]))
+            })
+            .await;
         match created {
             Ok(user) => Ok((user, true)),
             // Created concurrently by another call: that one is the user.
-            Err(e) if is_unique_violation(&e) => users::find_by_email(&mut conn, &email)
-                .await
-                .map_err(ApiError::internal)?
-                .map(|u| (u, false))
-                .ok_or_else(|| {
-                    ApiError::internal(anyhow::anyhow!("user vanished after a unique violation"))
-                }),
-            Err(e) => Err(ApiError::internal(e)),
-        }
-    }
-
-    /// Inserts a user and its `user.registered` event in one transaction.
-    async fn insert_user(
-        &self,
-        conn: &mut diesel_async::AsyncPgConnection,
-        user: NewUser<'_>,
-        data: serde_json::Value,
-        request_id: Option<String>,
-    ) -> Result<UserRow, diesel::result::Error> {
-        let event = EventEnvelope::new(Topic::UserRegistered, None, Some(user.id), data)
-            .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?
-            .with_request_id(request_id);
-        let created = conn
-            .transaction::<_, diesel::result::Error, _>(async |tx| {
-                let created = users::insert(tx, user).await?;
-                events::enqueue(tx, &event).await.map_err(|e| match e {
-                    events::OutboxError::Database(e) => e,
-                    other => diesel::result::Error::QueryBuilderError(other.to_string().into()),
-                })?;
-                Ok(created)
-            })
-            .await;
-        if created.is_ok() {
-            self.relay.nudge(events::OutboxDb::Main);
-        }
-        created
-    }
-
-    async fn check_rate(&self, bucket: &str, limit: u32) -> Result<(), ApiError> {
-        match self
-            .limiter
-            .hit(bucket, limit, self.limits.window)
-            .await
-            .map_err(redis_unavailable)?
-        {
-            cache::RateDecision::Allowed => Ok(()),
-            cache::RateDecision::Limited { retry_after } => Err(ApiError::RateLimited {
-                retry_after_secs: retry_after.as_secs(),
-            }),
-        }
-    }
-
-    /// Checks the password (same time for unknown emails), then issues a token pair.
-    pub async fn login(
-        &self,
-        email: &str,
-        password: String,
-        client_ip: Option<&str>,
-    ) -> Result<(UserRow, Vec<clients::UserTenant>, TokenPair), ApiError> {
-        let normalised = email.trim().to_lowercase();
-        if let Some(ip) = client_ip {
-            self.check_rate(&format!("login:ip:{ip}"), self.limits.per_ip)
-                .await?;
-        }
-        let account_bucket = format!("login:account:{normalised}");
-        self.check_rate(&account_bucket, self.limits.per_account)
-            .await?;
-
-        let user = match Email::parse(&normalised) {
-            Ok(email) => {
+            Err(ApiError::EmailExists) => {
                 let mut conn = self.conn().await?;
                 users::find_by_email(&mut conn, &email)
                     .await
                     .map_err(ApiError::internal)?
+                    .map(|u| (u, false))
+                    .ok_or_else(|| {
+                        ApiError::internal(anyhow::anyhow!(
+                            "user vanished after a unique violation"
+                        ))
+                    })
             }
-            Err(_) => None,
-        };
-        let hash = user.as_ref().and_then(|u| u.password_hash.clone());
-        if !self.passwords.verify(password, hash).await? {
-            return Err(ApiError::InvalidCredentials);
+            Err(e) => Err(e),
         }
-        let Some(user) = user else {
-            return Err(ApiError::InvalidCredentials);
-        };
-        if !user.is_active {
-            return Err(ApiError::AccountInactive);
-        }
-        if let Err(e) = self.limiter.reset(&account_bucket).await {
-            tracing::warn!(error = %e, "could not reset the login rate limit");
-        }
-        // Before the session exists: a failure here leaves nothing behind.
-        let tenants = self.tenants_of(UserId::from_uuid(user.id)).await?;
-        let pair = self.new_session(UserId::from_uuid(user.id)).await?;
-        tracing::info!(user.id = %user.id, "login");
-        Ok((user, tenants, pair))
-    }
-
-    /// A token pair of a new family (a new login session).
-    pub async fn new_session(&self, user: UserId) -> Result<TokenPair, ApiError> {
-        let family = Uuid::new_v4();
-        let access = self.issuer.access(user, family)?;
-        let refresh = self.issuer.refresh(user, family)?;
-        let mut conn = self.conn().await?;
-        refresh_tokens::insert(&mut conn, &new_row(&refresh, None))
-            .await
-            .map_err(ApiError::internal)?;
-        Ok(TokenPair { access, refresh })
-    }
-
-    /// Rotates a refresh token. Presenting a token already rotated (or refreshing one of
-    /// a revoked family) revokes the whole family and answers `token_revoked`.
-    pub async fn refresh(&self, token: &str) -> Result<TokenPair, ApiError> {
-        let claims = self.verifier.verify(token, TokenType::Refresh).await?;
-        let family = claims.fam.ok_or(ApiError::InvalidToken)?;
-        let user = UserId::from_uuid(claims.sub);
-        let access = self.issuer.access(user, family)?;
-        let refresh = self.issuer.refresh(user, family)?;
-        let new = new_row(&refresh, Some(claims.jti));
-        let mut conn = self.conn().await?;
-        let outcome = conn
-            .transaction::<_, diesel::result::Error, _>(async |tx| {
-                refresh_tokens::lock_family(tx, family).await?;
-                if refresh_tokens::family_revoked(tx, family).await? {
-                    return Ok(Rotation::Revoked);
-                }
-                let Some(row) = refresh_tokens::find(tx, claims.jti).await? else {
-                    return Ok(Rotation::Unknown);
-                };
-                if row.user_id != claims.sub {
-                    return Ok(Rotation::Unknown);
-                }
-                if row.revoked_at.is_some() {
-                    return Ok(Rotation::Revoked);
-                }
-                if !refresh_tokens::mark_used(tx, claims.jti).await? {
-                    refresh_tokens::revoke_family(tx, family, "refresh token reused").await?;
-                    return Ok(Rotation::Reused);
-                }
-                refresh_tokens::insert(tx, &new).await?;
-                Ok(Rotation::Rotated)
-            })
-            .await
-            .map_err(ApiError::internal)?;
-        match outcome {
-            Rotation::Rotated => Ok(TokenPair { access, refresh }),
-            Rotation::Unknown => Err(ApiError::InvalidToken),
-            Rotation::Revoked => Err(ApiError::TokenRevoked),
-            Rotation::Reused => {
-                tracing::warn!(user.id = %user, family = %family, "refresh token reuse: family revoked");
-                self.revocations
-                    .revoke_family(&family.to_string(), self.issuer.refresh_ttl)
-                    .await
-                    .map_err(redis_unavailable)?;
-                Err(ApiError::TokenRevoked)
-            }
-        }
-    }
-
-    /// Revokes the access token and its session's family (and, when given, the family
-    /// of `refresh_token` if it belongs to the same user).
-    pub async fn logout(
-        &self,
-        access: &Claims,
-        refresh_token: Option<&str>,
-    ) -> Result<(), ApiError> {
-        let now = Utc::now().timestamp();
-        self.revocations
-            .revoke(
-                &access.jti.to_string(),
-                Duration::from_secs(access.remaining_secs(now)),
-            )
-            .await
-            .map_err(redis_unavailable)?;
-        let mut families: Vec<Uuid> = access.fam.into_iter().collect();
-        if let Some(token) = refresh_token {
-            match self.verifier.verify(token, TokenType::Refresh).await {
-                Ok(claims) if claims.sub == access.sub => families.extend(claims.fam),
-                // Already revoked or rotated: its family is handled or was the session's.
-                Ok(_) | Err(ApiError::TokenRevoked) | Err(ApiError::TokenExpired) => {}
-                Err(e @ (ApiError::ServiceUnavailable(_) | ApiError::Dependency { .. })) => {
-                    return Err(e)
-                }
-                Err(_) => {
-                    return Err(ApiError::validation(
-                        "refresh_token",
-                        "is not a valid refresh token",
-                    ))
-                }
-            }
-        }
-        families.dedup();
-        let mut conn = self.conn().await?;
-        for family in families {
-            conn.transaction::<_, diesel::result::Error, _>(async |tx| {
-                refresh_tokens::lock_family(tx, family).await?;
-                refresh_tokens::revoke_family(tx, family, "logout").await
-            })
-            .await
-            .map_err(ApiError::internal)?;
-            self.revocations
-                .revoke_family(&family.to_string(), self.issuer.refresh_ttl)
-                .await
-                .map_err(redis_unavailable)?;
-        }
-        tracing::info!(user.id = %access.sub, "logout");
-        Ok(())
     }
 
     /// The user's active tenants, from the tenant service.
@@ -497,22 +457,16 @@ impl Accounts {
             .map_err(ApiError::internal)?
             .ok_or(ApiError::NotFound("User"))
     }
-}
 
-enum Rotation {
-    Rotated,
-    Unknown,
-    Revoked,
-    Reused,
-}
-
-fn new_row(refresh: &Issued, parent: Option<Uuid>) -> NewRefreshToken {
-    NewRefreshToken {
-        jti: refresh.claims.jti,
-        user_id: UserId::from_uuid(refresh.claims.sub),
-        family_id: refresh.claims.fam.unwrap_or(refresh.claims.jti),
-        parent_jti: parent,
-        issued_at: DateTime::from_timestamp(refresh.claims.iat, 0).unwrap_or_else(Utc::now),
-        expires_at: refresh.expires_at(),
+    /// A `user.account` event with the request's id.
+    pub fn account_event(
+        &self,
+        event: &AccountEvent,
+        actor: Option<UserId>,
+    ) -> Result<EventEnvelope, ApiError> {
+        Ok(event
+            .envelope(actor)
+            .map_err(ApiError::internal)?
+            .with_request_id(http_kit::request_id::current()))
     }
 }

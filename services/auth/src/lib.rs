@@ -1,23 +1,27 @@
-//! The auth service: users, register/login/refresh/logout, the caller's profile, and
-//! the public keys of platform tokens (JWKS). Settings: `settings.rs`.
+//! The auth service: users, register/login/refresh/logout, verified emails, password
+//! reset and change, sessions, platform administration, the caller's profile, and the
+//! public keys of platform tokens (JWKS). Settings: `settings.rs`.
 
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::dev::{Payload, Server};
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::dev::Server;
+use actix_web::web;
 use http_kit::identity::{InternalToken, StaticKeys, TokenVerifier, VerifierSettings};
 use http_kit::{CommonSettings, ConfigReader, ReadinessCheck, ServiceInfo};
 use utoipa::OpenApi;
 
 pub mod accounts;
+pub mod admin;
+pub mod email_links;
 pub mod keys;
 pub mod passwords;
 pub mod routes;
+pub mod sessions;
 mod settings;
 pub mod tokens;
 
-pub use settings::{Settings, DEFAULT_PORT};
+pub use settings::{Settings, Throttles, DEFAULT_PORT};
 
 pub const INFO: ServiceInfo = ServiceInfo {
     name: "auth",
@@ -32,13 +36,27 @@ pub const INFO: ServiceInfo = ServiceInfo {
         routes::auth::login,
         routes::auth::refresh,
         routes::auth::logout,
+        routes::auth::verify_email,
+        routes::auth::resend_verification,
+        routes::auth::forgot_password,
+        routes::auth::reset_password,
         routes::users::me,
         routes::users::update_me,
         routes::users::my_tenants,
+        routes::users::change_password,
+        routes::users::sessions,
+        routes::users::revoke_session,
+        routes::users::revoke_all_sessions,
+        routes::admin::deactivate,
+        routes::admin::reactivate,
+        routes::admin::revoke_sessions,
         routes::wellknown::jwks,
         routes::internal::resolve_user,
         routes::internal::issue_tokens,
         routes::internal::lookup_users,
+        routes::internal::platform_admin,
+        routes::internal::secure_for_sso_link,
+        routes::internal::revoke_sso_sessions,
     )
 )]
 struct ApiDoc;
@@ -46,40 +64,6 @@ struct ApiDoc;
 /// This service's OpenAPI document (the server merges in the common endpoints).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
-}
-
-/// The client's address for rate limits: the peer, or, when `TRUST_PROXY_HEADERS` is
-/// set (behind the gateway), the last `X-Forwarded-For` entry, the one the gateway
-/// added.
-pub struct ClientIp(pub Option<String>);
-
-#[derive(Clone, Copy)]
-struct TrustProxyHeaders(bool);
-
-impl FromRequest for ClientIp {
-    type Error = actix_web::Error;
-    type Future = std::future::Ready<Result<Self, Self::Error>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let trust = req
-            .app_data::<web::Data<TrustProxyHeaders>>()
-            .is_some_and(|t| t.0);
-        let peer = req.peer_addr().map(|a| a.ip().to_string());
-        let ip = if trust {
-            // The gateway appends the address it saw; everything left of it came from
-            // the client and proves nothing. Take the rightmost entry.
-            req.headers()
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.rsplit(',').map(str::trim).find(|s| !s.is_empty()))
-                .and_then(|s| s.parse::<std::net::IpAddr>().ok())
-                .map(|ip| ip.to_string())
-                .or(peer)
-        } else {
-            peer
-        };
-        std::future::ready(Ok(ClientIp(ip)))
-    }
 }
 
 /// The service as its binary and the tests run it.
@@ -126,6 +110,7 @@ impl http_kit::cli::Service for Service {
             common.outbox_sweep_every,
             Arc::new(main_db::MainOutbox(db.clone())),
         )?;
+        let keyring = secrets::Keyring::parse(settings.secrets_keyring.expose())?;
         let accounts = accounts::Accounts {
             relay,
             db: db.clone(),
@@ -145,6 +130,14 @@ impl http_kit::cli::Service for Service {
                 per_account: settings.login_limit_per_account,
                 window: settings.login_limit_window,
             }),
+            throttles: settings.throttles,
+            links: Arc::new(accounts::LinkSettings {
+                public_app_url: settings.public_app_url.clone(),
+                verification_ttl: settings.email_verification_ttl,
+                reset_ttl: settings.password_reset_ttl,
+                keyring,
+            }),
+            require_verified_email: settings.require_verified_email,
             tenants: clients::TenantClient::new(
                 settings.tenant_service_url.clone(),
                 settings.internal_token.clone(),
@@ -158,13 +151,11 @@ impl http_kit::cli::Service for Service {
         let accounts = web::Data::new(accounts);
         let verifier = web::Data::new(verifier);
         let jwks = web::Data::new(settings.keys.jwks.clone());
-        let trust = web::Data::new(TrustProxyHeaders(settings.trust_proxy_headers));
         let internal = web::Data::new(InternalToken(settings.internal_token.clone()));
         http_kit::server::start_service(INFO, common, checks, openapi(), listener, move |cfg| {
             cfg.app_data(accounts.clone())
                 .app_data(verifier.clone())
                 .app_data(jwks.clone())
-                .app_data(trust.clone())
                 .app_data(internal.clone());
             routes::configure(cfg);
         })

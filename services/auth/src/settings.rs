@@ -5,11 +5,18 @@
 //! (`saas-platform`), `JWT_AUDIENCE` (`saas-platform`), `ACCESS_TOKEN_TTL_SECS` (900),
 //! `REFRESH_TOKEN_TTL_SECS` (604800), `BCRYPT_COST` (12), `BCRYPT_THREADS` (cores), `LOGIN_RATE_LIMIT_PER_IP`
 //! (30), `LOGIN_RATE_LIMIT_PER_ACCOUNT` (10), `LOGIN_RATE_LIMIT_WINDOW_SECS` (300),
-//! `TRUST_PROXY_HEADERS` (false), `INTERNAL_SERVICE_TOKEN` (required, ≥ 32 characters),
-//! `TENANT_SERVICE_URL` (`http://127.0.0.1:5002`), `SERVICE_CALL_TIMEOUT_MS` (2000).
+//! `INTERNAL_SERVICE_TOKEN` (required, ≥ 32 characters), `TENANT_SERVICE_URL`
+//! (`http://127.0.0.1:5002`), `SERVICE_CALL_TIMEOUT_MS` (2000).
+//!
+//! The account lifecycle: `PUBLIC_APP_URL` (`http://localhost:3000`; required in
+//! production, `https://` or localhost; the links of emails), `EMAIL_VERIFICATION_TTL_SECS` (86400),
+//! `PASSWORD_RESET_TTL_SECS` (1800), `REQUIRE_VERIFIED_EMAIL` (false),
+//! `SECRETS_KEYRING` (seals the links on their way to the mailer; required in
+//! production), and the throttles (`count/window`, see [`Throttles`]).
 
 use std::time::Duration;
 
+use cache::RateLimit;
 use http_kit::{CommonSettings, ConfigReader, Secret};
 
 use crate::keys::SigningKeys;
@@ -30,17 +37,75 @@ pub struct Settings {
     pub login_limit_per_ip: u32,
     pub login_limit_per_account: u32,
     pub login_limit_window: Duration,
-    /// Take the client address from `X-Forwarded-For` / `Forwarded` (behind the gateway).
-    pub trust_proxy_headers: bool,
     pub internal_token: Secret<String>,
     /// The tenant service's internal API (a user's tenants).
     pub tenant_service_url: String,
     pub service_call_timeout: Duration,
+    /// The front end's public URL: the links of emails are built on it.
+    pub public_app_url: String,
+    pub email_verification_ttl: Duration,
+    pub password_reset_ttl: Duration,
+    /// Login of an unverified account answers 403 `email_not_verified`.
+    pub require_verified_email: bool,
+    /// Seals the links of emails on their way through the outbox and Kafka.
+    pub secrets_keyring: Secret<String>,
+    pub throttles: Throttles,
+}
+
+/// The rate limits of the account endpoints (Redis, fixed windows), per client address
+/// and per email or user where there is one.
+#[derive(Debug, Clone, Copy)]
+pub struct Throttles {
+    pub register_per_ip: RateLimit,
+    pub register_per_email: RateLimit,
+    pub resend_verification_per_ip: RateLimit,
+    pub resend_verification_per_email: RateLimit,
+    pub verify_email_per_ip: RateLimit,
+    pub password_forgot_per_ip: RateLimit,
+    pub password_forgot_per_email: RateLimit,
+    pub password_reset_per_ip: RateLimit,
+    pub password_change_per_user: RateLimit,
+}
+
+impl Throttles {
+    fn read(r: &mut ConfigReader<'_>) -> Self {
+        Self {
+            register_per_ip: r.optional("REGISTER_RATE_LIMIT_PER_IP", RateLimit::new(20, 3600)),
+            register_per_email: r
+                .optional("REGISTER_RATE_LIMIT_PER_EMAIL", RateLimit::new(5, 3600)),
+            resend_verification_per_ip: r.optional(
+                "RESEND_VERIFICATION_RATE_LIMIT_PER_IP",
+                RateLimit::new(10, 3600),
+            ),
+            resend_verification_per_email: r.optional(
+                "RESEND_VERIFICATION_RATE_LIMIT_PER_EMAIL",
+                RateLimit::new(3, 3600),
+            ),
+            verify_email_per_ip: r
+                .optional("VERIFY_EMAIL_RATE_LIMIT_PER_IP", RateLimit::new(30, 3600)),
+            password_forgot_per_ip: r.optional(
+                "PASSWORD_FORGOT_RATE_LIMIT_PER_IP",
+                RateLimit::new(10, 3600),
+            ),
+            password_forgot_per_email: r.optional(
+                "PASSWORD_FORGOT_RATE_LIMIT_PER_EMAIL",
+                RateLimit::new(3, 3600),
+            ),
+            password_reset_per_ip: r
+                .optional("PASSWORD_RESET_RATE_LIMIT_PER_IP", RateLimit::new(10, 3600)),
+            password_change_per_user: r.optional(
+                "PASSWORD_CHANGE_RATE_LIMIT_PER_USER",
+                RateLimit::new(10, 3600),
+            ),
+        }
+    }
 }
 
 impl Settings {
     pub fn read(r: &mut ConfigReader<'_>) -> Self {
         let common = CommonSettings::read(r, DEFAULT_PORT);
+        let environment = common.environment;
+        let explicit_app_url = r.maybe::<String>("PUBLIC_APP_URL").is_some();
         let pem: Secret<String> = r.required("JWT_PRIVATE_KEY");
         let key_id: Option<String> = r.maybe("JWT_KEY_ID");
         let additional: Option<String> = r.maybe("JWT_ADDITIONAL_JWKS");
@@ -74,12 +139,22 @@ impl Settings {
             login_limit_window: Duration::from_secs(
                 r.optional("LOGIN_RATE_LIMIT_WINDOW_SECS", 300),
             ),
-            trust_proxy_headers: r.optional("TRUST_PROXY_HEADERS", false),
             internal_token: r.required("INTERNAL_SERVICE_TOKEN"),
             tenant_service_url: r.http_url("TENANT_SERVICE_URL", "http://127.0.0.1:5002"),
             service_call_timeout: Duration::from_millis(
                 r.optional("SERVICE_CALL_TIMEOUT_MS", 2000),
             ),
+            public_app_url: r
+                .http_url("PUBLIC_APP_URL", "http://localhost:3000")
+                .trim_end_matches('/')
+                .to_owned(),
+            email_verification_ttl: Duration::from_secs(
+                r.optional("EMAIL_VERIFICATION_TTL_SECS", 86_400),
+            ),
+            password_reset_ttl: Duration::from_secs(r.optional("PASSWORD_RESET_TTL_SECS", 1800)),
+            require_verified_email: r.optional("REQUIRE_VERIFIED_EMAIL", false),
+            secrets_keyring: http_kit::config::read_keyring(r, environment, false),
+            throttles: Throttles::read(r),
         };
         r.check(
             "SERVICE_CALL_TIMEOUT_MS",
@@ -121,6 +196,34 @@ impl Settings {
             "LOGIN_RATE_LIMIT_WINDOW_SECS",
             !settings.login_limit_window.is_zero(),
             "must be positive",
+        );
+        let production = environment == http_kit::config::Environment::Production;
+        let local = url::Url::parse(&settings.public_app_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .is_some_and(|h| h == "localhost" || h == "127.0.0.1");
+        r.check(
+            "PUBLIC_APP_URL",
+            !production
+                || !explicit_app_url
+                || local
+                || settings.public_app_url.starts_with("https://"),
+            "must be an https:// URL (or a localhost one) in production",
+        );
+        r.check(
+            "PUBLIC_APP_URL",
+            !production || explicit_app_url,
+            "must be set in production (the front end the emailed links open)",
+        );
+        r.check(
+            "EMAIL_VERIFICATION_TTL_SECS",
+            (300..=30 * 86_400).contains(&settings.email_verification_ttl.as_secs()),
+            "must be between 300 (5 minutes) and 2592000 (30 days)",
+        );
+        r.check(
+            "PASSWORD_RESET_TTL_SECS",
+            (300..=86_400).contains(&settings.password_reset_ttl.as_secs()),
+            "must be between 300 (5 minutes) and 86400 (1 day)",
         );
         let token_len = settings.internal_token.expose().len();
         r.check(

@@ -1,4 +1,6 @@
-//! Issuing platform tokens: EdDSA JWTs with `kid`, access and refresh.
+//! Issuing platform tokens: EdDSA JWTs with `kid`, access and refresh, carrying the
+//! session (`fam`), how it was obtained (`amr`, and `tid` for SSO) and whether the user
+//! is a platform administrator.
 
 use std::time::Duration;
 
@@ -9,6 +11,8 @@ use http_kit::ApiError;
 use jsonwebtoken::{Algorithm, Header};
 use uuid::Uuid;
 
+use main_db::sessions::SessionOrigin;
+
 use crate::keys::SigningKeys;
 
 #[derive(Clone)]
@@ -18,6 +22,20 @@ pub struct TokenIssuer {
     audience: String,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
+}
+
+/// What the tokens of a session say of it.
+pub struct SessionGrant<'a> {
+    pub user: UserId,
+    /// The session (refresh family) id.
+    pub family: Uuid,
+    pub origin: &'a SessionOrigin,
+    pub platform_admin: bool,
+}
+
+pub struct TokenPair {
+    pub access: Issued,
+    pub refresh: Issued,
 }
 
 /// A signed token and what it says.
@@ -51,14 +69,17 @@ impl TokenIssuer {
 
     fn issue(
         &self,
-        user: UserId,
+        session: &SessionGrant<'_>,
         token_type: TokenType,
-        family: Uuid,
         ttl: Duration,
     ) -> Result<Issued, ApiError> {
         let now = Utc::now().timestamp();
+        let (amr, tid) = match session.origin {
+            SessionOrigin::Password => ("pwd", None),
+            SessionOrigin::Sso { directory, .. } => ("sso", Some(directory.clone())),
+        };
         let claims = Claims {
-            sub: user.into_uuid(),
+            sub: session.user.into_uuid(),
             jti: Uuid::new_v4(),
             iat: now,
             nbf: now,
@@ -66,7 +87,10 @@ impl TokenIssuer {
             token_type,
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
-            fam: Some(family),
+            fam: Some(session.family),
+            amr: vec![amr.to_owned()],
+            tid,
+            platform_admin: session.platform_admin,
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.keys.kid.clone());
@@ -79,11 +103,19 @@ impl TokenIssuer {
         Ok(Issued { token, claims })
     }
 
-    pub fn access(&self, user: UserId, family: Uuid) -> Result<Issued, ApiError> {
-        self.issue(user, TokenType::Access, family, self.access_ttl)
+    pub fn access(&self, session: &SessionGrant<'_>) -> Result<Issued, ApiError> {
+        self.issue(session, TokenType::Access, self.access_ttl)
     }
 
-    pub fn refresh(&self, user: UserId, family: Uuid) -> Result<Issued, ApiError> {
-        self.issue(user, TokenType::Refresh, family, self.refresh_ttl)
+    pub fn refresh(&self, session: &SessionGrant<'_>) -> Result<Issued, ApiError> {
+        self.issue(session, TokenType::Refresh, self.refresh_ttl)
+    }
+
+    /// An access and a refresh token of the session.
+    pub fn pair(&self, session: &SessionGrant<'_>) -> Result<TokenPair, ApiError> {
+        Ok(TokenPair {
+            access: self.access(session)?,
+            refresh: self.refresh(session)?,
+        })
     }
 }

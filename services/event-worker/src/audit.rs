@@ -1,6 +1,8 @@
 //! The audit log: every event of every topic becomes one `audit_logs` row (who, what,
 //! which tenant, when, which request), written with the processed event ids in one
-//! transaction, so a redelivered event is recorded once.
+//! transaction, so a redelivered event is recorded once. `audit.events` and
+//! `user.account` name their action in `data`; a sealed `link` (a single-use token on
+//! its way to the mailer) is never copied into the log.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -42,18 +44,24 @@ struct NewEntry<'a> {
     resource_type: Option<&'static str>,
     resource_id: Option<String>,
     request_id: Option<&'a str>,
-    details: &'a Value,
+    details: Value,
     occurred_at: DateTime<Utc>,
 }
 
 /// What an event did, and to what: `audit.events` carry their action in `data`; the
 /// resource is the most specific id the payload names.
 fn entry(event: &EventEnvelope) -> NewEntry<'_> {
-    let action = if event.event_type == Topic::AuditEvents.as_str() {
+    let action = if event.event_type == Topic::AuditEvents.as_str()
+        || event.event_type == Topic::UserAccount.as_str()
+    {
         event.data["action"].as_str().unwrap_or(&event.event_type)
     } else {
         &event.event_type
     };
+    let mut details = event.data.clone();
+    if let Some(fields) = details.as_object_mut() {
+        fields.remove("link");
+    }
     let resource = ["document", "file", "user", "tenant"]
         .into_iter()
         .find_map(|kind| {
@@ -70,7 +78,7 @@ fn entry(event: &EventEnvelope) -> NewEntry<'_> {
         resource_type: resource.as_ref().map(|(kind, _)| *kind),
         resource_id: resource.map(|(_, id)| id),
         request_id: event.request_id.as_deref(),
-        details: &event.data,
+        details,
         occurred_at: event.occurred_at,
     }
 }
@@ -168,6 +176,23 @@ mod tests {
         )
         .expect("event");
         assert_eq!(entry(&issued).action, "document.download_url_issued");
+
+        let requested = EventEnvelope::new(
+            Topic::UserAccount,
+            None,
+            None,
+            json!({"action": "user.verification_requested", "user_id": "u-2", "email": "a@example.com",
+                   "link": {"ref": "r", "key_id": "k", "ciphertext": "secret"}}),
+        )
+        .expect("event");
+        let e = entry(&requested);
+        assert_eq!(e.action, "user.verification_requested");
+        assert_eq!(
+            (e.resource_type, e.resource_id.as_deref()),
+            (Some("user"), Some("u-2"))
+        );
+        assert!(e.details.get("link").is_none(), "{}", e.details);
+        assert_eq!(e.details["email"], "a@example.com");
 
         let member = EventEnvelope::new(
             Topic::MembershipChanged,

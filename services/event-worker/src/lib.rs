@@ -186,10 +186,7 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<(Serve
             let consumer = settings.consumer(
                 brokers,
                 notifications::CONSUMER,
-                vec![
-                    events::Topic::TenantCreated,
-                    events::Topic::MembershipChanged,
-                ],
+                notifications::topics(),
                 Some(50),
             );
             tasks.push((
@@ -217,8 +214,9 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<(Serve
                 "notification-sender",
                 tokio::spawn({
                     let (db, smtp, shutdown) = (db.clone(), smtp.clone(), shutdown.clone());
+                    let keyring = keyring.clone();
                     async move {
-                        notifications::send_loop(db, smtp, wake, shutdown).await;
+                        notifications::send_loop(db, smtp, keyring, wake, shutdown).await;
                         Ok(())
                     }
                 }),

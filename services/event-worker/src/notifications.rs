@@ -1,9 +1,16 @@
 //! Email notifications: a tenant's creator hears that it is ready, a member hears of
-//! being added, of a role change and of removal. The consumer renders the templates
-//! (`templates/`, `{{name}}` placeholders) into `notifications` rows, created with the
-//! processed event ids in one transaction; the sender loop delivers them over SMTP
-//! (lettre) with retries, marking each sent. A crash between the SMTP server's
-//! acceptance and the mark sends that email again: email has no idempotency key.
+//! being added, of a role change and of removal; a user gets the emails of their
+//! account (`user.account`): verification and password-reset links, password changed
+//! or removed, signed out or deactivated by an administrator. The consumer renders the
+//! templates (`templates/`, `{{name}}` placeholders; plain text, and HTML with escaped
+//! values for account emails) into `notifications` rows, created with the processed
+//! event ids in one transaction; the sender loop delivers them over SMTP (lettre) with
+//! retries, marking each sent. A crash between the SMTP server's acceptance and the
+//! mark sends that email again: email has no idempotency key.
+//!
+//! A link with a secret token stays sealed (by the keyring shared with auth) in its row
+//! until the email is sent: the body holds `{{link}}`, filled in at sending, and the
+//! sealed link is dropped once the email is accepted.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,10 +20,12 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use domain::{TenantId, UserId};
+use events::account::{RevokedBy, SealedLink};
+use events::AccountEvent;
 use events::{EventEnvelope, Handler, HandlerError, Shutdown, Topic};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use lettre::message::Mailbox;
+use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use main_db::schema::notifications;
 use main_db::DbPool;
@@ -40,26 +49,103 @@ pub struct SmtpSettings {
     pub timeout: Duration,
 }
 
-/// The templates, compiled in.
+/// The plain-text templates, compiled in: the first line is `Subject: …`.
 fn template(name: &str) -> Option<&'static str> {
     match name {
         "tenant_created" => Some(include_str!("../templates/tenant_created.txt")),
         "member_added" => Some(include_str!("../templates/member_added.txt")),
         "member_role_changed" => Some(include_str!("../templates/member_role_changed.txt")),
         "member_removed" => Some(include_str!("../templates/member_removed.txt")),
+        "verify_email" => Some(include_str!("../templates/verify_email.txt")),
+        "reset_password" => Some(include_str!("../templates/reset_password.txt")),
+        "password_changed" => Some(include_str!("../templates/password_changed.txt")),
+        "password_removed" => Some(include_str!("../templates/password_removed.txt")),
+        "sessions_revoked_by_admin" => {
+            Some(include_str!("../templates/sessions_revoked_by_admin.txt"))
+        }
+        "account_deactivated" => Some(include_str!("../templates/account_deactivated.txt")),
         _ => None,
     }
 }
 
+/// The HTML templates, compiled in (account emails).
+fn html_template(name: &str) -> Option<&'static str> {
+    match name {
+        "verify_email" => Some(include_str!("../templates/verify_email.html")),
+        "reset_password" => Some(include_str!("../templates/reset_password.html")),
+        "password_changed" => Some(include_str!("../templates/password_changed.html")),
+        "password_removed" => Some(include_str!("../templates/password_removed.html")),
+        "sessions_revoked_by_admin" => {
+            Some(include_str!("../templates/sessions_revoked_by_admin.html"))
+        }
+        "account_deactivated" => Some(include_str!("../templates/account_deactivated.html")),
+        _ => None,
+    }
+}
+
+/// The placeholder of a sealed link, filled in when the email is sent.
+const LINK: &str = "{{link}}";
+
+/// A value as a template takes it: no `{{` (a name cannot smuggle a placeholder).
+fn inert(value: &str) -> String {
+    value.replace("{{", "{ {")
+}
+
+/// `value` escaped for HTML text and attributes.
+fn escape_html(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn fill(template: &str, values: &HashMap<&str, String>, escape: bool) -> String {
+    let mut text = template.to_owned();
+    for (key, value) in values {
+        let value = inert(value);
+        let value = if escape { escape_html(&value) } else { value };
+        text = text.replace(&format!("{{{{{key}}}}}"), &value);
+    }
+    text
+}
+
 /// (subject, body) of template `name` with `values` filled in.
 pub fn render(name: &str, values: &HashMap<&str, String>) -> Option<(String, String)> {
-    let mut text = template(name)?.to_owned();
-    for (key, value) in values {
-        text = text.replace(&format!("{{{{{key}}}}}"), value);
-    }
+    let text = fill(template(name)?, values, false);
     let (first, body) = text.split_once('\n')?;
     let subject = first.strip_prefix("Subject: ")?.trim().to_owned();
     Some((subject, body.trim_start_matches('\n').to_owned()))
+}
+
+/// The HTML body of template `name` (if it has one), values escaped.
+pub fn render_html(name: &str, values: &HashMap<&str, String>) -> Option<String> {
+    Some(fill(html_template(name)?, values, true))
+}
+
+/// "24 hours", "30 minutes", "2 days": how long a link stays valid.
+fn human_duration(seconds: i64) -> String {
+    let plural = |n: i64, unit: &str| {
+        if n == 1 {
+            format!("1 {unit}")
+        } else {
+            format!("{n} {unit}s")
+        }
+    };
+    // To the nearest minute: the expiry is set a moment before the event's time.
+    let minutes = ((seconds + 30) / 60).max(1);
+    match minutes {
+        m if m >= 2 * 1440 && m % 1440 == 0 => plural(m / 1440, "day"),
+        m if m >= 60 && m % 60 == 0 => plural(m / 60, "hour"),
+        m => plural(m, "minute"),
+    }
 }
 
 /// Renders events into pending notifications.
@@ -70,16 +156,160 @@ pub struct Notifications {
     pub wake: Arc<Notify>,
 }
 
+/// The topics whose events may send emails.
+pub fn topics() -> Vec<Topic> {
+    vec![
+        Topic::TenantCreated,
+        Topic::MembershipChanged,
+        Topic::UserAccount,
+    ]
+}
+
 struct Planned {
     event_id: Uuid,
     recipient: String,
     template: &'static str,
     subject: String,
     body: String,
+    html: Option<String>,
+    link: Option<SealedLink>,
+}
+
+/// An account email: template, recipient, values and sealed link.
+type AccountEmail = (
+    &'static str,
+    String,
+    HashMap<&'static str, String>,
+    Option<SealedLink>,
+);
+
+/// The email a `user.account` event sends, if any.
+fn account_email(event: &EventEnvelope) -> Result<Option<AccountEmail>, HandlerError> {
+    let account: AccountEvent = serde_json::from_value(event.data.clone())
+        .map_err(|e| HandlerError::Invalid(format!("user.account data: {e}")))?;
+    let valid_for = |expires_at: DateTime<Utc>| {
+        human_duration((expires_at - event.occurred_at).num_seconds().max(60))
+    };
+    let (template, email, mut values, link) = match account {
+        AccountEvent::VerificationRequested {
+            email,
+            first_name,
+            link,
+            expires_at,
+            ..
+        } => (
+            "verify_email",
+            email,
+            HashMap::from([
+                ("first_name", first_name),
+                ("valid_for", valid_for(expires_at)),
+            ]),
+            Some(link),
+        ),
+        AccountEvent::PasswordResetRequested {
+            email,
+            first_name,
+            link,
+            expires_at,
+            ..
+        } => (
+            "reset_password",
+            email,
+            HashMap::from([
+                ("first_name", first_name),
+                ("valid_for", valid_for(expires_at)),
+            ]),
+            Some(link),
+        ),
+        AccountEvent::PasswordReset {
+            email,
+            first_name,
+            sessions_revoked,
+            ..
+        }
+        | AccountEvent::PasswordChanged {
+            email,
+            first_name,
+            sessions_revoked,
+            ..
+        } => (
+            "password_changed",
+            email,
+            HashMap::from([
+                ("first_name", first_name),
+                ("sessions", sessions_revoked.to_string()),
+            ]),
+            None,
+        ),
+        AccountEvent::PasswordRemoved {
+            email,
+            first_name,
+            sessions_revoked,
+            ..
+        } => (
+            "password_removed",
+            email,
+            HashMap::from([
+                ("first_name", first_name),
+                ("sessions", sessions_revoked.to_string()),
+            ]),
+            None,
+        ),
+        AccountEvent::SessionsRevoked {
+            email,
+            first_name,
+            by: RevokedBy::Admin,
+            sessions_revoked,
+            ..
+        } => (
+            "sessions_revoked_by_admin",
+            email,
+            HashMap::from([
+                ("first_name", first_name),
+                ("sessions", sessions_revoked.to_string()),
+            ]),
+            None,
+        ),
+        AccountEvent::Deactivated {
+            email,
+            first_name,
+            sessions_revoked,
+            ..
+        } => (
+            "account_deactivated",
+            email,
+            HashMap::from([
+                ("first_name", first_name),
+                ("sessions", sessions_revoked.to_string()),
+            ]),
+            None,
+        ),
+        AccountEvent::EmailVerified { .. }
+        | AccountEvent::SessionsRevoked { .. }
+        | AccountEvent::Reactivated { .. } => return Ok(None),
+    };
+    values.insert("email", email.clone());
+    Ok(Some((template, email, values, link)))
 }
 
 impl Notifications {
     async fn plan(&self, event: &EventEnvelope) -> Result<Option<Planned>, HandlerError> {
+        if event.event_type == Topic::UserAccount.as_str() {
+            let Some((template, recipient, values, link)) = account_email(event)? else {
+                return Ok(None);
+            };
+            let (subject, body) = render(template, &values)
+                .ok_or_else(|| HandlerError::Failed(format!("template {template} is malformed")))?;
+            return Ok(Some(Planned {
+                event_id: event.id,
+                recipient,
+                template,
+                subject,
+                body,
+                html: render_html(template, &values),
+                link,
+            }));
+        }
         let (template, user, role): (&'static str, UserId, Option<String>) =
             match event.event_type.as_str() {
                 t if t == Topic::TenantCreated.as_str() => {
@@ -140,6 +370,8 @@ impl Notifications {
             template,
             subject,
             body,
+            html: None,
+            link: None,
         }))
     }
 }
@@ -176,6 +408,13 @@ impl Handler for Notifications {
                                 notifications::template.eq(p.template),
                                 notifications::subject.eq(&p.subject),
                                 notifications::body.eq(&p.body),
+                                notifications::html_body.eq(p.html.as_deref()),
+                                notifications::link_ref
+                                    .eq(p.link.as_ref().map(|l| l.reference.to_string())),
+                                notifications::link_sealed
+                                    .eq(p.link.as_ref().map(|l| l.ciphertext.as_str())),
+                                notifications::link_key_id
+                                    .eq(p.link.as_ref().map(|l| l.key_id.as_str())),
                             )
                         })
                         .collect();
@@ -205,11 +444,48 @@ struct Pending {
     recipient: String,
     subject: String,
     body: String,
+    html_body: Option<String>,
+    link_ref: Option<String>,
+    link_sealed: Option<String>,
+    link_key_id: Option<String>,
     attempts: i32,
 }
 
+impl Pending {
+    /// The text and HTML bodies, with the sealed link opened and filled in.
+    fn bodies(&self, keyring: &secrets::Keyring) -> Result<(String, Option<String>), String> {
+        let link = match (&self.link_ref, &self.link_sealed, &self.link_key_id) {
+            (Some(reference), Some(sealed), Some(key_id)) => {
+                let reference: Uuid = reference
+                    .parse()
+                    .map_err(|_| "the link's reference is not an id".to_owned())?;
+                let opened = keyring
+                    .decrypt(key_id, sealed, &SealedLink::aad(reference))
+                    .map_err(|e| format!("the link cannot be opened: {e}"))?;
+                Some(String::from_utf8(opened).map_err(|_| "the link is not text".to_owned())?)
+            }
+            _ => None,
+        };
+        let Some(link) = link else {
+            return Ok((self.body.clone(), self.html_body.clone()));
+        };
+        Ok((
+            self.body.replace(LINK, &link),
+            self.html_body
+                .as_ref()
+                .map(|html| html.replace(LINK, &escape_html(&link))),
+        ))
+    }
+}
+
 /// Sends pending notifications until `shutdown`.
-pub async fn send_loop(db: DbPool, smtp: SmtpSettings, wake: Arc<Notify>, shutdown: Shutdown) {
+pub async fn send_loop(
+    db: DbPool,
+    smtp: SmtpSettings,
+    keyring: Arc<secrets::Keyring>,
+    wake: Arc<Notify>,
+    shutdown: Shutdown,
+) {
     let transport = match AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp.url.expose()) {
         Ok(builder) => builder.timeout(Some(smtp.timeout)).build(),
         Err(e) => {
@@ -245,21 +521,28 @@ pub async fn send_loop(db: DbPool, smtp: SmtpSettings, wake: Arc<Notify>, shutdo
             continue;
         }
         for pending in due {
-            let result = match pending.recipient.parse::<Mailbox>() {
-                Err(e) => Err(format!("recipient is not a mailbox: {e}")),
-                Ok(to) => match Message::builder()
+            let message = pending.bodies(&keyring).and_then(|(text, html)| {
+                let to = pending
+                    .recipient
+                    .parse::<Mailbox>()
+                    .map_err(|e| format!("recipient is not a mailbox: {e}"))?;
+                let builder = Message::builder()
                     .from(from.clone())
                     .to(to)
-                    .subject(&pending.subject)
-                    .body(pending.body.clone())
-                {
-                    Err(e) => Err(format!("message: {e}")),
-                    Ok(message) => transport
-                        .send(message)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string()),
-                },
+                    .subject(&pending.subject);
+                match html {
+                    Some(html) => builder.multipart(MultiPart::alternative_plain_html(text, html)),
+                    None => builder.body(text),
+                }
+                .map_err(|e| format!("message: {e}"))
+            });
+            let result = match message {
+                Err(e) => Err(e),
+                Ok(message) => transport
+                    .send(message)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
             };
             if let Err(e) = record(&db, &pending, result).await {
                 tracing::warn!(notification = %pending.id, error = %e, "notification state not recorded");
@@ -281,6 +564,10 @@ async fn take_due(db: &DbPool) -> anyhow::Result<Vec<Pending>> {
                     notifications::recipient,
                     notifications::subject,
                     notifications::body,
+                    notifications::html_body,
+                    notifications::link_ref,
+                    notifications::link_sealed,
+                    notifications::link_key_id,
                     notifications::attempts,
                 ))
                 .limit(20)
@@ -311,6 +598,9 @@ async fn record(db: &DbPool, pending: &Pending, result: Result<(), String>) -> a
                     notifications::attempts.eq(attempts),
                     notifications::sent_at.eq(Some(Utc::now())),
                     notifications::last_error.eq(None::<String>),
+                    // The secret link is not kept once it is delivered.
+                    notifications::link_sealed.eq(None::<String>),
+                    notifications::link_key_id.eq(None::<String>),
                 ))
                 .execute(&mut conn)
                 .await?;
@@ -366,5 +656,90 @@ mod tests {
             .1
             .contains("viewer"));
         assert!(render("nope", &values).is_none());
+    }
+
+    #[test]
+    fn account_templates_have_text_and_html_and_keep_only_the_link_placeholder() {
+        let values = HashMap::from([
+            ("first_name", "<b>Ada</b> {{link}}".to_owned()),
+            ("email", "ada@example.com".to_owned()),
+            ("valid_for", "24 hours".to_owned()),
+            ("sessions", "2".to_owned()),
+        ]);
+        for name in [
+            "verify_email",
+            "reset_password",
+            "password_changed",
+            "password_removed",
+            "sessions_revoked_by_admin",
+            "account_deactivated",
+        ] {
+            let (subject, body) = render(name, &values).expect(name);
+            let html = render_html(name, &values).expect(name);
+            assert!(!subject.is_empty() && !subject.contains("{{"), "{name}");
+            assert!(body.contains("ada@example.com"), "{name}: {body}");
+            assert!(
+                html.contains("&lt;b&gt;Ada&lt;/b&gt;"),
+                "{name}: values are escaped: {html}"
+            );
+            assert!(!html.contains("<b>Ada"), "{name}");
+            let with_link = matches!(name, "verify_email" | "reset_password");
+            for text in [&body, &html] {
+                // A name cannot smuggle the placeholder the secret link replaces.
+                let links = text.matches(LINK).count();
+                assert!(
+                    if with_link { links >= 1 } else { links == 0 },
+                    "{name}: {text}"
+                );
+                assert!(
+                    text.replace(LINK, "").find("{{").is_none(),
+                    "{name}: a placeholder is left: {text}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sealed_links_are_filled_in_at_sending_and_escaped_in_html() {
+        let keyring = secrets::Keyring::parse(secrets::DEVELOPMENT_KEYRING).expect("keyring");
+        let reference = Uuid::new_v4();
+        let link = "https://app.example.com/verify-email#token=a&b<c>";
+        let sealed = keyring
+            .encrypt(link.as_bytes(), &SealedLink::aad(reference))
+            .expect("sealed");
+        let pending = Pending {
+            id: Uuid::new_v4(),
+            recipient: "ada@example.com".into(),
+            subject: "s".into(),
+            body: format!("open {LINK}"),
+            html_body: Some(format!("<a href=\"{LINK}\">x</a>")),
+            link_ref: Some(reference.to_string()),
+            link_sealed: Some(sealed.ciphertext.clone()),
+            link_key_id: Some(sealed.key_id.clone()),
+            attempts: 0,
+        };
+        let (text, html) = pending.bodies(&keyring).expect("opened");
+        assert_eq!(text, format!("open {link}"));
+        assert_eq!(
+            html.as_deref(),
+            Some("<a href=\"https://app.example.com/verify-email#token=a&amp;b&lt;c&gt;\">x</a>")
+        );
+        // Bound to its token: under another reference it does not open.
+        let moved = Pending {
+            link_ref: Some(Uuid::new_v4().to_string()),
+            ..pending
+        };
+        assert!(moved.bodies(&keyring).is_err());
+    }
+
+    #[test]
+    fn link_lifetimes_read_naturally() {
+        assert_eq!(human_duration(86_400), "24 hours");
+        assert_eq!(human_duration(1800), "30 minutes");
+        assert_eq!(human_duration(3600), "1 hour");
+        assert_eq!(human_duration(7 * 86_400), "7 days");
+        assert_eq!(human_duration(90), "2 minutes");
+        assert_eq!(human_duration(86_399), "24 hours");
+        assert_eq!(human_duration(1799), "30 minutes");
     }
 }

@@ -21,6 +21,7 @@ pub struct SsoApp {
     pub one_time: cache::OneTime,
     pub cipher: secrets::Cipher,
     pub revocations: cache::Revocations,
+    pub limiter: cache::RateLimiter,
     pub redis: cache::Redis,
     pub relay: events::RelayHandle,
     pub settings: Arc<Settings>,
@@ -97,6 +98,28 @@ impl SsoApp {
                 .map_err(ApiError::internal)?
                 .with_request_id(http_kit::request_id::current()),
         )
+    }
+
+    /// Counts a login (or link) started from `client`: 429 with `Retry-After` past
+    /// `SSO_LOGIN_RATE_LIMIT_PER_IP`.
+    pub async fn throttle_login(&self, client: &http_kit::ClientIp) -> Result<(), ApiError> {
+        let Some(ip) = &client.0 else {
+            return Ok(());
+        };
+        match self
+            .limiter
+            .check(
+                &format!("sso-login:ip:{ip}"),
+                self.settings.login_limit_per_ip,
+            )
+            .await
+            .map_err(|e| ApiError::dependency("Redis", e))?
+        {
+            cache::RateDecision::Allowed => Ok(()),
+            cache::RateDecision::Limited { retry_after } => Err(ApiError::RateLimited {
+                retry_after_secs: retry_after.as_secs(),
+            }),
+        }
     }
 
     /// After the commit that wrote events: the relay publishes them now.
@@ -229,6 +252,7 @@ impl SsoApp {
             sso_default_role: config
                 .and_then(|c| c.default_role.parse().ok())
                 .unwrap_or(domain::Role::Viewer),
+            sso_directory_id: config.map(|c| c.provider_tenant_id.clone()),
         };
         self.tenants
             .set_sso(tenant, &sso)

@@ -38,6 +38,7 @@ pub const INFO: ServiceInfo = ServiceInfo {
     ),
     paths(
         routes::flow::login,
+        routes::flow::link,
         routes::flow::callback,
         routes::session::refresh,
         routes::session::logout,
@@ -139,7 +140,8 @@ pub fn build_app(settings: &Settings) -> anyhow::Result<app::SsoApp> {
         )?,
         one_time: cache::OneTime::new(redis.clone(), keys.clone(), common.redis_timeout),
         cipher: cipher(settings)?,
-        revocations: cache::Revocations::new(redis.clone(), keys, common.redis_timeout),
+        revocations: cache::Revocations::new(redis.clone(), keys.clone(), common.redis_timeout),
+        limiter: cache::RateLimiter::new(redis.clone(), keys, common.redis_timeout),
         redis,
         relay: events::start_relay(
             common.kafka_brokers.as_deref(),

@@ -2,7 +2,9 @@
 //! `POST /api/auth/sso/azure/refresh` and by the job), and the scheduled job that
 //! refreshes every token expiring within `SSO_REFRESH_WINDOW_SECS`, one runner at a
 //! time across replicas (a Redis lock with an expiry), with a per-identity backoff when
-//! Entra cannot be reached. `invalid_grant` marks the identity as needing a new login.
+//! Entra cannot be reached. `invalid_grant` (the user disabled or removed in the
+//! directory, its grant revoked: AADSTS50057, AADSTS700082, …) ends the platform
+//! sessions that identity produced, then marks it as needing a new login.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -69,6 +71,16 @@ pub async fn refresh_identity(app: &SsoApp, identity: &IdentityRow) -> Result<Ou
             })
         }
         Err(AzureError::InvalidGrant) => {
+            // The directory no longer vouches for this user: the sessions its sign-ins
+            // opened end first (a failure here is retried: nothing is marked yet).
+            let revoked = app
+                .auth
+                .revoke_sso_sessions(domain::UserId::from_uuid(identity.user_id), tenant)
+                .await
+                .map_err(crate::app::service)?;
+            if revoked > 0 {
+                tracing::info!(tenant.id = %tenant, user.id = %identity.user_id, sessions = revoked, "platform sessions of a refused identity ended");
+            }
             let mut conn = app.conn().await?;
             let written = store::mark_needs_reauth(&mut conn, identity.id, refresh)
                 .await

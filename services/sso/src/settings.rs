@@ -11,6 +11,8 @@
 //! - `SSO_ALLOWED_RETURN_ORIGINS` (none): comma-separated origins (`https://app.example.com`)
 //!   a login's `return_url` may point at;
 //! - `SSO_STATE_TTL_SECS` (600): how long a login may take;
+//! - `SSO_LOGIN_RATE_LIMIT_PER_IP` (`30/5m`): logins (and links) started per client
+//!   address (`TRUST_PROXY_HEADERS` behind the gateway);
 //! - `SSO_PROVIDER_TIMEOUT_MS` (5000): every call to Entra ID and Graph;
 //! - `SSO_METADATA_CACHE_SECS` (3600): how long a tenant's discovery document and keys
 //!   are kept (an unknown `kid` refetches the keys at once);
@@ -63,6 +65,8 @@ pub struct Settings {
     pub refresh_window: Duration,
     pub keyring: Secret<String>,
     pub vault: Option<VaultSettings>,
+    /// Logins (and links) started per client address.
+    pub login_limit_per_ip: cache::RateLimit,
 }
 
 /// `scheme://host[:port]` of an absolute http(s) URL, lowercased; `None` otherwise.
@@ -194,6 +198,10 @@ impl Settings {
             refresh_window: Duration::from_secs(refresh_window),
             keyring,
             vault,
+            login_limit_per_ip: r.optional(
+                "SSO_LOGIN_RATE_LIMIT_PER_IP",
+                cache::RateLimit::new(30, 300),
+            ),
         }
     }
 

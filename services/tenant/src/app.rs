@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use domain::{Role, TenantId, UserId};
-use http_kit::identity::{RoleFuture, RoleLookup};
+use http_kit::identity::{AuditFuture, MemberAccess, RoleFuture, RoleLookup};
 use http_kit::ApiError;
 use main_db::DbPool;
 
@@ -31,14 +31,60 @@ pub fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::dependency("Database", e)
 }
 
+/// The SSO rule of a tenant row: the directory whose SSO tokens alone it admits, when
+/// its `auth_method` is `sso` (an empty directory, never mirrored, admits none).
+pub fn sso_only_directory(row: &main_db::tenants::TenantRow) -> Option<String> {
+    (row.auth_method == "sso").then(|| row.sso_directory_id.clone().unwrap_or_default())
+}
+
+/// Writes `tenant.sso_bypassed` to the audit log (through the outbox): a platform
+/// administrator entered an SSO-only tenant with a token of another sign-in.
+pub async fn record_sso_bypass(
+    db: &DbPool,
+    relay: &events::RelayHandle,
+    tenant: TenantId,
+    user: UserId,
+    session: Option<uuid::Uuid>,
+) -> Result<(), ApiError> {
+    let event = events::EventEnvelope::new(
+        events::Topic::AuditEvents,
+        Some(tenant),
+        Some(user),
+        serde_json::json!({
+            "action": "tenant.sso_bypassed",
+            "user_id": user,
+            "session_id": session,
+            "reason": "platform administrator without the tenant's SSO login",
+        }),
+    )
+    .map_err(ApiError::internal)?
+    .with_request_id(http_kit::request_id::current());
+    let mut conn = db.get().await.map_err(unavailable)?;
+    diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(
+        &mut *conn,
+        async |tx| {
+            events::enqueue(tx, &event)
+                .await
+                .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))
+        },
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    relay.nudge(events::OutboxDb::Main);
+    Ok(())
+}
+
 /// Roles from the memberships table this service owns: a member of a tenant that is
 /// not deactivated (active, provisioning or failed: admins must reach `retry`).
-pub struct DbRoles(pub DbPool);
+pub struct DbRoles {
+    pub db: DbPool,
+    pub relay: events::RelayHandle,
+}
 
 impl RoleLookup for DbRoles {
-    fn role(&self, tenant: TenantId, user: UserId) -> RoleFuture<'_> {
+    fn access(&self, tenant: TenantId, user: UserId) -> RoleFuture<'_> {
         Box::pin(async move {
-            let mut conn = self.0.get().await.map_err(|e| e.to_string())?;
+            let mut conn = self.db.get().await.map_err(|e| e.to_string())?;
             let Some(row) = main_db::tenants::find(&mut conn, tenant)
                 .await
                 .map_err(|e| e.to_string())?
@@ -51,7 +97,25 @@ impl RoleLookup for DbRoles {
             let membership = main_db::memberships::find(&mut conn, tenant, user)
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(membership.and_then(|m| m.role.parse::<Role>().ok()))
+            Ok(membership
+                .and_then(|m| m.role.parse::<Role>().ok())
+                .map(|role| MemberAccess {
+                    role,
+                    sso_only_directory: sso_only_directory(&row),
+                }))
+        })
+    }
+
+    fn record_sso_bypass(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        session: Option<uuid::Uuid>,
+    ) -> AuditFuture<'_> {
+        Box::pin(async move {
+            record_sso_bypass(&self.db, &self.relay, tenant, user, session)
+                .await
+                .map_err(|e| e.to_string())
         })
     }
 }

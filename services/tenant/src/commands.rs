@@ -84,9 +84,12 @@ pub async fn init(
             ));
         }
     } else {
-        line(&format!("admin {email}: already exists, unchanged"));
+        line(&format!(
+            "admin {email}: already exists, password unchanged"
+        ));
     }
-    let admin = auth.resolve(email.as_str()).await?;
+    // A platform administrator, with a verified email (idempotent).
+    let admin = auth.make_platform_admin(email.as_str()).await?;
     if args.create_test_tenant {
         let name = TenantName::parse(&init.test_tenant_name)
             .map_err(|e| anyhow::anyhow!("INIT_TEST_TENANT_NAME: {e}"))?;

@@ -44,6 +44,7 @@ pub const INFO: ServiceInfo = ServiceInfo {
         routes::internal::membership,
         routes::internal::set_membership,
         routes::internal::set_sso,
+        routes::internal::sso_bypass,
         routes::internal::tenants_of_user,
     )
 )]
@@ -129,7 +130,10 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server
     );
     // This service owns memberships: no cache, every request sees the current role.
     let roles = http_kit::identity::CachedRoles::new(
-        std::sync::Arc::new(app::DbRoles(db.clone())),
+        std::sync::Arc::new(app::DbRoles {
+            db: db.clone(),
+            relay: app.relay.clone(),
+        }),
         std::time::Duration::ZERO,
         1,
     );

@@ -50,6 +50,7 @@ async fn create_user(ctx: &TestContext) -> UserId {
             password_hash: None,
             first_name: "A",
             last_name: "B",
+            email_verified: false,
         },
     )
     .await

@@ -166,6 +166,9 @@ fn claims(sub: Uuid, token_type: TokenType, exp_in: i64, aud: &str) -> Claims {
         iss: "saas-platform".into(),
         aud: aud.into(),
         fam: Some(Uuid::new_v4()),
+        amr: vec!["pwd".into()],
+        tid: None,
+        platform_admin: false,
     }
 }
 
@@ -268,15 +271,26 @@ async fn register_login_profile_flow() {
     let mut conn = AsyncPgConnection::establish(&ctx.main_url)
         .await
         .expect("connect");
-    let topics: Vec<String> = outbox::table
-        .select(outbox::topic)
+    let rows: Vec<(String, Value)> = outbox::table
+        .select((outbox::topic, outbox::payload))
+        .order(outbox::created_at.asc())
         .load(&mut conn)
         .await
         .expect("outbox");
+    let topics: Vec<&str> = rows.iter().map(|(t, _)| t.as_str()).collect();
     assert_eq!(
         topics,
-        ["user.registered"],
-        "one event, with the one user created"
+        ["user.registered", "user.account"],
+        "the user created, and its verification email asked for"
+    );
+    let requested = &rows[1].1["data"];
+    assert_eq!(requested["action"], "user.verification_requested");
+    assert_eq!(requested["email"], "ada@example.com");
+    // The link travels sealed: no token, no URL in clear.
+    let text = rows[1].1.to_string();
+    assert!(
+        !text.contains("token=") && !text.contains("verify-email"),
+        "{text}"
     );
 }
 

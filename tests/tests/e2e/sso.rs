@@ -39,18 +39,33 @@ fn users() -> Vec<OidcUser> {
     vec![
         OidcUser::new("alice@corp.com", "oid-alice")
             .with_name("Alice Example")
-            .with_groups(["g-users"]),
-        OidcUser::new("root@corp.com", "oid-root").with_groups(["g-admins", "g-users"]),
-        OidcUser::new("bob@other.com", "oid-bob"),
-        OidcUser::new("eve@evilcorp.com", "oid-eve"),
-        OidcUser::new("mallory@corp.com", "oid-mallory").with_tampered_nonce(),
-        OidcUser::new("trudy@corp.com", "oid-trudy").with_tid(OTHER),
-        OidcUser::new("olga@corp.com", "oid-olga").with_groups_overage(),
+            .with_groups(["g-users"])
+            .with_xms_edov(true),
+        OidcUser::new("root@corp.com", "oid-root")
+            .with_groups(["g-admins", "g-users"])
+            .with_xms_edov(true),
+        OidcUser::new("bob@other.com", "oid-bob").with_xms_edov(true),
+        OidcUser::new("eve@evilcorp.com", "oid-eve").with_xms_edov(true),
+        OidcUser::new("mallory@corp.com", "oid-mallory")
+            .with_tampered_nonce()
+            .with_xms_edov(true),
+        OidcUser::new("trudy@corp.com", "oid-trudy")
+            .with_tid(OTHER)
+            .with_xms_edov(true),
+        OidcUser::new("olga@corp.com", "oid-olga")
+            .with_groups_overage()
+            .with_xms_edov(true),
         OidcUser::new("una@corp.com", "oid-una").with_xms_edov(false),
-        OidcUser::new("outsider@corp.com", "oid-outsider").with_groups(["g-contractors"]),
+        OidcUser::new("outsider@corp.com", "oid-outsider")
+            .with_groups(["g-contractors"])
+            .with_xms_edov(true),
+        // No xms_edov claim at all: the directory asserts nothing.
         OidcUser::new("taken@corp.com", "oid-taken"),
         OidcUser::new("verified@corp.com", "oid-verified").with_xms_edov(true),
         OidcUser::new("boss@corp.com", "oid-boss").with_xms_edov(true),
+        OidcUser::new("victim@corp.com", "oid-victim").with_xms_edov(true),
+        OidcUser::new("resetter@corp.com", "oid-resetter").with_xms_edov(true),
+        OidcUser::new("linker@corp.com", "oid-linker").with_xms_edov(true),
     ]
 }
 
@@ -121,10 +136,10 @@ async fn platform(extra: &[(&str, &str)]) -> Platform {
         corp,
         tenant_of(QUIRKY)
             .with_literal_tenantid_issuer()
-            .with_user(OidcUser::new("alice@corp.com", "oid-alice")),
+            .with_user(OidcUser::new("alice@corp.com", "oid-alice").with_xms_edov(true)),
         tenant_of(HIDDEN)
             .with_hidden_signing_key()
-            .with_user(OidcUser::new("alice@corp.com", "oid-alice")),
+            .with_user(OidcUser::new("alice@corp.com", "oid-alice").with_xms_edov(true)),
     ])
     .await;
     let graph_calls = Arc::new(Mutex::new(Vec::new()));
@@ -339,6 +354,36 @@ impl Platform {
         assert!(response.status().is_redirection(), "{}", response.status());
         assert!(url.starts_with(&stop), "{url}");
         (browser, url)
+    }
+
+    /// How many directory identities the user has.
+    async fn identities_of(&self, user_id: &str) -> i64 {
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = self.db().await;
+        let count: Count = diesel::sql_query(
+            "SELECT count(*) AS n FROM user_azure_identities WHERE user_id = $1::uuid",
+        )
+        .bind::<diesel::sql_types::Text, _>(user_id)
+        .get_result(&mut conn)
+        .await
+        .expect("count");
+        count.n
+    }
+
+    /// Marks the account's email verified, as a verification link would.
+    async fn mark_email_verified(&self, email: &str) {
+        let mut conn = self.db().await;
+        let updated =
+            diesel::sql_query("UPDATE users SET email_verified_at = now() WHERE email = $1")
+                .bind::<diesel::sql_types::Text, _>(email)
+                .execute(&mut conn)
+                .await
+                .expect("update");
+        assert_eq!(updated, 1, "{email}");
     }
 
     async fn role_of(&self, tenant: &str, user_id: &str) -> Option<String> {
@@ -1173,6 +1218,7 @@ async fn refresh_and_logout_take_care_of_the_stored_azure_tokens() {
     let (status, body) = p.sign_in(&tenant, "alice@corp.com").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let refresh = body["refresh_token"].as_str().expect("refresh").to_owned();
+    let sso_access = body["access_token"].as_str().expect("access").to_owned();
     let stored = p.stored("alice@corp.com").await;
     let keyring = secrets::Keyring::parse(KEYRING).expect("keyring");
     let bogus = keyring
@@ -1209,12 +1255,15 @@ async fn refresh_and_logout_take_care_of_the_stored_azure_tokens() {
     let marked = p.stored("alice@corp.com").await;
     assert!(marked.needs_reauth);
     assert!(marked.refresh_token_encrypted.is_none());
-    // The platform refresh token was not spent on the failed attempt.
+    // The directory no longer vouches for her: the platform session that sign-in opened
+    // ended with it (offboarding), its access token included.
     let (status, body) = p
         .auth
         .post("/api/auth/refresh", json!({}), Some(&refresh))
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_error(status, &body, 401, "token_revoked");
+    let (status, body) = p.auth.get("/api/users/me", Some(&sso_access)).await;
+    assert_error(status, &body, 401, "token_revoked");
     // A new sign-in clears the mark.
     let (status, _) = p.sign_in(&tenant, "alice@corp.com").await;
     assert_eq!(status, StatusCode::OK);
@@ -1302,7 +1351,9 @@ async fn a_browserless_login_through_the_gateway_gives_tokens_that_work_on_users
     let oidc = TestOidc::start(vec![OidcTenant::new(CORP)
         .with_client(OidcClient::public("spa-client", callback))
         .with_user(
-            OidcUser::new("alice@corp.com", "oid-alice").with_name("Alice Example"),
+            OidcUser::new("alice@corp.com", "oid-alice")
+                .with_name("Alice Example")
+                .with_xms_edov(true),
         )])
     .await;
     testkit::start_service_on::<sso::Service>(
@@ -1487,35 +1538,35 @@ async fn existing_accounts_are_linked_only_when_the_directory_vouches_and_roles_
         .expect("add");
     assert_eq!(response.status(), StatusCode::CREATED);
 
-    // A directory that does not assert the domain verified cannot take an account over.
+    // A directory that does not assert the domain verified (no xms_edov) cannot take an
+    // account over, nor create one.
     let (status, body) = p.sign_in(&tenant, "taken@corp.com").await;
-    assert_error(status, &body, 400, "account_exists");
-    let mut conn = p.db().await;
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let linked: Count = diesel::sql_query(
-        "SELECT count(*) AS n FROM user_azure_identities WHERE user_id = $1::uuid",
-    )
-    .bind::<diesel::sql_types::Text, _>(taken["user"]["id"].as_str().expect("id"))
-    .get_result(&mut conn)
-    .await
-    .expect("count");
-    assert_eq!(linked.n, 0);
-    assert_eq!(
-        p.role_of(&tenant, taken["user"]["id"].as_str().expect("id"))
-            .await,
-        None
-    );
+    assert_error(status, &body, 400, "domain_not_verified");
+    let taken_id = taken["user"]["id"].as_str().expect("id");
+    assert_eq!(p.identities_of(taken_id).await, 0);
+    assert_eq!(p.role_of(&tenant, taken_id).await, None);
 
-    // With xms_edov true, the account is linked (the same user).
+    // The directory vouches, but nobody proved the mailbox of the existing account yet.
+    let (status, body) = p.sign_in(&tenant, "verified@corp.com").await;
+    assert_error(status, &body, 409, "account_link_requires_verification");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("verify your email")),
+        "{body}"
+    );
+    let verified_id = verified["user"]["id"].as_str().expect("id");
+    assert_eq!(p.identities_of(verified_id).await, 0);
+
+    // Once the email is verified, the account is linked (the same user).
+    p.mark_email_verified("verified@corp.com").await;
     let (status, body) = p.sign_in(&tenant, "verified@corp.com").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["user"]["id"], verified["user"]["id"]);
+    assert_eq!(p.identities_of(verified_id).await, 1);
 
     // An admin's first SSO sign-in does not demote them to the default role.
+    p.mark_email_verified("boss@corp.com").await;
     let (status, body) = p.sign_in(&tenant, "boss@corp.com").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["user"]["id"], boss_id.as_str());

@@ -26,9 +26,24 @@ pub struct Claims {
     /// act on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fam: Option<Uuid>,
+    /// How the session was obtained (RFC 8176): `["pwd"]` or `["sso"]`. Tokens from
+    /// before this claim existed have none, and count as password tokens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    /// For an SSO session: the directory (Entra `tid`) that signed the user in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tid: Option<String>,
+    /// The user is a platform administrator.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub platform_admin: bool,
 }
 
 impl Claims {
+    /// Whether the token comes from an SSO login through `directory`.
+    pub fn is_sso_from(&self, directory: &str) -> bool {
+        self.amr.iter().any(|m| m == "sso") && self.tid.as_deref() == Some(directory)
+    }
+
     /// Seconds left before expiry (0 if expired).
     pub fn remaining_secs(&self, now: i64) -> u64 {
         u64::try_from(self.exp - now).unwrap_or(0)

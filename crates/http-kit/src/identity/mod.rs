@@ -16,5 +16,8 @@ pub use extract::{bearer_token, Authenticated};
 pub use internal::{InternalCaller, InternalToken};
 pub use jwks::{Jwk, Jwks};
 pub use keys::{JwksClient, KeyError, KeyFuture, KeySource, StaticKeys};
-pub use tenant_role::{CachedRoles, RoleFuture, RoleLookup, TenantMember};
+pub use tenant_role::{
+    AuditFuture, CachedRoles, MemberAccess, RoleFuture, RoleLookup, TenantMember,
+    BYPASS_AUDIT_EVERY,
+};
 pub use verifier::{TokenVerifier, VerifierSettings};

@@ -1,6 +1,11 @@
 //! The caller's role in the tenant of the path, asked of the tenant service (through a
 //! [`RoleLookup`]) and cached at most `ttl` (30 s by default). A non-member gets 404,
 //! as if the tenant did not exist; a lookup that cannot be answered gets 503.
+//!
+//! A tenant whose `auth_method` is `sso` admits only access tokens of its own SSO
+//! login (`amr: ["sso"]` and the directory's `tid`): other tokens get 403
+//! `sso_required`, except a platform administrator's, whose entry is audited (once per
+//! session and tenant every [`BYPASS_AUDIT_EVERY`] in each replica).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,16 +19,41 @@ use domain::{Permission, Role, TenantId, UserId};
 use super::Authenticated;
 use crate::ApiError;
 
-pub type RoleFuture<'a> = Pin<Box<dyn Future<Output = Result<Option<Role>, String>> + Send + 'a>>;
+/// What a member may do in a tenant, and how they must have signed in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberAccess {
+    pub role: Role,
+    /// `Some(directory)` when the tenant admits only tokens of its SSO login through
+    /// that directory (Entra `tid`): its `auth_method` is `sso`.
+    pub sso_only_directory: Option<String>,
+}
+
+pub type RoleFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<MemberAccess>, String>> + Send + 'a>>;
+pub type AuditFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 
 /// Who answers "what is this user's role in this tenant" (the tenant service's
 /// internal API, through `clients::TenantClient`).
 pub trait RoleLookup: Send + Sync {
-    fn role(&self, tenant: TenantId, user: UserId) -> RoleFuture<'_>;
+    /// The user's access to the tenant; `None` when not a member.
+    fn access(&self, tenant: TenantId, user: UserId) -> RoleFuture<'_>;
+
+    /// Records in the tenant's audit log that a platform administrator entered this
+    /// SSO-only tenant with a token of another sign-in (`session`: its `fam`).
+    fn record_sso_bypass(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        session: Option<uuid::Uuid>,
+    ) -> AuditFuture<'_>;
 }
 
-/// A cached answer: the role (`None`: not a member) and when it was learned.
-type CachedRole = (Option<Role>, Instant);
+/// How often one session's entry into one SSO-only tenant is audited again.
+pub const BYPASS_AUDIT_EVERY: Duration = Duration::from_secs(30 * 60);
+
+/// A cached answer: the access (`None`: not a member) and when it was learned.
+type CachedRole = (Option<MemberAccess>, Instant);
+type BypassKey = (TenantId, UserId, Option<uuid::Uuid>);
 
 /// Caches answers (including "not a member") for at most `ttl`.
 pub struct CachedRoles {
@@ -31,6 +61,8 @@ pub struct CachedRoles {
     ttl: Duration,
     max_entries: usize,
     entries: Mutex<HashMap<(TenantId, UserId), CachedRole>>,
+    /// Platform administrators' entries into SSO-only tenants already audited.
+    bypasses: Mutex<HashMap<BypassKey, Instant>>,
 }
 
 impl CachedRoles {
@@ -40,22 +72,27 @@ impl CachedRoles {
             ttl,
             max_entries,
             entries: Mutex::new(HashMap::new()),
+            bypasses: Mutex::new(HashMap::new()),
         }
     }
 
-    pub async fn role(&self, tenant: TenantId, user: UserId) -> Result<Option<Role>, String> {
+    pub async fn access(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<Option<MemberAccess>, String> {
         let key = (tenant, user);
-        if let Some((role, at)) = self
+        if let Some((access, at)) = self
             .entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
         {
             if at.elapsed() < self.ttl {
-                return Ok(*role);
+                return Ok(access.clone());
             }
         }
-        let role = self.inner.role(tenant, user).await?;
+        let role = self.inner.access(tenant, user).await?;
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= self.max_entries {
             let ttl = self.ttl;
@@ -64,8 +101,38 @@ impl CachedRoles {
                 entries.clear();
             }
         }
-        entries.insert(key, (role, Instant::now()));
+        entries.insert(key, (role.clone(), Instant::now()));
         Ok(role)
+    }
+
+    /// Audits a platform administrator's entry into an SSO-only tenant, unless this
+    /// replica did for the same session less than [`BYPASS_AUDIT_EVERY`] ago.
+    async fn audit_bypass(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        session: Option<uuid::Uuid>,
+    ) -> Result<(), String> {
+        let key = (tenant, user, session);
+        let recent = self
+            .bypasses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .is_some_and(|at| at.elapsed() < BYPASS_AUDIT_EVERY);
+        if recent {
+            return Ok(());
+        }
+        self.inner.record_sso_bypass(tenant, user, session).await?;
+        let mut bypasses = self.bypasses.lock().unwrap_or_else(|p| p.into_inner());
+        if bypasses.len() >= self.max_entries.max(1) {
+            bypasses.retain(|_, at| at.elapsed() < BYPASS_AUDIT_EVERY);
+            if bypasses.len() >= self.max_entries.max(1) {
+                bypasses.clear();
+            }
+        }
+        bypasses.insert(key, Instant::now());
+        Ok(())
     }
 
     /// Forgets a cached answer (on `membership.changed`).
@@ -121,15 +188,27 @@ impl FromRequest for TenantMember {
                 .parse()
                 .map_err(|_| ApiError::validation("tenant_id", "not a valid id"))?;
             tracing::Span::current().record("tenant.id", tracing::field::display(tenant_id));
-            let role = roles
-                .role(tenant_id, caller.user_id)
+            let access = roles
+                .access(tenant_id, caller.user_id)
                 .await
                 .map_err(|e| ApiError::dependency("Membership lookup", e))?
                 .ok_or(ApiError::NotFound("Tenant"))?;
+            if let Some(directory) = &access.sso_only_directory {
+                if !caller.claims.is_sso_from(directory) {
+                    if !caller.claims.platform_admin {
+                        return Err(ApiError::SsoRequired.into());
+                    }
+                    roles
+                        .audit_bypass(tenant_id, caller.user_id, caller.claims.fam)
+                        .await
+                        .map_err(|e| ApiError::dependency("Audit log", e))?;
+                    tracing::warn!(tenant.id = %tenant_id, user.id = %caller.user_id, "platform admin entered an SSO-only tenant without its SSO login");
+                }
+            }
             Ok(Self {
                 tenant_id,
                 user_id: caller.user_id,
-                role,
+                role: access.role,
             })
         })
     }

@@ -1,7 +1,7 @@
 //! Verifying a platform token: EdDSA only (no `none`, no HMAC confusion), a known
 //! `kid`, the expected issuer, audience and type, within its validity, not revoked.
-//! Revocation is checked in Redis on every call; if Redis cannot answer, the request
-//! fails with 503, never passes.
+//! Revocation (the token, its session, its user's cut-off) is checked in Redis on
+//! every call; if Redis cannot answer, the request fails with 503, never passes.
 //!
 //! A client presents the same access token for its whole life, so the claims of a token
 //! whose signature and claims were verified are remembered, keyed by the exact token
@@ -109,19 +109,42 @@ impl TokenVerifier {
 
     /// The claims of `token` if it is a valid, unrevoked token of type `expected`.
     pub async fn verify(&self, token: &str, expected: TokenType) -> Result<Claims, ApiError> {
+        let claims = self.verify_signed(token, expected).await?;
+        self.check_revocation(&claims).await?;
+        Ok(claims)
+    }
+
+    /// The claims of `token` if it is a valid token of type `expected`, revoked or not
+    /// (auth's refresh checks the account before the revocation).
+    pub async fn verify_signed(
+        &self,
+        token: &str,
+        expected: TokenType,
+    ) -> Result<Claims, ApiError> {
         let claims = self.check_signed(token).await?;
         if claims.token_type != expected {
             return Err(ApiError::InvalidToken);
         }
+        Ok(claims)
+    }
+
+    /// `token_revoked` when the token, its session or every token of its user before
+    /// it was revoked.
+    pub async fn check_revocation(&self, claims: &Claims) -> Result<(), ApiError> {
         let family = claims.fam.map(|f| f.to_string());
         let revoked = self
             .revocations
-            .is_revoked(&claims.jti.to_string(), family.as_deref())
+            .is_revoked(cache::TokenRef {
+                jti: &claims.jti.to_string(),
+                family: family.as_deref(),
+                user: &claims.sub.to_string(),
+                issued_at: claims.iat,
+            })
             .await
             .map_err(|e| ApiError::dependency("Revocation check", e))?;
         if revoked {
             return Err(ApiError::TokenRevoked);
         }
-        Ok(claims)
+        Ok(())
     }
 }

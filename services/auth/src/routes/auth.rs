@@ -1,14 +1,24 @@
-//! `/api/auth`: register, login, refresh, logout, health.
+//! `/api/auth`: register, login, refresh, logout, health; verifying an email, asking
+//! for a verification or reset link, resetting a password.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use http_kit::identity::{bearer_token, Authenticated};
-use http_kit::{ApiError, Json, RequestId, ServiceInfo};
+use http_kit::{success, ApiError, ClientIp, Json, ServiceInfo, UserAgent};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::accounts::{Accounts, RegisterInput, UserBody};
-use crate::ClientIp;
+use crate::sessions::ClientInfo;
+
+/// Responses that carry tokens are never stored by a cache.
+fn no_store(mut response: HttpResponse) -> HttpResponse {
+    response.headers_mut().insert(
+        actix_web::http::header::CACHE_CONTROL,
+        actix_web::http::header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -25,13 +35,14 @@ pub struct RegisterResponse {
     user: UserBody,
 }
 
-/// Create an account.
+/// Create an account; a verification link is mailed to the address.
 #[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterRequest,
     responses((status = 201, body = RegisterResponse), (status = 400, body = http_kit::ErrorBody),
-              (status = 409, description = "email_exists", body = http_kit::ErrorBody)))]
+              (status = 409, description = "email_exists", body = http_kit::ErrorBody),
+              (status = 429, description = "rate_limited", body = http_kit::ErrorBody)))]
 pub async fn register(
     accounts: web::Data<Accounts>,
-    request_id: RequestId,
+    ip: ClientIp,
     body: Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
@@ -41,7 +52,7 @@ pub async fn register(
         email: body.email,
         password: body.password,
     };
-    let user = accounts.register(input, Some(request_id.0)).await?;
+    let user = accounts.register(input, ip.0.as_deref()).await?;
     Ok(HttpResponse::Created().json(RegisterResponse {
         message: "User registered successfully",
         user: user.into(),
@@ -80,15 +91,20 @@ pub struct LoginResponse {
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse),
               (status = 401, description = "invalid_credentials", body = http_kit::ErrorBody),
-              (status = 403, description = "account_inactive", body = http_kit::ErrorBody),
+              (status = 403, description = "account_inactive, or email_not_verified when verified emails are required", body = http_kit::ErrorBody),
               (status = 429, description = "rate_limited", body = http_kit::ErrorBody)))]
 pub async fn login(
     accounts: web::Data<Accounts>,
     ip: ClientIp,
+    agent: UserAgent,
     body: Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let LoginRequest { email, password } = body.into_inner();
-    let (user, tenants, pair) = accounts.login(&email, password, ip.0.as_deref()).await?;
+    let client = ClientInfo {
+        address: ip.0,
+        user_agent: agent.0,
+    };
+    let (user, tenants, pair) = accounts.login(&email, password, &client).await?;
     let tenants = tenants
         .into_iter()
         .map(|t| LoginTenant {
@@ -98,7 +114,7 @@ pub async fn login(
             role: t.role,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(LoginResponse {
+    Ok(no_store(HttpResponse::Ok().json(LoginResponse {
         tenants,
         message: "Login successful",
         access_token: pair.access.token,
@@ -106,7 +122,7 @@ pub async fn login(
         token_type: "Bearer",
         expires_in: accounts.issuer.access_ttl.as_secs(),
         user: user.into(),
-    }))
+    })))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -119,18 +135,18 @@ pub struct RefreshResponse {
 /// Rotate the refresh token (sent as the bearer token) for a new pair.
 #[utoipa::path(post, path = "/api/auth/refresh", tag = "auth",
     responses((status = 200, body = RefreshResponse),
-              (status = 401, description = "invalid_token, token_expired or token_revoked", body = http_kit::ErrorBody)))]
+              (status = 401, description = "invalid_token, token_expired, token_revoked or account_disabled", body = http_kit::ErrorBody)))]
 pub async fn refresh(
     accounts: web::Data<Accounts>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let token = bearer_token(&req).ok_or(ApiError::Unauthorized)?;
     let pair = accounts.refresh(&token).await?;
-    Ok(HttpResponse::Ok().json(RefreshResponse {
+    Ok(no_store(HttpResponse::Ok().json(RefreshResponse {
         access_token: pair.access.token,
         refresh_token: pair.refresh.token,
         expires_in: accounts.issuer.access_ttl.as_secs(),
-    }))
+    })))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -168,6 +184,117 @@ pub async fn logout(
         .logout(&caller.claims, refresh_token.as_deref())
         .await?;
     Ok(HttpResponse::Ok().json(json!({"message": "Logged out successfully"})))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// The token of the emailed link (after `#token=`).
+    token: Option<String>,
+}
+
+/// Verify an email address with the token of a verification link.
+#[utoipa::path(post, path = "/api/auth/verify-email", tag = "auth", request_body = TokenRequest,
+    responses((status = 200, description = "`data` is the User, `email_verified: true`", body = UserBody),
+              (status = 400, description = "invalid_token: unknown or already used; validation_error", body = http_kit::ErrorBody),
+              (status = 410, description = "token_expired", body = http_kit::ErrorBody),
+              (status = 429, description = "rate_limited", body = http_kit::ErrorBody)))]
+pub async fn verify_email(
+    accounts: web::Data<Accounts>,
+    ip: ClientIp,
+    body: Json<TokenRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let user = accounts
+        .verify_email(body.token.as_deref(), ip.0.as_deref())
+        .await?;
+    Ok(success(
+        StatusCode::OK,
+        "Email verified",
+        UserBody::from(user),
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailRequest {
+    email: Option<String>,
+}
+
+/// The one answer of link requests, whether the address has an account or not.
+fn link_requested(message: &str) -> HttpResponse {
+    HttpResponse::Accepted().json(json!({"success": true, "message": message}))
+}
+
+const RESEND_MESSAGE: &str =
+    "If this address belongs to an account that still needs verifying, a new link is on its way";
+const FORGOT_MESSAGE: &str =
+    "If this address belongs to an account, a password reset link is on its way";
+
+/// Ask for a new verification link. The answer is the same for every address.
+#[utoipa::path(post, path = "/api/auth/resend-verification", tag = "auth", request_body = EmailRequest,
+    responses((status = 202, description = "{success, message}, the same for known and unknown addresses"),
+              (status = 400, description = "validation_error", body = http_kit::ErrorBody),
+              (status = 429, description = "rate_limited", body = http_kit::ErrorBody)))]
+pub async fn resend_verification(
+    accounts: web::Data<Accounts>,
+    ip: ClientIp,
+    body: Json<EmailRequest>,
+) -> Result<HttpResponse, ApiError> {
+    accounts
+        .resend_verification(body.email.as_deref(), ip.0.as_deref())
+        .await?;
+    Ok(link_requested(RESEND_MESSAGE))
+}
+
+/// Ask for a password reset link. The answer is the same for every address.
+#[utoipa::path(post, path = "/api/auth/password/forgot", tag = "auth", request_body = EmailRequest,
+    responses((status = 202, description = "{success, message}, the same for known and unknown addresses"),
+              (status = 400, description = "validation_error", body = http_kit::ErrorBody),
+              (status = 429, description = "rate_limited", body = http_kit::ErrorBody)))]
+pub async fn forgot_password(
+    accounts: web::Data<Accounts>,
+    ip: ClientIp,
+    body: Json<EmailRequest>,
+) -> Result<HttpResponse, ApiError> {
+    accounts
+        .forgot_password(body.email.as_deref(), ip.0.as_deref())
+        .await?;
+    Ok(link_requested(FORGOT_MESSAGE))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    /// The token of the emailed reset link.
+    token: Option<String>,
+    /// Same policy as registration.
+    new_password: Option<String>,
+}
+
+/// Set a new password with the token of a reset link. The email counts as verified and
+/// every session of the account ends.
+#[utoipa::path(post, path = "/api/auth/password/reset", tag = "auth", request_body = ResetRequest,
+    responses((status = 200, description = "`data` is the User", body = UserBody),
+              (status = 400, description = "invalid_token or validation_error", body = http_kit::ErrorBody),
+              (status = 410, description = "token_expired", body = http_kit::ErrorBody),
+              (status = 429, description = "rate_limited", body = http_kit::ErrorBody)))]
+pub async fn reset_password(
+    accounts: web::Data<Accounts>,
+    ip: ClientIp,
+    body: Json<ResetRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let user = accounts
+        .reset_password(
+            body.token.as_deref(),
+            body.new_password.as_deref(),
+            ip.0.as_deref(),
+        )
+        .await?;
+    Ok(success(
+        StatusCode::OK,
+        "Password reset; sign in with the new password",
+        UserBody::from(user),
+    ))
 }
 
 /// Liveness of the auth API (as the earlier platform served it).

@@ -1,13 +1,17 @@
-//! Internal routes (never routed by the gateway), for the sso service: find or create a
-//! user by email, and issue a token pair for a user. Guarded by the internal token.
+//! Internal routes (never routed by the gateway), guarded by the internal token: for
+//! the sso service, find or create a user by email, secure an account before linking
+//! it, open a session, end the sessions an identity produced; for the tenant service,
+//! users by id and the `init` admin.
 
 use actix_web::{web, HttpResponse};
-use domain::UserId;
+use domain::{TenantId, UserId};
 use http_kit::identity::InternalCaller;
-use http_kit::{ApiError, Json, RequestId};
+use http_kit::{ApiError, Json};
+use main_db::sessions::SessionOrigin;
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::{Accounts, UserBody};
+use crate::sessions::ClientInfo;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -15,6 +19,9 @@ pub struct ResolveRequest {
     email: String,
     first_name: Option<String>,
     last_name: Option<String>,
+    /// A user created now has a verified email (the directory asserted the domain).
+    #[serde(default)]
+    email_verified: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -30,7 +37,6 @@ pub struct ResolveResponse {
 pub async fn resolve_user(
     _caller: InternalCaller,
     accounts: web::Data<Accounts>,
-    request_id: RequestId,
     body: Json<ResolveRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
@@ -39,7 +45,7 @@ pub async fn resolve_user(
             &body.email,
             body.first_name,
             body.last_name,
-            Some(request_id.0),
+            body.email_verified,
         )
         .await?;
     Ok(HttpResponse::Ok().json(ResolveResponse {
@@ -53,6 +59,20 @@ pub async fn resolve_user(
 pub struct IssueRequest {
     #[schema(value_type = String, format = Uuid)]
     user_id: UserId,
+    /// The SSO login the session comes from; without it, a password session.
+    sso: Option<SsoOrigin>,
+    user_agent: Option<String>,
+    client_address: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SsoOrigin {
+    /// The platform tenant whose SSO login it was.
+    #[schema(value_type = String, format = Uuid)]
+    tenant_id: TenantId,
+    /// The directory (Entra `tid`) that signed the user in.
+    directory_id: String,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -63,7 +83,8 @@ pub struct IssueResponse {
     expires_in: u64,
 }
 
-/// Issue a token pair (a new session) for an active user.
+/// Issue a token pair (a new session) for an active user: tokens of an SSO session carry
+/// `amr: ["sso"]` and the directory's `tid`.
 #[utoipa::path(post, path = "/internal/v1/tokens", tag = "internal", request_body = IssueRequest,
     responses((status = 200, body = IssueResponse), (status = 401, body = http_kit::ErrorBody),
               (status = 403, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody)))]
@@ -72,11 +93,33 @@ pub async fn issue_tokens(
     accounts: web::Data<Accounts>,
     body: Json<IssueRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
     let user = accounts.profile(body.user_id).await?;
     if !user.is_active {
         return Err(ApiError::AccountInactive);
     }
-    let pair = accounts.new_session(body.user_id).await?;
+    let origin = match body.sso {
+        Some(sso) => {
+            let directory = sso.directory_id.trim().to_ascii_lowercase();
+            if directory.is_empty() || directory.len() > 64 {
+                return Err(ApiError::validation(
+                    "sso.directory_id",
+                    "is not a directory id",
+                ));
+            }
+            SessionOrigin::Sso {
+                tenant: sso.tenant_id,
+                directory,
+            }
+        }
+        None => SessionOrigin::Password,
+    };
+    let clip = |v: Option<String>, max: usize| v.map(|v| v.chars().take(max).collect::<String>());
+    let client = ClientInfo {
+        address: clip(body.client_address, 64),
+        user_agent: clip(body.user_agent, 512),
+    };
+    let pair = accounts.new_session(&user, &origin, &client).await?;
     Ok(HttpResponse::Ok().json(IssueResponse {
         access_token: pair.access.token,
         refresh_token: pair.refresh.token,
@@ -121,4 +164,66 @@ pub async fn lookup_users(
     Ok(HttpResponse::Ok().json(LookupResponse {
         users: users.into_iter().map(UserBody::from).collect(),
     }))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailBody {
+    email: String,
+}
+
+/// Make the user with this email a platform administrator with a verified email
+/// (`tenant init --create-admin`).
+#[utoipa::path(post, path = "/internal/v1/users/platform-admin", tag = "internal", request_body = EmailBody,
+    responses((status = 200, body = UserBody), (status = 401, body = http_kit::ErrorBody),
+              (status = 404, body = http_kit::ErrorBody)))]
+pub async fn platform_admin(
+    _caller: InternalCaller,
+    accounts: web::Data<Accounts>,
+    body: Json<EmailBody>,
+) -> Result<HttpResponse, ApiError> {
+    let user = accounts.make_platform_admin(&body.email).await?;
+    Ok(HttpResponse::Ok().json(UserBody::from(user)))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SecuredResponse {
+    /// Whether a password chosen before the mailbox was proven was removed (and every
+    /// session ended).
+    password_removed: bool,
+}
+
+/// Before a directory identity is linked to this existing account by its email: remove
+/// a password chosen before anyone proved control of the mailbox, and end every session.
+#[utoipa::path(post, path = "/internal/v1/users/{user_id}/secure-for-sso-link", tag = "internal",
+    params(("user_id" = String, Path, format = Uuid)),
+    responses((status = 200, body = SecuredResponse), (status = 401, body = http_kit::ErrorBody),
+              (status = 404, body = http_kit::ErrorBody)))]
+pub async fn secure_for_sso_link(
+    _caller: InternalCaller,
+    accounts: web::Data<Accounts>,
+    path: web::Path<UserId>,
+) -> Result<HttpResponse, ApiError> {
+    let password_removed = accounts.secure_for_sso_link(path.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(SecuredResponse { password_removed }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RevokedResponse {
+    sessions_revoked: usize,
+}
+
+/// End the sessions the user obtained through the tenant's SSO login (the directory
+/// refused the identity).
+#[utoipa::path(post, path = "/internal/v1/users/{user_id}/sso-sessions/{tenant_id}/revoke", tag = "internal",
+    params(("user_id" = String, Path, format = Uuid), ("tenant_id" = String, Path, format = Uuid)),
+    responses((status = 200, body = RevokedResponse), (status = 401, body = http_kit::ErrorBody)))]
+pub async fn revoke_sso_sessions(
+    _caller: InternalCaller,
+    accounts: web::Data<Accounts>,
+    path: web::Path<(UserId, TenantId)>,
+) -> Result<HttpResponse, ApiError> {
+    let (user, tenant) = path.into_inner();
+    let sessions_revoked = accounts.revoke_sso_sessions(user, tenant).await?;
+    Ok(HttpResponse::Ok().json(RevokedResponse { sessions_revoked }))
 }

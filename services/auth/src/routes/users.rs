@@ -1,12 +1,15 @@
-//! `/api/users/me`: the caller's profile.
+//! `/api/users/me`: the caller's profile, password and sessions.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
+use events::account::RevokedBy;
 use http_kit::identity::Authenticated;
 use http_kit::{success, ApiError, FieldErrors, Json};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::accounts::{validate_name, Accounts, UserBody};
+use crate::sessions::SessionBody;
 
 /// The caller's profile.
 #[utoipa::path(get, path = "/api/users/me", tag = "users",
@@ -72,4 +75,100 @@ pub async fn my_tenants(
 ) -> Result<HttpResponse, ApiError> {
     let tenants = accounts.tenants_of(caller.user_id).await?;
     Ok(success(StatusCode::OK, "User tenants retrieved", tenants))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    current_password: Option<String>,
+    /// Same policy as registration.
+    new_password: Option<String>,
+}
+
+/// Change the caller's password; every other session of the account ends.
+#[utoipa::path(post, path = "/api/users/me/password", tag = "users", request_body = ChangePasswordRequest,
+    responses((status = 200, description = "`data` is the User", body = UserBody),
+              (status = 400, description = "validation_error (`current_password` not correct, or `new_password` too weak)", body = http_kit::ErrorBody),
+              (status = 401, body = http_kit::ErrorBody),
+              (status = 429, description = "rate_limited", body = http_kit::ErrorBody)))]
+pub async fn change_password(
+    accounts: web::Data<Accounts>,
+    caller: Authenticated,
+    body: Json<ChangePasswordRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let user = accounts
+        .change_password(
+            caller.user_id,
+            caller.claims.fam,
+            body.current_password.as_deref(),
+            body.new_password.as_deref(),
+        )
+        .await?;
+    Ok(success(
+        StatusCode::OK,
+        "Password changed; your other sessions were signed out",
+        UserBody::from(user),
+    ))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SessionList {
+    sessions: Vec<SessionBody>,
+}
+
+/// The caller's sessions that can still be used, most recently used first.
+#[utoipa::path(get, path = "/api/users/me/sessions", tag = "users",
+    responses((status = 200, description = "`data` is {sessions}", body = SessionList),
+              (status = 401, body = http_kit::ErrorBody)))]
+pub async fn sessions(
+    accounts: web::Data<Accounts>,
+    caller: Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let sessions = accounts
+        .sessions_of(caller.user_id, caller.claims.fam)
+        .await?;
+    Ok(success(
+        StatusCode::OK,
+        "Sessions retrieved",
+        SessionList { sessions },
+    ))
+}
+
+/// End one of the caller's sessions: its tokens stop working at once.
+#[utoipa::path(delete, path = "/api/users/me/sessions/{session_id}", tag = "users",
+    params(("session_id" = String, Path, format = Uuid)),
+    responses((status = 200, description = "`data` is {revoked_session_id}"),
+              (status = 401, body = http_kit::ErrorBody),
+              (status = 404, description = "not a live session of the caller", body = http_kit::ErrorBody)))]
+pub async fn revoke_session(
+    accounts: web::Data<Accounts>,
+    caller: Authenticated,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let session = path.into_inner();
+    let user = accounts.profile(caller.user_id).await?;
+    accounts.revoke_session(&user, session).await?;
+    Ok(success(
+        StatusCode::OK,
+        "Session revoked",
+        serde_json::json!({ "revoked_session_id": session }),
+    ))
+}
+
+/// Sign out everywhere: every session of the caller ends, this one included.
+#[utoipa::path(delete, path = "/api/users/me/sessions", tag = "users",
+    responses((status = 200, description = "`data` is {sessions_revoked}"),
+              (status = 401, body = http_kit::ErrorBody)))]
+pub async fn revoke_all_sessions(
+    accounts: web::Data<Accounts>,
+    caller: Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let count = accounts
+        .revoke_all_sessions(caller.user_id, RevokedBy::User, Some(caller.user_id))
+        .await?;
+    Ok(success(
+        StatusCode::OK,
+        "Signed out everywhere",
+        serde_json::json!({ "sessions_revoked": count }),
+    ))
 }

@@ -10,7 +10,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use domain::{Role, TenantId, TenantStatus, UserId};
-use http_kit::ApiError;
+use http_kit::identity::Authenticated;
+use http_kit::{ApiError, ClientIp, UserAgent};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use subtle::ConstantTimeEq;
@@ -33,6 +34,10 @@ struct LoginState {
     /// The value of the cookie set on the browser that started the login: the callback
     /// must come from that browser (login CSRF).
     browser: String,
+    /// A signed-in user linking their directory account from their profile: the
+    /// callback links the identity to this account, whatever its email.
+    #[serde(default)]
+    link_user: Option<UserId>,
 }
 
 /// Where the browser-binding cookie is sent.
@@ -104,33 +109,33 @@ async fn enabled_config(app: &SsoApp, tenant: TenantId) -> Result<ConfigRow, Api
     Ok(config)
 }
 
-/// Start a login: 302 to the tenant's Entra ID authorize endpoint.
-#[utoipa::path(get, path = "/api/auth/sso/azure/login/{tenant_id}", tag = "sso",
-    params(("tenant_id" = String, Path, format = Uuid),
-           ("return_url" = Option<String>, Query, description = "Where the tokens go (URL fragment); an allowed origin only"),
-           ("login_hint" = Option<String>, Query)),
-    responses((status = 302, description = "To the identity provider"),
-              (status = 400, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody),
-              (status = 503, body = http_kit::ErrorBody)))]
-pub async fn login(
-    app: web::Data<SsoApp>,
-    path: web::Path<TenantId>,
-    query: web::Query<LoginQuery>,
-) -> Result<HttpResponse, ApiError> {
-    let tenant = path.into_inner();
-    let query = query.into_inner();
-    let return_url = match query.return_url.as_deref().filter(|r| !r.is_empty()) {
-        Some(url) => Some(check_return_url(&app, url)?),
+/// A login started: where the browser goes, and the cookie that binds the callback to it.
+struct Started {
+    authorization_url: String,
+    cookie: Cookie<'static>,
+}
+
+/// Starts a login (or a link, for `link_user`): state, nonce and PKCE verifier kept once
+/// in Redis, and the browser-binding cookie.
+async fn start_login(
+    app: &SsoApp,
+    tenant: TenantId,
+    return_url: Option<&str>,
+    login_hint: Option<String>,
+    link_user: Option<UserId>,
+) -> Result<Started, ApiError> {
+    let return_url = match return_url.filter(|r| !r.is_empty()) {
+        Some(url) => Some(check_return_url(app, url)?),
         None => None,
     };
-    let login_hint = query.login_hint.filter(|h| !h.trim().is_empty());
+    let login_hint = login_hint.filter(|h| !h.trim().is_empty());
     if login_hint.as_ref().is_some_and(|h| h.len() > 255) {
         return Err(ApiError::validation(
             "login_hint",
             "must be at most 255 characters",
         ));
     }
-    let config = enabled_config(&app, tenant).await?;
+    let config = enabled_config(app, tenant).await?;
     let registration = app.registration(&config).await?;
     let (state, nonce, browser) = (random_token()?, random_token()?, random_token()?);
     let authorization = app
@@ -146,6 +151,7 @@ pub async fn login(
         redirect_uri: registration.redirect_uri,
         return_url,
         browser: browser.clone(),
+        link_user,
     };
     let value = serde_json::to_string(&kept).map_err(ApiError::internal)?;
     let stored = app
@@ -156,7 +162,6 @@ pub async fn login(
     if !stored {
         return Err(ApiError::internal(anyhow::anyhow!("login state collided")));
     }
-    tracing::info!(tenant.id = %tenant, "SSO login started");
     let cookie = Cookie::build(cookie_name(&state), browser)
         .path(COOKIE_PATH)
         .http_only(true)
@@ -166,11 +171,109 @@ pub async fn login(
             app.settings.state_ttl.as_secs() as i64
         ))
         .finish();
+    Ok(Started {
+        authorization_url: authorization.url.to_string(),
+        cookie,
+    })
+}
+
+/// Start a login: 302 to the tenant's Entra ID authorize endpoint.
+#[utoipa::path(get, path = "/api/auth/sso/azure/login/{tenant_id}", tag = "sso",
+    params(("tenant_id" = String, Path, format = Uuid),
+           ("return_url" = Option<String>, Query, description = "Where the tokens go (URL fragment); an allowed origin only"),
+           ("login_hint" = Option<String>, Query)),
+    responses((status = 302, description = "To the identity provider"),
+              (status = 400, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody),
+              (status = 429, description = "rate_limited", body = http_kit::ErrorBody),
+              (status = 503, body = http_kit::ErrorBody)))]
+pub async fn login(
+    app: web::Data<SsoApp>,
+    client: ClientIp,
+    path: web::Path<TenantId>,
+    query: web::Query<LoginQuery>,
+) -> Result<HttpResponse, ApiError> {
+    app.throttle_login(&client).await?;
+    let tenant = path.into_inner();
+    let query = query.into_inner();
+    let started = start_login(
+        &app,
+        tenant,
+        query.return_url.as_deref(),
+        query.login_hint,
+        None,
+    )
+    .await?;
+    tracing::info!(tenant.id = %tenant, "SSO login started");
     Ok(HttpResponse::Found()
-        .insert_header((header::LOCATION, authorization.url.to_string()))
+        .insert_header((header::LOCATION, started.authorization_url))
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .cookie(cookie)
+        .cookie(started.cookie)
         .finish())
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkRequest {
+    /// Where the tokens go after the callback (URL fragment); an allowed origin only.
+    return_url: Option<String>,
+    login_hint: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LinkStarted {
+    /// Send the browser here (from the same browser that made this request: the
+    /// callback needs the cookie set on this response).
+    authorization_url: String,
+}
+
+/// Link the caller's account to their directory account in this tenant: starts an SSO
+/// login whose callback links the directory identity to the caller (whatever its
+/// email), for an account whose email is not verified yet, or differs.
+#[utoipa::path(post, path = "/api/users/me/sso-identities/link/{tenant_id}", tag = "sso",
+    params(("tenant_id" = String, Path, format = Uuid)), request_body(content = Option<LinkRequest>),
+    responses((status = 200, description = "`data` is {authorization_url}; a cookie binds the callback to this browser", body = LinkStarted),
+              (status = 400, body = http_kit::ErrorBody), (status = 401, body = http_kit::ErrorBody),
+              (status = 404, body = http_kit::ErrorBody),
+              (status = 429, description = "rate_limited", body = http_kit::ErrorBody),
+              (status = 503, body = http_kit::ErrorBody)))]
+pub async fn link(
+    app: web::Data<SsoApp>,
+    caller: Authenticated,
+    client: ClientIp,
+    path: web::Path<TenantId>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    app.throttle_login(&client).await?;
+    let tenant = path.into_inner();
+    let body: LinkRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        LinkRequest::default()
+    } else {
+        http_kit::extract::parse_json(&body)?
+    };
+    let started = start_login(
+        &app,
+        tenant,
+        body.return_url.as_deref(),
+        body.login_hint,
+        Some(caller.user_id),
+    )
+    .await?;
+    tracing::info!(tenant.id = %tenant, user.id = %caller.user_id, "SSO link started");
+    let mut response = http_kit::success(
+        actix_web::http::StatusCode::OK,
+        "Send the browser to authorization_url to link your directory account",
+        LinkStarted {
+            authorization_url: started.authorization_url,
+        },
+    );
+    response
+        .add_cookie(&started.cookie)
+        .map_err(ApiError::internal)?;
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
 }
 
 /// The highest role the user's groups map to, if any maps.
@@ -301,9 +404,11 @@ pub async fn callback(
         .await
         .map_err(ApiError::internal)?;
     drop(conn);
+    let domain_verified = azure.email_domain_verified() == Some(true);
     // Admitting someone who is not (or no longer) a member needs provisioning on, an
-    // email of an exact allowed domain, and no "unverified domain" from the directory;
-    // checked before anything else is asked of Entra, Graph or the platform.
+    // email of an exact allowed domain, and a directory that asserts it verified that
+    // domain (`xms_edov: true`; absent counts as not verified); checked before anything
+    // else is asked of Entra, Graph or the platform.
     let admit = || -> Result<String, ApiError> {
         if !config.auto_provisioning {
             return Err(ApiError::bad_request_code(
@@ -320,17 +425,30 @@ pub async fn callback(
                 "The email's domain is not allowed to sign in to this tenant",
             ));
         }
-        if azure.email_domain_verified() == Some(false) {
+        if !domain_verified {
             return Err(ApiError::bad_request_code(
                 "domain_not_verified",
-                "The directory has not verified the email's domain",
+                "The directory does not assert that it verified the email's domain (the xms_edov claim)",
             ));
         }
         Ok(email)
     };
-    let new_email = match &existing {
-        Some(_) => None,
-        None => Some(admit()?),
+    // Who the identity belongs to: its linked user; the signed-in user who asked to link
+    // it; or the platform account of its email.
+    enum Owner {
+        Linked(Box<store::IdentityRow>),
+        Linking(UserId),
+        ByEmail(String),
+    }
+    let owner = match (existing, kept.link_user) {
+        (Some(identity), Some(linking)) if identity.user_id != linking.into_uuid() => {
+            return Err(ApiError::Conflict(
+                "This directory account is already linked to another platform account".into(),
+            ));
+        }
+        (Some(identity), _) => Owner::Linked(Box::new(identity)),
+        (None, Some(linking)) => Owner::Linking(linking),
+        (None, None) => Owner::ByEmail(admit()?),
     };
     let groups = if azure.groups_overage() {
         app.graph
@@ -356,18 +474,41 @@ pub async fn callback(
     let from_groups = mapped_role(&config, &groups);
     let default_role: Role = config.default_role.parse().unwrap_or(Role::Viewer);
 
-    let known = existing.is_some();
+    let known = matches!(owner, Owner::Linked(_));
     // The user as auth showed it, when this login resolved it.
     let mut resolved = None;
-    let (user_id, identity_id) = match existing {
-        Some(identity) => (UserId::from_uuid(identity.user_id), identity.id),
-        None => {
-            let email =
-                new_email.ok_or_else(|| ApiError::internal(anyhow::anyhow!("admitted above")))?;
+    let (user_id, identity_id) = match owner {
+        Owner::Linked(identity) => (UserId::from_uuid(identity.user_id), identity.id),
+        Owner::Linking(user_id) => {
+            let user = app
+                .auth
+                .users(&[user_id])
+                .await
+                .map_err(service)?
+                .into_iter()
+                .next()
+                .filter(|u| u.is_active)
+                .ok_or(ApiError::AccountInactive)?;
+            let identity_id = link_identity(
+                &app,
+                tenant,
+                &tid,
+                &oid,
+                &upn,
+                &display_name,
+                &tokens,
+                user.id,
+            )
+            .await?;
+            tracing::info!(tenant.id = %tenant, user.id = %user.id, "SSO identity linked from the profile");
+            resolved = Some(user);
+            (user_id, identity_id)
+        }
+        Owner::ByEmail(email) => {
             let (first, last) = split_name(display_name.as_deref());
             let (user, created) = app
                 .auth
-                .resolve_named(&email, first.as_deref(), last.as_deref())
+                .resolve_named(&email, first.as_deref(), last.as_deref(), domain_verified)
                 .await
                 .map_err(|e| match e {
                     clients::ClientError::Status { status: 400, .. } => ApiError::bad_request_code(
@@ -376,53 +517,37 @@ pub async fn callback(
                     ),
                     other => service(other),
                 })?;
-            // An account that exists is someone's: it is linked only when the directory
-            // asserts that it verified the email's domain (`xms_edov`), so that a
-            // directory cannot claim an address it does not own.
-            if !created && azure.email_domain_verified() != Some(true) {
-                tracing::warn!(tenant.id = %tenant, user.id = %user.id, "SSO link to an existing account refused: domain not asserted verified");
-                return Err(ApiError::bad_request_code(
-                    "account_exists",
-                    "An account with this email already exists; the directory must assert a verified email domain (xms_edov) to link it",
-                ));
-            }
-            let identity_id = Uuid::new_v4();
-            let sealed = app.seal_tokens(identity_id, &tokens).await?;
-            let mut conn = app.conn().await?;
-            let inserted = store::insert_identity(
-                &mut conn,
-                NewIdentity {
-                    id: identity_id,
-                    user_id: user.id,
-                    tenant_id: tenant,
-                    azure_tenant_id: tid.clone(),
-                    azure_object_id: oid.clone(),
-                    azure_upn: upn.clone(),
-                    azure_display_name: display_name.clone(),
-                    tokens: sealed.clone(),
-                },
-            )
-            .await
-            .map_err(ApiError::internal)?;
-            let identity_id = match inserted {
-                Some(row) => row.id,
-                None => {
-                    // A concurrent login of the same identity won the insert: use its
-                    // row. A user linked to another Entra identity here: refused.
-                    let same = store::identity_by_subject(&mut conn, tenant, &tid, &oid)
-                        .await
-                        .map_err(ApiError::internal)?
-                        .filter(|s| s.user_id == user.id.into_uuid())
-                        .ok_or_else(|| {
-                            ApiError::Conflict(
-                                "This account is already linked to another Entra identity in this tenant"
-                                    .into(),
-                            )
-                        })?;
-                    same.id
+            if !created {
+                // An account that exists is someone's: it is linked by its email only
+                // when its owner proved the mailbox (a verified email) and the directory
+                // asserts the domain. Otherwise whoever typed the address at
+                // registration would share the account with its real owner.
+                if !user.email_verified || !domain_verified {
+                    tracing::warn!(tenant.id = %tenant, user.id = %user.id, "SSO link to an existing account refused: email not verified");
+                    return Err(ApiError::LinkRequiresVerification);
                 }
-            };
-            drop(conn);
+                // A password chosen before the mailbox was proven goes, with every
+                // session, before the identity is linked.
+                let removed = app
+                    .auth
+                    .secure_for_sso_link(user.id)
+                    .await
+                    .map_err(service)?;
+                if removed {
+                    tracing::info!(tenant.id = %tenant, user.id = %user.id, "unproven password removed before linking");
+                }
+            }
+            let identity_id = link_identity(
+                &app,
+                tenant,
+                &tid,
+                &oid,
+                &upn,
+                &display_name,
+                &tokens,
+                user.id,
+            )
+            .await?;
             tracing::info!(tenant.id = %tenant, user.id = %user.id, created, "SSO identity linked");
             let id = user.id;
             resolved = Some(user);
@@ -484,10 +609,18 @@ pub async fn callback(
     drop(conn);
     app.published();
 
-    let issued = app.auth.issue_tokens(user_id).await.map_err(|e| match e {
-        clients::ClientError::Status { status: 403, .. } => ApiError::AccountInactive,
-        other => service(other),
-    })?;
+    let client = clients::SessionClient {
+        address: ClientIp::of(&request).0,
+        user_agent: UserAgent::of(&request).0,
+    };
+    let issued = app
+        .auth
+        .issue_sso_tokens(user_id, tenant, &tid, &client)
+        .await
+        .map_err(|e| match e {
+            clients::ClientError::Status { status: 403, .. } => ApiError::AccountInactive,
+            other => service(other),
+        })?;
     let user = match resolved {
         Some(user) => user,
         None => app
@@ -530,6 +663,54 @@ pub async fn callback(
                 "tenant_id": tenant,
                 "auth_method": "sso",
             }))),
+    }
+}
+
+/// Stores a new identity of `user` with its sealed Azure tokens; the identity's id. A
+/// concurrent login of the same identity that won the insert: its row. The user already
+/// linked to another identity in this tenant: 409.
+#[expect(clippy::too_many_arguments, reason = "the identity's fields, named")]
+async fn link_identity(
+    app: &SsoApp,
+    tenant: TenantId,
+    tid: &str,
+    oid: &str,
+    upn: &Option<String>,
+    display_name: &Option<String>,
+    tokens: &crate::azure::AzureTokens,
+    user: UserId,
+) -> Result<Uuid, ApiError> {
+    let identity_id = Uuid::new_v4();
+    let sealed = app.seal_tokens(identity_id, tokens).await?;
+    let mut conn = app.conn().await?;
+    let inserted = store::insert_identity(
+        &mut conn,
+        NewIdentity {
+            id: identity_id,
+            user_id: user,
+            tenant_id: tenant,
+            azure_tenant_id: tid.to_owned(),
+            azure_object_id: oid.to_owned(),
+            azure_upn: upn.clone(),
+            azure_display_name: display_name.clone(),
+            tokens: sealed,
+        },
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    match inserted {
+        Some(row) => Ok(row.id),
+        None => store::identity_by_subject(&mut conn, tenant, tid, oid)
+            .await
+            .map_err(ApiError::internal)?
+            .filter(|s| s.user_id == user.into_uuid())
+            .map(|same| same.id)
+            .ok_or_else(|| {
+                ApiError::Conflict(
+                    "This account is already linked to another directory account in this tenant"
+                        .into(),
+                )
+            }),
     }
 }
 

@@ -30,6 +30,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "/api/users/me/sso-identities/{tenant_id}",
         web::delete().to(identities::unlink),
     )
+    .route(
+        "/api/users/me/sso-identities/link/{tenant_id}",
+        web::post().to(flow::link),
+    )
     .service(
         web::scope("/api/tenants/{tenant_id}/sso")
             .route("/config", web::get().to(config::get))

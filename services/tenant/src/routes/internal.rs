@@ -110,9 +110,10 @@ pub async fn membership(
         .await
         .map_err(ApiError::internal)?;
     // Deactivated or unfinished tenants have no usable members.
-    if !tenant.is_some_and(|t| t.is_active && t.status() == domain::TenantStatus::Active) {
+    let Some(tenant) = tenant.filter(|t| t.is_active && t.status() == domain::TenantStatus::Active)
+    else {
         return Err(ApiError::NotFound("Membership"));
-    }
+    };
     let row = main_db::memberships::find(&mut conn, tenant_id, user_id)
         .await
         .map_err(ApiError::internal)?
@@ -122,6 +123,7 @@ pub async fn membership(
         user_id,
         role: role_of(&row)?,
         joined_at: row.joined_at,
+        sso_only_directory: crate::app::sso_only_directory(&tenant),
     }))
 }
 
@@ -183,10 +185,10 @@ pub async fn set_membership(
     .with_request_id(Some(request_id.0));
     let mut conn = app.conn().await?;
     let row = diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
-        let tenant = main_db::tenants::find(tx, tenant_id).await?;
-        if !tenant.is_some_and(|t| t.is_active && t.status() == domain::TenantStatus::Active) {
-            return Err(ApiError::NotFound("Tenant").into());
-        }
+        let tenant = main_db::tenants::find(tx, tenant_id)
+            .await?
+            .filter(|t| t.is_active && t.status() == domain::TenantStatus::Active)
+            .ok_or(ApiError::NotFound("Tenant"))?;
         let admins = main_db::memberships::lock_admins(tx, tenant_id).await?;
         if role != Role::Admin && admins == [user_id.into_uuid()] {
             return Err(ApiError::BadRequest(
@@ -206,15 +208,17 @@ pub async fn set_membership(
         events::enqueue(tx, &event)
             .await
             .map_err(ApiError::internal)?;
-        Ok(row)
+        Ok((row, crate::app::sso_only_directory(&tenant)))
     })
     .await?;
+    let (row, sso_only_directory) = row;
     app.relay.nudge(events::OutboxDb::Main);
     Ok(HttpResponse::Ok().json(Membership {
         tenant_id,
         user_id,
         role: role_of(&row)?,
         joined_at: row.joined_at,
+        sso_only_directory,
     }))
 }
 
@@ -227,6 +231,9 @@ pub struct SetSso {
     sso_domain_whitelist: Vec<String>,
     sso_auto_provisioning: bool,
     sso_default_role: Role,
+    /// The configured directory (Entra `tid`): SSO-only tenants admit its tokens only.
+    #[serde(default)]
+    sso_directory_id: Option<String>,
 }
 
 /// Mirror the tenant's SSO settings (auth method, allowed domains, auto-provisioning,
@@ -262,17 +269,67 @@ pub async fn set_sso(
             "at most 500 lowercase domain names",
         ));
     }
+    let directory_ok = |d: &String| {
+        !d.is_empty() && d.len() <= 64 && d.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+    };
+    if body
+        .sso_directory_id
+        .as_ref()
+        .is_some_and(|d| !directory_ok(d))
+    {
+        return Err(ApiError::validation(
+            "sso_directory_id",
+            "must be a directory id (a GUID)",
+        ));
+    }
     let mut conn = db.get().await.map_err(unavailable)?;
     let row = main_db::tenants::set_sso(
         &mut conn,
         path.into_inner(),
-        &body.auth_method,
-        &body.sso_domain_whitelist,
-        body.sso_auto_provisioning,
-        body.sso_default_role.as_str(),
+        &main_db::tenants::SsoMirror {
+            auth_method: &body.auth_method,
+            domains: &body.sso_domain_whitelist,
+            auto_provisioning: body.sso_auto_provisioning,
+            default_role: body.sso_default_role.as_str(),
+            directory: body.sso_directory_id.as_deref(),
+        },
     )
     .await
     .map_err(ApiError::internal)?
     .ok_or(ApiError::NotFound("Tenant"))?;
     Ok(HttpResponse::Ok().json(summary(row)))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SsoBypass {
+    #[schema(value_type = String, format = Uuid)]
+    user_id: UserId,
+    /// The session (`fam`) of the token used.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    session_id: Option<uuid::Uuid>,
+}
+
+/// Record in the tenant's audit log that a platform administrator entered this
+/// SSO-only tenant with a token of another sign-in (the other services' tenant-role
+/// extractor calls it). 404 for an unknown tenant.
+#[utoipa::path(post, path = "/internal/v1/tenants/{tenant_id}/sso-bypass", tag = "internal",
+    params(("tenant_id" = String, Path, format = Uuid)), request_body = SsoBypass,
+    responses((status = 200, description = "Recorded"), (status = 404, body = http_kit::ErrorBody)))]
+pub async fn sso_bypass(
+    _caller: InternalCaller,
+    app: web::Data<TenantApp>,
+    path: web::Path<TenantId>,
+    body: Json<SsoBypass>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = path.into_inner();
+    let mut conn = app.conn().await?;
+    main_db::tenants::find(&mut conn, tenant)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::NotFound("Tenant"))?;
+    drop(conn);
+    crate::app::record_sso_bypass(&app.db, &app.relay, tenant, body.user_id, body.session_id)
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({"recorded": true})))
 }

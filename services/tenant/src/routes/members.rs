@@ -102,6 +102,7 @@ pub async fn add(
         user_id,
         role,
         joined_at: row.joined_at,
+        sso_only_directory: None,
     };
     Ok(success(
         StatusCode::CREATED,
@@ -167,6 +168,7 @@ pub async fn change_role(
         user_id,
         role,
         joined_at: row.joined_at,
+        sso_only_directory: None,
     };
     Ok(success(
         StatusCode::OK,

@@ -30,6 +30,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/tenants/{tenant_id}", web::get().to(internal::tenant))
             .route("/tenants/{tenant_id}/sso", web::put().to(internal::set_sso))
             .route(
+                "/tenants/{tenant_id}/sso-bypass",
+                web::post().to(internal::sso_bypass),
+            )
+            .route(
                 "/tenants/{tenant_id}/members/{user_id}",
                 web::get().to(internal::membership),
             )
