@@ -298,6 +298,22 @@ impl Notifications {
             let Some((template, recipient, values, link)) = account_email(event)? else {
                 return Ok(None);
             };
+            // Only to a user of this platform whose address is still the one the
+            // event names (a link to an address since changed is not sent).
+            let user = event.data["user_id"]
+                .as_str()
+                .and_then(|s| s.parse::<Uuid>().ok())
+                .ok_or_else(|| HandlerError::Invalid("user.account without user_id".into()))?;
+            let known = self
+                .auth
+                .users(&[UserId::from_uuid(user)])
+                .await
+                .map_err(|e| HandlerError::Unavailable(e.to_string()))?
+                .into_iter()
+                .any(|u| u.email == recipient);
+            if !known {
+                return Ok(None);
+            }
             let (subject, body) = render(template, &values)
                 .ok_or_else(|| HandlerError::Failed(format!("template {template} is malformed")))?;
             return Ok(Some(Planned {

@@ -17,6 +17,9 @@ pub struct SsoApp {
     pub azure: Arc<Azure>,
     pub graph: Graph,
     pub tenants: clients::TenantClient,
+    /// Members' roles and the tenant's SSO-only rule, cached (the tenant-role
+    /// extractor's); [`SsoApp::mirror`] forgets a tenant's when its rule changes.
+    pub roles: Arc<http_kit::identity::CachedRoles>,
     pub auth: clients::AuthClient,
     pub one_time: cache::OneTime,
     pub cipher: secrets::Cipher,
@@ -259,6 +262,8 @@ impl SsoApp {
             .await
             .map_err(service)?
             .ok_or(ApiError::NotFound("Tenant"))?;
+        // This replica applies the new sign-in rule at once.
+        self.roles.invalidate_tenant(tenant);
         Ok(())
     }
 }

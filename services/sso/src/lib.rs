@@ -120,7 +120,17 @@ pub fn build_app(settings: &Settings) -> anyhow::Result<app::SsoApp> {
     let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
     let keys = cache::Keys::new(common.redis_key_prefix.clone());
     let db_for_relay = db.clone();
+    let tenants = clients::TenantClient::new(
+        settings.tenant_service_url.clone(),
+        settings.internal_token.clone(),
+        settings.service_call_timeout,
+    )?;
     Ok(app::SsoApp {
+        roles: Arc::new(CachedRoles::new(
+            Arc::new(tenants.clone()),
+            Duration::from_secs(30),
+            10_000,
+        )),
         db,
         azure: Arc::new(azure::Azure::new(
             &settings.authority_url,
@@ -128,11 +138,7 @@ pub fn build_app(settings: &Settings) -> anyhow::Result<app::SsoApp> {
             settings.metadata_cache,
         )?),
         graph: graph::Graph::new(&settings.graph_url, settings.provider_timeout)?,
-        tenants: clients::TenantClient::new(
-            settings.tenant_service_url.clone(),
-            settings.internal_token.clone(),
-            settings.service_call_timeout,
-        )?,
+        tenants,
         auth: clients::AuthClient::new(
             settings.auth_service_url.clone(),
             settings.internal_token.clone(),
@@ -173,11 +179,6 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server
             leeway_secs: 30,
         },
     );
-    let roles = CachedRoles::new(
-        Arc::new(app.tenants.clone()),
-        Duration::from_secs(30),
-        10_000,
-    );
     let checks = [
         ReadinessCheck::new("postgres", main_db::probe(app.db.clone())),
         ReadinessCheck::new(
@@ -188,7 +189,7 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server
     let app = web::Data::new(app);
     tokio::spawn(refresh::run(app.clone()));
     let verifier = web::Data::new(verifier);
-    let roles = web::Data::new(roles);
+    let roles = web::Data::from(app.roles.clone());
     http_kit::server::start_service(INFO, common, checks, openapi(), listener, move |cfg| {
         cfg.app_data(app.clone())
             .app_data(verifier.clone())

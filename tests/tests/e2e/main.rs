@@ -1,6 +1,7 @@
 //! Cross-service end-to-end tests: services started in-process on real PostgreSQL and
 //! Redis, talking to each other over HTTP. One test binary (`e2e`), a module per area.
 
+mod account;
 mod auth;
 mod documents;
 mod events;

@@ -66,6 +66,8 @@ fn users() -> Vec<OidcUser> {
         OidcUser::new("victim@corp.com", "oid-victim").with_xms_edov(true),
         OidcUser::new("resetter@corp.com", "oid-resetter").with_xms_edov(true),
         OidcUser::new("linker@corp.com", "oid-linker").with_xms_edov(true),
+        // New to the platform, and no xms_edov claim: refused.
+        OidcUser::new("nadia@corp.com", "oid-nadia"),
     ]
 }
 
@@ -115,8 +117,30 @@ async fn start_graph(calls: Arc<Mutex<Vec<String>>>) -> String {
 }
 
 async fn platform(extra: &[(&str, &str)]) -> Platform {
+    platform_with(extra, &[]).await
+}
+
+/// [`platform`], and an event-worker mailing account emails to the returned sink
+/// (auth publishes its events to the test's Kafka).
+async fn mailing_platform(extra: &[(&str, &str)]) -> (Platform, testkit::TestSmtp) {
+    let kafka = crate::events::kafka();
+    let p = platform_with(extra, &[("KAFKA_BROKERS", kafka.brokers())]).await;
+    let smtp = testkit::TestSmtp::start().await.expect("SMTP sink");
+    testkit::start_service::<event_worker::Service>(
+        &p.ctx,
+        &[
+            ("KAFKA_BROKERS", kafka.brokers()),
+            ("TENANT_SERVICE_URL", p.tenant.as_str()),
+            ("AUTH_SERVICE_URL", p.auth.base.as_str()),
+            ("SMTP_URL", smtp.url.as_str()),
+        ],
+    );
+    (p, smtp)
+}
+
+async fn platform_with(extra: &[(&str, &str)], auth_extra: &[(&str, &str)]) -> Platform {
     let ctx = TestContext::new().await;
-    let (auth, tenant) = start_with(&ctx, &[], &[]);
+    let (auth, tenant) = start_with(&ctx, auth_extra, &[]);
     let (sso_listener, sso) = testkit::free_listener();
     let callback = format!("{sso}/api/auth/sso/azure/callback");
     let tenant_of = |tid: &str| {
@@ -1695,4 +1719,497 @@ async fn sso_changes_and_logins_are_audited_through_the_outbox() {
         rows[4].payload["data"]["fields"],
         json!(["config_metadata"])
     );
+}
+
+const OWNER_PASSWORD: &str = "mine at last 7";
+
+/// A password login's (status, body).
+async fn password_login(auth: &Auth, email: &str, password: &str) -> (StatusCode, Value) {
+    auth.post(
+        "/api/auth/login",
+        json!({"email": email, "password": password}),
+        None,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_pre_registered_address_is_not_linked_until_its_owner_proves_the_mailbox() {
+    let (p, smtp) = mailing_platform(&[]).await;
+    let tenant = p
+        .sso_tenant(
+            "Victim Corp",
+            CORP,
+            json!({}),
+            provisioning(&["corp.com"], json!({})),
+        )
+        .await;
+    // The attacker registers the victim's address with a password of theirs.
+    let squatted = p.auth.register("victim@corp.com").await;
+    let account = squatted["user"]["id"].as_str().expect("id").to_owned();
+    let (attacker_access, attacker_refresh) = p.auth.login("victim@corp.com").await;
+
+    // The victim's SSO sign-in links nothing and lets nobody in.
+    let (status, body) = p.sign_in(&tenant, "victim@corp.com").await;
+    assert_error(status, &body, 409, "account_link_requires_verification");
+    assert!(body.get("access_token").is_none(), "{body}");
+    assert_eq!(p.identities_of(&account).await, 0);
+    assert_eq!(p.role_of(&tenant, &account).await, None);
+    let (status, _) = p
+        .auth
+        .get(&format!("/api/tenants/{tenant}"), Some(&attacker_access))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the attacker got no membership"
+    );
+
+    // The victim proves the mailbox with a verification link she asks for.
+    let (status, _) = p
+        .auth
+        .post(
+            "/api/auth/resend-verification",
+            json!({"email": "victim@corp.com"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let links =
+        crate::account::wait_mails(&smtp, "victim@corp.com", "Verify your email address", 2).await;
+    let token = crate::account::link_token(&links[1], "http://localhost:3000", "verify-email");
+    let (status, body) = p
+        .auth
+        .post("/api/auth/verify-email", json!({"token": token}), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Now the directory identity is linked to the account, and what the attacker held
+    // is dead: the password chosen before the mailbox was proven, and every session.
+    let (status, body) = p.sign_in(&tenant, "victim@corp.com").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user"]["id"], account.as_str());
+    assert_eq!(p.identities_of(&account).await, 1);
+    let victim_access = body["access_token"].as_str().expect("access").to_owned();
+    let (status, body) = password_login(&p.auth, "victim@corp.com", "correct horse 1").await;
+    assert_error(status, &body, 401, "invalid_credentials");
+    let (status, body) = p.auth.get("/api/users/me", Some(&attacker_access)).await;
+    assert_error(status, &body, 401, "token_revoked");
+    let (status, body) = p
+        .auth
+        .post("/api/auth/refresh", json!({}), Some(&attacker_refresh))
+        .await;
+    assert_error(status, &body, 401, "token_revoked");
+    let (status, me) = p.auth.get("/api/users/me", Some(&victim_access)).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["data"]["email_verified"], true);
+    crate::account::wait_mails(
+        &smtp,
+        "victim@corp.com",
+        "Your account now signs in through your organisation",
+        1,
+    )
+    .await;
+
+    // A new account from a directory that asserts nothing (no xms_edov) is refused.
+    let (status, body) = p.sign_in(&tenant, "nadia@corp.com").await;
+    assert_error(status, &body, 400, "domain_not_verified");
+    let (status, body) = password_login(&p.auth, "nadia@corp.com", "anything 1").await;
+    assert_error(status, &body, 401, "invalid_credentials");
+    let mut conn = p.db().await;
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let nadia: Count =
+        diesel::sql_query("SELECT count(*) AS n FROM users WHERE email = 'nadia@corp.com'")
+            .get_result(&mut conn)
+            .await
+            .expect("count");
+    assert_eq!(nadia.n, 0, "no account was created");
+}
+
+#[tokio::test]
+async fn a_password_reset_by_the_owner_also_clears_the_way_and_keeps_her_password() {
+    let (p, smtp) = mailing_platform(&[]).await;
+    let tenant = p
+        .sso_tenant(
+            "Reset Corp",
+            CORP,
+            json!({}),
+            provisioning(&["corp.com"], json!({})),
+        )
+        .await;
+    let squatted = p.auth.register("resetter@corp.com").await;
+    let account = squatted["user"]["id"].as_str().expect("id").to_owned();
+    let (attacker_access, _) = p.auth.login("resetter@corp.com").await;
+    let (status, body) = p.sign_in(&tenant, "resetter@corp.com").await;
+    assert_error(status, &body, 409, "account_link_requires_verification");
+
+    let (status, _) = p
+        .auth
+        .post(
+            "/api/auth/password/forgot",
+            json!({"email": "resetter@corp.com"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let mail =
+        crate::account::wait_mails(&smtp, "resetter@corp.com", "Reset your password", 1).await;
+    let token = crate::account::link_token(&mail[0], "http://localhost:3000", "reset-password");
+    let (status, body) = p
+        .auth
+        .post(
+            "/api/auth/password/reset",
+            json!({"token": token, "new_password": OWNER_PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = p.auth.get("/api/users/me", Some(&attacker_access)).await;
+    assert_error(status, &body, 401, "token_revoked");
+
+    let (status, body) = p.sign_in(&tenant, "resetter@corp.com").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user"]["id"], account.as_str());
+    // Her own password, set through the emailed link, stays.
+    let (status, body) = password_login(&p.auth, "resetter@corp.com", OWNER_PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = password_login(&p.auth, "resetter@corp.com", "correct horse 1").await;
+    assert_error(status, &body, 401, "invalid_credentials");
+}
+
+/// The cookie of a `Set-Cookie` header value: (name, value).
+fn set_cookie(headers: &reqwest::header::HeaderMap) -> (String, String) {
+    let value = headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("a cookie");
+    let (name, rest) = value
+        .split(';')
+        .next()
+        .and_then(|p| p.split_once('='))
+        .expect("name=value");
+    (name.trim().to_owned(), rest.trim().to_owned())
+}
+
+#[tokio::test]
+async fn a_signed_in_user_links_a_directory_account_from_the_profile() {
+    let p = platform(&[]).await;
+    let tenant = p
+        .sso_tenant(
+            "Link Corp",
+            CORP,
+            json!({}),
+            provisioning(&["corp.com"], json!({})),
+        )
+        .await;
+    // A personal address, never verified: linking by email is impossible, linking by
+    // intent is what this route is for.
+    let ada = p.auth.register("ada.home@example.com").await;
+    let ada_id = ada["user"]["id"].as_str().expect("id").to_owned();
+    let (access, _) = p.auth.login("ada.home@example.com").await;
+    let start = |bearer: Option<String>| {
+        let mut request = p
+            .auth
+            .client
+            .post(format!(
+                "{}/api/users/me/sso-identities/link/{tenant}",
+                p.sso
+            ))
+            .json(&json!({"login_hint": "linker@corp.com"}));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let response = start(None).await.expect("link");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    // Started in one browser, finished in another (login CSRF): refused, nothing linked.
+    let response = start(Some(access.clone())).await.expect("link");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.expect("json");
+    let url = body["data"]["authorization_url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    let (response, _) = Browser::default().go(&url, None).await;
+    let status = response.status();
+    assert_error(
+        status,
+        &response.json().await.expect("json"),
+        400,
+        "invalid_state",
+    );
+    assert_eq!(p.identities_of(&ada_id).await, 0);
+
+    // From the browser that started it: the directory identity is Ada's.
+    let response = start(Some(access.clone())).await.expect("link");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    let (name, value) = set_cookie(response.headers());
+    let body: Value = response.json().await.expect("json");
+    let url = body["data"]["authorization_url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    let mut browser = Browser::default();
+    let sso_host = p.sso.trim_start_matches("http://").to_owned();
+    browser
+        .cookies
+        .entry(sso_host)
+        .or_default()
+        .insert(name, value);
+    let (response, _) = browser.go(&url, None).await;
+    let status = response.status();
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user"]["id"], ada_id.as_str());
+    assert_eq!(p.identities_of(&ada_id).await, 1);
+    // Its tokens are an SSO session of that tenant.
+    let sso_access = body["access_token"].as_str().expect("access");
+    let (status, sessions) = p.auth.get("/api/users/me/sessions", Some(sso_access)).await;
+    assert_eq!(status, StatusCode::OK, "{sessions}");
+    let current: Vec<&Value> = sessions["data"]["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter(|s| s["current"] == true)
+        .collect();
+    assert_eq!(current.len(), 1, "{sessions}");
+    assert_eq!(current[0]["auth_method"], "sso");
+    assert_eq!(current[0]["sso_tenant_id"], tenant.as_str());
+
+    // The same directory account cannot be linked to someone else too.
+    p.auth.register("bob.home@example.com").await;
+    let (bob, _) = p.auth.login("bob.home@example.com").await;
+    let response = start(Some(bob)).await.expect("link");
+    let (name, value) = set_cookie(response.headers());
+    let body: Value = response.json().await.expect("json");
+    let url = body["data"]["authorization_url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    let mut browser = Browser::default();
+    browser
+        .cookies
+        .entry(p.sso.trim_start_matches("http://").to_owned())
+        .or_default()
+        .insert(name, value);
+    let (response, _) = browser.go(&url, None).await;
+    let status = response.status();
+    assert_error(
+        status,
+        &response.json().await.expect("json"),
+        409,
+        "conflict",
+    );
+}
+
+#[tokio::test]
+async fn an_sso_only_tenant_admits_only_tokens_of_its_own_sso_login() {
+    let p = platform(&[]).await;
+    let tenant = p
+        .sso_tenant(
+            "Strict Corp",
+            CORP,
+            json!({}),
+            provisioning(&["corp.com"], json!({})),
+        )
+        .await;
+    // A member with a password, added while the tenant still took passwords.
+    p.auth.register("pw@example.com").await;
+    let (pw, _) = p.auth.login("pw@example.com").await;
+    let (_, me) = p.auth.get("/api/users/me", Some(&pw)).await;
+    let response = p
+        .auth
+        .client
+        .post(format!("{}/api/tenants/{tenant}/users", p.tenant))
+        .bearer_auth(&p.admin)
+        .json(&json!({"user_id": me["data"]["id"], "role": "user"}))
+        .send()
+        .await
+        .expect("add");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let (status, body) = p
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/tenants/{tenant}/sso/config/enable"),
+            &p.admin,
+            Some(json!({"auth_method": "sso"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, body) = p.sign_in(&tenant, "alice@corp.com").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let sso_token = body["access_token"].as_str().expect("access").to_owned();
+    let read = |token: String| {
+        let url = format!("{}/api/tenants/{tenant}", p.tenant);
+        let client = p.auth.client.clone();
+        async move {
+            let response = client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("get");
+            let status = response.status();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, body) = read(sso_token.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Password tokens: refused by the tenant service and by the sso service alike.
+    let (status, body) = read(pw.clone()).await;
+    assert_error(status, &body, 403, "sso_required");
+    let (status, body) = read(p.admin.clone()).await;
+    assert_error(status, &body, 403, "sso_required");
+    let (status, body) = p
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/tenants/{tenant}/sso/config"),
+            &p.admin,
+            None,
+        )
+        .await;
+    assert_error(status, &body, 403, "sso_required");
+    // A non-member still cannot tell the tenant exists.
+    p.auth.register("stranger@example.com").await;
+    let (stranger, _) = p.auth.login("stranger@example.com").await;
+    let (status, _) = read(stranger).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A platform administrator is let in with a password session, and it is audited.
+    let response = p
+        .auth
+        .client
+        .post(format!("{}/internal/v1/users/platform-admin", p.auth.base))
+        .bearer_auth(testkit::INTERNAL_TOKEN)
+        .json(&json!({"email": "admin@platform.test"}))
+        .send()
+        .await
+        .expect("platform admin");
+    assert_eq!(response.status(), StatusCode::OK);
+    let (admin, _) = p.auth.login("admin@platform.test").await;
+    let (status, body) = read(admin.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = p
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/tenants/{tenant}/sso/config"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut conn = p.db().await;
+    #[derive(QueryableByName)]
+    struct Payload {
+        #[diesel(sql_type = diesel::sql_types::Jsonb)]
+        payload: Value,
+    }
+    let audited: Vec<Payload> = diesel::sql_query(
+        "SELECT payload FROM outbox WHERE payload->'data'->>'action' = 'tenant.sso_bypassed'",
+    )
+    .load(&mut conn)
+    .await
+    .expect("outbox");
+    // Once by the tenant service, once by the sso service (once per session and
+    // tenant in each replica).
+    assert_eq!(
+        audited.len(),
+        2,
+        "{:?}",
+        audited.iter().map(|a| &a.payload).collect::<Vec<_>>()
+    );
+    for entry in &audited {
+        assert_eq!(entry.payload["tenant_id"], tenant.as_str());
+        assert_eq!(entry.payload["actor_id"], entry.payload["data"]["user_id"]);
+    }
+    let (status, _) = read(admin).await;
+    assert_eq!(status, StatusCode::OK);
+    let again: Vec<Payload> = diesel::sql_query(
+        "SELECT payload FROM outbox WHERE payload->'data'->>'action' = 'tenant.sso_bypassed'",
+    )
+    .load(&mut conn)
+    .await
+    .expect("outbox");
+    assert_eq!(again.len(), 2, "not audited again for the same session");
+}
+
+#[tokio::test]
+async fn starting_sso_logins_is_throttled_per_client_address() {
+    let ctx = TestContext::new().await;
+    let (direct, tenant_base) = start_with(&ctx, &[], &[]);
+    let (sso_listener, sso_base) = testkit::free_listener();
+    testkit::start_service_on::<sso::Service>(
+        &ctx,
+        &[
+            ("TENANT_SERVICE_URL", tenant_base.as_str()),
+            ("AUTH_SERVICE_URL", direct.base.as_str()),
+            ("SECRETS_KEYRING", KEYRING),
+            ("TRUST_PROXY_HEADERS", "true"),
+            ("SSO_LOGIN_RATE_LIMIT_PER_IP", "3/1h"),
+        ],
+        sso_listener,
+    );
+    let gateway = testkit::TestGateway::start(
+        testkit::Upstreams {
+            auth: &direct.base,
+            tenant: &tenant_base,
+            document: "http://127.0.0.1:9",
+            sso: &sso_base,
+            event_worker: "http://127.0.0.1:9",
+        },
+        "1m",
+    )
+    .await
+    .expect("gateway");
+    let from = |ip: &str| {
+        Client::builder()
+            .local_address(ip.parse::<std::net::IpAddr>().expect("ip"))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+    };
+    // No such tenant: 404, counted all the same (nothing is stored for it).
+    let login = format!(
+        "{}/api/auth/sso/azure/login/{}",
+        gateway.base,
+        uuid::Uuid::new_v4()
+    );
+    let first = from("127.0.0.2");
+    for _ in 0..3 {
+        let response = first.get(&login).send().await.expect("login");
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+    let response = first.get(&login).send().await.expect("login");
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let status = response.status();
+    assert_error(
+        status,
+        &response.json().await.expect("json"),
+        429,
+        "rate_limited",
+    );
+    assert!(retry.is_some_and(|r| (1..=3600).contains(&r)), "{retry:?}");
+    let response = from("127.0.0.3").get(&login).send().await.expect("login");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND, "another address");
 }

@@ -135,6 +135,14 @@ impl CachedRoles {
         Ok(())
     }
 
+    /// Forgets every cached answer about `tenant` (its sign-in rule changed).
+    pub fn invalidate_tenant(&self, tenant: TenantId) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(t, _), _| *t != tenant);
+    }
+
     /// Forgets a cached answer (on `membership.changed`).
     pub fn invalidate(&self, tenant: TenantId, user: UserId) {
         self.entries
