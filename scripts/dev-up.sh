@@ -3,7 +3,8 @@
 # when given; otherwise the machine's, or private ones started from the machine's
 # binaries, installed from Debian's packages when missing and permitted), Kafka
 # (KAFKA_BROKERS, else librdkafka's mock cluster: dev-kafka), S3 (S3_ENDPOINT_URL, else
-# s3s-fs: dev-s3), builds the services, runs the migrations, starts the five services on
+# s3s-fs: dev-s3), a mail catcher (SMTP_URL, else maildev on 1025, its UI on 1080),
+# builds the services, runs the migrations, starts the five services on
 # 127.0.0.1:5001-5005 and the nginx gateway on 127.0.0.1:4999 (GATEWAY_PORT), and makes
 # an admin and a test tenant (tenant init).
 #
@@ -62,7 +63,8 @@ if [ -z "${INTERNAL_SERVICE_TOKEN:-}${INTERNAL_SERVICE_TOKEN_FILE:-}" ]; then
   export INTERNAL_SERVICE_TOKEN_FILE="$run_dir/internal-service-token"
 fi
 
-# The sso service's keyring (client secrets and Azure tokens at rest).
+# The keyring of auth, sso and the event-worker (client secrets, Azure tokens and
+# webhook secrets at rest; emailed links on their way to the mailer).
 if [ -z "${SECRETS_KEYRING:-}${SECRETS_KEYRING_FILE:-}" ]; then
   [ -s "$run_dir/secrets-keyring" ] || printf 'dev1=%s' "$(head -c 32 /dev/urandom | base64 -w0)" > "$run_dir/secrets-keyring"
   chmod 600 "$run_dir/secrets-keyring"
@@ -84,7 +86,7 @@ fi
 if [ -z "${KAFKA_BROKERS:-}" ]; then
   topics=""
   for t in tenant.created tenant.deleted user.registered membership.changed \
-           document.uploaded document.deleted file.process audit.events; do
+           document.uploaded document.deleted file.process audit.events user.account; do
     topics="$topics$t,$t.dlq,"
   done
   rm -f "$run_dir/kafka-brokers"
@@ -96,6 +98,25 @@ if [ -z "${KAFKA_BROKERS:-}" ]; then
   KAFKA_BROKERS="$(cat "$run_dir/kafka-brokers")"
 fi
 export KAFKA_BROKERS
+
+# Email: SMTP_URL when given, else the mail catcher maildev (npm, installed once into
+# $(state_dir)/maildev): SMTP on 127.0.0.1:1025, its web UI and REST API (GET
+# /api/email) on http://127.0.0.1:1080, where verification and reset links can be read.
+if [ -z "${SMTP_URL:-}${SMTP_URL_FILE:-}" ]; then
+  if curl -fsS "http://127.0.0.1:1080/api/healthz" >/dev/null 2>&1; then
+    log "a mail catcher already answers on 127.0.0.1:1080; using it"
+  else
+    maildev_bin="$(ensure_maildev)" || { log "maildev could not be installed: emails are not sent"; maildev_bin=""; }
+    if [ -n "$maildev_bin" ]; then
+      "$maildev_bin" --smtp 1025 --web 1080 --ip 127.0.0.1 >"$run_dir/logs/maildev.log" 2>&1 &
+      echo "$! maildev" >> "$run_dir/pids.servers"
+      for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:1080/api/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+    fi
+  fi
+  export SMTP_URL="smtp://127.0.0.1:1025"
+fi
+# The front end the emailed links open (a single-page app of yours on another origin).
+export PUBLIC_APP_URL="${PUBLIC_APP_URL:-http://localhost:3000}"
 # Local development: webhooks may target local receivers.
 export WEBHOOK_ALLOW_PRIVATE_TARGETS="${WEBHOOK_ALLOW_PRIVATE_TARGETS:-true}"
 

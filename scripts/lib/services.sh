@@ -118,6 +118,27 @@ ensure_nginx() {
   apt_install nginx
 }
 
+# ensure_maildev: prints the path of the mail catcher of the local run (npm maildev,
+# pinned), installed once into $(state_dir)/maildev when missing (needs Node.js 20+ and
+# npm, and PLATFORM_NO_INSTALL unset).
+MAILDEV_VERSION=3.0.0
+ensure_maildev() {
+  local prefix bin
+  prefix="$(state_dir)/maildev"
+  bin="$prefix/node_modules/.bin/maildev"
+  if [ -x "$bin" ] && grep -q "\"version\": \"$MAILDEV_VERSION\"" "$prefix/node_modules/maildev/package.json" 2>/dev/null; then
+    printf '%s\n' "$bin"; return 0
+  fi
+  if [ -n "${PLATFORM_NO_INSTALL:-}" ] || ! command -v npm >/dev/null; then
+    log "maildev is missing (npm install --prefix $prefix maildev@$MAILDEV_VERSION)"
+    return 1
+  fi
+  log "installing maildev $MAILDEV_VERSION into $prefix (once)"
+  mkdir -p "$prefix"
+  npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error "maildev@$MAILDEV_VERSION" >&2 || return 1
+  printf '%s\n' "$bin"
+}
+
 # Node.js >= 20.19 with npm runs the OpenID Connect provider of the SSO tests
 # (crates/testkit/oidc-provider, npm oidc-provider 9). Debian 12's own nodejs (18) is
 # too old, so it is not installed from there: say what is missing instead.
