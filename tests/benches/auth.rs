@@ -118,6 +118,7 @@ async fn run() {
             ("BCRYPT_COST", cost_text.as_str()),
             ("LOGIN_RATE_LIMIT_PER_IP", "1000000000"),
             ("LOGIN_RATE_LIMIT_PER_ACCOUNT", "1000000000"),
+            ("REGISTER_RATE_LIMIT_PER_IP", "1000000000/1h"),
             ("HTTP_WORKERS", workers.as_str()),
             ("DATABASE_POOL_SIZE", "16"),
             ("RUST_LOG", "warn"),

@@ -277,7 +277,8 @@ impl Accounts {
         if let Some(ip) = client_ip {
             throttles.push((format!("register:ip:{ip}"), self.throttles.register_per_ip));
         }
-        if let Some(email) = input.email.as_deref() {
+        // An address too long to be one is refused by validation, not counted.
+        if let Some(email) = input.email.as_deref().filter(|e| e.len() <= 255) {
             throttles.push((
                 format!("register:email:{}", email.trim().to_lowercase()),
                 self.throttles.register_per_email,
