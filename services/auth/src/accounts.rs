@@ -125,6 +125,15 @@ pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
     )
 }
 
+/// A user insert's error: `email_exists` for the unique address.
+fn email_taken(e: diesel::result::Error) -> TxError {
+    if is_unique_violation(&e) {
+        TxError::Api(ApiError::EmailExists)
+    } else {
+        TxError::Db(e)
+    }
+}
+
 pub fn redis_unavailable(e: cache::CacheError) -> ApiError {
     ApiError::dependency("Redis", e)
 }
@@ -318,13 +327,7 @@ impl Accounts {
         let registered = json!({"user_id": id, "email": email});
         let created = self
             .transaction(async |tx| {
-                let user = users::insert(tx, new).await.map_err(|e| {
-                    if is_unique_violation(&e) {
-                        TxError::Api(ApiError::EmailExists)
-                    } else {
-                        TxError::Db(e)
-                    }
-                })?;
+                let user = users::insert(tx, new).await.map_err(email_taken)?;
                 let registered =
                     EventEnvelope::new(Topic::UserRegistered, None, Some(id), registered)
                         .map_err(ApiError::internal)?
@@ -391,13 +394,7 @@ impl Accounts {
         let data = json!({"user_id": id, "email": email, "source": "sso"});
         let created = self
             .transaction(async |tx| {
-                let user = users::insert(tx, new).await.map_err(|e| {
-                    if is_unique_violation(&e) {
-                        TxError::Api(ApiError::EmailExists)
-                    } else {
-                        TxError::Db(e)
-                    }
-                })?;
+                let user = users::insert(tx, new).await.map_err(email_taken)?;
                 let event = EventEnvelope::new(Topic::UserRegistered, None, Some(id), data)
                     .map_err(ApiError::internal)?
                     .with_request_id(http_kit::request_id::current());

@@ -1895,6 +1895,26 @@ fn set_cookie(headers: &reqwest::header::HeaderMap) -> (String, String) {
     (name.trim().to_owned(), rest.trim().to_owned())
 }
 
+/// Follows a started link's `authorization_url` in a browser holding the cookie its
+/// answer set: the callback's (status, body).
+async fn finish_link(p: &Platform, started: reqwest::Response) -> (StatusCode, Value) {
+    let (name, value) = set_cookie(started.headers());
+    let body: Value = started.json().await.expect("json");
+    let url = body["data"]["authorization_url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    let mut browser = Browser::default();
+    browser
+        .cookies
+        .entry(p.sso.trim_start_matches("http://").to_owned())
+        .or_default()
+        .insert(name, value);
+    let (response, _) = browser.go(&url, None).await;
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
 #[tokio::test]
 async fn a_signed_in_user_links_a_directory_account_from_the_profile() {
     let p = platform(&[]).await;
@@ -1956,22 +1976,7 @@ async fn a_signed_in_user_links_a_directory_account_from_the_profile() {
             .and_then(|v| v.to_str().ok()),
         Some("no-store")
     );
-    let (name, value) = set_cookie(response.headers());
-    let body: Value = response.json().await.expect("json");
-    let url = body["data"]["authorization_url"]
-        .as_str()
-        .expect("url")
-        .to_owned();
-    let mut browser = Browser::default();
-    let sso_host = p.sso.trim_start_matches("http://").to_owned();
-    browser
-        .cookies
-        .entry(sso_host)
-        .or_default()
-        .insert(name, value);
-    let (response, _) = browser.go(&url, None).await;
-    let status = response.status();
-    let body: Value = response.json().await.expect("json");
+    let (status, body) = finish_link(&p, response).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["user"]["id"], ada_id.as_str());
     assert_eq!(p.identities_of(&ada_id).await, 1);
@@ -1993,26 +1998,8 @@ async fn a_signed_in_user_links_a_directory_account_from_the_profile() {
     p.auth.register("bob.home@example.com").await;
     let (bob, _) = p.auth.login("bob.home@example.com").await;
     let response = start(Some(bob)).await.expect("link");
-    let (name, value) = set_cookie(response.headers());
-    let body: Value = response.json().await.expect("json");
-    let url = body["data"]["authorization_url"]
-        .as_str()
-        .expect("url")
-        .to_owned();
-    let mut browser = Browser::default();
-    browser
-        .cookies
-        .entry(p.sso.trim_start_matches("http://").to_owned())
-        .or_default()
-        .insert(name, value);
-    let (response, _) = browser.go(&url, None).await;
-    let status = response.status();
-    assert_error(
-        status,
-        &response.json().await.expect("json"),
-        409,
-        "conflict",
-    );
+    let (status, body) = finish_link(&p, response).await;
+    assert_error(status, &body, 409, "conflict");
 }
 
 #[tokio::test]
