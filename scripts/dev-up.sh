@@ -47,6 +47,9 @@ if [ -z "${REDIS_URL:-}" ]; then
 fi
 export DATABASE_URL REDIS_URL
 export HOST="${HOST:-127.0.0.1}" ENVIRONMENT="${ENVIRONMENT:-development}" RUST_LOG="${RUST_LOG:-info}"
+# The services listen on 127.0.0.1 behind the gateway: the client address (rate limits,
+# the session list) is the X-Forwarded-For entry the gateway appends.
+export TRUST_PROXY_HEADERS="${TRUST_PROXY_HEADERS:-true}"
 
 log "building the services ($PROFILE profile)"
 cargo build --profile "$PROFILE" --workspace --bins

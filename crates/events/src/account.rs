@@ -1,5 +1,5 @@
 //! The `data` of `user.account` events: what happened to a user's account (no tenant).
-//! The auth service writes them; the event-worker records each in the audit log and
+//! The auth service writes them (the sso service writes `user.sso_identity_linked`); the event-worker records each in the audit log and
 //! mails the user where an email belongs to the action. The JSON Schema is
 //! `schemas/user.account.json`.
 //!
@@ -118,6 +118,18 @@ pub enum AccountEvent {
         email: String,
         first_name: String,
     },
+    /// A directory identity was linked to the existing account (by its verified email,
+    /// or from the profile): written by the sso service.
+    #[serde(rename = "user.sso_identity_linked")]
+    SsoIdentityLinked {
+        user_id: UserId,
+        email: String,
+        first_name: String,
+        tenant_id: domain::TenantId,
+        tenant_name: String,
+        /// The directory account's name (UPN, else email, else object id).
+        directory_account: String,
+    },
 }
 
 impl AccountEvent {
@@ -133,6 +145,7 @@ impl AccountEvent {
             Self::SessionsRevoked { .. } => "user.sessions_revoked",
             Self::Deactivated { .. } => "user.deactivated",
             Self::Reactivated { .. } => "user.reactivated",
+            Self::SsoIdentityLinked { .. } => "user.sso_identity_linked",
         }
     }
 

@@ -194,8 +194,16 @@ mod tests {
             },
             AccountEvent::Reactivated {
                 user_id: user,
+                email: email.clone(),
+                first_name: first_name.clone(),
+            },
+            AccountEvent::SsoIdentityLinked {
+                user_id: user,
                 email,
                 first_name,
+                tenant_id: domain::TenantId::new(),
+                tenant_name: "Acme".into(),
+                directory_account: "ada@acme.example".into(),
             },
         ];
         let validator = validator(Topic::UserAccount);

@@ -90,6 +90,9 @@ pub enum ApiError {
     LinkRequiresVerification,
     #[error("{0}")]
     Forbidden(String),
+    /// A 403 with its own stable code (e.g. `reauthentication_required`).
+    #[error("{message}")]
+    ForbiddenCode { code: &'static str, message: String },
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("Method not allowed")]
@@ -129,6 +132,14 @@ impl ApiError {
         }
     }
 
+    /// A 403 with the stable `code` and a message for people.
+    pub fn forbidden_code(code: &'static str, message: impl Into<String>) -> Self {
+        Self::ForbiddenCode {
+            code,
+            message: message.into(),
+        }
+    }
+
     /// A 400 with the stable `code` and a message for people.
     pub fn bad_request_code(code: &'static str, message: impl Into<String>) -> Self {
         Self::BadRequestCode {
@@ -159,6 +170,7 @@ impl ApiError {
             Self::LinkExpired => "token_expired",
             Self::LinkRequiresVerification => "account_link_requires_verification",
             Self::Forbidden(_) => "forbidden",
+            Self::ForbiddenCode { code, .. } => code,
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::EmailExists => "email_exists",
@@ -234,6 +246,7 @@ impl ResponseError for ApiError {
             | Self::AccountDisabled => StatusCode::UNAUTHORIZED,
             Self::AccountInactive
             | Self::Forbidden(_)
+            | Self::ForbiddenCode { .. }
             | Self::EmailNotVerified
             | Self::SsoRequired => StatusCode::FORBIDDEN,
             Self::LinkExpired => StatusCode::GONE,
@@ -334,6 +347,11 @@ mod tests {
             (ApiError::AccountDisabled, 401, "account_disabled"),
             (ApiError::EmailNotVerified, 403, "email_not_verified"),
             (ApiError::SsoRequired, 403, "sso_required"),
+            (
+                ApiError::forbidden_code("reauthentication_required", "sign in again"),
+                403,
+                "reauthentication_required",
+            ),
             (ApiError::LinkExpired, 410, "token_expired"),
             (
                 ApiError::LinkRequiresVerification,

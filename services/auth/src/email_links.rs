@@ -146,7 +146,10 @@ impl Accounts {
                 let row =
                     usable(email_tokens::lock_by_hash(tx, Purpose::VerifyEmail, &hash).await?)?;
                 let user_id = UserId::from_uuid(row.user_id);
-                let before = users::lock(tx, user_id).await?.ok_or_else(invalid_link)?;
+                let before = users::lock(tx, user_id)
+                    .await?
+                    .filter(|u| u.is_active)
+                    .ok_or_else(invalid_link)?;
                 let user = users::mark_email_verified(tx, user_id, &row.email)
                     .await?
                     // The account's address changed since the link was sent.
@@ -404,6 +407,8 @@ impl Accounts {
                 let revoked =
                     main_db::sessions::revoke_all(tx, user_id, current_session, "password changed")
                         .await?;
+                // A reset link asked for before would set the password again.
+                email_tokens::use_all(tx, user_id, Purpose::ResetPassword).await?;
                 let event = self.account_event(
                     &AccountEvent::PasswordChanged {
                         user_id,

@@ -91,12 +91,18 @@ fn refresh_row(refresh: &Issued, parent: Option<Uuid>) -> NewRefreshToken {
     }
 }
 
-fn grant<'a>(user: &UserRow, family: Uuid, origin: &'a SessionOrigin) -> SessionGrant<'a> {
+fn grant<'a>(
+    user: &UserRow,
+    family: Uuid,
+    origin: &'a SessionOrigin,
+    signed_in_at: DateTime<Utc>,
+) -> SessionGrant<'a> {
     SessionGrant {
         user: UserId::from_uuid(user.id),
         family,
         origin,
         platform_admin: user.is_platform_admin,
+        auth_time: signed_in_at.timestamp(),
     }
 }
 
@@ -124,9 +130,17 @@ impl Accounts {
             self.check_rate(&format!("login:ip:{ip}"), self.limits.per_ip)
                 .await?;
         }
-        let account_bucket = format!("login:account:{normalised}");
+        // Per (account, client address): failed guesses from one address do not lock
+        // the account's owner out everywhere else.
+        let account_bucket = format!(
+            "login:account:{normalised}:{}",
+            client.address.as_deref().unwrap_or("-")
+        );
         self.check_rate(&account_bucket, self.limits.per_account)
             .await?;
+        // bcrypt reads 72 bytes; a longer password is never the one registered (the
+        // policy refuses those), and must not match on its first 72 bytes.
+        let too_long = password.len() > crate::passwords::MAX_PASSWORD_BYTES;
 
         let user = match Email::parse(&normalised) {
             Ok(email) => {
@@ -138,7 +152,7 @@ impl Accounts {
             Err(_) => None,
         };
         let hash = user.as_ref().and_then(|u| u.password_hash.clone());
-        if !self.passwords.verify(password, hash).await? {
+        if !self.passwords.verify(password, hash).await? || too_long {
             return Err(ApiError::InvalidCredentials);
         }
         let Some(user) = user else {
@@ -190,7 +204,7 @@ impl Accounts {
         unchanged: Option<&AccountState<'_>>,
     ) -> Result<Option<TokenPair>, ApiError> {
         let family = Uuid::new_v4();
-        let pair = self.issuer.pair(&grant(user, family, origin))?;
+        let pair = self.issuer.pair(&grant(user, family, origin, Utc::now()))?;
         let session = NewSession {
             id: family,
             user_id: UserId::from_uuid(user.id),
@@ -258,7 +272,9 @@ impl Accounts {
                     return Ok((Rotation::Reused, Vec::new()));
                 }
                 let origin = session.origin();
-                let pair = self.issuer.pair(&grant(&user, family, &origin))?;
+                let pair = self
+                    .issuer
+                    .pair(&grant(&user, family, &origin, session.created_at))?;
                 refresh_tokens::insert(tx, &refresh_row(&pair.refresh, Some(claims.jti))).await?;
                 sessions::touch(tx, family, pair.refresh.expires_at()).await?;
                 Ok((Rotation::Rotated(Box::new(pair)), Vec::new()))
@@ -416,6 +432,9 @@ impl Accounts {
             .await?
             .ok_or(ApiError::NotFound("User"))?;
         let revoked = sessions::revoke_all(tx, user, None, reason).await?;
+        // A reset link still in a mailbox would open the account again.
+        main_db::email_tokens::use_all(tx, user, main_db::email_tokens::Purpose::ResetPassword)
+            .await?;
         Ok((cutoff, revoked))
     }
 

@@ -31,6 +31,8 @@ pub struct SessionGrant<'a> {
     pub family: Uuid,
     pub origin: &'a SessionOrigin,
     pub platform_admin: bool,
+    /// When the user signed in to open the session (Unix seconds).
+    pub auth_time: i64,
 }
 
 pub struct TokenPair {
@@ -91,6 +93,7 @@ impl TokenIssuer {
             amr: vec![amr.to_owned()],
             tid,
             platform_admin: session.platform_admin,
+            auth_time: Some(session.auth_time),
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.keys.kid.clone());

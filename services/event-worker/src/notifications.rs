@@ -64,6 +64,7 @@ fn template(name: &str) -> Option<&'static str> {
             Some(include_str!("../templates/sessions_revoked_by_admin.txt"))
         }
         "account_deactivated" => Some(include_str!("../templates/account_deactivated.txt")),
+        "sso_identity_linked" => Some(include_str!("../templates/sso_identity_linked.txt")),
         _ => None,
     }
 }
@@ -79,6 +80,7 @@ fn html_template(name: &str) -> Option<&'static str> {
             Some(include_str!("../templates/sessions_revoked_by_admin.html"))
         }
         "account_deactivated" => Some(include_str!("../templates/account_deactivated.html")),
+        "sso_identity_linked" => Some(include_str!("../templates/sso_identity_linked.html")),
         _ => None,
     }
 }
@@ -86,9 +88,11 @@ fn html_template(name: &str) -> Option<&'static str> {
 /// The placeholder of a sealed link, filled in when the email is sent.
 const LINK: &str = "{{link}}";
 
-/// A value as a template takes it: no `{{` (a name cannot smuggle a placeholder).
+/// A value as a template takes it: no two braces in a row, whatever it holds (a name
+/// cannot smuggle a placeholder, such as the secret link's, into the email).
 fn inert(value: &str) -> String {
-    value.replace("{{", "{ {")
+    // A zero-width non-joiner after each brace: invisible, and `{{` cannot form.
+    value.replace('{', "{\u{200C}")
 }
 
 /// `value` escaped for HTML text and attributes.
@@ -281,6 +285,22 @@ fn account_email(event: &EventEnvelope) -> Result<Option<AccountEmail>, HandlerE
             HashMap::from([
                 ("first_name", first_name),
                 ("sessions", sessions_revoked.to_string()),
+            ]),
+            None,
+        ),
+        AccountEvent::SsoIdentityLinked {
+            email,
+            first_name,
+            tenant_name,
+            directory_account,
+            ..
+        } => (
+            "sso_identity_linked",
+            email,
+            HashMap::from([
+                ("first_name", first_name),
+                ("tenant_name", tenant_name),
+                ("directory_account", directory_account),
             ]),
             None,
         ),
@@ -677,10 +697,12 @@ mod tests {
     #[test]
     fn account_templates_have_text_and_html_and_keep_only_the_link_placeholder() {
         let values = HashMap::from([
-            ("first_name", "<b>Ada</b> {{link}}".to_owned()),
+            ("first_name", "<b>Ada</b> {{link}} {{{link}}".to_owned()),
             ("email", "ada@example.com".to_owned()),
             ("valid_for", "24 hours".to_owned()),
             ("sessions", "2".to_owned()),
+            ("tenant_name", "Acme".to_owned()),
+            ("directory_account", "ada@acme.example".to_owned()),
         ]);
         for name in [
             "verify_email",
@@ -689,6 +711,7 @@ mod tests {
             "password_removed",
             "sessions_revoked_by_admin",
             "account_deactivated",
+            "sso_identity_linked",
         ] {
             let (subject, body) = render(name, &values).expect(name);
             let html = render_html(name, &values).expect(name);

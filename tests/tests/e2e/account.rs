@@ -624,6 +624,18 @@ async fn changing_the_password_ends_the_other_sessions() {
     let (current, current_refresh) = p.login("change@example.com").await;
     let (other, other_refresh) = p.login("change@example.com").await;
     let client = Client::new();
+    // A reset link asked for before the change must not set the password afterwards.
+    p.post(
+        &client,
+        "/api/auth/password/forgot",
+        json!({"email": "change@example.com"}),
+        None,
+    )
+    .await;
+    let early = token_in(
+        &p.mail("change@example.com", "Reset your password").await,
+        "reset-password",
+    );
     let (status, body, _) = p
         .post(
             &client,
@@ -669,6 +681,15 @@ async fn changing_the_password_ends_the_other_sessions() {
     assert_error(status, &body, 401, "invalid_credentials");
     p.login_from(&client, "change@example.com", NEW_PASSWORD)
         .await;
+    let (status, body, _) = p
+        .post(
+            &client,
+            "/api/auth/password/reset",
+            json!({"token": early, "new_password": "another one 3"}),
+            None,
+        )
+        .await;
+    assert_error(status, &body, 400, "invalid_token");
     let mail = p
         .mail("change@example.com", "Your password was changed")
         .await;
@@ -822,6 +843,20 @@ async fn deactivation_by_a_platform_admin_ends_access_at_once() {
     assert_error(status, &body, 403, "account_inactive");
     p.mail("eve@example.com", "Your account was deactivated")
         .await;
+    // The verification link of her registration does nothing for a deactivated account.
+    let link = token_in(
+        &p.mail("eve@example.com", "Verify your email address").await,
+        "verify-email",
+    );
+    let (status, body, _) = p
+        .post(
+            &client,
+            "/api/auth/verify-email",
+            json!({"token": link}),
+            None,
+        )
+        .await;
+    assert_error(status, &body, 400, "invalid_token");
 
     // Reactivated: she signs in again (the old session stays ended).
     let (status, body, _) = p
@@ -1073,4 +1108,52 @@ async fn changing_a_password_is_throttled_per_user() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "another user: {body}");
+}
+
+#[tokio::test]
+async fn failed_logins_lock_out_only_the_address_that_guessed() {
+    let p = lifecycle(&[("LOGIN_RATE_LIMIT_PER_ACCOUNT", "3")]).await;
+    p.register("target@example.com").await;
+    let guesser = client_from("127.0.0.2");
+    for _ in 0..3 {
+        let (status, body, _) = p
+            .post(
+                &guesser,
+                "/api/auth/login",
+                json!({"email": "target@example.com", "password": "guess one 1"}),
+                None,
+            )
+            .await;
+        assert_error(status, &body, 401, "invalid_credentials");
+    }
+    let (status, body, headers) = p
+        .post(
+            &guesser,
+            "/api/auth/login",
+            json!({"email": " Target@Example.com", "password": PASSWORD}),
+            None,
+        )
+        .await;
+    assert_error(status, &body, 429, "rate_limited");
+    assert!(headers.get("retry-after").is_some());
+    // The owner, elsewhere, signs in.
+    p.login_from(&client_from("127.0.0.3"), "target@example.com", PASSWORD)
+        .await;
+}
+
+#[tokio::test]
+async fn a_password_matches_whole_never_on_its_first_72_bytes() {
+    let p = lifecycle(&[]).await;
+    let password = format!("a1{}", "x".repeat(70));
+    assert_eq!(password.len(), 72);
+    let (status, body, _) = p
+        .post(&Client::new(), "/api/auth/register", json!({"first_name": "L", "last_name": "P", "email": "long@example.com", "password": password}), None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = p
+        .try_login("long@example.com", &format!("{password}EXTRA"))
+        .await;
+    assert_error(status, &body, 401, "invalid_credentials");
+    p.login_from(&Client::new(), "long@example.com", &password)
+        .await;
 }

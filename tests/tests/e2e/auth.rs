@@ -169,6 +169,7 @@ fn claims(sub: Uuid, token_type: TokenType, exp_in: i64, aud: &str) -> Claims {
         amr: vec!["pwd".into()],
         tid: None,
         platform_admin: false,
+        auth_time: Some(now),
     }
 }
 

@@ -121,10 +121,12 @@ async fn platform(extra: &[(&str, &str)]) -> Platform {
 }
 
 /// [`platform`], and an event-worker mailing account emails to the returned sink
-/// (auth publishes its events to the test's Kafka).
+/// (auth and sso publish their events to the test's Kafka).
 async fn mailing_platform(extra: &[(&str, &str)]) -> (Platform, testkit::TestSmtp) {
     let kafka = crate::events::kafka();
-    let p = platform_with(extra, &[("KAFKA_BROKERS", kafka.brokers())]).await;
+    let mut sso_extra = vec![("KAFKA_BROKERS", kafka.brokers())];
+    sso_extra.extend_from_slice(extra);
+    let p = platform_with(&sso_extra, &[("KAFKA_BROKERS", kafka.brokers())]).await;
     let smtp = testkit::TestSmtp::start().await.expect("SMTP sink");
     testkit::start_service::<event_worker::Service>(
         &p.ctx,
@@ -1917,7 +1919,7 @@ async fn finish_link(p: &Platform, started: reqwest::Response) -> (StatusCode, V
 
 #[tokio::test]
 async fn a_signed_in_user_links_a_directory_account_from_the_profile() {
-    let p = platform(&[]).await;
+    let (p, smtp) = mailing_platform(&[]).await;
     let tenant = p
         .sso_tenant(
             "Link Corp",
@@ -1931,25 +1933,65 @@ async fn a_signed_in_user_links_a_directory_account_from_the_profile() {
     let ada = p.auth.register("ada.home@example.com").await;
     let ada_id = ada["user"]["id"].as_str().expect("id").to_owned();
     let (access, _) = p.auth.login("ada.home@example.com").await;
-    let start = |bearer: Option<String>| {
-        let mut request = p
-            .auth
+    let start = |bearer: &str| {
+        p.auth
             .client
             .post(format!(
                 "{}/api/users/me/sso-identities/link/{tenant}",
                 p.sso
             ))
-            .json(&json!({"login_hint": "linker@corp.com"}));
-        if let Some(token) = bearer {
-            request = request.bearer_auth(token);
-        }
-        request.send()
+            .bearer_auth(bearer)
+            .json(&json!({"login_hint": "linker@corp.com"}))
+            .send()
     };
-    let response = start(None).await.expect("link");
+    let response = p
+        .auth
+        .client
+        .post(format!(
+            "{}/api/users/me/sso-identities/link/{tenant}",
+            p.sso
+        ))
+        .send()
+        .await
+        .expect("link");
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    // Only a tenant she belongs to (as for every tenant route, 404 otherwise).
+    let response = start(&access).await.expect("link");
+    let status = response.status();
+    assert_error(
+        status,
+        &response.json().await.expect("json"),
+        404,
+        "not_found",
+    );
+    let response = p
+        .auth
+        .client
+        .post(format!("{}/api/tenants/{tenant}/users", p.tenant))
+        .bearer_auth(&p.admin)
+        .json(&json!({"user_id": ada_id, "role": "user"}))
+        .send()
+        .await
+        .expect("add");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    // A JSON body only.
+    let response = p
+        .auth
+        .client
+        .post(format!(
+            "{}/api/users/me/sso-identities/link/{tenant}",
+            p.sso
+        ))
+        .bearer_auth(&access)
+        .header("content-type", "text/plain")
+        .body(r#"{"login_hint":"linker@corp.com"}"#)
+        .send()
+        .await
+        .expect("link");
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
     // Started in one browser, finished in another (login CSRF): refused, nothing linked.
-    let response = start(Some(access.clone())).await.expect("link");
+    let response = start(&access).await.expect("link");
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.expect("json");
     let url = body["data"]["authorization_url"]
@@ -1958,16 +2000,25 @@ async fn a_signed_in_user_links_a_directory_account_from_the_profile() {
         .to_owned();
     let (response, _) = Browser::default().go(&url, None).await;
     let status = response.status();
-    assert_error(
-        status,
-        &response.json().await.expect("json"),
-        400,
-        "invalid_state",
-    );
+    let body: Value = response.json().await.expect("json");
+    assert_error(status, &body, 400, "invalid_state");
+    assert_eq!(p.identities_of(&ada_id).await, 0);
+
+    // Started by a session that has ended by the callback: nothing linked.
+    let (other, _) = p.auth.login("ada.home@example.com").await;
+    let started = start(&other).await.expect("link");
+    assert_eq!(started.status(), StatusCode::OK);
+    let (status, _) = p
+        .auth
+        .post("/api/auth/logout", json!({}), Some(&other))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = finish_link(&p, started).await;
+    assert_error(status, &body, 400, "invalid_state");
     assert_eq!(p.identities_of(&ada_id).await, 0);
 
     // From the browser that started it: the directory identity is Ada's.
-    let response = start(Some(access.clone())).await.expect("link");
+    let response = start(&access).await.expect("link");
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         response
@@ -1993,13 +2044,64 @@ async fn a_signed_in_user_links_a_directory_account_from_the_profile() {
     assert_eq!(current.len(), 1, "{sessions}");
     assert_eq!(current[0]["auth_method"], "sso");
     assert_eq!(current[0]["sso_tenant_id"], tenant.as_str());
+    // She is told, in case it was not her.
+    let mail = crate::account::wait_mails(
+        &smtp,
+        "ada.home@example.com",
+        "A directory account was linked to your account",
+        1,
+    )
+    .await;
+    assert!(
+        mail[0].text().contains("linker@corp.com") && mail[0].text().contains("Link Corp"),
+        "{}",
+        mail[0].text()
+    );
 
     // The same directory account cannot be linked to someone else too.
-    p.auth.register("bob.home@example.com").await;
+    let bob = p.auth.register("bob.home@example.com").await;
+    let response = p
+        .auth
+        .client
+        .post(format!("{}/api/tenants/{tenant}/users", p.tenant))
+        .bearer_auth(&p.admin)
+        .json(&json!({"user_id": bob["user"]["id"], "role": "user"}))
+        .send()
+        .await
+        .expect("add");
+    assert_eq!(response.status(), StatusCode::CREATED);
     let (bob, _) = p.auth.login("bob.home@example.com").await;
-    let response = start(Some(bob)).await.expect("link");
+    let response = start(&bob).await.expect("link");
     let (status, body) = finish_link(&p, response).await;
     assert_error(status, &body, 409, "conflict");
+
+    // A session signed in long ago (a stolen, refreshed token) cannot link: sign in again.
+    let (old, old_refresh) = p.auth.login("bob.home@example.com").await;
+    let mut conn = p.db().await;
+    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(&old)
+        .expect("claims")
+        .claims;
+    diesel::sql_query(
+        "UPDATE user_sessions SET created_at = now() - interval '20 minutes' WHERE id = $1::uuid",
+    )
+    .bind::<diesel::sql_types::Text, _>(claims["fam"].as_str().expect("fam"))
+    .execute(&mut conn)
+    .await
+    .expect("age the session");
+    let (status, body) = p
+        .auth
+        .post("/api/auth/refresh", json!({}), Some(&old_refresh))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let refreshed = body["access_token"].as_str().expect("access").to_owned();
+    let response = start(&refreshed).await.expect("link");
+    let status = response.status();
+    assert_error(
+        status,
+        &response.json().await.expect("json"),
+        403,
+        "reauthentication_required",
+    );
 }
 
 #[tokio::test]
@@ -2010,7 +2112,10 @@ async fn an_sso_only_tenant_admits_only_tokens_of_its_own_sso_login() {
             "Strict Corp",
             CORP,
             json!({}),
-            provisioning(&["corp.com"], json!({})),
+            provisioning(
+                &["corp.com"],
+                json!({"group_role_mapping": {"g-admins": "admin"}}),
+            ),
         )
         .await;
     // A member with a password, added while the tenant still took passwords.
@@ -2027,14 +2132,32 @@ async fn an_sso_only_tenant_admits_only_tokens_of_its_own_sso_login() {
         .await
         .expect("add");
     assert_eq!(response.status(), StatusCode::CREATED);
-    let (status, body) = p
-        .call(
-            reqwest::Method::POST,
-            &format!("/api/tenants/{tenant}/sso/config/enable"),
-            &p.admin,
-            Some(json!({"auth_method": "sso"})),
-        )
-        .await;
+    // SSO only is switched on by an admin signed in through it (proving it works), not
+    // with a password session.
+    let enable = |token: String| {
+        let url = format!("{}/api/tenants/{tenant}/sso/config/enable", p.sso);
+        let client = p.auth.client.clone();
+        async move {
+            let response = client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"auth_method": "sso"}))
+                .send()
+                .await
+                .expect("enable");
+            let status = response.status();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, body) = enable(p.admin.clone()).await;
+    assert_error(status, &body, 403, "sso_sign_in_required");
+    let (status, body) = p.sign_in(&tenant, "root@corp.com").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let root = body["access_token"].as_str().expect("access").to_owned();
+    let (status, body) = enable(root).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     let (status, body) = p.sign_in(&tenant, "alice@corp.com").await;

@@ -33,6 +33,10 @@ pub struct Claims {
     /// For an SSO session: the directory (Entra `tid`) that signed the user in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tid: Option<String>,
+    /// When the user signed in to open this session (Unix seconds; OpenID Connect's
+    /// `auth_time`): what "signed in recently" is judged by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
     /// The user is a platform administrator.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub platform_admin: bool,

@@ -158,6 +158,8 @@ pub struct TenantMember {
     pub tenant_id: TenantId,
     pub user_id: UserId,
     pub role: Role,
+    /// The claims of the caller's token.
+    pub claims: super::Claims,
 }
 
 impl TenantMember {
@@ -217,6 +219,7 @@ impl FromRequest for TenantMember {
                 tenant_id,
                 user_id: caller.user_id,
                 role: access.role,
+                claims: caller.claims,
             })
         })
     }

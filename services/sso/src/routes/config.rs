@@ -547,7 +547,8 @@ async fn enable_config(
 #[utoipa::path(post, path = "/api/tenants/{tenant_id}/sso/config/enable", tag = "sso-config",
     params(("tenant_id" = String, Path, format = Uuid)), request_body = EnableRequest,
     responses((status = 200, description = "`data`: SsoConfigBody"),
-              (status = 400, body = http_kit::ErrorBody), (status = 403, body = http_kit::ErrorBody),
+              (status = 400, body = http_kit::ErrorBody),
+              (status = 403, description = "forbidden, or sso_sign_in_required: `sso` needs the caller signed in through this tenant's SSO", body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn enable(
     app: web::Data<SsoApp>,
@@ -561,6 +562,17 @@ pub async fn enable(
     }
     let tenant = member.tenant_id;
     let row = app.config(tenant).await?;
+    // SSO only: the admin proves it works by being signed in through it (else a broken
+    // configuration would lock every member out, the admin included).
+    if method == "sso"
+        && !member.claims.is_sso_from(&row.provider_tenant_id)
+        && !member.claims.platform_admin
+    {
+        return Err(ApiError::forbidden_code(
+            "sso_sign_in_required",
+            "Sign in through this tenant's single sign-on first: only then can it become the only way in",
+        ));
+    }
     let row = enable_config(&app, tenant, Some(member.user_id), &method, &row).await?;
     tracing::info!(tenant.id = %tenant, user.id = %member.user_id, auth_method = %method, "SSO enabled");
     let mut data = serde_json::to_value(body(&app, &row)).map_err(ApiError::internal)?;

@@ -35,10 +35,24 @@ struct LoginState {
     /// must come from that browser (login CSRF).
     browser: String,
     /// A signed-in user linking their directory account from their profile: the
-    /// callback links the identity to this account, whatever its email.
+    /// callback links the identity to this account, whatever its email, if the
+    /// session that asked is still live.
     #[serde(default)]
-    link_user: Option<UserId>,
+    link: Option<LinkIntent>,
 }
+
+/// Who asked to link, and with which token (checked again at the callback).
+#[derive(Serialize, Deserialize)]
+struct LinkIntent {
+    user: UserId,
+    session: Option<Uuid>,
+    jti: Uuid,
+    issued_at: i64,
+}
+
+/// How recently a user must have signed in to link a directory account: a token stolen
+/// later cannot attach its thief's directory account to the victim's.
+const LINK_RECENT_SIGN_IN_SECS: i64 = 600;
 
 /// Where the browser-binding cookie is sent.
 const COOKIE_PATH: &str = "/api/auth/sso/azure";
@@ -91,7 +105,12 @@ fn check_return_url(app: &SsoApp, url: &str) -> Result<String, ApiError> {
 }
 
 /// The tenant's enabled configuration, for an active tenant; 404 otherwise.
-async fn enabled_config(app: &SsoApp, tenant: TenantId) -> Result<ConfigRow, ApiError> {
+/// The tenant's enabled configuration and the tenant, for an active tenant; 404
+/// otherwise.
+async fn enabled_config(
+    app: &SsoApp,
+    tenant: TenantId,
+) -> Result<(ConfigRow, clients::TenantSummary), ApiError> {
     let config = app.config(tenant).await?;
     if !config.is_enabled {
         return Err(ApiError::NotFound("SSO configuration"));
@@ -103,10 +122,10 @@ async fn enabled_config(app: &SsoApp, tenant: TenantId) -> Result<ConfigRow, Api
             if t.auth_method == "local" {
                 return Err(ApiError::NotFound("SSO configuration"));
             }
+            Ok((config, t))
         }
-        _ => return Err(ApiError::NotFound("Tenant")),
+        _ => Err(ApiError::NotFound("Tenant")),
     }
-    Ok(config)
 }
 
 /// A login started: where the browser goes, and the cookie that binds the callback to it.
@@ -115,14 +134,14 @@ struct Started {
     cookie: Cookie<'static>,
 }
 
-/// Starts a login (or a link, for `link_user`): state, nonce and PKCE verifier kept once
+/// Starts a login (or a link, for `link`): state, nonce and PKCE verifier kept once
 /// in Redis, and the browser-binding cookie.
 async fn start_login(
     app: &SsoApp,
     tenant: TenantId,
     return_url: Option<&str>,
     login_hint: Option<String>,
-    link_user: Option<UserId>,
+    link: Option<LinkIntent>,
 ) -> Result<Started, ApiError> {
     let return_url = match return_url.filter(|r| !r.is_empty()) {
         Some(url) => Some(check_return_url(app, url)?),
@@ -135,7 +154,7 @@ async fn start_login(
             "must be at most 255 characters",
         ));
     }
-    let config = enabled_config(app, tenant).await?;
+    let (config, _) = enabled_config(app, tenant).await?;
     let registration = app.registration(&config).await?;
     let (state, nonce, browser) = (random_token()?, random_token()?, random_token()?);
     let authorization = app
@@ -151,7 +170,7 @@ async fn start_login(
         redirect_uri: registration.redirect_uri,
         return_url,
         browser: browser.clone(),
-        link_user,
+        link,
     };
     let value = serde_json::to_string(&kept).map_err(ApiError::internal)?;
     let stored = app
@@ -226,19 +245,23 @@ pub struct LinkStarted {
     authorization_url: String,
 }
 
-/// Link the caller's account to their directory account in this tenant: starts an SSO
-/// login whose callback links the directory identity to the caller (whatever its
-/// email), for an account whose email is not verified yet, or differs.
+/// Link the caller's account to their directory account in a tenant they belong to:
+/// starts an SSO login whose callback links the directory identity to the caller
+/// (whatever its email), for an account whose email is not verified yet, or differs.
+/// The caller must have signed in within the last 10 minutes; the user is emailed.
 #[utoipa::path(post, path = "/api/users/me/sso-identities/link/{tenant_id}", tag = "sso",
     params(("tenant_id" = String, Path, format = Uuid)), request_body(content = Option<LinkRequest>),
     responses((status = 200, description = "`data` is {authorization_url}; a cookie binds the callback to this browser", body = LinkStarted),
               (status = 400, body = http_kit::ErrorBody), (status = 401, body = http_kit::ErrorBody),
-              (status = 404, body = http_kit::ErrorBody),
+              (status = 403, description = "reauthentication_required: sign in again (within 10 minutes) first", body = http_kit::ErrorBody),
+              (status = 404, description = "not a member of that tenant, or no SSO there", body = http_kit::ErrorBody),
+              (status = 415, body = http_kit::ErrorBody),
               (status = 429, description = "rate_limited", body = http_kit::ErrorBody),
               (status = 503, body = http_kit::ErrorBody)))]
 pub async fn link(
     app: web::Data<SsoApp>,
     caller: Authenticated,
+    request: HttpRequest,
     client: ClientIp,
     path: web::Path<TenantId>,
     body: web::Bytes,
@@ -248,14 +271,43 @@ pub async fn link(
     let body: LinkRequest = if body.iter().all(u8::is_ascii_whitespace) {
         LinkRequest::default()
     } else {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType(
+                "Content-Type must be application/json".into(),
+            ));
+        }
         http_kit::extract::parse_json(&body)?
+    };
+    let signed_in = caller.claims.auth_time.unwrap_or(i64::MIN);
+    if chrono::Utc::now().timestamp().saturating_sub(signed_in) > LINK_RECENT_SIGN_IN_SECS {
+        return Err(ApiError::forbidden_code(
+            "reauthentication_required",
+            "Sign in again to link a directory account (a sign-in of the last 10 minutes is needed)",
+        ));
+    }
+    // Only a tenant the user already belongs to (as for every tenant route, 404 else).
+    app.tenants
+        .membership(tenant, caller.user_id)
+        .await
+        .map_err(service)?
+        .ok_or(ApiError::NotFound("Tenant"))?;
+    let link = LinkIntent {
+        user: caller.user_id,
+        session: caller.claims.fam,
+        jti: caller.claims.jti,
+        issued_at: caller.claims.iat,
     };
     let started = start_login(
         &app,
         tenant,
         body.return_url.as_deref(),
         body.login_hint,
-        Some(caller.user_id),
+        Some(link),
     )
     .await?;
     tracing::info!(tenant.id = %tenant, user.id = %caller.user_id, "SSO link started");
@@ -365,7 +417,7 @@ pub async fn callback(
         .code
         .filter(|c| !c.is_empty() && c.len() <= 4096)
         .ok_or_else(|| ApiError::validation("code", "is required"))?;
-    let config = enabled_config(&app, tenant).await?;
+    let (config, summary) = enabled_config(&app, tenant).await?;
     if config.id != kept.config_id {
         return Err(invalid_state());
     }
@@ -440,7 +492,31 @@ pub async fn callback(
         Linking(UserId),
         ByEmail(String),
     }
-    let owner = match (existing, kept.link_user) {
+    // A link asked by a session that has ended since (signed out, password reset,
+    // deactivated) links nothing.
+    let link_user = match &kept.link {
+        Some(link) => {
+            let revoked = app
+                .revocations
+                .is_revoked(cache::TokenRef {
+                    jti: &link.jti.to_string(),
+                    family: link.session.map(|s| s.to_string()).as_deref(),
+                    user: &link.user.to_string(),
+                    issued_at: link.issued_at,
+                })
+                .await
+                .map_err(|e| ApiError::dependency("Revocation check", e))?;
+            if revoked {
+                return Err(ApiError::bad_request_code(
+                    "invalid_state",
+                    "The session that asked for this link has ended; sign in and start again",
+                ));
+            }
+            Some(link.user)
+        }
+        None => None,
+    };
+    let owner = match (existing, link_user) {
         (Some(identity), Some(linking)) if identity.user_id != linking.into_uuid() => {
             return Err(ApiError::Conflict(
                 "This directory account is already linked to another platform account".into(),
@@ -477,6 +553,8 @@ pub async fn callback(
     let known = matches!(owner, Owner::Linked(_));
     // The user as auth showed it, when this login resolved it.
     let mut resolved = None;
+    // An existing account a directory identity was linked to now: its owner is told.
+    let mut linked_to_existing = false;
     let (user_id, identity_id) = match owner {
         Owner::Linked(identity) => (UserId::from_uuid(identity.user_id), identity.id),
         Owner::Linking(user_id) => {
@@ -502,6 +580,7 @@ pub async fn callback(
             .await?;
             tracing::info!(tenant.id = %tenant, user.id = %user.id, "SSO identity linked from the profile");
             resolved = Some(user);
+            linked_to_existing = true;
             (user_id, identity_id)
         }
         Owner::ByEmail(email) => {
@@ -551,6 +630,7 @@ pub async fn callback(
             tracing::info!(tenant.id = %tenant, user.id = %user.id, created, "SSO identity linked");
             let id = user.id;
             resolved = Some(user);
+            linked_to_existing = !created;
             (id, identity_id)
         }
     };
@@ -589,6 +669,25 @@ pub async fn callback(
         "sso.login",
         json!({"azure_tenant_id": tid, "azure_object_id": oid, "new_identity": !known}),
     )?;
+    let notice = match resolved.as_ref().filter(|_| linked_to_existing) {
+        Some(user) => Some(
+            events::AccountEvent::SsoIdentityLinked {
+                user_id: user.id,
+                email: user.email.clone(),
+                first_name: user.first_name.clone(),
+                tenant_id: tenant,
+                tenant_name: summary.name.clone(),
+                directory_account: upn
+                    .clone()
+                    .or_else(|| email.clone())
+                    .unwrap_or_else(|| oid.clone()),
+            }
+            .envelope(Some(user.id))
+            .map_err(ApiError::internal)?
+            .with_request_id(http_kit::request_id::current()),
+        ),
+        None => None,
+    };
     let sealed = if known {
         Some(app.seal_tokens(identity_id, &tokens).await?)
     } else {
@@ -600,6 +699,9 @@ pub async fn callback(
         async |tx| {
             if let Some(sealed) = sealed {
                 store::record_login(tx, identity_id, upn, display_name, sealed).await?;
+            }
+            if let Some(notice) = &notice {
+                enqueue(tx, notice).await?;
             }
             enqueue(tx, &event).await
         },
