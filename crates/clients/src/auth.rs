@@ -88,14 +88,9 @@ impl AuthClient {
         })
     }
 
-    /// The user with this email, created without a password if there is none.
-    pub async fn resolve(&self, email: &str) -> Result<UserSummary, ClientError> {
-        Ok(self.resolve_named(email, None, None, false).await?.0)
-    }
-
-    /// [`AuthClient::resolve`], naming a created user (SSO) and saying whether its
-    /// email is verified (the directory asserted the domain); also says whether this
-    /// call created it.
+    /// The user with this email, created without a password if there is none (SSO),
+    /// named, its email verified when the directory asserted the domain; also says
+    /// whether this call created it.
     pub async fn resolve_named(
         &self,
         email: &str,

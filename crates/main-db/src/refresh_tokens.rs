@@ -1,5 +1,6 @@
 //! Queries of `refresh_tokens` (written by the auth service only). A token is used once:
-//! `mark_used` is a compare-and-set, so of two concurrent refreshes only one wins.
+//! `mark_used` is a compare-and-set, so of two concurrent refreshes only one wins. A
+//! family is revoked with its session (`sessions.rs`).
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -68,45 +69,4 @@ pub async fn mark_used(conn: &mut AsyncPgConnection, jti: Uuid) -> QueryResult<b
     .execute(conn)
     .await?;
     Ok(updated == 1)
-}
-
-/// Revokes every token of a family (reuse detected, or logout); returns how many were
-/// still live.
-pub async fn revoke_family(
-    conn: &mut AsyncPgConnection,
-    family_id: Uuid,
-    reason: &str,
-) -> QueryResult<usize> {
-    diesel::update(
-        refresh_tokens::table
-            .filter(refresh_tokens::family_id.eq(family_id))
-            .filter(refresh_tokens::revoked_at.is_null()),
-    )
-    .set((
-        refresh_tokens::revoked_at.eq(diesel::dsl::now),
-        refresh_tokens::revoked_reason.eq(reason),
-    ))
-    .execute(conn)
-    .await
-}
-
-/// Whether the family was revoked.
-pub async fn family_revoked(conn: &mut AsyncPgConnection, family_id: Uuid) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(
-        refresh_tokens::table
-            .filter(refresh_tokens::family_id.eq(family_id))
-            .filter(refresh_tokens::revoked_at.is_not_null()),
-    ))
-    .get_result(conn)
-    .await
-}
-
-/// Serialises rotation and revocation of one family until the transaction ends: a
-/// revocation cannot miss a successor that a concurrent rotation is inserting.
-pub async fn lock_family(conn: &mut AsyncPgConnection, family_id: Uuid) -> QueryResult<()> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 11))")
-        .bind::<diesel::sql_types::Text, _>(family_id.to_string())
-        .execute(conn)
-        .await?;
-    Ok(())
 }

@@ -168,8 +168,8 @@ pub struct Revoked {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Revokes the sessions selected by `filter` that are still live, and their refresh
-/// tokens; returns them.
+/// Revokes the user's live sessions (only `only`, all but `except`, or those of
+/// `sso_tenant`'s SSO login) and their refresh tokens; returns them.
 async fn revoke_where(
     conn: &mut AsyncPgConnection,
     user: UserId,
