@@ -361,7 +361,9 @@ fn domain_allowed(config: &ConfigRow, email: &str) -> bool {
     params(("code" = Option<String>, Query), ("state" = Option<String>, Query), ("error" = Option<String>, Query)),
     responses((status = 200, description = "{access_token, refresh_token, token_type, expires_in, user, tenant_id, auth_method: \"sso\"}"),
               (status = 302, description = "To the return_url, tokens in the fragment"),
-              (status = 400, body = http_kit::ErrorBody), (status = 403, body = http_kit::ErrorBody),
+              (status = 400, description = "invalid_state, azure_error, invalid_id_token, provisioning_disabled, domain_not_allowed, domain_not_verified (no xms_edov: true), group_not_allowed", body = http_kit::ErrorBody),
+              (status = 403, body = http_kit::ErrorBody),
+              (status = 409, description = "account_link_requires_verification (an existing account whose email is not verified), or conflict (the directory account is linked to another user)", body = http_kit::ErrorBody),
               (status = 503, body = http_kit::ErrorBody)))]
 pub async fn callback(
     app: web::Data<SsoApp>,
