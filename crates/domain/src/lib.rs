@@ -8,6 +8,7 @@ mod permission;
 mod role;
 mod tenant_name;
 mod tenant_status;
+mod text;
 
 pub use email::{Email, EmailError, MAX_EMAIL_LEN};
 pub use ids::{DocumentId, FileId, IdParseError, TenantId, UserId};
@@ -18,3 +19,4 @@ pub use tenant_name::{
     MAX_DATABASE_NAME_BYTES, MAX_SLUG_BYTES, MAX_TENANT_NAME_CHARS,
 };
 pub use tenant_status::{TenantStatus, TenantStatusError};
+pub use text::is_hidden_or_control;

@@ -25,7 +25,7 @@ pub enum TenantNameError {
     Empty,
     #[error("name must be at most {MAX_TENANT_NAME_CHARS} characters")]
     TooLong,
-    #[error("name must not contain control characters")]
+    #[error("name must not contain control or invisible formatting characters")]
     ControlCharacters,
 }
 
@@ -43,7 +43,7 @@ impl TenantName {
         if name.chars().count() > MAX_TENANT_NAME_CHARS {
             return Err(TenantNameError::TooLong);
         }
-        if name.chars().any(char::is_control) {
+        if name.chars().any(crate::is_hidden_or_control) {
             return Err(TenantNameError::ControlCharacters);
         }
         Ok(Self(name.to_owned()))
@@ -304,6 +304,10 @@ mod tests {
         assert_eq!(TenantName::parse("  "), Err(TenantNameError::Empty));
         assert_eq!(
             TenantName::parse("a\nb"),
+            Err(TenantNameError::ControlCharacters)
+        );
+        assert_eq!(
+            TenantName::parse("evil \u{202E}moc.kcatta"),
             Err(TenantNameError::ControlCharacters)
         );
         assert_eq!(

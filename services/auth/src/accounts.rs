@@ -79,8 +79,11 @@ pub fn validate_name(errors: &mut FieldErrors, field: &str, value: Option<&str>)
             errors.add(field, "must be at most 100 characters");
             None
         }
-        Some(v) if v.chars().any(char::is_control) => {
-            errors.add(field, "must not contain control characters");
+        Some(v) if v.chars().any(domain::is_hidden_or_control) => {
+            errors.add(
+                field,
+                "must not contain control or invisible formatting characters",
+            );
             None
         }
         Some(v) => Some(v.to_owned()),

@@ -383,10 +383,13 @@ impl Accounts {
                 "this account has no password: set one with a password reset link",
             ));
         };
+        // bcrypt reads 72 bytes: a longer "current password" is never the one set.
+        let too_long = current.len() > crate::passwords::MAX_PASSWORD_BYTES;
         if !self
             .passwords
             .verify(current.to_owned(), Some(stored.clone()))
             .await?
+            || too_long
         {
             return Err(ApiError::validation("current_password", "is not correct"));
         }

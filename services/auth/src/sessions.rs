@@ -131,13 +131,17 @@ impl Accounts {
                 .await?;
         }
         // Per (account, client address): failed guesses from one address do not lock
-        // the account's owner out everywhere else.
+        // the account's owner out everywhere else. An address too long to be one has no
+        // account and gets no bucket (a key as long as the body is not stored).
         let account_bucket = format!(
             "login:account:{normalised}:{}",
             client.address.as_deref().unwrap_or("-")
         );
-        self.check_rate(&account_bucket, self.limits.per_account)
-            .await?;
+        let is_address = normalised.len() <= domain::MAX_EMAIL_LEN;
+        if is_address {
+            self.check_rate(&account_bucket, self.limits.per_account)
+                .await?;
+        }
         // bcrypt reads 72 bytes; a longer password is never the one registered (the
         // policy refuses those), and must not match on its first 72 bytes.
         let too_long = password.len() > crate::passwords::MAX_PASSWORD_BYTES;

@@ -76,9 +76,11 @@ impl TokenIssuer {
         ttl: Duration,
     ) -> Result<Issued, ApiError> {
         let now = Utc::now().timestamp();
-        let (amr, tid) = match session.origin {
-            SessionOrigin::Password => ("pwd", None),
-            SessionOrigin::Sso { directory, .. } => ("sso", Some(directory.clone())),
+        let (amr, tid, sso_tenant) = match session.origin {
+            SessionOrigin::Password => ("pwd", None, None),
+            SessionOrigin::Sso { tenant, directory } => {
+                ("sso", Some(directory.clone()), Some(tenant.into_uuid()))
+            }
         };
         let claims = Claims {
             sub: session.user.into_uuid(),
@@ -92,6 +94,7 @@ impl TokenIssuer {
             fam: Some(session.family),
             amr: vec![amr.to_owned()],
             tid,
+            sso_tenant,
             platform_admin: session.platform_admin,
             auth_time: Some(session.auth_time),
         };

@@ -1154,6 +1154,18 @@ async fn a_password_matches_whole_never_on_its_first_72_bytes() {
         .try_login("long@example.com", &format!("{password}EXTRA"))
         .await;
     assert_error(status, &body, 401, "invalid_credentials");
-    p.login_from(&Client::new(), "long@example.com", &password)
+    let (access, _) = p
+        .login_from(&Client::new(), "long@example.com", &password)
         .await;
+    // Nor as the current password of a change.
+    let (status, body, _) = p
+        .post(
+            &Client::new(),
+            "/api/users/me/password",
+            json!({"current_password": format!("{password}ZZZZ"), "new_password": NEW_PASSWORD}),
+            Some(&access),
+        )
+        .await;
+    assert_error(status, &body, 400, "validation_error");
+    assert!(body["details"]["current_password"].is_array(), "{body}");
 }

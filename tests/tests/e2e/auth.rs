@@ -168,6 +168,7 @@ fn claims(sub: Uuid, token_type: TokenType, exp_in: i64, aud: &str) -> Claims {
         fam: Some(Uuid::new_v4()),
         amr: vec!["pwd".into()],
         tid: None,
+        sso_tenant: None,
         platform_admin: false,
         auth_time: Some(now),
     }
@@ -926,4 +927,86 @@ async fn behind_the_gateway_the_rate_limit_uses_the_address_the_gateway_saw() {
         StatusCode::UNAUTHORIZED,
         "another client address is not limited"
     );
+}
+
+#[tokio::test]
+async fn names_cannot_reorder_or_hide_text() {
+    let ctx = TestContext::new().await;
+    let (auth, tenant) = start_with(&ctx, &[], &[]);
+    // A right-to-left override, a zero-width space, a byte-order mark.
+    for name in ["evil \u{202E}moc.kcatta", "a\u{200B}b", "\u{FEFF}Ada"] {
+        let (status, body) = auth
+            .post("/api/auth/register", json!({"first_name": name, "last_name": "B", "email": "bidi@example.com", "password": PASSWORD}), None)
+            .await;
+        assert_error(status, &body, 400, "validation_error");
+        assert!(body["details"]["first_name"].is_array(), "{body}");
+    }
+    // Joiners are part of some scripts and emoji: kept.
+    let (status, body) = auth
+        .post("/api/auth/register", json!({"first_name": "Mi\u{200C}na", "last_name": "B", "email": "bidi@example.com", "password": PASSWORD}), None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (access, _) = auth.login("bidi@example.com").await;
+    let response = auth
+        .client
+        .put(format!("{}/api/users/me", auth.base))
+        .bearer_auth(&access)
+        .json(&json!({"last_name": "x\u{2066}y"}))
+        .send()
+        .await
+        .expect("send");
+    let status = response.status();
+    assert_error(
+        status,
+        &response.json().await.expect("json"),
+        400,
+        "validation_error",
+    );
+    let response = auth
+        .client
+        .post(format!("{tenant}/api/tenants"))
+        .bearer_auth(&access)
+        .json(&json!({"name": "evil \u{202E}moc.kcatta"}))
+        .send()
+        .await
+        .expect("send");
+    let status = response.status();
+    assert_error(
+        status,
+        &response.json().await.expect("json"),
+        400,
+        "validation_error",
+    );
+}
+
+#[tokio::test]
+async fn a_login_with_an_overlong_address_stores_no_rate_limit_bucket() {
+    let ctx = TestContext::new().await;
+    let auth = start(&ctx, &[]);
+    let email = format!("{}@example.com", "x".repeat(100_000));
+    let (status, body) = auth
+        .post(
+            "/api/auth/login",
+            json!({"email": email, "password": PASSWORD}),
+            None,
+        )
+        .await;
+    assert_error(status, &body, 401, "invalid_credentials");
+    let mut redis = redis::Client::open(testkit::redis_url())
+        .expect("redis")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}ratelimit:login:account:*", ctx.redis_prefix))
+        .query_async(&mut redis)
+        .await
+        .expect("keys");
+    assert!(keys.is_empty(), "{} keys", keys.len());
+    let ip: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}ratelimit:login:ip:*", ctx.redis_prefix))
+        .query_async(&mut redis)
+        .await
+        .expect("keys");
+    assert_eq!(ip.len(), 1, "the address's bucket still counts");
 }

@@ -2157,8 +2157,18 @@ async fn an_sso_only_tenant_admits_only_tokens_of_its_own_sso_login() {
     let (status, body) = p.sign_in(&tenant, "root@corp.com").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let root = body["access_token"].as_str().expect("access").to_owned();
-    let (status, body) = enable(root).await;
+    let (status, body) = enable(root.clone()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // Its directory and app registration stay as they are while it is SSO only.
+    let (status, body) = p
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/tenants/{tenant}/sso/config"),
+            &root,
+            Some(json!({"client_id": "web-client"})),
+        )
+        .await;
+    assert_error(status, &body, 409, "conflict");
 
     let (status, body) = p.sign_in(&tenant, "alice@corp.com").await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -2322,4 +2332,44 @@ async fn starting_sso_logins_is_throttled_per_client_address() {
     assert!(retry.is_some_and(|r| (1..=3600).contains(&r)), "{retry:?}");
     let response = from("127.0.0.3").get(&login).send().await.expect("login");
     assert_eq!(response.status(), StatusCode::NOT_FOUND, "another address");
+}
+
+#[tokio::test]
+async fn the_tenant_row_follows_a_change_of_directory() {
+    let p = platform(&[]).await;
+    let tenant = p
+        .sso_tenant(
+            "Moving Corp",
+            CORP,
+            json!({}),
+            provisioning(&["corp.com"], json!({})),
+        )
+        .await;
+    assert_eq!(tenant_directory(&p, &tenant).await.as_deref(), Some(CORP));
+    let (status, body) = p
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/tenants/{tenant}/sso/config"),
+            &p.admin,
+            Some(json!({"provider_tenant_id": QUIRKY})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(tenant_directory(&p, &tenant).await.as_deref(), Some(QUIRKY));
+}
+
+/// The directory the tenant's row mirrors.
+async fn tenant_directory(p: &Platform, tenant: &str) -> Option<String> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        sso_directory_id: Option<String>,
+    }
+    let mut conn = p.db().await;
+    diesel::sql_query("SELECT sso_directory_id FROM tenants WHERE id = $1::uuid")
+        .bind::<diesel::sql_types::Text, _>(tenant)
+        .get_result::<Row>(&mut conn)
+        .await
+        .expect("tenant")
+        .sso_directory_id
 }

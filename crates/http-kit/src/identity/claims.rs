@@ -33,6 +33,9 @@ pub struct Claims {
     /// For an SSO session: the directory (Entra `tid`) that signed the user in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tid: Option<String>,
+    /// For an SSO session: the platform tenant whose SSO login it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso_tenant: Option<Uuid>,
     /// When the user signed in to open this session (Unix seconds; OpenID Connect's
     /// `auth_time`): what "signed in recently" is judged by.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -43,6 +46,11 @@ pub struct Claims {
 }
 
 impl Claims {
+    /// Whether the token comes from `tenant`'s own SSO login through `directory`.
+    pub fn is_sso_of_tenant(&self, tenant: Uuid, directory: &str) -> bool {
+        self.is_sso_from(directory) && self.sso_tenant == Some(tenant)
+    }
+
     /// Whether the token comes from an SSO login through `directory`.
     pub fn is_sso_from(&self, directory: &str) -> bool {
         self.amr.iter().any(|m| m == "sso") && self.tid.as_deref() == Some(directory)

@@ -382,8 +382,26 @@ pub async fn update(
     }
     errors.into_result()?;
     let tenant = member.tenant_id;
+    // While the tenant signs in through SSO only, its directory and app registration are
+    // what lets anyone in: changing them could lock every member out, so the tenant goes
+    // back to `both` first (platform administrators excepted).
+    let registration_changes = provider_tenant_id.is_some()
+        || client_id.is_some()
+        || request.client_secret.is_some()
+        || redirect_uri.is_some();
+    let summary = app
+        .tenants
+        .tenant(tenant)
+        .await
+        .map_err(crate::app::service)?
+        .ok_or(ApiError::NotFound("Tenant"))?;
+    if registration_changes && summary.auth_method == "sso" && !member.claims.platform_admin {
+        return Err(ApiError::Conflict(
+            "This tenant signs in through SSO only: enable `both` before changing its directory or app registration".into(),
+        ));
+    }
+    let current = app.config(tenant).await?;
     if let Some(new_id) = &provider_tenant_id {
-        let current = app.config(tenant).await?;
         let mut conn = app.conn().await?;
         let linked = store::count_identities(&mut conn, tenant)
             .await
@@ -442,6 +460,10 @@ pub async fn update(
     .map_err(ApiError::internal)?
     .ok_or(ApiError::NotFound("SSO configuration"))?;
     app.published();
+    // The tenant's row mirrors the directory: SSO-only tenants admit its tokens only.
+    if row.provider_tenant_id != current.provider_tenant_id {
+        app.mirror(tenant, &summary.auth_method, Some(&row)).await?;
+    }
     tracing::info!(tenant.id = %tenant, user.id = %member.user_id, "SSO configuration updated");
     Ok(success(
         StatusCode::OK,
@@ -565,7 +587,9 @@ pub async fn enable(
     // SSO only: the admin proves it works by being signed in through it (else a broken
     // configuration would lock every member out, the admin included).
     if method == "sso"
-        && !member.claims.is_sso_from(&row.provider_tenant_id)
+        && !member
+            .claims
+            .is_sso_of_tenant(tenant.into_uuid(), &row.provider_tenant_id)
         && !member.claims.platform_admin
     {
         return Err(ApiError::forbidden_code(

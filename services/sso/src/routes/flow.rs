@@ -560,6 +560,12 @@ pub async fn callback(
     let (user_id, identity_id) = match owner {
         Owner::Linked(identity) => (UserId::from_uuid(identity.user_id), identity.id),
         Owner::Linking(user_id) => {
+            // Still a member (the link was asked as one): nothing is linked otherwise.
+            app.tenants
+                .membership(tenant, user_id)
+                .await
+                .map_err(service)?
+                .ok_or(ApiError::NotFound("Tenant"))?;
             let user = app
                 .auth
                 .users(&[user_id])
