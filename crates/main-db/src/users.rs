@@ -105,6 +105,12 @@ pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[UserId]) -> QueryRes
         .await
 }
 
+/// `email_verified_at`, set to now unless it already is (a first verification stays).
+fn verified_now(
+) -> diesel::expression::SqlLiteral<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>> {
+    diesel::dsl::sql("coalesce(email_verified_at, now())")
+}
+
 /// The user, its row locked until the transaction ends: password, activity and session
 /// changes of one user are serialised on it.
 pub async fn lock(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<Option<UserRow>> {
@@ -130,9 +136,7 @@ pub async fn mark_email_verified(
             .filter(users::email.eq(email)),
     )
     .set((
-        users::email_verified_at.eq(diesel::dsl::sql::<
-            diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
-        >("coalesce(email_verified_at, now())")),
+        users::email_verified_at.eq(verified_now()),
         users::updated_at.eq(diesel::dsl::now),
     ))
     .returning(UserRow::as_returning())
@@ -187,9 +191,7 @@ pub async fn make_platform_admin(
     diesel::update(users::table.find(id.into_uuid()))
         .set((
             users::is_platform_admin.eq(true),
-            users::email_verified_at.eq(diesel::dsl::sql::<
-                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
-            >("coalesce(email_verified_at, now())")),
+            users::email_verified_at.eq(verified_now()),
             users::updated_at.eq(diesel::dsl::now),
         ))
         .returning(UserRow::as_returning())
