@@ -5,6 +5,7 @@
 //! Queries are functions that take a connection, so the caller decides the transaction.
 
 pub mod email_tokens;
+pub mod invitations;
 pub mod memberships;
 mod migrations;
 mod outbox;

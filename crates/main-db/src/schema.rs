@@ -74,6 +74,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    tenant_invitations (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        #[max_length = 255]
+        email -> Varchar,
+        role -> Text,
+        token_hash -> Bytea,
+        invited_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        accepted_at -> Nullable<Timestamptz>,
+        accepted_by -> Nullable<Uuid>,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     tenant_sso_configs (id) {
         id -> Uuid,
         tenant_id -> Uuid,
@@ -247,6 +264,7 @@ diesel::table! {
 
 diesel::joinable!(refresh_tokens -> user_sessions (family_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
+diesel::joinable!(tenant_invitations -> tenants (tenant_id));
 diesel::joinable!(tenant_sso_configs -> tenants (tenant_id));
 diesel::joinable!(tenants -> users (created_by));
 diesel::joinable!(user_azure_identities -> tenants (tenant_id));
@@ -264,6 +282,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     outbox,
     processed_events,
     refresh_tokens,
+    tenant_invitations,
     tenant_sso_configs,
     tenants,
     user_azure_identities,
