@@ -89,7 +89,8 @@ fi
 if [ -z "${KAFKA_BROKERS:-}" ]; then
   topics=""
   for t in tenant.created tenant.deleted user.registered membership.changed \
-           document.uploaded document.deleted file.process audit.events user.account; do
+           document.uploaded document.deleted file.process audit.events user.account \
+           tenant.invitation; do
     topics="$topics$t,$t.dlq,"
   done
   rm -f "$run_dir/kafka-brokers"

@@ -6,6 +6,7 @@
 pub mod account;
 pub mod consumer;
 mod envelope;
+pub mod invitation;
 pub mod outbox;
 pub mod relay;
 pub mod runner;
@@ -15,6 +16,7 @@ mod topic;
 pub use account::AccountEvent;
 pub use consumer::{claim, ConsumerSettings, Handler, HandlerError, Shutdown};
 pub use envelope::EventEnvelope;
+pub use invitation::InvitationEvent;
 pub use outbox::{enqueue, transfer, OutboxError};
 pub use relay::{KafkaSettings, Relay, RelayError};
 pub use runner::{

@@ -16,6 +16,7 @@ pub fn schema(topic: Topic) -> &'static str {
         Topic::FileProcess => include_str!("../schemas/file.process.json"),
         Topic::AuditEvents => include_str!("../schemas/audit.events.json"),
         Topic::UserAccount => include_str!("../schemas/user.account.json"),
+        Topic::TenantInvitation => include_str!("../schemas/tenant.invitation.json"),
     }
 }
 
@@ -60,6 +61,10 @@ mod tests {
             }
             Topic::UserAccount => {
                 json!({"action": "user.email_verified", "user_id": id, "email": "a@example.com"})
+            }
+            Topic::TenantInvitation => {
+                json!({"action": "invitation.revoked", "invitation_id": id, "tenant_id": id,
+                       "email": "a@example.com", "role": "user"})
             }
         }
     }
@@ -223,5 +228,80 @@ mod tests {
                 event.action()
             );
         }
+    }
+
+    #[test]
+    fn every_invitation_event_matches_the_tenant_invitation_schema() {
+        use crate::account::SealedLink;
+        use crate::invitation::InvitationEvent;
+        use domain::Role;
+        let (tenant, user, id) = (TenantId::new(), UserId::new(), Uuid::new_v4());
+        let email = "ada@example.com".to_owned();
+        let all = [
+            InvitationEvent::Created {
+                invitation_id: id,
+                tenant_id: tenant,
+                tenant_name: "Acme".into(),
+                email: email.clone(),
+                role: Role::User,
+                invited_by: user,
+                invited_by_name: "Grace Hopper".into(),
+                link: SealedLink {
+                    reference: id,
+                    key_id: "k1".into(),
+                    ciphertext: "c2VhbGVk".into(),
+                },
+                expires_at: chrono::Utc::now(),
+                refreshed: false,
+            },
+            InvitationEvent::Revoked {
+                invitation_id: id,
+                tenant_id: tenant,
+                email: email.clone(),
+                role: Role::Admin,
+            },
+            InvitationEvent::Accepted {
+                invitation_id: id,
+                tenant_id: tenant,
+                email,
+                role: Role::Viewer,
+                user_id: UserId::new(),
+            },
+        ];
+        let validator = validator(Topic::TenantInvitation);
+        for event in all {
+            let envelope =
+                serde_json::to_value(event.envelope(Some(user)).expect("event")).expect("json");
+            let errors: Vec<String> = validator
+                .iter_errors(&envelope)
+                .map(|e| e.to_string())
+                .collect();
+            assert!(errors.is_empty(), "{}: {errors:?}", event.action());
+            let mut untenanted = envelope.clone();
+            untenanted["tenant_id"] = Value::Null;
+            assert!(
+                !validator.is_valid(&untenanted),
+                "{}: a tenant",
+                event.action()
+            );
+        }
+    }
+
+    #[test]
+    fn membership_changes_say_how_a_member_was_added() {
+        let validator = validator(Topic::MembershipChanged);
+        let id = Uuid::new_v4();
+        for data in [
+            json!({"tenant_id": id, "user_id": id, "action": "added", "role": "user", "added_by": "user_id"}),
+            json!({"tenant_id": id, "user_id": id, "action": "added", "role": "user",
+                   "added_by": "invitation", "invitation_id": id}),
+        ] {
+            assert!(
+                validator.is_valid(&envelope(Topic::MembershipChanged, data.clone())),
+                "{data}"
+            );
+        }
+        let unknown = json!({"tenant_id": id, "user_id": id, "action": "added", "role": "user", "added_by": "magic"});
+        assert!(!validator.is_valid(&envelope(Topic::MembershipChanged, unknown)));
     }
 }

@@ -13,10 +13,11 @@ pub enum Topic {
     FileProcess,
     AuditEvents,
     UserAccount,
+    TenantInvitation,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 9] = [
+    pub const ALL: [Topic; 10] = [
         Topic::TenantCreated,
         Topic::TenantDeleted,
         Topic::UserRegistered,
@@ -26,6 +27,7 @@ impl Topic {
         Topic::FileProcess,
         Topic::AuditEvents,
         Topic::UserAccount,
+        Topic::TenantInvitation,
     ];
 
     /// Whether events of this topic belong to no tenant (a user's account).
@@ -45,6 +47,7 @@ impl Topic {
             Topic::FileProcess => "file.process",
             Topic::AuditEvents => "audit.events",
             Topic::UserAccount => "user.account",
+            Topic::TenantInvitation => "tenant.invitation",
         }
     }
 
