@@ -101,6 +101,9 @@ pub enum ApiError {
     EmailExists,
     #[error("{0}")]
     Conflict(String),
+    /// A 409 with its own stable code (e.g. `invitation_limit_reached`).
+    #[error("{message}")]
+    ConflictCode { code: &'static str, message: String },
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -135,6 +138,14 @@ impl ApiError {
     /// A 403 with the stable `code` and a message for people.
     pub fn forbidden_code(code: &'static str, message: impl Into<String>) -> Self {
         Self::ForbiddenCode {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A 409 with the stable `code` and a message for people.
+    pub fn conflict_code(code: &'static str, message: impl Into<String>) -> Self {
+        Self::ConflictCode {
             code,
             message: message.into(),
         }
@@ -175,6 +186,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::EmailExists => "email_exists",
             Self::Conflict(_) => "conflict",
+            Self::ConflictCode { code, .. } => code,
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::RateLimited { .. } => "rate_limited",
@@ -252,9 +264,10 @@ impl ResponseError for ApiError {
             Self::LinkExpired => StatusCode::GONE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::EmailExists | Self::Conflict(_) | Self::LinkRequiresVerification => {
-                StatusCode::CONFLICT
-            }
+            Self::EmailExists
+            | Self::Conflict(_)
+            | Self::ConflictCode { .. }
+            | Self::LinkRequiresVerification => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
