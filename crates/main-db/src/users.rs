@@ -105,6 +105,19 @@ pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[UserId]) -> QueryRes
         .await
 }
 
+/// The users with these (normalised) addresses.
+pub async fn find_many_by_email(
+    conn: &mut AsyncPgConnection,
+    emails: &[Email],
+) -> QueryResult<Vec<UserRow>> {
+    let emails: Vec<&str> = emails.iter().map(Email::as_str).collect();
+    users::table
+        .filter(users::email.eq_any(emails))
+        .select(UserRow::as_select())
+        .load(conn)
+        .await
+}
+
 /// `email_verified_at`, set to now unless it already is (a first verification stays).
 fn verified_now(
 ) -> diesel::expression::SqlLiteral<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>> {

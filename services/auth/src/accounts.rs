@@ -438,6 +438,17 @@ impl Accounts {
             .map_err(ApiError::internal)
     }
 
+    /// The users with these addresses (stored addresses are normalised, as these are).
+    pub async fn users_by_email(&self, emails: &[Email]) -> Result<Vec<UserRow>, ApiError> {
+        if emails.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        users::find_many_by_email(&mut conn, emails)
+            .await
+            .map_err(ApiError::internal)
+    }
+
     pub async fn profile(&self, user: UserId) -> Result<UserRow, ApiError> {
         let mut conn = self.conn().await?;
         users::find(&mut conn, user)

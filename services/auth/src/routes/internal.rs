@@ -1,10 +1,10 @@
 //! Internal routes (never routed by the gateway), guarded by the internal token: for
 //! the sso service, find or create a user by email, secure an account before linking
 //! it, open a session, end the sessions an identity produced; for the tenant service,
-//! users by id and the `init` admin.
+//! users by id or email and the `init` admin.
 
 use actix_web::{web, HttpResponse};
-use domain::{TenantId, UserId};
+use domain::{Email, TenantId, UserId};
 use http_kit::identity::InternalCaller;
 use http_kit::{ApiError, Json};
 use main_db::sessions::SessionOrigin;
@@ -134,8 +134,13 @@ const MAX_LOOKUP: usize = 1000;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LookupRequest {
+    #[serde(default)]
     #[schema(value_type = Vec<String>)]
     user_ids: Vec<UserId>,
+    /// Addresses (compared normalised: trimmed, lower-cased); one that is not an
+    /// address matches no one.
+    #[serde(default)]
+    emails: Vec<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -144,7 +149,8 @@ pub struct LookupResponse {
     users: Vec<UserBody>,
 }
 
-/// Users by id (for the tenant service's member lists); unknown ids are left out.
+/// Users by id (for the tenant service's member lists) and by email (its invitations);
+/// unknown ones are left out, a user named both ways appears once.
 #[utoipa::path(post, path = "/internal/v1/users/lookup", tag = "internal", request_body = LookupRequest,
     responses((status = 200, body = LookupResponse), (status = 400, body = http_kit::ErrorBody),
               (status = 401, body = http_kit::ErrorBody)))]
@@ -153,14 +159,20 @@ pub async fn lookup_users(
     accounts: web::Data<Accounts>,
     body: Json<LookupRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let ids = &body.user_ids;
-    if ids.len() > MAX_LOOKUP {
+    let LookupRequest { user_ids, emails } = body.into_inner();
+    if user_ids.len() + emails.len() > MAX_LOOKUP {
         return Err(ApiError::validation(
             "user_ids",
-            format!("at most {MAX_LOOKUP} ids"),
+            format!("at most {MAX_LOOKUP} ids and emails"),
         ));
     }
-    let users = accounts.users_by_id(ids).await?;
+    let emails: Vec<Email> = emails.iter().filter_map(|e| Email::parse(e).ok()).collect();
+    let mut users = accounts.users_by_id(&user_ids).await?;
+    for user in accounts.users_by_email(&emails).await? {
+        if !users.iter().any(|u| u.id == user.id) {
+            users.push(user);
+        }
+    }
     Ok(HttpResponse::Ok().json(LookupResponse {
         users: users.into_iter().map(UserBody::from).collect(),
     }))
