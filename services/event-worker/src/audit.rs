@@ -1,8 +1,8 @@
 //! The audit log: every event of every topic becomes one `audit_logs` row (who, what,
 //! which tenant, when, which request), written with the processed event ids in one
-//! transaction, so a redelivered event is recorded once. `audit.events` and
-//! `user.account` name their action in `data`; a sealed `link` (a single-use token on
-//! its way to the mailer) is never copied into the log.
+//! transaction, so a redelivered event is recorded once. `audit.events`,
+//! `user.account` and `tenant.invitation` name their action in `data`; a sealed `link`
+//! (a single-use token on its way to the mailer) is never copied into the log.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -48,11 +48,12 @@ struct NewEntry<'a> {
     occurred_at: DateTime<Utc>,
 }
 
-/// What an event did, and to what: `audit.events` carry their action in `data`; the
-/// resource is the most specific id the payload names.
+/// What an event did, and to what: `audit.events` (and the topics of several actions)
+/// carry their action in `data`; the resource is the most specific id the payload names.
 fn entry(event: &EventEnvelope) -> NewEntry<'_> {
     let action = if event.event_type == Topic::AuditEvents.as_str()
         || event.event_type == Topic::UserAccount.as_str()
+        || event.event_type == Topic::TenantInvitation.as_str()
     {
         event.data["action"].as_str().unwrap_or(&event.event_type)
     } else {
@@ -62,7 +63,7 @@ fn entry(event: &EventEnvelope) -> NewEntry<'_> {
     if let Some(fields) = details.as_object_mut() {
         fields.remove("link");
     }
-    let resource = ["document", "file", "user", "tenant"]
+    let resource = ["document", "file", "invitation", "user", "tenant"]
         .into_iter()
         .find_map(|kind| {
             event.data[format!("{kind}_id")]
@@ -193,6 +194,22 @@ mod tests {
         );
         assert!(e.details.get("link").is_none(), "{}", e.details);
         assert_eq!(e.details["email"], "a@example.com");
+
+        let invited = EventEnvelope::new(
+            Topic::TenantInvitation,
+            Some(tenant),
+            None,
+            json!({"action": "invitation.created", "invitation_id": "i-1", "tenant_id": tenant,
+                   "email": "guest@example.com", "link": {"ref": "i-1", "key_id": "k", "ciphertext": "secret"}}),
+        )
+        .expect("event");
+        let e = entry(&invited);
+        assert_eq!(e.action, "invitation.created");
+        assert_eq!(
+            (e.resource_type, e.resource_id.as_deref()),
+            (Some("invitation"), Some("i-1"))
+        );
+        assert!(e.details.get("link").is_none(), "{}", e.details);
 
         let member = EventEnvelope::new(
             Topic::MembershipChanged,

@@ -1,16 +1,19 @@
 //! Email notifications: a tenant's creator hears that it is ready, a member hears of
 //! being added, of a role change and of removal; a user gets the emails of their
 //! account (`user.account`): verification and password-reset links, password changed
-//! or removed, signed out or deactivated by an administrator. The consumer renders the
+//! or removed, signed out or deactivated by an administrator; an invited address gets
+//! its invitation to a tenant (`tenant.invitation`). The consumer renders the
 //! templates (`templates/`, `{{name}}` placeholders; plain text, and HTML with escaped
 //! values for account emails) into `notifications` rows, created with the processed
 //! event ids in one transaction; the sender loop delivers them over SMTP (lettre) with
 //! retries, marking each sent. A crash between the SMTP server's acceptance and the
 //! mark sends that email again: email has no idempotency key.
 //!
-//! A link with a secret token stays sealed (by the keyring shared with auth) in its row
+//! A link with a secret token stays sealed (by the keyring shared with auth and tenant)
+//! in its row
 //! until the email is sent: the body holds `{{link}}`, filled in at sending, and the
-//! sealed link is dropped once the email is accepted.
+//! sealed link is dropped once the email is accepted. The template says what the link
+//! is bound to (an account token or an invitation).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,7 +24,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use domain::{TenantId, UserId};
 use events::account::{RevokedBy, SealedLink};
-use events::AccountEvent;
+use events::{AccountEvent, InvitationEvent};
 use events::{EventEnvelope, Handler, HandlerError, Shutdown, Topic};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
@@ -65,6 +68,7 @@ fn template(name: &str) -> Option<&'static str> {
         }
         "account_deactivated" => Some(include_str!("../templates/account_deactivated.txt")),
         "sso_identity_linked" => Some(include_str!("../templates/sso_identity_linked.txt")),
+        "tenant_invitation" => Some(include_str!("../templates/tenant_invitation.txt")),
         _ => None,
     }
 }
@@ -81,12 +85,25 @@ fn html_template(name: &str) -> Option<&'static str> {
         }
         "account_deactivated" => Some(include_str!("../templates/account_deactivated.html")),
         "sso_identity_linked" => Some(include_str!("../templates/sso_identity_linked.html")),
+        "tenant_invitation" => Some(include_str!("../templates/tenant_invitation.html")),
         _ => None,
     }
 }
 
 /// The placeholder of a sealed link, filled in when the email is sent.
 const LINK: &str = "{{link}}";
+
+/// The template whose link is an invitation's (the others' are account tokens').
+const INVITATION_TEMPLATE: &str = "tenant_invitation";
+
+/// The associated data a sealed link of template `template` was bound to.
+fn link_aad(template: &str, reference: Uuid) -> Vec<u8> {
+    if template == INVITATION_TEMPLATE {
+        events::invitation::link_aad(reference)
+    } else {
+        SealedLink::aad(reference)
+    }
+}
 
 /// A value as a template takes it: no two braces in a row, whatever it holds (a name
 /// cannot smuggle a placeholder, such as the secret link's, into the email).
@@ -166,6 +183,7 @@ pub fn topics() -> Vec<Topic> {
         Topic::TenantCreated,
         Topic::MembershipChanged,
         Topic::UserAccount,
+        Topic::TenantInvitation,
     ]
 }
 
@@ -312,8 +330,52 @@ fn account_email(event: &EventEnvelope) -> Result<Option<AccountEmail>, HandlerE
     Ok(Some((template, email, values, link)))
 }
 
+/// The email an `invitation.created` event sends to the invited address: to anyone,
+/// account or not (that is the point); the other actions send none.
+fn invitation_email(event: &EventEnvelope) -> Result<Option<Planned>, HandlerError> {
+    let invitation: InvitationEvent = serde_json::from_value(event.data.clone())
+        .map_err(|e| HandlerError::Invalid(format!("tenant.invitation data: {e}")))?;
+    let InvitationEvent::Created {
+        tenant_name,
+        email,
+        role,
+        invited_by_name,
+        link,
+        expires_at,
+        ..
+    } = invitation
+    else {
+        return Ok(None);
+    };
+    let values = HashMap::from([
+        ("tenant_name", tenant_name),
+        ("inviter_name", invited_by_name),
+        ("role", role.to_string()),
+        ("email", email.clone()),
+        (
+            "valid_for",
+            human_duration((expires_at - event.occurred_at).num_seconds().max(60)),
+        ),
+    ]);
+    let (subject, body) = render(INVITATION_TEMPLATE, &values).ok_or_else(|| {
+        HandlerError::Failed(format!("template {INVITATION_TEMPLATE} is malformed"))
+    })?;
+    Ok(Some(Planned {
+        event_id: event.id,
+        recipient: email,
+        template: INVITATION_TEMPLATE,
+        subject,
+        body,
+        html: render_html(INVITATION_TEMPLATE, &values),
+        link: Some(link),
+    }))
+}
+
 impl Notifications {
     async fn plan(&self, event: &EventEnvelope) -> Result<Option<Planned>, HandlerError> {
+        if event.event_type == Topic::TenantInvitation.as_str() {
+            return invitation_email(event);
+        }
         if event.event_type == Topic::UserAccount.as_str() {
             let Some((template, recipient, values, link)) = account_email(event)? else {
                 return Ok(None);
@@ -358,6 +420,10 @@ impl Notifications {
                     ("tenant_created", UserId::from_uuid(creator), None)
                 }
                 t if t == Topic::MembershipChanged.as_str() => {
+                    // Who accepted an invitation knows they joined.
+                    if event.data["added_by"] == "invitation" {
+                        return Ok(None);
+                    }
                     let template = match event.data["action"].as_str() {
                         Some("added" | "set") => "member_added",
                         Some("role_changed") => "member_role_changed",
@@ -478,6 +544,7 @@ impl Handler for Notifications {
 struct Pending {
     id: Uuid,
     recipient: String,
+    template: String,
     subject: String,
     body: String,
     html_body: Option<String>,
@@ -496,7 +563,7 @@ impl Pending {
                     .parse()
                     .map_err(|_| "the link's reference is not an id".to_owned())?;
                 let opened = keyring
-                    .decrypt(key_id, sealed, &SealedLink::aad(reference))
+                    .decrypt(key_id, sealed, &link_aad(&self.template, reference))
                     .map_err(|e| format!("the link cannot be opened: {e}"))?;
                 Some(String::from_utf8(opened).map_err(|_| "the link is not text".to_owned())?)
             }
@@ -598,6 +665,7 @@ async fn take_due(db: &DbPool) -> anyhow::Result<Vec<Pending>> {
                 .select((
                     notifications::id,
                     notifications::recipient,
+                    notifications::template,
                     notifications::subject,
                     notifications::body,
                     notifications::html_body,
@@ -749,6 +817,7 @@ mod tests {
         let pending = Pending {
             id: Uuid::new_v4(),
             recipient: "ada@example.com".into(),
+            template: "verify_email".into(),
             subject: "s".into(),
             body: format!("open {LINK}"),
             html_body: Some(format!("<a href=\"{LINK}\">x</a>")),
@@ -769,6 +838,82 @@ mod tests {
             ..pending
         };
         assert!(moved.bodies(&keyring).is_err());
+    }
+
+    #[test]
+    fn an_invitation_mails_the_invited_address_its_sealed_link() {
+        let keyring = secrets::Keyring::parse(secrets::DEVELOPMENT_KEYRING).expect("keyring");
+        let id = Uuid::new_v4();
+        let url = "https://app.example.com/invitations/accept?token=abc";
+        let sealed = keyring
+            .encrypt(url.as_bytes(), &events::invitation::link_aad(id))
+            .expect("sealed");
+        let created = InvitationEvent::Created {
+            invitation_id: id,
+            tenant_id: TenantId::new(),
+            tenant_name: "<Acme>".into(),
+            email: "guest@example.com".into(),
+            role: domain::Role::Viewer,
+            invited_by: UserId::new(),
+            invited_by_name: "Grace {{link}} Hopper".into(),
+            link: SealedLink {
+                reference: id,
+                key_id: sealed.key_id.clone(),
+                ciphertext: sealed.ciphertext.clone(),
+            },
+            expires_at: Utc::now() + chrono::Duration::days(7),
+            refreshed: false,
+        };
+        let event = created.envelope(None).expect("event");
+        let planned = invitation_email(&event).expect("valid").expect("an email");
+        assert_eq!(planned.recipient, "guest@example.com");
+        assert_eq!(planned.subject, "You are invited to join <Acme>");
+        assert!(
+            planned.body.contains("Hopper invites guest@example.com"),
+            "{}",
+            planned.body
+        );
+        assert!(planned.body.contains("the role viewer"), "{}", planned.body);
+        assert!(
+            planned.body.contains("expires in 7 days"),
+            "{}",
+            planned.body
+        );
+        let html = planned.html.clone().expect("html");
+        assert!(html.contains("&lt;Acme&gt;"), "{html}");
+        for text in [&planned.body, &html] {
+            assert!(text.contains(LINK), "{text}");
+            assert!(text.replace(LINK, "").find("{{").is_none(), "{text}");
+        }
+        let pending = Pending {
+            id: Uuid::new_v4(),
+            recipient: planned.recipient,
+            template: planned.template.to_owned(),
+            subject: planned.subject,
+            body: planned.body,
+            html_body: planned.html,
+            link_ref: Some(id.to_string()),
+            link_sealed: Some(sealed.ciphertext),
+            link_key_id: Some(sealed.key_id),
+            attempts: 0,
+        };
+        let (text, _) = pending.bodies(&keyring).expect("opened");
+        assert!(text.contains(url), "{text}");
+        // Bound to an invitation: it does not open as an account token's link.
+        let as_account = Pending {
+            template: "verify_email".into(),
+            ..pending
+        };
+        assert!(as_account.bodies(&keyring).is_err());
+
+        let revoked = InvitationEvent::Revoked {
+            invitation_id: id,
+            tenant_id: TenantId::new(),
+            email: "guest@example.com".into(),
+            role: domain::Role::Viewer,
+        };
+        let event = revoked.envelope(None).expect("event");
+        assert!(invitation_email(&event).expect("valid").is_none());
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! `id.timestamp.body` with the endpoint's `whsec_` secret). A 2xx delivers; a 410
 //! disables the endpoint; anything else is retried with exponential backoff and
 //! jitter until `retry_for` has passed since the event. Every attempt is recorded.
+//! A sealed `link` in an event's `data` (an invitation's single-use token on its way
+//! to the mailer) is left out of the payload.
 //!
 //! Targets must be public addresses over HTTPS unless private targets are allowed
 //! (development and tests): the URL's host is checked at registration and every name
@@ -182,6 +184,15 @@ struct Subscription {
     event_types: Vec<Option<String>>,
 }
 
+/// The body of an event's deliveries: the envelope, without a sealed `link`.
+fn payload_of(event: &EventEnvelope) -> Result<serde_json::Value, serde_json::Error> {
+    let mut payload = serde_json::to_value(event)?;
+    if let Some(data) = payload["data"].as_object_mut() {
+        data.remove("link");
+    }
+    Ok(payload)
+}
+
 impl Handler for Webhooks {
     fn name(&self) -> &str {
         CONSUMER
@@ -242,7 +253,7 @@ impl Handler for Webhooks {
                     let mut rows = Vec::new();
                     for (event, endpoints) in matched.iter().filter(|(e, _)| fresh.contains(&e.id))
                     {
-                        let payload = serde_json::to_value(event)
+                        let payload = payload_of(event)
                             .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
                         for endpoint in endpoints {
                             rows.push((
@@ -615,6 +626,22 @@ mod tests {
         .expect("sign");
         assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
         assert!(sign("no-prefix", "m", 1, b"").is_err());
+    }
+
+    #[test]
+    fn deliveries_leave_a_sealed_link_out() {
+        let event = EventEnvelope::new(
+            events::Topic::TenantInvitation,
+            Some(domain::TenantId::new()),
+            None,
+            serde_json::json!({"action": "invitation.created", "email": "a@example.com",
+                               "link": {"ref": "r", "key_id": "k", "ciphertext": "sealed"}}),
+        )
+        .expect("event");
+        let payload = payload_of(&event).expect("payload");
+        assert!(payload["data"].get("link").is_none(), "{payload}");
+        assert_eq!(payload["data"]["email"], "a@example.com");
+        assert_eq!(payload["id"], serde_json::json!(event.id));
     }
 
     #[test]
