@@ -25,6 +25,10 @@ impl TenantApp {
     pub async fn conn(&self) -> Result<main_db::DbConnection, ApiError> {
         self.db.get().await.map_err(unavailable)
     }
+
+    /// After a committed change of `user`'s membership of `tenant`: every service's
+    /// cached role is dropped at once (issue 15; filled in by the role-cache work).
+    pub async fn roles_changed(&self, _tenant: TenantId, _user: Option<UserId>) {}
 }
 
 pub fn unavailable(e: impl std::fmt::Display) -> ApiError {

@@ -10,6 +10,7 @@ use utoipa::OpenApi;
 
 pub mod app;
 pub mod commands;
+pub mod invitations;
 pub mod maintenance;
 pub mod migrate_tenants;
 pub mod provisioning;
@@ -39,6 +40,11 @@ pub const INFO: ServiceInfo = ServiceInfo {
         routes::members::add,
         routes::members::change_role,
         routes::members::remove,
+        routes::invitations::create,
+        routes::invitations::list,
+        routes::invitations::revoke,
+        routes::invitations::preview,
+        routes::invitations::accept,
         routes::internal::tenant,
         routes::internal::tenant_databases,
         routes::internal::membership,
@@ -109,6 +115,16 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server
         )?,
         limit_per_user: settings.tenant_limit_per_user,
     };
+    let invitations = actix_web::web::Data::new(invitations::Invitations {
+        keyring: std::sync::Arc::new(secrets::Keyring::parse(settings.secrets_keyring.expose())?),
+        public_app_url: settings.public_app_url.clone(),
+        settings: settings.invitations,
+        limiter: cache::RateLimiter::new(
+            redis.clone(),
+            cache::Keys::new(common.redis_key_prefix.clone()),
+            common.redis_timeout,
+        ),
+    });
     let keys = http_kit::identity::JwksClient::new(
         format!("{}/.well-known/jwks.json", settings.auth_service_url),
         settings.service_call_timeout,
@@ -168,6 +184,7 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server
     http_kit::server::start_service(INFO, common, checks, openapi(), listener, move |cfg| {
         cfg.app_data(db.clone())
             .app_data(app.clone())
+            .app_data(invitations.clone())
             .app_data(verifier.clone())
             .app_data(roles.clone())
             .app_data(internal.clone());

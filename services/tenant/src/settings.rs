@@ -9,9 +9,17 @@
 //! (`saas-platform`), `SERVICE_CALL_TIMEOUT_MS` (2000); `PROVISIONING_STALE_SECS` (300:
 //! a tenant provisioning longer is taken as interrupted) and `PROVISIONING_SWEEP_SECS`
 //! (60).
+//!
+//! Invitations: `PUBLIC_APP_URL` (`http://localhost:3000`; required in production,
+//! `https://` or localhost: the front end the invitation links open),
+//! `SECRETS_KEYRING` (seals the links on their way to the mailer; required in
+//! production), `INVITATION_TTL_SECS` (604800: 7 days), `INVITATION_MAX_PENDING` (1000
+//! pending invitations per tenant), and the throttles (`count/window`, see
+//! [`InvitationSettings`]).
 
 use std::time::Duration;
 
+use cache::RateLimit;
 use http_kit::{CommonSettings, ConfigReader, Secret};
 use tenant_db::{quote_identifier, TenantDbSettings};
 
@@ -31,11 +39,72 @@ pub struct Settings {
     pub service_call_timeout: Duration,
     pub provisioning_stale_after: Duration,
     pub provisioning_sweep_every: Duration,
+    /// The front end's public URL: invitation links are built on it.
+    pub public_app_url: String,
+    /// Seals invitation links on their way through the outbox and Kafka.
+    pub secrets_keyring: Secret<String>,
+    pub invitations: InvitationSettings,
+}
+
+/// How long invitations live, how many may be pending, and their rate limits (Redis,
+/// fixed windows).
+#[derive(Debug, Clone, Copy)]
+pub struct InvitationSettings {
+    /// `INVITATION_TTL_SECS`: how long a link can be accepted.
+    pub ttl: Duration,
+    /// `INVITATION_MAX_PENDING`: pending, unexpired invitations per tenant.
+    pub max_pending: u32,
+    /// `INVITATION_RATE_LIMIT_PER_TENANT` (`100/1h`): invitations sent by a tenant.
+    pub per_tenant: RateLimit,
+    /// `INVITATION_RATE_LIMIT_PER_EMAIL` (`5/1h`): invitations of one address by a tenant
+    /// (re-sending included), so an address cannot be flooded.
+    pub per_email: RateLimit,
+    /// `INVITATION_TOKEN_RATE_LIMIT_PER_IP` (`100/1h`): previews and acceptances (each
+    /// counted on its own) per client address.
+    pub token_per_ip: RateLimit,
+}
+
+impl InvitationSettings {
+    fn read(r: &mut ConfigReader<'_>) -> Self {
+        let settings = Self {
+            ttl: Duration::from_secs(r.optional("INVITATION_TTL_SECS", 604_800)),
+            max_pending: r.optional("INVITATION_MAX_PENDING", 1000),
+            per_tenant: r.optional(
+                "INVITATION_RATE_LIMIT_PER_TENANT",
+                RateLimit::new(100, 3600),
+            ),
+            per_email: r.optional("INVITATION_RATE_LIMIT_PER_EMAIL", RateLimit::new(5, 3600)),
+            token_per_ip: r.optional(
+                "INVITATION_TOKEN_RATE_LIMIT_PER_IP",
+                RateLimit::new(100, 3600),
+            ),
+        };
+        r.check(
+            "INVITATION_TTL_SECS",
+            (300..=30 * 86_400).contains(&settings.ttl.as_secs()),
+            "must be between 300 and 2592000 (30 days)",
+        );
+        r.check(
+            "INVITATION_MAX_PENDING",
+            (1..=100_000).contains(&settings.max_pending),
+            "must be between 1 and 100000",
+        );
+        settings
+    }
 }
 
 impl Settings {
     pub fn read(r: &mut ConfigReader<'_>) -> Self {
         let common = CommonSettings::read(r, DEFAULT_PORT);
+        let environment = common.environment;
+        let explicit_app_url = r.maybe::<String>("PUBLIC_APP_URL").is_some();
+        let public_app_url = r
+            .http_url("PUBLIC_APP_URL", "http://localhost:3000")
+            .trim_end_matches('/')
+            .to_owned();
+        check_public_app_url(r, environment, explicit_app_url, &public_app_url);
+        let secrets_keyring = http_kit::config::read_keyring(r, environment, false);
+        let invitations = InvitationSettings::read(r);
         let template: String = r.optional("TENANT_TEMPLATE_DATABASE", "tenant_template".to_owned());
         r.check(
             "TENANT_TEMPLATE_DATABASE",
@@ -110,6 +179,9 @@ impl Settings {
             provisioning_sweep_every: Duration::from_secs(
                 r.optional("PROVISIONING_SWEEP_SECS", 60).max(1),
             ),
+            public_app_url,
+            secrets_keyring,
+            invitations,
         }
     }
 
@@ -118,5 +190,94 @@ impl Settings {
             max_size: self.common.database_pool_size,
             timeout: self.common.database_timeout,
         }
+    }
+}
+
+/// In production the links must open the real front end: set explicitly, and on
+/// `https://` (or localhost), as auth checks its own.
+fn check_public_app_url(
+    r: &mut ConfigReader<'_>,
+    environment: http_kit::config::Environment,
+    explicit: bool,
+    url: &str,
+) {
+    let production = environment == http_kit::config::Environment::Production;
+    let local = url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .is_some_and(|h| h == "localhost" || h == "127.0.0.1");
+    r.check(
+        "PUBLIC_APP_URL",
+        !production || !explicit || local || url.starts_with("https://"),
+        "must be an https:// URL (or a localhost one) in production",
+    );
+    r.check(
+        "PUBLIC_APP_URL",
+        !production || explicit,
+        "must be set in production (the front end the invitation links open)",
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn read(pairs: &[(&str, &str)]) -> Result<Settings, String> {
+        let mut env: HashMap<String, String> = [
+            ("DATABASE_URL", "postgres://localhost/saas_platform"),
+            ("REDIS_URL", "redis://localhost"),
+            ("INTERNAL_SERVICE_TOKEN", "0123456789abcdef0123456789abcdef"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        for (k, v) in pairs {
+            env.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let mut r = ConfigReader::new(&env);
+        let settings = Settings::read(&mut r);
+        r.finish(settings).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn invitations_last_a_week_by_default_and_their_settings_are_checked() {
+        let settings = read(&[]).expect("defaults");
+        assert_eq!(settings.invitations.ttl, Duration::from_secs(604_800));
+        assert_eq!(settings.invitations.max_pending, 1000);
+        assert_eq!(settings.public_app_url, "http://localhost:3000");
+        let settings = read(&[
+            ("INVITATION_TTL_SECS", "3600"),
+            ("PUBLIC_APP_URL", "https://app.example.com/"),
+            ("INVITATION_RATE_LIMIT_PER_EMAIL", "2/1d"),
+        ])
+        .expect("valid");
+        assert_eq!(settings.invitations.ttl, Duration::from_secs(3600));
+        assert_eq!(settings.public_app_url, "https://app.example.com");
+        assert_eq!(settings.invitations.per_email, RateLimit::new(2, 86_400));
+        for (name, value) in [
+            ("INVITATION_TTL_SECS", "10"),
+            ("INVITATION_TTL_SECS", "9999999"),
+            ("INVITATION_MAX_PENDING", "0"),
+            ("INVITATION_RATE_LIMIT_PER_TENANT", "lots"),
+            ("SECRETS_KEYRING", "not a keyring"),
+        ] {
+            let error = read(&[(name, value)]).expect_err(name);
+            assert!(error.contains(name), "{name}: {error}");
+        }
+    }
+
+    #[test]
+    fn production_needs_the_front_end_url_and_a_keyring() {
+        let error = read(&[("ENVIRONMENT", "production")]).expect_err("production");
+        assert!(error.contains("PUBLIC_APP_URL"), "{error}");
+        assert!(error.contains("SECRETS_KEYRING"), "{error}");
+        let error = read(&[
+            ("ENVIRONMENT", "production"),
+            ("PUBLIC_APP_URL", "http://app.example.com"),
+        ])
+        .expect_err("plain http");
+        assert!(error.contains("https://"), "{error}");
     }
 }

@@ -1,7 +1,9 @@
 //! `/api/tenants/{id}/users`: adding members, changing roles, removing members (admin).
 //! The last admin can be neither removed nor demoted: the admin rows are locked in the
 //! same transaction, so two admins demoting each other at once cannot both succeed.
-//! Each change records `membership.changed` in the same transaction.
+//! Each change records `membership.changed` in the same transaction; an addition by
+//! user id says so (`added_by: user_id`): invitations (`routes::invitations`) are the
+//! documented way, this route stays for the clients that used it.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -48,6 +50,37 @@ fn changed(
     .map_err(ApiError::internal)
 }
 
+/// How a member was added: `added_by` (and `invitation_id`) of `membership.changed`.
+pub(crate) enum AddedBy {
+    /// An admin named the user's id (`POST /api/tenants/{id}/users`).
+    UserId,
+    /// The user accepted this invitation.
+    Invitation(uuid::Uuid),
+}
+
+/// `membership.changed` of an addition: the payload of [`changed`] (`action: added`)
+/// and how the member came in.
+pub(crate) fn added(
+    tenant: TenantId,
+    actor: UserId,
+    user: UserId,
+    role: Role,
+    request_id: Option<String>,
+    by: AddedBy,
+) -> Result<EventEnvelope, ApiError> {
+    let mut data = json!({"tenant_id": tenant, "user_id": user, "action": "added", "role": role});
+    match by {
+        AddedBy::UserId => data["added_by"] = json!("user_id"),
+        AddedBy::Invitation(id) => {
+            data["added_by"] = json!("invitation");
+            data["invitation_id"] = json!(id);
+        }
+    }
+    EventEnvelope::new(Topic::MembershipChanged, Some(tenant), Some(actor), data)
+        .map(|e| e.with_request_id(request_id))
+        .map_err(ApiError::internal)
+}
+
 fn db_error(e: diesel::result::Error) -> ApiError {
     use diesel::result::{DatabaseErrorKind, Error};
     match &e {
@@ -65,7 +98,8 @@ async fn enqueue(tx: &mut AsyncPgConnection, event: &EventEnvelope) -> Result<()
     events::enqueue(tx, event).await.map_err(ApiError::internal)
 }
 
-/// Add a member (admin). 409 if already a member; 404 for an unknown user.
+/// Add a member by user id (admin; invitations are the documented way). 409 if already
+/// a member; 404 for an unknown user.
 #[utoipa::path(post, path = "/api/tenants/{id}/users", tag = "tenants", params(("id" = String, Path, format = Uuid)),
     request_body = AddMember,
     responses((status = 201, description = "`data`: the membership", body = Membership),
@@ -78,13 +112,13 @@ pub async fn add(
 ) -> Result<HttpResponse, ApiError> {
     member.require(Permission::ManageMembers)?;
     let AddMember { user_id, role } = body.into_inner();
-    let event = changed(
+    let event = added(
         member.tenant_id,
         member.user_id,
         user_id,
-        "added",
-        Some(role),
-        request_id.0,
+        role,
+        Some(request_id.0),
+        AddedBy::UserId,
     )?;
     let mut conn = app.conn().await?;
     let row = conn

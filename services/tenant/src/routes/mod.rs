@@ -1,7 +1,8 @@
-//! HTTP routes of the tenant service: the public tenant API and the internal API other
-//! services use.
+//! HTTP routes of the tenant service: the public tenant API (invitations included) and
+//! the internal API other services use.
 
 pub mod internal;
+pub mod invitations;
 pub mod members;
 pub mod tenants;
 
@@ -19,7 +20,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/{id}/retry", web::post().to(tenants::retry))
             .route("/{id}/users", web::post().to(members::add))
             .route("/{id}/users/{user_id}", web::put().to(members::change_role))
-            .route("/{id}/users/{user_id}", web::delete().to(members::remove)),
+            .route("/{id}/users/{user_id}", web::delete().to(members::remove))
+            .route("/{id}/invitations", web::get().to(invitations::list))
+            .route("/{id}/invitations", web::post().to(invitations::create))
+            .route(
+                "/{id}/invitations/{invitation_id}",
+                web::delete().to(invitations::revoke),
+            ),
+    )
+    .service(
+        web::scope("/api/invitations")
+            .route("/accept", web::post().to(invitations::accept))
+            .route("/{token}", web::get().to(invitations::preview)),
     )
     .service(
         web::scope("/internal/v1")
