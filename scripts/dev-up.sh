@@ -66,8 +66,8 @@ if [ -z "${INTERNAL_SERVICE_TOKEN:-}${INTERNAL_SERVICE_TOKEN_FILE:-}" ]; then
   export INTERNAL_SERVICE_TOKEN_FILE="$run_dir/internal-service-token"
 fi
 
-# The keyring of auth, sso and the event-worker (client secrets, Azure tokens and
-# webhook secrets at rest; emailed links on their way to the mailer).
+# The keyring of auth, tenant, sso and the event-worker (client secrets, Azure tokens and
+# webhook secrets at rest; emailed links, invitations too, on their way to the mailer).
 if [ -z "${SECRETS_KEYRING:-}${SECRETS_KEYRING_FILE:-}" ]; then
   [ -s "$run_dir/secrets-keyring" ] || printf 'dev1=%s' "$(head -c 32 /dev/urandom | base64 -w0)" > "$run_dir/secrets-keyring"
   chmod 600 "$run_dir/secrets-keyring"
