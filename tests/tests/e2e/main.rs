@@ -6,6 +6,7 @@ mod auth;
 mod documents;
 mod events;
 mod gateway;
+mod invitations;
 mod platform;
 mod sso;
 mod tenants;
