@@ -45,8 +45,8 @@ async fn run() {
     let memberships = env_usize("MEMBERSHIPS", 1000);
     let ctx = TestContext::new().await;
     let pem = auth::keys::generate_pem().expect("key");
-    let (auth_listener, auth) = testkit::free_listener();
-    let (tenant_listener, tenant) = testkit::free_listener();
+    let (auth_listener, auth) = testkit::free_listeners();
+    let (tenant_listener, tenant) = testkit::free_listeners();
     testkit::start_service_on::<tenant::Service>(
         &ctx,
         &[

@@ -5,10 +5,12 @@
 use std::future::Future;
 use std::time::Duration;
 
+mod broadcast;
 mod one_time;
 mod rate_limit;
 mod revocation;
 
+pub use broadcast::{Broadcast, Heard};
 pub use one_time::OneTime;
 pub use rate_limit::{RateDecision, RateLimit, RateLimiter};
 pub use revocation::{Revocations, TokenRef};

@@ -117,6 +117,29 @@ impl RateLimiter {
         .await
     }
 
+    /// Whether `bucket` already holds `limit` hits, without counting one (limits on
+    /// failures: checked before the attempt, counted after a failed one).
+    pub async fn peek(&self, bucket: &str, limit: u32) -> Result<RateDecision, CacheError> {
+        let key = self.keys.key("ratelimit", bucket);
+        with_connection(&self.redis, self.timeout, async |conn| {
+            let (count, ttl): (Option<u64>, i64) = redis::pipe()
+                .cmd("GET")
+                .arg(&key)
+                .cmd("TTL")
+                .arg(&key)
+                .query_async(conn)
+                .await?;
+            if count.unwrap_or(0) >= u64::from(limit) {
+                Ok(RateDecision::Limited {
+                    retry_after: Duration::from_secs(u64::try_from(ttl).unwrap_or(1).max(1)),
+                })
+            } else {
+                Ok(RateDecision::Allowed)
+            }
+        })
+        .await
+    }
+
     /// Counts one hit on `bucket` against `limit`.
     pub async fn check(&self, bucket: &str, limit: RateLimit) -> Result<RateDecision, CacheError> {
         self.hit(bucket, limit.count, limit.window).await

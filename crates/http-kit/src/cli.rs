@@ -3,13 +3,12 @@
 
 use std::fmt::Debug;
 use std::future::Future;
-use std::net::TcpListener;
 use std::process::ExitCode;
 
 use actix_web::dev::Server;
-use anyhow::Context;
 
 use crate::config::{ConfigErrors, ConfigReader, ProcessEnv};
+use crate::server::Listeners;
 use crate::{telemetry, CommonSettings, ServiceInfo};
 
 /// The subcommands every service binary has.
@@ -34,16 +33,17 @@ pub trait Service {
 
     fn read_settings(reader: &mut ConfigReader<'_>) -> Self::Settings;
     fn common(settings: &Self::Settings) -> &CommonSettings;
-    /// Builds the service's HTTP server on `listener` (tests and the binary call it).
-    fn start(settings: Self::Settings, listener: TcpListener) -> anyhow::Result<Server>;
+    /// Builds the service's HTTP server on `listeners` (tests and the binary call it).
+    fn start(settings: Self::Settings, listeners: Listeners) -> anyhow::Result<Server>;
 }
 
 /// Binds the configured address and serves until SIGTERM/SIGINT.
 pub async fn serve<S: Service>(settings: S::Settings) -> anyhow::Result<()> {
-    let address = S::common(&settings).bind_address();
-    let listener = TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
-    tracing::info!(%address, service = S::INFO.name, version = S::INFO.version, "listening");
-    S::start(settings, listener)?.await?;
+    let common = S::common(&settings);
+    let (address, internal) = (common.bind_address(), common.internal_bind_address());
+    let listeners = Listeners::bind(common)?;
+    tracing::info!(%address, %internal, service = S::INFO.name, version = S::INFO.version, "listening");
+    S::start(settings, listeners)?.await?;
     tracing::info!(service = S::INFO.name, "stopped");
     Ok(())
 }

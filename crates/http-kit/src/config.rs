@@ -8,7 +8,8 @@
 //! `HOST`, `PORT`, `ENVIRONMENT`, `LOG_FORMAT`, `RUST_LOG`, `HTTP_WORKERS`,
 //! `SHUTDOWN_TIMEOUT_SECS`, `READY_TIMEOUT_MS`, `DATABASE_URL`, `DATABASE_POOL_SIZE`,
 //! `DATABASE_TIMEOUT_MS`, `REDIS_URL`, `REDIS_TIMEOUT_MS`,
-//! `REDIS_KEY_PREFIX`, `KAFKA_BROKERS`, `KAFKA_TIMEOUT_MS`, `OUTBOX_SWEEP_SECS`.
+//! `REDIS_KEY_PREFIX`, `KAFKA_BROKERS`, `KAFKA_TIMEOUT_MS`, `OUTBOX_SWEEP_SECS`,
+//! `TRUSTED_PROXIES`, `INTERNAL_PORT`, `JWKS_REFRESH_SECS`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -267,6 +268,8 @@ impl FromStr for LogFormat {
 pub struct CommonSettings {
     pub host: String,
     pub port: u16,
+    /// The internal listener's port (the internal API and `/metrics`).
+    pub internal_port: u16,
     pub environment: Environment,
     pub log_format: LogFormat,
     pub log_filter: String,
@@ -289,9 +292,10 @@ pub struct CommonSettings {
     pub kafka_timeout: Duration,
     /// How often the outbox relay sweeps every database for unpublished events.
     pub outbox_sweep_every: Duration,
-    /// Take the client's address from the last `X-Forwarded-For` entry (behind the
-    /// gateway only).
-    pub trust_proxy_headers: bool,
+    /// How long auth's JWKS is used before it is fetched again (`JWKS_REFRESH_SECS`).
+    pub jwks_refresh: Duration,
+    /// Proxies (the gateway, an ingress) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: crate::client::TrustedProxies,
 }
 
 /// Whether `url` starts with `http://` or `https://`.
@@ -315,6 +319,7 @@ impl CommonSettings {
         let settings = Self {
             host: r.optional("HOST", "0.0.0.0".to_owned()),
             port: r.optional("PORT", default_port),
+            internal_port: r.optional("INTERNAL_PORT", default_port.saturating_add(1000)),
             environment,
             log_format: r.optional("LOG_FORMAT", default_format),
             log_filter: r.optional("RUST_LOG", "info".to_owned()),
@@ -330,8 +335,15 @@ impl CommonSettings {
             kafka_brokers: r.maybe("KAFKA_BROKERS"),
             kafka_timeout: Duration::from_millis(r.optional("KAFKA_TIMEOUT_MS", 10_000)),
             outbox_sweep_every: Duration::from_secs(r.optional("OUTBOX_SWEEP_SECS", 30)),
-            trust_proxy_headers: r.optional("TRUST_PROXY_HEADERS", false),
+            jwks_refresh: Duration::from_secs(r.optional("JWKS_REFRESH_SECS", 300)),
+            trusted_proxies: r.optional("TRUSTED_PROXIES", Default::default()),
         };
+        let replaced: Option<String> = r.maybe("TRUST_PROXY_HEADERS");
+        r.check(
+            "TRUST_PROXY_HEADERS",
+            replaced.is_none(),
+            "was replaced by TRUSTED_PROXIES: the networks of the gateway and ingress (CIDRs)",
+        );
         r.check(
             "KAFKA_BROKERS",
             settings.kafka_brokers.is_some() || environment != Environment::Production,
@@ -363,6 +375,16 @@ impl CommonSettings {
         );
         r.check("PORT", settings.port != 0, "must be between 1 and 65535");
         r.check(
+            "JWKS_REFRESH_SECS",
+            (5..=86_400).contains(&settings.jwks_refresh.as_secs()),
+            "must be between 5 and 86400",
+        );
+        r.check(
+            "INTERNAL_PORT",
+            settings.internal_port != 0 && settings.internal_port != settings.port,
+            "must be between 1 and 65535 and differ from PORT",
+        );
+        r.check(
             "DATABASE_POOL_SIZE",
             (1..=1000).contains(&settings.database_pool_size),
             "must be between 1 and 1000",
@@ -387,6 +409,10 @@ impl CommonSettings {
 
     pub fn bind_address(&self) -> String {
         format!("{}:{}", self.host, self.port)
+    }
+
+    pub fn internal_bind_address(&self) -> String {
+        format!("{}:{}", self.host, self.internal_port)
     }
 }
 

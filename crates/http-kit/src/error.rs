@@ -55,6 +55,9 @@ impl FieldErrors {
 pub enum ApiError {
     #[error("The request is invalid")]
     Validation(FieldErrors),
+    /// `page` or `per_page` out of range (400 `invalid_pagination`, naming the field).
+    #[error("The page or page size is out of range")]
+    InvalidPagination(FieldErrors),
     #[error("{0}")]
     BadRequest(String),
     /// A 400 with its own stable code (e.g. the SSO flow's `invalid_state`).
@@ -167,6 +170,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Validation(_) => "validation_error",
+            Self::InvalidPagination(_) => "invalid_pagination",
             Self::BadRequest(_) => "bad_request",
             Self::BadRequestCode { code, .. } => code,
             Self::Unauthorized => "unauthorized",
@@ -197,7 +201,9 @@ impl ApiError {
 
     fn details(&self) -> Option<serde_json::Value> {
         match self {
-            Self::Validation(fields) => serde_json::to_value(fields).ok(),
+            Self::Validation(fields) | Self::InvalidPagination(fields) => {
+                serde_json::to_value(fields).ok()
+            }
             _ => None,
         }
     }
@@ -247,9 +253,10 @@ pub(crate) fn envelope_response(
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::Validation(_) | Self::BadRequest(_) | Self::BadRequestCode { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::Validation(_)
+            | Self::InvalidPagination(_)
+            | Self::BadRequest(_)
+            | Self::BadRequestCode { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized
             | Self::TokenExpired
             | Self::TokenRevoked

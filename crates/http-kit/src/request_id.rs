@@ -48,7 +48,7 @@ fn accept(value: &HeaderValue) -> Option<String> {
     let ok = !s.is_empty()
         && s.len() <= MAX_REQUEST_ID_LEN
         && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
     ok.then(|| s.to_owned())
 }
 
@@ -162,9 +162,23 @@ mod tests {
 
     #[test]
     fn only_safe_request_ids_are_accepted() {
-        let ok = HeaderValue::from_static("abc-123_x.y:z");
-        assert_eq!(accept(&ok).as_deref(), Some("abc-123_x.y:z"));
-        for bad in ["", "with space", "new\nline", "quote\"", &"a".repeat(129)] {
+        // The gateway's rule too (deploy/gateway/nginx.conf.template): [A-Za-z0-9._-]{1,128}.
+        let ok = HeaderValue::from_static("abc-123_x.Y");
+        assert_eq!(accept(&ok).as_deref(), Some("abc-123_x.Y"));
+        let longest = "a".repeat(128);
+        assert_eq!(
+            accept(&HeaderValue::from_str(&longest).expect("header")),
+            Some(longest)
+        );
+        for bad in [
+            "",
+            "with space",
+            "new\nline",
+            "quote\"",
+            "a:b",
+            "<b>",
+            &"a".repeat(129),
+        ] {
             if let Ok(value) = HeaderValue::from_str(bad) {
                 assert_eq!(accept(&value), None, "{bad:?}");
             }

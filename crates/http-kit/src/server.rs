@@ -1,13 +1,21 @@
 //! The HTTP server around a service's routes: request middleware, extractor error
 //! handlers, the common endpoints and a JSON 404 for everything else.
+//!
+//! A service listens twice: on `PORT` (public: what the gateway proxies) and on
+//! `INTERNAL_PORT` (the platform's own callers, reachable only inside the deployment).
+//! The internal API (`/internal/…`, routes under [`internal_only`]) and `/metrics` are
+//! served on the internal listener only; the public listener answers 404 for them
+//! whatever their spelling. The internal listener serves the public routes too, so a
+//! service needs one address of another (auth's JWKS, say).
 
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
-use actix_web::{web, App, HttpServer};
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{guard, web, App, HttpMessage, HttpServer, ResponseError};
 
 use crate::error::ApiError;
 use crate::extract::{actix_json_error, actix_query_error, path_error, MAX_JSON_BYTES};
@@ -32,7 +40,7 @@ pub struct ServiceHttp {
     pub metrics: Arc<HttpMetrics>,
     pub workers: usize,
     pub shutdown_timeout: Duration,
-    pub trust_proxy_headers: bool,
+    pub trusted_proxies: crate::client::TrustedProxies,
 }
 
 impl ServiceHttp {
@@ -49,24 +57,90 @@ impl ServiceHttp {
             metrics: Arc::new(HttpMetrics::new(info.name)?),
             workers: settings.http_workers,
             shutdown_timeout: settings.shutdown_timeout,
-            trust_proxy_headers: settings.trust_proxy_headers,
+            trusted_proxies: settings.trusted_proxies.clone(),
         })
     }
 }
 
-/// Starts serving on `listener`; `configure` adds the service's routes.
+/// Which of its listeners a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Public,
+    Internal,
+}
+
+/// A service's two listening sockets.
+pub struct Listeners {
+    pub public: TcpListener,
+    pub internal: TcpListener,
+}
+
+impl Listeners {
+    /// Binds `HOST:PORT` and `HOST:INTERNAL_PORT`.
+    pub fn bind(settings: &CommonSettings) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let public = settings.bind_address();
+        let internal = settings.internal_bind_address();
+        Ok(Self {
+            public: TcpListener::bind(&public).with_context(|| format!("binding {public}"))?,
+            internal: TcpListener::bind(&internal)
+                .with_context(|| format!("binding {internal} (INTERNAL_PORT)"))?,
+        })
+    }
+}
+
+/// A guard admitting requests of the internal listener only: put it on the internal
+/// API's scope (a request of the public listener then finds no route: 404).
+pub fn internal_only() -> impl guard::Guard {
+    guard::fn_guard(|ctx| ctx.req_data().get::<Listener>() == Some(&Listener::Internal))
+}
+
+/// Whether a path names the internal API (in any case; also once percent-decoded, as
+/// the router sees it).
+fn is_internal_path(path: &str) -> bool {
+    let trimmed = path.trim_start_matches('/');
+    trimmed
+        .get(..8)
+        .is_some_and(|head| head.eq_ignore_ascii_case("internal"))
+        || trimmed.get(..1) == Some("%")
+}
+
+/// Marks each request with its listener; on the public one, refuses the internal API
+/// before routing (a second line behind [`internal_only`]).
+async fn listener_gate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let listener = req
+        .conn_data::<Listener>()
+        .copied()
+        .unwrap_or(Listener::Public);
+    req.extensions_mut().insert(listener);
+    if listener == Listener::Public
+        && (is_internal_path(req.path()) || is_internal_path(req.match_info().as_str()))
+    {
+        let response = ApiError::NotFound("Resource").error_response();
+        return Ok(req.into_response(response));
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_boxed_body)
+}
+
+/// Starts serving on `listeners`; `configure` adds the service's routes.
 /// The returned server stops gracefully on SIGTERM/SIGINT.
-pub fn start<F>(listener: TcpListener, http: ServiceHttp, configure: F) -> anyhow::Result<Server>
+pub fn start<F>(listeners: Listeners, http: ServiceHttp, configure: F) -> anyhow::Result<Server>
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
+    let internal_port = listeners.internal.local_addr()?.port();
     let mut doc = http.openapi;
     doc.merge(crate::openapi::common());
     let doc = web::Data::new(OpenApiJson(doc.to_json()?));
     let info = web::Data::new(http.info);
     let readiness = web::Data::new(http.readiness);
     let metrics = web::Data::from(http.metrics);
-    let trust = web::Data::new(crate::client::TrustProxyHeaders(http.trust_proxy_headers));
+    let trust = web::Data::new(http.trusted_proxies);
 
     let mut server = HttpServer::new(move || {
         App::new()
@@ -83,19 +157,35 @@ where
             )
             .app_data(web::PathConfig::default().error_handler(path_error))
             .app_data(web::QueryConfig::default().error_handler(actix_query_error))
+            .wrap(from_fn(listener_gate))
             .wrap(from_fn(request_context))
             .route("/health", web::get().to(health))
             .route("/ready", web::get().to(ready))
-            .route("/metrics", web::get().to(metrics_handler))
+            .route(
+                "/metrics",
+                web::get().guard(internal_only()).to(metrics_handler),
+            )
             .route("/api-docs/openapi.json", web::get().to(serve_openapi))
             .configure(configure.clone())
             .default_service(web::to(not_found))
+    })
+    .on_connect(move |connection, data| {
+        let local = connection
+            .downcast_ref::<actix_web::rt::net::TcpStream>()
+            .and_then(|stream| stream.local_addr().ok());
+        data.insert(match local {
+            Some(address) if address.port() == internal_port => Listener::Internal,
+            _ => Listener::Public,
+        });
     })
     .shutdown_timeout(http.shutdown_timeout.as_secs());
     if http.workers > 0 {
         server = server.workers(http.workers);
     }
-    Ok(server.listen(listener)?.run())
+    Ok(server
+        .listen(listeners.public)?
+        .listen(listeners.internal)?
+        .run())
 }
 
 /// Starts a service whose readiness is `checks`: the usual wiring in one call.
@@ -104,7 +194,7 @@ pub fn start_service<F>(
     settings: &CommonSettings,
     checks: impl IntoIterator<Item = crate::ReadinessCheck>,
     openapi: utoipa::openapi::OpenApi,
-    listener: TcpListener,
+    listeners: Listeners,
     configure: F,
 ) -> anyhow::Result<Server>
 where
@@ -114,7 +204,7 @@ where
         .into_iter()
         .fold(Readiness::new(settings.ready_timeout), Readiness::with);
     start(
-        listener,
+        listeners,
         ServiceHttp::new(info, settings, readiness, openapi)?,
         configure,
     )

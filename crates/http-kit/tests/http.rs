@@ -47,8 +47,15 @@ fn settings() -> CommonSettings {
 }
 
 async fn spawn(ready_ok: bool) -> String {
+    spawn_both(ready_ok).await.0
+}
+
+/// The public and the internal base URL.
+async fn spawn_both(ready_ok: bool) -> (String, String) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let internal = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let internal_addr = internal.local_addr().expect("addr");
     let readiness = Readiness::new(Duration::from_millis(300))
         .with(ReadinessCheck::new("postgres", || async { Ok(()) }))
         .with(ReadinessCheck::new("redis", move || async move {
@@ -74,14 +81,60 @@ async fn spawn(ready_ok: bool) -> String {
         utoipa::openapi::OpenApiBuilder::new().build(),
     )
     .expect("http");
-    let server = start(listener, http, |cfg| {
+    let listeners = http_kit::server::Listeners {
+        public: listener,
+        internal,
+    };
+    let server = start(listeners, http, |cfg| {
         cfg.route("/things", web::post().to(create))
             .route("/things/{id}", web::get().to(by_id))
-            .route("/explode", web::get().to(explode));
+            .route("/explode", web::get().to(explode))
+            .service(
+                web::scope("/internal/v1")
+                    .guard(http_kit::server::internal_only())
+                    .route(
+                        "/secret",
+                        web::get().to(|| async { HttpResponse::Ok().body("s") }),
+                    ),
+            );
     })
     .expect("start");
     tokio::spawn(server);
-    format!("http://{addr}")
+    (format!("http://{addr}"), format!("http://{internal_addr}"))
+}
+
+#[tokio::test]
+async fn the_internal_api_and_metrics_answer_on_the_internal_listener_only() {
+    let (public, internal) = spawn_both(true).await;
+    let client = reqwest::Client::new();
+    for path in [
+        "/internal/v1/secret",
+        "/INTERNAL/v1/secret",
+        "/%69nternal/v1/secret",
+        "/internal%2Fv1/secret",
+        "/metrics",
+    ] {
+        let res = client
+            .get(format!("{public}{path}"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(res.status(), 404, "{path} on the public listener");
+        let body: Value = res.json().await.expect("json");
+        assert_envelope(&body, "not_found");
+    }
+    for path in [
+        "/internal/v1/secret",
+        "/metrics",
+        "/things/00000000-0000-4000-8000-000000000000",
+    ] {
+        let res = client
+            .get(format!("{internal}{path}"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(res.status(), 200, "{path} on the internal listener");
+    }
 }
 
 fn assert_envelope(body: &Value, code: &str) {
@@ -140,7 +193,7 @@ async fn request_ids_are_echoed_or_created() {
 
 #[tokio::test]
 async fn health_openapi_and_metrics_are_served() {
-    let base = spawn(true).await;
+    let (base, internal) = spawn_both(true).await;
     let health: Value = reqwest::get(format!("{base}/health"))
         .await
         .expect("send")
@@ -169,7 +222,7 @@ async fn health_openapi_and_metrics_are_served() {
         doc["components"]["schemas"]["ErrorBody"].is_object(),
         "{doc}"
     );
-    let metrics = reqwest::get(format!("{base}/metrics"))
+    let metrics = reqwest::get(format!("{internal}/metrics"))
         .await
         .expect("send")
         .text()

@@ -137,14 +137,26 @@ pub async fn transition(
     .optional()
 }
 
-/// Tenants `user` created that are not deleted (the per-user creation limit counts them).
+/// Tenants `user` created that still hold a database: not deleted, or deleted without
+/// a purge (the per-user creation limit counts them).
 pub async fn count_created_by(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult<i64> {
-    tenants::table
-        .filter(tenants::created_by.eq(user.into_uuid()))
-        .filter(tenants::status.ne(TenantStatus::Deleted.as_str()))
-        .count()
-        .get_result(conn)
-        .await
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        count: i64,
+    }
+    // A deleted tenant whose database was not purged still holds a database: it counts
+    // until the database is gone (the limit bounds databases, not rows).
+    diesel::sql_query(
+        "SELECT count(*) AS count FROM tenants t WHERE t.created_by = $1 \
+         AND (t.status <> $2 OR EXISTS (SELECT 1 FROM pg_catalog.pg_database d \
+         WHERE d.datname = t.database_name))",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(user.into_uuid())
+    .bind::<diesel::sql_types::Text, _>(TenantStatus::Deleted.as_str())
+    .get_result::<Count>(conn)
+    .await
+    .map(|c| c.count)
 }
 
 pub async fn rename(

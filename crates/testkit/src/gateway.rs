@@ -45,8 +45,19 @@ impl TestGateway {
     }
 
     /// Renders the template with `upstreams` (base URLs or host:port) and starts nginx
-    /// on a free port, with `max_body` as the body limit (e.g. `2m`).
+    /// on a free port, with `max_body` as the upload body limit (e.g. `2m`).
     pub async fn start(upstreams: Upstreams<'_>, max_body: &str) -> anyhow::Result<Self> {
+        Self::start_with(upstreams, max_body, &[]).await
+    }
+
+    /// Like [`TestGateway::start`], with template values of the test's own (e.g.
+    /// `CORS_ALLOWED_ORIGINS`, `GATEWAY_AUTH_RATE`). By default no proxy is trusted, no
+    /// origin is allowed and the auth rate limit is far above what tests send.
+    pub async fn start_with(
+        upstreams: Upstreams<'_>,
+        max_body: &str,
+        overrides: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let nginx = nginx_binary()?;
         let template = std::fs::read_to_string(
             crate::workspace_root().join("deploy/gateway/nginx.conf.template"),
@@ -78,8 +89,15 @@ impl TestGateway {
             ("SSO_UPSTREAM", host_port(upstreams.sso)),
             ("EVENT_WORKER_UPSTREAM", host_port(upstreams.event_worker)),
             ("PLATFORM_VERSION", "test"),
+            ("GATEWAY_TRUSTED_PROXY", "unix:"),
+            ("GATEWAY_AUTH_RATE", "1000r/s"),
+            ("GATEWAY_AUTH_BURST", "1000"),
+            ("CORS_ALLOWED_ORIGINS", ""),
         ];
         let mut config = template;
+        for (name, value) in overrides {
+            config = config.replace(&format!("${{{name}}}"), value);
+        }
         for (name, value) in values {
             config = config.replace(&format!("${{{name}}}"), value);
         }

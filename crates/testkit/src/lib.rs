@@ -460,32 +460,43 @@ impl Drop for TestContext {
     }
 }
 
-/// Starts service `S` in-process on a free port with this test's settings (plus
-/// `extra` variables); returns its base URL. The server runs until the test ends.
+/// Starts service `S` in-process on free ports with this test's settings (plus
+/// `extra` variables); returns the base URL of its public listener. The server runs
+/// until the test ends.
+///
+/// Tests name services by their public base URL; a `*_SERVICE_URL` variable given so is
+/// rewritten to that service's internal listener, which is where services call each
+/// other (and the only place the internal API answers). [`internal_url`] gives it to a
+/// test that calls the internal API itself.
 pub fn start_service<S: http_kit::cli::Service>(
     ctx: &TestContext,
     extra: &[(&str, &str)],
 ) -> String {
-    let (listener, base) = free_listener();
-    start_service_on::<S>(ctx, extra, listener);
+    let (listeners, base) = free_listeners();
+    start_service_on::<S>(ctx, extra, listeners);
     base
 }
 
-/// Like [`start_service`], on a listener the test chose (for services that must know
-/// each other's address before either starts).
+/// Like [`start_service`], on listeners the test chose (for services that must know
+/// each other's address before either starts: [`free_listeners`]).
 pub fn start_service_on<S: http_kit::cli::Service>(
     ctx: &TestContext,
     extra: &[(&str, &str)],
-    listener: TcpListener,
+    listeners: http_kit::server::Listeners,
 ) {
     let mut env = ctx.service_env();
     for (key, value) in extra {
-        env.insert((*key).to_owned(), (*value).to_owned());
+        let value = if key.ends_with("_SERVICE_URL") {
+            internal_url(value)
+        } else {
+            (*value).to_owned()
+        };
+        env.insert((*key).to_owned(), value);
     }
     let mut reader = http_kit::ConfigReader::new(&env);
     let settings = S::read_settings(&mut reader);
     let settings = reader.finish(settings).expect("valid service settings");
-    tokio::spawn(S::start(settings, listener).expect("start the service"));
+    tokio::spawn(S::start(settings, listeners).expect("start the service"));
 }
 
 /// A Redis server of the test's own (`redis-server` on a free port), for tests that stop
@@ -895,6 +906,34 @@ pub fn free_listener() -> (TcpListener, String) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     let addr = listener.local_addr().expect("local address");
     (listener, format!("http://{addr}"))
+}
+
+/// Public base URL → internal base URL of every service listening in this process.
+static INTERNAL_URLS: std::sync::LazyLock<std::sync::Mutex<HashMap<String, String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// A service's two listeners on free loopback ports, and the public base URL; the
+/// internal one is known to [`internal_url`].
+pub fn free_listeners() -> (http_kit::server::Listeners, String) {
+    let (public, base) = free_listener();
+    let (internal, internal_base) = free_listener();
+    INTERNAL_URLS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(base.clone(), internal_base);
+    (http_kit::server::Listeners { public, internal }, base)
+}
+
+/// The internal listener's base URL of the service whose public base URL is `public`
+/// (anything else is returned unchanged: a URL of something that is not ours).
+pub fn internal_url(public: &str) -> String {
+    let trimmed = public.trim_end_matches('/');
+    INTERNAL_URLS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(trimmed)
+        .cloned()
+        .unwrap_or_else(|| public.to_owned())
 }
 
 /// Waits until `condition` holds, polling every 20 ms, failing after `timeout`.

@@ -35,8 +35,19 @@ pub async fn assert_common_endpoints(base: &str, service: &str) {
     assert_eq!(body["checks"]["postgres"], "ok", "{body}");
     assert_eq!(body["checks"]["redis"], "ok", "{body}");
 
-    let metrics = client
+    // Metrics are served on the internal listener only.
+    let public_metrics = client
         .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(
+        public_metrics.status(),
+        404,
+        "no /metrics on the public listener"
+    );
+    let metrics = client
+        .get(format!("{}/metrics", crate::internal_url(base)))
         .send()
         .await
         .expect("GET /metrics");

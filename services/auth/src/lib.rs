@@ -2,7 +2,6 @@
 //! reset and change, sessions, platform administration, the caller's profile, and the
 //! public keys of platform tokens (JWKS). Settings: `settings.rs`.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
@@ -81,7 +80,7 @@ impl http_kit::cli::Service for Service {
         &settings.common
     }
 
-    fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server> {
+    fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Server> {
         let common = &settings.common;
         let db = main_db::build_pool(
             common.database_url.expose(),
@@ -152,7 +151,7 @@ impl http_kit::cli::Service for Service {
         let verifier = web::Data::new(verifier);
         let jwks = web::Data::new(settings.keys.jwks.clone());
         let internal = web::Data::new(InternalToken(settings.internal_token.clone()));
-        http_kit::server::start_service(INFO, common, checks, openapi(), listener, move |cfg| {
+        http_kit::server::start_service(INFO, common, checks, openapi(), listeners, move |cfg| {
             cfg.app_data(accounts.clone())
                 .app_data(verifier.clone())
                 .app_data(jwks.clone())

@@ -107,15 +107,34 @@ fn grant<'a>(
 }
 
 impl Accounts {
-    async fn check_rate(&self, bucket: &str, limit: u32) -> Result<(), ApiError> {
-        self.throttle(&[(
-            bucket.to_owned(),
-            cache::RateLimit {
-                count: limit,
-                window: self.limits.window,
-            },
-        )])
-        .await
+    /// 429 when a bucket of failed logins is full (nothing is counted here).
+    async fn refuse_after_failures(&self, buckets: &[(String, u32)]) -> Result<(), ApiError> {
+        for (bucket, limit) in buckets {
+            match self.limiter.peek(bucket, *limit).await {
+                Ok(cache::RateDecision::Allowed) => {}
+                Ok(cache::RateDecision::Limited { retry_after }) => {
+                    tracing::info!(
+                        bucket = bucket.splitn(4, ':').take(3).collect::<Vec<_>>().join(":"),
+                        "login throttled"
+                    );
+                    return Err(ApiError::RateLimited {
+                        retry_after_secs: retry_after.as_secs().max(1),
+                    });
+                }
+                Err(e) => return Err(ApiError::dependency("Rate limiter", e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a failed login in each bucket (best effort: Redis failing here must not
+    /// turn a wrong password into a 503).
+    async fn count_failure(&self, buckets: &[(String, u32)]) {
+        for (bucket, limit) in buckets {
+            if let Err(e) = self.limiter.hit(bucket, *limit, self.limits.window).await {
+                tracing::warn!(error = %e, "could not count a failed login");
+            }
+        }
     }
 
     /// Checks the password (same time for unknown emails), then opens a session.
@@ -126,22 +145,24 @@ impl Accounts {
         client: &ClientInfo,
     ) -> Result<(UserRow, Vec<clients::UserTenant>, TokenPair), ApiError> {
         let normalised = email.trim().to_lowercase();
+        // Failed attempts are counted, not attempts: an office behind one address signs
+        // in all at once, while one address guessing many accounts (spraying) or one
+        // account (brute force) is stopped. Per (account, client address): failures
+        // from one address do not lock the owner out everywhere else; a success clears
+        // it. An email too long to be one gets no bucket of its own (a key as long as
+        // the body is not stored).
+        let mut buckets = Vec::with_capacity(2);
         if let Some(ip) = &client.address {
-            self.check_rate(&format!("login:ip:{ip}"), self.limits.per_ip)
-                .await?;
+            buckets.push((format!("login:failed:ip:{ip}"), self.limits.per_ip));
         }
-        // Per (account, client address): failed guesses from one address do not lock
-        // the account's owner out everywhere else. An address too long to be one has no
-        // account and gets no bucket (a key as long as the body is not stored).
         let account_bucket = format!(
-            "login:account:{normalised}:{}",
+            "login:failed:account:{normalised}:{}",
             client.address.as_deref().unwrap_or("-")
         );
-        let is_address = normalised.len() <= domain::MAX_EMAIL_LEN;
-        if is_address {
-            self.check_rate(&account_bucket, self.limits.per_account)
-                .await?;
+        if normalised.len() <= domain::MAX_EMAIL_LEN {
+            buckets.push((account_bucket.clone(), self.limits.per_account));
         }
+        self.refuse_after_failures(&buckets).await?;
         // bcrypt reads 72 bytes; a longer password is never the one registered (the
         // policy refuses those), and must not match on its first 72 bytes.
         let too_long = password.len() > crate::passwords::MAX_PASSWORD_BYTES;
@@ -156,10 +177,9 @@ impl Accounts {
             Err(_) => None,
         };
         let hash = user.as_ref().and_then(|u| u.password_hash.clone());
-        if !self.passwords.verify(password, hash).await? || too_long {
-            return Err(ApiError::InvalidCredentials);
-        }
-        let Some(user) = user else {
+        let verified = self.passwords.verify(password, hash).await? && !too_long;
+        let Some(user) = user.filter(|_| verified) else {
+            self.count_failure(&buckets).await;
             return Err(ApiError::InvalidCredentials);
         };
         if !user.is_active {

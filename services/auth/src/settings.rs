@@ -4,9 +4,10 @@
 //! document of previous public keys still accepted, for rotation), `JWT_ISSUER`
 //! (`saas-platform`), `JWT_AUDIENCE` (`saas-platform`), `ACCESS_TOKEN_TTL_SECS` (900),
 //! `REFRESH_TOKEN_TTL_SECS` (604800), `BCRYPT_COST` (12), `BCRYPT_THREADS` (cores), `LOGIN_RATE_LIMIT_PER_IP`
-//! (30), `LOGIN_RATE_LIMIT_PER_ACCOUNT` (10), `LOGIN_RATE_LIMIT_WINDOW_SECS` (300),
+//! (100 failed logins per client address), `LOGIN_RATE_LIMIT_PER_ACCOUNT` (10 failed
+//! logins per account and client address), `LOGIN_RATE_LIMIT_WINDOW_SECS` (900),
 //! `INTERNAL_SERVICE_TOKEN` (required, ≥ 32 characters), `TENANT_SERVICE_URL`
-//! (`http://127.0.0.1:5002`), `SERVICE_CALL_TIMEOUT_MS` (2000).
+//! (`http://127.0.0.1:6002`, the tenant service's internal listener), `SERVICE_CALL_TIMEOUT_MS` (2000).
 //!
 //! The account lifecycle: `PUBLIC_APP_URL` (`http://localhost:3000`; required in
 //! production, `https://` or localhost; the links of emails), `EMAIL_VERIFICATION_TTL_SECS` (86400),
@@ -34,7 +35,9 @@ pub struct Settings {
     pub bcrypt_cost: u32,
     /// Threads hashing passwords (at a lower CPU priority).
     pub bcrypt_threads: usize,
+    /// Failed logins per client address and window.
     pub login_limit_per_ip: u32,
+    /// Failed logins per (account, client address) and window; a success clears it.
     pub login_limit_per_account: u32,
     pub login_limit_window: Duration,
     pub internal_token: Secret<String>,
@@ -134,13 +137,13 @@ impl Settings {
                     .map(|n| n.get())
                     .unwrap_or(2),
             ),
-            login_limit_per_ip: r.optional("LOGIN_RATE_LIMIT_PER_IP", 30),
+            login_limit_per_ip: r.optional("LOGIN_RATE_LIMIT_PER_IP", 100),
             login_limit_per_account: r.optional("LOGIN_RATE_LIMIT_PER_ACCOUNT", 10),
             login_limit_window: Duration::from_secs(
-                r.optional("LOGIN_RATE_LIMIT_WINDOW_SECS", 300),
+                r.optional("LOGIN_RATE_LIMIT_WINDOW_SECS", 900),
             ),
             internal_token: r.required("INTERNAL_SERVICE_TOKEN"),
-            tenant_service_url: r.http_url("TENANT_SERVICE_URL", "http://127.0.0.1:5002"),
+            tenant_service_url: r.http_url("TENANT_SERVICE_URL", "http://127.0.0.1:6002"),
             service_call_timeout: Duration::from_millis(
                 r.optional("SERVICE_CALL_TIMEOUT_MS", 2000),
             ),

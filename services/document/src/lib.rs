@@ -2,7 +2,6 @@
 //! (streamed, hashed, deduplicated per tenant), list, read, delete, download.
 //! Settings: `settings.rs`.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
@@ -63,7 +62,7 @@ impl http_kit::cli::Service for Service {
         &settings.common
     }
 
-    fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server> {
+    fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Server> {
         let common = &settings.common;
         let db = main_db::build_pool(
             common.database_url.expose(),
@@ -83,7 +82,8 @@ impl http_kit::cli::Service for Service {
             format!("{}/.well-known/jwks.json", settings.auth_service_url),
             settings.service_call_timeout,
             std::time::Duration::from_secs(5),
-        )?;
+        )?
+        .refreshing_every(settings.common.jwks_refresh);
         let verifier = TokenVerifier::new(
             Arc::new(keys),
             cache::Revocations::new(
@@ -97,11 +97,16 @@ impl http_kit::cli::Service for Service {
                 leeway_secs: 30,
             },
         );
-        let roles = CachedRoles::new(
+        let roles = Arc::new(CachedRoles::new(
             Arc::new(tenants.clone()),
             std::time::Duration::from_secs(30),
             10_000,
-        );
+        ));
+        roles.follow(cache::Broadcast::new(
+            &redis,
+            &cache::Keys::new(common.redis_key_prefix.clone()),
+            http_kit::identity::ROLE_CHANNEL,
+        ));
         let pools = tenant_db::TenantPoolCache::new(settings.tenant_db.clone());
         let list_client = tenants.clone();
         let relay = events::start_relay(
@@ -159,8 +164,8 @@ impl http_kit::cli::Service for Service {
         ];
         let app = web::Data::new(app);
         let verifier = web::Data::new(verifier);
-        let roles = web::Data::new(roles);
-        http_kit::server::start_service(INFO, common, checks, openapi(), listener, move |cfg| {
+        let roles = web::Data::from(roles);
+        http_kit::server::start_service(INFO, common, checks, openapi(), listeners, move |cfg| {
             cfg.app_data(app.clone())
                 .app_data(verifier.clone())
                 .app_data(roles.clone());

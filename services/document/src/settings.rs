@@ -7,7 +7,7 @@
 //! (60); tenant databases: `TENANT_POOL_MAX_POOLS` (25),
 //! `TENANT_POOL_CONNECTIONS_PER_POOL` (2), `TENANT_POOL_IDLE_TIMEOUT_SECS` (300),
 //! `TENANT_POOL_TIMEOUT_MS` (5000); other services: `TENANT_SERVICE_URL`
-//! (`http://127.0.0.1:5002`), `AUTH_SERVICE_URL` (`http://127.0.0.1:5001`),
+//! (`http://127.0.0.1:6002`), `AUTH_SERVICE_URL` (`http://127.0.0.1:6001`),
 //! `INTERNAL_SERVICE_TOKEN` (required), `JWT_ISSUER`, `JWT_AUDIENCE` (`saas-platform`),
 //! `SERVICE_CALL_TIMEOUT_MS` (2000).
 
@@ -58,8 +58,8 @@ impl Settings {
             upload_idle_timeout > 0,
             "must be a positive number of seconds",
         );
-        let tenant_service_url = r.http_url("TENANT_SERVICE_URL", "http://127.0.0.1:5002");
-        let auth_service_url = r.http_url("AUTH_SERVICE_URL", "http://127.0.0.1:5001");
+        let tenant_service_url = r.http_url("TENANT_SERVICE_URL", "http://127.0.0.1:6002");
+        let auth_service_url = r.http_url("AUTH_SERVICE_URL", "http://127.0.0.1:6001");
         let internal_token: Secret<String> = r.required("INTERNAL_SERVICE_TOKEN");
         Self {
             common,

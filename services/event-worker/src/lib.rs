@@ -8,7 +8,6 @@
 //! Without `KAFKA_BROKERS` (development only) the consumers do not run; the API does.
 //! Settings: `settings.rs`.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,7 +93,10 @@ impl Consumers {
 }
 
 /// Starts the consumers and the HTTP server. Must be called inside a Tokio runtime.
-pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<(Server, Consumers)> {
+pub fn start(
+    settings: Settings,
+    listeners: http_kit::server::Listeners,
+) -> anyhow::Result<(Server, Consumers)> {
     let common = &settings.common;
     let db = main_db::build_pool(
         common.database_url.expose(),
@@ -263,7 +265,8 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<(Serve
         format!("{}/.well-known/jwks.json", settings.auth_service_url),
         settings.service_call_timeout,
         Duration::from_secs(5),
-    )?;
+    )?
+    .refreshing_every(settings.common.jwks_refresh);
     let verifier = TokenVerifier::new(
         Arc::new(keys),
         cache::Revocations::new(
@@ -277,7 +280,16 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<(Serve
             leeway_secs: 30,
         },
     );
-    let roles = CachedRoles::new(Arc::new(tenants), Duration::from_secs(30), 10_000);
+    let roles = Arc::new(CachedRoles::new(
+        Arc::new(tenants),
+        Duration::from_secs(30),
+        10_000,
+    ));
+    roles.follow(cache::Broadcast::new(
+        &redis,
+        &cache::Keys::new(common.redis_key_prefix.clone()),
+        http_kit::identity::ROLE_CHANNEL,
+    ));
     let checks = [
         ReadinessCheck::new("postgres", main_db::probe(db.clone())),
         ReadinessCheck::new("redis", cache::probe(redis, common.redis_timeout)),
@@ -288,9 +300,9 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<(Serve
     ));
     let sealer = web::Data::new(routes::webhooks::SecretSealer(keyring.clone()));
     let verifier = web::Data::new(verifier);
-    let roles = web::Data::new(roles);
+    let roles = web::Data::from(roles);
     let server =
-        http_kit::server::start_service(INFO, common, checks, openapi(), listener, move |cfg| {
+        http_kit::server::start_service(INFO, common, checks, openapi(), listeners, move |cfg| {
             cfg.app_data(db.clone())
                 .app_data(allow.clone())
                 .app_data(sealer.clone())
@@ -318,8 +330,8 @@ impl http_kit::cli::Service for Service {
 
     /// The consumers run until the process ends (the binary stops them gracefully:
     /// `main.rs`).
-    fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server> {
-        let (server, _consumers) = start(settings, listener)?;
+    fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Server> {
+        let (server, _consumers) = start(settings, listeners)?;
         Ok(server)
     }
 }

@@ -1,7 +1,5 @@
-use std::net::TcpListener;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 use http_kit::cli::CommonCommand;
 
@@ -21,11 +19,11 @@ fn main() -> ExitCode {
         CommonCommand::Serve => {
             http_kit::cli::run_with::<event_worker::Service, _, _>(|settings| async move {
                 let address = settings.common.bind_address();
+                let internal = settings.common.internal_bind_address();
                 let grace = settings.common.shutdown_timeout;
-                let listener =
-                    TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
-                tracing::info!(%address, service = "event-worker", "listening");
-                let (server, consumers) = event_worker::start(settings, listener)?;
+                let listeners = http_kit::server::Listeners::bind(&settings.common)?;
+                tracing::info!(%address, %internal, service = "event-worker", "listening");
+                let (server, consumers) = event_worker::start(settings, listeners)?;
                 let served = server.await;
                 consumers.stop(grace).await;
                 served?;

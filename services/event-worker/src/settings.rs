@@ -1,7 +1,7 @@
 //! Settings of the event-worker: the common ones of `http_kit::config` (default port
 //! 5005; `KAFKA_BROKERS` is where it consumes), and
-//! `TENANT_SERVICE_URL` (`http://127.0.0.1:5002`), `AUTH_SERVICE_URL`
-//! (`http://127.0.0.1:5001`), `INTERNAL_SERVICE_TOKEN` (required), `JWT_ISSUER`,
+//! `TENANT_SERVICE_URL` (`http://127.0.0.1:6002`), `AUTH_SERVICE_URL`
+//! (`http://127.0.0.1:6001`), `INTERNAL_SERVICE_TOKEN` (required), `JWT_ISSUER`,
 //! `JWT_AUDIENCE` (`saas-platform`), `SERVICE_CALL_TIMEOUT_MS` (2000),
 //! `CONSUMER_GROUP_PREFIX` (`event-worker`), `CONSUMER_MAX_ATTEMPTS` (5),
 //! `CONSUMER_MAX_BATCH` (500), `CONSUMER_COMMIT_INTERVAL_MS` (1000),
@@ -53,8 +53,8 @@ pub struct Settings {
 impl Settings {
     pub fn read(r: &mut ConfigReader<'_>) -> Self {
         let common = CommonSettings::read(r, DEFAULT_PORT);
-        let tenant_service_url = r.http_url("TENANT_SERVICE_URL", "http://127.0.0.1:5002");
-        let auth_service_url = r.http_url("AUTH_SERVICE_URL", "http://127.0.0.1:5001");
+        let tenant_service_url = r.http_url("TENANT_SERVICE_URL", "http://127.0.0.1:6002");
+        let auth_service_url = r.http_url("AUTH_SERVICE_URL", "http://127.0.0.1:6001");
         let consumer_max_attempts = r.optional("CONSUMER_MAX_ATTEMPTS", 5u32);
         r.check(
             "CONSUMER_MAX_ATTEMPTS",

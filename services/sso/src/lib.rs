@@ -5,7 +5,6 @@
 //! allows it, and get platform tokens from auth. Azure tokens and client secrets are
 //! stored encrypted (`secrets`). Settings: `settings.rs`.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -125,12 +124,18 @@ pub fn build_app(settings: &Settings) -> anyhow::Result<app::SsoApp> {
         settings.internal_token.clone(),
         settings.service_call_timeout,
     )?;
+    let roles = Arc::new(CachedRoles::new(
+        Arc::new(tenants.clone()),
+        Duration::from_secs(30),
+        10_000,
+    ));
+    roles.follow(cache::Broadcast::new(
+        &redis,
+        &keys,
+        http_kit::identity::ROLE_CHANNEL,
+    ));
     Ok(app::SsoApp {
-        roles: Arc::new(CachedRoles::new(
-            Arc::new(tenants.clone()),
-            Duration::from_secs(30),
-            10_000,
-        )),
+        roles,
         db,
         azure: Arc::new(azure::Azure::new(
             &settings.authority_url,
@@ -162,14 +167,15 @@ pub fn build_app(settings: &Settings) -> anyhow::Result<app::SsoApp> {
 
 /// Starts the HTTP server and the token refresh job. Must be called inside a Tokio
 /// runtime.
-pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server> {
+pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Server> {
     let app = build_app(&settings)?;
     let common = &settings.common;
     let jwks = JwksClient::new(
         format!("{}/.well-known/jwks.json", settings.auth_service_url),
         settings.service_call_timeout,
         Duration::from_secs(5),
-    )?;
+    )?
+    .refreshing_every(settings.common.jwks_refresh);
     let verifier = TokenVerifier::new(
         Arc::new(jwks),
         app.revocations.clone(),
@@ -190,7 +196,7 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server
     tokio::spawn(refresh::run(app.clone()));
     let verifier = web::Data::new(verifier);
     let roles = web::Data::from(app.roles.clone());
-    http_kit::server::start_service(INFO, common, checks, openapi(), listener, move |cfg| {
+    http_kit::server::start_service(INFO, common, checks, openapi(), listeners, move |cfg| {
         cfg.app_data(app.clone())
             .app_data(verifier.clone())
             .app_data(roles.clone());
@@ -213,7 +219,7 @@ impl http_kit::cli::Service for Service {
         &settings.common
     }
 
-    fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server> {
-        start(settings, listener)
+    fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Server> {
+        start(settings, listeners)
     }
 }

@@ -1,7 +1,7 @@
 //! Settings of the sso service: the common ones of `http_kit::config` (default port
 //! 5004), and
-//! - `TENANT_SERVICE_URL` (`http://127.0.0.1:5002`), `AUTH_SERVICE_URL`
-//!   (`http://127.0.0.1:5001`), `INTERNAL_SERVICE_TOKEN` (required), `JWT_ISSUER`,
+//! - `TENANT_SERVICE_URL` (`http://127.0.0.1:6002`), `AUTH_SERVICE_URL`
+//!   (`http://127.0.0.1:6001`), `INTERNAL_SERVICE_TOKEN` (required), `JWT_ISSUER`,
 //!   `JWT_AUDIENCE` (`saas-platform`), `SERVICE_CALL_TIMEOUT_MS` (2000);
 //! - `SSO_AUTHORITY_URL` (`https://login.microsoftonline.com`): a tenant's issuer is
 //!   `{authority}/{provider_tenant_id}/v2.0`; `http://` only outside production;
@@ -82,8 +82,8 @@ impl Settings {
     pub fn read(r: &mut ConfigReader<'_>) -> Self {
         let common = CommonSettings::read(r, DEFAULT_PORT);
         let production = common.environment == Environment::Production;
-        let tenant_service_url = r.http_url("TENANT_SERVICE_URL", "http://127.0.0.1:5002");
-        let auth_service_url = r.http_url("AUTH_SERVICE_URL", "http://127.0.0.1:5001");
+        let tenant_service_url = r.http_url("TENANT_SERVICE_URL", "http://127.0.0.1:6002");
+        let auth_service_url = r.http_url("AUTH_SERVICE_URL", "http://127.0.0.1:6001");
         let authority_url = r
             .http_url("SSO_AUTHORITY_URL", "https://login.microsoftonline.com")
             .trim_end_matches('/')

@@ -19,6 +19,8 @@ pub struct TenantApp {
     pub limit_per_user: u32,
     /// Publishes the main database's outbox after a commit.
     pub relay: events::RelayHandle,
+    /// Role-change broadcasts to every service's role cache.
+    pub role_changes: cache::Broadcast,
 }
 
 impl TenantApp {
@@ -26,9 +28,12 @@ impl TenantApp {
         self.db.get().await.map_err(unavailable)
     }
 
-    /// After a committed change of `user`'s membership of `tenant`: every service's
-    /// cached role is dropped at once (issue 15; filled in by the role-cache work).
-    pub async fn roles_changed(&self, _tenant: TenantId, _user: Option<UserId>) {}
+    /// After a committed change of `user`'s membership of `tenant` (of every member's
+    /// access, without a user: deactivation, sign-in rule), every service's cached
+    /// role is dropped at once.
+    pub async fn roles_changed(&self, tenant: TenantId, user: Option<UserId>) {
+        http_kit::identity::announce_role_change(&self.role_changes, tenant, user).await;
+    }
 }
 
 pub fn unavailable(e: impl std::fmt::Display) -> ApiError {

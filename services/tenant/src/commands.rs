@@ -151,6 +151,19 @@ pub async fn reactivate(
     let tenant = main_db::tenants::reactivate(&mut conn, tenant_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("tenant {tenant_id} changed meanwhile; run again"))?;
+    // Services that cached "not a member" while it was deactivated learn it at once.
+    let common = &settings.common;
+    let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
+    http_kit::identity::announce_role_change(
+        &cache::Broadcast::new(
+            &redis,
+            &cache::Keys::new(common.redis_key_prefix.clone()),
+            http_kit::identity::ROLE_CHANNEL,
+        ),
+        tenant_id,
+        None,
+    )
+    .await;
     line(&format!(
         "tenant {:?} ({}): reactivated",
         tenant.name, tenant.id

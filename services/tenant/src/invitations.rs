@@ -526,7 +526,9 @@ impl Invitations {
                     .into());
                 }
                 let role = role_of(&row)?;
-                let membership = main_db::memberships::insert(tx, caller, tenant, role).await?;
+                let membership = main_db::memberships::insert(tx, caller, tenant, role)
+                    .await
+                    .map_err(already_member)?;
                 invitations::accept(tx, row.id, caller)
                     .await?
                     .ok_or_else(not_found)?;
@@ -564,6 +566,17 @@ impl Invitations {
         app.roles_changed(tenant, Some(caller)).await;
         tracing::info!(tenant.id = %tenant, user.id = %caller, "invitation accepted");
         Ok(membership)
+    }
+}
+
+/// A membership added meanwhile (by user id, or SSO) is a 409 like one found before.
+fn already_member(e: diesel::result::Error) -> ApiError {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+            ApiError::Conflict("You are a member of this tenant already".into())
+        }
+        other => ApiError::internal(other),
     }
 }
 

@@ -2,8 +2,6 @@
 //! public `/api/tenants` routes, the internal API other services use, and the
 //! `migrate-tenants` command.
 
-use std::net::TcpListener;
-
 use actix_web::dev::Server;
 use http_kit::{CommonSettings, ConfigReader, ReadinessCheck, ServiceInfo};
 use utoipa::OpenApi;
@@ -76,14 +74,14 @@ impl http_kit::cli::Service for Service {
         &settings.common
     }
 
-    fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server> {
-        start(settings, listener)
+    fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Server> {
+        start(settings, listeners)
     }
 }
 
-/// Builds the service on `listener` (tests and the all-in-one runner call this).
+/// Builds the service on `listeners` (tests and the all-in-one runner call this).
 /// Must be called inside a Tokio runtime.
-pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server> {
+pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Server> {
     let common = &settings.common;
     let db = main_db::build_pool(common.database_url.expose(), &settings.main_pool_settings())?;
     let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
@@ -114,6 +112,11 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server
             settings.service_call_timeout,
         )?,
         limit_per_user: settings.tenant_limit_per_user,
+        role_changes: cache::Broadcast::new(
+            &redis,
+            &cache::Keys::new(common.redis_key_prefix.clone()),
+            http_kit::identity::ROLE_CHANNEL,
+        ),
     };
     let invitations = actix_web::web::Data::new(invitations::Invitations {
         keyring: std::sync::Arc::new(secrets::Keyring::parse(settings.secrets_keyring.expose())?),
@@ -129,7 +132,8 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server
         format!("{}/.well-known/jwks.json", settings.auth_service_url),
         settings.service_call_timeout,
         std::time::Duration::from_secs(5),
-    )?;
+    )?
+    .refreshing_every(settings.common.jwks_refresh);
     let revocations = cache::Revocations::new(
         redis.clone(),
         cache::Keys::new(common.redis_key_prefix.clone()),
@@ -181,7 +185,7 @@ pub fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Server
     let internal = actix_web::web::Data::new(http_kit::identity::InternalToken(
         settings.internal_token.clone(),
     ));
-    http_kit::server::start_service(INFO, common, checks, openapi(), listener, move |cfg| {
+    http_kit::server::start_service(INFO, common, checks, openapi(), listeners, move |cfg| {
         cfg.app_data(db.clone())
             .app_data(app.clone())
             .app_data(invitations.clone())

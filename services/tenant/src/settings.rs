@@ -5,7 +5,7 @@
 //! `TENANT_ADMIN_POOL_SIZE` (4), `TENANT_MIGRATION_CONCURRENCY` (4); and
 //! `INTERNAL_SERVICE_TOKEN` (required, ≥ 32 characters) guarding the internal routes;
 //! `TENANT_LIMIT_PER_USER` (10) tenants a user may create; `AUTH_SERVICE_URL`
-//! (`http://127.0.0.1:5001`: its JWKS and user lookups), `JWT_ISSUER` and `JWT_AUDIENCE`
+//! (`http://127.0.0.1:6001`, its internal listener: its JWKS and user lookups), `JWT_ISSUER` and `JWT_AUDIENCE`
 //! (`saas-platform`), `SERVICE_CALL_TIMEOUT_MS` (2000); `PROVISIONING_STALE_SECS` (300:
 //! a tenant provisioning longer is taken as interrupted) and `PROVISIONING_SWEEP_SECS`
 //! (60).
@@ -155,7 +155,7 @@ impl Settings {
             "must be at least 32 characters",
         );
         let tenant_limit_per_user = r.optional("TENANT_LIMIT_PER_USER", 10);
-        let auth_service_url = r.http_url("AUTH_SERVICE_URL", "http://127.0.0.1:5001");
+        let auth_service_url = r.http_url("AUTH_SERVICE_URL", "http://127.0.0.1:6001");
         let service_call_timeout =
             Duration::from_millis(r.optional("SERVICE_CALL_TIMEOUT_MS", 2000));
         r.check(

@@ -36,7 +36,7 @@ async fn lifecycle(auth_extra: &[(&str, &str)]) -> Lifecycle {
     let smtp = TestSmtp::start().await.expect("SMTP sink");
     let mut auth_env = vec![
         ("KAFKA_BROKERS", kafka.brokers()),
-        ("TRUST_PROXY_HEADERS", "true"),
+        ("TRUSTED_PROXIES", "127.0.0.1"),
         ("PUBLIC_APP_URL", APP),
     ];
     auth_env.extend_from_slice(auth_extra);
@@ -45,7 +45,7 @@ async fn lifecycle(auth_extra: &[(&str, &str)]) -> Lifecycle {
         &auth_env,
         &[
             ("KAFKA_BROKERS", kafka.brokers()),
-            ("TRUST_PROXY_HEADERS", "true"),
+            ("TRUSTED_PROXIES", "127.0.0.1"),
         ],
     );
     let worker = testkit::start_service::<event_worker::Service>(
@@ -240,7 +240,7 @@ impl Lifecycle {
         let response = Client::new()
             .post(format!(
                 "{}/internal/v1/users/platform-admin",
-                self.direct.base
+                testkit::internal_url(&self.direct.base)
             ))
             .bearer_auth(INTERNAL_TOKEN)
             .json(&json!({"email": email}))

@@ -17,7 +17,7 @@ use testkit::{TestContext, TestRedis};
 use uuid::Uuid;
 
 use testkit::INTERNAL_TOKEN;
-const PASSWORD: &str = "correct horse 1";
+pub(crate) const PASSWORD: &str = "correct horse 1";
 
 pub(crate) struct Auth {
     pub(crate) base: String,
@@ -56,8 +56,8 @@ pub(crate) fn start_with(
 ) -> (Auth, String) {
     let pem = generate_pem().expect("key");
     let kid = SigningKeys::from_pem(&pem, None, None).expect("key").kid;
-    let (auth_listener, base) = testkit::free_listener();
-    let (tenant_listener, tenant) = testkit::free_listener();
+    let (auth_listener, base) = testkit::free_listeners();
+    let (tenant_listener, tenant) = testkit::free_listeners();
     let mut tenant_env = vec![("AUTH_SERVICE_URL", base.as_str())];
     tenant_env.extend_from_slice(tenant_extra);
     testkit::start_service_on::<tenant::Service>(ctx, &tenant_env, tenant_listener);
@@ -88,13 +88,25 @@ impl Auth {
         }
     }
 
+    /// The internal API answers on the internal listener only.
+    fn base_for(&self, path: &str) -> String {
+        if path.starts_with("/internal/") {
+            testkit::internal_url(&self.base)
+        } else {
+            self.base.clone()
+        }
+    }
+
     pub(crate) async fn post(
         &self,
         path: &str,
         body: Value,
         bearer: Option<&str>,
     ) -> (StatusCode, Value) {
-        let mut request = self.client.post(format!("{}{path}", self.base)).json(&body);
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.base_for(path)))
+            .json(&body);
         if let Some(token) = bearer {
             request = request.bearer_auth(token);
         }
@@ -104,7 +116,7 @@ impl Auth {
     }
 
     pub(crate) async fn get(&self, path: &str, bearer: Option<&str>) -> (StatusCode, Value) {
-        let mut request = self.client.get(format!("{}{path}", self.base));
+        let mut request = self.client.get(format!("{}{path}", self.base_for(path)));
         if let Some(token) = bearer {
             request = request.bearer_auth(token);
         }
@@ -808,6 +820,46 @@ async fn internal_routes_need_the_internal_token_and_serve_sso() {
         .await;
     assert_error(status, &reply, 400, "validation_error");
 
+    // Never on the public listener, whatever the spelling, even with the token.
+    for path in [
+        "/internal/v1/tokens",
+        "/Internal/v1/tokens",
+        "/%69nternal/v1/tokens",
+        "//internal/v1/tokens",
+    ] {
+        let response = auth
+            .client
+            .post(format!("{}{path}", auth.base))
+            .bearer_auth(INTERNAL_TOKEN)
+            .json(&json!({"user_id": first["user"]["id"]}))
+            .send()
+            .await
+            .expect("send");
+        let status = response.status();
+        let reply: Value = response.json().await.unwrap_or(Value::Null);
+        assert_error(status, &reply, 404, "not_found");
+    }
+    for path in ["/metrics", "/internal/v1/users/lookup"] {
+        let public = auth
+            .client
+            .get(format!("{}{path}", auth.base))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(public.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let metrics = auth
+        .client
+        .get(format!("{}/metrics", testkit::internal_url(&auth.base)))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        metrics.status(),
+        StatusCode::OK,
+        "metrics on the internal listener"
+    );
+
     let mut conn = AsyncPgConnection::establish(&ctx.main_url)
         .await
         .expect("connect");
@@ -889,7 +941,7 @@ async fn behind_the_gateway_the_rate_limit_uses_the_address_the_gateway_saw() {
     let auth = start(
         &ctx,
         &[
-            ("TRUST_PROXY_HEADERS", "true"),
+            ("TRUSTED_PROXIES", "127.0.0.1"),
             ("LOGIN_RATE_LIMIT_PER_IP", "2"),
         ],
     );
@@ -998,13 +1050,16 @@ async fn a_login_with_an_overlong_address_stores_no_rate_limit_bucket() {
         .await
         .expect("connect");
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}ratelimit:login:account:*", ctx.redis_prefix))
+        .arg(format!(
+            "{}ratelimit:login:failed:account:*",
+            ctx.redis_prefix
+        ))
         .query_async(&mut redis)
         .await
         .expect("keys");
     assert!(keys.is_empty(), "{} keys", keys.len());
     let ip: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}ratelimit:login:ip:*", ctx.redis_prefix))
+        .arg(format!("{}ratelimit:login:failed:ip:*", ctx.redis_prefix))
         .query_async(&mut redis)
         .await
         .expect("keys");

@@ -230,12 +230,12 @@ async fn upload_dedup_list_download_and_delete() {
         )
         .await;
     assert_eq!(literal["data"]["pagination"]["total"], 0, "% is literal");
-    for bad in [
-        "per_page=0",
-        "per_page=101",
-        "page=0",
-        "page=x",
-        "sort=name",
+    for (bad, code) in [
+        ("per_page=0", "invalid_pagination"),
+        ("per_page=101", "invalid_pagination"),
+        ("page=0", "invalid_pagination"),
+        ("page=x", "validation_error"),
+        ("sort=name", "validation_error"),
     ] {
         let (status, body) = docs
             .call(
@@ -244,7 +244,7 @@ async fn upload_dedup_list_download_and_delete() {
                 &admin,
             )
             .await;
-        assert_error(status, &body, 400, "validation_error");
+        assert_error(status, &body, 400, code);
     }
 
     let id = first["id"].as_str().expect("id");

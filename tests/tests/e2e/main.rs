@@ -4,6 +4,7 @@
 mod account;
 mod auth;
 mod documents;
+mod edge;
 mod events;
 mod gateway;
 mod invitations;

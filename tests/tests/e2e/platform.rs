@@ -222,7 +222,7 @@ fn guarded_app(ctx: &TestContext, auth: &Auth, tenant_url: &str) -> String {
         },
     ));
     let client = clients::TenantClient::new(
-        tenant_url,
+        testkit::internal_url(tenant_url),
         Secret::new(INTERNAL_TOKEN.to_owned()),
         Duration::from_millis(500),
     )
@@ -236,7 +236,7 @@ fn guarded_app(ctx: &TestContext, auth: &Auth, tenant_url: &str) -> String {
     let mut reader = http_kit::ConfigReader::new(&env);
     let common = http_kit::CommonSettings::read(&mut reader, 1);
     let common = reader.finish(common).expect("settings");
-    let (listener, base) = testkit::free_listener();
+    let (listener, base) = testkit::free_listeners();
     let info = http_kit::ServiceInfo {
         name: "guarded",
         version: "0.0.0",

@@ -143,7 +143,7 @@ async fn mailing_platform(extra: &[(&str, &str)]) -> (Platform, testkit::TestSmt
 async fn platform_with(extra: &[(&str, &str)], auth_extra: &[(&str, &str)]) -> Platform {
     let ctx = TestContext::new().await;
     let (auth, tenant) = start_with(&ctx, auth_extra, &[]);
-    let (sso_listener, sso) = testkit::free_listener();
+    let (sso_listener, sso) = testkit::free_listeners();
     let callback = format!("{sso}/api/auth/sso/azure/callback");
     let tenant_of = |tid: &str| {
         OidcTenant::new(tid)
@@ -1359,7 +1359,7 @@ async fn the_refresh_job_refreshes_only_expiring_tokens_with_two_replicas_runnin
 async fn a_browserless_login_through_the_gateway_gives_tokens_that_work_on_users_me() {
     let ctx = TestContext::new().await;
     let (direct, tenant_base) = start_with(&ctx, &[], &[]);
-    let (sso_listener, sso_base) = testkit::free_listener();
+    let (sso_listener, sso_base) = testkit::free_listeners();
     let gateway = testkit::TestGateway::start(
         testkit::Upstreams {
             auth: &direct.base,
@@ -2216,7 +2216,10 @@ async fn an_sso_only_tenant_admits_only_tokens_of_its_own_sso_login() {
     let response = p
         .auth
         .client
-        .post(format!("{}/internal/v1/users/platform-admin", p.auth.base))
+        .post(format!(
+            "{}/internal/v1/users/platform-admin",
+            testkit::internal_url(&p.auth.base)
+        ))
         .bearer_auth(testkit::INTERNAL_TOKEN)
         .json(&json!({"email": "admin@platform.test"}))
         .send()
@@ -2274,14 +2277,14 @@ async fn an_sso_only_tenant_admits_only_tokens_of_its_own_sso_login() {
 async fn starting_sso_logins_is_throttled_per_client_address() {
     let ctx = TestContext::new().await;
     let (direct, tenant_base) = start_with(&ctx, &[], &[]);
-    let (sso_listener, sso_base) = testkit::free_listener();
+    let (sso_listener, sso_base) = testkit::free_listeners();
     testkit::start_service_on::<sso::Service>(
         &ctx,
         &[
             ("TENANT_SERVICE_URL", tenant_base.as_str()),
             ("AUTH_SERVICE_URL", direct.base.as_str()),
             ("SECRETS_KEYRING", KEYRING),
-            ("TRUST_PROXY_HEADERS", "true"),
+            ("TRUSTED_PROXIES", "127.0.0.1"),
             ("SSO_LOGIN_RATE_LIMIT_PER_IP", "3/1h"),
         ],
         sso_listener,

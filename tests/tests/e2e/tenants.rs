@@ -801,7 +801,10 @@ async fn the_internal_api_sets_memberships_for_sso() {
         .parse()
         .expect("uuid");
 
-    let url = format!("{tenant}/internal/v1/tenants/{id}/members/{joiner}");
+    let url = format!(
+        "{}/internal/v1/tenants/{id}/members/{joiner}",
+        testkit::internal_url(&tenant)
+    );
     let (status, reply) = call(
         &auth,
         Method::PUT,
@@ -813,7 +816,7 @@ async fn the_internal_api_sets_memberships_for_sso() {
     assert_error(status, &reply, 401, "unauthorized");
 
     let client = clients::TenantClient::new(
-        &tenant,
+        testkit::internal_url(&tenant),
         http_kit::Secret::new(testkit::INTERNAL_TOKEN.to_owned()),
         Duration::from_secs(2),
     )
@@ -871,7 +874,7 @@ async fn the_internal_api_sets_memberships_for_sso() {
 
 fn tenant_settings(ctx: &TestContext, auth: &Auth) -> tenant::Settings {
     let mut env = ctx.service_env();
-    env.insert("AUTH_SERVICE_URL".into(), auth.base.clone());
+    env.insert("AUTH_SERVICE_URL".into(), testkit::internal_url(&auth.base));
     let mut reader = http_kit::ConfigReader::new(&env);
     let settings = tenant::Settings::read(&mut reader);
     reader.finish(settings).expect("settings")

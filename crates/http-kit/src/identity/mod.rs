@@ -17,7 +17,7 @@ pub use internal::{InternalCaller, InternalToken};
 pub use jwks::{Jwk, Jwks};
 pub use keys::{JwksClient, KeyError, KeyFuture, KeySource, StaticKeys};
 pub use tenant_role::{
-    AuditFuture, CachedRoles, MemberAccess, RoleFuture, RoleLookup, TenantMember,
-    BYPASS_AUDIT_EVERY,
+    announce_role_change, role_change_message, AuditFuture, CachedRoles, MemberAccess, RoleFuture,
+    RoleLookup, TenantMember, BYPASS_AUDIT_EVERY, ROLE_CHANNEL,
 };
 pub use verifier::{TokenVerifier, VerifierSettings};

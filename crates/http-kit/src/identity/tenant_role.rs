@@ -6,10 +6,15 @@
 //! login (`amr: ["sso"]` and the directory's `tid`): other tokens get 403
 //! `sso_required`, except a platform administrator's, whose entry is audited (once per
 //! session and tenant every [`BYPASS_AUDIT_EVERY`] in each replica).
+//!
+//! A membership change reaches every replica's cache at once through Redis pub/sub
+//! ([`announce_role_change`] by the tenant service, [`CachedRoles::follow`] in the
+//! others); the TTL only bounds what a lost broadcast can leave behind.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -63,6 +68,33 @@ pub struct CachedRoles {
     entries: Mutex<HashMap<(TenantId, UserId), CachedRole>>,
     /// Platform administrators' entries into SSO-only tenants already audited.
     bypasses: Mutex<HashMap<BypassKey, Instant>>,
+    /// Bumped by every invalidation: an answer looked up while one happened is not
+    /// cached (it may predate the change).
+    epoch: AtomicU64,
+}
+
+/// The Redis pub/sub channel of role changes (under the key prefix).
+pub const ROLE_CHANNEL: &str = "roles";
+
+/// The message announcing that `user`'s access to `tenant` (every member's, without a
+/// user) may have changed: `<tenant>` or `<tenant>:<user>`.
+pub fn role_change_message(tenant: TenantId, user: Option<UserId>) -> String {
+    match user {
+        Some(user) => format!("{tenant}:{user}"),
+        None => tenant.to_string(),
+    }
+}
+
+/// Tells every replica's role cache that access to `tenant` changed (after the change
+/// committed). Best effort: a failure is logged, and the caches' TTL stands in.
+pub async fn announce_role_change(
+    broadcast: &cache::Broadcast,
+    tenant: TenantId,
+    user: Option<UserId>,
+) {
+    if let Err(e) = broadcast.publish(&role_change_message(tenant, user)).await {
+        tracing::warn!(tenant.id = %tenant, error = %e, "role change not broadcast; caches catch up within their TTL");
+    }
 }
 
 impl CachedRoles {
@@ -73,7 +105,51 @@ impl CachedRoles {
             max_entries,
             entries: Mutex::new(HashMap::new()),
             bypasses: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
         }
+    }
+
+    /// Follows role-change broadcasts for as long as the runtime runs: each message
+    /// drops what it names, each (re)subscription drops everything (messages may have
+    /// been missed while the subscription was down).
+    pub fn follow(self: &Arc<Self>, broadcast: cache::Broadcast) -> tokio::task::JoinHandle<()> {
+        let roles = Arc::downgrade(self);
+        tokio::spawn(broadcast.listen(move |heard| {
+            if let Some(roles) = roles.upgrade() {
+                roles.hear(&heard);
+            }
+        }))
+    }
+
+    /// Applies one broadcast.
+    pub fn hear(&self, heard: &cache::Heard) {
+        match heard {
+            cache::Heard::Subscribed => self.clear(),
+            cache::Heard::Message(message) => {
+                let (tenant, user) = match message.split_once(':') {
+                    Some((tenant, user)) => (tenant, Some(user)),
+                    None => (message.as_str(), None),
+                };
+                let Ok(tenant) = tenant.parse::<TenantId>() else {
+                    tracing::warn!("unreadable role change broadcast");
+                    return self.clear();
+                };
+                match user.map(str::parse::<UserId>) {
+                    None => self.invalidate_tenant(tenant),
+                    Some(Ok(user)) => self.invalidate(tenant, user),
+                    Some(Err(_)) => self.invalidate_tenant(tenant),
+                }
+            }
+        }
+    }
+
+    /// Forgets every cached answer.
+    pub fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     pub async fn access(
@@ -92,8 +168,12 @@ impl CachedRoles {
                 return Ok(access.clone());
             }
         }
+        let epoch = self.epoch.load(Ordering::SeqCst);
         let role = self.inner.access(tenant, user).await?;
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if self.epoch.load(Ordering::SeqCst) != epoch {
+            return Ok(role);
+        }
         if entries.len() >= self.max_entries {
             let ttl = self.ttl;
             entries.retain(|_, (_, at)| at.elapsed() < ttl);
@@ -137,6 +217,7 @@ impl CachedRoles {
 
     /// Forgets every cached answer about `tenant` (its sign-in rule changed).
     pub fn invalidate_tenant(&self, tenant: TenantId) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         self.entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -145,6 +226,7 @@ impl CachedRoles {
 
     /// Forgets a cached answer (on `membership.changed`).
     pub fn invalidate(&self, tenant: TenantId, user: UserId) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         self.entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())

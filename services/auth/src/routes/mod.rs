@@ -48,6 +48,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/.well-known/jwks.json", web::get().to(wellknown::jwks))
     .service(
         web::scope("/internal/v1")
+            .guard(http_kit::server::internal_only())
             .route("/users/resolve", web::post().to(internal::resolve_user))
             .route("/users/lookup", web::post().to(internal::lookup_users))
             .route(

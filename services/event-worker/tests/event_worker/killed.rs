@@ -29,11 +29,14 @@ impl Drop for Worker {
 
 fn spawn_worker(ctx: &TestContext, kafka: &TestKafka) -> Worker {
     let (listener, _) = testkit::free_listener();
+    let (internal, _) = testkit::free_listener();
     let port = listener.local_addr().expect("address").port();
-    drop(listener);
+    let internal_port = internal.local_addr().expect("address").port();
+    drop((listener, internal));
     let child = Command::new(env!("CARGO_BIN_EXE_event-worker"))
         .envs(ctx.service_env())
         .env("PORT", port.to_string())
+        .env("INTERNAL_PORT", internal_port.to_string())
         .env("HOST", "127.0.0.1")
         .env("KAFKA_BROKERS", kafka.brokers())
         .env("CONSUMER_MAX_BATCH", "20")

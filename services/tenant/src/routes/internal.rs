@@ -213,6 +213,7 @@ pub async fn set_membership(
     .await?;
     let (row, sso_only_directory) = row;
     app.relay.nudge(events::OutboxDb::Main);
+    app.roles_changed(tenant_id, Some(user_id)).await;
     Ok(HttpResponse::Ok().json(Membership {
         tenant_id,
         user_id,
@@ -246,6 +247,7 @@ pub struct SetSso {
 pub async fn set_sso(
     _caller: InternalCaller,
     db: web::Data<DbPool>,
+    app: web::Data<TenantApp>,
     path: web::Path<TenantId>,
     body: Json<SetSso>,
 ) -> Result<HttpResponse, ApiError> {
@@ -297,6 +299,8 @@ pub async fn set_sso(
     .await
     .map_err(ApiError::internal)?
     .ok_or(ApiError::NotFound("Tenant"))?;
+    // Every member's access follows the tenant's sign-in rule.
+    app.roles_changed(TenantId::from(row.id), None).await;
     Ok(HttpResponse::Ok().json(summary(row)))
 }
 

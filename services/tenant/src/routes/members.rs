@@ -131,6 +131,7 @@ pub async fn add(
         })
         .await?;
     app.relay.nudge(events::OutboxDb::Main);
+    app.roles_changed(member.tenant_id, Some(user_id)).await;
     let body = Membership {
         tenant_id: member.tenant_id,
         user_id,
@@ -197,6 +198,7 @@ pub async fn change_role(
         })
         .await?;
     app.relay.nudge(events::OutboxDb::Main);
+    app.roles_changed(member.tenant_id, Some(user_id)).await;
     let body = Membership {
         tenant_id: member.tenant_id,
         user_id,
@@ -258,6 +260,7 @@ pub async fn remove(
     })
     .await?;
     app.relay.nudge(events::OutboxDb::Main);
+    app.roles_changed(member.tenant_id, Some(user_id)).await;
     Ok(success(
         StatusCode::OK,
         "User removed from tenant successfully",

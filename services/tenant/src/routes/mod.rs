@@ -35,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::scope("/internal/v1")
+            .guard(http_kit::server::internal_only())
             .route(
                 "/tenant-databases",
                 web::get().to(internal::tenant_databases),

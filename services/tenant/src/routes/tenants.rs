@@ -102,7 +102,7 @@ pub async fn create(
             "Provisioning tenant {tenant_id} failed; it is kept as failed: retry with POST /api/tenants/{tenant_id}/retry"
         ))),
         Err(ProvisionError::LimitReached(limit)) => {
-            Err(ApiError::Forbidden(format!("You have reached the limit of {limit} tenants per user")))
+            Err(ApiError::Forbidden(format!("You have reached the limit of {limit} tenants per user (deleted tenants count until they are purged: DELETE with ?purge=true)")))
         }
         Err(e) => Err(ApiError::internal(e)),
     }
@@ -305,6 +305,7 @@ pub async fn delete(
         })
         .await?;
     app.relay.nudge(events::OutboxDb::Main);
+    app.roles_changed(tenant_id, None).await;
     debug_assert_eq!(deactivated.status(), TenantStatus::Deleted);
     Ok(success(
         StatusCode::OK,

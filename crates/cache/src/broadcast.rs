@@ -1,0 +1,109 @@
+//! Redis pub/sub: one message to every replica of every service listening, within
+//! milliseconds. Delivery is best effort (a subscriber that is disconnected misses what
+//! was published meanwhile), so a listener is told each time its subscription starts
+//! again, and must treat that as "anything may have changed" (the role cache clears
+//! itself). Used for role-cache invalidation (docs/DESIGN-NOTES.md, "Tenant access and
+//! the edge").
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use crate::{with_connection, CacheError, Keys, Redis};
+
+/// What a listener hears.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heard {
+    /// The subscription is (again) in place: messages may have been missed before it.
+    Subscribed,
+    /// A message published on the channel.
+    Message(String),
+}
+
+/// How often a subscription is checked with `PING`: a connection that died silently
+/// is noticed within this (plus the Redis timeout).
+const PING_EVERY: Duration = Duration::from_secs(5);
+/// The longest wait between attempts to subscribe again.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A named channel under the key prefix (`<prefix>broadcast:<name>`).
+#[derive(Clone)]
+pub struct Broadcast {
+    redis: Redis,
+    channel: String,
+}
+
+impl Broadcast {
+    pub fn new(redis: &Redis, keys: &Keys, name: &str) -> Self {
+        Self {
+            redis: redis.clone(),
+            channel: keys.key("broadcast", name),
+        }
+    }
+
+    /// Publishes `message`; answers how many subscribers received it.
+    pub async fn publish(&self, message: &str) -> Result<usize, CacheError> {
+        let channel = self.channel.clone();
+        let message = message.to_owned();
+        with_connection(&self.redis, self.redis.timeout, async move |conn| {
+            let receivers: usize = redis::cmd("PUBLISH")
+                .arg(&channel)
+                .arg(&message)
+                .query_async(conn)
+                .await?;
+            Ok(receivers)
+        })
+        .await
+    }
+
+    /// Listens for ever: subscribes (again after any failure, backing off up to 5 s),
+    /// tells `on` about each (re)subscription and each message. Spawn it.
+    pub async fn listen(self, mut on: impl FnMut(Heard) + Send) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.subscribe().await {
+                Ok((mut sink, mut stream)) => {
+                    backoff = Duration::from_millis(100);
+                    on(Heard::Subscribed);
+                    let mut ping = tokio::time::interval(PING_EVERY);
+                    ping.tick().await;
+                    loop {
+                        tokio::select! {
+                            message = stream.next() => match message {
+                                Some(message) => match message.get_payload::<String>() {
+                                    Ok(payload) => on(Heard::Message(payload)),
+                                    Err(e) => tracing::warn!(channel = %self.channel, error = %e, "unreadable broadcast"),
+                                },
+                                None => break,
+                            },
+                            _ = ping.tick() => {
+                                let alive = tokio::time::timeout(self.redis.timeout, sink.ping::<String>()).await;
+                                if !matches!(alive, Ok(Ok(_))) {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    tracing::warn!(channel = %self.channel, "broadcast subscription lost; subscribing again");
+                }
+                Err(e) => {
+                    tracing::warn!(channel = %self.channel, error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot subscribe to broadcasts");
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn subscribe(
+        &self,
+    ) -> Result<(redis::aio::PubSubSink, redis::aio::PubSubStream), CacheError> {
+        crate::with_timeout(self.redis.timeout, async {
+            let pubsub = self.redis.client.get_async_pubsub().await?;
+            let (mut sink, stream) = pubsub.split();
+            sink.subscribe(&self.channel).await?;
+            Ok((sink, stream))
+        })
+        .await
+    }
+}

@@ -1,0 +1,734 @@
+//! The tenant boundary and the edge in front of it, through the gateway: role changes
+//! reach every service at once, client addresses and their login limits, CORS, refused
+//! paths, request ids, security headers, body limits, pagination, and the internal API
+//! on no public listener.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+use testkit::{TestContext, TestGateway, Upstreams, INTERNAL_TOKEN};
+
+use crate::auth::PASSWORD;
+use crate::documents::{platform_with, Docs};
+
+/// Five services behind a gateway rendered with `gateway_values`.
+struct Edge {
+    docs: Docs,
+    direct: Docs,
+    sso: String,
+    worker: String,
+    gateway: TestGateway,
+}
+
+async fn edge(ctx: &TestContext, shared: &[(&str, &str)], gateway_values: &[(&str, &str)]) -> Edge {
+    let direct = platform_with(ctx, shared, &[]).await;
+    let mut sso_env = vec![
+        ("TENANT_SERVICE_URL", direct.tenant.as_str()),
+        ("AUTH_SERVICE_URL", direct.auth.base.as_str()),
+    ];
+    sso_env.extend_from_slice(shared);
+    let sso = testkit::start_service::<sso::Service>(ctx, &sso_env);
+    let worker = testkit::start_service::<event_worker::Service>(ctx, &sso_env);
+    let gateway = TestGateway::start_with(
+        Upstreams {
+            auth: &direct.auth.base,
+            tenant: &direct.tenant,
+            document: &direct.documents,
+            sso: &sso,
+            event_worker: &worker,
+        },
+        "3m",
+        gateway_values,
+    )
+    .await
+    .expect("gateway");
+    let gw = gateway.base.clone();
+    let docs = Docs {
+        auth: direct.auth.through(&gw),
+        tenant: gw.clone(),
+        documents: gw.clone(),
+        s3: testkit::TestS3::start().await.expect("s3"),
+    };
+    Edge {
+        docs,
+        direct,
+        sso,
+        worker,
+        gateway,
+    }
+}
+
+async fn status_of(client: &Client, method: Method, url: &str, token: &str) -> StatusCode {
+    client
+        .request(method, url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("send")
+        .status()
+}
+
+/// Whether the caller was let into the tenant: anything but the 404 of a non-member
+/// (an SSO route may answer 404 for a configuration that does not exist).
+async fn admitted(client: &Client, url: &str, token: &str) -> bool {
+    let response = client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("send");
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    !(status == StatusCode::NOT_FOUND && body["message"] == "Tenant not found")
+}
+
+/// Polls `url` until the caller is refused as a non-member; how long that took.
+async fn time_until_refused(client: &Client, url: &str, token: &str) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        if !admitted(client, url, token).await {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{url} still admits the removed member after 10 s");
+}
+
+#[tokio::test]
+async fn a_removed_admin_is_refused_within_a_second_by_every_service() {
+    let ctx = TestContext::new().await;
+    let e = edge(&ctx, &[], &[]).await;
+    let gw = e.gateway.base.clone();
+    let client = Client::new();
+    let (owner, _) = e.docs.auth.session("owner@example.com").await;
+    let tenant = e.docs.tenant_of(&owner, "Boundary").await;
+    let (ex_admin, _) = e.docs.auth.session("ex-admin@example.com").await;
+    e.docs.add_member(&owner, &tenant, &ex_admin, "admin").await;
+    let (demoted, _) = e.docs.auth.session("demoted@example.com").await;
+    e.docs.add_member(&owner, &tenant, &demoted, "admin").await;
+
+    let routes = [
+        format!("{gw}/api/tenants/{tenant}/documents"),
+        format!("{gw}/api/tenants/{tenant}/sso/statistics"),
+        format!("{gw}/api/tenants/{tenant}/webhooks"),
+        format!("{gw}/api/tenants/{tenant}/audit-logs"),
+    ];
+    // Each service caches the admin's role now.
+    for url in &routes {
+        assert!(
+            admitted(&client, url, &ex_admin).await,
+            "{url} before the removal"
+        );
+        assert!(
+            admitted(&client, url, &demoted).await,
+            "{url} before the demotion"
+        );
+    }
+
+    let (_, ex_me) = e.docs.auth.get("/api/users/me", Some(&ex_admin)).await;
+    let removed = client
+        .delete(format!(
+            "{gw}/api/tenants/{tenant}/users/{}",
+            ex_me["data"]["id"].as_str().expect("id")
+        ))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .expect("remove");
+    assert_eq!(removed.status(), StatusCode::OK);
+    for url in &routes {
+        let took = time_until_refused(&client, url, &ex_admin).await;
+        assert!(
+            took < Duration::from_secs(1),
+            "{url} refused the removed admin only after {took:?}"
+        );
+    }
+    // Nor can it register a webhook that would go on receiving the tenant's events.
+    let webhook = client
+        .post(format!("{gw}/api/tenants/{tenant}/webhooks"))
+        .bearer_auth(&ex_admin)
+        .json(&json!({"url": "https://example.com/hook", "event_types": ["document.uploaded"]}))
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(webhook.status(), StatusCode::NOT_FOUND);
+
+    // A demotion reaches them as fast: the viewer may no longer read the audit log.
+    let (_, demoted_me) = e.docs.auth.get("/api/users/me", Some(&demoted)).await;
+    let changed = client
+        .put(format!(
+            "{gw}/api/tenants/{tenant}/users/{}",
+            demoted_me["data"]["id"].as_str().expect("id")
+        ))
+        .bearer_auth(&owner)
+        .json(&json!({"role": "viewer"}))
+        .send()
+        .await
+        .expect("demote");
+    assert_eq!(changed.status(), StatusCode::OK);
+    let audit = format!("{gw}/api/tenants/{tenant}/audit-logs");
+    let started = Instant::now();
+    loop {
+        let status = status_of(&client, Method::GET, &audit, &demoted).await;
+        if status == StatusCode::FORBIDDEN {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "the demoted admin still reads the audit log after {:?} ({status})",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Deleting the tenant shuts every member out at once too.
+    let deleted = client
+        .delete(format!("{gw}/api/tenants/{tenant}"))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status(), StatusCode::OK);
+    for url in &routes {
+        let took = time_until_refused(&client, url, &owner).await;
+        assert!(
+            took < Duration::from_secs(1),
+            "{url}: {took:?} after deletion"
+        );
+    }
+}
+
+fn client_at(ip: &str) -> Client {
+    Client::builder()
+        .local_address(ip.parse::<IpAddr>().expect("ip"))
+        .build()
+        .expect("client")
+}
+
+async fn login_from(client: &Client, gw: &str, email: &str, password: &str) -> (StatusCode, Value) {
+    let response = client
+        .post(format!("{gw}/api/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .expect("login");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn login_limits_count_failures_per_client_address_behind_the_gateway() {
+    let ctx = TestContext::new().await;
+    let e = edge(
+        &ctx,
+        &[
+            ("TRUSTED_PROXIES", "127.0.0.1"),
+            ("LOGIN_RATE_LIMIT_PER_ACCOUNT", "3"),
+            ("LOGIN_RATE_LIMIT_PER_IP", "5"),
+        ],
+        &[],
+    )
+    .await;
+    let gw = e.gateway.base.clone();
+    e.docs.auth.register("victim@example.com").await;
+    e.docs.auth.register("bystander@example.com").await;
+    let (attacker, office, elsewhere) = (
+        client_at("127.0.0.2"),
+        client_at("127.0.0.3"),
+        client_at("127.0.0.4"),
+    );
+
+    // Successes are not counted: an office behind one address signs in many times.
+    for _ in 0..8 {
+        let (status, body) = login_from(&office, &gw, "bystander@example.com", PASSWORD).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // Guessing one account from one address: the fourth try is refused.
+    for _ in 0..3 {
+        let (status, body) =
+            login_from(&attacker, &gw, "victim@example.com", "wrong-guess-1").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    }
+    let (status, body) = login_from(&attacker, &gw, "victim@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"], "rate_limited");
+    // ...which does not lock the owner out from another address.
+    let (status, body) = login_from(&elsewhere, &gw, "victim@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A success clears that address's count for the account.
+    let (status, _) = login_from(&elsewhere, &gw, "victim@example.com", "wrong-guess-2").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = login_from(&elsewhere, &gw, "victim@example.com", "wrong-guess-3").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = login_from(&elsewhere, &gw, "victim@example.com", PASSWORD).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the count was reset by the earlier success"
+    );
+    // Spraying many accounts from one address: stopped by the per-address count
+    // (3 failures so far from the attacker; 2 more fill it).
+    for n in 0..2 {
+        let (status, _) =
+            login_from(&attacker, &gw, &format!("sprayed{n}@example.com"), PASSWORD).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, body) = login_from(&attacker, &gw, "bystander@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    // Other addresses go on signing in; a forged X-Forwarded-For does not move the
+    // attacker to another bucket.
+    let (status, _) = login_from(&office, &gw, "bystander@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK);
+    let forged = attacker
+        .post(format!("{gw}/api/auth/login"))
+        .header("x-forwarded-for", "203.0.113.77")
+        .json(&json!({"email": "bystander@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(forged.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // The session list shows the address the gateway saw.
+    let (status, body) = login_from(&office, &gw, "bystander@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK);
+    let token = body["access_token"].as_str().expect("token");
+    let (_, sessions) = e.docs.auth.get("/api/users/me/sessions", Some(token)).await;
+    let addresses: Vec<&str> = sessions["data"]["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter_map(|s| s["client_address"].as_str())
+        .collect();
+    assert!(
+        !addresses.is_empty() && addresses.iter().all(|a| *a == "127.0.0.3"),
+        "{addresses:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_gateway_limits_auth_requests_per_client_address() {
+    let ctx = TestContext::new().await;
+    let e = edge(
+        &ctx,
+        &[],
+        &[("GATEWAY_AUTH_RATE", "1r/s"), ("GATEWAY_AUTH_BURST", "3")],
+    )
+    .await;
+    let gw = e.gateway.base.clone();
+    let (flood, calm) = (client_at("127.0.0.5"), client_at("127.0.0.6"));
+    let mut limited = None;
+    for _ in 0..10 {
+        let (status, body) = login_from(&flood, &gw, "nobody@example.com", "whatever-pass").await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(body);
+            break;
+        }
+    }
+    let body = limited.expect("the gateway refuses a flood");
+    assert_eq!(body["error"], "rate_limited", "{body}");
+    assert!(body["request_id"].as_str().is_some_and(|id| !id.is_empty()));
+    let (status, body) = login_from(&calm, &gw, "nobody@example.com", "whatever-pass").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "another address: {body}");
+    // Routes other than auth's are not limited by it.
+    let health = flood
+        .get(format!("{gw}/api/tenants"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(health.status(), StatusCode::UNAUTHORIZED);
+}
+
+const APP: &str = "http://app.test:3000";
+
+#[tokio::test]
+async fn cors_admits_the_configured_origins_only() {
+    let ctx = TestContext::new().await;
+    let e = edge(
+        &ctx,
+        &[],
+        &[(
+            "CORS_ALLOWED_ORIGINS",
+            "https://admin.test, http://app.test:3000",
+        )],
+    )
+    .await;
+    let gw = e.gateway.base.clone();
+    let client = Client::new();
+    let (token, _) = e.docs.auth.session("cors@example.com").await;
+    let tenant = e.docs.tenant_of(&token, "Cors").await;
+
+    for (path, method) in [
+        ("/api/auth/login".to_owned(), "POST"),
+        ("/api/users/me".to_owned(), "GET"),
+        (format!("/api/tenants/{tenant}/documents"), "POST"),
+    ] {
+        let preflight = client
+            .request(Method::OPTIONS, format!("{gw}{path}"))
+            .header("origin", APP)
+            .header("access-control-request-method", method)
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type, x-request-id",
+            )
+            .send()
+            .await
+            .expect("preflight");
+        assert!(
+            preflight.status().is_success(),
+            "{path}: {}",
+            preflight.status()
+        );
+        let h = preflight.headers();
+        assert_eq!(h["access-control-allow-origin"], APP, "{path}");
+        assert!(h["vary"].to_str().expect("vary").contains("Origin"));
+        let methods = h["access-control-allow-methods"].to_str().expect("methods");
+        assert!(methods.contains(method), "{methods}");
+        let headers = h["access-control-allow-headers"]
+            .to_str()
+            .expect("headers")
+            .to_ascii_lowercase();
+        for needed in ["authorization", "content-type", "x-request-id"] {
+            assert!(headers.contains(needed), "{headers}");
+        }
+        assert_ne!(h["access-control-allow-origin"], "*");
+
+        let refused = client
+            .request(Method::OPTIONS, format!("{gw}{path}"))
+            .header("origin", "http://app.test:3000.evil.example")
+            .header("access-control-request-method", method)
+            .send()
+            .await
+            .expect("preflight");
+        assert!(refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none());
+        assert!(refused
+            .headers()
+            .get("access-control-allow-methods")
+            .is_none());
+    }
+
+    let allowed = client
+        .get(format!("{gw}/api/users/me"))
+        .header("origin", APP)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(allowed.status(), StatusCode::OK);
+    assert_eq!(allowed.headers()["access-control-allow-origin"], APP);
+    assert!(allowed.headers()["access-control-expose-headers"]
+        .to_str()
+        .expect("expose")
+        .contains("X-Request-Id"));
+    // Error answers carry them too, so the app can read the error.
+    let error = client
+        .get(format!("{gw}/api/users/me"))
+        .header("origin", "https://admin.test")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(error.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        error.headers()["access-control-allow-origin"],
+        "https://admin.test"
+    );
+    for other in [
+        "https://evil.test",
+        "https://admin.test.evil",
+        "null",
+        "http://app.test",
+    ] {
+        let response = client
+            .get(format!("{gw}/api/users/me"))
+            .header("origin", other)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("get");
+        assert!(
+            response
+                .headers()
+                .get("access-control-allow-origin")
+                .is_none(),
+            "{other}"
+        );
+        assert!(response.headers()["vary"]
+            .to_str()
+            .expect("vary")
+            .contains("Origin"));
+    }
+}
+
+#[tokio::test]
+async fn the_edge_refuses_what_could_confuse_it_and_hardens_every_answer() {
+    let ctx = TestContext::new().await;
+    let e = edge(&ctx, &[], &[]).await;
+    let gw = e.gateway.base.clone();
+    let client = Client::new();
+    let (token, _) = e.docs.auth.session("edge@example.com").await;
+    let tenant = e.docs.tenant_of(&token, "Edge").await;
+
+    // Paths that nginx would route one way and a service read another.
+    for path in [
+        "/internal/v1/tenants/..%2F..%2F..%2Fapi%2Ftenants",
+        "/api/tenants/..%2F..%2Finternal%2Fv1%2Ftenant-databases",
+        "/api/tenants/../../internal/v1/tenant-databases",
+        "/api/./tenants",
+        "/api//tenants",
+        "/api/tenants%2F",
+        "/%69nternal/v1/tenant-databases",
+    ] {
+        let url = format!("{gw}{path}");
+        // reqwest would normalise dot-segments: send the path as is over a raw socket.
+        let (status, body) = raw_get(&gw, path).await;
+        assert_eq!(status, 400, "{url}: {body}");
+        let body: Value = serde_json::from_str(&body).expect("a JSON error");
+        assert_eq!(body["error"], "invalid_path", "{path}");
+    }
+    // The internal API answers on no service's public listener, even with its token.
+    for (base, path) in [
+        (&e.direct.auth.base, "/internal/v1/users/lookup"),
+        (&e.direct.tenant, "/internal/v1/tenant-databases"),
+        (&e.direct.documents, "/internal/v1/anything"),
+        (&e.sso, "/internal/v1/anything"),
+        (&e.worker, "/internal/v1/anything"),
+    ] {
+        for prefix in ["", "/"] {
+            let response = client
+                .get(format!("{base}{prefix}{path}"))
+                .bearer_auth(INTERNAL_TOKEN)
+                .send()
+                .await
+                .expect("get");
+            assert_eq!(
+                response.status(),
+                StatusCode::NOT_FOUND,
+                "{base}{prefix}{path}"
+            );
+        }
+        let metrics = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(metrics.status(), StatusCode::NOT_FOUND, "{base}/metrics");
+    }
+    let databases = client
+        .get(format!(
+            "{}/internal/v1/tenant-databases",
+            testkit::internal_url(&e.direct.tenant)
+        ))
+        .bearer_auth(INTERNAL_TOKEN)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        databases.status(),
+        StatusCode::OK,
+        "the internal listener serves it"
+    );
+
+    // Request ids: a safe one is kept, anything else replaced, never echoed raw.
+    let kept = client
+        .get(format!("{gw}/nowhere"))
+        .header("x-request-id", "client.id_42-x")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(kept.headers()["x-request-id"], "client.id_42-x");
+    for bad in [
+        "a\"b",
+        "with space",
+        "<script>",
+        "x:y",
+        &"a".repeat(129),
+        "\\u0000",
+    ] {
+        let response = client
+            .get(format!("{gw}/nowhere"))
+            .header("x-request-id", bad)
+            .send()
+            .await
+            .expect("get");
+        let echoed = response.headers()["x-request-id"]
+            .to_str()
+            .expect("id")
+            .to_owned();
+        assert_ne!(echoed, bad);
+        let text = response.text().await.expect("body");
+        assert!(!text.contains(bad), "{text}");
+        let body: Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(body["request_id"], echoed.as_str());
+        assert!(echoed
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
+    }
+
+    // Security headers on the gateway's own answers and on the services'.
+    for url in [
+        format!("{gw}/health"),
+        format!("{gw}/api/users/me"),
+        format!("{gw}/nowhere"),
+        format!("{gw}/api/docs"),
+    ] {
+        let response = client.get(&url).send().await.expect("get");
+        let h = response.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{url}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{url}");
+        assert!(
+            h.get("strict-transport-security").is_none(),
+            "no HSTS over plain HTTP: {url}"
+        );
+        let server = h
+            .get("server")
+            .map(|v| v.to_str().unwrap_or(""))
+            .unwrap_or("");
+        assert!(!server.chars().any(|c| c.is_ascii_digit()), "{server}");
+    }
+    let behind_tls = client
+        .get(format!("{gw}/health"))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .expect("get");
+    assert!(behind_tls.headers()["strict-transport-security"]
+        .to_str()
+        .expect("hsts")
+        .contains("max-age="));
+
+    // Body limits: 1 MiB for JSON routes, the upload limit for uploads.
+    let big_json = client
+        .put(format!("{gw}/api/tenants/{tenant}"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 1024 * 1024 + 10])
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(big_json.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = big_json.json().await.expect("json");
+    assert_eq!(body["error"], "payload_too_large");
+    let (status, body) = e
+        .docs
+        .upload(&token, &tenant, vec![b'u'; 2 * 1024 * 1024], "big.bin")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "an upload above 1 MiB: {body}");
+
+    // Pagination out of range: 400 invalid_pagination naming the field, on every list.
+    for list in [
+        format!("{gw}/api/tenants/{tenant}/documents"),
+        format!("{gw}/api/files/{tenant}/files"),
+        format!("{gw}/api/tenants/{tenant}/audit-logs"),
+        format!("{gw}/api/tenants/{tenant}/invitations"),
+    ] {
+        for (query, field) in [
+            ("page=9223372036854775807", "page"),
+            ("page=1000001", "page"),
+            ("page=0", "page"),
+            ("per_page=0", "per_page"),
+            ("per_page=101", "per_page"),
+        ] {
+            let response = client
+                .get(format!("{list}?{query}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("list");
+            let status = response.status();
+            let body: Value = response.json().await.expect("json");
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{list}?{query}: {body}");
+            assert_eq!(body["error"], "invalid_pagination", "{list}?{query}");
+            assert!(body["details"][field].is_array(), "{list}?{query}: {body}");
+        }
+        let last = client
+            .get(format!("{list}?page=1000000&per_page=100"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("list");
+        assert_eq!(
+            last.status(),
+            StatusCode::OK,
+            "{list}: the last page is empty"
+        );
+    }
+}
+
+/// A GET with the path exactly as given (no normalisation), over HTTP/1.1.
+async fn raw_get(base: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The tenant limit counts a deleted tenant until its database is purged.
+#[tokio::test]
+async fn deleted_tenants_count_against_the_limit_until_purged() {
+    let ctx = TestContext::new().await;
+    let e = edge(&ctx, &[("TENANT_LIMIT_PER_USER", "1")], &[]).await;
+    let gw = e.gateway.base.clone();
+    let client = Client::new();
+    let (token, _) = e.docs.auth.session("limit@example.com").await;
+    let create = |name: &'static str| {
+        client
+            .post(format!("{gw}/api/tenants"))
+            .bearer_auth(&token)
+            .json(&json!({ "name": name }))
+            .send()
+    };
+    let delete = |id: String, purge: bool| {
+        client
+            .delete(format!("{gw}/api/tenants/{id}?purge={purge}"))
+            .bearer_auth(&token)
+            .send()
+    };
+    let first = e.docs.tenant_of(&token, "First").await;
+    assert_eq!(
+        delete(first, true).await.expect("purge").status(),
+        StatusCode::OK
+    );
+    let second = create("Second").await.expect("create");
+    assert_eq!(
+        second.status(),
+        StatusCode::CREATED,
+        "a purged tenant is gone"
+    );
+    let second: Value = second.json().await.expect("json");
+    let second = second["data"]["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        delete(second, false).await.expect("delete").status(),
+        StatusCode::OK
+    );
+    let third = create("Third").await.expect("create");
+    let status = third.status();
+    let body: Value = third.json().await.expect("json");
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "its database still exists: {body}"
+    );
+    assert!(body["message"].as_str().expect("message").contains("purge"));
+}
