@@ -5,7 +5,7 @@
 # (KAFKA_BROKERS, else librdkafka's mock cluster: dev-kafka), S3 (S3_ENDPOINT_URL, else
 # s3s-fs: dev-s3), a mail catcher (SMTP_URL, else maildev on 1025, its UI on 1080),
 # builds the services, runs the migrations, starts the five services on
-# 127.0.0.1:5001-5005 and the nginx gateway on 127.0.0.1:4999 (GATEWAY_PORT), and makes
+# 127.0.0.1:5001-5005 (internal listeners 6001-6005) and the nginx gateway on 127.0.0.1:4999 (GATEWAY_PORT), and makes
 # an admin and a test tenant (tenant init).
 #
 #   scripts/dev-up.sh            run in the foreground; Ctrl-C stops the services
@@ -47,9 +47,11 @@ if [ -z "${REDIS_URL:-}" ]; then
 fi
 export DATABASE_URL REDIS_URL
 export HOST="${HOST:-127.0.0.1}" ENVIRONMENT="${ENVIRONMENT:-development}" RUST_LOG="${RUST_LOG:-info}"
-# The services listen on 127.0.0.1 behind the gateway: the client address (rate limits,
-# the session list) is the X-Forwarded-For entry the gateway appends.
-export TRUST_PROXY_HEADERS="${TRUST_PROXY_HEADERS:-true}"
+# The services listen on 127.0.0.1 behind the gateway (public listeners on PORT, the
+# internal API on INTERNAL_PORT = PORT + 1000, where they call each other): the client
+# address (rate limits, the session list) is the X-Forwarded-For entry the gateway
+# appends from 127.0.0.1.
+export TRUSTED_PROXIES="${TRUSTED_PROXIES:-127.0.0.1}"
 
 log "building the services ($PROFILE profile)"
 cargo build --profile "$PROFILE" --workspace --bins
@@ -132,7 +134,7 @@ log "migrating the main database and the tenant template"
 [ -f "$run_dir/pids.servers" ] && cat "$run_dir/pids.servers" >> "$run_dir/pids" && rm -f "$run_dir/pids.servers"
 for service in $SERVICES; do
   port="${PORTS[$service]:?unknown service $service}"
-  PORT="$port" "$bin_dir/$service" serve >"$run_dir/logs/$service.log" 2>&1 &
+  PORT="$port" INTERNAL_PORT="$(( port + 1000 ))" "$bin_dir/$service" serve >"$run_dir/logs/$service.log" 2>&1 &
   echo "$! $service" >> "$run_dir/pids"
 done
 
@@ -169,6 +171,9 @@ if [ "$SERVICES" = "auth tenant document sso event-worker" ]; then
   GATEWAY_LISTEN="127.0.0.1:$gateway_port" GATEWAY_RUNTIME_DIR="$gateway_dir" \
   GATEWAY_STATIC_DIR="$PWD/deploy/gateway/static" \
   GATEWAY_MAX_BODY_SIZE="$(( max_upload / 1048576 + 1 ))m" \
+  GATEWAY_TRUSTED_PROXY="${GATEWAY_TRUSTED_PROXY:-unix:}" \
+  GATEWAY_AUTH_RATE="${GATEWAY_AUTH_RATE:-10r/s}" GATEWAY_AUTH_BURST="${GATEWAY_AUTH_BURST:-50}" \
+  CORS_ALLOWED_ORIGINS="${CORS_ALLOWED_ORIGINS-http://localhost:3000}" \
   AUTH_UPSTREAM=127.0.0.1:5001 TENANT_UPSTREAM=127.0.0.1:5002 DOCUMENT_UPSTREAM=127.0.0.1:5003 \
   SSO_UPSTREAM=127.0.0.1:5004 EVENT_WORKER_UPSTREAM=127.0.0.1:5005 \
   PLATFORM_VERSION="$(sed -nE 's/^version = "(.*)"/\1/p' Cargo.toml | head -1)" \
