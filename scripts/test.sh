@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace against real PostgreSQL and Redis (and nginx for the
 # gateway, installed from Debian when missing; Node.js for the SSO tests' OpenID Connect
-# provider, whose npm packages the tests install from the committed lock): the ones given
+# provider, whose npm packages the tests install from the committed lock; Debian's
+# Chromium and ChromeDriver for the browser check of CORS): the ones given
 # by TEST_DATABASE_URL / TEST_REDIS_URL, else those on this machine, else private ones
 # it starts (see scripts/lib/services.sh). Extra arguments go to cargo nextest.
 set -euo pipefail
@@ -19,6 +20,7 @@ ensure_postgres
 ensure_redis
 ensure_nginx || log "nginx is missing: the gateway test will fail"
 ensure_node || log "the SSO tests will fail"
+ensure_chromium || log "Chromium is missing: the browser check will fail"
 export TEST_DATABASE_URL="$PG_SERVER_URL" TEST_REDIS_URL="$REDIS_SERVER_URL"
 log "tests use PostgreSQL at ${TEST_DATABASE_URL%%\?*} and Redis at $TEST_REDIS_URL"
 

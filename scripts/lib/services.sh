@@ -118,6 +118,13 @@ ensure_nginx() {
   apt_install nginx
 }
 
+# ensure_chromium: the browser check of CORS (tests/tests/e2e/browser.rs) drives
+# Debian's headless Chromium through ChromeDriver; installs both when missing.
+ensure_chromium() {
+  if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then return 0; fi
+  apt_install chromium chromium-driver
+}
+
 # ensure_maildev: prints the path of the mail catcher of the local run (npm maildev,
 # pinned), installed once into $(state_dir)/maildev when missing (needs Node.js 20+ and
 # npm, and PLATFORM_NO_INSTALL unset).

@@ -14,15 +14,19 @@ use crate::auth::PASSWORD;
 use crate::documents::{platform_with, Docs};
 
 /// Five services behind a gateway rendered with `gateway_values`.
-struct Edge {
-    docs: Docs,
+pub(crate) struct Edge {
+    pub(crate) docs: Docs,
     direct: Docs,
     sso: String,
     worker: String,
-    gateway: TestGateway,
+    pub(crate) gateway: TestGateway,
 }
 
-async fn edge(ctx: &TestContext, shared: &[(&str, &str)], gateway_values: &[(&str, &str)]) -> Edge {
+pub(crate) async fn edge(
+    ctx: &TestContext,
+    shared: &[(&str, &str)],
+    gateway_values: &[(&str, &str)],
+) -> Edge {
     let direct = platform_with(ctx, shared, &[]).await;
     let mut sso_env = vec![
         ("TENANT_SERVICE_URL", direct.tenant.as_str()),
@@ -540,6 +544,15 @@ async fn the_edge_refuses_what_could_confuse_it_and_hardens_every_answer() {
         .await
         .expect("get");
     assert_eq!(kept.headers()["x-request-id"], "client.id_42-x");
+    // A service's answer carries one id, the gateway's (the service echoes it too).
+    let proxied = client
+        .get(format!("{gw}/api/users/me"))
+        .header("x-request-id", "client.id_43")
+        .send()
+        .await
+        .expect("get");
+    let ids: Vec<_> = proxied.headers().get_all("x-request-id").iter().collect();
+    assert_eq!(ids, ["client.id_43"], "exactly one X-Request-Id");
     for bad in [
         "a\"b",
         "with space",

@@ -3,6 +3,7 @@
 
 mod account;
 mod auth;
+mod browser;
 mod documents;
 mod edge;
 mod events;
