@@ -66,6 +66,21 @@ impl actix_web::FromRequest for RequestId {
     }
 }
 
+/// Paths whose last segment is a secret (an invitation token): logged without it.
+const SECRET_SEGMENT_PATHS: [&str; 1] = ["/api/invitations/"];
+
+/// The path as logged: a secret segment replaced by `[token]`.
+fn loggable_path(path: &str) -> String {
+    for prefix in SECRET_SEGMENT_PATHS {
+        if let Some(rest) = path.strip_prefix(prefix) {
+            if !rest.is_empty() && !rest.contains('/') && rest != "accept" {
+                return format!("{prefix}[token]");
+            }
+        }
+    }
+    path.to_owned()
+}
+
 pub(crate) async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -78,7 +93,7 @@ pub(crate) async fn request_context(
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
-    let path = req.path().to_owned();
+    let path = loggable_path(req.path());
     let metrics = req.app_data::<web::Data<HttpMetrics>>().cloned();
     let span = tracing::info_span!(
         "request",
@@ -159,6 +174,22 @@ fn ensure_envelope(response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBod
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invitation_tokens_are_not_logged() {
+        assert_eq!(
+            loggable_path("/api/invitations/abc_DEF-1"),
+            "/api/invitations/[token]"
+        );
+        assert_eq!(
+            loggable_path("/api/invitations/accept"),
+            "/api/invitations/accept"
+        );
+        assert_eq!(
+            loggable_path("/api/tenants/x/invitations"),
+            "/api/tenants/x/invitations"
+        );
+    }
 
     #[test]
     fn only_safe_request_ids_are_accepted() {
