@@ -243,3 +243,43 @@ pub async fn accept(
     .await
     .optional()
 }
+
+/// Revokes the tenant's pending invitations sent by `inviter` (removed, or no longer an
+/// admin: what they sent must not outlive their right to send it).
+pub async fn revoke_sent_by(
+    conn: &mut AsyncPgConnection,
+    tenant: TenantId,
+    inviter: UserId,
+) -> QueryResult<Vec<InvitationRow>> {
+    diesel::update(
+        invitations::table
+            .filter(invitations::tenant_id.eq(tenant.into_uuid()))
+            .filter(invitations::invited_by.eq(inviter.into_uuid()))
+            .filter(invitations::accepted_at.is_null())
+            .filter(invitations::revoked_at.is_null()),
+    )
+    .set(invitations::revoked_at.eq(diesel::dsl::now))
+    .returning(InvitationRow::as_returning())
+    .get_results(conn)
+    .await
+}
+
+/// Revokes the tenant's pending invitation to `email` (its holder was removed: an old
+/// link must not bring them back).
+pub async fn revoke_addressed_to(
+    conn: &mut AsyncPgConnection,
+    tenant: TenantId,
+    email: &str,
+) -> QueryResult<Vec<InvitationRow>> {
+    diesel::update(
+        invitations::table
+            .filter(invitations::tenant_id.eq(tenant.into_uuid()))
+            .filter(invitations::email.eq(email))
+            .filter(invitations::accepted_at.is_null())
+            .filter(invitations::revoked_at.is_null()),
+    )
+    .set(invitations::revoked_at.eq(diesel::dsl::now))
+    .returning(InvitationRow::as_returning())
+    .get_results(conn)
+    .await
+}

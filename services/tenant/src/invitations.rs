@@ -261,11 +261,19 @@ impl Invitations {
         let inviter = users
             .iter()
             .find(|u| u.id == admin)
-            .map(|u| Inviter {
-                id: admin,
-                name: full_name(u),
-            })
             .ok_or(ApiError::Unauthorized)?;
+        // The platform mails in the inviter's name: only someone who proved their own
+        // address may have it send mail to others.
+        if !inviter.email_verified {
+            return Err(ApiError::forbidden_code(
+                "email_not_verified",
+                "Verify your email address before inviting people",
+            ));
+        }
+        let inviter = Inviter {
+            id: admin,
+            name: full_name(inviter),
+        };
         let holder = users
             .iter()
             .find(|u| u.email.eq_ignore_ascii_case(email.as_str()))
@@ -519,6 +527,17 @@ impl Invitations {
                     .await?
                     .filter(|t| t.is_active)
                     .ok_or_else(not_found)?;
+                // Second line behind revoke_after_membership_change: an invitation
+                // admits only while its sender may still invite.
+                let inviter_admin = match row.invited_by {
+                    Some(inviter) => main_db::memberships::find(tx, tenant, UserId::from_uuid(inviter))
+                        .await?
+                        .is_some_and(|m| m.role == Role::Admin.as_str()),
+                    None => false,
+                };
+                if !inviter_admin {
+                    return Err(not_found().into());
+                }
                 if main_db::memberships::find(tx, tenant, caller).await?.is_some() {
                     return Err(ApiError::Conflict(
                         "You are a member of this tenant already".into(),
@@ -578,6 +597,54 @@ fn already_member(e: diesel::result::Error) -> ApiError {
         }
         other => ApiError::internal(other),
     }
+}
+
+/// A membership change that may leave invitations behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MembershipChange {
+    Removed,
+    RoleSet(Role),
+}
+
+/// In the transaction of a membership change: a member removed or no longer an admin
+/// loses the pending invitations they sent (they may no longer invite, so what they
+/// sent must not let anyone in), and a removed member's own pending invitation is
+/// revoked (an old link must not bring them back). Each is recorded as
+/// `invitation.revoked` by `actor` (`None`: the platform, e.g. SSO group mapping).
+pub async fn revoke_after_membership_change(
+    tx: &mut diesel_async::AsyncPgConnection,
+    tenant: TenantId,
+    user: UserId,
+    change: MembershipChange,
+    actor: Option<UserId>,
+) -> Result<usize, TxError> {
+    let mut revoked = Vec::new();
+    if change != MembershipChange::RoleSet(Role::Admin) {
+        revoked.extend(invitations::revoke_sent_by(tx, tenant, user).await?);
+    }
+    if change == MembershipChange::Removed {
+        if let Some(account) = main_db::users::find(tx, user).await? {
+            let email = account.email.to_lowercase();
+            revoked.extend(invitations::revoke_addressed_to(tx, tenant, &email).await?);
+        }
+    }
+    for row in &revoked {
+        let event = InvitationEvent::Revoked {
+            invitation_id: row.id,
+            tenant_id: tenant,
+            email: row.email.clone(),
+            role: role_of(row)?,
+        };
+        let envelope = event
+            .envelope(actor)
+            .map_err(ApiError::internal)?
+            .with_request_id(http_kit::request_id::current());
+        enqueue(tx, &envelope).await?;
+    }
+    if !revoked.is_empty() {
+        tracing::info!(tenant.id = %tenant, user.id = %user, revoked = revoked.len(), "pending invitations revoked with a membership change");
+    }
+    Ok(revoked.len())
 }
 
 fn envelope(event: &InvitationEvent, actor: UserId) -> Result<EventEnvelope, ApiError> {

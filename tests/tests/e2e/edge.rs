@@ -293,6 +293,22 @@ async fn login_limits_count_failures_per_client_address_behind_the_gateway() {
         .await
         .expect("login");
     assert_eq!(forged.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Nor can a client on a trusted proxy's own address (127.0.0.1, the gateway's here)
+    // name another: the gateway passes the address it saw, not the client's header.
+    let on_proxy_address = client_at("127.0.0.1");
+    for _ in 0..3 {
+        let response = on_proxy_address
+            .post(format!("{gw}/api/auth/login"))
+            .header("x-forwarded-for", "127.0.0.9")
+            .json(&json!({"email": "victim@example.com", "password": "wrong-guess-4"}))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let victim_at_home = client_at("127.0.0.9");
+    let (status, body) = login_from(&victim_at_home, &gw, "victim@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "the victim's address was not charged: {body}");
 
     // The session list shows the address the gateway saw.
     let (status, body) = login_from(&office, &gw, "bystander@example.com", PASSWORD).await;
@@ -485,9 +501,13 @@ async fn the_edge_refuses_what_could_confuse_it_and_hardens_every_answer() {
         "/api//tenants",
         "/api/tenants%2F",
         "/%69nternal/v1/tenant-databases",
+        "/api/tenants/\u{131}",
+        "/api/tenants/a`b",
+        "/api/tenants/a\"b",
     ] {
         let url = format!("{gw}{path}");
-        // reqwest would normalise dot-segments: send the path as is over a raw socket.
+        // reqwest would normalise dot-segments and encode the rest: send the path as
+        // is over a raw socket.
         let (status, body) = raw_get(&gw, path).await;
         assert_eq!(status, 400, "{url}: {body}");
         let body: Value = serde_json::from_str(&body).expect("a JSON error");

@@ -304,6 +304,7 @@ async fn rows_holding(conn: &mut AsyncPgConnection, table: &str, needle: &str) -
 async fn an_invitation_is_mailed_previewed_and_accepted_once_by_its_verified_address() {
     let p = platform(&[]).await;
     let admin = p.user("Grace", "Hopper", "grace@example.com").await;
+    p.verify("grace@example.com").await;
     let tenant = p.tenant(&admin, "Acme Invites").await;
 
     let (status, body) = p
@@ -503,6 +504,7 @@ async fn an_invitation_is_mailed_previewed_and_accepted_once_by_its_verified_add
 async fn resent_revoked_and_expired_invitations_stop_their_links() {
     let p = platform(&[]).await;
     let admin = p.user("Grace", "Hopper", "grace@example.com").await;
+    p.verify("grace@example.com").await;
     let tenant = p.tenant(&admin, "Resend Co").await;
 
     // Re-inviting a pending address sends a new link; the first stops working.
@@ -539,6 +541,7 @@ async fn resent_revoked_and_expired_invitations_stop_their_links() {
     // Revoked: the link is refused; revoking twice, or through another tenant, is a 404.
     let id = first["data"]["id"].as_str().expect("id");
     let other_admin = p.user("Other", "Admin", "other@example.com").await;
+    p.verify("other@example.com").await;
     let other = p.tenant(&other_admin, "Other Co").await;
     let (status, body) = p
         .delete(
@@ -619,6 +622,7 @@ async fn only_admins_invite_and_inputs_and_limits_are_checked() {
     ])
     .await;
     let admin = p.user("Grace", "Hopper", "grace@example.com").await;
+    p.verify("grace@example.com").await;
     let tenant = p.tenant(&admin, "Limits Co").await;
     let member = p.user("Mem", "Ber", "member@example.com").await;
     let outsider = p.user("Out", "Sider", "outsider@example.com").await;
@@ -744,4 +748,113 @@ async fn only_admins_invite_and_inputs_and_limits_are_checked() {
     }
     let (status, body) = p.preview(&"B".repeat(43)).await;
     assert_error(status, &body, 429, "rate_limited");
+}
+
+#[tokio::test]
+async fn invitations_end_with_their_senders_rights_and_need_a_verified_sender() {
+    let p = platform(&[]).await;
+    let owner = p.verified("Owner", "owner@example.com").await;
+    let tenant = p.tenant(&owner, "Rights").await;
+
+    // An admin who is removed: what they sent stops working.
+    let dave = p.verified("Dave", "dave@example.com").await;
+    assert_eq!(
+        add(&p, &owner, &tenant, &dave, "admin").await,
+        StatusCode::CREATED
+    );
+    let (status, body) = p
+        .invite(&dave, &tenant, "accomplice@example.com", "admin")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let from_dave = token_sent_to(&p, "accomplice@example.com").await;
+    let (status, _) = p
+        .delete(
+            &format!("/api/tenants/{tenant}/users/{}", dave.id),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let accomplice = p.verified("Acc", "accomplice@example.com").await;
+    let (status, body) = p.accept(&accomplice, &from_dave).await;
+    assert_error(status, &body, 404, "not_found");
+    assert_eq!(p.preview(&from_dave).await.0, StatusCode::NOT_FOUND);
+
+    // An admin who is demoted: likewise.
+    let erin = p.verified("Erin", "erin@example.com").await;
+    assert_eq!(
+        add(&p, &owner, &tenant, &erin, "admin").await,
+        StatusCode::CREATED
+    );
+    let (status, _) = p
+        .invite(&erin, &tenant, "friend@example.com", "admin")
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let from_erin = token_sent_to(&p, "friend@example.com").await;
+    let (status, _) = p
+        .send(
+            p.client
+                .put(format!("{}/api/tenants/{tenant}/users/{}", p.gw, erin.id))
+                .bearer_auth(&owner.token)
+                .json(&json!({"role": "user"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let friend = p.verified("Friend", "friend@example.com").await;
+    let (status, body) = p.accept(&friend, &from_erin).await;
+    assert_error(status, &body, 404, "not_found");
+
+    // A member removed cannot come back through an invitation sent before.
+    let (status, _) = p
+        .invite(&owner, &tenant, "frank@example.com", "viewer")
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let for_frank = token_sent_to(&p, "frank@example.com").await;
+    let frank = p.verified("Frank", "frank@example.com").await;
+    assert_eq!(
+        add(&p, &owner, &tenant, &frank, "viewer").await,
+        StatusCode::CREATED
+    );
+    let (status, _) = p
+        .delete(
+            &format!("/api/tenants/{tenant}/users/{}", frank.id),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = p.accept(&frank, &for_frank).await;
+    assert_error(status, &body, 404, "not_found");
+    // Each revocation is audited.
+    p.audited(&owner, &tenant, &["invitation.revoked"]).await;
+    let pending = p.pending(&owner, &tenant).await;
+    assert_eq!(
+        pending["invitations"].as_array().map(Vec::len),
+        Some(0),
+        "{pending}"
+    );
+
+    // Mail goes out in the name of verified people only.
+    let unverified = p.user("Una", "Verified", "una@example.com").await;
+    assert_eq!(
+        add(&p, &owner, &tenant, &unverified, "admin").await,
+        StatusCode::CREATED
+    );
+    let (status, body) = p
+        .invite(&unverified, &tenant, "victim@example.com", "viewer")
+        .await;
+    assert_error(status, &body, 403, "email_not_verified");
+}
+
+async fn add(p: &Invites, owner: &User, tenant: &str, user: &User, role: &str) -> StatusCode {
+    p.post(
+        &format!("/api/tenants/{tenant}/users"),
+        json!({"user_id": user.id, "role": role}),
+        Some(&owner.token),
+    )
+    .await
+    .0
+}
+
+async fn token_sent_to(p: &Invites, to: &str) -> String {
+    let mail = p.invitation_mails(to, "Rights", 1).await.remove(0);
+    invitation_token(&mail)
 }

@@ -208,6 +208,14 @@ pub async fn set_membership(
         events::enqueue(tx, &event)
             .await
             .map_err(ApiError::internal)?;
+        crate::invitations::revoke_after_membership_change(
+            tx,
+            tenant_id,
+            user_id,
+            crate::invitations::MembershipChange::RoleSet(role),
+            None,
+        )
+        .await?;
         Ok((row, crate::app::sso_only_directory(&tenant)))
     })
     .await?;

@@ -194,6 +194,14 @@ pub async fn change_role(
                 .map_err(ApiError::internal)?
                 .ok_or(ApiError::NotFound("Membership"))?;
             enqueue(tx, &event).await?;
+            crate::invitations::revoke_after_membership_change(
+                tx,
+                member.tenant_id,
+                user_id,
+                crate::invitations::MembershipChange::RoleSet(role),
+                Some(member.user_id),
+            )
+            .await?;
             Ok(row)
         })
         .await?;
@@ -256,7 +264,16 @@ pub async fn remove(
         {
             return Err(ApiError::NotFound("Membership").into());
         }
-        Ok(enqueue(tx, &event).await?)
+        enqueue(tx, &event).await?;
+        crate::invitations::revoke_after_membership_change(
+            tx,
+            member.tenant_id,
+            user_id,
+            crate::invitations::MembershipChange::Removed,
+            Some(member.user_id),
+        )
+        .await?;
+        Ok(())
     })
     .await?;
     app.relay.nudge(events::OutboxDb::Main);
