@@ -308,7 +308,11 @@ async fn login_limits_count_failures_per_client_address_behind_the_gateway() {
     }
     let victim_at_home = client_at("127.0.0.9");
     let (status, body) = login_from(&victim_at_home, &gw, "victim@example.com", PASSWORD).await;
-    assert_eq!(status, StatusCode::OK, "the victim's address was not charged: {body}");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the victim's address was not charged: {body}"
+    );
 
     // The session list shows the address the gateway saw.
     let (status, body) = login_from(&office, &gw, "bystander@example.com", PASSWORD).await;
