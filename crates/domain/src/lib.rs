@@ -19,4 +19,4 @@ pub use tenant_name::{
     MAX_DATABASE_NAME_BYTES, MAX_SLUG_BYTES, MAX_TENANT_NAME_CHARS,
 };
 pub use tenant_status::{TenantStatus, TenantStatusError};
-pub use text::is_hidden_or_control;
+pub use text::{is_blank, is_hidden_or_control};

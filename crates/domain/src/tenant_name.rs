@@ -37,7 +37,7 @@ pub struct TenantName(String);
 impl TenantName {
     pub fn parse(input: &str) -> Result<Self, TenantNameError> {
         let name = input.trim();
-        if name.is_empty() {
+        if crate::is_blank(name) {
             return Err(TenantNameError::Empty);
         }
         if name.chars().count() > MAX_TENANT_NAME_CHARS {

@@ -19,7 +19,17 @@ pub fn is_hidden_or_control(c: char) -> bool {
                 | '\u{2066}'..='\u{206F}'
                 | '\u{FEFF}'
                 | '\u{FFF9}'..='\u{FFFB}'
+                // Line and paragraph separators: a line break in a subject or a list.
+                | '\u{2028}'
+                | '\u{2029}'
         )
+}
+
+/// Whether a name shows nothing: only white space and joiners (which are allowed
+/// between visible characters, not alone).
+pub fn is_blank(name: &str) -> bool {
+    name.chars()
+        .all(|c| c.is_whitespace() || c == '\u{200C}' || c == '\u{200D}')
 }
 
 #[cfg(test)]
@@ -29,12 +39,21 @@ mod tests {
     #[test]
     fn reordering_and_invisible_characters_are_refused_joiners_kept() {
         for c in [
-            '\n', '\u{7}', '\u{202E}', '\u{2066}', '\u{200B}', '\u{FEFF}', '\u{200F}',
+            '\n', '\u{7}', '\u{202E}', '\u{2066}', '\u{200B}', '\u{FEFF}', '\u{200F}', '\u{2028}',
+            '\u{2029}',
         ] {
             assert!(is_hidden_or_control(c), "{:?}", c);
         }
         for c in ['a', 'é', 'ß', '\u{200C}', '\u{200D}', '李', ' '] {
             assert!(!is_hidden_or_control(c), "{:?}", c);
         }
+    }
+
+    #[test]
+    fn joiners_alone_are_blank() {
+        assert!(is_blank("\u{200D}"));
+        assert!(is_blank(" \u{200C}\u{200D} "));
+        assert!(is_blank(""));
+        assert!(!is_blank("a\u{200D}b"));
     }
 }

@@ -71,7 +71,7 @@ pub fn validate_name(errors: &mut FieldErrors, field: &str, value: Option<&str>)
             errors.add(field, "is required");
             None
         }
-        Some("") => {
+        Some(v) if domain::is_blank(v) => {
             errors.add(field, "must not be blank");
             None
         }

@@ -98,18 +98,46 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || a == 0
                 || (a == 100 && (64..128).contains(&b))
                 || (a == 192 && b == 0)
+                || (a == 198 && (b == 18 || b == 19))
                 || a >= 240)
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                IpAddr::V4(std::net::Ipv4Addr::new(
+                    (hi >> 8) as u8,
+                    hi as u8,
+                    (lo >> 8) as u8,
+                    lo as u8,
+                ))
+            };
+            // Addresses that carry an IPv4 address reach it: judged by that address.
+            // IPv4-compatible (::a.b.c.d), NAT64 (64:ff9b::/96), 6to4 (2002::/16).
+            if s[..6] == [0, 0, 0, 0, 0, 0] && !v6.is_loopback() && !v6.is_unspecified() {
+                return is_public(embedded(s[6], s[7]));
+            }
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return is_public(embedded(s[6], s[7]));
+            }
+            if s[0] == 0x2002 {
+                return is_public(embedded(s[1], s[2]));
+            }
+            let first = s[0];
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
+                || (first & 0xffc0) == 0xfe80
+                // site-local (deprecated, still routed inside some networks)
+                || (first & 0xffc0) == 0xfec0
+                // local-use NAT64 (64:ff9b:1::/48), discard-only (100::/64)
+                || (first == 0x64 && s[1] == 0xff9b)
+                || (first == 0x100 && s[1..4] == [0, 0, 0])
+                // Teredo (2001::/32) hides an IPv4 address; documentation (2001:db8::/32)
+                || (first == 0x2001 && (s[1] == 0 || s[1] == 0xdb8)))
         }
     }
 }
@@ -675,5 +703,31 @@ mod tests {
         assert!(check_target("http://127.0.0.1:9000/hook", true).is_ok());
         assert!(!is_public("100.64.0.1".parse().expect("ip")));
         assert!(!is_public("::ffff:192.168.1.1".parse().expect("ip")));
+        // IPv6 forms that reach an IPv4 address are judged by it.
+        for private in [
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::7f00:1",
+            "2002:7f00:1::1",
+            "2002:c0a8:101::1",
+            "64:ff9b:1::1",
+            "fec0::1",
+            "2001::1",
+            "2001:db8::1",
+            "100::1",
+            "198.18.0.1",
+            "198.19.255.255",
+        ] {
+            assert!(!is_public(private.parse().expect("ip")), "{private}");
+        }
+        for public in [
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "2606:4700::1111",
+            "8.8.8.8",
+        ] {
+            assert!(is_public(public.parse().expect("ip")), "{public}");
+        }
     }
 }
