@@ -44,3 +44,17 @@ for d in docs:
 print(f"k8s/overlays/{overlay}: {len(docs)} objects valid")
 PY
 done
+# Every placeholder of the gateway template is set for the gateway in k8s and compose
+# (envsubst leaves an unset one in place and nginx refuses the file at start).
+python3 - "$out/prod.yaml" <<'PY'
+import re, sys, yaml
+names = set(re.findall(r"\$\{([A-Z0-9_]+)\}", open("deploy/gateway/nginx.conf.template").read()))
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+gateway = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "gateway")
+k8s = {e["name"] for c in gateway["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])}
+compose = set(yaml.safe_load(open("docker-compose.yml"))["services"]["gateway"]["environment"])
+for where, have in [("k8s gateway", k8s), ("docker-compose gateway", compose)]:
+    missing = sorted(names - have)
+    assert not missing, f"{where} lacks {missing}"
+print(f"gateway template: {len(names)} placeholders set in k8s and docker-compose")
+PY
