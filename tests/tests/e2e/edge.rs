@@ -769,3 +769,62 @@ async fn deleted_tenants_count_against_the_limit_until_purged() {
     );
     assert!(body["message"].as_str().expect("message").contains("purge"));
 }
+
+/// The sessions' client addresses of `email` after a login from `client` with `xff`.
+async fn address_seen(e: &Edge, client: &Client, email: &str, xff: Option<&str>) -> String {
+    let mut request = client
+        .post(format!("{}/api/auth/login", e.gateway.base))
+        .json(&json!({"email": email, "password": PASSWORD}));
+    if let Some(xff) = xff {
+        request = request.header("x-forwarded-for", xff);
+    }
+    let response = request.send().await.expect("login");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.expect("json");
+    let token = body["access_token"].as_str().expect("token");
+    let (_, sessions) = e.docs.auth.get("/api/users/me/sessions", Some(token)).await;
+    sessions["data"]["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .find(|s| s["current"] == true)
+        .and_then(|s| s["client_address"].as_str())
+        .expect("the current session")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_proxy_in_front_of_the_gateway_names_the_client_and_no_one_else_can() {
+    let ctx = TestContext::new().await;
+    // 127.0.0.7 plays the ingress controller in front of the gateway.
+    let e = edge(
+        &ctx,
+        &[("TRUSTED_PROXIES", "127.0.0.1")],
+        &[("GATEWAY_TRUSTED_PROXY", "127.0.0.7/32")],
+    )
+    .await;
+    e.docs.auth.register("proxied@example.com").await;
+    let ingress = client_at("127.0.0.7");
+    let direct = client_at("127.0.0.8");
+    // The ingress appended the client it saw; what the client wrote before is ignored.
+    assert_eq!(
+        address_seen(
+            &e,
+            &ingress,
+            "proxied@example.com",
+            Some("6.6.6.6, 127.0.0.55")
+        )
+        .await,
+        "127.0.0.55"
+    );
+    // Without a header, the ingress itself.
+    assert_eq!(
+        address_seen(&e, &ingress, "proxied@example.com", None).await,
+        "127.0.0.7"
+    );
+    // Anyone else's header names nothing.
+    assert_eq!(
+        address_seen(&e, &direct, "proxied@example.com", Some("127.0.0.56")).await,
+        "127.0.0.8"
+    );
+}
