@@ -12,10 +12,9 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
-use actix_web::middleware::{from_fn, Next};
-use actix_web::{guard, web, App, HttpMessage, HttpServer, ResponseError};
+use actix_web::dev::{Server, ServiceRequest};
+use actix_web::middleware::from_fn;
+use actix_web::{guard, web, App, HttpMessage, HttpServer};
 
 use crate::error::ApiError;
 use crate::extract::{actix_json_error, actix_query_error, path_error, MAX_JSON_BYTES};
@@ -105,26 +104,17 @@ fn is_internal_path(path: &str) -> bool {
         || trimmed.get(..1) == Some("%")
 }
 
-/// Marks each request with its listener; on the public one, refuses the internal API
-/// before routing (a second line behind [`internal_only`]).
-async fn listener_gate(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+/// Marks the request with its listener; on the public one, a request for the internal
+/// API is refused before routing (a second line behind [`internal_only`]). Called by
+/// the request middleware (one layer, not two, on every request).
+pub(crate) fn admit(req: &ServiceRequest) -> bool {
     let listener = req
         .conn_data::<Listener>()
         .copied()
         .unwrap_or(Listener::Public);
     req.extensions_mut().insert(listener);
-    if listener == Listener::Public
-        && (is_internal_path(req.path()) || is_internal_path(req.match_info().as_str()))
-    {
-        let response = ApiError::NotFound("Resource").error_response();
-        return Ok(req.into_response(response));
-    }
-    next.call(req)
-        .await
-        .map(ServiceResponse::map_into_boxed_body)
+    listener == Listener::Internal
+        || !(is_internal_path(req.path()) || is_internal_path(req.match_info().as_str()))
 }
 
 /// Starts serving on `listeners`; `configure` adds the service's routes.
@@ -157,7 +147,6 @@ where
             )
             .app_data(web::PathConfig::default().error_handler(path_error))
             .app_data(web::QueryConfig::default().error_handler(actix_query_error))
-            .wrap(from_fn(listener_gate))
             .wrap(from_fn(request_context))
             .route("/health", web::get().to(health))
             .route("/ready", web::get().to(ready))
