@@ -107,9 +107,9 @@ pub(crate) async fn request_context(
     let outcome = CURRENT
         .scope(id.clone(), async {
             if !crate::server::admit(&req) {
-                let refused = actix_web::ResponseError::error_response(
-                    &crate::ApiError::NotFound("Resource"),
-                );
+                let refused = actix_web::ResponseError::error_response(&crate::ApiError::NotFound(
+                    "Resource",
+                ));
                 return Ok(req.into_response(refused));
             }
             // Rewrite inside the scope so the envelope carries the request id.
