@@ -828,3 +828,41 @@ async fn a_proxy_in_front_of_the_gateway_names_the_client_and_no_one_else_can() 
         "127.0.0.8"
     );
 }
+
+/// Issue 16: a purged tenant answers 404 to its members at once, on every service (the
+/// cached roles are dropped with it), never 503 "tenant database unavailable".
+#[tokio::test]
+async fn a_purged_tenant_answers_404_at_once_everywhere() {
+    let ctx = TestContext::new().await;
+    let e = edge(&ctx, &[], &[]).await;
+    let gw = e.gateway.base.clone();
+    let client = Client::new();
+    let (owner, _) = e.docs.auth.session("purger@example.com").await;
+    let tenant = e.docs.tenant_of(&owner, "Purged").await;
+    let (status, body) = e.docs.upload(&owner, &tenant, b"bytes".to_vec(), "a.txt").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let routes = [
+        format!("{gw}/api/tenants/{tenant}/documents"),
+        format!("{gw}/api/files/{tenant}/files"),
+        format!("{gw}/api/tenants/{tenant}/sso/statistics"),
+        format!("{gw}/api/tenants/{tenant}/webhooks"),
+        format!("{gw}/api/tenants/{tenant}/audit-logs"),
+        format!("{gw}/api/tenants/{tenant}"),
+    ];
+    for url in &routes {
+        assert!(admitted(&client, url, &owner).await, "{url} before the purge");
+    }
+    let purged = client
+        .delete(format!("{gw}/api/tenants/{tenant}?purge=true"))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .expect("purge");
+    assert_eq!(purged.status(), StatusCode::OK);
+    for url in &routes {
+        let took = time_until_refused(&client, url, &owner).await;
+        assert!(took < Duration::from_secs(1), "{url}: {took:?} after the purge");
+        let response = client.get(url).bearer_auth(&owner).send().await.expect("get");
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{url}");
+    }
+}
