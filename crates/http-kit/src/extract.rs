@@ -100,8 +100,68 @@ pub fn json_error_details(error: &serde_path_to_error::Error<serde_json::Error>)
     }
 }
 
-/// Parses a JSON body into `T`, locating any error.
+/// The message of a NUL character anywhere in the input: PostgreSQL's `text` cannot
+/// hold one, so it is refused at the edge (a 400), never met as a 500.
+pub const NUL_MESSAGE: &str = "must not contain NUL characters";
+
+/// Where the first string (key or value) holding a NUL character is, in `value`
+/// (`a.b[2].c`; the empty string for the top level).
+fn nul_in(value: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.contains('\0') => Some(path.to_owned()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_in(item, &format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            let at = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            if key.contains('\0') {
+                Some(at)
+            } else {
+                nul_in(item, &at)
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// `\u0000` in JSON text, as an escape (an odd number of backslashes before it).
+fn may_hold_nul(bytes: &[u8]) -> bool {
+    bytes.windows(6).enumerate().any(|(at, w)| {
+        w.eq_ignore_ascii_case(b"\\u0000")
+            && bytes[..at]
+                .iter()
+                .rev()
+                .take_while(|b| **b == b'\\')
+                .count()
+                % 2
+                == 0
+    })
+}
+
+/// Parses a JSON body into `T`, locating any error; a NUL character in any string is a
+/// 400 naming its field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if may_hold_nul(bytes) {
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
+            if let Some(path) = nul_in(&value, "") {
+                let field = if path.is_empty() {
+                    "body".to_owned()
+                } else {
+                    path
+                };
+                return Err(ApiError::Validation(FieldErrors::single(
+                    field,
+                    NUL_MESSAGE,
+                )));
+            }
+        }
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer)
         .map_err(|e| ApiError::Validation(json_error_details(&e)))?;
@@ -155,6 +215,13 @@ impl<T: DeserializeOwned> FromRequest for Query<T> {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let query = req.query_string();
+        if let Some(field) = nul_parameter(query) {
+            return std::future::ready(Err(ApiError::Validation(FieldErrors::single(
+                field,
+                NUL_MESSAGE,
+            ))
+            .into()));
+        }
         let deserializer =
             serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         let result = serde_path_to_error::deserialize(deserializer)
@@ -186,6 +253,28 @@ impl<T: DeserializeOwned> FromRequest for Query<T> {
             });
         std::future::ready(result)
     }
+}
+
+/// The name of the first query parameter whose name or value holds a NUL character.
+pub fn nul_parameter(query: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(key, value)| key.contains('\0') || value.contains('\0'))
+        .map(|(key, _)| {
+            if key.is_empty() || key.contains('\0') {
+                "query".to_owned()
+            } else {
+                key.into_owned()
+            }
+        })
+}
+
+/// Whether a raw path holds a NUL character, encoded or not.
+pub fn path_has_nul(path: &str) -> bool {
+    path.contains('\0')
+        || path
+            .as_bytes()
+            .windows(3)
+            .any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0')
 }
 
 /// `web::PathConfig` error handler: a malformed id in a path is a 400, never a 500.
@@ -284,5 +373,29 @@ mod tests {
         assert!(syntax[0].1.starts_with("invalid JSON"), "{syntax:?}");
         assert_eq!(fields("[1,2]")[0].0, "body");
         assert_eq!(fields(r#"{"name":"a","count":1} trailing"#)[0].0, "body");
+    }
+
+    #[test]
+    fn nul_characters_are_refused_naming_their_field() {
+        let named = |body: &str| match parse_json::<serde_json::Value>(body.as_bytes()) {
+            Err(ApiError::Validation(errors)) => {
+                errors.fields().map(str::to_owned).collect::<Vec<_>>()
+            }
+            other => panic!("{body}: {other:?}"),
+        };
+        assert_eq!(named(r#"{"name":"a\u0000b"}"#), ["name"]);
+        assert_eq!(named(r#"{"a":{"list":["x","\u0000"]}}"#), ["a.list[1]"]);
+        assert_eq!(named(r#"{"k\u0000":1}"#), ["k\u{0}"]);
+        assert_eq!(named(r#""\u0000""#), ["body"]);
+        // An escaped backslash followed by "u0000" is six characters, not a NUL.
+        assert!(parse_json::<serde_json::Value>(br#"{"name":"a\\u0000"}"#).is_ok());
+        assert_eq!(
+            nul_parameter("page=1&filename=%00"),
+            Some("filename".to_owned())
+        );
+        assert_eq!(nul_parameter("a%00=1"), Some("query".to_owned()));
+        assert_eq!(nul_parameter("filename=%2500"), None);
+        assert!(path_has_nul("/api/x%00y"));
+        assert!(!path_has_nul("/api/x%2500"));
     }
 }

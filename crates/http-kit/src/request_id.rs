@@ -112,6 +112,20 @@ pub(crate) async fn request_context(
                 ));
                 return Ok(req.into_response(refused));
             }
+            // A NUL character in the path or the query string: PostgreSQL cannot
+            // store it, so it is a 400 here rather than a 500 deeper down.
+            let nul_field = if crate::extract::path_has_nul(req.path()) {
+                Some("path".to_owned())
+            } else {
+                crate::extract::nul_parameter(req.query_string())
+            };
+            if let Some(field) = nul_field {
+                let refused =
+                    actix_web::ResponseError::error_response(&crate::ApiError::Validation(
+                        crate::FieldErrors::single(field, crate::extract::NUL_MESSAGE),
+                    ));
+                return Ok(req.into_response(refused));
+            }
             // Rewrite inside the scope so the envelope carries the request id.
             next.call(req)
                 .await
