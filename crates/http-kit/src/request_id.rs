@@ -1,5 +1,6 @@
 //! The request middleware: accepts a well-formed `x-request-id` or creates one, echoes
-//! it, runs the request inside a tracing span carrying it (and, once known, `tenant.id`
+//! it, sets `Cache-Control: no-store` (and `Pragma: no-cache`) where a route set no
+//! caching rule of its own, runs the request inside a tracing span carrying it (and, once known, `tenant.id`
 //! and `user.id`), logs one line per request, records metrics, and turns any error
 //! response that is not yet the JSON envelope (actix's own 404/405, payload errors) into
 //! one.
@@ -144,6 +145,26 @@ pub(crate) async fn request_context(
     let elapsed = started.elapsed();
     if let Some(metrics) = metrics {
         metrics.observe(method.as_str(), &route, status.as_u16(), elapsed);
+    }
+    // Answers are per caller and may carry tokens (login, refresh, the SSO callback):
+    // no cache may keep them unless a route says otherwise.
+    let headers = response.headers_mut();
+    if !headers.contains_key(actix_web::http::header::CACHE_CONTROL) {
+        headers.insert(
+            actix_web::http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+    }
+    let no_store = headers
+        .get(actix_web::http::header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("no-store"));
+    if no_store && !headers.contains_key(actix_web::http::header::PRAGMA) {
+        // For HTTP/1.0 caches.
+        headers.insert(
+            actix_web::http::header::PRAGMA,
+            HeaderValue::from_static("no-cache"),
+        );
     }
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);

@@ -968,3 +968,33 @@ async fn nul_characters_are_refused_naming_the_field() {
     let body: Value = direct.json().await.expect("json");
     expect(status, &body, "path");
 }
+
+/// Issue 16: answers carrying tokens are never stored by a cache.
+#[tokio::test]
+async fn token_answers_are_not_cacheable() {
+    let ctx = TestContext::new().await;
+    let e = edge(&ctx, &[], &[]).await;
+    let gw = e.gateway.base.clone();
+    let client = Client::new();
+    e.docs.auth.register("cache@example.com").await;
+    let login = client
+        .post(format!("{gw}/api/auth/login"))
+        .json(&json!({"email": "cache@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), StatusCode::OK);
+    assert_eq!(login.headers()["cache-control"], "no-store");
+    assert_eq!(login.headers()["pragma"], "no-cache");
+    let body: Value = login.json().await.expect("json");
+    let refresh = client
+        .post(format!("{gw}/api/auth/refresh"))
+        .bearer_auth(body["refresh_token"].as_str().expect("refresh token"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("refresh");
+    assert_eq!(refresh.status(), StatusCode::OK);
+    assert_eq!(refresh.headers()["cache-control"], "no-store");
+    assert_eq!(refresh.headers()["pragma"], "no-cache");
+}
