@@ -1,4 +1,6 @@
-//! An email address that is trimmed, lowercased and plausibly deliverable.
+//! An email address that is trimmed, lowercased (ASCII rules only: a Unicode fold would
+//! turn the Kelvin sign into `k` and let one address pose as another) and plausibly
+//! deliverable.
 
 use std::fmt;
 
@@ -26,7 +28,7 @@ impl Email {
     /// Trims and lowercases, then checks the shape `local@domain.tld` with a conservative
     /// character set (no spaces, no control characters, no quoted local parts).
     pub fn parse(input: &str) -> Result<Self, EmailError> {
-        let email = input.trim().to_lowercase();
+        let email = input.trim().to_ascii_lowercase();
         if email.is_empty() {
             return Err(EmailError::Empty);
         }
@@ -92,6 +94,25 @@ impl<'de> Deserialize<'de> for Email {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn case_is_folded_with_ascii_rules_only() {
+        assert_eq!(
+            Email::parse(" Kelvin@Example.COM ")
+                .expect("valid")
+                .as_str(),
+            "kelvin@example.com"
+        );
+        // The Kelvin sign (U+212A) folds to `k` under Unicode rules: refused, not folded.
+        assert_eq!(
+            Email::parse("\u{212A}elvin@example.com"),
+            Err(EmailError::Invalid)
+        );
+        assert_eq!(
+            Email::parse("kelvin@\u{212A}.com"),
+            Err(EmailError::Invalid)
+        );
+    }
 
     #[test]
     fn emails_are_trimmed_and_lowercased() {

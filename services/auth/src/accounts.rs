@@ -292,7 +292,7 @@ impl Accounts {
         // An address too long to be one is refused by validation, not counted.
         if let Some(email) = input.email.as_deref().filter(|e| e.len() <= 255) {
             throttles.push((
-                format!("register:email:{}", email.trim().to_lowercase()),
+                format!("register:email:{}", email.trim().to_ascii_lowercase()),
                 self.throttles.register_per_email,
             ));
         }

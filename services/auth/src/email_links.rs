@@ -237,7 +237,7 @@ impl Accounts {
                 "must be at most 255 characters",
             ));
         }
-        let normalised = raw.to_lowercase();
+        let normalised = raw.to_ascii_lowercase();
         let mut buckets = Vec::new();
         if let Some(ip) = client_ip {
             buckets.push((format!("{kind}:ip:{ip}"), per_ip));

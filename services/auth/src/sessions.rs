@@ -144,7 +144,7 @@ impl Accounts {
         password: String,
         client: &ClientInfo,
     ) -> Result<(UserRow, Vec<clients::UserTenant>, TokenPair), ApiError> {
-        let normalised = email.trim().to_lowercase();
+        let normalised = email.trim().to_ascii_lowercase();
         // Failed attempts are counted, not attempts: an office behind one address signs
         // in all at once, while one address guessing many accounts (spraying) or one
         // account (brute force) is stopped. Per (account, client address): failures

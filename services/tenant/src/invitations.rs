@@ -624,7 +624,7 @@ pub async fn revoke_after_membership_change(
     }
     if change == MembershipChange::Removed {
         if let Some(account) = main_db::users::find(tx, user).await? {
-            let email = account.email.to_lowercase();
+            let email = account.email.to_ascii_lowercase();
             revoked.extend(invitations::revoke_addressed_to(tx, tenant, &email).await?);
         }
     }

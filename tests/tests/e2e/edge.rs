@@ -998,3 +998,25 @@ async fn token_answers_are_not_cacheable() {
     assert_eq!(refresh.headers()["cache-control"], "no-store");
     assert_eq!(refresh.headers()["pragma"], "no-cache");
 }
+
+/// Issue 16: the Kelvin sign (U+212A) does not sign into the plain `k` account.
+#[tokio::test]
+async fn look_alike_emails_do_not_reach_another_account() {
+    let ctx = TestContext::new().await;
+    let e = edge(&ctx, &[], &[]).await;
+    let gw = e.gateway.base.clone();
+    let client = Client::new();
+    e.docs.auth.register("kelvin@example.com").await;
+    let (status, body) = login_from(&client, &gw, "\u{212A}elvin@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"], "invalid_credentials");
+    let register = client
+        .post(format!("{gw}/api/auth/register"))
+        .json(&json!({"first_name": "K", "last_name": "S", "email": "\u{212A}elvin@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(register.status(), StatusCode::BAD_REQUEST);
+    let body: Value = register.json().await.expect("json");
+    assert!(body["details"]["email"].is_array(), "{body}");
+}
