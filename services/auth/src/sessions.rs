@@ -327,14 +327,8 @@ impl Accounts {
         access: &Claims,
         refresh_token: Option<&str>,
     ) -> Result<(), ApiError> {
-        let now = Utc::now().timestamp();
-        self.revocations
-            .revoke(
-                &access.jti.to_string(),
-                std::time::Duration::from_secs(access.remaining_secs(now)),
-            )
-            .await
-            .map_err(redis_unavailable)?;
+        // Everything is checked before anything is revoked: a bad refresh token is a 400
+        // that leaves the session as it was, never half a logout.
         let mut families: Vec<Uuid> = access.fam.into_iter().collect();
         if let Some(token) = refresh_token {
             match self.verifier.verify(token, TokenType::Refresh).await {
@@ -353,6 +347,14 @@ impl Accounts {
             }
         }
         families.dedup();
+        let now = Utc::now().timestamp();
+        self.revocations
+            .revoke(
+                &access.jti.to_string(),
+                std::time::Duration::from_secs(access.remaining_secs(now)),
+            )
+            .await
+            .map_err(redis_unavailable)?;
         let user = UserId::from_uuid(access.sub);
         for family in families {
             self.transaction(async |tx| {

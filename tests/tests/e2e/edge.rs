@@ -1020,3 +1020,62 @@ async fn look_alike_emails_do_not_reach_another_account() {
     let body: Value = register.json().await.expect("json");
     assert!(body["details"]["email"].is_array(), "{body}");
 }
+
+/// Issue 16: SSO logout checks everything first and applies all or nothing; an unknown
+/// tenant is a 404.
+#[tokio::test]
+async fn sso_logout_validates_first_and_applies_all_or_nothing() {
+    let ctx = TestContext::new().await;
+    let e = edge(&ctx, &[], &[]).await;
+    let gw = e.gateway.base.clone();
+    let client = Client::new();
+    let (access, refresh) = e.docs.auth.session("leaver@example.com").await;
+    let tenant = e.docs.tenant_of(&access, "Leaving").await;
+    let logout = |tenant: String, body: Value| {
+        client
+            .post(format!("{gw}/api/auth/sso/azure/logout/{tenant}"))
+            .bearer_auth(&access)
+            .json(&body)
+            .send()
+    };
+    let still_in = || async {
+        client
+            .get(format!("{gw}/api/users/me"))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .expect("me")
+            .status()
+            == StatusCode::OK
+    };
+    let response = logout(tenant.clone(), json!({"refresh_token": "not-a-token"}))
+        .await
+        .expect("logout");
+    let status = response.status();
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["details"]["refresh_token"].is_array(), "{body}");
+    assert!(still_in().await, "a refused logout changed nothing");
+    let unknown = logout(uuid::Uuid::new_v4().to_string(), json!({}))
+        .await
+        .expect("logout");
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert!(still_in().await);
+    let done = logout(tenant, json!({ "refresh_token": refresh }))
+        .await
+        .expect("logout");
+    assert_eq!(done.status(), StatusCode::OK);
+    assert!(!still_in().await, "the access token is revoked");
+    let refreshed = client
+        .post(format!("{gw}/api/auth/refresh"))
+        .bearer_auth(&refresh)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("refresh");
+    assert_eq!(
+        refreshed.status(),
+        StatusCode::UNAUTHORIZED,
+        "the session ended"
+    );
+}

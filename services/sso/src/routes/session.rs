@@ -104,11 +104,32 @@ pub async fn logout(
         http_kit::extract::parse_json(&body)?
     };
     let access = bearer_token(&request).ok_or(ApiError::Unauthorized)?;
-    // The platform session first: if that fails, nothing is half done.
+    if let Some(refresh) = &body.refresh_token {
+        if refresh.trim().is_empty() || refresh.len() > 4096 {
+            return Err(ApiError::validation(
+                "refresh_token",
+                "is not a valid refresh token",
+            ));
+        }
+    }
+    // An unknown tenant is a 404 before anything changes.
+    app.tenants
+        .tenant(tenant)
+        .await
+        .map_err(service)?
+        .ok_or(ApiError::NotFound("Tenant"))?;
+    // The platform session first (auth checks everything before it revokes anything):
+    // if that fails, nothing is half done. Auth's refusals are the caller's.
     app.auth
         .logout(&access, body.refresh_token.as_deref())
         .await
-        .map_err(service)?;
+        .map_err(|e| match e {
+            clients::ClientError::Status { status: 400, .. } => {
+                ApiError::validation("refresh_token", "is not a valid refresh token")
+            }
+            clients::ClientError::Status { status: 401, .. } => ApiError::Unauthorized,
+            other => service(other),
+        })?;
     let mut conn = app.conn().await?;
     let identity = store::identity_of_user(&mut conn, tenant, caller.user_id)
         .await
