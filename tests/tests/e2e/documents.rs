@@ -1002,3 +1002,80 @@ async fn a_stalled_upload_is_refused_and_leaves_nothing() {
         .expect("no spool file is left behind");
     let _ = std::fs::remove_dir_all(&spool);
 }
+
+/// Issue 16: a body whose closing boundary arrives before its declared length, and a
+/// body with two `file` parts, are refused and store nothing.
+#[tokio::test]
+async fn short_bodies_and_second_file_parts_are_refused_and_leave_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ctx = TestContext::new().await;
+    let docs = platform(&ctx, &[("UPLOAD_IDLE_TIMEOUT_SECS", "1")]).await;
+    let admin = docs.auth.session("admin@example.com").await.0;
+    let tenant = docs.tenant_of(&admin, "Short").await;
+
+    // The whole multipart body, closing boundary included, but 100 bytes fewer than
+    // the declared length; the connection stays open.
+    let addr = docs.documents.trim_start_matches("http://").to_owned();
+    let boundary = "shortboundary";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"short.txt\"\r\n\
+         Content-Type: text/plain\r\n\r\nhello short body\r\n--{boundary}--\r\n"
+    );
+    let head = format!(
+        "POST /api/tenants/{tenant}/documents HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer {admin}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len() + 100
+    );
+    let mut socket = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    socket.write_all(head.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+            if answer.ends_with(b"}") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the service answered");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("declared length"), "{answer}");
+
+    // Two file parts: 400 naming `file`.
+    let form = Form::new()
+        .part("file", Part::bytes(b"one".to_vec()).file_name("one.txt"))
+        .part("file", Part::bytes(b"two".to_vec()).file_name("two.txt"));
+    let response = docs
+        .auth
+        .client
+        .post(format!("{}/api/tenants/{tenant}/documents", docs.documents))
+        .bearer_auth(&admin)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    let status = response.status();
+    let body: Value = response.json().await.expect("json");
+    assert_error(status, &body, 400, "validation_error");
+    assert!(body["details"]["file"].is_array(), "{body}");
+
+    let (_, list) = docs
+        .call(
+            Method::GET,
+            &format!("/api/tenants/{tenant}/documents"),
+            &admin,
+        )
+        .await;
+    assert_eq!(list["data"]["pagination"]["total"], 0, "{list}");
+    assert!(docs.s3.objects("documents").is_empty());
+}

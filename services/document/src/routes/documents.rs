@@ -271,6 +271,55 @@ struct Received {
     part_mime: Option<String>,
 }
 
+/// The request body, shared between the multipart parser and the check that it was
+/// read to its end.
+#[derive(Clone)]
+struct SharedBody(std::rc::Rc<std::cell::RefCell<web::Payload>>);
+
+impl futures_util::Stream for SharedBody {
+    type Item = Result<Bytes, actix_web::error::PayloadError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.borrow_mut().poll_next_unpin(cx)
+    }
+}
+
+impl SharedBody {
+    /// Reads what follows the closing boundary (an epilogue, normally nothing) up to the
+    /// end of the body: 400 if the body breaks off or stalls before its declared end.
+    async fn drain(&self, idle: std::time::Duration) -> Result<(), ApiError> {
+        let mut rest = 0usize;
+        loop {
+            let next = std::future::poll_fn(|cx| self.0.borrow_mut().poll_next_unpin(cx));
+            match tokio::time::timeout(idle, next).await {
+                Err(_) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "upload stalled: the body did not reach its declared length within {} s",
+                        idle.as_secs()
+                    )))
+                }
+                Ok(None) => return Ok(()),
+                Ok(Some(Ok(chunk))) => {
+                    rest += chunk.len();
+                    if rest > 64 * 1024 {
+                        return Err(ApiError::BadRequest(
+                            "unexpected data after the multipart body".into(),
+                        ));
+                    }
+                }
+                Ok(Some(Err(e))) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "the body ended before its declared length: {e}"
+                    )))
+                }
+            }
+        }
+    }
+}
+
 /// Streams the `file` part to disk, hashing it and enforcing the size limit as it
 /// arrives; reads the small `filename` and `mime_type` fields.
 async fn receive(
@@ -294,6 +343,14 @@ async fn receive(
     {
         let name = field.name().unwrap_or_default().to_owned();
         match name.as_str() {
+            "file" if received.is_some() => {
+                // Keeping one of two files silently would store what the client did
+                // not mean; the first one's spool is removed as it is dropped.
+                return Err(ApiError::Validation(FieldErrors::single(
+                    "file",
+                    "only one file part is allowed",
+                )));
+            }
             "file" => {
                 let path = app.uploads.dir.join(format!("upload-{}", Uuid::new_v4()));
                 let spool = Spool { path: path.clone() };
@@ -377,11 +434,17 @@ pub async fn upload(
     app: web::Data<DocApp>,
     member: TenantMember,
     request_id: RequestId,
-    multipart: Multipart,
+    request: actix_web::HttpRequest,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     member.require(Permission::UploadDocument)?;
     let started = std::time::Instant::now();
+    let request_body = SharedBody(std::rc::Rc::new(std::cell::RefCell::new(payload)));
+    let multipart = Multipart::new(request.headers(), request_body.clone());
     let (received, mut errors, filename, mime) = receive(&app, multipart).await?;
+    // The closing boundary is not the end of the body: a body that ends before its
+    // declared length (or never ends) is refused, and its file is not stored.
+    request_body.drain(app.uploads.idle_timeout).await?;
     let receive_ms = started.elapsed().as_millis() as u64;
     let Some(received) = received else {
         errors.add("file", "is required");
