@@ -47,6 +47,16 @@ impl OneTime {
         .await
     }
 
+    /// Reads the value without taking it; `None` when absent or expired.
+    pub async fn get(&self, kind: &str, id: &str) -> Result<Option<String>, CacheError> {
+        let key = self.keys.key(kind, id);
+        with_connection(&self.redis, self.timeout, async |conn| {
+            let value: Option<String> = redis::cmd("GET").arg(&key).query_async(conn).await?;
+            Ok(value)
+        })
+        .await
+    }
+
     /// Takes the value (it is gone afterwards); `None` when absent, expired or taken.
     pub async fn take(&self, kind: &str, id: &str) -> Result<Option<String>, CacheError> {
         let key = self.keys.key(kind, id);

@@ -225,6 +225,10 @@ pub struct Accounts {
     pub tenants: clients::TenantClient,
     /// Publishes the outbox after a commit.
     pub relay: events::RelayHandle,
+    /// The pair a rotation issued, sealed, kept `refresh_reuse_interval` under the
+    /// rotated token's id (`sessions.rs`, `refresh`).
+    pub successors: cache::OneTime,
+    pub refresh_reuse_interval: std::time::Duration,
 }
 
 impl Accounts {

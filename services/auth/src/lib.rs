@@ -137,6 +137,12 @@ impl http_kit::cli::Service for Service {
                 keyring,
             }),
             require_verified_email: settings.require_verified_email,
+            successors: cache::OneTime::new(
+                redis.clone(),
+                cache::Keys::new(common.redis_key_prefix.clone()),
+                common.redis_timeout,
+            ),
+            refresh_reuse_interval: settings.refresh_reuse_interval,
             tenants: clients::TenantClient::new(
                 settings.tenant_service_url.clone(),
                 settings.internal_token.clone(),

@@ -74,6 +74,8 @@ impl SessionBody {
 
 enum Rotation {
     Rotated(Box<TokenPair>),
+    /// Rotated moments ago (another tab): the pair issued then.
+    Repeated,
     Unknown,
     Revoked,
     Reused,
@@ -292,6 +294,14 @@ impl Accounts {
                     return Ok((Rotation::Revoked, Vec::new()));
                 }
                 if !refresh_tokens::mark_used(tx, claims.jti).await? {
+                    let moments_ago = row.used_at.is_some_and(|at| {
+                        (Utc::now() - at)
+                            .to_std()
+                            .is_ok_and(|ago| ago < self.refresh_reuse_interval)
+                    });
+                    if moments_ago {
+                        return Ok((Rotation::Repeated, Vec::new()));
+                    }
                     sessions::revoke(tx, user_id, family, "refresh token reused").await?;
                     return Ok((Rotation::Reused, Vec::new()));
                 }
@@ -299,6 +309,9 @@ impl Accounts {
                 let pair = self
                     .issuer
                     .pair(&grant(&user, family, &origin, session.created_at))?;
+                // Before the commit: a concurrent refresh with the same token waits on
+                // the session's lock, and finds the pair once this one commits.
+                self.keep_successor(claims.jti, &pair).await;
                 refresh_tokens::insert(tx, &refresh_row(&pair.refresh, Some(claims.jti))).await?;
                 sessions::touch(tx, family, pair.refresh.expires_at()).await?;
                 Ok((Rotation::Rotated(Box::new(pair)), Vec::new()))
@@ -306,6 +319,13 @@ impl Accounts {
             .await?;
         match outcome {
             Rotation::Rotated(pair) => Ok(*pair),
+            Rotation::Repeated => match self.successor(claims.jti).await {
+                Some(pair) => {
+                    tracing::info!(user.id = %user_id, session = %family, "refresh token presented again moments after its rotation: the same pair");
+                    Ok(pair)
+                }
+                None => Err(ApiError::TokenRevoked),
+            },
             Rotation::Unknown => Err(ApiError::InvalidToken),
             Rotation::Revoked => Err(ApiError::TokenRevoked),
             Rotation::Disabled => Err(ApiError::AccountDisabled),
@@ -318,6 +338,74 @@ impl Accounts {
                 Err(ApiError::TokenRevoked)
             }
         }
+    }
+
+    /// Keeps the pair a rotation of `rotated` issued, sealed, for the reuse interval
+    /// (best effort: without it, a second tab gets 401 and its user signs in again).
+    async fn keep_successor(&self, rotated: Uuid, pair: &TokenPair) {
+        if self.refresh_reuse_interval.is_zero() {
+            return;
+        }
+        let plain = format!("{}\n{}", pair.access.token, pair.refresh.token);
+        let aad = format!("refresh-successor:{rotated}");
+        let sealed = match self.links.keyring.encrypt(plain.as_bytes(), aad.as_bytes()) {
+            Ok(sealed) => format!("{}:{}", sealed.key_id, sealed.ciphertext),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not seal a rotated pair");
+                return;
+            }
+        };
+        if let Err(e) = self
+            .successors
+            .put(
+                "refresh-successor",
+                &rotated.to_string(),
+                &sealed,
+                self.refresh_reuse_interval,
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "could not keep a rotated pair");
+        }
+    }
+
+    /// The pair kept for `rotated`, if still there and intact.
+    async fn successor(&self, rotated: Uuid) -> Option<TokenPair> {
+        let stored = self
+            .successors
+            .get("refresh-successor", &rotated.to_string())
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "could not read a rotated pair"))
+            .ok()??;
+        let (key_id, ciphertext) = stored.split_once(':')?;
+        let aad = format!("refresh-successor:{rotated}");
+        let plain = self
+            .links
+            .keyring
+            .decrypt(key_id, ciphertext, aad.as_bytes())
+            .ok()?;
+        let plain = String::from_utf8(plain).ok()?;
+        let (access, refresh) = plain.split_once('\n')?;
+        let access_claims = self
+            .verifier
+            .verify_signed(access, TokenType::Access)
+            .await
+            .ok()?;
+        let refresh_claims = self
+            .verifier
+            .verify_signed(refresh, TokenType::Refresh)
+            .await
+            .ok()?;
+        Some(TokenPair {
+            access: Issued {
+                token: access.to_owned(),
+                claims: access_claims,
+            },
+            refresh: Issued {
+                token: refresh.to_owned(),
+                claims: refresh_claims,
+            },
+        })
     }
 
     /// Revokes the access token and its session (and, when given, the session of

@@ -3,7 +3,7 @@
 //! `JWT_KEY_ID` (default: derived from the public key), `JWT_ADDITIONAL_JWKS` (a JWKS
 //! document of previous public keys still accepted, for rotation), `JWT_ISSUER`
 //! (`saas-platform`), `JWT_AUDIENCE` (`saas-platform`), `ACCESS_TOKEN_TTL_SECS` (900),
-//! `REFRESH_TOKEN_TTL_SECS` (604800), `BCRYPT_COST` (12), `BCRYPT_THREADS` (cores), `LOGIN_RATE_LIMIT_PER_IP`
+//! `REFRESH_TOKEN_TTL_SECS` (604800), `REFRESH_REUSE_INTERVAL_SECS` (10), `BCRYPT_COST` (12), `BCRYPT_THREADS` (cores), `LOGIN_RATE_LIMIT_PER_IP`
 //! (100 failed logins per client address), `LOGIN_RATE_LIMIT_PER_ACCOUNT` (10 failed
 //! logins per account and client address), `LOGIN_RATE_LIMIT_WINDOW_SECS` (900),
 //! `INTERNAL_SERVICE_TOKEN` (required, ≥ 32 characters), `TENANT_SERVICE_URL`
@@ -32,6 +32,9 @@ pub struct Settings {
     pub audience: String,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
+    /// A rotated refresh token presented again within this answers the same new pair
+    /// (two tabs refreshing at once) instead of ending the session; 0 turns it off.
+    pub refresh_reuse_interval: Duration,
     pub bcrypt_cost: u32,
     /// Threads hashing passwords (at a lower CPU priority).
     pub bcrypt_threads: usize,
@@ -130,6 +133,9 @@ impl Settings {
             audience: r.optional("JWT_AUDIENCE", "saas-platform".to_owned()),
             access_ttl: Duration::from_secs(r.optional("ACCESS_TOKEN_TTL_SECS", 900)),
             refresh_ttl: Duration::from_secs(r.optional("REFRESH_TOKEN_TTL_SECS", 604_800)),
+            refresh_reuse_interval: Duration::from_secs(
+                r.optional("REFRESH_REUSE_INTERVAL_SECS", 10),
+            ),
             bcrypt_cost: r.optional("BCRYPT_COST", 12),
             bcrypt_threads: r.optional(
                 "BCRYPT_THREADS",
@@ -178,6 +184,11 @@ impl Settings {
             "ACCESS_TOKEN_TTL_SECS",
             (60..=86_400).contains(&settings.access_ttl.as_secs()),
             "must be between 60 and 86400",
+        );
+        r.check(
+            "REFRESH_REUSE_INTERVAL_SECS",
+            settings.refresh_reuse_interval.as_secs() <= 60,
+            "must be between 0 and 60",
         );
         r.check(
             "REFRESH_TOKEN_TTL_SECS",

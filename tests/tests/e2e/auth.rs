@@ -518,7 +518,8 @@ async fn bad_tokens_are_refused_with_the_right_code() {
 #[tokio::test]
 async fn refresh_rotates_and_reuse_revokes_the_family() {
     let ctx = TestContext::new().await;
-    let auth = start(&ctx, &[]);
+    // Without the reuse interval (its own test below): any second use is a reuse.
+    let auth = start(&ctx, &[("REFRESH_REUSE_INTERVAL_SECS", "0")]);
     let (_, first) = auth.session("dan@example.com").await;
     let (status, body) = auth
         .post("/api/auth/refresh", json!({}), Some(&first))
@@ -562,7 +563,8 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
 #[tokio::test]
 async fn concurrent_refreshes_of_one_token_have_one_winner() {
     let ctx = TestContext::new().await;
-    let auth = start(&ctx, &[]);
+    // Without the reuse interval (its own test below): any second use is a reuse.
+    let auth = start(&ctx, &[("REFRESH_REUSE_INTERVAL_SECS", "0")]);
     let (_, refresh) = auth.session("erin@example.com").await;
     let attempts = (0..8).map(|_| auth.post("/api/auth/refresh", json!({}), Some(&refresh)));
     let results = futures_util::future::join_all(attempts).await;
@@ -1064,4 +1066,41 @@ async fn a_login_with_an_overlong_address_stores_no_rate_limit_bucket() {
         .await
         .expect("keys");
     assert_eq!(ip.len(), 1, "the address's bucket still counts");
+}
+
+/// Issue 16: two tabs refreshing at the same moment both get the new pair; a rotated
+/// token presented after the reuse interval still ends the session.
+#[tokio::test]
+async fn a_refresh_repeated_moments_later_gets_the_same_pair_and_a_late_one_ends_the_session() {
+    let ctx = TestContext::new().await;
+    let auth = start(&ctx, &[("REFRESH_REUSE_INTERVAL_SECS", "2")]);
+    let (_, first) = auth.session("tabs@example.com").await;
+    let refresh = |token: String| {
+        let auth = &auth;
+        async move {
+            auth.post("/api/auth/refresh", json!({}), Some(&token))
+                .await
+        }
+    };
+    // Two tabs at once: both answered, with one and the same pair.
+    let (a, b) = tokio::join!(refresh(first.clone()), refresh(first.clone()));
+    assert_eq!(a.0, StatusCode::OK, "{}", a.1);
+    assert_eq!(b.0, StatusCode::OK, "{}", b.1);
+    assert_eq!(a.1["refresh_token"], b.1["refresh_token"]);
+    assert_eq!(a.1["access_token"], b.1["access_token"]);
+    let second = a.1["refresh_token"].as_str().expect("rotated").to_owned();
+    assert_ne!(second, first);
+    // The session lives on: the new token rotates as usual.
+    let (status, body) = refresh(second.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let third = body["refresh_token"].as_str().expect("rotated").to_owned();
+    // The first token, long after its rotation: reuse, and the session ends.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (status, body) = refresh(first).await;
+    assert_error(status, &body, 401, "token_revoked");
+    let (status, body) = refresh(third).await;
+    assert_error(status, &body, 401, "token_revoked");
 }
