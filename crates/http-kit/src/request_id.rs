@@ -86,6 +86,12 @@ pub(crate) async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    // HEAD is served wherever GET is: routed as a GET; the connection sends the
+    // headers only (actix knows the request was a HEAD).
+    let mut req = req;
+    if req.method() == actix_web::http::Method::HEAD {
+        req.head_mut().method = actix_web::http::Method::GET;
+    }
     let started = Instant::now();
     let id = req
         .headers()

@@ -126,6 +126,7 @@ where
     let internal_port = listeners.internal.local_addr()?.port();
     let mut doc = http.openapi;
     doc.merge(crate::openapi::common());
+    let methods = web::Data::new(RouteMethods::of(&doc));
     let doc = web::Data::new(OpenApiJson(doc.to_json()?));
     let info = web::Data::new(http.info);
     let readiness = web::Data::new(http.readiness);
@@ -138,6 +139,7 @@ where
             .app_data(readiness.clone())
             .app_data(metrics.clone())
             .app_data(doc.clone())
+            .app_data(methods.clone())
             .app_data(trust.clone())
             .app_data(web::PayloadConfig::new(MAX_JSON_BYTES))
             .app_data(
@@ -203,6 +205,74 @@ async fn metrics_handler(m: web::Data<HttpMetrics>) -> Result<actix_web::HttpRes
     metrics(m).await
 }
 
-async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::NotFound("Resource"))
+/// Which methods each documented path answers: a request for a known path with
+/// another method is a 405 with `Allow`, not a 404. Built from the service's OpenAPI
+/// document, which lists every route (a test of each service checks that).
+pub struct RouteMethods(Vec<(Vec<String>, Vec<&'static str>)>);
+
+impl RouteMethods {
+    fn of(doc: &utoipa::openapi::OpenApi) -> Self {
+        let mut routes = Vec::new();
+        for (path, item) in &doc.paths.paths {
+            let mut methods = Vec::new();
+            for (method, name) in [
+                (&item.get, "GET"),
+                (&item.post, "POST"),
+                (&item.put, "PUT"),
+                (&item.patch, "PATCH"),
+                (&item.delete, "DELETE"),
+            ] {
+                if method.is_some() {
+                    methods.push(name);
+                }
+            }
+            if methods.contains(&"GET") {
+                methods.insert(1, "HEAD");
+            }
+            let segments = path
+                .trim_matches('/')
+                .split('/')
+                .map(str::to_owned)
+                .collect();
+            routes.push((segments, methods));
+        }
+        Self(routes)
+    }
+
+    /// The methods of the documented path `path` matches, if any.
+    fn allowed(&self, path: &str) -> Vec<&'static str> {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let mut allowed = Vec::new();
+        for (template, methods) in &self.0 {
+            let matches = template.len() == segments.len()
+                && template.iter().zip(&segments).all(|(t, s)| {
+                    (t.starts_with('{') && t.ends_with('}') && !s.is_empty()) || t == s
+                });
+            if matches {
+                for method in methods {
+                    if !allowed.contains(method) {
+                        allowed.push(*method);
+                    }
+                }
+            }
+        }
+        allowed
+    }
+}
+
+async fn not_found(
+    req: actix_web::HttpRequest,
+    methods: Option<web::Data<RouteMethods>>,
+) -> Result<actix_web::HttpResponse, ApiError> {
+    let allowed = methods.map(|m| m.allowed(req.path())).unwrap_or_default();
+    if allowed.is_empty() || allowed.contains(&req.method().as_str()) {
+        return Err(ApiError::NotFound("Resource"));
+    }
+    let mut response = actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed);
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allowed.join(", ")) {
+        response
+            .headers_mut()
+            .insert(actix_web::http::header::ALLOW, value);
+    }
+    Ok(response)
 }

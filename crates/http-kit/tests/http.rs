@@ -263,22 +263,24 @@ async fn every_error_path_renders_the_envelope() {
     assert_eq!(res.status(), 404);
     assert_envelope(&res.json().await.expect("json"), "not_found");
 
+    // A documented path with another method: 405 naming the methods it has.
     let res = client
-        .delete(format!("{base}/things"))
+        .delete(format!("{base}/health"))
         .send()
         .await
         .expect("send");
-    assert!(
-        res.status() == 405 || res.status() == 404,
-        "{}",
-        res.status()
-    );
-    let code = if res.status() == 405 {
-        "method_not_allowed"
-    } else {
-        "not_found"
-    };
-    assert_envelope(&res.json().await.expect("json"), code);
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers()["allow"], "GET, HEAD");
+    assert_envelope(&res.json().await.expect("json"), "method_not_allowed");
+    // HEAD wherever GET: the headers, no body.
+    let res = client
+        .head(format!("{base}/health"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get("x-request-id").is_some());
+    assert!(res.bytes().await.expect("body").is_empty());
 
     let res = client
         .get(format!("{base}/things/not-a-uuid"))

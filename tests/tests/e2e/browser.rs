@@ -209,8 +209,11 @@ async fn a_browser_app_on_an_allowed_origin_signs_in_and_another_origin_is_block
         "{blocked}"
     );
     // The gateway saw the blocked page's preflight (the browser, not the page, gave up).
-    let log = e.gateway.access_log();
-    assert!(log.contains("\"OPTIONS /api/auth/login"), "{log}");
+    testkit::wait_until(Duration::from_secs(5), || async {
+        e.gateway.access_log().contains("\"OPTIONS /api/auth/login")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no preflight in {}", e.gateway.access_log()));
 
     let _ = driver
         .http

@@ -1079,3 +1079,62 @@ async fn sso_logout_validates_first_and_applies_all_or_nothing() {
         "the session ended"
     );
 }
+
+/// Issue 16: a wrong method is a 405 naming the right ones; HEAD works wherever GET does.
+#[tokio::test]
+async fn wrong_methods_are_405_with_allow_and_head_works_where_get_does() {
+    let ctx = TestContext::new().await;
+    let e = edge(&ctx, &[], &[]).await;
+    let gw = e.gateway.base.clone();
+    let client = Client::new();
+    let (token, _) = e.docs.auth.session("methods@example.com").await;
+    let tenant = e.docs.tenant_of(&token, "Methods").await;
+    for (method, path, allow) in [
+        (
+            Method::DELETE,
+            "/api/users/me/tenants".to_owned(),
+            "GET, HEAD",
+        ),
+        (Method::PATCH, "/api/tenants".to_owned(), "GET, HEAD, POST"),
+        (Method::PUT, "/api/auth/login".to_owned(), "POST"),
+        (
+            Method::PATCH,
+            format!("/api/tenants/{tenant}/documents"),
+            "GET, HEAD, POST",
+        ),
+        (
+            Method::PUT,
+            format!("/api/tenants/{tenant}/audit-logs"),
+            "GET, HEAD",
+        ),
+    ] {
+        let response = client
+            .request(method.clone(), format!("{gw}{path}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["error"], "method_not_allowed");
+    }
+    for path in [
+        "/api/users/me".to_owned(),
+        format!("/api/tenants/{tenant}/documents"),
+        format!("/api/tenants/{tenant}"),
+    ] {
+        let response = client
+            .head(format!("{gw}{path}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("head");
+        assert_eq!(response.status(), StatusCode::OK, "HEAD {path}");
+        assert!(response.bytes().await.expect("body").is_empty());
+    }
+}

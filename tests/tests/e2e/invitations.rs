@@ -391,8 +391,15 @@ async fn an_invitation_is_mailed_previewed_and_accepted_once_by_its_verified_add
     assert_eq!(preview["role"], "user");
     assert_eq!(preview["invited_by_name"], "Grace Hopper");
     // The token is in the preview's path: the gateway's access log leaves it out.
+    // nginx writes the line just after answering: wait for it.
+    testkit::wait_until(Duration::from_secs(5), || async {
+        p.gateway
+            .access_log()
+            .contains("GET /api/invitations/[token]")
+    })
+    .await
+    .expect("the preview's line in the access log");
     let log = p.gateway.access_log();
-    assert!(log.contains("GET /api/invitations/[token]"), "{log}");
     assert!(!log.contains(&token), "the access log holds the token");
     let whole = body.to_string();
     for private in [
