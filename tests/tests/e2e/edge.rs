@@ -1138,3 +1138,45 @@ async fn wrong_methods_are_405_with_allow_and_head_works_where_get_does() {
         assert!(response.bytes().await.expect("body").is_empty());
     }
 }
+
+/// Issue 16: what nginx refuses itself still answers in the envelope: methods the API
+/// does not use (TRACE included) and headers too large to read.
+#[tokio::test]
+async fn the_gateway_answers_its_own_refusals_in_the_envelope() {
+    let ctx = TestContext::new().await;
+    let e = edge(&ctx, &[], &[]).await;
+    let gw = e.gateway.base.clone();
+    let client = Client::new();
+    for method in ["TRACE", "PROPFIND", "FOO"] {
+        let response = client
+            .request(
+                Method::from_bytes(method.as_bytes()).expect("method"),
+                format!("{gw}/api/users/me"),
+            )
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method}"
+        );
+        assert!(response.headers()["allow"]
+            .to_str()
+            .expect("allow")
+            .contains("GET"));
+        let body: Value = response.json().await.expect("a JSON envelope");
+        assert_eq!(body["error"], "method_not_allowed", "{method}");
+    }
+    let huge = "a".repeat(12 * 1024);
+    let response = client
+        .get(format!("{gw}/api/users/me"))
+        .bearer_auth(&huge)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 431);
+    let body: Value = response.json().await.expect("a JSON envelope");
+    assert_eq!(body["error"], "headers_too_large");
+    assert!(body["request_id"].as_str().is_some_and(|id| !id.is_empty()));
+}
