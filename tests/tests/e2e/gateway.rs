@@ -281,6 +281,7 @@ fn merged_openapi() -> utoipa::openapi::OpenApi {
         .paths
         .paths
         .retain(|path, _| !path.starts_with("/internal"));
+    prune_schemas(&mut merged);
     merged.info.title = "SaaS platform".to_owned();
     merged.info.description = Some(
         "Every public route of the platform, as the gateway serves it (ARCHITECTURE.md, API.md)."
@@ -288,6 +289,56 @@ fn merged_openapi() -> utoipa::openapi::OpenApi {
     );
     merged.info.version = env!("CARGO_PKG_VERSION").to_owned();
     merged
+}
+
+/// Drops the component schemas no public path reaches (those of internal routes:
+/// `IssueRequest`, `ResolveRequest`…), following references between schemas.
+fn prune_schemas(doc: &mut utoipa::openapi::OpenApi) {
+    fn refs(value: &Value, found: &mut std::collections::BTreeSet<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, item) in map {
+                    if key == "$ref" {
+                        if let Some(name) = item
+                            .as_str()
+                            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                        {
+                            found.insert(name.to_owned());
+                        }
+                    } else {
+                        refs(item, found);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| refs(item, found)),
+            _ => {}
+        }
+    }
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    let mut reached = std::collections::BTreeSet::new();
+    refs(
+        &serde_json::to_value(&doc.paths).expect("paths"),
+        &mut reached,
+    );
+    // The error envelope is every error's schema.
+    reached.insert("ErrorBody".to_owned());
+    loop {
+        let mut next = reached.clone();
+        for name in &reached {
+            if let Some(schema) = components.schemas.get(name) {
+                refs(&serde_json::to_value(schema).expect("schema"), &mut next);
+            }
+        }
+        if next == reached {
+            break;
+        }
+        reached = next;
+    }
+    components
+        .schemas
+        .retain(|name, _| reached.contains(name.as_str()));
 }
 
 #[test]
@@ -318,4 +369,18 @@ fn the_merged_openapi_document_is_current() {
         !paths.keys().any(|p| p.starts_with("/internal")),
         "internal routes are not published"
     );
+    let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+    for internal in [
+        "IssueRequest",
+        "ResolveRequest",
+        "LookupRequest",
+        "SetMembership",
+        "SetSso",
+    ] {
+        assert!(
+            !schemas.contains_key(internal),
+            "{internal} (an internal route's schema) is not published"
+        );
+    }
+    assert!(schemas.contains_key("LoginRequest") && schemas.contains_key("ErrorBody"));
 }
