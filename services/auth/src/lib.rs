@@ -62,7 +62,20 @@ struct ApiDoc;
 
 /// This service's OpenAPI document (the server merges in the common endpoints).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    http_kit::openapi::secure(
+        &mut doc,
+        &[
+            ("post", "/api/auth/register"),
+            ("post", "/api/auth/login"),
+            ("post", "/api/auth/password/forgot"),
+            ("post", "/api/auth/password/reset"),
+            ("post", "/api/auth/verify-email"),
+            ("post", "/api/auth/resend-verification"),
+            ("get", "/.well-known/jwks.json"),
+        ],
+    );
+    doc
 }
 
 /// The service as its binary and the tests run it.

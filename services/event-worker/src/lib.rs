@@ -56,7 +56,9 @@ struct ApiDoc;
 
 /// This service's OpenAPI document (the server merges in the common endpoints).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    http_kit::openapi::secure(&mut doc, &[]);
+    doc
 }
 
 /// The running consumers.

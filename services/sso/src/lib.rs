@@ -72,7 +72,17 @@ struct ApiDoc;
 
 /// This service's OpenAPI document (the server merges in the common endpoints).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    http_kit::openapi::secure(
+        &mut doc,
+        &[
+            ("get", "/api/auth/sso/azure/login/{tenant_id}"),
+            ("get", "/api/auth/sso/azure/callback"),
+            ("post", "/api/auth/sso/detect"),
+            ("get", "/api/auth/sso/check-availability/{tenant_id}"),
+        ],
+    );
+    doc
 }
 
 /// The cipher of stored secrets: Vault transit when configured (the local keyring still

@@ -202,13 +202,10 @@ async fn the_main_journey_works_through_the_gateway_and_internals_stay_hidden() 
         .expect("json");
     assert!(served["paths"]["/api/tenants/{tenant_id}/documents"].is_object());
 
-    // Every documented path reaches a service (none falls through to the gateway's own
-    // 404), and the catch-all is told apart.
+    // Every documented operation reaches a service (none falls through to the gateway's
+    // own 404), and its declared security holds: without a token, an operation that
+    // declares `bearer` answers 401 `unauthorized`, one that declares none does not.
     for (path, item) in served["paths"].as_object().expect("paths") {
-        let method = ["get", "post", "put", "delete"]
-            .into_iter()
-            .find(|m| item.get(*m).is_some())
-            .expect("an operation");
         let concrete = path
             .split('/')
             .map(|seg| {
@@ -220,18 +217,34 @@ async fn the_main_journey_works_through_the_gateway_and_internals_stay_hidden() 
             })
             .collect::<Vec<_>>()
             .join("/");
-        let response = client
-            .request(
-                method.to_uppercase().parse().expect("method"),
-                format!("{gw}{concrete}"),
-            )
-            .send()
-            .await
-            .expect("request");
-        assert!(
-            response.headers().get("x-gateway-unrouted").is_none(),
-            "{method} {path} is not routed by the gateway"
-        );
+        for method in ["get", "post", "put", "patch", "delete"] {
+            let Some(operation) = item.get(method) else {
+                continue;
+            };
+            let security = operation["security"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{method} {path} declares its security"));
+            let bearer = security.iter().any(|r| r.get("bearer").is_some());
+            let response = client
+                .request(
+                    method.to_uppercase().parse().expect("method"),
+                    format!("{gw}{concrete}"),
+                )
+                .send()
+                .await
+                .expect("request");
+            assert!(
+                response.headers().get("x-gateway-unrouted").is_none(),
+                "{method} {path} is not routed by the gateway"
+            );
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let refused = status == StatusCode::UNAUTHORIZED && body["error"] == "unauthorized";
+            assert_eq!(
+                refused, bearer,
+                "{method} {path}: declares bearer = {bearer}, answered {status} {body}"
+            );
+        }
     }
     let unrouted = client
         .get(format!("{gw}/nowhere"))

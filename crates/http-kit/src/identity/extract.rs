@@ -18,6 +18,25 @@ pub fn bearer_token(req: &HttpRequest) -> Option<String> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
 }
 
+/// The request's bearer token, unverified (a handler that verifies it itself, e.g. a
+/// refresh token): 401 `unauthorized` when there is none. As the first parameter of a
+/// handler, it answers before the body is read.
+#[derive(Debug, Clone)]
+pub struct Bearer(pub String);
+
+impl actix_web::FromRequest for Bearer {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(
+            bearer_token(req)
+                .map(Bearer)
+                .ok_or_else(|| crate::ApiError::Unauthorized.into()),
+        )
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub user_id: UserId,

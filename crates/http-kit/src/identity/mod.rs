@@ -12,7 +12,7 @@ mod tenant_role;
 mod verifier;
 
 pub use claims::{Claims, TokenType};
-pub use extract::{bearer_token, Authenticated};
+pub use extract::{bearer_token, Authenticated, Bearer};
 pub use internal::{InternalCaller, InternalToken};
 pub use jwks::{Jwk, Jwks};
 pub use keys::{JwksClient, KeyError, KeyFuture, KeySource, StaticKeys};

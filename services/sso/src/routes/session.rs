@@ -42,12 +42,12 @@ fn reauth() -> ApiError {
               (status = 400, body = http_kit::ErrorBody), (status = 401, body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody), (status = 503, body = http_kit::ErrorBody)))]
 pub async fn refresh(
+    bearer: http_kit::identity::Bearer,
     app: web::Data<SsoApp>,
     verifier: web::Data<TokenVerifier>,
-    request: HttpRequest,
     body: Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let token = bearer_token(&request).ok_or(ApiError::Unauthorized)?;
+    let token = bearer.0;
     let claims = verifier.verify(&token, TokenType::Refresh).await?;
     let user = UserId::from_uuid(claims.sub);
     let tenant = body.tenant_id;
