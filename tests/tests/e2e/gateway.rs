@@ -352,6 +352,23 @@ fn prune_schemas(doc: &mut utoipa::openapi::OpenApi) {
     components
         .schemas
         .retain(|name, _| reached.contains(name.as_str()));
+    // Likewise the security schemes: the internal token belongs to internal documents.
+    let paths = serde_json::to_value(&doc.paths).expect("paths");
+    let used: std::collections::BTreeSet<String> = paths
+        .as_object()
+        .into_iter()
+        .flat_map(|p| p.values())
+        .flat_map(|item| item.as_object().into_iter().flat_map(|o| o.values()))
+        .flat_map(|op| op["security"].as_array().cloned().unwrap_or_default())
+        .flat_map(|req| {
+            req.as_object()
+                .map(|o| o.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+        })
+        .collect();
+    components
+        .security_schemes
+        .retain(|name, _| used.contains(name.as_str()));
 }
 
 #[test]
@@ -396,4 +413,8 @@ fn the_merged_openapi_document_is_current() {
         );
     }
     assert!(schemas.contains_key("LoginRequest") && schemas.contains_key("ErrorBody"));
+    let schemes = doc["components"]["securitySchemes"]
+        .as_object()
+        .expect("security schemes");
+    assert!(schemes.contains_key("bearer") && !schemes.contains_key("internal"));
 }
