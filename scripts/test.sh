@@ -2,7 +2,8 @@
 # Runs every test of the workspace against real PostgreSQL and Redis (and nginx for the
 # gateway, installed from Debian when missing; Node.js for the SSO tests' OpenID Connect
 # provider, whose npm packages the tests install from the committed lock; Debian's
-# Chromium and ChromeDriver for the browser check of CORS): the ones given
+# Chromium and ChromeDriver for the browser check of CORS; schemathesis and
+# openapi-spec-validator from PyPI for the contract lane): the ones given
 # by TEST_DATABASE_URL / TEST_REDIS_URL, else those on this machine, else private ones
 # it starts (see scripts/lib/services.sh). Extra arguments go to cargo nextest.
 set -euo pipefail
@@ -21,6 +22,7 @@ ensure_redis
 ensure_nginx || log "nginx is missing: the gateway test will fail"
 ensure_node || log "the SSO tests will fail"
 ensure_chromium || log "Chromium is missing: the browser check will fail"
+ensure_python_tools || log "schemathesis is missing: the contract tests will fail"
 export TEST_DATABASE_URL="$PG_SERVER_URL" TEST_REDIS_URL="$REDIS_SERVER_URL"
 log "tests use PostgreSQL at ${TEST_DATABASE_URL%%\?*} and Redis at $TEST_REDIS_URL"
 

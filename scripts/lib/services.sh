@@ -162,3 +162,22 @@ ensure_node() {
     return 1
   fi
 }
+
+# The contract lane's Python tools (schemathesis, openapi-spec-validator), pinned in
+# tests/contract/requirements.txt, in a virtualenv under the state folder, made once
+# per machine and remade when the pins change. Exports PLATFORM_PYTHON_TOOLS (its bin).
+ensure_python_tools() {
+  local requirements="$PLATFORM_ROOT/tests/contract/requirements.txt" venv stamp want
+  venv="$(state_dir)/python-tools"
+  stamp="$venv/requirements.sha256"
+  want="$(sha256sum "$requirements" | cut -d' ' -f1)"
+  if [ ! -x "$venv/bin/schemathesis" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    if ! command -v python3 >/dev/null; then apt_install python3 python3-venv || return 1; fi
+    log "installing the contract lane's Python tools into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv" || { apt_install python3-venv && python3 -m venv "$venv"; } || return 1
+    "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -r "$requirements" || return 1
+    echo "$want" > "$stamp"
+  fi
+  PLATFORM_PYTHON_TOOLS="$venv/bin"; export PLATFORM_PYTHON_TOOLS
+}

@@ -239,16 +239,27 @@ impl RouteMethods {
         Self(routes)
     }
 
-    /// The methods of the documented path `path` matches, if any.
+    /// The methods of the documented path `path` matches, if any. A path that several
+    /// templates match belongs to the most literal one, as the router decides
+    /// (`/api/invitations/accept` is not an `/api/invitations/{token}`).
     fn allowed(&self, path: &str) -> Vec<&'static str> {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let literals =
+            |template: &[String]| template.iter().filter(|t| !t.starts_with('{')).count();
+        let matching: Vec<_> = self
+            .0
+            .iter()
+            .filter(|(template, _)| {
+                template.len() == segments.len()
+                    && template.iter().zip(&segments).all(|(t, s)| {
+                        (t.starts_with('{') && t.ends_with('}') && !s.is_empty()) || t == s
+                    })
+            })
+            .collect();
+        let most = matching.iter().map(|(t, _)| literals(t)).max().unwrap_or(0);
         let mut allowed = Vec::new();
-        for (template, methods) in &self.0 {
-            let matches = template.len() == segments.len()
-                && template.iter().zip(&segments).all(|(t, s)| {
-                    (t.starts_with('{') && t.ends_with('}') && !s.is_empty()) || t == s
-                });
-            if matches {
+        for (template, methods) in matching {
+            if literals(template) == most {
                 for method in methods {
                     if !allowed.contains(method) {
                         allowed.push(*method);

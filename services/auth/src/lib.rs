@@ -75,6 +75,17 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
             ("get", "/.well-known/jwks.json"),
         ],
     );
+    // The Flask original's shapes, kept for its clients (API.md).
+    http_kit::openapi::describe(
+        &mut doc,
+        &[
+            ("post", "/api/auth/register"),
+            ("post", "/api/auth/login"),
+            ("post", "/api/auth/refresh"),
+            ("post", "/api/auth/logout"),
+            ("get", "/.well-known/jwks.json"),
+        ],
+    );
     doc
 }
 

@@ -46,6 +46,7 @@ struct ApiDoc;
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     http_kit::openapi::secure(&mut doc, &[]);
+    http_kit::openapi::describe(&mut doc, &[]);
     doc
 }
 

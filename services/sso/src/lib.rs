@@ -82,6 +82,18 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
             ("get", "/api/auth/sso/check-availability/{tenant_id}"),
         ],
     );
+    // The Flask original's shapes, kept for its clients (API.md).
+    http_kit::openapi::describe(
+        &mut doc,
+        &[
+            ("get", "/api/auth/sso/azure/callback"),
+            ("post", "/api/auth/sso/azure/logout/{tenant_id}"),
+            ("post", "/api/auth/sso/azure/refresh"),
+            ("post", "/api/auth/sso/detect"),
+            ("get", "/api/auth/sso/check-availability/{tenant_id}"),
+            ("get", "/api/auth/sso/identities"),
+        ],
+    );
     doc
 }
 

@@ -58,6 +58,7 @@ struct ApiDoc;
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     http_kit::openapi::secure(&mut doc, &[("get", "/api/invitations/{token}")]);
+    http_kit::openapi::describe(&mut doc, &[]);
     doc
 }
 

@@ -969,6 +969,89 @@ async fn nul_characters_are_refused_naming_the_field() {
     expect(status, &body, "path");
 }
 
+/// Bytes sent as they are; the status and the body of the answer.
+async fn raw_request(base: &str, request: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// Issue 16: what nginx refuses before routing (a request line it cannot parse, a URI
+/// over its buffer, a negative or doubled Content-Length) answers the JSON envelope,
+/// with a request id and the security headers, never nginx's HTML page.
+#[tokio::test]
+async fn requests_nginx_cannot_parse_answer_the_envelope() {
+    let ctx = TestContext::new().await;
+    let e = edge(&ctx, &[], &[]).await;
+    let gw = e.gateway.base.clone();
+    let long = format!("/api/tenants/{}", "a".repeat(64 * 1024));
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (
+            b"GET /api/tenants/%00 HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            format!("GET {long} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").into_bytes(),
+            414,
+            "uri_too_long",
+        ),
+        (
+            b"POST /api/auth/login HTTP/1.1\r\nHost: gw\r\nContent-Length: -1\r\nConnection: close\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            b"POST /api/auth/login HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\nContent-Length: 3\r\nConnection: close\r\n\r\n{}".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            b"GET /api/tenants HTTP/1.1 extra\r\nHost: gw\r\nConnection: close\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+    ];
+    for (request, expected, code) in cases {
+        let (status, text) = raw_request(&gw, &request).await;
+        let shown = String::from_utf8_lossy(&request[..request.len().min(80)]).into_owned();
+        assert_eq!(status, expected, "{shown}: {text}");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+        let head = head.to_ascii_lowercase();
+        assert!(
+            head.contains("content-type: application/json"),
+            "{shown}: {head}"
+        );
+        assert!(
+            head.contains("x-content-type-options: nosniff"),
+            "{shown}: {head}"
+        );
+        assert!(head.contains("x-request-id: "), "{shown}: {head}");
+        let body: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("{shown}: {body}"));
+        assert_eq!(body["success"], false, "{shown}");
+        assert_eq!(body["error"], code, "{shown}: {body}");
+        assert!(
+            body["request_id"].as_str().is_some_and(|id| !id.is_empty()),
+            "{body}"
+        );
+    }
+    // The gateway's own refusal of a path keeps its code.
+    let (status, body) = raw_get(&gw, "/api/tenants/../auth").await;
+    assert_eq!(status, 400);
+    let body: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(body["error"], "invalid_path");
+}
+
 /// Issue 16: answers carrying tokens are never stored by a cache.
 #[tokio::test]
 async fn token_answers_are_not_cacheable() {

@@ -294,6 +294,7 @@ fn merged_openapi() -> utoipa::openapi::OpenApi {
         .paths
         .paths
         .retain(|path, _| !path.starts_with("/internal"));
+    gateway_answers(&mut merged);
     prune_schemas(&mut merged);
     merged.info.title = "SaaS platform".to_owned();
     merged.info.description = Some(
@@ -302,6 +303,33 @@ fn merged_openapi() -> utoipa::openapi::OpenApi {
     );
     merged.info.version = env!("CARGO_PKG_VERSION").to_owned();
     merged
+}
+
+/// What the gateway itself can answer on top of the services: 429 `rate_limited` on
+/// `/api/auth/…` (its per-address limit).
+fn gateway_answers(doc: &mut utoipa::openapi::OpenApi) {
+    let mut value = serde_json::to_value(&*doc).expect("document");
+    for (path, item) in value["paths"].as_object_mut().expect("paths") {
+        if !path.starts_with("/api/auth/") {
+            continue;
+        }
+        for operation in item.as_object_mut().expect("item").values_mut() {
+            let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(|r| r.as_object_mut())
+            else {
+                continue;
+            };
+            responses.entry("429").or_insert_with(|| {
+                serde_json::json!({
+                    "description": "`rate_limited`: too many requests from this address (the gateway's limit, or the operation's own)",
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+                })
+            });
+        }
+    }
+    *doc = serde_json::from_value(value).expect("document");
 }
 
 /// Drops the component schemas no public path reaches (those of internal routes:

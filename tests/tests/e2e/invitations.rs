@@ -16,7 +16,7 @@ use crate::account::{link_token, wait_mails};
 use crate::auth::{assert_error, start_with};
 
 const PASSWORD: &str = "correct horse 1";
-const APP: &str = "http://app.example.test";
+pub(crate) const APP: &str = "http://app.example.test";
 
 /// auth, tenant and an event-worker mailing to an SMTP sink, behind the gateway.
 struct Invites {
@@ -253,7 +253,7 @@ impl Invites {
 
 /// The token of the invitation link in a mail: `{APP}/invitations/accept?token=…`,
 /// the same in the text and the HTML part.
-fn invitation_token(mail: &Mail) -> String {
+pub(crate) fn invitation_token(mail: &Mail) -> String {
     let text = mail.text();
     let prefix = format!("{APP}/invitations/accept?token=");
     let at = text

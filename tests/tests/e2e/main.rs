@@ -4,6 +4,7 @@
 mod account;
 mod auth;
 mod browser;
+mod contract;
 mod documents;
 mod edge;
 mod events;

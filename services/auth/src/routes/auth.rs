@@ -178,7 +178,8 @@ pub async fn logout(
                 "Content-Type must be application/json".into(),
             ));
         }
-        http_kit::extract::parse_json::<LogoutRequest>(&body)?.refresh_token
+        // `null` is the document's "no body" too.
+        http_kit::extract::parse_json::<Option<LogoutRequest>>(&body)?.and_then(|b| b.refresh_token)
     };
     accounts
         .logout(&caller.claims, refresh_token.as_deref())

@@ -424,9 +424,30 @@ async fn receive(
     Ok((received, errors, filename, mime))
 }
 
+/// The multipart form of an upload, for the API document (the handler reads the parts
+/// as they stream; any other part is a 400 naming it).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The file's bytes: exactly one part (a second one is a 400); the part's own
+    /// filename and content type are used when the fields below are absent.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// The document's name (required unless the `file` part has one): not blank, no
+    /// '/', '\\' or control characters.
+    #[schema(value_type = String, required = false, min_length = 1, max_length = 255, pattern = "^[^/\\\\\\u0000-\\u001f\\u007f-\\u009f]*[^/\\\\\\s\\u0000-\\u001f\\u007f-\\u009f][^/\\\\\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    filename: Option<String>,
+    /// The content type to store, `type/subtype` (else the `file` part's, else
+    /// guessed).
+    #[schema(value_type = String, required = false, max_length = 255, pattern = "^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$")]
+    mime_type: Option<String>,
+}
+
 /// Upload a document (multipart: `file`, optional `filename` and `mime_type`).
 #[utoipa::path(post, path = "/api/tenants/{tenant_id}/documents", tag = "documents",
     params(("tenant_id" = String, Path, format = Uuid)),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses((status = 201, description = "`data`: Document + file", body = DocumentBody),
               (status = 400, body = http_kit::ErrorBody), (status = 403, body = http_kit::ErrorBody),
               (status = 413, body = http_kit::ErrorBody), (status = 503, body = http_kit::ErrorBody)))]
@@ -744,7 +765,7 @@ fn content_disposition(filename: &str) -> String {
 /// The document's bytes, streamed.
 #[utoipa::path(get, path = "/api/tenants/{tenant_id}/documents/{document_id}/download", tag = "documents",
     params(("tenant_id" = String, Path, format = Uuid), ("document_id" = String, Path, format = Uuid)),
-    responses((status = 200, description = "The bytes", content_type = "application/octet-stream"), (status = 404, body = http_kit::ErrorBody)))]
+    responses((status = 200, description = "The bytes, with the document's stored content type", content_type = "*/*"), (status = 404, body = http_kit::ErrorBody)))]
 pub async fn download(
     app: web::Data<DocApp>,
     member: TenantMember,
@@ -807,8 +828,20 @@ mod tests {
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateDocument {
+    /// A new name: not blank, no '/', '\\' or control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^/\\\\\\u0000-\\u001f\\u007f-\\u009f]*[^/\\\\\\s\\u0000-\\u001f\\u007f-\\u009f][^/\\\\\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     filename: Option<String>,
+    /// A new content type, `type/subtype`.
+    #[schema(
+        max_length = 255,
+        pattern = "^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$"
+    )]
     mime_type: Option<String>,
 }
 
@@ -879,7 +912,7 @@ pub struct UrlQuery {
 /// A presigned download URL on the public storage host (`expires_in` 60–86400 s,
 /// default 3600); every issuance is recorded as an `audit.events` event.
 #[utoipa::path(get, path = "/api/tenants/{tenant_id}/documents/{document_id}/download-url", tag = "documents",
-    params(("tenant_id" = String, Path, format = Uuid), ("document_id" = String, Path, format = Uuid), ("expires_in" = Option<u64>, Query)),
+    params(("tenant_id" = String, Path, format = Uuid), ("document_id" = String, Path, format = Uuid), ("expires_in" = Option<u64>, Query, minimum = 60, maximum = 86400, description = "Seconds the URL stays valid (default 3600)")),
     responses((status = 200, description = "`data`: {download_url, expires_in, expires_at, filename, mime_type, file_size}"),
               (status = 400, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody)))]
 pub async fn download_url(

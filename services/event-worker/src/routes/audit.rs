@@ -63,7 +63,7 @@ fn valid_action(action: &str) -> bool {
 /// as `document.uploaded`; `since` an RFC 3339 time).
 #[utoipa::path(get, path = "/api/tenants/{tenant_id}/audit-logs", tag = "audit",
     params(("tenant_id" = String, Path, format = Uuid), ("page" = Option<i64>, Query),
-           ("per_page" = Option<i64>, Query), ("type" = Option<String>, Query),
+           ("per_page" = Option<i64>, Query), ("type" = Option<String>, Query, pattern = "^[a-z0-9._-]{1,100}$", description = "Only entries of this event type"),
            ("since" = Option<String>, Query, format = DateTime)),
     responses((status = 200, description = "`data`: {audit_logs: [AuditEntry], pagination}"),
               (status = 400, body = http_kit::ErrorBody), (status = 403, body = http_kit::ErrorBody),

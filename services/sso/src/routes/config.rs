@@ -34,8 +34,10 @@ where
 #[serde(deny_unknown_fields)]
 pub struct NewSsoConfig {
     /// The Entra tenant (directory) id, a GUID.
+    #[schema(format = Uuid)]
     pub provider_tenant_id: String,
     /// The app registration's application (client) id.
+    #[schema(pattern = "^[A-Za-z0-9._~-]{1,255}$")]
     pub client_id: String,
     /// Only for a confidential client; PKCE is always used.
     pub client_secret: Option<String>,
@@ -50,7 +52,9 @@ pub struct NewSsoConfig {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SsoConfigUpdate {
+    #[schema(format = Uuid)]
     pub provider_tenant_id: Option<String>,
+    #[schema(pattern = "^[A-Za-z0-9._~-]{1,255}$")]
     pub client_id: Option<String>,
     /// A new secret; `null` removes it (public client).
     #[serde(default, deserialize_with = "double_option")]
@@ -68,6 +72,7 @@ pub struct SsoConfigUpdate {
 #[serde(deny_unknown_fields)]
 pub struct EnableRequest {
     /// `sso` (SSO only) or `both` (SSO and passwords).
+    #[schema(pattern = "^(sso|both)$")]
     pub auth_method: String,
 }
 

@@ -281,7 +281,8 @@ pub async fn link(
                 "Content-Type must be application/json".into(),
             ));
         }
-        http_kit::extract::parse_json(&body)?
+        // `null` is the document's "no body" too.
+        http_kit::extract::parse_json::<Option<LinkRequest>>(&body)?.unwrap_or_default()
     };
     let signed_in = caller.claims.auth_time.unwrap_or(i64::MIN);
     if chrono::Utc::now().timestamp().saturating_sub(signed_in) > LINK_RECENT_SIGN_IN_SECS {

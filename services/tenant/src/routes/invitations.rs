@@ -18,8 +18,10 @@ use crate::invitations::{parse_request, Invitation, Invitations, Preview};
 #[serde(deny_unknown_fields)]
 pub struct NewInvitation {
     /// The address to invite (normalised: trimmed, lower-cased).
+    #[schema(value_type = String, required = true, format = Email, min_length = 3, max_length = 255)]
     email: Option<String>,
-    /// `admin`, `user` or `viewer`: the role the membership gets.
+    /// The role the membership gets.
+    #[schema(value_type = domain::Role, required = true)]
     role: Option<String>,
 }
 
@@ -34,6 +36,7 @@ pub struct ListQuery {
 #[serde(deny_unknown_fields)]
 pub struct AcceptInvitation {
     /// The token of the invitation's link.
+    #[schema(value_type = String, required = true, pattern = "^[A-Za-z0-9_-]{43}$")]
     token: Option<String>,
 }
 
@@ -122,7 +125,7 @@ pub async fn revoke(
 /// What an invitation link invites to (public; rate-limited per client address): the
 /// tenant's name, the role, the inviter's name and the expiry, nothing else.
 #[utoipa::path(get, path = "/api/invitations/{token}", tag = "invitations", operation_id = "preview_invitation",
-    params(("token" = String, Path)),
+    params(("token" = String, Path, pattern = "^[A-Za-z0-9_-]{43}$", description = "The token of the invitation link")),
     responses((status = 200, description = "`data`: the preview", body = Preview),
               (status = 404, description = "unknown, used or revoked", body = http_kit::ErrorBody),
               (status = 410, description = "`token_expired`", body = http_kit::ErrorBody),

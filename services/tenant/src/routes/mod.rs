@@ -31,7 +31,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::scope("/api/invitations")
             .route("/accept", web::post().to(invitations::accept))
-            .route("/{token}", web::get().to(invitations::preview)),
+            // An invitation token: 32 random bytes, base64url (so `accept` is not one).
+            .route(
+                "/{token:[A-Za-z0-9_-]{43}}",
+                web::get().to(invitations::preview),
+            ),
     )
     .service(
         web::scope("/internal/v1")
