@@ -199,7 +199,7 @@ fn complete_operation(
             continue; // a download: the bytes, not JSON
         }
         let mut properties = json!({
-            "success": {"type": "boolean", "const": true},
+            "success": {"type": "boolean", "enum": [true]},
             "message": {"type": "string"},
         });
         let mut required = vec![json!("success"), json!("message")];
@@ -280,5 +280,118 @@ fn default_description(status: &str) -> &'static str {
         "429" => "Too many requests",
         "503" => "Service unavailable",
         _ => "An answer",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn doc() -> utoipa::openapi::OpenApi {
+        serde_json::from_value(json!({
+            "openapi": "3.1.0",
+            "info": {"title": "t", "version": "1"},
+            "paths": {
+                "/api/things/{id}": {
+                    "put": {
+                        "tags": ["things"],
+                        "operationId": "update",
+                        "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                        "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
+                        "responses": {"200": {"description": "", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Thing"}}}}}
+                    }
+                },
+                "/api/things": {
+                    "get": {
+                        "tags": ["things"],
+                        "operationId": "list",
+                        "parameters": [{"name": "page", "in": "query", "required": false, "schema": {"type": "integer"}}],
+                        "responses": {"200": {"description": "`data`: things"}}
+                    }
+                },
+                "/api/token": {
+                    "post": {
+                        "tags": ["auth"],
+                        "operationId": "token",
+                        "responses": {"200": {"description": "", "content": {"application/json": {"schema": {"type": "object"}}}}}
+                    }
+                }
+            }
+        }))
+        .expect("a document")
+    }
+
+    fn described() -> Value {
+        let mut doc = doc();
+        secure(&mut doc, &[("post", "/api/token")]);
+        describe(&mut doc, &[("post", "/api/token")]);
+        serde_json::to_value(&doc).expect("json")
+    }
+
+    #[test]
+    fn success_answers_get_the_envelope_unless_bare() {
+        let doc = described();
+        let update = &doc["paths"]["/api/things/{id}"]["put"]["responses"]["200"];
+        let schema = &update["content"]["application/json"]["schema"];
+        assert_eq!(schema["required"], json!(["success", "message", "data"]));
+        assert_eq!(
+            schema["properties"]["data"]["$ref"],
+            "#/components/schemas/Thing"
+        );
+        assert_eq!(schema["properties"]["success"]["enum"], json!([true]));
+        assert_eq!(schema["additionalProperties"], false);
+        assert_eq!(update["description"], "OK");
+        // No schema given: `data` may be absent.
+        let list = &doc["paths"]["/api/things"]["get"]["responses"]["200"]["content"]
+            ["application/json"]["schema"];
+        assert_eq!(list["required"], json!(["success", "message"]));
+        // A bare operation keeps its own shape.
+        let token = &doc["paths"]["/api/token"]["post"]["responses"]["200"]["content"]
+            ["application/json"]["schema"];
+        assert_eq!(token, &json!({"type": "object"}));
+    }
+
+    #[test]
+    fn every_status_an_operation_can_answer_is_declared() {
+        let doc = described();
+        let statuses = |path: &str, method: &str| -> Vec<String> {
+            doc["paths"][path][method]["responses"]
+                .as_object()
+                .expect("responses")
+                .keys()
+                .cloned()
+                .collect()
+        };
+        // A token, a path, a body.
+        assert_eq!(
+            statuses("/api/things/{id}", "put"),
+            ["200", "400", "401", "404", "413", "415", "503"]
+        );
+        // A token and a query.
+        assert_eq!(statuses("/api/things", "get"), ["200", "400", "401", "503"]);
+        // Public, nothing to validate.
+        assert_eq!(statuses("/api/token", "post"), ["200", "503"]);
+        let error = &doc["paths"]["/api/things"]["get"]["responses"]["401"];
+        assert_eq!(
+            error["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ErrorBody"
+        );
+    }
+
+    #[test]
+    fn pages_are_bounded_and_operation_ids_unique() {
+        let doc = described();
+        let page = &doc["paths"]["/api/things"]["get"]["parameters"][0]["schema"];
+        assert_eq!(page["minimum"], 1);
+        assert_eq!(page["maximum"], crate::pagination::MAX_PAGE);
+        assert_eq!(
+            doc["paths"]["/api/things"]["get"]["operationId"],
+            "things_list"
+        );
+        assert_eq!(
+            doc["paths"]["/api/token"]["post"]["operationId"],
+            "auth_token"
+        );
     }
 }

@@ -169,6 +169,10 @@ where
             _ => Listener::Public,
         });
     })
+    // Idle connections outlive the gateway's (nginx keeps its upstream connections
+    // 60 s): a server closing first races a request the proxy is already sending on
+    // the connection, which the proxy cannot retry for a POST and answers 502.
+    .keep_alive(KEEP_ALIVE)
     .shutdown_timeout(http.shutdown_timeout.as_secs());
     if http.workers > 0 {
         server = server.workers(http.workers);
@@ -178,6 +182,11 @@ where
         .listen(listeners.internal)?
         .run())
 }
+
+/// How long an idle client connection stays open: longer than any proxy in front keeps
+/// its idle upstream connections (the gateway: 60 s, `keepalive_timeout` in its
+/// upstreams), so the proxy always closes first.
+pub const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(75);
 
 /// Starts a service whose readiness is `checks`: the usual wiring in one call.
 pub fn start_service<F>(

@@ -525,3 +525,35 @@ mod vault_settings {
         }
     }
 }
+
+/// An idle connection is kept longer than the gateway keeps its upstream connections
+/// (issue 16: schemathesis met a 503 when nginx reused a connection the service had
+/// just closed after actix's default 5 s). The wait is the behaviour under test.
+#[tokio::test]
+async fn idle_connections_outlive_the_gateways() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (base, _) = spawn_both(true).await;
+    let host = base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&host)
+        .await
+        .expect("connect");
+    let request = format!("GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    async fn answer(stream: &mut tokio::net::TcpStream) -> String {
+        let mut buffer = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        String::from_utf8_lossy(&buffer[..n]).into_owned()
+    }
+    stream.write_all(request.as_bytes()).await.expect("write");
+    assert!(answer(&mut stream).await.starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let second = answer(&mut stream).await;
+    assert!(
+        second.starts_with("HTTP/1.1 200"),
+        "the connection was closed: {second:?}"
+    );
+    assert!(http_kit::server::KEEP_ALIVE > Duration::from_secs(60));
+}

@@ -1052,6 +1052,44 @@ async fn requests_nginx_cannot_parse_answer_the_envelope() {
     assert_eq!(body["error"], "invalid_path");
 }
 
+/// Issue 16, found by schemathesis: a JSON `null` is "no body" where the document lets
+/// the body be absent (logout), and a literal route is not taken for a parameter
+/// (`/api/invitations/accept` answers POST only, not the preview's GET).
+#[tokio::test]
+async fn what_schemathesis_found_stays_fixed() {
+    let ctx = TestContext::new().await;
+    let e = edge(&ctx, &[], &[]).await;
+    let gw = e.gateway.base.clone();
+    let client = Client::new();
+    let (access, _) = e.docs.auth.session("null@example.com").await;
+    let logout = client
+        .post(format!("{gw}/api/auth/logout"))
+        .bearer_auth(&access)
+        .header("content-type", "application/json")
+        .body("null")
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(logout.status(), StatusCode::OK);
+    let (status, body) = e.docs.auth.get("/api/users/me", Some(&access)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+
+    let wrong = client
+        .get(format!("{gw}/api/invitations/accept"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(wrong.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong.headers()["allow"], "POST");
+    // Not a token's shape: nothing to preview.
+    let short = client
+        .get(format!("{gw}/api/invitations/abc"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(short.status(), StatusCode::NOT_FOUND);
+}
+
 /// Issue 16: answers carrying tokens are never stored by a cache.
 #[tokio::test]
 async fn token_answers_are_not_cacheable() {
