@@ -11,6 +11,18 @@ pub const MAX_PAGE: i64 = 1_000_000;
 /// The largest page size.
 pub const MAX_PER_PAGE: i64 = 100;
 
+/// The `pagination` object of list answers, for the API documents ([`Page::describe`]
+/// builds it).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Pagination {
+    page: i64,
+    per_page: i64,
+    /// Items in all pages.
+    total: i64,
+    pages: i64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
     pub page: i64,

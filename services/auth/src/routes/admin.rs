@@ -62,7 +62,7 @@ pub async fn reactivate(
 /// administrators only.
 #[utoipa::path(delete, path = "/api/admin/users/{user_id}/sessions", tag = "admin",
     params(("user_id" = String, Path, format = Uuid)),
-    responses((status = 200, description = "`data` is {sessions_revoked}"),
+    responses((status = 200, description = "`data` is {sessions_revoked}", body = super::users::SessionsRevoked),
               (status = 401, body = http_kit::ErrorBody),
               (status = 403, description = "not a platform administrator", body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody)))]

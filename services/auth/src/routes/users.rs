@@ -137,7 +137,7 @@ pub async fn sessions(
 /// End one of the caller's sessions: its tokens stop working at once.
 #[utoipa::path(delete, path = "/api/users/me/sessions/{session_id}", tag = "users",
     params(("session_id" = String, Path, format = Uuid)),
-    responses((status = 200, description = "`data` is {revoked_session_id}"),
+    responses((status = 200, description = "`data` is {revoked_session_id}", body = SessionRevoked),
               (status = 401, body = http_kit::ErrorBody),
               (status = 404, description = "not a live session of the caller", body = http_kit::ErrorBody)))]
 pub async fn revoke_session(
@@ -157,7 +157,7 @@ pub async fn revoke_session(
 
 /// Sign out everywhere: every session of the caller ends, this one included.
 #[utoipa::path(delete, path = "/api/users/me/sessions", tag = "users",
-    responses((status = 200, description = "`data` is {sessions_revoked}"),
+    responses((status = 200, description = "`data` is {sessions_revoked}", body = SessionsRevoked),
               (status = 401, body = http_kit::ErrorBody)))]
 pub async fn revoke_all_sessions(
     accounts: web::Data<Accounts>,
@@ -171,4 +171,22 @@ pub async fn revoke_all_sessions(
         "Signed out everywhere",
         serde_json::json!({ "sessions_revoked": count }),
     ))
+}
+
+// What the answers built with `json!` hold, for the API document (the contract lane
+// checks each against the real answers).
+
+/// `data` of ending sessions.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SessionsRevoked {
+    sessions_revoked: u64,
+}
+
+/// `data` of ending one session.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SessionRevoked {
+    #[schema(format = Uuid)]
+    revoked_session_id: String,
 }

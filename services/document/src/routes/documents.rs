@@ -609,7 +609,7 @@ pub struct ListQuery {
 /// case-insensitive substring).
 #[utoipa::path(get, path = "/api/tenants/{tenant_id}/documents", tag = "documents",
     params(("tenant_id" = String, Path, format = Uuid), ("page" = Option<i64>, Query), ("per_page" = Option<i64>, Query), ("filename" = Option<String>, Query)),
-    responses((status = 200, description = "`data`: {documents, pagination}"), (status = 400, body = http_kit::ErrorBody)))]
+    responses((status = 200, description = "`data`: {documents, pagination}", body = DocumentList), (status = 400, body = http_kit::ErrorBody)))]
 pub async fn list(
     app: web::Data<DocApp>,
     member: TenantMember,
@@ -674,7 +674,7 @@ pub async fn get(
 /// file and its object.
 #[utoipa::path(delete, path = "/api/tenants/{tenant_id}/documents/{document_id}", tag = "documents",
     params(("tenant_id" = String, Path, format = Uuid), ("document_id" = String, Path, format = Uuid)),
-    responses((status = 200, description = "`data`: {deleted_document_id, file_orphaned}"), (status = 403, body = http_kit::ErrorBody),
+    responses((status = 200, description = "`data`: {deleted_document_id, file_orphaned}", body = DocumentDeleted), (status = 403, body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn delete(
     app: web::Data<DocApp>,
@@ -971,4 +971,25 @@ pub async fn download_url(
             "file_size": file.file_size,
         }),
     ))
+}
+
+// What the answers built with `json!` hold, for the API document (the contract lane
+// checks each against the real answers).
+
+/// `data` of the document list.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct DocumentList {
+    documents: Vec<DocumentBody>,
+    pagination: http_kit::pagination::Pagination,
+}
+
+/// `data` of a deletion.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct DocumentDeleted {
+    #[schema(format = Uuid)]
+    deleted_document_id: String,
+    /// No other document refers to its file any more.
+    file_orphaned: bool,
 }

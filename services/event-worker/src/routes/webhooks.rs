@@ -65,7 +65,7 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
 /// The tenant's webhook endpoints (secrets are never shown again).
 #[utoipa::path(get, path = "/api/tenants/{tenant_id}/webhooks", tag = "webhooks",
     params(("tenant_id" = String, Path, format = Uuid)),
-    responses((status = 200, description = "`data`: {webhooks: [WebhookBody]}"),
+    responses((status = 200, description = "`data`: {webhooks: [WebhookBody]}", body = WebhookList),
               (status = 403, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody)))]
 pub async fn list(db: web::Data<DbPool>, member: TenantMember) -> Result<HttpResponse, ApiError> {
     member.require(Permission::ManageWebhooks)?;
@@ -87,7 +87,7 @@ pub async fn list(db: web::Data<DbPool>, member: TenantMember) -> Result<HttpRes
 /// Register an endpoint. The answer holds its `whsec_` signing secret, shown once.
 #[utoipa::path(post, path = "/api/tenants/{tenant_id}/webhooks", tag = "webhooks",
     params(("tenant_id" = String, Path, format = Uuid)), request_body = NewWebhook,
-    responses((status = 201, description = "`data`: the endpoint with its `secret`"),
+    responses((status = 201, description = "`data`: the endpoint with its `secret`", body = WebhookCreated),
               (status = 400, body = http_kit::ErrorBody), (status = 403, body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody), (status = 409, body = http_kit::ErrorBody)))]
 pub async fn create(
@@ -158,7 +158,7 @@ pub async fn create(
 /// Remove an endpoint (its pending deliveries go with it).
 #[utoipa::path(delete, path = "/api/tenants/{tenant_id}/webhooks/{webhook_id}", tag = "webhooks",
     params(("tenant_id" = String, Path, format = Uuid), ("webhook_id" = String, Path, format = Uuid)),
-    responses((status = 200, description = "Removed"), (status = 403, body = http_kit::ErrorBody),
+    responses((status = 200, description = "Removed", body = WebhookDeleted), (status = 403, body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn delete(
     db: web::Data<DbPool>,
@@ -184,4 +184,32 @@ pub async fn delete(
         "Webhook deleted",
         json!({"id": id}),
     ))
+}
+
+// What the answers built with `json!` hold, for the API document (the contract lane
+// checks each against the real answers).
+
+/// `data` of the webhook list.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct WebhookList {
+    webhooks: Vec<WebhookBody>,
+}
+
+/// `data` of a registration: the endpoint and its signing secret, shown this once.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct WebhookCreated {
+    #[serde(flatten)]
+    endpoint: WebhookBody,
+    /// `whsec_…`: sign-checking key of the Standard Webhooks signatures.
+    secret: String,
+}
+
+/// `data` of a removal.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct WebhookDeleted {
+    #[schema(format = Uuid)]
+    id: String,
 }
