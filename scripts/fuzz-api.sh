@@ -10,4 +10,4 @@ cd "$(dirname "$0")/.."
 export SCHEMATHESIS_SEED="${SCHEMATHESIS_SEED:-random}"
 export SCHEMATHESIS_MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-200}"
 export SCHEMATHESIS_PHASES="${SCHEMATHESIS_PHASES:-examples,coverage,fuzzing,stateful}"
-exec scripts/test.sh --profile fuzz --no-capture -E 'test(schemathesis_)'
+exec scripts/test.sh --profile fuzz --no-capture -E 'test(/^contract::schemathesis_/)'

@@ -146,7 +146,13 @@ fn may_hold_nul(bytes: &[u8]) -> bool {
 
 /// Parses a JSON body into `T`, locating any error; a NUL character in any string is a
 /// 400 naming its field.
+///
+/// Every body of the API is a JSON object: a top-level array is refused, as serde would
+/// otherwise read one as a struct's fields in order (`[null]` as `{"name": null}`).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::validation("body", "must be a JSON object"));
+    }
     if may_hold_nul(bytes) {
         if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
             if let Some(path) = nul_in(&value, "") {
@@ -372,6 +378,11 @@ mod tests {
         assert_eq!(syntax[0].0, "body");
         assert!(syntax[0].1.starts_with("invalid JSON"), "{syntax:?}");
         assert_eq!(fields("[1,2]")[0].0, "body");
+        // serde reads a struct from an array of its fields; the API does not.
+        assert_eq!(
+            fields(r#" ["a", 1]"#),
+            [("body".into(), "must be a JSON object".into())]
+        );
         assert_eq!(fields(r#"{"name":"a","count":1} trailing"#)[0].0, "body");
     }
 

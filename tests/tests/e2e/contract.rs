@@ -248,6 +248,14 @@ const BEYOND_THE_SCHEMA: &[(&str, &str)] = &[
         "POST /api/tenants/{id}/retry",
         "only a failed provisioning can be retried",
     ),
+    (
+        "PUT /api/tenants/{tenant_id}/documents/{document_id}",
+        "filename or mime_type must be a string (null leaves it unchanged)",
+    ),
+    (
+        "POST /api/users/me/sso-identities/link/{tenant_id}",
+        "return_url must be an allowed origin",
+    ),
 ];
 
 fn semantic() -> String {
@@ -281,6 +289,19 @@ headers = {{ Authorization = "Bearer {admin}" }}
 
 [generation]
 max-examples = {max_examples}
+# No string of the API may hold a NUL (PostgreSQL's text cannot): every edge answers
+# 400 naming the field, which tests of their own check.
+allow-x00 = false
+
+# Every check schemathesis has (set here, not with --checks, so that an operation can
+# narrow one below).
+[checks]
+enabled = true
+
+# The stateful phase (scripts/fuzz-api.sh) links a created document to its deletion,
+# but the pinned id of the deletion (below) wins over the link.
+[checks.ensure_resource_availability]
+enabled = false
 
 [parameters]
 "path.tenant_id" = "{tenant}"
@@ -306,6 +327,12 @@ parameters = {{ "path.document_id" = "{doomed_document}" }}
 [[operations]]
 include-name = "DELETE /api/tenants/{{id}}/users/{{user_id}}"
 parameters = {{ "path.user_id" = "{doomed_member}" }}
+
+# Multipart parts are text: `false` is a filename, whatever type the case meant.
+[[operations]]
+include-name = "POST /api/tenants/{{tenant_id}}/documents"
+checks.negative_data_rejection.enabled = false
+
 
 # What ends the caller's own sessions is done by users of its own.
 [[operations]]
@@ -496,7 +523,7 @@ async fn schemathesis_finds_nothing_through_the_gateway() {
             .env("SCHEMATHESIS_HOOKS", "")
             .arg("--config-file")
             .arg(&config_path)
-            .args(["run", &schema, "--checks", "all"])
+            .args(["run", &schema])
             .args(["--seed", &seed])
             .args(["--phases", &phases])
             .args(["--report", "junit,har"])

@@ -1069,6 +1069,32 @@ async fn short_bodies_and_second_file_parts_are_refused_and_leave_nothing() {
     assert_error(status, &body, 400, "validation_error");
     assert!(body["details"]["file"].is_array(), "{body}");
 
+    // A name or a type given twice (issue 16, the long schemathesis run): 400 naming it.
+    for field in ["filename", "mime_type"] {
+        let value = if field == "filename" {
+            "a.txt"
+        } else {
+            "text/plain"
+        };
+        let form = Form::new()
+            .part("file", Part::bytes(b"once".to_vec()).file_name("once.txt"))
+            .text(field, value)
+            .text(field, value);
+        let response = docs
+            .auth
+            .client
+            .post(format!("{}/api/tenants/{tenant}/documents", docs.documents))
+            .bearer_auth(&admin)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload");
+        let status = response.status();
+        let body: Value = response.json().await.expect("json");
+        assert_error(status, &body, 400, "validation_error");
+        assert_eq!(body["details"][field][0], "must be given once", "{body}");
+    }
+
     let (_, list) = docs
         .call(
             Method::GET,

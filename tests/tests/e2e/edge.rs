@@ -1088,6 +1088,35 @@ async fn what_schemathesis_found_stays_fixed() {
         .await
         .expect("get");
     assert_eq!(short.status(), StatusCode::NOT_FOUND);
+
+    // The long run: serde reads a struct from an array of its fields, so `[null]`
+    // renamed nothing and answered 200; every body is an object.
+    let (admin, _) = e.docs.auth.session("array@example.com").await;
+    let tenant = e.docs.tenant_of(&admin, "Arrays").await;
+    for (method, path, body) in [
+        (Method::PUT, format!("/api/tenants/{tenant}"), "[null]"),
+        (
+            Method::POST,
+            format!("/api/tenants/{tenant}/sso/config/disable"),
+            "[]",
+        ),
+    ] {
+        let response = client
+            .request(method, format!("{gw}{path}"))
+            .bearer_auth(&admin)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("send");
+        let status = response.status();
+        let reply: Value = response.json().await.expect("json");
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {reply}");
+        assert_eq!(
+            reply["details"]["body"][0], "must be a JSON object",
+            "{reply}"
+        );
+    }
 }
 
 /// Issue 16: answers carrying tokens are never stored by a cache.

@@ -410,10 +410,16 @@ async fn receive(
                     text.extend_from_slice(&chunk);
                 }
                 let value = String::from_utf8(text).unwrap_or_default();
-                if name == "filename" {
-                    filename = Some(value)
+                let slot = if name == "filename" {
+                    &mut filename
                 } else {
-                    mime = Some(value)
+                    &mut mime
+                };
+                // Twice is ambiguous (which one?): refused, as a second file is.
+                if slot.is_some() {
+                    errors.add(name.as_str(), "must be given once");
+                } else {
+                    *slot = Some(value);
                 }
             }
             other => {
@@ -432,7 +438,7 @@ async fn receive(
 pub struct UploadForm {
     /// The file's bytes: exactly one part (a second one is a 400); the part's own
     /// filename and content type are used when the fields below are absent.
-    #[schema(value_type = String, format = Binary)]
+    #[schema(value_type = String, format = Binary, min_length = 1)]
     file: Vec<u8>,
     /// The document's name (required unless the `file` part has one): not blank, no
     /// '/', '\\' or control characters.
