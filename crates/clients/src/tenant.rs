@@ -58,8 +58,10 @@ pub struct Membership {
     #[schema(value_type = String, format = DateTime)]
     pub joined_at: DateTime<Utc>,
     /// Set when the tenant admits only tokens of its SSO login through this directory
-    /// (its `auth_method` is `sso`). Internal: the public membership bodies leave it out.
+    /// (its `auth_method` is `sso`). Internal: the public membership bodies leave it
+    /// out, and so does the API document (the schema is shared with public answers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
     pub sso_only_directory: Option<String>,
 }
 

@@ -355,6 +355,25 @@ async fn the_gateway_limits_auth_requests_per_client_address() {
     assert!(body["request_id"].as_str().is_some_and(|id| !id.is_empty()));
     let (status, body) = login_from(&calm, &gw, "nobody@example.com", "whatever-pass").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "another address: {body}");
+    // SSO's public routes under /api/auth/sso/ share the limit (the attack on issue 16
+    // enumerated SSO tenants through `detect` without one).
+    let prober = client_at("127.0.0.7");
+    let mut refused = false;
+    for i in 0..10 {
+        let response = prober
+            .post(format!("{gw}/api/auth/sso/detect"))
+            .json(&json!({"email": format!("u{i}@example.com")}))
+            .send()
+            .await
+            .expect("detect");
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            let body: Value = response.json().await.expect("json");
+            assert_eq!(body["error"], "rate_limited", "{body}");
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the gateway limits /api/auth/sso/ per address");
     // Routes other than auth's are not limited by it.
     let health = flood
         .get(format!("{gw}/api/tenants"))
@@ -1045,6 +1064,58 @@ async fn requests_nginx_cannot_parse_answer_the_envelope() {
             "{body}"
         );
     }
+    // Found by the attack on issue 16: an unknown transfer coding (501) and an HTTP
+    // version nginx does not speak (505) are the client's doing; an HTTP/1.0 request
+    // without Host reached the services without one (an empty 400); a query with
+    // characters no URI holds reached their parser (an empty 400); the error locations
+    // asked for directly answered nginx's HTML 404.
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (
+            b"POST /api/auth/login HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\nx".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            b"GET /health HTTP/2.0\r\nHost: gw\r\nConnection: close\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            b"GET /api/users/me HTTP/1.0\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            b"GET /api/tenants?q=\"x\" HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n".to_vec(),
+            400,
+            "invalid_path",
+        ),
+        (
+            b"GET /api/tenants?q=\xff HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n".to_vec(),
+            400,
+            "invalid_path",
+        ),
+        (
+            b"GET /__gateway/errors/400 HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n".to_vec(),
+            404,
+            "not_found",
+        ),
+    ];
+    for (request, expected, code) in cases {
+        let (status, text) = raw_request(&gw, &request).await;
+        let shown = String::from_utf8_lossy(&request[..request.len().min(80)]).into_owned();
+        assert_eq!(status, expected, "{shown}: {text}");
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        let body: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("{shown}: {text}"));
+        assert_eq!(body["error"], code, "{shown}: {body}");
+    }
+    // A query made of what URIs hold still goes through.
+    let (status, _) = raw_get(&gw, "/api/tenants?page=1&q=a%20b").await;
+    assert_eq!(status, 401);
+
     // The gateway's own refusal of a path keeps its code.
     let (status, body) = raw_get(&gw, "/api/tenants/../auth").await;
     assert_eq!(status, 400);
