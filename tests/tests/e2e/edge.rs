@@ -775,7 +775,10 @@ async fn deleted_tenants_count_against_the_limit_until_purged() {
     let second: Value = second.json().await.expect("json");
     let second = second["data"]["id"].as_str().expect("id").to_owned();
     assert_eq!(
-        delete(second, false).await.expect("delete").status(),
+        delete(second.clone(), false)
+            .await
+            .expect("delete")
+            .status(),
         StatusCode::OK
     );
     let third = create("Third").await.expect("create");
@@ -787,6 +790,44 @@ async fn deleted_tenants_count_against_the_limit_until_purged() {
         "its database still exists: {body}"
     );
     assert!(body["message"].as_str().expect("message").contains("purge"));
+
+    // The purge the message asks for works on the deactivated tenant (the attack on
+    // issue 16 found it answered 404, so the quota was lost for good), for its admins
+    // only; everything else about it stays 404.
+    let (stranger, _) = e.docs.auth.session("stranger@example.com").await;
+    let theirs = client
+        .delete(format!("{gw}/api/tenants/{second}?purge=true"))
+        .bearer_auth(&stranger)
+        .send()
+        .await
+        .expect("purge");
+    assert_eq!(theirs.status(), StatusCode::NOT_FOUND);
+    let read = client
+        .get(format!("{gw}/api/tenants/{second}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(read.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        delete(second.clone(), false)
+            .await
+            .expect("delete")
+            .status(),
+        StatusCode::NOT_FOUND,
+        "deactivating again: nothing to do"
+    );
+    let purged = delete(second.clone(), true).await.expect("purge");
+    assert_eq!(purged.status(), StatusCode::OK);
+    let purged: Value = purged.json().await.expect("json");
+    assert_eq!(purged["data"]["hard_delete"], true, "{purged}");
+    assert_eq!(
+        delete(second, true).await.expect("purge").status(),
+        StatusCode::OK,
+        "repeatable: the drop is a no-op"
+    );
+    let fourth = create("Fourth").await.expect("create");
+    assert_eq!(fourth.status(), StatusCode::CREATED, "the quota is back");
 }
 
 /// The sessions' client addresses of `email` after a login from `client` with `xff`.

@@ -235,52 +235,34 @@ pub struct DeleteQuery {
 }
 
 /// Deactivate a tenant (admin); `?purge=true` also destroys its database (and, through
-/// `tenant.deleted` with `hard_delete`, its stored objects).
+/// `tenant.deleted` with `hard_delete`, its stored objects). A tenant already
+/// deactivated answers 404 to everything else, but its admins can still purge it: its
+/// database counts toward their tenant limit until then.
 #[utoipa::path(delete, path = "/api/tenants/{id}", tag = "tenants",
     params(("id" = String, Path, format = Uuid), ("purge" = Option<bool>, Query)),
     responses((status = 200, description = "`data`: {tenant_id, hard_delete}", body = TenantDeleted), (status = 403, body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn delete(
     app: web::Data<TenantApp>,
-    member: TenantMember,
+    caller: Authenticated,
+    path: web::Path<domain::TenantId>,
+    member: Result<TenantMember, actix_web::Error>,
     query: Query<DeleteQuery>,
     request_id: RequestId,
-) -> Result<HttpResponse, ApiError> {
-    member.require(Permission::DeleteTenant)?;
+) -> Result<HttpResponse, actix_web::Error> {
     let purge = query.into_inner().purge;
+    let member = match member {
+        Ok(member) => member,
+        Err(refused) if purge => {
+            return purge_deactivated(&app, &caller, path.into_inner(), refused, request_id).await
+        }
+        Err(refused) => return Err(refused),
+    };
+    member.require(Permission::DeleteTenant)?;
     let tenant_id = member.tenant_id;
     let mut conn = app.conn().await?;
     if purge {
-        // The database goes first: if dropping fails, nothing else changed and the
-        // request can simply be repeated; if the deactivation below fails after it,
-        // repeating the request finishes it (the drop is then a no-op).
-        let tenant = main_db::tenants::find(&mut conn, tenant_id)
-            .await
-            .map_err(ApiError::internal)?
-            .ok_or(ApiError::NotFound("Tenant"))?;
-        let database = tenant.database().map_err(ApiError::internal)?;
-        // Events still in the tenant database's outbox would die with it: they move to
-        // the main outbox first (a repeated purge moves nothing twice).
-        if app.tenants.exists(&database).await.map_err(unavailable)? {
-            let mut tenant_conn = app
-                .tenants
-                .connection(&database)
-                .await
-                .map_err(unavailable)?;
-            let moved = events::transfer(&mut tenant_conn, &mut conn)
-                .await
-                .map_err(ApiError::internal)?;
-            drop(tenant_conn);
-            if moved > 0 {
-                app.relay.nudge(events::OutboxDb::Main);
-                tracing::info!(tenant.id = %tenant_id, moved, "outbox events of the purged database moved to the main outbox");
-            }
-        }
-        app.tenants
-            .drop_database(&database)
-            .await
-            .map_err(unavailable)?;
-        tracing::info!(tenant.id = %tenant_id, database = %database, "tenant database purged");
+        purge_database(&app, &mut conn, tenant_id).await?;
     }
     let event = EventEnvelope::new(
         Topic::TenantDeleted,
@@ -303,7 +285,8 @@ pub async fn delete(
                 .map_err(ApiError::internal)?;
             Ok(row)
         })
-        .await?;
+        .await
+        .map_err(ApiError::from)?;
     app.relay.nudge(events::OutboxDb::Main);
     app.roles_changed(tenant_id, None).await;
     debug_assert_eq!(deactivated.status(), TenantStatus::Deleted);
@@ -311,6 +294,96 @@ pub async fn delete(
         StatusCode::OK,
         "Tenant deleted successfully",
         json!({"tenant_id": tenant_id, "hard_delete": purge}),
+    ))
+}
+
+/// Drops a tenant's database, first moving the events still in its outbox to the main
+/// one. Repeating it after a failure finishes it (the drop is then a no-op).
+async fn purge_database(
+    app: &TenantApp,
+    conn: &mut diesel_async::AsyncPgConnection,
+    tenant_id: domain::TenantId,
+) -> Result<(), ApiError> {
+    let tenant = main_db::tenants::find(conn, tenant_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::NotFound("Tenant"))?;
+    let database = tenant.database().map_err(ApiError::internal)?;
+    // Events still in the tenant database's outbox would die with it: they move to
+    // the main outbox first (a repeated purge moves nothing twice).
+    if app.tenants.exists(&database).await.map_err(unavailable)? {
+        let mut tenant_conn = app
+            .tenants
+            .connection(&database)
+            .await
+            .map_err(unavailable)?;
+        let moved = events::transfer(&mut tenant_conn, conn)
+            .await
+            .map_err(ApiError::internal)?;
+        drop(tenant_conn);
+        if moved > 0 {
+            app.relay.nudge(events::OutboxDb::Main);
+            tracing::info!(tenant.id = %tenant_id, moved, "outbox events of the purged database moved to the main outbox");
+        }
+    }
+    app.tenants
+        .drop_database(&database)
+        .await
+        .map_err(unavailable)?;
+    tracing::info!(tenant.id = %tenant_id, database = %database, "tenant database purged");
+    Ok(())
+}
+
+/// `DELETE …?purge=true` of a tenant the membership check refused: allowed when the
+/// tenant is deactivated (not purged yet) and the caller was one of its admins; any
+/// other refusal stands. A tenant that admits only SSO tokens keeps that rule.
+async fn purge_deactivated(
+    app: &TenantApp,
+    caller: &Authenticated,
+    tenant_id: domain::TenantId,
+    refused: actix_web::Error,
+    request_id: RequestId,
+) -> Result<HttpResponse, actix_web::Error> {
+    let mut conn = app.conn().await?;
+    let tenant = main_db::tenants::find(&mut conn, tenant_id)
+        .await
+        .map_err(ApiError::internal)?;
+    let Some(tenant) = tenant.filter(|t| !t.is_active) else {
+        return Err(refused);
+    };
+    let admin = main_db::memberships::find(&mut conn, tenant_id, caller.user_id)
+        .await
+        .map_err(ApiError::internal)?
+        .is_some_and(|m| m.role == Role::Admin.as_str());
+    if !admin {
+        return Err(ApiError::NotFound("Tenant").into());
+    }
+    if tenant.auth_method == "sso" && !caller.claims.platform_admin {
+        return Err(ApiError::SsoRequired.into());
+    }
+    purge_database(app, &mut conn, tenant_id).await?;
+    let event = EventEnvelope::new(
+        Topic::TenantDeleted,
+        Some(tenant_id),
+        Some(caller.user_id),
+        json!({"tenant_id": tenant_id, "hard_delete": true}),
+    )
+    .map_err(ApiError::internal)?
+    .with_request_id(Some(request_id.0));
+    diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
+        events::enqueue(tx, &event)
+            .await
+            .map_err(ApiError::internal)?;
+        Ok(())
+    })
+    .await
+    .map_err(ApiError::from)?;
+    app.relay.nudge(events::OutboxDb::Main);
+    tracing::info!(tenant.id = %tenant_id, user.id = %caller.user_id, "deactivated tenant purged");
+    Ok(success(
+        StatusCode::OK,
+        "Tenant deleted successfully",
+        json!({"tenant_id": tenant_id, "hard_delete": true}),
     ))
 }
 
