@@ -1153,6 +1153,22 @@ async fn requests_nginx_cannot_parse_answer_the_envelope() {
         let body: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("{shown}: {text}"));
         assert_eq!(body["error"], code, "{shown}: {body}");
     }
+    // The static API document: a Range is ignored (no HTML 416), a failed If-Match is
+    // the envelope's 412.
+    let (status, _) = raw_request(
+        &gw,
+        b"GET /api/docs/openapi.json HTTP/1.1\r\nHost: gw\r\nRange: bytes=999999999-\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, text) = raw_request(
+        &gw,
+        b"GET /api/docs/openapi.json HTTP/1.1\r\nHost: gw\r\nIf-Match: \"x\"\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 412, "{text}");
+    assert!(text.contains("\"error\":\"precondition_failed\""), "{text}");
+
     // A query made of what URIs hold still goes through.
     let (status, _) = raw_get(&gw, "/api/tenants?page=1&q=a%20b").await;
     assert_eq!(status, 401);

@@ -155,9 +155,17 @@ pub struct LogoutRequest {
     refresh_token: Option<String>,
 }
 
+/// The Flask original's logout answer.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct LoggedOut {
+    /// `Logged out successfully`.
+    message: String,
+}
+
 /// Revoke the access token and its session (and the given refresh token's).
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth", request_body(content = Option<LogoutRequest>),
-    responses((status = 200, description = "Logged out"), (status = 401, body = http_kit::ErrorBody)))]
+    responses((status = 200, description = "Logged out", body = LoggedOut), (status = 401, body = http_kit::ErrorBody)))]
 pub async fn logout(
     accounts: web::Data<Accounts>,
     caller: Authenticated,

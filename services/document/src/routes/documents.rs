@@ -919,7 +919,7 @@ pub struct UrlQuery {
 /// default 3600); every issuance is recorded as an `audit.events` event.
 #[utoipa::path(get, path = "/api/tenants/{tenant_id}/documents/{document_id}/download-url", tag = "documents",
     params(("tenant_id" = String, Path, format = Uuid), ("document_id" = String, Path, format = Uuid), ("expires_in" = Option<u64>, Query, minimum = 60, maximum = 86400, description = "Seconds the URL stays valid (default 3600)")),
-    responses((status = 200, description = "`data`: {download_url, expires_in, expires_at, filename, mime_type, file_size}"),
+    responses((status = 200, description = "`data`: {download_url, expires_in, expires_at, filename, mime_type, file_size}", body = DownloadUrl),
               (status = 400, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody)))]
 pub async fn download_url(
     app: web::Data<DocApp>,
@@ -998,4 +998,18 @@ pub struct DocumentDeleted {
     deleted_document_id: String,
     /// No other document refers to its file any more.
     file_orphaned: bool,
+}
+
+/// `data` of a presigned download URL.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct DownloadUrl {
+    /// A GET of the object, valid `expires_in` seconds, on the public S3 host.
+    download_url: String,
+    expires_in: u64,
+    #[schema(format = DateTime)]
+    expires_at: String,
+    filename: String,
+    mime_type: String,
+    file_size: i64,
 }

@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 use domain::{Permission, TenantId};
 use http_kit::identity::TenantMember;
 use http_kit::{success, ApiError, Query};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tenant_db::documents::{self as queries, FileRow};
 use uuid::Uuid;
@@ -39,7 +39,7 @@ pub struct FilesQuery {
 /// Files, newest first; with `include_stats=true`, their count and total size.
 #[utoipa::path(get, path = "/api/files/{tenant_id}/files", tag = "files",
     params(("tenant_id" = String, Path, format = Uuid), ("page" = Option<i64>, Query), ("per_page" = Option<i64>, Query), ("include_stats" = Option<bool>, Query)),
-    responses((status = 200, description = "`data`: {files, pagination, stats?}"), (status = 400, body = http_kit::ErrorBody)))]
+    responses((status = 200, description = "`data`: {files, pagination, stats?}", body = FileList), (status = 400, body = http_kit::ErrorBody)))]
 pub async fn list(
     app: web::Data<DocApp>,
     member: TenantMember,
@@ -68,7 +68,7 @@ pub async fn list(
 /// A file with the documents that refer to it.
 #[utoipa::path(get, path = "/api/files/{tenant_id}/files/{file_id}", tag = "files",
     params(("tenant_id" = String, Path, format = Uuid), ("file_id" = String, Path, format = Uuid)),
-    responses((status = 200, description = "`data`: File + document_count, is_orphaned, documents"), (status = 404, body = http_kit::ErrorBody)))]
+    responses((status = 200, description = "`data`: File + document_count, is_orphaned, documents", body = FileDetail), (status = 404, body = http_kit::ErrorBody)))]
 pub async fn get(
     app: web::Data<DocApp>,
     member: TenantMember,
@@ -142,4 +142,61 @@ pub struct FileDeleted {
     md5_hash: String,
     freed_storage_bytes: i64,
     freed_storage_mb: f64,
+}
+
+/// A stored file (what `file_json` builds).
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct StoredFile {
+    #[schema(format = Uuid)]
+    id: String,
+    md5_hash: String,
+    sha256_hash: String,
+    s3_path: String,
+    file_size: i64,
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+/// `stats` of the file list (`include_stats=true`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct FileStats {
+    total_files: i64,
+    total_storage_bytes: i64,
+    total_storage_mb: f64,
+}
+
+/// `data` of the file list.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct FileList {
+    files: Vec<StoredFile>,
+    pagination: http_kit::pagination::Pagination,
+    /// With `include_stats=true` only.
+    stats: Option<FileStats>,
+}
+
+/// A document referring to a file.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct FileDocument {
+    #[schema(format = Uuid)]
+    id: String,
+    filename: String,
+    mime_type: String,
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+/// `data` of a file: the file, and the documents that refer to it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct FileDetail {
+    #[serde(flatten)]
+    #[schema(inline)]
+    file: StoredFile,
+    document_count: u64,
+    is_orphaned: bool,
+    documents: Vec<FileDocument>,
 }

@@ -18,7 +18,7 @@ pub struct DetectRequest {
 
 /// The tenants whose SSO admits this email's exact domain.
 #[utoipa::path(post, path = "/api/auth/sso/detect", tag = "sso", request_body = DetectRequest,
-    responses((status = 200, description = "{has_sso, tenants: [{tenant_id, tenant_name, provider, login_url}]}"),
+    responses((status = 200, description = "{has_sso, tenants: [{tenant_id, tenant_name, provider, login_url}]}", body = Detected),
               (status = 400, body = http_kit::ErrorBody)))]
 pub async fn detect(
     app: web::Data<SsoApp>,
@@ -61,7 +61,7 @@ pub async fn detect(
 /// Whether a tenant offers SSO now.
 #[utoipa::path(get, path = "/api/auth/sso/check-availability/{tenant_id}", tag = "sso",
     params(("tenant_id" = String, Path, format = Uuid)),
-    responses((status = 200, description = "{available, auth_method, provider, auto_provisioning, sso_login_url}"),
+    responses((status = 200, description = "{available, auth_method, provider, auto_provisioning, sso_login_url}", body = Availability),
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn check_availability(
     app: web::Data<SsoApp>,
@@ -87,4 +87,38 @@ pub async fn check_availability(
         "auto_provisioning": config.as_ref().is_some_and(|c| c.auto_provisioning),
         "sso_login_url": available.then(|| app.settings.login_url(id)),
     })))
+}
+
+/// A tenant offering SSO to an email's domain.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct DetectedTenant {
+    #[schema(format = Uuid)]
+    tenant_id: String,
+    tenant_name: String,
+    /// `azure_ad`.
+    provider: String,
+    login_url: String,
+}
+
+/// The flat body of `POST /api/auth/sso/detect`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Detected {
+    has_sso: bool,
+    tenants: Vec<DetectedTenant>,
+}
+
+/// The flat body of `GET /api/auth/sso/check-availability/{tenant_id}`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Availability {
+    available: bool,
+    /// `local`, `sso` or `both`.
+    auth_method: String,
+    /// `azure_ad` when the tenant has a configuration.
+    provider: Option<String>,
+    auto_provisioning: bool,
+    /// When `available`.
+    sso_login_url: Option<String>,
 }

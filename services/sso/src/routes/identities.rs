@@ -46,7 +46,7 @@ async fn listed(app: &SsoApp, rows: Vec<IdentityRow>) -> Result<Vec<Value>, ApiE
 
 /// The caller's identities (flat body).
 #[utoipa::path(get, path = "/api/auth/sso/identities", tag = "sso",
-    responses((status = 200, description = "{identities: [...]}"), (status = 401, body = http_kit::ErrorBody)))]
+    responses((status = 200, description = "{identities: [...]}", body = IdentityList), (status = 401, body = http_kit::ErrorBody)))]
 pub async fn list(app: web::Data<SsoApp>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
     let mut conn = app.conn().await?;
     let rows = store::identities_of_user(&mut conn, caller.user_id)
@@ -59,7 +59,7 @@ pub async fn list(app: web::Data<SsoApp>, caller: Authenticated) -> Result<HttpR
 
 /// The caller's identities (success envelope, as `/api/users/me…`).
 #[utoipa::path(get, path = "/api/users/me/sso-identities", tag = "sso",
-    responses((status = 200, description = "`data`: [identity]"), (status = 401, body = http_kit::ErrorBody)))]
+    responses((status = 200, description = "`data`: [identity]", body = Vec<IdentityBody>), (status = 401, body = http_kit::ErrorBody)))]
 pub async fn mine(app: web::Data<SsoApp>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
     let mut conn = app.conn().await?;
     let rows = store::identities_of_user(&mut conn, caller.user_id)
@@ -128,4 +128,37 @@ pub struct IdentityRemoved {
     tenant_id: String,
     tenant_name: String,
     azure_object_id: String,
+}
+
+/// A linked directory identity (what `listed` builds).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct IdentityBody {
+    #[schema(format = Uuid)]
+    id: String,
+    #[schema(format = Uuid)]
+    tenant_id: String,
+    /// `null` when the tenant is gone.
+    tenant_name: Option<String>,
+    /// `azure_ad`.
+    provider: String,
+    azure_tenant_id: String,
+    azure_object_id: String,
+    azure_upn: Option<String>,
+    azure_display_name: Option<String>,
+    #[schema(format = DateTime)]
+    last_sync: Option<String>,
+    #[schema(format = DateTime)]
+    token_expires_at: Option<String>,
+    needs_reauth: bool,
+    has_valid_token: bool,
+    #[schema(format = DateTime)]
+    created_at: Option<String>,
+}
+
+/// The flat body of `GET /api/auth/sso/identities`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct IdentityList {
+    identities: Vec<IdentityBody>,
 }
