@@ -264,14 +264,7 @@ pub async fn delete(
     if purge {
         purge_database(&app, &mut conn, tenant_id).await?;
     }
-    let event = EventEnvelope::new(
-        Topic::TenantDeleted,
-        Some(tenant_id),
-        Some(member.user_id),
-        json!({"tenant_id": tenant_id, "hard_delete": purge}),
-    )
-    .map_err(ApiError::internal)?
-    .with_request_id(Some(request_id.0));
+    let event = deleted_event(tenant_id, member.user_id, purge, request_id)?;
     let deactivated =
         diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
             let row = main_db::tenants::deactivate(tx, tenant_id)
@@ -295,6 +288,23 @@ pub async fn delete(
         "Tenant deleted successfully",
         json!({"tenant_id": tenant_id, "hard_delete": purge}),
     ))
+}
+
+/// `tenant.deleted` (`hard_delete` when the database goes too).
+fn deleted_event(
+    tenant_id: domain::TenantId,
+    by: UserId,
+    hard_delete: bool,
+    request_id: RequestId,
+) -> Result<EventEnvelope, ApiError> {
+    Ok(EventEnvelope::new(
+        Topic::TenantDeleted,
+        Some(tenant_id),
+        Some(by),
+        json!({"tenant_id": tenant_id, "hard_delete": hard_delete}),
+    )
+    .map_err(ApiError::internal)?
+    .with_request_id(Some(request_id.0)))
 }
 
 /// Drops a tenant's database, first moving the events still in its outbox to the main
@@ -362,14 +372,7 @@ async fn purge_deactivated(
         return Err(ApiError::SsoRequired.into());
     }
     purge_database(app, &mut conn, tenant_id).await?;
-    let event = EventEnvelope::new(
-        Topic::TenantDeleted,
-        Some(tenant_id),
-        Some(caller.user_id),
-        json!({"tenant_id": tenant_id, "hard_delete": true}),
-    )
-    .map_err(ApiError::internal)?
-    .with_request_id(Some(request_id.0));
+    let event = deleted_event(tenant_id, caller.user_id, true, request_id)?;
     diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
         events::enqueue(tx, &event)
             .await
