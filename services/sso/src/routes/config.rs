@@ -701,7 +701,7 @@ pub async fn validate(
 /// Persist the auto-provisioning settings; absent optional fields stay.
 #[utoipa::path(put, path = "/api/tenants/{tenant_id}/sso/config/auto-provisioning", tag = "sso-config",
     params(("tenant_id" = String, Path, format = Uuid)), request_body = ProvisioningRequest,
-    responses((status = 200, description = "`data`: the auto-provisioning settings"),
+    responses((status = 200, description = "`data`: the auto-provisioning settings", body = ProvisioningBody),
               (status = 400, body = http_kit::ErrorBody), (status = 403, body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn auto_provisioning(
@@ -835,7 +835,7 @@ pub async fn auto_provisioning(
 /// Figures about the tenant's SSO users.
 #[utoipa::path(get, path = "/api/tenants/{tenant_id}/sso/statistics", tag = "sso-config",
     params(("tenant_id" = String, Path, format = Uuid)),
-    responses((status = 200, description = "`data`: statistics"),
+    responses((status = 200, description = "`data`: statistics", body = SsoStatistics),
               (status = 403, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody)))]
 pub async fn statistics(
     app: web::Data<SsoApp>,
@@ -886,4 +886,33 @@ pub struct SsoDisabled {
     auth_method: String,
     /// Linked directory identities removed (none when they were kept).
     removed_identities: i64,
+}
+
+/// `data` of the SSO statistics.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SsoStatistics {
+    is_enabled: bool,
+    auto_provisioning: bool,
+    total_identities: i64,
+    active_identities: i64,
+    needs_reauth: i64,
+    with_stored_tokens: i64,
+    tokens_expiring_soon: i64,
+    #[schema(format = DateTime)]
+    last_login: Option<String>,
+}
+
+/// `data` of the auto-provisioning settings (what `provisioning_body` builds).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ProvisioningBody {
+    enabled: bool,
+    default_role: Role,
+    sync_attributes_on_login: bool,
+    allowed_email_domains: Vec<String>,
+    allowed_azure_groups: Vec<String>,
+    /// Directory group id → role.
+    #[schema(value_type = Object)]
+    group_role_mapping: Value,
 }
