@@ -139,6 +139,19 @@ impl TestGateway {
 
 impl Drop for TestGateway {
     fn drop(&mut self) {
+        // SIGTERM: nginx's fast shutdown, which stops its workers before the master
+        // exits. SIGKILL to the master alone left both workers running, orphaned, after
+        // every test (hundreds after a few suite runs).
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
