@@ -2,7 +2,8 @@
 # Brings the whole platform up locally: PostgreSQL and Redis (DATABASE_URL / REDIS_URL
 # when given; otherwise the machine's, or private ones started from the machine's
 # binaries, installed from Debian's packages when missing and permitted), Kafka
-# (KAFKA_BROKERS, else librdkafka's mock cluster: dev-kafka), S3 (S3_ENDPOINT_URL, else
+# (KAFKA_BROKERS, else tansu, built once per machine, with its storage in .local/tansu;
+# KAFKA=mock: librdkafka's mock cluster, dev-kafka), S3 (S3_ENDPOINT_URL, else
 # s3s-fs: dev-s3), a mail catcher (SMTP_URL, else maildev on 1025, its UI on 1080),
 # builds the services, runs the migrations, starts the five services on
 # 127.0.0.1:5001-5005 (internal listeners 6001-6005) and the nginx gateway on 127.0.0.1:4999 (GATEWAY_PORT), and makes
@@ -12,6 +13,7 @@
 #   scripts/dev-up.sh --detach   leave them running; scripts/dev-down.sh stops them
 #   SERVICES="auth tenant" scripts/dev-up.sh   only some services
 #   PROFILE=release scripts/dev-up.sh          optimised build
+#   KAFKA=mock scripts/dev-up.sh               no tansu: librdkafka's mock cluster
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
@@ -86,24 +88,49 @@ if [ -z "${S3_ENDPOINT_URL:-}" ]; then
   echo "$! dev-s3" >> "$run_dir/pids.servers"
 fi
 
-# Kafka: KAFKA_BROKERS when given, else librdkafka's mock cluster (dev-kafka) with the
-# topic catalog of crates/events/src/topic.rs and their dead-letter topics.
+# Kafka: KAFKA_BROKERS when given; else a tansu broker (a Kafka-protocol broker built
+# once per machine by ensure_tansu, about 20 minutes the first time) on 127.0.0.1:59092
+# with its SQLite storage in .local/tansu, so events not yet consumed survive a restart;
+# KAFKA=mock uses librdkafka's in-process mock cluster (dev-kafka) instead, which keeps
+# nothing. Either way `event-worker topics ensure` then makes the topic catalog.
 if [ -z "${KAFKA_BROKERS:-}" ]; then
-  topics=""
-  for t in tenant.created tenant.deleted user.registered membership.changed \
-           document.uploaded document.deleted file.process audit.events user.account \
-           tenant.invitation; do
-    topics="$topics$t,$t.dlq,"
-  done
-  rm -f "$run_dir/kafka-brokers"
-  "$bin_dir/dev-kafka" --topics "$topics" --write-to "$run_dir/kafka-brokers" \
-    >"$run_dir/logs/dev-kafka.log" 2>&1 &
-  echo "$! dev-kafka" >> "$run_dir/pids.servers"
-  for _ in $(seq 1 100); do [ -s "$run_dir/kafka-brokers" ] && break; sleep 0.1; done
-  [ -s "$run_dir/kafka-brokers" ] || { log "dev-kafka did not start: $(cat "$run_dir/logs/dev-kafka.log")"; exit 1; }
-  KAFKA_BROKERS="$(cat "$run_dir/kafka-brokers")"
+  if [ "${KAFKA:-tansu}" = mock ]; then
+    topics=""
+    for t in tenant.created tenant.deleted user.registered membership.changed \
+             document.uploaded document.deleted file.process audit.events user.account \
+             tenant.invitation; do
+      topics="$topics$t,$t.dlq,"
+    done
+    rm -f "$run_dir/kafka-brokers"
+    "$bin_dir/dev-kafka" --topics "$topics" --write-to "$run_dir/kafka-brokers" \
+      >"$run_dir/logs/dev-kafka.log" 2>&1 &
+    echo "$! dev-kafka" >> "$run_dir/pids.servers"
+    for _ in $(seq 1 100); do [ -s "$run_dir/kafka-brokers" ] && break; sleep 0.1; done
+    [ -s "$run_dir/kafka-brokers" ] || { log "dev-kafka did not start: $(cat "$run_dir/logs/dev-kafka.log")"; exit 1; }
+    KAFKA_BROKERS="$(cat "$run_dir/kafka-brokers")"
+  else
+    tansu_bin="$(ensure_tansu)" || { log "tansu could not be built: KAFKA=mock runs on librdkafka's mock cluster instead"; exit 1; }
+    tansu_port="${TANSU_PORT:-59092}"
+    mkdir -p "$PWD/.local/tansu"
+    # tansu joins even an absolute sqlite:/// path to its working directory: it runs
+    # in its data folder with a relative one.
+    (cd "$PWD/.local/tansu" && exec "$tansu_bin" broker \
+      --listener-url "tcp://127.0.0.1:$tansu_port" \
+      --advertised-listener-url "tcp://127.0.0.1:$tansu_port" \
+      --storage-engine "sqlite://tansu.db") >"$run_dir/logs/tansu.log" 2>&1 &
+    echo "$! tansu" >> "$run_dir/pids.servers"
+    for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$tansu_port") 2>/dev/null && break; sleep 0.1; done
+    (exec 3<>"/dev/tcp/127.0.0.1/$tansu_port") 2>/dev/null \
+      || { log "tansu did not listen on 127.0.0.1:$tansu_port: $(tail -n 20 "$run_dir/logs/tansu.log")"; exit 1; }
+    KAFKA_BROKERS="127.0.0.1:$tansu_port"
+  fi
 fi
 export KAFKA_BROKERS
+log "making the Kafka topics on $KAFKA_BROKERS"
+if ! "$bin_dir/event-worker" topics ensure >"$run_dir/logs/topics.log" 2>&1; then
+  log "event-worker topics ensure failed: $(cat "$run_dir/logs/topics.log")"; exit 1
+fi
+grep -E '^(DRIFT|[0-9]+ topics)' "$run_dir/logs/topics.log" >&2 || true
 
 # Email: SMTP_URL when given, else the mail catcher maildev (npm, installed once into
 # $(state_dir)/maildev): SMTP on 127.0.0.1:1025, its web UI and REST API (GET

@@ -181,3 +181,39 @@ ensure_python_tools() {
   fi
   PLATFORM_PYTHON_TOOLS="$venv/bin"; export PLATFORM_PYTHON_TOOLS
 }
+
+# ensure_tansu: prints the path of the Kafka-protocol broker the local run and the tests
+# use (tansu, crates.io, pinned, with its SQLite storage engine), built once per machine
+# into a cache folder this script owns and reused by later runs and CI on the same
+# machine. A cold build takes about 20 minutes on 2 cores (docs/DESIGN-NOTES.md "Kafka
+# on tansu"); a lock keeps two callers from building it twice.
+TANSU_VERSION=0.6.0
+tansu_cache() {
+  if [ -n "${PLATFORM_CACHE_DIR:-}" ]; then echo "$PLATFORM_CACHE_DIR/tansu-$TANSU_VERSION"
+  elif is_root; then echo "/var/cache/saas-platform/tansu-$TANSU_VERSION"
+  else echo "$PLATFORM_ROOT/.local/cache/tansu-$TANSU_VERSION"
+  fi
+}
+ensure_tansu() {
+  local root bin
+  root="$(tansu_cache)"
+  bin="$root/bin/tansu"
+  if [ -x "$bin" ]; then printf '%s\n' "$bin"; return 0; fi
+  if [ -n "${PLATFORM_NO_INSTALL:-}" ]; then
+    log "tansu is missing (cargo install --locked tansu@$TANSU_VERSION --features libsql --root $root)"
+    return 1
+  fi
+  mkdir -p "$root"
+  (
+    flock 9
+    if [ -x "$bin" ]; then exit 0; fi
+    log "building tansu $TANSU_VERSION into $root (once per machine; about 20 minutes on 2 cores)"
+    local started=$SECONDS
+    # --locked: the crate's own lock file (it names five yanked crates; cargo warns).
+    CARGO_TARGET_DIR="$root/target" cargo install --quiet --locked "tansu@$TANSU_VERSION" \
+      --features libsql --root "$root" >&2 || exit 1
+    rm -rf "$root/target"
+    log "tansu built in $((SECONDS - started)) s"
+  ) 9>"$root/.lock" || return 1
+  printf '%s\n' "$bin"
+}

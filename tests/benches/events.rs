@@ -115,7 +115,7 @@ async fn run() {
     )
     .expect("pool");
     let relay = events::start_relay(
-        Some(kafka.brokers()),
+        Some(events::Connection::new(kafka.brokers())),
         "bench-relay",
         Duration::from_secs(10),
         Duration::from_secs(3600),

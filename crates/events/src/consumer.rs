@@ -23,7 +23,7 @@ use futures_util::future::BoxFuture;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message};
+use rdkafka::Message;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -96,7 +96,7 @@ pub trait Handler: Send + Sync + 'static {
 /// How a consumer reaches Kafka and paces its retries.
 #[derive(Debug, Clone)]
 pub struct ConsumerSettings {
-    pub brokers: String,
+    pub connection: crate::Connection,
     /// The consumer group: replicas of one consumer share it and split the partitions.
     pub group_id: String,
     pub topics: Vec<Topic>,
@@ -119,12 +119,12 @@ pub struct ConsumerSettings {
 
 impl ConsumerSettings {
     pub fn new(
-        brokers: impl Into<String>,
+        connection: impl Into<crate::Connection>,
         group_id: impl Into<String>,
         topics: Vec<Topic>,
     ) -> Self {
         Self {
-            brokers: brokers.into(),
+            connection: connection.into(),
             group_id: group_id.into(),
             topics,
             max_batch: 500,
@@ -175,8 +175,9 @@ pub async fn run<H: Handler>(
     handler: H,
     shutdown: Shutdown,
 ) -> Result<(), ConsumerError> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &settings.brokers)
+    let consumer: StreamConsumer = settings
+        .connection
+        .client()
         .set("group.id", &settings.group_id)
         .set(
             "client.id",
@@ -208,8 +209,9 @@ pub async fn run<H: Handler>(
         .create()?;
     let topics: Vec<&str> = settings.topics.iter().map(|t| t.as_str()).collect();
     consumer.subscribe(&topics)?;
-    let dead_letters: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &settings.brokers)
+    let dead_letters: FutureProducer = settings
+        .connection
+        .client()
         .set("client.id", format!("{}-dlq", settings.group_id))
         .set("enable.idempotence", "true")
         .set("acks", "all")

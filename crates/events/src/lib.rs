@@ -4,6 +4,7 @@
 //! committed outbox rows to Kafka; the consumer loop of the event consumers.
 
 pub mod account;
+pub mod connection;
 pub mod consumer;
 mod envelope;
 pub mod invitation;
@@ -12,8 +13,10 @@ pub mod relay;
 pub mod runner;
 pub mod schema;
 mod topic;
+pub mod topics;
 
 pub use account::AccountEvent;
+pub use connection::Connection;
 pub use consumer::{claim, ConsumerSettings, Handler, HandlerError, Shutdown};
 pub use envelope::EventEnvelope;
 pub use invitation::InvitationEvent;
@@ -24,3 +27,4 @@ pub use runner::{
     RelaySchedule,
 };
 pub use topic::Topic;
+pub use topics::{TopicPlan, TopicState, Topics};

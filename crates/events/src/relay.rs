@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use uuid::Uuid;
 
@@ -20,8 +19,8 @@ use crate::outbox::outbox;
 /// How the relay reaches Kafka.
 #[derive(Debug, Clone)]
 pub struct KafkaSettings {
-    /// `bootstrap.servers` (`KAFKA_BROKERS`).
-    pub brokers: String,
+    /// The brokers and security properties (`KAFKA_BROKERS`, `KAFKA_SECURITY_*`).
+    pub connection: crate::Connection,
     /// Names the producer in the broker's logs (`client.id`).
     pub client_id: String,
     /// How long a message may wait for the broker's acknowledgement before its
@@ -57,8 +56,9 @@ struct PendingRow {
 impl Relay {
     /// A relay with an idempotent producer that waits for every in-sync replica.
     pub fn new(settings: &KafkaSettings) -> Result<Self, RelayError> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &settings.brokers)
+        let producer: FutureProducer = settings
+            .connection
+            .client()
             .set("client.id", &settings.client_id)
             .set("enable.idempotence", "true")
             .set("acks", "all")

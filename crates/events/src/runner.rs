@@ -204,18 +204,18 @@ async fn publish(
 /// Starts the relay of a service, or returns a disabled handle (with a warning) when
 /// no broker is configured.
 pub fn start_relay(
-    brokers: Option<&str>,
+    connection: Option<crate::Connection>,
     client_id: &str,
     message_timeout: Duration,
     sweep_every: Duration,
     databases: Arc<dyn OutboxDatabases>,
 ) -> Result<RelayHandle, crate::RelayError> {
-    let Some(brokers) = brokers else {
+    let Some(connection) = connection else {
         tracing::warn!("KAFKA_BROKERS is not set: events are kept in the outbox, not published");
         return Ok(RelayHandle::disabled());
     };
     let relay = Relay::new(&crate::KafkaSettings {
-        brokers: brokers.to_owned(),
+        connection,
         client_id: client_id.to_owned(),
         message_timeout,
     })?;

@@ -131,7 +131,7 @@ mod relay {
 
     fn relay(brokers: &str, message_timeout: Duration) -> Relay {
         Relay::new(&KafkaSettings {
-            brokers: brokers.to_owned(),
+            connection: brokers.into(),
             client_id: "relay-test".into(),
             message_timeout,
         })

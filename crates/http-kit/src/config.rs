@@ -9,6 +9,7 @@
 //! `SHUTDOWN_TIMEOUT_SECS`, `READY_TIMEOUT_MS`, `DATABASE_URL`, `DATABASE_POOL_SIZE`,
 //! `DATABASE_TIMEOUT_MS`, `REDIS_URL`, `REDIS_TIMEOUT_MS`,
 //! `REDIS_KEY_PREFIX`, `KAFKA_BROKERS`, `KAFKA_TIMEOUT_MS`, `OUTBOX_SWEEP_SECS`,
+//! the Kafka security settings of [`crate::kafka`],
 //! `TRUSTED_PROXIES`, `INTERNAL_PORT`, `JWKS_REFRESH_SECS`.
 
 use std::collections::HashMap;
@@ -288,6 +289,9 @@ pub struct CommonSettings {
     /// Kafka bootstrap servers; `None` runs the service without publishing: events
     /// wait in the outbox (refused in production).
     pub kafka_brokers: Option<String>,
+    /// How every Kafka client of the service authenticates and encrypts
+    /// (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`, `KAFKA_SSL_CA_FILE`).
+    pub kafka_security: crate::kafka::KafkaSecurity,
     /// How long a published event may wait for the broker's acknowledgement.
     pub kafka_timeout: Duration,
     /// How often the outbox relay sweeps every database for unpublished events.
@@ -333,11 +337,15 @@ impl CommonSettings {
             redis_timeout: Duration::from_millis(r.optional("REDIS_TIMEOUT_MS", 2000)),
             redis_key_prefix: r.optional("REDIS_KEY_PREFIX", String::new()),
             kafka_brokers: r.maybe("KAFKA_BROKERS"),
+            kafka_security: Default::default(),
             kafka_timeout: Duration::from_millis(r.optional("KAFKA_TIMEOUT_MS", 10_000)),
             outbox_sweep_every: Duration::from_secs(r.optional("OUTBOX_SWEEP_SECS", 30)),
             jwks_refresh: Duration::from_secs(r.optional("JWKS_REFRESH_SECS", 300)),
             trusted_proxies: r.optional("TRUSTED_PROXIES", Default::default()),
         };
+        let mut settings = settings;
+        settings.kafka_security =
+            crate::kafka::KafkaSecurity::read(r, environment, settings.kafka_brokers.is_some());
         let replaced: Option<String> = r.maybe("TRUST_PROXY_HEADERS");
         r.check(
             "TRUST_PROXY_HEADERS",
@@ -405,6 +413,14 @@ impl CommonSettings {
             "must be positive",
         );
         settings
+    }
+
+    /// `KAFKA_BROKERS` with the client properties of the security settings (for
+    /// `events::Connection`), or `None` when no broker is configured.
+    pub fn kafka(&self) -> Option<(&str, Vec<(&'static str, String)>)> {
+        self.kafka_brokers
+            .as_deref()
+            .map(|brokers| (brokers, self.kafka_security.client_properties()))
     }
 
     pub fn bind_address(&self) -> String {
@@ -526,6 +542,7 @@ mod tests {
             ("REDIS_URL", "redis://127.0.0.1"),
             ("ENVIRONMENT", "production"),
             ("KAFKA_BROKERS", "kafka:9092"),
+            ("KAFKA_ALLOW_PLAINTEXT", "true"),
         ]);
         let mut r = ConfigReader::new(&env);
         let settings = CommonSettings::read(&mut r, 5001);

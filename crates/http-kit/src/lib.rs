@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod identity;
+pub mod kafka;
 pub mod metrics;
 pub mod openapi;
 pub mod pagination;

@@ -1,5 +1,7 @@
-//! Kafka for tests: librdkafka's mock cluster, a real Kafka-protocol broker running
-//! inside this process, reached over loopback like any broker.
+//! Kafka for tests: a tansu broker of the test's own (a real Kafka-protocol broker in
+//! its own process, SQLite storage in a temporary folder, so it keeps its records
+//! across a restart), or librdkafka's mock cluster (in this process) where a test
+//! needs its fault injection. Both are reached over loopback like any broker.
 
 use std::time::Duration;
 
@@ -9,12 +11,13 @@ use rdkafka::message::Headers;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-/// A mock Kafka cluster of one broker, with the given topics.
+/// A broker for a test: tansu ([`TestKafka::tansu`]) or the mock cluster
+/// ([`TestKafka::start`]).
 pub struct TestKafka {
-    // The cluster lives as long as this client.
+    // The producer of `produce`; for the mock, it also owns the cluster.
     owner: BaseProducer,
     brokers: String,
-    topics: Vec<(String, i32)>,
+    tansu: Option<crate::tansu::TansuBroker>,
 }
 
 /// One message read back.
@@ -83,11 +86,50 @@ impl TestKafka {
         Ok(Self {
             owner,
             brokers,
-            topics: topics
-                .iter()
-                .map(|t| ((*t).to_owned(), partitions))
-                .collect(),
+            tansu: None,
         })
+    }
+
+    /// Starts a tansu broker of this test's own, with no topic (create them with
+    /// `events::Topics::ensure`, as the platform does). The binary is `TANSU_BIN`
+    /// (`scripts/test.sh` builds it once per machine and sets it). The broker is killed
+    /// when this process exits, even if the value is leaked.
+    pub fn tansu() -> anyhow::Result<Self> {
+        let broker = crate::tansu::TansuBroker::start()?;
+        let brokers = broker.brokers();
+        let owner: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("reconnect.backoff.max.ms", "500")
+            .create()
+            .context("a producer for tansu")?;
+        Ok(Self {
+            owner,
+            brokers,
+            tansu: Some(broker),
+        })
+    }
+
+    /// Whether this is a tansu broker (a separate process that keeps its records).
+    pub fn is_tansu(&self) -> bool {
+        self.tansu.is_some()
+    }
+
+    /// The partitions of `topic`, as the broker reports them.
+    fn partitions(&self, topic: &str) -> anyhow::Result<i32> {
+        let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .create()?;
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let found = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .with_context(|| format!("topic {topic} does not exist"))?;
+        anyhow::ensure!(
+            !found.partitions().is_empty(),
+            "topic {topic} has no partition"
+        );
+        Ok(found.partitions().len() as i32)
     }
 
     /// `bootstrap.servers` for clients (`KAFKA_BROKERS`).
@@ -95,8 +137,12 @@ impl TestKafka {
         &self.brokers
     }
 
-    /// Takes the broker down (connections refused) or brings it back.
+    /// Takes the broker down (connections refused) or brings it back. A tansu broker
+    /// is killed (SIGKILL) and started again on the same port and storage.
     pub fn set_up(&self, up: bool) -> anyhow::Result<()> {
+        if let Some(broker) = &self.tansu {
+            return if up { broker.restart() } else { broker.kill() };
+        }
         let cluster = self.owner.client().mock_cluster().context("cluster")?;
         if up {
             cluster.broker_up(1)?;
@@ -121,13 +167,7 @@ impl TestKafka {
             .create()?;
         let mut partitions = TopicPartitionList::new();
         for topic in topics {
-            let n = self
-                .topics
-                .iter()
-                .find(|(t, _)| t == topic)
-                .map(|(_, n)| *n)
-                .with_context(|| format!("topic {topic} was not created"))?;
-            for partition in 0..n {
+            for partition in 0..self.partitions(topic)? {
                 partitions.add_partition_offset(topic, partition, Offset::Beginning)?;
             }
         }
@@ -206,14 +246,8 @@ impl TestKafka {
             .set("bootstrap.servers", &self.brokers)
             .set("group.id", "testkit-counter")
             .create()?;
-        let n = self
-            .topics
-            .iter()
-            .find(|(t, _)| t == topic)
-            .map(|(_, n)| *n)
-            .with_context(|| format!("topic {topic} was not created"))?;
         let mut total = 0;
-        for partition in 0..n {
+        for partition in 0..self.partitions(topic)? {
             let (low, high) =
                 consumer.fetch_watermarks(topic, partition, Duration::from_secs(5))?;
             total += high - low;

@@ -35,6 +35,7 @@ mod kafka;
 pub mod oidc;
 pub mod service_contract;
 mod smtp;
+mod tansu;
 
 pub use gateway::{TestGateway, Upstreams};
 pub use kafka::{KafkaRecord, TestKafka};

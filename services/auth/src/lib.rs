@@ -127,7 +127,7 @@ impl http_kit::cli::Service for Service {
             },
         );
         let relay = events::start_relay(
-            common.kafka_brokers.as_deref(),
+            common.kafka().map(events::Connection::from),
             INFO.name,
             common.kafka_timeout,
             common.outbox_sweep_every,
@@ -173,6 +173,12 @@ impl http_kit::cli::Service for Service {
                 settings.service_call_timeout,
             )?,
         };
+        // Names a missing topic instead of failing at runtime (events::topics).
+        let topics = events::topics::probe(
+            common.kafka().map(events::Connection::from),
+            common.ready_timeout,
+        )?
+        .map(|probe| ReadinessCheck::new("kafka_topics", probe));
         let checks = [
             ReadinessCheck::new("postgres", main_db::probe(db)),
             ReadinessCheck::new("redis", cache::probe(redis, common.redis_timeout)),
@@ -181,12 +187,19 @@ impl http_kit::cli::Service for Service {
         let verifier = web::Data::new(verifier);
         let jwks = web::Data::new(settings.keys.jwks.clone());
         let internal = web::Data::new(InternalToken(settings.internal_token.clone()));
-        http_kit::server::start_service(INFO, common, checks, openapi(), listeners, move |cfg| {
-            cfg.app_data(accounts.clone())
-                .app_data(verifier.clone())
-                .app_data(jwks.clone())
-                .app_data(internal.clone());
-            routes::configure(cfg);
-        })
+        http_kit::server::start_service(
+            INFO,
+            common,
+            checks.into_iter().chain(topics),
+            openapi(),
+            listeners,
+            move |cfg| {
+                cfg.app_data(accounts.clone())
+                    .app_data(verifier.clone())
+                    .app_data(jwks.clone())
+                    .app_data(internal.clone());
+                routes::configure(cfg);
+            },
+        )
     }
 }

@@ -113,7 +113,7 @@ impl http_kit::cli::Service for Service {
         let pools = tenant_db::TenantPoolCache::new(settings.tenant_db.clone());
         let list_client = tenants.clone();
         let relay = events::start_relay(
-            common.kafka_brokers.as_deref(),
+            common.kafka().map(events::Connection::from),
             INFO.name,
             common.kafka_timeout,
             common.outbox_sweep_every,
@@ -152,6 +152,12 @@ impl http_kit::cli::Service for Service {
                 tracing::error!(error = %e, "the document bucket is not usable");
             }
         });
+        // Names a missing topic instead of failing at runtime (events::topics).
+        let topics = events::topics::probe(
+            common.kafka().map(events::Connection::from),
+            common.ready_timeout,
+        )?
+        .map(|probe| ReadinessCheck::new("kafka_topics", probe));
         let checks = [
             ReadinessCheck::new("postgres", main_db::probe(db)),
             ReadinessCheck::new("redis", cache::probe(redis, common.redis_timeout)),
@@ -168,11 +174,18 @@ impl http_kit::cli::Service for Service {
         let app = web::Data::new(app);
         let verifier = web::Data::new(verifier);
         let roles = web::Data::from(roles);
-        http_kit::server::start_service(INFO, common, checks, openapi(), listeners, move |cfg| {
-            cfg.app_data(app.clone())
-                .app_data(verifier.clone())
-                .app_data(roles.clone());
-            routes::configure(cfg);
-        })
+        http_kit::server::start_service(
+            INFO,
+            common,
+            checks.into_iter().chain(topics),
+            openapi(),
+            listeners,
+            move |cfg| {
+                cfg.app_data(app.clone())
+                    .app_data(verifier.clone())
+                    .app_data(roles.clone());
+                routes::configure(cfg);
+            },
+        )
     }
 }

@@ -25,6 +25,7 @@ pub mod notifications;
 pub mod retention;
 pub mod routes;
 mod settings;
+pub mod topics;
 pub mod webhooks;
 
 pub use settings::{Settings, DEFAULT_PORT};
@@ -112,7 +113,8 @@ pub fn start(
     let keyring = Arc::new(secrets::Keyring::parse(settings.secrets_keyring.expose())?);
     let shutdown = Shutdown::new();
     let mut tasks = Vec::new();
-    match &common.kafka_brokers {
+    let kafka = common.kafka().map(events::Connection::from);
+    match &kafka {
         Some(brokers) => {
             let consumer =
                 settings.consumer(brokers, audit::CONSUMER, audit::AuditLog::topics(), None);
@@ -130,7 +132,7 @@ pub fn start(
     // Deliveries are made whether or not events are being consumed (earlier ones may
     // be due).
     let wake = Arc::new(tokio::sync::Notify::new());
-    if let Some(brokers) = &common.kafka_brokers {
+    if let Some(brokers) = &kafka {
         let consumer = settings.consumer(
             brokers,
             webhooks::CONSUMER,
@@ -146,7 +148,7 @@ pub fn start(
             )),
         ));
     }
-    match (&common.kafka_brokers, &settings.storage) {
+    match (&kafka, &settings.storage) {
         (Some(brokers), Some(storage_settings)) => {
             let storage = storage::Storage::new(storage_settings.clone())?;
             let tenants = clients::TenantClient::new(
@@ -185,7 +187,7 @@ pub fn start(
         ),
         (None, _) => {}
     }
-    match (&common.kafka_brokers, &settings.smtp) {
+    match (&kafka, &settings.smtp) {
         (Some(brokers), Some(smtp)) => {
             let wake = Arc::new(tokio::sync::Notify::new());
             let consumer = settings.consumer(
@@ -293,6 +295,12 @@ pub fn start(
         &cache::Keys::new(common.redis_key_prefix.clone()),
         http_kit::identity::ROLE_CHANNEL,
     ));
+    // Names a missing topic instead of failing at runtime (events::topics).
+    let topics = events::topics::probe(
+        common.kafka().map(events::Connection::from),
+        common.ready_timeout,
+    )?
+    .map(|probe| ReadinessCheck::new("kafka_topics", probe));
     let checks = [
         ReadinessCheck::new("postgres", main_db::probe(db.clone())),
         ReadinessCheck::new("redis", cache::probe(redis, common.redis_timeout)),
@@ -304,15 +312,21 @@ pub fn start(
     let sealer = web::Data::new(routes::webhooks::SecretSealer(keyring.clone()));
     let verifier = web::Data::new(verifier);
     let roles = web::Data::from(roles);
-    let server =
-        http_kit::server::start_service(INFO, common, checks, openapi(), listeners, move |cfg| {
+    let server = http_kit::server::start_service(
+        INFO,
+        common,
+        checks.into_iter().chain(topics),
+        openapi(),
+        listeners,
+        move |cfg| {
             cfg.app_data(db.clone())
                 .app_data(allow.clone())
                 .app_data(sealer.clone())
                 .app_data(verifier.clone())
                 .app_data(roles.clone());
             routes::configure(cfg);
-        })?;
+        },
+    )?;
     Ok((server, Consumers { shutdown, tasks }))
 }
 

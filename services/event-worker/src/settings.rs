@@ -194,13 +194,13 @@ impl Settings {
     /// batches of at most `max_batch` when the handler does slow work per event.
     pub fn consumer(
         &self,
-        brokers: &str,
+        connection: &events::Connection,
         name: &str,
         topics: Vec<events::Topic>,
         max_batch: Option<usize>,
     ) -> events::ConsumerSettings {
         let mut c = events::ConsumerSettings::new(
-            brokers,
+            connection.clone(),
             format!("{}.{name}", self.consumer_group_prefix),
             topics,
         );

@@ -177,7 +177,7 @@ pub fn build_app(settings: &Settings) -> anyhow::Result<app::SsoApp> {
         limiter: cache::RateLimiter::new(redis.clone(), keys, common.redis_timeout),
         redis,
         relay: events::start_relay(
-            common.kafka_brokers.as_deref(),
+            common.kafka().map(events::Connection::from),
             INFO.name,
             common.kafka_timeout,
             common.outbox_sweep_every,
@@ -207,6 +207,12 @@ pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyh
             leeway_secs: 30,
         },
     );
+    // Names a missing topic instead of failing at runtime (events::topics).
+    let topics = events::topics::probe(
+        common.kafka().map(events::Connection::from),
+        common.ready_timeout,
+    )?
+    .map(|probe| ReadinessCheck::new("kafka_topics", probe));
     let checks = [
         ReadinessCheck::new("postgres", main_db::probe(app.db.clone())),
         ReadinessCheck::new(
@@ -218,12 +224,19 @@ pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyh
     tokio::spawn(refresh::run(app.clone()));
     let verifier = web::Data::new(verifier);
     let roles = web::Data::from(app.roles.clone());
-    http_kit::server::start_service(INFO, common, checks, openapi(), listeners, move |cfg| {
-        cfg.app_data(app.clone())
-            .app_data(verifier.clone())
-            .app_data(roles.clone());
-        routes::configure(cfg);
-    })
+    http_kit::server::start_service(
+        INFO,
+        common,
+        checks.into_iter().chain(topics),
+        openapi(),
+        listeners,
+        move |cfg| {
+            cfg.app_data(app.clone())
+                .app_data(verifier.clone())
+                .app_data(roles.clone());
+            routes::configure(cfg);
+        },
+    )
 }
 
 /// The service as its binary and the tests run it.

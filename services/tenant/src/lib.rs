@@ -98,7 +98,7 @@ pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyh
         settings.provisioning_sweep_every,
     );
     let relay = events::start_relay(
-        common.kafka_brokers.as_deref(),
+        common.kafka().map(events::Connection::from),
         INFO.name,
         common.kafka_timeout,
         common.outbox_sweep_every,
@@ -160,6 +160,12 @@ pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyh
         std::time::Duration::ZERO,
         1,
     );
+    // Names a missing topic instead of failing at runtime (events::topics).
+    let topics = events::topics::probe(
+        common.kafka().map(events::Connection::from),
+        common.ready_timeout,
+    )?
+    .map(|probe| ReadinessCheck::new("kafka_topics", probe));
     let checks = [
         ReadinessCheck::new("postgres", main_db::probe(db.clone())),
         ReadinessCheck::new("redis", cache::probe(redis, common.redis_timeout)),
@@ -188,13 +194,20 @@ pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyh
     let internal = actix_web::web::Data::new(http_kit::identity::InternalToken(
         settings.internal_token.clone(),
     ));
-    http_kit::server::start_service(INFO, common, checks, openapi(), listeners, move |cfg| {
-        cfg.app_data(db.clone())
-            .app_data(app.clone())
-            .app_data(invitations.clone())
-            .app_data(verifier.clone())
-            .app_data(roles.clone())
-            .app_data(internal.clone());
-        routes::configure(cfg);
-    })
+    http_kit::server::start_service(
+        INFO,
+        common,
+        checks.into_iter().chain(topics),
+        openapi(),
+        listeners,
+        move |cfg| {
+            cfg.app_data(db.clone())
+                .app_data(app.clone())
+                .app_data(invitations.clone())
+                .app_data(verifier.clone())
+                .app_data(roles.clone())
+                .app_data(internal.clone());
+            routes::configure(cfg);
+        },
+    )
 }

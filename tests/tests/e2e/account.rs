@@ -32,7 +32,7 @@ struct Lifecycle {
 
 async fn lifecycle(auth_extra: &[(&str, &str)]) -> Lifecycle {
     let ctx = TestContext::new().await;
-    let kafka = crate::events::kafka();
+    let kafka = crate::events::kafka().await;
     let smtp = TestSmtp::start().await.expect("SMTP sink");
     let mut auth_env = vec![
         ("KAFKA_BROKERS", kafka.brokers()),

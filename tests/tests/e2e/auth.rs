@@ -1073,7 +1073,9 @@ async fn a_login_with_an_overlong_address_stores_no_rate_limit_bucket() {
 #[tokio::test]
 async fn a_refresh_repeated_moments_later_gets_the_same_pair_and_a_late_one_ends_the_session() {
     let ctx = TestContext::new().await;
-    let auth = start(&ctx, &[("REFRESH_REUSE_INTERVAL_SECS", "2")]);
+    // Long enough that two concurrent refreshes on a loaded CI machine (2 cores, the
+    // whole suite running) still fall within it.
+    let auth = start(&ctx, &[("REFRESH_REUSE_INTERVAL_SECS", "5")]);
     let (_, first) = auth.session("tabs@example.com").await;
     let refresh = |token: String| {
         let auth = &auth;
@@ -1096,7 +1098,7 @@ async fn a_refresh_repeated_moments_later_gets_the_same_pair_and_a_late_one_ends
     let third = body["refresh_token"].as_str().expect("rotated").to_owned();
     // The first token again: within the interval the same pair each time; once the
     // interval is over, a reuse that ends the session.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let (status, body) = refresh(first.clone()).await;
         if status == StatusCode::OK {

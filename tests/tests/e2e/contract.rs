@@ -375,7 +375,7 @@ headers = {{ Authorization = "Bearer {refresh}" }}
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn schemathesis_finds_nothing_through_the_gateway() {
     let ctx = TestContext::new().await;
-    let kafka = crate::events::kafka();
+    let kafka = crate::events::kafka().await;
     let smtp = TestSmtp::start().await.expect("SMTP sink");
     let smtp_url = smtp.url.clone();
     let edge = edge(

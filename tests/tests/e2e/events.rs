@@ -1,5 +1,6 @@
-//! Events from the producing services to Kafka (librdkafka's mock cluster): published
-//! promptly after the commit, keyed by tenant; left in the outbox while Kafka is away
+//! Events from the producing services to Kafka (a tansu broker of the test's own, its
+//! topics made by `event-worker topics ensure`'s code): published promptly after the
+//! commit, keyed by tenant; left in the outbox while Kafka is away (the broker killed)
 //! or not configured, and published, once, when it is back or by a later start's sweep.
 
 use std::time::Duration;
@@ -20,17 +21,36 @@ const PRODUCED: [&str; 4] = [
     "file.process",
 ];
 
-/// The cluster lives until the test process ends (nextest runs one test per process):
-/// consumers running in the test's services leave their group when the runtime drops
-/// them, which would wait out the session timeout (45 s) on a cluster already gone.
-pub(crate) fn kafka() -> &'static TestKafka {
-    let mut topics: Vec<String> = Vec::new();
-    for topic in Topic::ALL {
-        topics.push(topic.as_str().to_owned());
-        topics.push(topic.dlq());
-    }
-    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    Box::leak(Box::new(TestKafka::start(&names, 3).expect("mock Kafka")))
+/// Partitions of each topic in the tests: more than one, so ordering per key matters.
+pub(crate) const PARTITIONS: i32 = 3;
+
+/// A tansu broker with the catalog's topics, made as `event-worker topics ensure`
+/// makes them. It lives until the test process ends (nextest runs one test per
+/// process): consumers running in the test's services leave their group when the
+/// runtime drops them, which would wait out the session timeout (45 s) on a broker
+/// already gone.
+pub(crate) async fn kafka() -> &'static TestKafka {
+    let kafka = TestKafka::tansu().expect("a tansu broker");
+    let topics = events::Topics::new(
+        &events::Connection::new(kafka.brokers()),
+        Duration::from_secs(10),
+    )
+    .expect("an admin client");
+    let report = topics
+        .ensure(&events::TopicPlan {
+            partitions: PARTITIONS,
+            replication_factor: 1,
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
+        })
+        .await
+        .expect("the catalog's topics");
+    assert!(
+        report
+            .iter()
+            .all(|(_, state)| *state == events::TopicState::Created),
+        "{report:?}"
+    );
+    Box::leak(Box::new(kafka))
 }
 
 fn envelope(record: &KafkaRecord) -> EventEnvelope {
@@ -125,7 +145,7 @@ fn assert_one_each(records: &[KafkaRecord], tenant: &str) {
 #[tokio::test]
 async fn committed_events_reach_kafka_keyed_by_tenant_without_waiting_for_a_sweep() {
     let ctx = TestContext::new().await;
-    let kafka = kafka();
+    let kafka = kafka().await;
     // The only sweep runs at start, before any event: publication is by the nudge.
     let shared = [
         ("KAFKA_BROKERS", kafka.brokers()),
@@ -187,7 +207,7 @@ async fn committed_events_reach_kafka_keyed_by_tenant_without_waiting_for_a_swee
 #[tokio::test]
 async fn events_committed_while_kafka_is_down_arrive_once_when_it_returns() {
     let ctx = TestContext::new().await;
-    let kafka = kafka();
+    let kafka = kafka().await;
     let shared = [
         ("KAFKA_BROKERS", kafka.brokers()),
         ("KAFKA_TIMEOUT_MS", "1000"),
@@ -253,7 +273,7 @@ async fn events_committed_while_kafka_is_down_arrive_once_when_it_returns() {
 #[tokio::test]
 async fn a_start_with_kafka_publishes_what_earlier_runs_left_in_the_outboxes() {
     let ctx = TestContext::new().await;
-    let kafka = kafka();
+    let kafka = kafka().await;
     // First run: no Kafka configured; the events wait in the main and tenant outboxes.
     let docs = platform_with(&ctx, &[], &[]).await;
     let tenant = produce(&docs, "later@example.com").await;
@@ -358,7 +378,7 @@ async fn wait_for_audit(
 #[tokio::test]
 async fn the_audit_log_records_each_event_once_and_shows_it_to_tenant_admins_only() {
     let ctx = TestContext::new().await;
-    let kafka = kafka();
+    let kafka = kafka().await;
     let docs = platform_with(&ctx, &[("KAFKA_BROKERS", kafka.brokers())], &[]).await;
     let worker = start_worker(&ctx, &docs, kafka, &[]).await;
     let (admin, _) = docs.auth.session("admin@example.com").await;
@@ -448,7 +468,7 @@ async fn the_audit_log_records_each_event_once_and_shows_it_to_tenant_admins_onl
 #[tokio::test]
 async fn a_poison_message_is_dead_lettered_and_its_partition_goes_on() {
     let ctx = TestContext::new().await;
-    let kafka = kafka();
+    let kafka = kafka().await;
     let docs = platform_with(&ctx, &[], &[]).await;
     let worker = start_worker(&ctx, &docs, kafka, &[("CONSUMER_MAX_ATTEMPTS", "2")]).await;
     let (admin, _) = docs.auth.session("admin@example.com").await;
@@ -528,7 +548,7 @@ async fn a_poison_message_is_dead_lettered_and_its_partition_goes_on() {
 #[tokio::test]
 async fn purging_a_tenant_keeps_the_events_its_database_had_not_published() {
     let ctx = TestContext::new().await;
-    let kafka = kafka();
+    let kafka = kafka().await;
     // The document service runs without Kafka: its events stay in the tenant outbox.
     let (auth, tenant_base) =
         crate::auth::start_with(&ctx, &[], &[("KAFKA_BROKERS", kafka.brokers())]);
@@ -595,7 +615,7 @@ async fn document_status(
 #[tokio::test]
 async fn stored_files_are_checked_and_typed_and_a_purge_deletes_the_objects() {
     let ctx = TestContext::new().await;
-    let kafka = kafka();
+    let kafka = kafka().await;
     let docs = platform_with(&ctx, &[("KAFKA_BROKERS", kafka.brokers())], &[]).await;
     let (admin, _) = docs.auth.session("files@example.com").await;
     let tenant = docs.tenant_of(&admin, "Checked").await;
@@ -710,7 +730,7 @@ use tenant_db::schema::files as tenant_db_files;
 #[tokio::test]
 async fn creators_and_members_are_notified_by_email() {
     let ctx = TestContext::new().await;
-    let kafka = kafka();
+    let kafka = kafka().await;
     let smtp = testkit::TestSmtp::start().await.expect("SMTP sink");
     let docs = platform_with(&ctx, &[("KAFKA_BROKERS", kafka.brokers())], &[]).await;
     start_worker(&ctx, &docs, kafka, &[("SMTP_URL", smtp.url.as_str())]).await;

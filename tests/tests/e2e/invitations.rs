@@ -29,7 +29,7 @@ struct Invites {
 
 async fn platform(tenant_extra: &[(&str, &str)]) -> Invites {
     let ctx = TestContext::new().await;
-    let kafka = crate::events::kafka();
+    let kafka = crate::events::kafka().await;
     let smtp = TestSmtp::start().await.expect("SMTP sink");
     let mut tenant_env = vec![
         ("KAFKA_BROKERS", kafka.brokers()),

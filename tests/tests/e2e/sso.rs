@@ -123,7 +123,7 @@ async fn platform(extra: &[(&str, &str)]) -> Platform {
 /// [`platform`], and an event-worker mailing account emails to the returned sink
 /// (auth and sso publish their events to the test's Kafka).
 async fn mailing_platform(extra: &[(&str, &str)]) -> (Platform, testkit::TestSmtp) {
-    let kafka = crate::events::kafka();
+    let kafka = crate::events::kafka().await;
     let mut sso_extra = vec![("KAFKA_BROKERS", kafka.brokers())];
     sso_extra.extend_from_slice(extra);
     let p = platform_with(&sso_extra, &[("KAFKA_BROKERS", kafka.brokers())]).await;

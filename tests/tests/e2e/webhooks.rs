@@ -131,7 +131,7 @@ async fn wait_received(receiver: &Receiver, count: usize) -> Vec<Received> {
 #[tokio::test]
 async fn webhooks_are_signed_retried_with_their_id_and_stopped_by_410() {
     let ctx = TestContext::new().await;
-    let kafka = kafka();
+    let kafka = kafka().await;
     let docs = platform_with(&ctx, &[("KAFKA_BROKERS", kafka.brokers())], &[]).await;
     let worker = start_worker(
         &ctx,

@@ -10,12 +10,13 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use domain::TenantId;
 use events::{EventEnvelope, Topic};
+
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::json;
 use testkit::{TestContext, TestKafka};
 
-const PARTITIONS: i32 = 3;
+pub(crate) const PARTITIONS: i32 = 3;
 
 /// Kills the worker when the test ends, passing or not.
 struct Worker(Child);
@@ -117,16 +118,12 @@ fn committed(kafka: &TestKafka) -> i64 {
 #[tokio::test]
 async fn a_worker_killed_mid_batch_leaves_each_effect_exactly_once() {
     let ctx = TestContext::new().await;
-    let mut topics = Vec::new();
-    for topic in Topic::ALL {
-        topics.push(topic.as_str().to_owned());
-        topics.push(topic.dlq());
-    }
-    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    // Outlives the workers (see tests/tests/e2e/events.rs).
-    let kafka: &'static TestKafka = Box::leak(Box::new(
-        TestKafka::start(&names, PARTITIONS).expect("mock Kafka"),
-    ));
+    // A real broker (tansu), its topics made by the binary's `topics ensure`; it
+    // outlives the workers (see tests/tests/e2e/events.rs).
+    let kafka: &'static TestKafka =
+        Box::leak(Box::new(TestKafka::tansu().expect("a tansu broker")));
+    let out = crate::topics::ensure(kafka, PARTITIONS);
+    assert!(out.contains("20 topics: 20 created"), "{out}");
     const EVENTS: i64 = 3000;
     let tenants: Vec<TenantId> = (0..5).map(|_| TenantId::new()).collect();
     let messages: Vec<(String, Vec<u8>)> = (0..EVENTS)

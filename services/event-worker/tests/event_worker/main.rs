@@ -1,8 +1,11 @@
 //! The event-worker service starts in-process on real PostgreSQL and Redis and serves the
 //! common endpoints; its binary refuses bad settings, naming them; killed in the middle
-//! of its work (`killed`), each effect still happens exactly once.
+//! of its work (`killed`), each effect still happens exactly once; `topics ensure`
+//! makes the catalog's topics on a real broker and `/ready` names missing ones
+//! (`topics`).
 
 mod killed;
+mod topics;
 
 use testkit::{service_contract, TestContext};
 
