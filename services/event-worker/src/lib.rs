@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use utoipa::OpenApi;
 
 pub mod audit;
+pub mod dlq;
 pub mod files;
 pub mod notifications;
 pub mod retention;

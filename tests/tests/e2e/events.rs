@@ -799,3 +799,225 @@ async fn creators_and_members_are_notified_by_email() {
     assert_eq!(notices().len(), 2, "{:?}", smtp.mails());
     assert_eq!(smtp.mails().len(), 4, "{:?}", smtp.mails());
 }
+
+/// An event the audit log cannot write (the database refuses it: an operator's trigger
+/// standing for any fault that outlasts the retries) is dead-lettered; `dlq list` shows
+/// it; once the fault is fixed `dlq replay` republishes it by its id and it is audited,
+/// once; replaying it again changes nothing (consumers skip it by its id); each replay
+/// is audited in the event's tenant; `dlq purge` deletes it.
+#[tokio::test]
+async fn a_dead_letter_is_listed_replayed_once_fixed_and_purged() {
+    use event_worker::dlq;
+    use main_db::schema::{audit_logs, processed_events};
+    let ctx = TestContext::new().await;
+    let kafka = kafka().await;
+    let docs = platform_with(&ctx, &[], &[]).await;
+    start_worker(&ctx, &docs, kafka, &[("CONSUMER_MAX_ATTEMPTS", "2")]).await;
+    let mut main = AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("main database");
+    diesel::sql_query(
+        "CREATE FUNCTION refuse_exports() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN RAISE EXCEPTION 'audit storage is read-only for maintenance'; END $$",
+    )
+    .execute(&mut main)
+    .await
+    .expect("function");
+    diesel::sql_query(
+        "CREATE TRIGGER refuse_exports BEFORE INSERT ON audit_logs FOR EACH ROW \
+         WHEN (NEW.action = 'report.exported') EXECUTE FUNCTION refuse_exports()",
+    )
+    .execute(&mut main)
+    .await
+    .expect("trigger");
+    let tenant = domain::TenantId::new();
+    let event = EventEnvelope::new(
+        Topic::AuditEvents,
+        Some(tenant),
+        None,
+        serde_json::json!({"action": "report.exported"}),
+    )
+    .expect("event");
+    kafka
+        .produce(
+            "audit.events",
+            &tenant.to_string(),
+            &serde_json::to_vec(&event).expect("json"),
+        )
+        .expect("produce");
+    let dead = kafka
+        .read(&["audit.events.dlq"], 1, Duration::from_secs(30))
+        .await
+        .expect("the event dead-lettered");
+    assert_eq!(
+        dead[0].header("dlq-consumer"),
+        Some("audit-log"),
+        "{dead:?}"
+    );
+
+    let connection = events::Connection::new(kafka.brokers());
+    let read = |only: Option<dlq::Position>| {
+        let connection = connection.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let topics = match &only {
+                    Some(p) => vec![p.topic.clone()],
+                    None => dlq::dlq_topics(None).expect("every topic"),
+                };
+                dlq::read(&connection, &topics, only.as_ref(), Duration::from_secs(10))
+            })
+            .await
+            .expect("join")
+            .expect("read the dead letters")
+        }
+    };
+    let letters = read(None).await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!(letter.event().expect("an event").id, event.id);
+    assert_eq!(letter.position.topic, "audit.events.dlq");
+    let line = letter.line();
+    assert!(
+        line.starts_with(&format!("{}  ", letter.position)),
+        "{line}"
+    );
+    assert!(line.contains("consumer audit-log  attempts 2"), "{line}");
+    assert!(
+        line.contains(&format!("event {} tenant {tenant}", event.id)),
+        "{line}"
+    );
+    assert!(line.contains("read-only for maintenance"), "{line}");
+    let one = read(Some(letter.position.clone())).await;
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].position, letter.position);
+
+    // Fixed; replayed by its id.
+    diesel::sql_query("DROP TRIGGER refuse_exports ON audit_logs")
+        .execute(&mut main)
+        .await
+        .expect("fixed");
+    let db = main_db::build_pool(
+        &ctx.main_url,
+        &main_db::PoolSettings {
+            max_size: 1,
+            timeout: Duration::from_secs(5),
+        },
+    )
+    .expect("pool");
+    let mut out = Vec::new();
+    let summary = dlq::replay(&connection, &db, &one, Duration::from_secs(10), |l| {
+        out.push(l.to_owned())
+    })
+    .await
+    .expect("replay");
+    assert_eq!(
+        summary,
+        dlq::ReplaySummary {
+            replayed: 1,
+            skipped: 0
+        },
+        "{out:?}"
+    );
+    assert_eq!(
+        out[0],
+        format!(
+            "replayed {} to audit.events (event {})",
+            letter.position, event.id
+        )
+    );
+    let audited = audit_logs::table
+        .filter(audit_logs::event_id.eq(event.id))
+        .count();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while audited.get_result::<i64>(&mut main).await.expect("count") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replayed event was not audited"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Again: every consumer skips it by its id.
+    dlq::replay(&connection, &db, &one, Duration::from_secs(10), |_| {})
+        .await
+        .expect("replay again");
+    let marker = EventEnvelope::new(
+        Topic::AuditEvents,
+        Some(tenant),
+        None,
+        serde_json::json!({"action": "after.replays"}),
+    )
+    .expect("event");
+    kafka
+        .produce(
+            "audit.events",
+            &tenant.to_string(),
+            &serde_json::to_vec(&marker).expect("json"),
+        )
+        .expect("produce");
+    // Same key, same partition: once the marker is audited, both replays were read.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen: i64 = audit_logs::table
+            .filter(audit_logs::event_id.eq(marker.id))
+            .count()
+            .get_result(&mut main)
+            .await
+            .expect("count");
+        if seen == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the marker was not audited"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        audited.get_result::<i64>(&mut main).await.expect("count"),
+        1,
+        "audited once"
+    );
+    let processed: i64 = processed_events::table
+        .filter(processed_events::event_id.eq(event.id))
+        .filter(processed_events::consumer.eq(event_worker::audit::CONSUMER))
+        .count()
+        .get_result(&mut main)
+        .await
+        .expect("count");
+    assert_eq!(processed, 1);
+    let replays: Vec<(Option<uuid::Uuid>, Option<String>)> = audit_logs::table
+        .filter(audit_logs::action.eq("dlq.replayed"))
+        .select((audit_logs::tenant_id, audit_logs::resource_id))
+        .load(&mut main)
+        .await
+        .expect("replays");
+    assert_eq!(
+        replays,
+        vec![(Some(tenant.into_uuid()), Some(event.id.to_string())); 2],
+        "each replay audited in the event's tenant"
+    );
+
+    // Purged: a time before it keeps it; a time after it deletes it.
+    let topics = dlq::dlq_topics(Some("audit.events")).expect("topic");
+    let kept = dlq::purge(
+        &connection,
+        &topics,
+        chrono::Utc::now() - chrono::Duration::hours(1),
+        Duration::from_secs(10),
+        |_| {},
+    )
+    .await
+    .expect("purge nothing");
+    assert_eq!(kept, 0);
+    let purged = dlq::purge(
+        &connection,
+        &topics,
+        chrono::Utc::now() + chrono::Duration::seconds(1),
+        Duration::from_secs(10),
+        |_| {},
+    )
+    .await
+    .expect("purge");
+    assert_eq!(purged, 1);
+    assert!(read(None).await.is_empty(), "nothing left");
+}

@@ -13,21 +13,7 @@ use testkit::{TestContext, TestKafka};
 /// Runs `event-worker topics ensure` against `kafka` with `extra` settings: exit code
 /// and output.
 fn run(kafka: &TestKafka, extra: &[(&str, &str)]) -> (Option<i32>, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_event-worker"))
-        .args(["topics", "ensure"])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("KAFKA_BROKERS", kafka.brokers())
-        .envs(extra.iter().copied())
-        .current_dir(std::env::temp_dir())
-        .output()
-        .expect("run event-worker topics ensure");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.code(), text)
+    run_args(kafka, &["topics", "ensure"], extra)
 }
 
 /// Ensures the topics with `partitions` partitions; the command's output.
@@ -109,6 +95,55 @@ async fn topics_ensure_creates_the_catalog_once_and_reports_drift() {
         fewer.contains("0 created, 20 present, 0 drifted"),
         "{fewer}"
     );
+
+    // The dead-letter commands run on the same settings (their work is tested end to
+    // end in tests/tests/e2e/events.rs).
+    let (code, out) = run_args(kafka, &["dlq", "list"], &[]);
+    assert_eq!((code, out.trim()), (Some(0), "0 dead letters"));
+    let (code, out) = run_args(
+        kafka,
+        &[
+            "dlq",
+            "purge",
+            "--before",
+            "2026-01-01T00:00:00Z",
+            "--topic",
+            "file.process",
+        ],
+        &[],
+    );
+    assert_eq!((code, out.trim()), (Some(0), "0 dead letters purged"));
+    let (code, out) = run_args(kafka, &["dlq", "list", "--topic", "files"], &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("\"files\" is not a topic of the catalog"),
+        "{out}"
+    );
+    let (code, out) = run_args(kafka, &["dlq", "replay", "--id", "files/0/1"], &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("is not a dead letter's id"), "{out}");
+    let (code, out) = run_args(kafka, &["dlq", "replay"], &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("--id"), "{out}");
+}
+
+fn run_args(kafka: &TestKafka, args: &[&str], extra: &[(&str, &str)]) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_event-worker"))
+        .args(args)
+        .env_clear()
+        .env("KAFKA_BROKERS", kafka.brokers())
+        .envs(extra.iter().copied())
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run event-worker");
+    (
+        output.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
 }
 
 #[test]
