@@ -123,6 +123,9 @@ if [ -z "${KAFKA_BROKERS:-}" ]; then
     (exec 3<>"/dev/tcp/127.0.0.1/$tansu_port") 2>/dev/null \
       || { log "tansu did not listen on 127.0.0.1:$tansu_port: $(tail -n 20 "$run_dir/logs/tansu.log")"; exit 1; }
     KAFKA_BROKERS="127.0.0.1:$tansu_port"
+    # tansu 0.6 crashes on an idempotent produce after a producer-epoch bump (what a
+    # broker restart under traffic causes): docs/DESIGN-NOTES.md, "Kafka on tansu".
+    export KAFKA_IDEMPOTENCE="${KAFKA_IDEMPOTENCE:-false}"
   fi
 fi
 export KAFKA_BROKERS

@@ -188,12 +188,13 @@ ensure_python_tools() {
 # machine. A cold build takes about 20 minutes on 2 cores (docs/DESIGN-NOTES.md "Kafka
 # on tansu"); a lock keeps two callers from building it twice.
 TANSU_VERSION=0.6.0
-tansu_cache() {
-  if [ -n "${PLATFORM_CACHE_DIR:-}" ]; then echo "$PLATFORM_CACHE_DIR/tansu-$TANSU_VERSION"
-  elif is_root; then echo "/var/cache/saas-platform/tansu-$TANSU_VERSION"
-  else echo "$PLATFORM_ROOT/.local/cache/tansu-$TANSU_VERSION"
+cache_dir() {
+  if [ -n "${PLATFORM_CACHE_DIR:-}" ]; then echo "$PLATFORM_CACHE_DIR"
+  elif is_root; then echo /var/cache/saas-platform
+  else echo "$PLATFORM_ROOT/.local/cache"
   fi
 }
+tansu_cache() { echo "$(cache_dir)/tansu-$TANSU_VERSION"; }
 ensure_tansu() {
   local root bin
   root="$(tansu_cache)"
@@ -216,4 +217,30 @@ ensure_tansu() {
     log "tansu built in $((SECONDS - started)) s"
   ) 9>"$root/.lock" || return 1
   printf '%s\n' "$bin"
+}
+
+# ensure_promtool: prints the path of Prometheus's promtool, which checks the alert rules
+# (deploy/prometheus). Taken once per machine out of Debian's prometheus package
+# (downloaded and unpacked, never installed: that would start a Prometheus server).
+ensure_promtool() {
+  if command -v promtool >/dev/null; then command -v promtool; return 0; fi
+  local dir
+  dir="$(cache_dir)/promtool"
+  if [ -x "$dir/promtool" ]; then printf '%s\n' "$dir/promtool"; return 0; fi
+  if [ -n "${PLATFORM_NO_INSTALL:-}" ] || ! command -v apt-get >/dev/null; then
+    log "promtool is missing (Debian's prometheus package has it)"
+    return 1
+  fi
+  log "unpacking promtool from Debian's prometheus package into $dir (once)"
+  local work
+  work="$(mktemp -d)"
+  if ! (cd "$work" && apt-get download -qq prometheus >/dev/null 2>&1); then
+    if is_root; then DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null; fi
+    (cd "$work" && apt-get download -qq prometheus >/dev/null) || { rm -rf "$work"; return 1; }
+  fi
+  dpkg-deb -x "$work"/prometheus_*.deb "$work/root" || { rm -rf "$work"; return 1; }
+  mkdir -p "$dir"
+  cp "$work/root/usr/bin/promtool" "$dir/promtool"
+  rm -rf "$work"
+  printf '%s\n' "$dir/promtool"
 }

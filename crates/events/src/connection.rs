@@ -11,6 +11,9 @@ use rdkafka::ClientConfig;
 pub struct Connection {
     brokers: String,
     security: Vec<(&'static str, String)>,
+    /// Producers are idempotent (`KAFKA_IDEMPOTENCE`); off only for brokers that
+    /// mishandle it (tansu 0.6: docs/DESIGN-NOTES.md).
+    idempotent: bool,
 }
 
 impl Connection {
@@ -19,7 +22,24 @@ impl Connection {
         Self {
             brokers: brokers.into(),
             security: Vec::new(),
+            idempotent: true,
         }
+    }
+
+    /// Whether producers are idempotent (the default).
+    pub fn with_idempotence(mut self, idempotent: bool) -> Self {
+        self.idempotent = idempotent;
+        self
+    }
+
+    /// A producer configuration: every in-sync replica acknowledges, idempotent
+    /// unless turned off.
+    pub fn producer(&self) -> ClientConfig {
+        let mut config = self.client();
+        config
+            .set("acks", "all")
+            .set("enable.idempotence", self.idempotent.to_string());
+        config
     }
 
     /// With librdkafka security properties (`http_kit::kafka::KafkaSecurity`).
@@ -49,6 +69,7 @@ impl fmt::Debug for Connection {
         f.debug_struct("Connection")
             .field("brokers", &self.brokers)
             .field("security", &keys)
+            .field("idempotent", &self.idempotent)
             .finish()
     }
 }
@@ -59,10 +80,13 @@ impl From<&str> for Connection {
     }
 }
 
-/// `http_kit::CommonSettings::kafka`: the brokers and their security properties.
-impl From<(&str, Vec<(&'static str, String)>)> for Connection {
-    fn from((brokers, security): (&str, Vec<(&'static str, String)>)) -> Self {
-        Self::new(brokers).with_security(security)
+/// `http_kit::CommonSettings::kafka`: the brokers, their security properties and
+/// whether producers are idempotent.
+impl From<(&str, Vec<(&'static str, String)>, bool)> for Connection {
+    fn from((brokers, security, idempotent): (&str, Vec<(&'static str, String)>, bool)) -> Self {
+        Self::new(brokers)
+            .with_security(security)
+            .with_idempotence(idempotent)
     }
 }
 

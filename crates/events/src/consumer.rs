@@ -211,10 +211,8 @@ pub async fn run<H: Handler>(
     consumer.subscribe(&topics)?;
     let dead_letters: FutureProducer = settings
         .connection
-        .client()
+        .producer()
         .set("client.id", format!("{}-dlq", settings.group_id))
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
         .set(
             "message.timeout.ms",
             settings.send_timeout.as_millis().max(1).to_string(),
@@ -299,17 +297,28 @@ impl<H: Handler> Worker<'_, H> {
                 Err(reason) => self.dead_letter(message, &reason, 0).await?,
             }
         }
-        if events.is_empty() || self.attempt(&events, 1).await?.is_ok() {
+        if events.is_empty() {
+            return Ok(());
+        }
+        if self.attempt(&events, 1).await?.is_ok() {
+            crate::metrics::HANDLED
+                .with_label_values(&[self.handler.name()])
+                .inc_by(events.len() as u64);
             return Ok(());
         }
         // Some event of the batch fails: each alone, so the others go through.
         for (event, message) in events.iter().zip(sources) {
-            if let Err(e) = self
+            match self
                 .attempt(std::slice::from_ref(event), self.settings.max_attempts)
                 .await?
             {
-                self.dead_letter(message, &e.to_string(), self.settings.max_attempts)
-                    .await?;
+                Ok(()) => crate::metrics::HANDLED
+                    .with_label_values(&[self.handler.name()])
+                    .inc(),
+                Err(e) => {
+                    self.dead_letter(message, &e.to_string(), self.settings.max_attempts)
+                        .await?;
+                }
             }
         }
         Ok(())
@@ -325,7 +334,13 @@ impl<H: Handler> Worker<'_, H> {
         let mut backoff = self.settings.min_backoff;
         let mut attempt = 1;
         loop {
-            let error = match self.handler.handle(events).await {
+            let outcome = self.handler.handle(events).await;
+            if outcome.is_err() {
+                crate::metrics::FAILED
+                    .with_label_values(&[self.handler.name()])
+                    .inc();
+            }
+            let error = match outcome {
                 Ok(()) => return Ok(Ok(())),
                 Err(e @ HandlerError::Invalid(_)) => return Ok(Err(e)),
                 Err(e @ HandlerError::Failed(_)) if attempt >= attempts => return Ok(Err(e)),
@@ -392,7 +407,12 @@ impl<H: Handler> Worker<'_, H> {
                 record = record.payload(payload);
             }
             match self.dead_letters.send(record, Duration::ZERO).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    crate::metrics::DEAD_LETTERED
+                        .with_label_values(&[self.handler.name(), message.topic()])
+                        .inc();
+                    return Ok(());
+                }
                 Err((e, _)) => {
                     if *self.stop.borrow() {
                         return Err(Interrupted);

@@ -8,6 +8,7 @@ pub mod connection;
 pub mod consumer;
 mod envelope;
 pub mod invitation;
+pub mod metrics;
 pub mod outbox;
 pub mod relay;
 pub mod runner;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use uuid::Uuid;
 
 use crate::outbox::outbox;
@@ -41,8 +41,13 @@ pub enum RelayError {
 
 /// Publishes outbox rows to Kafka.
 pub struct Relay {
-    producer: FutureProducer,
+    /// Replaced when librdkafka reports it unusable (a fatal error of the idempotent
+    /// producer: it must be created anew).
+    producer: std::sync::Mutex<FutureProducer>,
+    settings: KafkaSettings,
     batch_size: i64,
+    /// The producing service (`client.id`), the label of its outbox metrics.
+    service: String,
 }
 
 #[derive(Queryable)]
@@ -53,15 +58,45 @@ struct PendingRow {
     payload: serde_json::Value,
 }
 
+/// The unpublished rows of one outbox: how many, and when the oldest was written.
+pub(crate) type Backlog = (i64, Option<chrono::DateTime<chrono::Utc>>);
+
 impl Relay {
+    pub(crate) fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The unpublished rows of the outbox `conn` is on.
+    pub(crate) async fn backlog(
+        &self,
+        conn: &mut AsyncPgConnection,
+    ) -> Result<Backlog, diesel::result::Error> {
+        outbox::table
+            .filter(outbox::published_at.is_null())
+            .select((
+                diesel::dsl::count_star(),
+                diesel::dsl::min(outbox::created_at),
+            ))
+            .get_result(conn)
+            .await
+    }
+
     /// A relay with an idempotent producer that waits for every in-sync replica.
     pub fn new(settings: &KafkaSettings) -> Result<Self, RelayError> {
+        let producer = Self::producer_for(settings)?;
+        Ok(Self {
+            producer: std::sync::Mutex::new(producer),
+            settings: settings.clone(),
+            batch_size: 500,
+            service: settings.client_id.clone(),
+        })
+    }
+
+    fn producer_for(settings: &KafkaSettings) -> Result<FutureProducer, RelayError> {
         let producer: FutureProducer = settings
             .connection
-            .client()
+            .producer()
             .set("client.id", &settings.client_id)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
             .set("linger.ms", "5")
             // Back on a returning broker within seconds (librdkafka's default is 10 s).
             .set("reconnect.backoff.max.ms", "2000")
@@ -70,10 +105,20 @@ impl Relay {
                 settings.message_timeout.as_millis().max(1).to_string(),
             )
             .create()?;
-        Ok(Self {
-            producer,
-            batch_size: 500,
-        })
+        Ok(producer)
+    }
+
+    /// The producer, created anew if librdkafka reported a fatal error on it.
+    fn producer(&self) -> Result<FutureProducer, RelayError> {
+        let mut producer = self
+            .producer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((code, reason)) = producer.client().fatal_error() {
+            tracing::error!(?code, %reason, "Kafka producer failed fatally; creating a new one");
+            *producer = Self::producer_for(&self.settings)?;
+        }
+        Ok(producer.clone())
     }
 
     /// Publishes every unpublished row of the outbox `conn` is on, oldest first, in
@@ -82,6 +127,8 @@ impl Relay {
     /// after it wait for the next run.
     pub async fn publish_pending(&self, conn: &mut AsyncPgConnection) -> Result<usize, RelayError> {
         let mut published = 0;
+        let producer = self.producer()?;
+        let producer = &producer;
         loop {
             let (sent, failure) = conn
                 .transaction::<_, diesel::result::Error, _>(async |tx| {
@@ -106,7 +153,7 @@ impl Relay {
                     let deliveries = rows.iter().map(|row| {
                         let payload = row.payload.to_string();
                         async move {
-                            self.producer
+                            producer
                                 .send(
                                     FutureRecord::to(&row.topic)
                                         .key(&row.partition_key)

@@ -134,9 +134,17 @@ async fn run(
     let mut next_sweep = Instant::now();
     // Databases whose last publication failed: when to retry, and the delay used.
     let mut retry: BTreeMap<OutboxDb, (Instant, Duration)> = BTreeMap::new();
+    // What each database's outbox held after its last publication (metrics). One
+    // that held rows is looked at again every BACKLOG_REFRESH until it is empty: another
+    // replica (or service sharing the main outbox) may have published them.
+    let mut backlogs: BTreeMap<OutboxDb, crate::relay::Backlog> = BTreeMap::new();
+    let mut next_refresh = Instant::now();
     loop {
         let next_retry = retry.values().map(|(at, _)| *at).min();
-        let wake_at = next_retry.map_or(next_sweep, |r| r.min(next_sweep));
+        let mut wake_at = next_retry.map_or(next_sweep, |r| r.min(next_sweep));
+        if backlogs.values().any(|(rows, _)| *rows > 0) {
+            wake_at = wake_at.min(next_refresh);
+        }
         tokio::select! {
             () = shared.wake.notified() => {}
             () = tokio::time::sleep_until(wake_at) => {}
@@ -150,7 +158,11 @@ async fn run(
         );
         if now >= next_sweep {
             match databases.all().await {
-                Ok(all) => targets.extend(all),
+                Ok(all) => {
+                    // A database no longer listed (a purged tenant's) holds nothing.
+                    backlogs.retain(|db, _| all.contains(db));
+                    targets.extend(all);
+                }
                 Err(e) => tracing::warn!(
                     error = format!("{e:#}"),
                     "outbox sweep could not list databases"
@@ -167,7 +179,11 @@ async fn run(
             }
         }
         for db in targets {
-            match publish(&relay, databases.as_ref(), &db).await {
+            let (published, backlog) = publish(&relay, databases.as_ref(), &db).await;
+            if let Some(backlog) = backlog {
+                backlogs.insert(db.clone(), backlog);
+            }
+            match published {
                 Ok(published) => {
                     if retry.remove(&db).is_some() {
                         tracing::info!(database = %db, published, "outbox relay recovered");
@@ -189,16 +205,57 @@ async fn run(
                 }
             }
         }
+        if now >= next_refresh {
+            let waiting: Vec<OutboxDb> = backlogs
+                .iter()
+                .filter(|(db, (rows, _))| *rows > 0 && !retry.contains_key(*db))
+                .map(|(db, _)| db.clone())
+                .collect();
+            for db in waiting {
+                let backlog = match databases.connect(&db).await {
+                    Ok(mut conn) => relay.backlog(&mut conn).await.ok(),
+                    Err(_) => None,
+                };
+                if let Some(backlog) = backlog {
+                    backlogs.insert(db, backlog);
+                }
+            }
+            next_refresh = now + BACKLOG_REFRESH;
+        }
+        record_backlog(relay.service(), &backlogs);
     }
 }
 
+/// How often an outbox last seen holding rows is looked at again (metrics only).
+const BACKLOG_REFRESH: Duration = Duration::from_secs(2);
+
+/// Sets the outbox gauges of `service` from what its databases held.
+fn record_backlog(service: &str, backlogs: &BTreeMap<OutboxDb, crate::relay::Backlog>) {
+    let rows: i64 = backlogs.values().map(|(n, _)| n).sum();
+    let oldest = backlogs.values().filter_map(|(_, at)| *at).min();
+    let age = oldest.map_or(0, |at| (chrono::Utc::now() - at).num_seconds().max(0));
+    crate::metrics::OUTBOX_BACKLOG
+        .with_label_values(&[service])
+        .set(rows);
+    crate::metrics::OUTBOX_OLDEST_AGE
+        .with_label_values(&[service])
+        .set(age);
+}
+
+/// Publishes what `db`'s outbox holds; then reads what is left (unknown when the
+/// database cannot be reached).
 async fn publish(
     relay: &Relay,
     databases: &dyn OutboxDatabases,
     db: &OutboxDb,
-) -> anyhow::Result<usize> {
-    let mut conn = databases.connect(db).await?;
-    Ok(relay.publish_pending(&mut conn).await?)
+) -> (anyhow::Result<usize>, Option<crate::relay::Backlog>) {
+    let mut conn = match databases.connect(db).await {
+        Ok(conn) => conn,
+        Err(e) => return (Err(e), None),
+    };
+    let published = relay.publish_pending(&mut conn).await.map_err(Into::into);
+    let backlog = relay.backlog(&mut conn).await.ok();
+    (published, backlog)
 }
 
 /// Starts the relay of a service, or returns a disabled handle (with a warning) when

@@ -9,7 +9,7 @@
 //! `SHUTDOWN_TIMEOUT_SECS`, `READY_TIMEOUT_MS`, `DATABASE_URL`, `DATABASE_POOL_SIZE`,
 //! `DATABASE_TIMEOUT_MS`, `REDIS_URL`, `REDIS_TIMEOUT_MS`,
 //! `REDIS_KEY_PREFIX`, `KAFKA_BROKERS`, `KAFKA_TIMEOUT_MS`, `OUTBOX_SWEEP_SECS`,
-//! the Kafka security settings of [`crate::kafka`],
+//! the Kafka security settings of [`crate::kafka`], `KAFKA_IDEMPOTENCE`,
 //! `TRUSTED_PROXIES`, `INTERNAL_PORT`, `JWKS_REFRESH_SECS`.
 
 use std::collections::HashMap;
@@ -292,6 +292,8 @@ pub struct CommonSettings {
     /// How every Kafka client of the service authenticates and encrypts
     /// (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`, `KAFKA_SSL_CA_FILE`).
     pub kafka_security: crate::kafka::KafkaSecurity,
+    /// Whether producers are idempotent (`KAFKA_IDEMPOTENCE`, default true).
+    pub kafka_idempotence: bool,
     /// How long a published event may wait for the broker's acknowledgement.
     pub kafka_timeout: Duration,
     /// How often the outbox relay sweeps every database for unpublished events.
@@ -301,6 +303,10 @@ pub struct CommonSettings {
     /// Proxies (the gateway, an ingress) whose `X-Forwarded-For` names the client.
     pub trusted_proxies: crate::client::TrustedProxies,
 }
+
+/// How a service's Kafka clients connect: the brokers, the librdkafka properties of
+/// the security settings, whether producers are idempotent.
+pub type KafkaClient<'a> = (&'a str, Vec<(&'static str, String)>, bool);
 
 /// Whether `url` starts with `http://` or `https://`.
 pub fn is_http_url(url: &str) -> bool {
@@ -338,6 +344,7 @@ impl CommonSettings {
             redis_key_prefix: r.optional("REDIS_KEY_PREFIX", String::new()),
             kafka_brokers: r.maybe("KAFKA_BROKERS"),
             kafka_security: Default::default(),
+            kafka_idempotence: r.optional("KAFKA_IDEMPOTENCE", true),
             kafka_timeout: Duration::from_millis(r.optional("KAFKA_TIMEOUT_MS", 10_000)),
             outbox_sweep_every: Duration::from_secs(r.optional("OUTBOX_SWEEP_SECS", 30)),
             jwks_refresh: Duration::from_secs(r.optional("JWKS_REFRESH_SECS", 300)),
@@ -415,12 +422,17 @@ impl CommonSettings {
         settings
     }
 
-    /// `KAFKA_BROKERS` with the client properties of the security settings (for
-    /// `events::Connection`), or `None` when no broker is configured.
-    pub fn kafka(&self) -> Option<(&str, Vec<(&'static str, String)>)> {
-        self.kafka_brokers
-            .as_deref()
-            .map(|brokers| (brokers, self.kafka_security.client_properties()))
+    /// `KAFKA_BROKERS` with the client properties of the security settings and whether
+    /// producers are idempotent (for `events::Connection`), or `None` when no broker is
+    /// configured.
+    pub fn kafka(&self) -> Option<KafkaClient<'_>> {
+        self.kafka_brokers.as_deref().map(|brokers| {
+            (
+                brokers,
+                self.kafka_security.client_properties(),
+                self.kafka_idempotence,
+            )
+        })
     }
 
     pub fn bind_address(&self) -> String {

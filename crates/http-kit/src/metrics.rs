@@ -61,10 +61,13 @@ impl HttpMetrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Prometheus text exposition format.
+    /// Prometheus text exposition format: this service's metrics, then the process's
+    /// default registry (where libraries such as `events` register theirs).
     pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut families = self.registry.gather();
+        families.extend(prometheus::gather());
         let mut buffer = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
+        TextEncoder::new().encode(&families, &mut buffer)?;
         String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(e.to_string()))
     }
 }

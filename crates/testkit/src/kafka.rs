@@ -176,6 +176,11 @@ impl TestKafka {
         let mut seen = Vec::new();
         while seen.len() < count {
             let message = match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                // A broker just restarted: the client reconnects by itself.
+                Ok(Err(rdkafka::error::KafkaError::MessageConsumption(
+                    rdkafka::types::RDKafkaErrorCode::AllBrokersDown
+                    | rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure,
+                ))) => continue,
                 Ok(message) => message?,
                 Err(_) => anyhow::bail!(
                     "only {} of {count} messages arrived in {timeout:?}: {seen:?}",

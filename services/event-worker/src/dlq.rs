@@ -292,10 +292,8 @@ pub async fn replay(
     mut line: impl FnMut(&str),
 ) -> anyhow::Result<ReplaySummary> {
     let producer: FutureProducer = connection
-        .client()
+        .producer()
         .set("client.id", "event-worker-dlq-replay")
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
         .set("message.timeout.ms", timeout.as_millis().max(1).to_string())
         .create()?;
     let mut summary = ReplaySummary::default();

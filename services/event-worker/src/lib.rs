@@ -22,6 +22,7 @@ use utoipa::OpenApi;
 pub mod audit;
 pub mod dlq;
 pub mod files;
+pub mod lag;
 pub mod notifications;
 pub mod retention;
 pub mod routes;
@@ -234,6 +235,30 @@ pub fn start(
             tracing::warn!("SMTP_URL is not set: no email notifications are sent");
         }
         (None, _) => {}
+    }
+    if let Some(connection) = &kafka {
+        // The groups of the consumers started above, for the lag metrics.
+        let mut groups = Vec::new();
+        for (name, _) in &tasks {
+            let topics = match *name {
+                audit::CONSUMER | webhooks::CONSUMER => events::Topic::ALL.to_vec(),
+                files::PROCESS_CONSUMER => vec![events::Topic::FileProcess],
+                files::PURGE_CONSUMER => vec![events::Topic::TenantDeleted],
+                notifications::CONSUMER => notifications::topics(),
+                _ => continue,
+            };
+            let id = format!("{}.{name}", settings.consumer_group_prefix);
+            groups.push(lag::Group::new(connection, id, topics)?);
+        }
+        let (every, timeout) = (settings.consumer_lag_every, common.kafka_timeout);
+        let shutdown = shutdown.clone();
+        tasks.push((
+            "consumer-lag",
+            tokio::spawn(async move {
+                lag::run(groups, every, timeout, shutdown).await;
+                Ok(())
+            }),
+        ));
     }
     tasks.push((
         "retention",

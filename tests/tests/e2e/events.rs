@@ -248,6 +248,45 @@ async fn events_committed_while_kafka_is_down_arrive_once_when_it_returns() {
         published, 0,
         "nothing is marked published while Kafka is down"
     );
+    // Auth's metrics show the backlog (the main outbox holds auth's and the tenant
+    // service's events), then none once Kafka is back.
+    let backlog = |at_least: i64| {
+        let metrics = format!("{}/metrics", testkit::internal_url(&docs.auth.base));
+        let client = docs.auth.client.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(40);
+            loop {
+                let text = client
+                    .get(&metrics)
+                    .send()
+                    .await
+                    .expect("metrics")
+                    .text()
+                    .await
+                    .expect("text");
+                let value = |series: &str| -> Option<i64> {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+                };
+                let rows = value("events_outbox_backlog{service=\"auth\"}");
+                let age = value("events_outbox_oldest_age_seconds{service=\"auth\"}");
+                let done = if at_least > 0 {
+                    rows.is_some_and(|r| r >= at_least) && age.is_some_and(|a| a >= 0)
+                } else {
+                    rows == Some(0) && age == Some(0)
+                };
+                if done {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "backlog {rows:?}, age {age:?}, expected at least {at_least}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    backlog(2).await;
     kafka.set_up(true).expect("broker up");
     let records = kafka
         .read(&PRODUCED, 4, Duration::from_secs(40))
@@ -265,6 +304,7 @@ async fn events_committed_while_kafka_is_down_arrive_once_when_it_returns() {
     for url in [ctx.main_url.clone(), ctx.url_of(&database)] {
         wait_all_published(&url).await;
     }
+    backlog(0).await;
     for topic in PRODUCED {
         assert_eq!(kafka.count(topic).expect("count"), 1, "{topic} once");
     }
@@ -812,7 +852,16 @@ async fn a_dead_letter_is_listed_replayed_once_fixed_and_purged() {
     let ctx = TestContext::new().await;
     let kafka = kafka().await;
     let docs = platform_with(&ctx, &[], &[]).await;
-    start_worker(&ctx, &docs, kafka, &[("CONSUMER_MAX_ATTEMPTS", "2")]).await;
+    let worker = start_worker(
+        &ctx,
+        &docs,
+        kafka,
+        &[
+            ("CONSUMER_MAX_ATTEMPTS", "2"),
+            ("CONSUMER_LAG_SAMPLE_SECS", "1"),
+        ],
+    )
+    .await;
     let mut main = AsyncPgConnection::establish(&ctx.main_url)
         .await
         .expect("main database");
@@ -854,6 +903,44 @@ async fn a_dead_letter_is_listed_replayed_once_fixed_and_purged() {
         Some("audit-log"),
         "{dead:?}"
     );
+    // The worker's metrics count it, and its lag drains to nothing.
+    let metrics = format!("{}/metrics", testkit::internal_url(&worker));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = docs
+            .auth
+            .client
+            .get(&metrics)
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let value = |series: &str| -> Option<i64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        };
+        let lag: i64 = (0..PARTITIONS)
+            .map(|p| {
+                value(&format!(
+                    "kafka_consumer_lag{{group=\"event-worker.audit-log\",partition=\"{p}\",topic=\"audit.events\"}}"
+                ))
+                .unwrap_or(-1)
+            })
+            .sum();
+        let dead_lettered =
+            value("events_dead_lettered_total{consumer=\"audit-log\",topic=\"audit.events\"}");
+        let failed = value("events_failed_total{consumer=\"audit-log\"}");
+        if lag == 0 && dead_lettered == Some(1) && failed.is_some_and(|f| f >= 2) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "lag {lag}, dead-lettered {dead_lettered:?}, failed {failed:?}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let connection = events::Connection::new(kafka.brokers());
     let read = |only: Option<dlq::Position>| {
