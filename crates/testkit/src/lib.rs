@@ -512,6 +512,7 @@ pub fn start_service_on<S: http_kit::cli::Service>(
 /// Redis under a running service. Killed when dropped.
 pub struct TestRedis {
     child: std::process::Child,
+    port: u16,
     pub url: String,
 }
 
@@ -521,7 +522,15 @@ impl TestRedis {
             let probe = TcpListener::bind("127.0.0.1:0")?;
             probe.local_addr()?.port()
         };
-        let child = std::process::Command::new("redis-server")
+        let child = Self::spawn(port)?;
+        let url = format!("redis://127.0.0.1:{port}");
+        let server = Self { child, port, url };
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    fn spawn(port: u16) -> anyhow::Result<std::process::Child> {
+        std::process::Command::new("redis-server")
             .args([
                 "--bind",
                 "127.0.0.1",
@@ -535,10 +544,12 @@ impl TestRedis {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .context("starting redis-server (is it installed?)")?;
-        let url = format!("redis://127.0.0.1:{port}");
-        let client = redis::Client::open(url.as_str())?;
-        let ready = wait_until(Duration::from_secs(10), || async {
+            .context("starting redis-server (is it installed?)")
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let client = redis::Client::open(self.url.as_str())?;
+        wait_until(Duration::from_secs(10), || async {
             match client.get_multiplexed_async_connection().await {
                 Ok(mut conn) => redis::cmd("PING")
                     .query_async::<String>(&mut conn)
@@ -547,10 +558,15 @@ impl TestRedis {
                 Err(_) => false,
             }
         })
-        .await;
-        let server = Self { child, url };
-        ready.context("redis-server did not answer")?;
-        Ok(server)
+        .await
+        .context("redis-server did not answer")
+    }
+
+    /// Starts the server again on the same port (empty: it keeps nothing on disk).
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        self.child = Self::spawn(self.port)?;
+        self.wait_ready().await
     }
 
     /// Stops the server (by the PID it recorded) and waits for it to exit.

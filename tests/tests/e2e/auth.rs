@@ -658,7 +658,7 @@ async fn logins_are_rate_limited_per_account() {
 }
 
 #[tokio::test]
-async fn redis_going_away_fails_closed_with_503() {
+async fn redis_going_away_fails_closed_with_503_and_recovery_needs_no_restart() {
     let ctx = TestContext::new().await;
     let mut redis = TestRedis::start().await.expect("private redis");
     let auth = start(
@@ -691,6 +691,36 @@ async fn redis_going_away_fails_closed_with_503() {
     );
     let (status, _) = auth.get("/ready", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+
+    // Redis is back (empty, as after a restart without persistence): the service
+    // reconnects by itself.
+    redis.restart().await.expect("redis back");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _) = auth.get("/api/users/me", Some(&access)).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {status} after Redis came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = auth
+        .post("/api/auth/refresh", json!({}), Some(&refresh))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = auth
+        .post(
+            "/api/auth/login",
+            json!({"email": "hal@example.com", "password": PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = auth.get("/ready", None).await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test]

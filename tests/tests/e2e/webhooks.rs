@@ -32,7 +32,8 @@ struct Received {
 #[derive(Default)]
 struct Receiver {
     secret: Mutex<Option<String>>,
-    /// Statuses to answer, in order; 200 once empty.
+    /// Statuses to answer, in order; 200 once empty. 0: answer 200 only after 1.5 s,
+    /// past the worker's timeout (`WEBHOOK_TIMEOUT_MS` 500).
     script: Mutex<VecDeque<u16>>,
     received: Mutex<Vec<Received>>,
 }
@@ -91,6 +92,12 @@ async fn hook(state: web::Data<Receiver>, request: HttpRequest, body: web::Bytes
         .expect("lock")
         .pop_front()
         .unwrap_or(200);
+    let status = if status == 0 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        200
+    } else {
+        status
+    };
     HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("status")).finish()
 }
 
@@ -140,6 +147,7 @@ async fn webhooks_are_signed_retried_with_their_id_and_stopped_by_410() {
         &[
             ("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true"),
             ("WEBHOOK_MIN_BACKOFF_MS", "100"),
+            ("WEBHOOK_TIMEOUT_MS", "500"),
         ],
     )
     .await;
@@ -231,25 +239,26 @@ async fn webhooks_are_signed_retried_with_their_id_and_stopped_by_410() {
         .expect("get");
     assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
 
-    // First answer 500, then 200: two attempts, one webhook-id, both signed.
-    receiver.script.lock().expect("lock").push_back(500);
+    // A receiver that times out, then answers 500, then 200: three attempts, one
+    // webhook-id, all signed, one success (the late answer to the first is not one).
+    receiver.script.lock().expect("lock").extend([0, 500]);
     let (status, uploaded) = docs
         .upload(&admin, &tenant, b"hooked bytes".to_vec(), "h.txt")
         .await;
     assert_eq!(status, StatusCode::CREATED, "{uploaded}");
-    let received = wait_received(&receiver, 2).await;
+    let received = wait_received(&receiver, 3).await;
     assert!(received.iter().all(|r| r.signature_valid), "{received:?}");
-    assert_eq!(
-        received[0].id, received[1].id,
-        "retries keep their webhook-id"
+    assert!(
+        received.iter().all(|r| r.id == received[0].id),
+        "retries keep their webhook-id: {received:?}"
     );
     assert!(received[0].id.starts_with("msg_"));
-    assert_eq!(received[1].body["type"], "document.uploaded");
+    assert_eq!(received[2].body["type"], "document.uploaded");
     assert_eq!(
-        received[1].body["data"]["document_id"],
+        received[2].body["data"]["document_id"],
         uploaded["data"]["id"]
     );
-    assert_eq!(received[1].body["tenant_id"], tenant);
+    assert_eq!(received[2].body["tenant_id"], tenant);
 
     let mut db = AsyncPgConnection::establish(&ctx.main_url)
         .await
@@ -274,7 +283,18 @@ async fn webhooks_are_signed_retried_with_their_id_and_stopped_by_410() {
         .load(&mut db)
         .await
         .expect("attempts");
-    assert_eq!(attempts, [Some(500), Some(200)], "every attempt recorded");
+    assert_eq!(
+        attempts,
+        [None, Some(500), Some(200)],
+        "every attempt recorded (a timeout has no status)"
+    );
+    let successes: i64 = webhook_attempts::table
+        .filter(webhook_attempts::status_code.eq(200))
+        .count()
+        .get_result(&mut db)
+        .await
+        .expect("count");
+    assert_eq!(successes, 1, "one success recorded");
 
     // A 410 disables the endpoint: later events are not sent.
     receiver.script.lock().expect("lock").push_back(410);
@@ -282,7 +302,7 @@ async fn webhooks_are_signed_retried_with_their_id_and_stopped_by_410() {
         .upload(&admin, &tenant, b"gone".to_vec(), "g.txt")
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    wait_received(&receiver, 3).await;
+    wait_received(&receiver, 4).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let listed: Value = client
@@ -318,13 +338,13 @@ async fn webhooks_are_signed_retried_with_their_id_and_stopped_by_410() {
         .upload(&admin, &tenant, b"after gone".to_vec(), "a.txt")
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    let received = wait_received(&receiver, 4).await;
+    let received = wait_received(&receiver, 5).await;
     let to_other: Vec<_> = received.iter().filter(|r| r.path == "/other").collect();
     assert_eq!(to_other.len(), 1, "{received:?}");
     assert_eq!(to_other[0].body["data"]["document_id"], after["data"]["id"]);
     assert_eq!(
         received.iter().filter(|r| r.path == "/hook").count(),
-        3,
+        4,
         "nothing goes to a disabled endpoint"
     );
 

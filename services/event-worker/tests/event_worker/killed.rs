@@ -19,7 +19,7 @@ use testkit::{TestContext, TestKafka};
 pub(crate) const PARTITIONS: i32 = 3;
 
 /// Kills the worker when the test ends, passing or not.
-struct Worker(Child);
+pub(crate) struct Worker(pub(crate) Child);
 
 impl Drop for Worker {
     fn drop(&mut self) {
@@ -29,6 +29,25 @@ impl Drop for Worker {
 }
 
 fn spawn_worker(ctx: &TestContext, kafka: &TestKafka) -> Worker {
+    spawn_worker_with(
+        ctx,
+        kafka,
+        &[
+            // Nothing is committed before the kill: all handled work is redelivered.
+            ("CONSUMER_COMMIT_INTERVAL_MS", "600000"),
+            // The webhook target refuses connections; retries wait a minute.
+            ("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true"),
+            ("WEBHOOK_MIN_BACKOFF_MS", "60000"),
+        ],
+    )
+}
+
+/// An event-worker process on `kafka` with `extra` settings.
+pub(crate) fn spawn_worker_with(
+    ctx: &TestContext,
+    kafka: &TestKafka,
+    extra: &[(&str, &str)],
+) -> Worker {
     let (listener, _) = testkit::free_listener();
     let (internal, _) = testkit::free_listener();
     let port = listener.local_addr().expect("address").port();
@@ -41,14 +60,10 @@ fn spawn_worker(ctx: &TestContext, kafka: &TestKafka) -> Worker {
         .env("HOST", "127.0.0.1")
         .env("KAFKA_BROKERS", kafka.brokers())
         .env("CONSUMER_MAX_BATCH", "20")
-        // Nothing is committed before the kill: all handled work is redelivered.
-        .env("CONSUMER_COMMIT_INTERVAL_MS", "600000")
-        // The killed worker's partitions move to the new one after this.
+        // A killed worker's partitions move to the others after this.
         .env("CONSUMER_SESSION_TIMEOUT_MS", "3000")
-        // The webhook target refuses connections; retries wait a minute.
-        .env("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")
-        .env("WEBHOOK_MIN_BACKOFF_MS", "60000")
         .env("RUST_LOG", "warn")
+        .envs(extra.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -56,7 +71,7 @@ fn spawn_worker(ctx: &TestContext, kafka: &TestKafka) -> Worker {
     Worker(child)
 }
 
-async fn counts(conn: &mut AsyncPgConnection) -> (i64, i64, i64) {
+pub(crate) async fn counts(conn: &mut AsyncPgConnection) -> (i64, i64, i64) {
     use main_db::schema::{audit_logs, processed_events};
     let rows: i64 = audit_logs::table
         .count()

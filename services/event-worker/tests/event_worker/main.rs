@@ -4,6 +4,7 @@
 //! makes the catalog's topics on a real broker and `/ready` names missing ones
 //! (`topics`).
 
+mod faults;
 mod killed;
 mod topics;
 
