@@ -7,7 +7,7 @@
 //! [`CommonSettings`] reads the variables every service shares:
 //! `HOST`, `PORT`, `ENVIRONMENT`, `LOG_FORMAT`, `RUST_LOG`, `HTTP_WORKERS`,
 //! `SHUTDOWN_TIMEOUT_SECS`, `READY_TIMEOUT_MS`, `DATABASE_URL`, `DATABASE_POOL_SIZE`,
-//! `DATABASE_TIMEOUT_MS`, `REDIS_URL`, `REDIS_TIMEOUT_MS`,
+//! `DATABASE_TIMEOUT_MS`, `DB_CONNECTION_SHARE`, `REDIS_URL`, `REDIS_TIMEOUT_MS`,
 //! `REDIS_KEY_PREFIX`, `KAFKA_BROKERS`, `KAFKA_TIMEOUT_MS`, `OUTBOX_SWEEP_SECS`,
 //! the Kafka security settings of [`crate::kafka`], `KAFKA_IDEMPOTENCE`,
 //! `TRUSTED_PROXIES`, `INTERNAL_PORT`, `JWKS_REFRESH_SECS`.
@@ -280,6 +280,9 @@ pub struct CommonSettings {
     pub ready_timeout: Duration,
     pub database_url: Secret<String>,
     pub database_pool_size: usize,
+    /// The share of the server's `max_connections` one instance may hold before it
+    /// warns at start (`DB_CONNECTION_SHARE`, percent, default 25).
+    pub db_connection_share: u8,
     /// Wait, create and recycle timeout of the main-database pool.
     pub database_timeout: Duration,
     pub redis_url: Secret<String>,
@@ -337,8 +340,9 @@ impl CommonSettings {
             shutdown_timeout: Duration::from_secs(r.optional("SHUTDOWN_TIMEOUT_SECS", 30)),
             ready_timeout: Duration::from_millis(r.optional("READY_TIMEOUT_MS", 2000)),
             database_url: r.required("DATABASE_URL"),
-            database_pool_size: r.optional("DATABASE_POOL_SIZE", 10),
+            database_pool_size: r.optional("DATABASE_POOL_SIZE", 5),
             database_timeout: Duration::from_millis(r.optional("DATABASE_TIMEOUT_MS", 5000)),
+            db_connection_share: r.optional("DB_CONNECTION_SHARE", 25),
             redis_url: r.required("REDIS_URL"),
             redis_timeout: Duration::from_millis(r.optional("REDIS_TIMEOUT_MS", 2000)),
             redis_key_prefix: r.optional("REDIS_KEY_PREFIX", String::new()),
@@ -403,6 +407,11 @@ impl CommonSettings {
             "DATABASE_POOL_SIZE",
             (1..=1000).contains(&settings.database_pool_size),
             "must be between 1 and 1000",
+        );
+        r.check(
+            "DB_CONNECTION_SHARE",
+            (1..=100).contains(&settings.db_connection_share),
+            "must be a percentage between 1 and 100",
         );
         r.check(
             "DATABASE_TIMEOUT_MS",

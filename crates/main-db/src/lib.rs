@@ -21,4 +21,6 @@ pub use migrations::{
     applied_migrations, migrate_command, revert_all_migrations, run_migrations, MIGRATIONS,
 };
 pub use outbox::MainOutbox;
-pub use pool::{build_pool, connect, ping, probe, DbConnection, DbError, DbPool, PoolSettings};
+pub use pool::{
+    build_pool, connect, ping, probe, ConnectionBudget, DbConnection, DbError, DbPool, PoolSettings,
+};

@@ -84,3 +84,110 @@ pub fn probe(
         Box::pin(async move { ping(&pool).await.map_err(|e| e.to_string()) })
     }
 }
+
+/// What one instance of a service may hold of the server's connections.
+#[derive(Debug, Clone)]
+pub struct ConnectionBudget {
+    pub service: &'static str,
+    /// Each pool: the settings that size it and their product.
+    pub parts: Vec<(&'static str, usize)>,
+    /// `DB_CONNECTION_SHARE`, percent.
+    pub share_percent: u8,
+}
+
+impl ConnectionBudget {
+    pub fn total(&self) -> usize {
+        self.parts.iter().map(|(_, n)| n).sum()
+    }
+
+    /// The warning to give when the instance may hold more than its share of
+    /// `max_connections`, naming the settings to change.
+    pub fn warning(&self, max_connections: usize) -> Option<String> {
+        let allowed = max_connections * usize::from(self.share_percent) / 100;
+        let total = self.total();
+        (total > allowed).then(|| {
+            let parts: Vec<String> = self
+                .parts
+                .iter()
+                .map(|(settings, n)| format!("{settings} = {n}"))
+                .collect();
+            format!(
+                "{} may open {total} PostgreSQL connections ({}), more than \
+                 DB_CONNECTION_SHARE = {}% of the server's max_connections = {max_connections} \
+                 ({allowed}): lower those settings, or put PgBouncer in front \
+                 (docs/DESIGN-NOTES.md, \"Connection budget\")",
+                self.service,
+                parts.join(", "),
+                self.share_percent
+            )
+        })
+    }
+
+    /// Reads the server's `max_connections` and logs the warning if there is one; a
+    /// server that does not answer is left to `/ready`. Spawned at start.
+    pub async fn check(self, pool: DbPool) {
+        #[derive(diesel::QueryableByName)]
+        struct Max {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            n: i32,
+        }
+        let max = async {
+            let mut conn = pool.get().await.map_err(DbError::from)?;
+            let row: Max = diesel::sql_query("SELECT current_setting('max_connections')::int AS n")
+                .get_result(&mut conn)
+                .await?;
+            Ok::<_, DbError>(row.n)
+        }
+        .await;
+        match max {
+            Ok(max) => match self.warning(usize::try_from(max).unwrap_or(0)) {
+                Some(warning) => tracing::warn!(
+                    service = self.service,
+                    connections = self.total(),
+                    max_connections = max,
+                    "{warning}"
+                ),
+                None => tracing::info!(
+                    service = self.service,
+                    connections = self.total(),
+                    max_connections = max,
+                    "connection budget within DB_CONNECTION_SHARE"
+                ),
+            },
+            Err(e) => tracing::debug!(error = %e, "max_connections not read"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_over_its_share_names_the_settings_that_size_it() {
+        let budget = ConnectionBudget {
+            service: "document",
+            parts: vec![
+                ("DATABASE_POOL_SIZE", 5),
+                (
+                    "TENANT_POOL_MAX_POOLS × TENANT_POOL_CONNECTIONS_PER_POOL",
+                    16,
+                ),
+            ],
+            share_percent: 25,
+        };
+        assert_eq!(budget.total(), 21);
+        assert_eq!(budget.warning(100), None, "21 of 25 allowed");
+        let warning = budget.warning(80).expect("21 of 20 allowed");
+        assert!(
+            warning.starts_with("document may open 21 PostgreSQL connections"),
+            "{warning}"
+        );
+        assert!(warning.contains("DATABASE_POOL_SIZE = 5"), "{warning}");
+        assert!(
+            warning.contains("TENANT_POOL_MAX_POOLS × TENANT_POOL_CONNECTIONS_PER_POOL = 16"),
+            "{warning}"
+        );
+        assert!(warning.contains("max_connections = 80 (20)"), "{warning}");
+    }
+}

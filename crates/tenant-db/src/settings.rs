@@ -1,8 +1,10 @@
 //! Settings of tenant databases. Read by the services that use them from:
 //! `TENANT_TEMPLATE_DATABASE` (default `tenant_template`), `TENANT_POOL_MAX_POOLS`
-//! (25), `TENANT_POOL_CONNECTIONS_PER_POOL` (2), `TENANT_POOL_IDLE_TIMEOUT_SECS` (300),
-//! `TENANT_POOL_TIMEOUT_MS` (5000), `TENANT_ADMIN_POOL_SIZE` (4); the server is the
-//! one of `DATABASE_URL`.
+//! (the service's default: document 8, event-worker 4, tenant 2),
+//! `TENANT_POOL_CONNECTIONS_PER_POOL` (2), `TENANT_POOL_IDLE_TIMEOUT_SECS` (300),
+//! `TENANT_POOL_TIMEOUT_MS` (5000), `TENANT_ADMIN_POOL_SIZE` (2); the server is the
+//! one of `DATABASE_URL`. The defaults keep the whole platform at one replica each
+//! under 60 connections (docs/DESIGN-NOTES.md, "Connection budget").
 
 use std::time::Duration;
 
@@ -30,12 +32,18 @@ impl TenantDbSettings {
         Self {
             server_url: server_url.into(),
             template_database: template_database.into(),
-            max_pools: 25,
+            max_pools: 8,
             connections_per_pool: 2,
             idle_timeout: Duration::from_secs(300),
             timeout: Duration::from_secs(5),
-            admin_pool_size: 4,
+            admin_pool_size: 2,
         }
+    }
+
+    /// With a service's own default of `TENANT_POOL_MAX_POOLS`.
+    pub fn with_max_pools(mut self, max_pools: usize) -> Self {
+        self.max_pools = max_pools;
+        self
     }
 
     /// Reads `TENANT_POOL_MAX_POOLS`, `TENANT_POOL_CONNECTIONS_PER_POOL`,
@@ -124,7 +132,11 @@ mod tests {
             s.url_for("tenant_a_00000001"),
             "postgres://u:p%40ss@db.example:6543/tenant_a_00000001?sslmode=require"
         );
-        assert_eq!(s.connection_bound(), 50);
+        assert_eq!(
+            s.connection_bound(),
+            16,
+            "8 pools of 2: the document service's default"
+        );
     }
 
     #[test]

@@ -297,6 +297,8 @@ pub struct TestContext {
     /// Every Redis key of this test starts with it.
     pub redis_prefix: String,
     tracked: Arc<Mutex<Vec<String>>>,
+    /// The services' pool settings are left at their defaults (`on_server`).
+    pool_defaults: bool,
 }
 
 impl TestContext {
@@ -336,6 +338,43 @@ impl TestContext {
             redis_url: redis_url(),
             redis_prefix: format!("test:{id}:"),
             tracked: Arc::new(Mutex::new(Vec::new())),
+            pool_defaults: false,
+        })
+    }
+
+    /// A context on another server (a [`PrivatePostgres`]): its main database and
+    /// tenant template are migrated there directly, and services started on it keep
+    /// their default pool sizes (the connection budget is what such tests measure).
+    pub async fn on_server(server_url: &str) -> anyhow::Result<Self> {
+        let id = format!(
+            "p{}_{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let main_db = format!("testkit_{id}_main");
+        let tenant_template = format!("testkit_{id}_ttpl");
+        let mut admin = connect(server_url).await?;
+        for db in [&main_db, &tenant_template] {
+            admin
+                .batch_execute(&format!("CREATE DATABASE {}", quote(db)?))
+                .await?;
+        }
+        drop(admin);
+        migrate_directory(&database_url(server_url, &main_db), main_migrations_dir()).await?;
+        migrate_directory(
+            &database_url(server_url, &tenant_template),
+            tenant_migrations_dir(),
+        )
+        .await?;
+        Ok(Self {
+            main_url: database_url(server_url, &main_db),
+            main_db,
+            tenant_template,
+            server_url: server_url.to_owned(),
+            redis_url: redis_url(),
+            redis_prefix: format!("test:{id}:"),
+            tracked: Arc::new(Mutex::new(Vec::new())),
+            pool_defaults: true,
         })
     }
 
@@ -354,7 +393,7 @@ impl TestContext {
 
     /// Settings a service reads, pointing at this test's databases and Redis prefix.
     pub fn service_env(&self) -> HashMap<String, String> {
-        [
+        let mut env: HashMap<String, String> = [
             ("DATABASE_URL", self.main_url.clone()),
             ("REDIS_URL", self.redis_url.clone()),
             ("REDIS_KEY_PREFIX", self.redis_prefix.clone()),
@@ -369,7 +408,11 @@ impl TestContext {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+        .collect();
+        if self.pool_defaults {
+            env.remove("DATABASE_POOL_SIZE");
+        }
+        env
     }
 
     async fn cleanup(

@@ -113,6 +113,14 @@ impl http_kit::cli::Service for Service {
                 timeout: common.database_timeout,
             },
         )?;
+        tokio::spawn(
+            main_db::ConnectionBudget {
+                service: INFO.name,
+                parts: vec![("DATABASE_POOL_SIZE", common.database_pool_size)],
+                share_percent: common.db_connection_share,
+            }
+            .check(db.clone()),
+        );
         let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
         let keys = cache::Keys::new(common.redis_key_prefix.clone());
         let revocations =

@@ -111,6 +111,20 @@ pub fn start(
             timeout: common.database_timeout,
         },
     )?;
+    tokio::spawn(
+        main_db::ConnectionBudget {
+            service: INFO.name,
+            parts: vec![
+                ("DATABASE_POOL_SIZE", common.database_pool_size),
+                (
+                    "TENANT_POOL_MAX_POOLS × TENANT_POOL_CONNECTIONS_PER_POOL",
+                    settings.tenant_db.connection_bound(),
+                ),
+            ],
+            share_percent: common.db_connection_share,
+        }
+        .check(db.clone()),
+    );
     let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
     let keyring = Arc::new(secrets::Keyring::parse(settings.secrets_keyring.expose())?);
     let shutdown = Shutdown::new();

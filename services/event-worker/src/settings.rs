@@ -135,10 +135,12 @@ impl Settings {
             storage.is_some() || common.environment != http_kit::config::Environment::Production,
             "is required in production (file processing and tenant purges need it)",
         );
+        // File processing and purges only: few tenant connections at once.
         let mut tenant_db = tenant_db::TenantDbSettings::new(
             common.database_url.expose().clone(),
             "tenant_template",
-        );
+        )
+        .with_max_pools(4);
         tenant_db.read_pool_limits(r);
         let smtp_url: Option<Secret<String>> = r.maybe("SMTP_URL");
         if let Some(url) = &smtp_url {

@@ -87,6 +87,21 @@ impl http_kit::cli::Service for Service {
 pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Server> {
     let common = &settings.common;
     let db = main_db::build_pool(common.database_url.expose(), &settings.main_pool_settings())?;
+    tokio::spawn(
+        main_db::ConnectionBudget {
+            service: INFO.name,
+            parts: vec![
+                ("DATABASE_POOL_SIZE", common.database_pool_size),
+                (
+                    "TENANT_POOL_MAX_POOLS × TENANT_POOL_CONNECTIONS_PER_POOL",
+                    settings.tenant_db.connection_bound(),
+                ),
+                ("TENANT_ADMIN_POOL_SIZE", settings.tenant_db.admin_pool_size),
+            ],
+            share_percent: common.db_connection_share,
+        }
+        .check(db.clone()),
+    );
     let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
     let tenants = std::sync::Arc::new(tenant_db::TenantDatabaseManager::new(
         settings.tenant_db.clone(),

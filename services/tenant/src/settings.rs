@@ -111,7 +111,10 @@ impl Settings {
             quote_identifier(&template).is_some(),
             "must be [a-z0-9_], at most 63 bytes",
         );
-        let mut tenant_db = TenantDbSettings::new(common.database_url.expose().clone(), template);
+        // Tenant connections here serve provisioning and purges (migrations open their
+        // own): few at once.
+        let mut tenant_db =
+            TenantDbSettings::new(common.database_url.expose().clone(), template).with_max_pools(2);
         tenant_db.max_pools = r.optional("TENANT_POOL_MAX_POOLS", tenant_db.max_pools);
         tenant_db.connections_per_pool = r.optional(
             "TENANT_POOL_CONNECTIONS_PER_POOL",

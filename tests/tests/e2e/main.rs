@@ -4,6 +4,7 @@
 mod account;
 mod auth;
 mod browser;
+mod budget;
 mod contract;
 mod documents;
 mod edge;
