@@ -9,6 +9,7 @@ mod contract;
 mod documents;
 mod edge;
 mod events;
+mod faults;
 mod gateway;
 mod invitations;
 mod platform;
