@@ -106,7 +106,11 @@ impl TansuBroker {
                 "sqlite://tansu.db",
             ])
             .current_dir(&self.dir)
-            .env("RUST_LOG", "warn")
+            // TANSU_LOG=info (or debug) puts more of the broker's log in its folder.
+            .env(
+                "RUST_LOG",
+                std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

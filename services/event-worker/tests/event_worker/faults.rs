@@ -1,6 +1,7 @@
-//! Faults under a flow of events, on a real broker (tansu) and real worker processes:
-//! the broker killed and restarted while 5,000 events flow from the outbox relay to
-//! the audit log; an event-worker replica killed while two share the work. Each time
+//! Faults under a flow of events, with real worker processes: the broker (tansu)
+//! killed and restarted while 5,000 events flow from the outbox relay to the audit log;
+//! an event-worker replica killed while two share the work (on librdkafka's mock
+//! cluster: see the test). Each time
 //! nothing is lost and nothing is applied twice (audit rows = distinct events =
 //! processed ids = events sent).
 
@@ -150,7 +151,17 @@ async fn a_broker_restarted_while_5000_events_flow_loses_none_and_applies_each_o
 async fn a_replica_killed_while_two_share_the_work_leaves_each_effect_once() {
     const EVENTS: i64 = 3000;
     let ctx = TestContext::new().await;
-    let kafka = broker();
+    // librdkafka's mock cluster, not tansu: tansu 0.6's group coordinator can expel a
+    // group's leader during a rebalance and never form the group again (seen 3 times
+    // in 10 runs of this test on tansu under the whole suite's load; docs/DESIGN-NOTES.md).
+    let names: Vec<String> = Topic::ALL
+        .iter()
+        .flat_map(|t| [t.as_str().to_owned(), t.dlq()])
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let kafka: &'static TestKafka = Box::leak(Box::new(
+        TestKafka::start(&names, crate::killed::PARTITIONS).expect("mock Kafka"),
+    ));
     let tenants: Vec<TenantId> = (0..9).map(|_| TenantId::new()).collect();
     let messages: Vec<(String, Vec<u8>)> = (0..usize::try_from(EVENTS).expect("count"))
         .map(|n| {
