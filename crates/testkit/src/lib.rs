@@ -283,6 +283,16 @@ async fn templates() -> anyhow::Result<&'static Templates> {
         .await
 }
 
+/// A test's id: its process (so a later run can drop what a dead one left) and a
+/// random part.
+fn context_id() -> String {
+    format!(
+        "p{}_{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
 /// One test's databases and Redis prefix.
 pub struct TestContext {
     /// The test's main database, migrated.
@@ -315,11 +325,7 @@ impl TestContext {
             http_kit::telemetry::init(http_kit::config::LogFormat::Pretty, &filter);
         }
         let templates = templates().await?;
-        let id = format!(
-            "p{}_{}",
-            std::process::id(),
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
+        let id = context_id();
         let main_db = format!("testkit_{id}_main");
         let tenant_template = format!("testkit_{id}_ttpl");
         let server_url = server_url();
@@ -346,11 +352,7 @@ impl TestContext {
     /// tenant template are migrated there directly, and services started on it keep
     /// their default pool sizes (the connection budget is what such tests measure).
     pub async fn on_server(server_url: &str) -> anyhow::Result<Self> {
-        let id = format!(
-            "p{}_{}",
-            std::process::id(),
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
+        let id = context_id();
         let main_db = format!("testkit_{id}_main");
         let tenant_template = format!("testkit_{id}_ttpl");
         let mut admin = connect(server_url).await?;

@@ -94,6 +94,24 @@ fn assert_schema(record: &KafkaRecord) {
     );
 }
 
+/// A service's Prometheus text (`url`: its internal listener's `/metrics`).
+async fn metrics_text(client: &reqwest::Client, url: &str) -> String {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+/// The value of one series (name and labels exactly as exported) of Prometheus text.
+fn metric(text: &str, series: &str) -> Option<i64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
 /// Waits until the outbox of the database at `url` has no unpublished row.
 async fn wait_all_published(url: &str) {
     let mut conn = AsyncPgConnection::establish(url).await.expect("connect");
@@ -256,18 +274,8 @@ async fn events_committed_while_kafka_is_down_arrive_once_when_it_returns() {
         async move {
             let deadline = std::time::Instant::now() + Duration::from_secs(40);
             loop {
-                let text = client
-                    .get(&metrics)
-                    .send()
-                    .await
-                    .expect("metrics")
-                    .text()
-                    .await
-                    .expect("text");
-                let value = |series: &str| -> Option<i64> {
-                    text.lines()
-                        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-                };
+                let text = metrics_text(&client, &metrics).await;
+                let value = |series: &str| metric(&text, series);
                 let rows = value("events_outbox_backlog{service=\"auth\"}");
                 let age = value("events_outbox_oldest_age_seconds{service=\"auth\"}");
                 let done = if at_least > 0 {
@@ -907,20 +915,8 @@ async fn a_dead_letter_is_listed_replayed_once_fixed_and_purged() {
     let metrics = format!("{}/metrics", testkit::internal_url(&worker));
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let text = docs
-            .auth
-            .client
-            .get(&metrics)
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        let value = |series: &str| -> Option<i64> {
-            text.lines()
-                .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        };
+        let text = metrics_text(&docs.auth.client, &metrics).await;
+        let value = |series: &str| metric(&text, series);
         let lag: i64 = (0..PARTITIONS)
             .map(|p| {
                 value(&format!(

@@ -128,11 +128,18 @@ async fn topics_ensure_creates_the_catalog_once_and_reports_drift() {
 }
 
 fn run_args(kafka: &TestKafka, args: &[&str], extra: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut vars = vec![("KAFKA_BROKERS", kafka.brokers())];
+    vars.extend_from_slice(extra);
+    run_env(args, &vars)
+}
+
+/// Runs the event-worker binary with `args` and only `vars` in its environment: exit
+/// code and output.
+fn run_env(args: &[&str], vars: &[(&str, &str)]) -> (Option<i32>, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_event-worker"))
         .args(args)
         .env_clear()
-        .env("KAFKA_BROKERS", kafka.brokers())
-        .envs(extra.iter().copied())
+        .envs(vars.iter().copied())
         .current_dir(std::env::temp_dir())
         .output()
         .expect("run event-worker");
@@ -171,21 +178,7 @@ fn topics_ensure_refuses_bad_settings_by_name() {
 }
 
 fn run_without_broker(vars: &[(&str, &str)]) -> (Option<i32>, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_event-worker"))
-        .args(["topics", "ensure"])
-        .env_clear()
-        .envs(vars.iter().copied())
-        .current_dir(std::env::temp_dir())
-        .output()
-        .expect("run event-worker topics ensure");
-    (
-        output.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    )
+    run_env(&["topics", "ensure"], vars)
 }
 
 #[tokio::test]
