@@ -218,6 +218,27 @@ pub struct TenantPurge {
     pub db: main_db::DbPool,
 }
 
+impl TenantPurge {
+    /// Whether the database `name` exists on the server (the tenant databases share
+    /// the main database's server).
+    async fn database_exists(&self, name: &str) -> Result<bool, HandlerError> {
+        #[derive(diesel::QueryableByName)]
+        struct Found {
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            found: bool,
+        }
+        let mut conn = crate::audit::connection(&self.db).await?;
+        let row: Found = diesel::sql_query(
+            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS found",
+        )
+        .bind::<diesel::sql_types::Text, _>(name)
+        .get_result(&mut conn)
+        .await
+        .map_err(classify)?;
+        Ok(row.found)
+    }
+}
+
 impl Handler for TenantPurge {
     fn name(&self) -> &str {
         PURGE_CONSUMER
@@ -237,9 +258,26 @@ impl Handler for TenantPurge {
                 let tenant = event.tenant_id.ok_or_else(|| {
                     HandlerError::Invalid("tenant.deleted without a tenant".into())
                 })?;
-                let Some(database) = database_of(&self.tenants, tenant).await? else {
+                // The tenant service must confirm the purge: the tenant deactivated and its
+                // database gone. An event saying otherwise (a mistake, or forged by
+                // whoever can write to the topic) deletes nothing and is dead-lettered.
+                let Some(summary) = self.tenants.tenant(tenant).await.map_err(tenant_error)?
+                else {
                     continue;
                 };
+                if summary.status != domain::TenantStatus::Deleted {
+                    return Err(HandlerError::Invalid(format!(
+                        "tenant.deleted for tenant {tenant}, which the tenant service reports {}: its objects are kept",
+                        summary.status.as_str()
+                    )));
+                }
+                let database = TenantDatabaseName::parse(&summary.database_name)
+                    .map_err(|e| HandlerError::Invalid(format!("tenant database name: {e}")))?;
+                if self.database_exists(database.as_str()).await? {
+                    return Err(HandlerError::Invalid(format!(
+                        "tenant.deleted for tenant {tenant}, whose database still exists: its objects are kept"
+                    )));
+                }
                 // Deleting is idempotent: a redelivery deletes what is left, if anything.
                 let deleted = self
                     .storage

@@ -1104,3 +1104,59 @@ async fn a_dead_letter_is_listed_replayed_once_fixed_and_purged() {
     assert_eq!(purged, 1);
     assert!(read(None).await.is_empty(), "nothing left");
 }
+
+/// A `tenant.deleted` with `hard_delete` for a tenant the tenant service reports
+/// active (a mistake, or forged by whoever can write to the topic) deletes nothing: the
+/// purge consumer checks with the tenant service first and dead-letters the event.
+#[tokio::test]
+async fn a_purge_event_the_tenant_service_does_not_confirm_deletes_nothing() {
+    let ctx = TestContext::new().await;
+    let kafka = kafka().await;
+    let docs = platform_with(&ctx, &[("KAFKA_BROKERS", kafka.brokers())], &[]).await;
+    let (admin, _) = docs.auth.session("forged@example.com").await;
+    let tenant = docs.tenant_of(&admin, "Still Here").await;
+    let (status, body) = docs
+        .upload(&admin, &tenant, b"keep me".to_vec(), "keep.txt")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let objects = docs.s3.objects("documents");
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    let worker_env = [
+        ("S3_ENDPOINT_URL", docs.s3.endpoint.as_str()),
+        ("S3_ACCESS_KEY", docs.s3.access_key.as_str()),
+        ("S3_SECRET_KEY", docs.s3.secret_key.as_str()),
+        ("S3_BUCKET", "documents"),
+    ];
+    start_worker(&ctx, &docs, kafka, &worker_env).await;
+    let tenant_id: domain::TenantId = tenant.parse().expect("tenant id");
+    let forged = EventEnvelope::new(
+        Topic::TenantDeleted,
+        Some(tenant_id),
+        None,
+        serde_json::json!({"tenant_id": tenant, "hard_delete": true}),
+    )
+    .expect("event");
+    kafka
+        .produce(
+            "tenant.deleted",
+            &tenant,
+            &serde_json::to_vec(&forged).expect("json"),
+        )
+        .expect("produce");
+    let dead = kafka
+        .read(&["tenant.deleted.dlq"], 1, Duration::from_secs(30))
+        .await
+        .expect("the forged event dead-lettered");
+    assert_eq!(
+        dead[0].header("dlq-consumer"),
+        Some("tenant-purge"),
+        "{dead:?}"
+    );
+    assert!(
+        dead[0]
+            .header("dlq-reason")
+            .is_some_and(|r| r.contains("reports active") && r.contains("objects are kept")),
+        "{dead:?}"
+    );
+    assert_eq!(docs.s3.objects("documents"), objects, "nothing deleted");
+}
