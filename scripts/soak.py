@@ -221,7 +221,14 @@ def main():
             report["statuses"][str(status)] = report["statuses"].get(str(status), 0) + n
     report["tenants"] = len(state.tenants)
     report["uploads_stored"] = len(state.documents)
-    time.sleep(5)  # the last webhook deliveries
+    # The last webhook deliveries: until none arrived for 2 s (30 s at most).
+    deadline, last, quiet_since = time.monotonic() + 30, -1, time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < 2:
+        with lock:
+            now = received["deliveries"]
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+        time.sleep(0.1)
     report["webhook_deliveries"] = received["deliveries"]
     report["webhook_ids"] = len(received["ids"])
     json.dump(report, sys.stdout, indent=2, default=str)

@@ -22,5 +22,6 @@ pub use migrations::{
 };
 pub use outbox::MainOutbox;
 pub use pool::{
-    build_pool, connect, ping, probe, ConnectionBudget, DbConnection, DbError, DbPool, PoolSettings,
+    build_pool, connect, database_checks, ping, probe, ConnectionBudget, DbConnection, DbError,
+    DbPool, PoolSettings,
 };

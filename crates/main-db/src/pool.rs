@@ -159,6 +159,37 @@ impl ConnectionBudget {
     }
 }
 
+/// What every service adds to its start for its main database and its broker: the
+/// `postgres` readiness check, `kafka_topics` when a broker is configured
+/// (`events::topics`: a missing topic is named instead of failing at runtime), and the
+/// connection-budget warning, spawned (`other_pools`: the service's pools besides the
+/// main one, by the settings that size them). Must run inside the Tokio runtime.
+pub fn database_checks(
+    service: &'static str,
+    common: &http_kit::CommonSettings,
+    db: &DbPool,
+    other_pools: &[(&'static str, usize)],
+) -> anyhow::Result<Vec<http_kit::ReadinessCheck>> {
+    let mut parts = vec![("DATABASE_POOL_SIZE", common.database_pool_size)];
+    parts.extend_from_slice(other_pools);
+    tokio::spawn(
+        ConnectionBudget {
+            service,
+            parts,
+            share_percent: common.db_connection_share,
+        }
+        .check(db.clone()),
+    );
+    let mut checks = vec![http_kit::ReadinessCheck::new("postgres", probe(db.clone()))];
+    if let Some(topics) = events::topics::probe(
+        common.kafka().map(events::Connection::from),
+        common.ready_timeout,
+    )? {
+        checks.push(http_kit::ReadinessCheck::new("kafka_topics", topics));
+    }
+    Ok(checks)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -113,14 +113,8 @@ impl http_kit::cli::Service for Service {
                 timeout: common.database_timeout,
             },
         )?;
-        tokio::spawn(
-            main_db::ConnectionBudget {
-                service: INFO.name,
-                parts: vec![("DATABASE_POOL_SIZE", common.database_pool_size)],
-                share_percent: common.db_connection_share,
-            }
-            .check(db.clone()),
-        );
+        // The postgres and kafka_topics checks, and the connection-budget warning.
+        let database_checks = main_db::database_checks(INFO.name, common, &db, &[])?;
         let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
         let keys = cache::Keys::new(common.redis_key_prefix.clone());
         let revocations =
@@ -181,16 +175,10 @@ impl http_kit::cli::Service for Service {
                 settings.service_call_timeout,
             )?,
         };
-        // Names a missing topic instead of failing at runtime (events::topics).
-        let topics = events::topics::probe(
-            common.kafka().map(events::Connection::from),
-            common.ready_timeout,
-        )?
-        .map(|probe| ReadinessCheck::new("kafka_topics", probe));
-        let checks = [
-            ReadinessCheck::new("postgres", main_db::probe(db)),
-            ReadinessCheck::new("redis", cache::probe(redis, common.redis_timeout)),
-        ];
+        let checks = [ReadinessCheck::new(
+            "redis",
+            cache::probe(redis, common.redis_timeout),
+        )];
         let accounts = web::Data::new(accounts);
         let verifier = web::Data::new(verifier);
         let jwks = web::Data::new(settings.keys.jwks.clone());
@@ -198,7 +186,7 @@ impl http_kit::cli::Service for Service {
         http_kit::server::start_service(
             INFO,
             common,
-            checks.into_iter().chain(topics),
+            database_checks.into_iter().chain(checks),
             openapi(),
             listeners,
             move |cfg| {

@@ -74,20 +74,16 @@ impl http_kit::cli::Service for Service {
                 timeout: common.database_timeout,
             },
         )?;
-        tokio::spawn(
-            main_db::ConnectionBudget {
-                service: INFO.name,
-                parts: vec![
-                    ("DATABASE_POOL_SIZE", common.database_pool_size),
-                    (
-                        "TENANT_POOL_MAX_POOLS × TENANT_POOL_CONNECTIONS_PER_POOL",
-                        settings.tenant_db.connection_bound(),
-                    ),
-                ],
-                share_percent: common.db_connection_share,
-            }
-            .check(db.clone()),
-        );
+        // The postgres and kafka_topics checks, and the connection-budget warning.
+        let database_checks = main_db::database_checks(
+            INFO.name,
+            common,
+            &db,
+            &[(
+                "TENANT_POOL_MAX_POOLS × TENANT_POOL_CONNECTIONS_PER_POOL",
+                settings.tenant_db.connection_bound(),
+            )],
+        )?;
         let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
         let storage = storage::Storage::new(settings.storage.clone())?;
         let tenants = clients::TenantClient::new(
@@ -166,14 +162,7 @@ impl http_kit::cli::Service for Service {
                 tracing::error!(error = %e, "the document bucket is not usable");
             }
         });
-        // Names a missing topic instead of failing at runtime (events::topics).
-        let topics = events::topics::probe(
-            common.kafka().map(events::Connection::from),
-            common.ready_timeout,
-        )?
-        .map(|probe| ReadinessCheck::new("kafka_topics", probe));
         let checks = [
-            ReadinessCheck::new("postgres", main_db::probe(db)),
             ReadinessCheck::new("redis", cache::probe(redis, common.redis_timeout)),
             ReadinessCheck::new("object_storage", move || {
                 let storage = storage.clone();
@@ -191,7 +180,7 @@ impl http_kit::cli::Service for Service {
         http_kit::server::start_service(
             INFO,
             common,
-            checks.into_iter().chain(topics),
+            database_checks.into_iter().chain(checks),
             openapi(),
             listeners,
             move |cfg| {

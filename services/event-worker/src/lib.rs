@@ -111,20 +111,16 @@ pub fn start(
             timeout: common.database_timeout,
         },
     )?;
-    tokio::spawn(
-        main_db::ConnectionBudget {
-            service: INFO.name,
-            parts: vec![
-                ("DATABASE_POOL_SIZE", common.database_pool_size),
-                (
-                    "TENANT_POOL_MAX_POOLS × TENANT_POOL_CONNECTIONS_PER_POOL",
-                    settings.tenant_db.connection_bound(),
-                ),
-            ],
-            share_percent: common.db_connection_share,
-        }
-        .check(db.clone()),
-    );
+    // The postgres and kafka_topics checks, and the connection-budget warning.
+    let database_checks = main_db::database_checks(
+        INFO.name,
+        common,
+        &db,
+        &[(
+            "TENANT_POOL_MAX_POOLS × TENANT_POOL_CONNECTIONS_PER_POOL",
+            settings.tenant_db.connection_bound(),
+        )],
+    )?;
     let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
     let keyring = Arc::new(secrets::Keyring::parse(settings.secrets_keyring.expose())?);
     let shutdown = Shutdown::new();
@@ -335,16 +331,10 @@ pub fn start(
         &cache::Keys::new(common.redis_key_prefix.clone()),
         http_kit::identity::ROLE_CHANNEL,
     ));
-    // Names a missing topic instead of failing at runtime (events::topics).
-    let topics = events::topics::probe(
-        common.kafka().map(events::Connection::from),
-        common.ready_timeout,
-    )?
-    .map(|probe| ReadinessCheck::new("kafka_topics", probe));
-    let checks = [
-        ReadinessCheck::new("postgres", main_db::probe(db.clone())),
-        ReadinessCheck::new("redis", cache::probe(redis, common.redis_timeout)),
-    ];
+    let checks = [ReadinessCheck::new(
+        "redis",
+        cache::probe(redis, common.redis_timeout),
+    )];
     let db = web::Data::new(db);
     let allow = web::Data::new(routes::webhooks::AllowPrivateTargets(
         settings.webhooks.allow_private_targets,
@@ -355,7 +345,7 @@ pub fn start(
     let server = http_kit::server::start_service(
         INFO,
         common,
-        checks.into_iter().chain(topics),
+        database_checks.into_iter().chain(checks),
         openapi(),
         listeners,
         move |cfg| {

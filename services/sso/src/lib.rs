@@ -138,14 +138,6 @@ pub fn build_app(settings: &Settings) -> anyhow::Result<app::SsoApp> {
             timeout: common.database_timeout,
         },
     )?;
-    tokio::spawn(
-        main_db::ConnectionBudget {
-            service: INFO.name,
-            parts: vec![("DATABASE_POOL_SIZE", common.database_pool_size)],
-            share_percent: common.db_connection_share,
-        }
-        .check(db.clone()),
-    );
     let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
     let keys = cache::Keys::new(common.redis_key_prefix.clone());
     let db_for_relay = db.clone();
@@ -215,19 +207,12 @@ pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyh
             leeway_secs: 30,
         },
     );
-    // Names a missing topic instead of failing at runtime (events::topics).
-    let topics = events::topics::probe(
-        common.kafka().map(events::Connection::from),
-        common.ready_timeout,
-    )?
-    .map(|probe| ReadinessCheck::new("kafka_topics", probe));
-    let checks = [
-        ReadinessCheck::new("postgres", main_db::probe(app.db.clone())),
-        ReadinessCheck::new(
-            "redis",
-            cache::probe(app.redis.clone(), common.redis_timeout),
-        ),
-    ];
+    // The postgres and kafka_topics checks, and the connection-budget warning.
+    let database_checks = main_db::database_checks(INFO.name, common, &app.db, &[])?;
+    let checks = [ReadinessCheck::new(
+        "redis",
+        cache::probe(app.redis.clone(), common.redis_timeout),
+    )];
     let app = web::Data::new(app);
     tokio::spawn(refresh::run(app.clone()));
     let verifier = web::Data::new(verifier);
@@ -235,7 +220,7 @@ pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyh
     http_kit::server::start_service(
         INFO,
         common,
-        checks.into_iter().chain(topics),
+        database_checks.into_iter().chain(checks),
         openapi(),
         listeners,
         move |cfg| {

@@ -87,21 +87,19 @@ impl http_kit::cli::Service for Service {
 pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Server> {
     let common = &settings.common;
     let db = main_db::build_pool(common.database_url.expose(), &settings.main_pool_settings())?;
-    tokio::spawn(
-        main_db::ConnectionBudget {
-            service: INFO.name,
-            parts: vec![
-                ("DATABASE_POOL_SIZE", common.database_pool_size),
-                (
-                    "TENANT_POOL_MAX_POOLS × TENANT_POOL_CONNECTIONS_PER_POOL",
-                    settings.tenant_db.connection_bound(),
-                ),
-                ("TENANT_ADMIN_POOL_SIZE", settings.tenant_db.admin_pool_size),
-            ],
-            share_percent: common.db_connection_share,
-        }
-        .check(db.clone()),
-    );
+    // The postgres and kafka_topics checks, and the connection-budget warning.
+    let database_checks = main_db::database_checks(
+        INFO.name,
+        common,
+        &db,
+        &[
+            (
+                "TENANT_POOL_MAX_POOLS × TENANT_POOL_CONNECTIONS_PER_POOL",
+                settings.tenant_db.connection_bound(),
+            ),
+            ("TENANT_ADMIN_POOL_SIZE", settings.tenant_db.admin_pool_size),
+        ],
+    )?;
     let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
     let tenants = std::sync::Arc::new(tenant_db::TenantDatabaseManager::new(
         settings.tenant_db.clone(),
@@ -175,14 +173,7 @@ pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyh
         std::time::Duration::ZERO,
         1,
     );
-    // Names a missing topic instead of failing at runtime (events::topics).
-    let topics = events::topics::probe(
-        common.kafka().map(events::Connection::from),
-        common.ready_timeout,
-    )?
-    .map(|probe| ReadinessCheck::new("kafka_topics", probe));
     let checks = [
-        ReadinessCheck::new("postgres", main_db::probe(db.clone())),
         ReadinessCheck::new("redis", cache::probe(redis, common.redis_timeout)),
         // Without the template no tenant can be created: run `tenant migrate-tenants`.
         ReadinessCheck::new("tenant_template", {
@@ -212,7 +203,7 @@ pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyh
     http_kit::server::start_service(
         INFO,
         common,
-        checks.into_iter().chain(topics),
+        database_checks.into_iter().chain(checks),
         openapi(),
         listeners,
         move |cfg| {

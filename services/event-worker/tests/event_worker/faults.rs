@@ -194,6 +194,11 @@ async fn a_replica_killed_while_two_share_the_work_leaves_each_effect_once() {
         .expect("produce");
     wait_audited(&mut conn, 600, Duration::from_secs(60)).await;
     drop(first); // SIGKILL during the flow: its partitions move to the survivor.
+    let (at_kill, _, _) = counts(&mut conn).await;
+    assert!(
+        at_kill < EVENTS,
+        "killed during the flow ({at_kill} of {EVENTS} audited)"
+    );
     wait_audited(&mut conn, EVENTS, Duration::from_secs(120)).await;
     assert_eq!(
         counts(&mut conn).await,
