@@ -11,7 +11,9 @@
 //!   one by one, and the ones that still fail go to `<topic>.dlq` with the reason, so
 //!   one poison message does not stop its partition. A message that is not an event
 //!   envelope goes to the dead-letter topic at once.
-//! - Shutdown finishes the batch in hand, commits, and returns.
+//! - Shutdown finishes the batch in hand, commits, and returns; the commit and leaving
+//!   the group wait at most `send_timeout`, on a thread of their own (`closing`), so a
+//!   broker outage cannot hold a stopping service.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -27,6 +29,7 @@ use rdkafka::Message;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::closing::ClosedOffExecutor;
 use crate::{EventEnvelope, Topic};
 
 diesel::table! {
@@ -107,7 +110,8 @@ pub struct ConsumerSettings {
     pub max_attempts: u32,
     pub min_backoff: Duration,
     pub max_backoff: Duration,
-    /// Acknowledgement timeout of a dead-letter message.
+    /// Acknowledgement timeout of a dead-letter message, and how long shutdown waits
+    /// for the final commit and for leaving the group.
     pub send_timeout: Duration,
     /// How often handled offsets are committed (and at shutdown); a crash redelivers
     /// at most this much work, which the processed ids make harmless.
@@ -175,49 +179,54 @@ pub async fn run<H: Handler>(
     handler: H,
     shutdown: Shutdown,
 ) -> Result<(), ConsumerError> {
-    let consumer: StreamConsumer = settings
-        .connection
-        .client()
-        .set("group.id", &settings.group_id)
-        .set(
-            "client.id",
-            format!("{}-{}", settings.group_id, handler.name()),
-        )
-        .set("enable.auto.commit", "true")
-        // Only offsets stored after handling are committed.
-        .set("enable.auto.offset.store", "false")
-        .set(
-            "auto.commit.interval.ms",
-            settings.commit_interval.as_millis().max(1).to_string(),
-        )
-        .set("auto.offset.reset", "earliest")
-        .set(
-            "session.timeout.ms",
-            settings.session_timeout.as_millis().max(1).to_string(),
-        )
-        .set(
-            "heartbeat.interval.ms",
-            (settings.session_timeout.as_millis() / 3)
-                .clamp(1, 3000)
-                .to_string(),
-        )
-        .set("reconnect.backoff.max.ms", "2000")
-        // A fetch that finds nothing waits at most this long for new messages; brokers
-        // that do not answer early (librdkafka's mock) would otherwise add up to the
-        // default 500 ms to every event's latency.
-        .set("fetch.wait.max.ms", "50")
-        .create()?;
+    // Closed on a thread of its own, also when this future is dropped (`closing`).
+    let consumer: ClosedOffExecutor<StreamConsumer> = ClosedOffExecutor::new(
+        settings
+            .connection
+            .client()
+            .set("group.id", &settings.group_id)
+            .set(
+                "client.id",
+                format!("{}-{}", settings.group_id, handler.name()),
+            )
+            .set("enable.auto.commit", "true")
+            // Only offsets stored after handling are committed.
+            .set("enable.auto.offset.store", "false")
+            .set(
+                "auto.commit.interval.ms",
+                settings.commit_interval.as_millis().max(1).to_string(),
+            )
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "session.timeout.ms",
+                settings.session_timeout.as_millis().max(1).to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                (settings.session_timeout.as_millis() / 3)
+                    .clamp(1, 3000)
+                    .to_string(),
+            )
+            .set("reconnect.backoff.max.ms", "2000")
+            // A fetch that finds nothing waits at most this long for new messages; brokers
+            // that do not answer early (librdkafka's mock) would otherwise add up to the
+            // default 500 ms to every event's latency.
+            .set("fetch.wait.max.ms", "50")
+            .create()?,
+    );
     let topics: Vec<&str> = settings.topics.iter().map(|t| t.as_str()).collect();
     consumer.subscribe(&topics)?;
-    let dead_letters: FutureProducer = settings
-        .connection
-        .producer()
-        .set("client.id", format!("{}-dlq", settings.group_id))
-        .set(
-            "message.timeout.ms",
-            settings.send_timeout.as_millis().max(1).to_string(),
-        )
-        .create()?;
+    let dead_letters: ClosedOffExecutor<FutureProducer> = ClosedOffExecutor::new(
+        settings
+            .connection
+            .producer()
+            .set("client.id", format!("{}-dlq", settings.group_id))
+            .set(
+                "message.timeout.ms",
+                settings.send_timeout.as_millis().max(1).to_string(),
+            )
+            .create()?,
+    );
     let mut stop = shutdown.subscribe();
     tracing::info!(consumer = handler.name(), group = %settings.group_id, ?topics, "consumer started");
     loop {
@@ -265,8 +274,24 @@ pub async fn run<H: Handler>(
             }
         }
     }
-    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-        tracing::warn!(consumer = handler.name(), error = %e, "final offset commit failed");
+    // The final commit and leaving the group wait for the coordinator: bounded, off
+    // the executor. Past the bound the service stops anyway; the partitions move after
+    // the session timeout and the uncommitted batch is redelivered (processed ids make
+    // that harmless).
+    let name = handler.name().to_owned();
+    let closed = consumer
+        .close_within(settings.send_timeout, move |consumer| {
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                tracing::warn!(consumer = %name, error = %e, "final offset commit failed");
+            }
+        })
+        .await;
+    if !closed {
+        tracing::warn!(
+            consumer = handler.name(),
+            timeout_ms = settings.send_timeout.as_millis() as u64,
+            "the consumer did not commit and leave its group in time; stopping anyway"
+        );
     }
     tracing::info!(consumer = handler.name(), "consumer stopped");
     Ok(())

@@ -4,6 +4,7 @@
 //! committed outbox rows to Kafka; the consumer loop of the event consumers.
 
 pub mod account;
+pub mod closing;
 pub mod connection;
 pub mod consumer;
 mod envelope;
@@ -17,6 +18,7 @@ mod topic;
 pub mod topics;
 
 pub use account::AccountEvent;
+pub use closing::ClosedOffExecutor;
 pub use connection::Connection;
 pub use consumer::{claim, ConsumerSettings, Handler, HandlerError, Shutdown};
 pub use envelope::EventEnvelope;

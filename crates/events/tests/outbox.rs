@@ -317,3 +317,107 @@ mod relay {
         assert_eq!(ids, expected, "every event, once, in order");
     }
 }
+
+// --- The consumer loop stopping while the broker is down (librdkafka's mock cluster).
+
+mod consumer_shutdown {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{mpsc, Arc};
+    use std::time::Duration;
+
+    use events::{ConsumerSettings, EventEnvelope, Handler, HandlerError, Shutdown, Topic};
+    use futures_util::future::BoxFuture;
+    use testkit::TestKafka;
+
+    struct Count(Arc<AtomicUsize>);
+
+    impl Handler for Count {
+        fn name(&self) -> &str {
+            "count"
+        }
+
+        fn handle<'a>(
+            &'a self,
+            events: &'a [EventEnvelope],
+        ) -> BoxFuture<'a, Result<(), HandlerError>> {
+            self.0.fetch_add(events.len(), Ordering::SeqCst);
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    /// A broker with one event, and a runtime running a consumer loop that has handled
+    /// it (so it is in its group with the partition assigned).
+    fn consuming(
+        shutdown: &Shutdown,
+    ) -> (
+        TestKafka,
+        tokio::runtime::Runtime,
+        tokio::task::JoinHandle<Result<(), events::consumer::ConsumerError>>,
+    ) {
+        let topic = Topic::TenantCreated;
+        let kafka = TestKafka::start(&[topic.as_str()], 1).expect("mock cluster");
+        let event = EventEnvelope::new(topic, None, None, serde_json::json!({})).expect("event");
+        kafka
+            .produce(
+                topic.as_str(),
+                "k",
+                &serde_json::to_vec(&event).expect("JSON"),
+            )
+            .expect("produce");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let handled = Arc::new(AtomicUsize::new(0));
+        let mut settings = ConsumerSettings::new(kafka.brokers(), "shutdown-test", vec![topic]);
+        settings.send_timeout = Duration::from_secs(2);
+        // Closed in place, a consumer whose broker is down waited about this long on
+        // the mock cluster, or for minutes: far longer than the bounds below.
+        settings.session_timeout = Duration::from_secs(45);
+        let task = runtime.spawn(events::consumer::run(
+            settings,
+            Count(handled.clone()),
+            shutdown.clone(),
+        ));
+        runtime.block_on(async {
+            testkit::wait_until(Duration::from_secs(30), || async {
+                handled.load(Ordering::SeqCst) == 1
+            })
+            .await
+            .expect("the event handled");
+        });
+        (kafka, runtime, task)
+    }
+
+    #[test]
+    fn a_consumer_stopped_during_a_broker_outage_returns_within_its_bound() {
+        let shutdown = Shutdown::new();
+        let (kafka, runtime, task) = consuming(&shutdown);
+        kafka.set_up(false).expect("broker down");
+        shutdown.trigger();
+        // send_timeout (2 s) bounds the final commit and the group's leaving.
+        let stopped =
+            runtime.block_on(async { tokio::time::timeout(Duration::from_secs(15), task).await });
+        assert!(
+            matches!(stopped, Ok(Ok(Ok(())))),
+            "the loop did not stop: {stopped:?}"
+        );
+        drop(runtime);
+    }
+
+    #[test]
+    fn a_runtime_dropped_during_a_broker_outage_is_not_held_by_its_consumer() {
+        let shutdown = Shutdown::new();
+        let (kafka, runtime, _task) = consuming(&shutdown);
+        kafka.set_up(false).expect("broker down");
+        // Dropping the runtime drops the loop's future, and the consumer with it.
+        let (dropped, done) = mpsc::channel();
+        std::thread::spawn(move || {
+            drop(runtime);
+            let _ = dropped.send(());
+        });
+        done.recv_timeout(Duration::from_secs(15))
+            .expect("the runtime was held by a consumer closing against a dead broker");
+    }
+}

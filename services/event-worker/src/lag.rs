@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use events::{Connection, Shutdown, Topic};
+use events::{ClosedOffExecutor, Connection, Shutdown, Topic};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -17,17 +17,21 @@ use rdkafka::{Offset, TopicPartitionList};
 pub struct Group {
     pub id: String,
     pub topics: Vec<Topic>,
-    consumer: BaseConsumer,
+    /// Closed off the executor: it has a group id, and closing one waits for the
+    /// coordinator (`events::closing`).
+    consumer: ClosedOffExecutor<BaseConsumer>,
 }
 
 impl Group {
     pub fn new(connection: &Connection, id: String, topics: Vec<Topic>) -> anyhow::Result<Self> {
-        let consumer = connection
-            .client()
-            .set("group.id", &id)
-            .set("client.id", format!("{id}-lag"))
-            .set("enable.auto.commit", "false")
-            .create()?;
+        let consumer = ClosedOffExecutor::new(
+            connection
+                .client()
+                .set("group.id", &id)
+                .set("client.id", format!("{id}-lag"))
+                .set("enable.auto.commit", "false")
+                .create()?,
+        );
         Ok(Self {
             id,
             topics,
