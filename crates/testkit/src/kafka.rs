@@ -95,13 +95,33 @@ impl TestKafka {
     /// (`scripts/test.sh` builds it once per machine and sets it). The broker is killed
     /// when this process exits, even if the value is leaked.
     pub fn tansu() -> anyhow::Result<Self> {
-        let broker = crate::tansu::TansuBroker::start()?;
+        Self::tansu_from(crate::tansu::TansuBroker::start()?)
+    }
+
+    /// A tansu broker that speaks only TLS, with a certificate for 127.0.0.1 signed by
+    /// a CA of its own ([`Self::ssl_ca_file`]): clients set `KAFKA_SECURITY_PROTOCOL=ssl`
+    /// and `KAFKA_SSL_CA_FILE`.
+    pub fn tansu_tls() -> anyhow::Result<Self> {
+        Self::tansu_from(crate::tansu::TansuBroker::start_tls()?)
+    }
+
+    /// The CA that signed a TLS broker's certificate.
+    pub fn ssl_ca_file(&self) -> Option<&std::path::Path> {
+        Some(self.tansu.as_ref()?.tls()?.ca.as_path())
+    }
+
+    fn tansu_from(broker: crate::tansu::TansuBroker) -> anyhow::Result<Self> {
         let brokers = broker.brokers();
-        let owner: BaseProducer = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", &brokers)
-            .set("reconnect.backoff.max.ms", "500")
-            .create()
-            .context("a producer for tansu")?;
+            .set("reconnect.backoff.max.ms", "500");
+        if let Some(tls) = broker.tls() {
+            config
+                .set("security.protocol", "ssl")
+                .set("ssl.ca.location", tls.ca.to_string_lossy());
+        }
+        let owner: BaseProducer = config.create().context("a producer for tansu")?;
         Ok(Self {
             owner,
             brokers,
@@ -114,11 +134,21 @@ impl TestKafka {
         self.tansu.is_some()
     }
 
+    /// A client configuration for this broker (over TLS when it speaks TLS).
+    fn client(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        if let Some(ca) = self.ssl_ca_file() {
+            config
+                .set("security.protocol", "ssl")
+                .set("ssl.ca.location", ca.to_string_lossy());
+        }
+        config
+    }
+
     /// The partitions of `topic`, as the broker reports them.
     fn partitions(&self, topic: &str) -> anyhow::Result<i32> {
-        let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .create()?;
+        let consumer: rdkafka::consumer::BaseConsumer = self.client().create()?;
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
         let found = metadata
             .topics()
@@ -160,8 +190,8 @@ impl TestKafka {
         count: usize,
         timeout: Duration,
     ) -> anyhow::Result<Vec<KafkaRecord>> {
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
+        let consumer: StreamConsumer = self
+            .client()
             .set("group.id", "testkit-reader")
             .set("enable.auto.commit", "false")
             .create()?;
@@ -247,10 +277,8 @@ impl TestKafka {
 
     /// How many messages `topic` holds (high watermarks summed over its partitions).
     pub fn count(&self, topic: &str) -> anyhow::Result<i64> {
-        let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .set("group.id", "testkit-counter")
-            .create()?;
+        let consumer: rdkafka::consumer::BaseConsumer =
+            self.client().set("group.id", "testkit-counter").create()?;
         let mut total = 0;
         for partition in 0..self.partitions(topic)? {
             let (low, high) =

@@ -7,6 +7,13 @@
 //! `PR_SET_PDEATHSIG`, so it dies with the test process even when the `TestKafka`
 //! holding it is leaked for the life of the process; folders of test processes that are
 //! gone are removed by the next start.
+//!
+//! [`TansuBroker::start_tls`] starts one that clients reach only over TLS, with a
+//! certificate for 127.0.0.1 signed by a CA made for it (`openssl`), for tests of
+//! `KAFKA_SECURITY_PROTOCOL`. tansu 0.6 cannot serve TLS itself (its CLI puts `--cert`
+//! and `--key` in one exclusive group: either alone is useless, both are refused), so
+//! the broker listens on a private port and advertises a TLS front of ours, which
+//! terminates TLS (rustls) and forwards each connection to it.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -22,8 +29,155 @@ const FOLDER_PREFIX: &str = "testkit-tansu-";
 pub(crate) struct TansuBroker {
     bin: PathBuf,
     dir: PathBuf,
+    /// Where tansu listens.
     port: u16,
+    /// Where clients connect and what tansu advertises: `port`, or the TLS front's.
+    public_port: u16,
+    /// Set when the broker speaks TLS: its certificate and key, and the CA that signed it.
+    tls: Option<Tls>,
     running: Mutex<Option<Running>>,
+}
+
+pub(crate) struct Tls {
+    cert: PathBuf,
+    key: PathBuf,
+    pub(crate) ca: PathBuf,
+}
+
+/// Terminates TLS on `front` with `tls`'s certificate and forwards each connection to
+/// tansu on 127.0.0.1:`upstream`, from a thread of its own for the life of the process.
+fn serve_tls(front: TcpListener, upstream: u16, tls: &Tls) -> anyhow::Result<()> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls;
+
+    let certs = CertificateDer::pem_file_iter(&tls.cert)
+        .context("the broker's certificate")?
+        .collect::<Result<Vec<_>, _>>()
+        .context("the broker's certificate")?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key).context("the broker's key")?;
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    front.set_nonblocking(true)?;
+    std::thread::Builder::new()
+        .name("tansu-tls".into())
+        .spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                let Ok(front) = tokio::net::TcpListener::from_std(front) else {
+                    return;
+                };
+                loop {
+                    let Ok((client, _)) = front.accept().await else {
+                        continue;
+                    };
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        // A client that fails the handshake (plaintext, a CA it does not
+                        // trust) is simply disconnected.
+                        let Ok(mut client) = acceptor.accept(client).await else {
+                            return;
+                        };
+                        let Ok(mut broker) =
+                            tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                        else {
+                            return;
+                        };
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut broker).await;
+                    });
+                }
+            });
+        })?;
+    Ok(())
+}
+
+/// Makes a CA and a certificate for 127.0.0.1 and localhost signed by it, in `dir`.
+fn make_certificates(dir: &std::path::Path) -> anyhow::Result<Tls> {
+    let run = |args: &[&str]| -> anyhow::Result<()> {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .context("running openssl")?;
+        anyhow::ensure!(
+            output.status.success(),
+            "openssl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(())
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=testkit Kafka CA",
+        ],
+    ]
+    .concat())?;
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    ]
+    .concat())?;
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )?;
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ])?;
+    Ok(Tls {
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+        ca: dir.join("ca.pem"),
+    })
 }
 
 struct Running {
@@ -62,6 +216,19 @@ fn remove_stale_folders() {
 
 impl TansuBroker {
     pub(crate) fn start() -> anyhow::Result<Self> {
+        Self::start_with(false)
+    }
+
+    /// A broker that speaks only TLS (the CA: [`Self::tls`]).
+    pub(crate) fn start_tls() -> anyhow::Result<Self> {
+        Self::start_with(true)
+    }
+
+    pub(crate) fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
+    }
+
+    fn start_with(tls: bool) -> anyhow::Result<Self> {
         let bin = binary()?;
         remove_stale_folders();
         let dir = std::env::temp_dir().join(format!(
@@ -71,10 +238,21 @@ impl TansuBroker {
         ));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let (tls, public_port) = if tls {
+            let tls = make_certificates(&dir)?;
+            let front = TcpListener::bind("127.0.0.1:0")?;
+            let public_port = front.local_addr()?.port();
+            serve_tls(front, port, &tls)?;
+            (Some(tls), public_port)
+        } else {
+            (None, port)
+        };
         let broker = Self {
             bin,
             dir,
             port,
+            public_port,
+            tls,
             running: Mutex::new(None),
         };
         broker.spawn()?;
@@ -83,7 +261,7 @@ impl TansuBroker {
 
     /// `bootstrap.servers` of this broker.
     pub(crate) fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.public_port)
     }
 
     fn spawn(&self) -> anyhow::Result<()> {
@@ -94,6 +272,7 @@ impl TansuBroker {
             .append(true)
             .open(self.dir.join("tansu.log"))?;
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.public_port);
         let mut command = Command::new(&self.bin);
         command
             .args([
@@ -101,7 +280,7 @@ impl TansuBroker {
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
                 "--storage-engine",
                 "sqlite://tansu.db",
             ])
