@@ -20,8 +20,8 @@ pub enum Heard {
     Message(String),
 }
 
-/// How often a subscription is checked with `PING`: a connection that died silently
-/// is noticed within this (plus the Redis timeout).
+/// How often a subscription is checked with `PING` (by default): a connection that died
+/// silently is noticed within this (plus the Redis timeout).
 const PING_EVERY: Duration = Duration::from_secs(5);
 /// The longest wait between attempts to subscribe again.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -31,6 +31,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub struct Broadcast {
     redis: Redis,
     channel: String,
+    ping_every: Duration,
 }
 
 impl Broadcast {
@@ -38,7 +39,14 @@ impl Broadcast {
         Self {
             redis: redis.clone(),
             channel: keys.key("broadcast", name),
+            ping_every: PING_EVERY,
         }
+    }
+
+    /// Checks the subscription every `every` instead of every 5 s.
+    pub fn with_ping_every(mut self, every: Duration) -> Self {
+        self.ping_every = every;
+        self
     }
 
     /// Publishes `message`; answers how many subscribers received it.
@@ -65,7 +73,7 @@ impl Broadcast {
                 Ok((mut sink, mut stream)) => {
                     backoff = Duration::from_millis(100);
                     on(Heard::Subscribed);
-                    let mut ping = tokio::time::interval(PING_EVERY);
+                    let mut ping = tokio::time::interval(self.ping_every);
                     ping.tick().await;
                     loop {
                         tokio::select! {
@@ -77,7 +85,11 @@ impl Broadcast {
                                 None => break,
                             },
                             _ = ping.tick() => {
-                                let alive = tokio::time::timeout(self.redis.timeout, sink.ping::<String>()).await;
+                                // Any answer will do: a subscribed RESP2 connection
+                                // answers `["pong", ""]`, not `PONG` (read as a String,
+                                // that failed every time, and the subscription was
+                                // dropped and made again every 5 s).
+                                let alive = tokio::time::timeout(self.redis.timeout, sink.ping::<redis::Value>()).await;
                                 if !matches!(alive, Ok(Ok(_))) {
                                     break;
                                 }

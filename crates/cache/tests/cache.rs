@@ -101,3 +101,32 @@ async fn a_limit_allows_its_count_per_window_then_says_when_to_retry() {
         RateDecision::Allowed
     );
 }
+
+#[tokio::test]
+async fn a_broadcast_subscription_outlives_its_keepalive_pings() {
+    let (redis, keys) = redis();
+    let channel = format!("t-{}", uuid::Uuid::new_v4().simple());
+    let broadcast =
+        cache::Broadcast::new(&redis, &keys, &channel).with_ping_every(Duration::from_millis(20));
+    let (heard, mut hearing) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(broadcast.clone().listen(move |h| {
+        let _ = heard.send(h);
+    }));
+    let first = tokio::time::timeout(Duration::from_secs(5), hearing.recv()).await;
+    assert_eq!(first, Ok(Some(cache::Heard::Subscribed)));
+    // Ten messages over about half a second, some twenty-five pings: each message
+    // heard, and the subscription never made again in between.
+    let mut ticks = tokio::time::interval(Duration::from_millis(50));
+    for n in 0..10 {
+        ticks.tick().await;
+        assert_eq!(
+            broadcast.publish(&n.to_string()).await.expect("publish"),
+            1,
+            "message {n}"
+        );
+    }
+    for n in 0..10 {
+        let next = tokio::time::timeout(Duration::from_secs(5), hearing.recv()).await;
+        assert_eq!(next, Ok(Some(cache::Heard::Message(n.to_string()))));
+    }
+}
