@@ -310,8 +310,12 @@ impl Accounts {
                     .issuer
                     .pair(&grant(&user, family, &origin, session.created_at))?;
                 // Before the commit: a concurrent refresh with the same token waits on
-                // the session's lock, and finds the pair once this one commits.
-                self.keep_successor(claims.jti, &pair).await;
+                // the session's lock, and finds the pair once this one commits. Redis
+                // not answering rolls the rotation back (503, the token still valid)
+                // rather than leave a second tab to a 401.
+                self.keep_successor(claims.jti, &pair)
+                    .await
+                    .map_err(redis_unavailable)?;
                 refresh_tokens::insert(tx, &refresh_row(&pair.refresh, Some(claims.jti))).await?;
                 sessions::touch(tx, family, pair.refresh.expires_at()).await?;
                 Ok((Rotation::Rotated(Box::new(pair)), Vec::new()))
@@ -319,7 +323,13 @@ impl Accounts {
             .await?;
         match outcome {
             Rotation::Rotated(pair) => Ok(*pair),
-            Rotation::Repeated => match self.successor(claims.jti).await {
+            // Redis failing to answer is a 503 the client retries, never a 401 that
+            // would sign a user out of a session nothing revoked.
+            Rotation::Repeated => match self
+                .successor(claims.jti)
+                .await
+                .map_err(redis_unavailable)?
+            {
                 Some(pair) => {
                     tracing::info!(user.id = %user_id, session = %family, "refresh token presented again moments after its rotation: the same pair");
                     Ok(pair)
@@ -340,11 +350,15 @@ impl Accounts {
         }
     }
 
-    /// Keeps the pair a rotation of `rotated` issued, sealed, for the reuse interval
-    /// (best effort: without it, a second tab gets 401 and its user signs in again).
-    async fn keep_successor(&self, rotated: Uuid, pair: &TokenPair) {
+    /// Keeps the pair a rotation of `rotated` issued, sealed, for the reuse interval;
+    /// an error when Redis does not answer.
+    async fn keep_successor(
+        &self,
+        rotated: Uuid,
+        pair: &TokenPair,
+    ) -> Result<(), cache::CacheError> {
         if self.refresh_reuse_interval.is_zero() {
-            return;
+            return Ok(());
         }
         let plain = format!("{}\n{}", pair.access.token, pair.refresh.token);
         let aad = format!("refresh-successor:{rotated}");
@@ -352,31 +366,35 @@ impl Accounts {
             Ok(sealed) => format!("{}:{}", sealed.key_id, sealed.ciphertext),
             Err(e) => {
                 tracing::warn!(error = %e, "could not seal a rotated pair");
-                return;
+                return Ok(());
             }
         };
-        if let Err(e) = self
-            .successors
+        self.successors
             .put(
                 "refresh-successor",
                 &rotated.to_string(),
                 &sealed,
                 self.refresh_reuse_interval,
             )
-            .await
-        {
-            tracing::warn!(error = %e, "could not keep a rotated pair");
-        }
+            .await?;
+        Ok(())
     }
 
-    /// The pair kept for `rotated`, if still there and intact.
-    async fn successor(&self, rotated: Uuid) -> Option<TokenPair> {
-        let stored = self
+    /// The pair kept for `rotated`, if still there and intact; an error when Redis
+    /// does not answer.
+    async fn successor(&self, rotated: Uuid) -> Result<Option<TokenPair>, cache::CacheError> {
+        let Some(stored) = self
             .successors
             .get("refresh-successor", &rotated.to_string())
-            .await
-            .map_err(|e| tracing::warn!(error = %e, "could not read a rotated pair"))
-            .ok()??;
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(self.open_successor(rotated, &stored).await)
+    }
+
+    /// A kept pair unsealed and verified; `None` when it does not open or verify.
+    async fn open_successor(&self, rotated: Uuid, stored: &str) -> Option<TokenPair> {
         let (key_id, ciphertext) = stored.split_once(':')?;
         let aad = format!("refresh-successor:{rotated}");
         let plain = self
