@@ -7,13 +7,16 @@
 # s3s-fs: dev-s3), a mail catcher (SMTP_URL, else maildev on 1025, its UI on 1080),
 # builds the services, runs the migrations, starts the five services on
 # 127.0.0.1:5001-5005 (internal listeners 6001-6005) and the nginx gateway on 127.0.0.1:4999 (GATEWAY_PORT), and makes
-# an admin and a test tenant (tenant init).
+# an admin and a test tenant (tenant init). PGBOUNCER=1 puts PgBouncer (transaction
+# mode, built once per machine) between that PostgreSQL and the services' request traffic.
 #
 #   scripts/dev-up.sh            run in the foreground; Ctrl-C stops the services
 #   scripts/dev-up.sh --detach   leave them running; scripts/dev-down.sh stops them
 #   SERVICES="auth tenant" scripts/dev-up.sh   only some services
 #   PROFILE=release scripts/dev-up.sh          optimised build
 #   KAFKA=mock scripts/dev-up.sh               no tansu: librdkafka's mock cluster
+#   PGBOUNCER=1 scripts/dev-up.sh              request traffic through PgBouncer on
+#                                              127.0.0.1:6432 (PGBOUNCER_PORT)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
@@ -29,11 +32,18 @@ bin_dir="$target_dir/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
 run_dir="$PWD/.local/run"
 mkdir -p "$run_dir/logs"
 
-if [ -f "$run_dir/pids" ]; then
+if [ -f "$run_dir/pids" ] || [ -f "$run_dir/pgbouncer/pgbouncer.pid" ]; then
   log "stopping services left from an earlier run"
   scripts/dev-down.sh >/dev/null 2>&1 || true
 fi
 
+pgbouncer="${PGBOUNCER:-0}"
+case "$pgbouncer" in 0|1) ;; *) log "PGBOUNCER must be 0 or 1, not $pgbouncer"; exit 1 ;; esac
+# PgBouncer fronts the server this script finds or starts, reached without a password
+# (trust), so it can authenticate nobody itself and forward every database name.
+if [ "$pgbouncer" = 1 ] && [ -n "${DATABASE_URL:-}" ]; then
+  log "PGBOUNCER=1 fronts the PostgreSQL this script finds or starts: unset DATABASE_URL"; exit 1
+fi
 if [ -z "${DATABASE_URL:-}" ]; then
   ensure_postgres
   DATABASE_URL="$(database_url_for "$PG_SERVER_URL" saas_platform)"
@@ -156,6 +166,26 @@ export PUBLIC_APP_URL="${PUBLIC_APP_URL:-http://localhost:3000}"
 # Local development: webhooks may target local receivers.
 export WEBHOOK_ALLOW_PRIVATE_TARGETS="${WEBHOOK_ALLOW_PRIVATE_TARGETS:-true}"
 
+# PgBouncer (PGBOUNCER=1; k8s/README.md, "PostgreSQL connections and PgBouncer"):
+# transaction mode for the services' request traffic (DATABASE_URL), with
+# max_prepared_statements because diesel-async over tokio-postgres always uses named
+# prepared statements (hence a PgBouncer >= 1.21 built by ensure_pgbouncer, not Debian
+# 12's 1.18). What takes session-level advisory locks or runs CREATE DATABASE ...
+# TEMPLATE goes to PostgreSQL directly: the migrations and `tenant init` here, and the
+# tenant service's provisioning, through DATABASE_ADMIN_URL.
+pooled_url="$DATABASE_URL"
+if [ "$pgbouncer" = 1 ]; then
+  pgbouncer_port="${PGBOUNCER_PORT:-6432}"
+  pgbouncer_dir="$run_dir/pgbouncer"
+  # dev-down.sh stops PgBouncer by its pid file, after the services (their shutdown may
+  # still write through it).
+  pid="$(start_pgbouncer "$pgbouncer_dir" "$pgbouncer_port" "$run_dir/logs/pgbouncer.log")" \
+    || { scripts/dev-down.sh >/dev/null 2>&1 || true; exit 1; }
+  echo "$pid" > "$pgbouncer_dir/pgbouncer.pid"
+  pooled_url="$(pooled_database_url "$pgbouncer_port" saas_platform)"
+  log "pgbouncer $PGBOUNCER_VERSION on 127.0.0.1:$pgbouncer_port (transaction mode) in front of ${PG_SERVER_URL%%\?*}"
+fi
+
 log "migrating the main database and the tenant template"
 "$bin_dir/tenant" migrate
 "$bin_dir/tenant" migrate-tenants
@@ -164,7 +194,10 @@ log "migrating the main database and the tenant template"
 [ -f "$run_dir/pids.servers" ] && cat "$run_dir/pids.servers" >> "$run_dir/pids" && rm -f "$run_dir/pids.servers"
 for service in $SERVICES; do
   port="${PORTS[$service]:?unknown service $service}"
-  PORT="$port" INTERNAL_PORT="$(( port + 1000 ))" "$bin_dir/$service" serve >"$run_dir/logs/$service.log" 2>&1 &
+  # Request traffic through PgBouncer when there is one; administration and
+  # migrations (the tenant service's provisioning) straight to PostgreSQL.
+  DATABASE_URL="$pooled_url" DATABASE_ADMIN_URL="$DATABASE_URL" PORT="$port" INTERNAL_PORT="$(( port + 1000 ))" \
+    "$bin_dir/$service" serve >"$run_dir/logs/$service.log" 2>&1 &
   echo "$! $service" >> "$run_dir/pids"
 done
 
@@ -227,6 +260,9 @@ if [[ " $SERVICES " == *" tenant "* ]]; then
 fi
 
 log "logs in $run_dir/logs; database $(printf '%s' "${DATABASE_URL%%\?*}" | sed -E 's#//[^@]*@#//#'), Redis $REDIS_URL"
+if [ "$pgbouncer" = 1 ]; then
+  log "pgbouncer: the services' requests on $pooled_url; admin console: psql $(pooled_database_url "$pgbouncer_port" pgbouncer) -c 'SHOW POOLS'"
+fi
 
 if $detach; then
   log "running in the background; stop with scripts/dev-down.sh"

@@ -7,6 +7,11 @@
 # tansu from crates.io, built once per machine, about 20 minutes the first time): the ones given
 # by TEST_DATABASE_URL / TEST_REDIS_URL, else those on this machine, else private ones
 # it starts (see scripts/lib/services.sh). Extra arguments go to cargo nextest.
+#
+#   PGBOUNCER=1 scripts/test.sh -p platform-tests   the services' request traffic
+#     through a transaction-mode PgBouncer (built once per machine) in front of that
+#     PostgreSQL, their administration and migrations straight to it
+#     (TEST_DATABASE_POOLER; k8s/README.md, "PostgreSQL connections and PgBouncer")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
@@ -29,4 +34,21 @@ export TANSU_BIN
 export TEST_DATABASE_URL="$PG_SERVER_URL" TEST_REDIS_URL="$REDIS_SERVER_URL"
 log "tests use PostgreSQL at ${TEST_DATABASE_URL%%\?*} and Redis at $TEST_REDIS_URL"
 
-exec cargo nextest run --workspace "$@"
+# The whole workspace unless packages are named (cargo runs every package when both
+# --workspace and -p are given).
+scope=(--workspace)
+for arg in "$@"; do
+  case "$arg" in -p|--package|-p*|--package=*) scope=() ;; esac
+done
+
+if [ "${PGBOUNCER:-0}" = 1 ]; then
+  pooler_dir="$(mktemp -d)"
+  pooler_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  pooler_pid="$(start_pgbouncer "$pooler_dir" "$pooler_port" "$pooler_dir/pgbouncer.log")"
+  trap 'kill "$pooler_pid" 2>/dev/null; rm -rf "$pooler_dir"' EXIT
+  export TEST_DATABASE_POOLER="127.0.0.1:$pooler_port"
+  log "the services' request traffic goes through PgBouncer at $TEST_DATABASE_POOLER"
+  cargo nextest run "${scope[@]}" "$@"
+else
+  exec cargo nextest run "${scope[@]}" "$@"
+fi

@@ -219,6 +219,162 @@ ensure_tansu() {
   printf '%s\n' "$bin"
 }
 
+# ensure_pgbouncer: prints the path of the PgBouncer the local run puts in front of
+# PostgreSQL (PGBOUNCER=1; k8s/README.md, "PostgreSQL connections and PgBouncer").
+# Transaction mode needs 1.21 or later for max_prepared_statements: our driver
+# (diesel-async over tokio-postgres) always uses protocol-level named prepared
+# statements, and Debian 12 ships 1.18. So 1.24.1 is built from Debian trixie's
+# upstream tarball (the one mirror this machine reaches; SHA-256 pinned from trixie's
+# Sources index), once per machine, into a cache folder this script owns, under a lock
+# like tansu. The build takes about 20 s on 2 cores (configure and make).
+#
+# Only the upstream tarball is built, not Debian's +deb13u2 patches: that revision
+# carries fixes for CVE-2025-12819 and CVE-2026-6664..6667 (auth_query, SCRAM packet
+# parsing, KILL_CLIENT). That is acceptable for a local pooler on 127.0.0.1 with trust
+# auth and no auth_query; production images need 1.25.2 or a patched build.
+PGBOUNCER_VERSION=1.24.1
+PGBOUNCER_SHA256=da72a3aba13072876d055a3e58dd4aba4a5de4ed6148e73033185245598fd3e0
+PGBOUNCER_SOURCE_URL="http://deb.debian.org/debian/pool/main/p/pgbouncer/pgbouncer_$PGBOUNCER_VERSION.orig.tar.gz"
+pgbouncer_cache() { echo "$(cache_dir)/pgbouncer-$PGBOUNCER_VERSION"; }
+# Runs, not merely exists: the binary links the machine's libevent and OpenSSL, which
+# an apt autoremove of the -dev packages can take away (then it is built again).
+pgbouncer_runs() { [ -x "$1" ] && "$1" --version >/dev/null 2>&1; }
+ensure_pgbouncer() {
+  local root bin
+  root="$(pgbouncer_cache)"
+  bin="$root/bin/pgbouncer"
+  if pgbouncer_runs "$bin"; then printf '%s\n' "$bin"; return 0; fi
+  if [ -n "${PLATFORM_NO_INSTALL:-}" ]; then
+    log "pgbouncer $PGBOUNCER_VERSION is missing (build it from $PGBOUNCER_SOURCE_URL into $root/bin)"
+    return 1
+  fi
+  # Build dependencies, from Debian's packages when missing. No PAM, systemd or c-ares
+  # (configured out below): the local pooler authenticates nobody, runs under no
+  # service manager and resolves only 127.0.0.1.
+  local missing=() pkg
+  for pkg in libevent-dev libssl-dev pkg-config make gcc; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}" || return 1; fi
+  mkdir -p "$root"
+  (
+    flock 9
+    if pgbouncer_runs "$bin"; then exit 0; fi
+    log "building pgbouncer $PGBOUNCER_VERSION into $root (once per machine; about 20 s)"
+    started=$SECONDS
+    work="$root/build"
+    rm -rf "$work" && mkdir -p "$work" || exit 1
+    # Every step ends in `|| exit 1`: errexit does not apply inside a subshell whose
+    # status the caller tests.
+    curl -fsSL --retry 3 -o "$work/source.tar.gz" "$PGBOUNCER_SOURCE_URL" || exit 1
+    if ! echo "$PGBOUNCER_SHA256  $work/source.tar.gz" | sha256sum -c --quiet - >&2; then
+      log "pgbouncer source: SHA-256 mismatch (expected $PGBOUNCER_SHA256)"; exit 1
+    fi
+    tar -xzf "$work/source.tar.gz" -C "$work" || exit 1
+    cd "$work/pgbouncer-$PGBOUNCER_VERSION" || exit 1
+    ./configure --prefix="$root" --without-pam --without-systemd --without-cares >"$work/configure.log" 2>&1 \
+      || { log "pgbouncer configure failed: $(tail -n 20 "$work/configure.log")"; exit 1; }
+    # Only the binary, which is all the local run needs. No pandoc either way: the
+    # release tarball ships its man pages prebuilt, and only `make -C doc` (never
+    # entered by the top-level build or install) regenerates them with pandoc.
+    make -j"$(nproc)" pgbouncer >"$work/make.log" 2>&1 \
+      || { log "pgbouncer build failed: $(tail -n 20 "$work/make.log")"; exit 1; }
+    mkdir -p "$root/bin" || exit 1
+    # Copied under a temporary name and renamed: a reader never sees half a binary.
+    install -m 755 pgbouncer "$root/bin/pgbouncer.tmp" && mv "$root/bin/pgbouncer.tmp" "$bin" || exit 1
+    cd / && rm -rf "$work"
+    log "pgbouncer built in $((SECONDS - started)) s: $("$bin" --version | head -n 1)"
+  ) 9>"$root/.lock" || return 1
+  printf '%s\n' "$bin"
+}
+
+# start_pgbouncer <dir> <port> <log>: writes a PgBouncer configuration into <dir> for
+# the server of PG_SERVER_URL (postgresql://user@host:port/db, trusted without a
+# password, as ensure_postgres makes it), starts PgBouncer on 127.0.0.1:<port> logging
+# to <log>, waits until it serves the server's `postgres` database through it, and
+# prints its pid. Transaction mode with max_prepared_statements (k8s/README.md,
+# "PostgreSQL connections and PgBouncer"); every database of the server is reachable
+# under its own name. Used by the local run (PGBOUNCER=1) and the tests (PGBOUNCER=1
+# scripts/test.sh).
+start_pgbouncer() {
+  local dir="$1" port="$2" logfile="$3" bin pg_user pg_host pg_port pid psql_bin
+  bin="$(ensure_pgbouncer)" || { log "pgbouncer could not be built"; return 1; }
+  if [[ ! "$PG_SERVER_URL" =~ ^postgres(ql)?://([A-Za-z0-9_]+)@([A-Za-z0-9.-]+):([0-9]+)/ ]]; then
+    log "PgBouncer needs a server URL of the form postgresql://user@host:port/db, trusted without a password (PG_SERVER_URL)"
+    return 1
+  fi
+  pg_user="${BASH_REMATCH[2]}" pg_host="${BASH_REMATCH[3]}" pg_port="${BASH_REMATCH[4]}"
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    log "something already listens on 127.0.0.1:$port (PGBOUNCER_PORT)"; return 1
+  fi
+  mkdir -p "$dir"
+  # Trust, like the local PostgreSQL: the user need only be listed; PgBouncer logs in
+  # to the server as that user without a password.
+  printf '"%s" ""\n' "$pg_user" > "$dir/userlist.txt"
+  cat > "$dir/pgbouncer.ini" <<INI
+; Written by scripts/lib/services.sh (start_pgbouncer); rewritten at every start.
+[databases]
+; Every database of the server under its own name: the main one and each tenant's,
+; whose URLs the services derive from DATABASE_URL by replacing the database name.
+* = host=$pg_host port=$pg_port
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+; TCP only: no socket in /tmp next to the servers'.
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/userlist.txt
+; Plain TCP to the server, as the services' own direct connections (diesel-async
+; connects without TLS); PgBouncer's default would negotiate TLS on loopback.
+server_tls_sslmode = disable
+; The admin console: psql postgresql://$pg_user@127.0.0.1:$port/pgbouncer -c 'SHOW POOLS'
+admin_users = $pg_user
+stats_users = $pg_user
+pool_mode = transaction
+; Named prepared statements of diesel-async / tokio-postgres, carried across server
+; connections (PgBouncer >= 1.21).
+max_prepared_statements = 200
+; Server connections per database: DATABASE_POOL_SIZE's default. The services keep
+; their own pools of client connections, which cost PgBouncer nearly nothing.
+default_pool_size = 5
+; PgBouncer's server connections over all databases (the main one and the tenants'),
+; well under a stock max_connections of 100 next to what goes to the server directly
+; (migrations, administration; docs/DESIGN-NOTES.md, "Connection budget").
+max_user_connections = 50
+max_client_conn = 2000
+; Idle server connections go back soon: a database nobody uses (a tenant gone quiet, a
+; test's database about to be dropped) holds none of the 50 for long.
+server_idle_timeout = 15
+autodb_idle_timeout = 60
+INI
+  chmod 644 "$dir/pgbouncer.ini" "$dir/userlist.txt"
+  # PgBouncer refuses to run as root: as root it drops to the postgres user itself
+  # (-u, after reading its configuration), so $! is PgBouncer's own pid. It logs to
+  # stderr, which this shell opens, so the postgres user needs no writable folder.
+  local as_user=(); is_root && as_user=(-u postgres)
+  "$bin" "${as_user[@]}" "$dir/pgbouncer.ini" >"$logfile" 2>&1 &
+  pid=$!
+  psql_bin="$(pg_bin_dir)/psql"
+  for _ in $(seq 1 100); do
+    "$psql_bin" "$(pooled_database_url "$port" postgres)" -Atqc 'SELECT 1' >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  if ! "$psql_bin" "$(pooled_database_url "$port" postgres)" -Atqc 'SELECT 1' >/dev/null 2>&1; then
+    log "pgbouncer did not serve 127.0.0.1:$port: $(tail -n 20 "$logfile")"
+    kill "$pid" 2>/dev/null || true
+    return 1
+  fi
+  printf '%s\n' "$pid"
+}
+
+# pooled_database_url <port> <database>: the URL of <database> through the PgBouncer
+# on 127.0.0.1:<port> (start_pgbouncer).
+pooled_database_url() {
+  [[ "$PG_SERVER_URL" =~ ^postgres(ql)?://([A-Za-z0-9_]+)@ ]] || return 1
+  database_url_for "postgresql://${BASH_REMATCH[2]}@127.0.0.1:$1/postgres" "$2"
+}
+
 # ensure_promtool: prints the path of Prometheus's promtool, which checks the alert rules
 # (deploy/prometheus). Taken once per machine out of Debian's prometheus package
 # (downloaded and unpacked, never installed: that would start a Prometheus server).

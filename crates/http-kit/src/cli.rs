@@ -122,7 +122,7 @@ where
                 println!("{}: configuration is valid\n{settings:#?}", S::INFO.name);
             }
             CommonCommand::Migrate => {
-                migrate(S::common(&settings).database_url.expose().clone()).await?
+                migrate(S::common(&settings).database_admin_url.expose().clone()).await?
             }
         }
         Ok(ExitCode::SUCCESS)

@@ -279,6 +279,12 @@ pub struct CommonSettings {
     pub shutdown_timeout: Duration,
     pub ready_timeout: Duration,
     pub database_url: Secret<String>,
+    /// Where migrations and database administration connect (`DATABASE_ADMIN_URL`,
+    /// default `DATABASE_URL`): they take session-level advisory locks, run
+    /// `CREATE DATABASE … TEMPLATE` and set session characteristics, so behind a
+    /// transaction-mode pooler this must reach PostgreSQL itself (or a session-mode
+    /// pool). Request traffic uses `DATABASE_URL`.
+    pub database_admin_url: Secret<String>,
     pub database_pool_size: usize,
     /// The share of the server's `max_connections` one instance may hold before it
     /// warns at start (`DB_CONNECTION_SHARE`, percent, default 25).
@@ -340,6 +346,7 @@ impl CommonSettings {
             shutdown_timeout: Duration::from_secs(r.optional("SHUTDOWN_TIMEOUT_SECS", 30)),
             ready_timeout: Duration::from_millis(r.optional("READY_TIMEOUT_MS", 2000)),
             database_url: r.required("DATABASE_URL"),
+            database_admin_url: Secret::new(String::new()),
             database_pool_size: r.optional("DATABASE_POOL_SIZE", 5),
             database_timeout: Duration::from_millis(r.optional("DATABASE_TIMEOUT_MS", 5000)),
             db_connection_share: r.optional("DB_CONNECTION_SHARE", 25),
@@ -384,6 +391,15 @@ impl CommonSettings {
             db_url.is_empty() || is_postgres_url(db_url),
             "must be a postgres:// or postgresql:// URL",
         );
+        let admin_url: Option<Secret<String>> = r.maybe("DATABASE_ADMIN_URL");
+        if let Some(admin_url) = &admin_url {
+            r.check(
+                "DATABASE_ADMIN_URL",
+                is_postgres_url(admin_url.expose()),
+                "must be a postgres:// or postgresql:// URL",
+            );
+        }
+        settings.database_admin_url = admin_url.unwrap_or_else(|| settings.database_url.clone());
         let redis_url = settings.redis_url.expose();
         r.check(
             "REDIS_URL",
@@ -541,6 +557,51 @@ mod tests {
         assert_eq!(settings.port, 5002);
         assert_eq!(format!("{:?}", settings.database_url), "[redacted]");
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn the_admin_url_defaults_to_the_database_url_and_must_be_postgres() {
+        let read = |pairs: &[(&str, &str)]| {
+            let env = env(pairs);
+            let mut r = ConfigReader::new(&env);
+            let settings = CommonSettings::read(&mut r, 5002);
+            r.finish(settings)
+        };
+        let base = [
+            ("DATABASE_URL", "postgres://u@pooler:6432/db"),
+            ("REDIS_URL", "redis://127.0.0.1"),
+        ];
+        let settings = read(&base).expect("valid");
+        assert_eq!(
+            settings.database_admin_url.expose(),
+            "postgres://u@pooler:6432/db"
+        );
+        let settings = read(
+            &[
+                &base[..],
+                &[("DATABASE_ADMIN_URL", "postgres://u@db:5432/db")],
+            ]
+            .concat(),
+        )
+        .expect("valid");
+        assert_eq!(
+            settings.database_admin_url.expose(),
+            "postgres://u@db:5432/db"
+        );
+        assert_eq!(
+            settings.database_url.expose(),
+            "postgres://u@pooler:6432/db"
+        );
+        let errors = read(
+            &[
+                &base[..],
+                &[("DATABASE_ADMIN_URL", "mysql://u:secret@db/db")],
+            ]
+            .concat(),
+        )
+        .expect_err("refused");
+        assert!(errors.names("DATABASE_ADMIN_URL"), "{errors}");
+        assert!(!errors.to_string().contains("secret"), "{errors}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::config::{ConfigErrors, ConfigReader, EnvSource, Secret};
 /// The settings that are secrets, looked up in Vault.
 pub const SECRET_NAMES: &[&str] = &[
     "DATABASE_URL",
+    "DATABASE_ADMIN_URL",
     "REDIS_URL",
     "INTERNAL_SERVICE_TOKEN",
     "JWT_PRIVATE_KEY",

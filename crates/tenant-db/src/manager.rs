@@ -17,7 +17,8 @@ const TEMPLATE_BUSY_RETRY: Duration = Duration::from_secs(5);
 
 pub struct TenantDatabaseManager {
     settings: TenantDbSettings,
-    /// Connections to the server's main database, for CREATE/DROP DATABASE.
+    /// Connections to the server's main database, for CREATE/DROP DATABASE
+    /// (`admin_server_url`).
     admin: Pool<AsyncPgConnection>,
     pools: TenantPoolCache,
 }
@@ -38,7 +39,7 @@ impl TenantDatabaseManager {
             )));
         }
         let admin = Pool::builder(AsyncDieselConnectionManager::<AsyncPgConnection>::new(
-            settings.server_url.clone(),
+            settings.admin_server_url.clone(),
         ))
         .max_size(settings.admin_pool_size)
         .wait_timeout(Some(settings.timeout))
@@ -71,12 +72,20 @@ impl TenantDatabaseManager {
         self.pools.get(database).await
     }
 
+    /// A tenant database's URL for request traffic.
     pub fn database_url(&self, database: &TenantDatabaseName) -> String {
         self.settings.url_for(database.as_str())
     }
 
+    /// A tenant database's URL for migrations (session-level locks: never through a
+    /// transaction-mode pooler).
+    pub fn admin_database_url(&self, database: &TenantDatabaseName) -> String {
+        self.settings.admin_url_for(database.as_str())
+    }
+
     pub fn template_url(&self) -> String {
-        self.settings.url_for(&self.settings.template_database)
+        self.settings
+            .admin_url_for(&self.settings.template_database)
     }
 
     fn template_quoted(&self) -> String {

@@ -3,7 +3,7 @@
 //! (the service's default: document 8, event-worker 4, tenant 2),
 //! `TENANT_POOL_CONNECTIONS_PER_POOL` (2), `TENANT_POOL_IDLE_TIMEOUT_SECS` (300),
 //! `TENANT_POOL_TIMEOUT_MS` (5000), `TENANT_ADMIN_POOL_SIZE` (2); the server is the
-//! one of `DATABASE_URL`. The defaults keep the whole platform at one replica each
+//! one of `DATABASE_URL` (administration and migrations: `DATABASE_ADMIN_URL`). The defaults keep the whole platform at one replica each
 //! under 60 connections (docs/DESIGN-NOTES.md, "Connection budget").
 
 use std::time::Duration;
@@ -13,6 +13,11 @@ pub struct TenantDbSettings {
     /// Any database URL on the server that holds tenant databases (the main database's);
     /// tenant URLs are this URL with the database name replaced.
     pub server_url: String,
+    /// The same server for administration and migrations (`DATABASE_ADMIN_URL`, by
+    /// default `server_url`): CREATE/DROP DATABASE, the template, and migrations, which
+    /// take session-level advisory locks and so must not go through a
+    /// transaction-mode pooler.
+    pub admin_server_url: String,
     /// The template every tenant database is created from.
     pub template_database: String,
     /// At most this many tenant pools are open at once.
@@ -29,8 +34,10 @@ pub struct TenantDbSettings {
 
 impl TenantDbSettings {
     pub fn new(server_url: impl Into<String>, template_database: impl Into<String>) -> Self {
+        let server_url = server_url.into();
         Self {
-            server_url: server_url.into(),
+            admin_server_url: server_url.clone(),
+            server_url,
             template_database: template_database.into(),
             max_pools: 8,
             connections_per_pool: 2,
@@ -38,6 +45,12 @@ impl TenantDbSettings {
             timeout: Duration::from_secs(5),
             admin_pool_size: 2,
         }
+    }
+
+    /// Administration and migrations through `url` (`DATABASE_ADMIN_URL`).
+    pub fn with_admin_server_url(mut self, url: impl Into<String>) -> Self {
+        self.admin_server_url = url.into();
+        self
     }
 
     /// With a service's own default of `TENANT_POOL_MAX_POOLS`.
@@ -68,16 +81,14 @@ impl TenantDbSettings {
         self.max_pools * self.connections_per_pool
     }
 
-    /// The URL of database `name` on the same server.
+    /// The URL of database `name` on the same server, for request traffic.
     pub fn url_for(&self, name: &str) -> String {
-        match url::Url::parse(&self.server_url) {
-            Ok(mut url) => {
-                url.set_path(&format!("/{name}"));
-                url.to_string()
-            }
-            // Settings validation makes this unreachable; fall back to the raw URL.
-            Err(_) => self.server_url.clone(),
-        }
+        with_database(&self.server_url, name)
+    }
+
+    /// The URL of database `name` for administration and migrations.
+    pub fn admin_url_for(&self, name: &str) -> String {
+        with_database(&self.admin_server_url, name)
     }
 }
 
@@ -85,6 +96,7 @@ impl std::fmt::Debug for TenantDbSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TenantDbSettings")
             .field("server_url", &redact_password(&self.server_url))
+            .field("admin_server_url", &redact_password(&self.admin_server_url))
             .field("template_database", &self.template_database)
             .field("max_pools", &self.max_pools)
             .field("connections_per_pool", &self.connections_per_pool)
@@ -92,6 +104,18 @@ impl std::fmt::Debug for TenantDbSettings {
             .field("timeout", &self.timeout)
             .field("admin_pool_size", &self.admin_pool_size)
             .finish()
+    }
+}
+
+/// `url` with its database replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut url) => {
+            url.set_path(&format!("/{name}"));
+            url.to_string()
+        }
+        // Settings validation makes this unreachable; fall back to the raw URL.
+        Err(_) => url.to_owned(),
     }
 }
 

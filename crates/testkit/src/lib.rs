@@ -63,6 +63,28 @@ pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
+/// `url` (a database on `server`) through the PgBouncer of `TEST_DATABASE_POOLER`
+/// (`host:port`), when it fronts `server`: the test server of `TEST_DATABASE_URL`.
+fn pooled_url(server: &str, url: &str) -> Option<String> {
+    let pooler = std::env::var("TEST_DATABASE_POOLER")
+        .ok()
+        .filter(|p| !p.is_empty())?;
+    if server != server_url() {
+        return None;
+    }
+    let (host, port) = pooler
+        .rsplit_once(':')
+        .expect("TEST_DATABASE_POOLER must be host:port");
+    let mut parsed = url::Url::parse(url).expect("a database URL");
+    parsed
+        .set_host(Some(host))
+        .expect("TEST_DATABASE_POOLER host");
+    parsed
+        .set_port(Some(port.parse().expect("TEST_DATABASE_POOLER port")))
+        .expect("a port");
+    Some(parsed.to_string())
+}
+
 /// `url` pointing at database `name` instead.
 pub fn database_url(url: &str, name: &str) -> String {
     let mut parsed = url::Url::parse(url).expect("TEST_DATABASE_URL must be a URL");
@@ -413,6 +435,13 @@ impl TestContext {
         .collect();
         if self.pool_defaults {
             env.remove("DATABASE_POOL_SIZE");
+        }
+        // Behind a transaction-mode PgBouncer (`PGBOUNCER=1 scripts/test.sh`): request
+        // traffic through it, administration and migrations straight to the server, as
+        // k8s/README.md says to deploy. Tests on a private server of their own bypass it.
+        if let Some(pooled) = pooled_url(&self.server_url, &self.main_url) {
+            env.insert("DATABASE_ADMIN_URL".to_owned(), self.main_url.clone());
+            env.insert("DATABASE_URL".to_owned(), pooled);
         }
         env
     }

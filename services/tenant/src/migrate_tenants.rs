@@ -150,7 +150,7 @@ pub async fn run(
         if existing.contains(&row.database_name) {
             targets.push(Target {
                 label,
-                url: settings.tenant_db.url_for(&row.database_name),
+                url: settings.tenant_db.admin_url_for(&row.database_name),
             });
         } else if row.status() == TenantStatus::Deleted {
             // Purged: nothing to migrate.

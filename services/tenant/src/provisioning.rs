@@ -158,7 +158,7 @@ impl Provisioner {
                 Err(e) => return Err(e.to_string()),
             }
             migrations::migrate(
-                &self.tenants.database_url(&database),
+                &self.tenants.admin_database_url(&database),
                 self.tenants.settings().timeout,
             )
             .await

@@ -113,8 +113,9 @@ impl Settings {
         );
         // Tenant connections here serve provisioning and purges (migrations open their
         // own): few at once.
-        let mut tenant_db =
-            TenantDbSettings::new(common.database_url.expose().clone(), template).with_max_pools(2);
+        let mut tenant_db = TenantDbSettings::new(common.database_url.expose().clone(), template)
+            .with_admin_server_url(common.database_admin_url.expose().clone())
+            .with_max_pools(2);
         tenant_db.max_pools = r.optional("TENANT_POOL_MAX_POOLS", tenant_db.max_pools);
         tenant_db.connections_per_pool = r.optional(
             "TENANT_POOL_CONNECTIONS_PER_POOL",
