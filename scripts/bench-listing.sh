@@ -27,6 +27,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Registration and login are rate-limited per address in Redis, which outlives a run.
+export REGISTER_RATE_LIMIT_PER_IP="${REGISTER_RATE_LIMIT_PER_IP:-100000/1h}"
+export LOGIN_RATE_LIMIT_PER_IP="${LOGIN_RATE_LIMIT_PER_IP:-100000}"
 log "starting the platform (release build) with scripts/dev-up.sh"
 PROFILE=release scripts/dev-up.sh --detach >"$work/dev-up.log" 2>&1 || { cat "$work/dev-up.log"; exit 1; }
 gateway="http://127.0.0.1:${GATEWAY_PORT:-4999}"
@@ -60,7 +63,7 @@ pgbench_url="$(database_url_for "$PG_SERVER_URL" bench_listing_pgbench)"
 tps=$("$pgbench" -S -c 32 -j 2 -T 10 "$pgbench_url" 2>/dev/null | awk '/^tps/ {print $3; exit}')
 pct() { python3 -c "print(f'{$1 / $2 * 100:.0f} %')"; }
 
-settings=$(env | grep -E '^(HTTP_WORKERS|TENANT_POOL_[A-Z_]*|DATABASE_POOL_SIZE)=' | sort | tr '\n' ' ')
+settings=$(env | grep -E '^(HTTP_WORKERS|TENANT_POOL_[A-Z_]*|DATABASE_POOL_SIZE)=' | sort | tr '\n' ' ' || true)
 echo "## Listing ($(date -u +%F), $(nproc) cores; settings: ${settings:-the defaults})"
 echo "| GET ${path%/*/*}/{id}/documents?per_page=20 | req/s | p99 | non-2xx | / pgbench -S ($tps tps) |"
 echo "|---|---|---|---|---|"

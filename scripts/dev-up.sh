@@ -123,8 +123,10 @@ if [ -z "${KAFKA_BROKERS:-}" ]; then
     tansu_port="${TANSU_PORT:-59092}"
     mkdir -p "$PWD/.local/tansu"
     # tansu joins even an absolute sqlite:/// path to its working directory: it runs
-    # in its data folder with a relative one.
-    (cd "$PWD/.local/tansu" && exec "$tansu_bin" broker \
+    # in its data folder with a relative one. Its log at warn (TANSU_LOG): at the
+    # services' info it logs every request, and the consumers' fetches alone made it
+    # write some 30 MB/s and take more than one of two cores while the platform idled.
+    (cd "$PWD/.local/tansu" && RUST_LOG="${TANSU_LOG:-warn}" exec "$tansu_bin" broker \
       --listener-url "tcp://127.0.0.1:$tansu_port" \
       --advertised-listener-url "tcp://127.0.0.1:$tansu_port" \
       --storage-engine "sqlite://tansu.db") >"$run_dir/logs/tansu.log" 2>&1 &

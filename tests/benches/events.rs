@@ -124,11 +124,14 @@ async fn run() {
         Arc::new(main_db::MainOutbox(pool.clone())),
     )
     .expect("relay");
-    let consumer = events::ConsumerSettings::new(
+    let mut consumer = events::ConsumerSettings::new(
         kafka.brokers(),
         "bench.audit-log",
         event_worker::audit::AuditLog::topics(),
     );
+    // The mock cluster never answers a fetch early: at the default 500 ms its wait, not
+    // our code, would be the latency measured (Kafka answers when a message arrives).
+    consumer.fetch_wait = Duration::from_millis(50);
     tokio::spawn(events::consumer::run(
         consumer,
         event_worker::audit::AuditLog::new(pool.clone()),

@@ -119,6 +119,13 @@ pub struct ConsumerSettings {
     /// A member silent this long leaves the group and its partitions move to the
     /// others (`session.timeout.ms`): how long a crashed worker's partitions wait.
     pub session_timeout: Duration,
+    /// How long a fetch that finds nothing waits at the broker (`fetch.wait.max.ms`).
+    /// Kafka answers as soon as a message arrives, so this adds no latency there; it
+    /// paces idle consumers. Brokers that do not answer early (tansu re-reads its
+    /// storage at most twice per wait; librdkafka's mock cluster not at all) add up to
+    /// this to an event's latency, and at 50 ms tansu spent more than a core on the
+    /// idle event-worker's fetches.
+    pub fetch_wait: Duration,
 }
 
 impl ConsumerSettings {
@@ -138,6 +145,7 @@ impl ConsumerSettings {
             send_timeout: Duration::from_secs(10),
             commit_interval: Duration::from_secs(1),
             session_timeout: Duration::from_secs(45),
+            fetch_wait: Duration::from_millis(500),
         }
     }
 }
@@ -208,10 +216,10 @@ pub async fn run<H: Handler>(
                     .to_string(),
             )
             .set("reconnect.backoff.max.ms", "2000")
-            // A fetch that finds nothing waits at most this long for new messages; brokers
-            // that do not answer early (librdkafka's mock) would otherwise add up to the
-            // default 500 ms to every event's latency.
-            .set("fetch.wait.max.ms", "50")
+            .set(
+                "fetch.wait.max.ms",
+                settings.fetch_wait.as_millis().max(1).to_string(),
+            )
             .create()?,
     );
     let topics: Vec<&str> = settings.topics.iter().map(|t| t.as_str()).collect();

@@ -5,7 +5,7 @@
 //! `JWT_AUDIENCE` (`saas-platform`), `SERVICE_CALL_TIMEOUT_MS` (2000),
 //! `CONSUMER_GROUP_PREFIX` (`event-worker`), `CONSUMER_MAX_ATTEMPTS` (5),
 //! `CONSUMER_MAX_BATCH` (500), `CONSUMER_COMMIT_INTERVAL_MS` (1000),
-//! `CONSUMER_SESSION_TIMEOUT_MS` (45000), `CONSUMER_LAG_SAMPLE_SECS` (15); webhooks: `WEBHOOK_TIMEOUT_MS` (10000),
+//! `CONSUMER_SESSION_TIMEOUT_MS` (45000), `CONSUMER_FETCH_WAIT_MS` (500), `CONSUMER_LAG_SAMPLE_SECS` (15); webhooks: `WEBHOOK_TIMEOUT_MS` (10000),
 //! `WEBHOOK_RETRY_FOR_SECS` (86400), `WEBHOOK_MIN_BACKOFF_MS` (5000),
 //! `WEBHOOK_MAX_BACKOFF_MS` (3600000), `WEBHOOK_CONCURRENCY` (16),
 //! `WEBHOOK_ALLOW_PRIVATE_TARGETS` (false; refused in production); object storage as
@@ -37,6 +37,8 @@ pub struct Settings {
     pub consumer_max_batch: usize,
     pub consumer_commit_interval: Duration,
     pub consumer_session_timeout: Duration,
+    /// `CONSUMER_FETCH_WAIT_MS`: how long an empty fetch waits at the broker.
+    pub consumer_fetch_wait: Duration,
     /// How often consumer lag is sampled (`kafka_consumer_lag`).
     pub consumer_lag_every: Duration,
     pub webhooks: crate::webhooks::WebhookSettings,
@@ -82,6 +84,12 @@ impl Settings {
             "must be between 1 and 3600",
         );
         let session_ms = r.optional("CONSUMER_SESSION_TIMEOUT_MS", 45_000u64);
+        let fetch_wait_ms = r.optional("CONSUMER_FETCH_WAIT_MS", 500u64);
+        r.check(
+            "CONSUMER_FETCH_WAIT_MS",
+            (1..=10_000).contains(&fetch_wait_ms),
+            "must be between 1 and 10000",
+        );
         r.check(
             "CONSUMER_SESSION_TIMEOUT_MS",
             (1000..=300_000).contains(&session_ms),
@@ -191,6 +199,7 @@ impl Settings {
             consumer_max_batch,
             consumer_commit_interval: Duration::from_millis(commit_ms),
             consumer_session_timeout: Duration::from_millis(session_ms),
+            consumer_fetch_wait: Duration::from_millis(fetch_wait_ms),
             consumer_lag_every: Duration::from_secs(lag_secs),
             webhooks,
             storage,
@@ -220,6 +229,7 @@ impl Settings {
         c.send_timeout = self.common.kafka_timeout;
         c.commit_interval = self.consumer_commit_interval;
         c.session_timeout = self.consumer_session_timeout;
+        c.fetch_wait = self.consumer_fetch_wait;
         c
     }
 }
