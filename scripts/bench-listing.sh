@@ -57,10 +57,16 @@ listing() { # base URL -> "req/s non-2xx p99"
 }
 read -r via_gateway gateway_errors gateway_p99 < <(listing "$gateway")
 read -r direct direct_errors direct_p99 < <(listing "$document")
+# A failed wrk inside the process substitution escapes set -e: check what it gave.
+for rate in "$via_gateway" "$direct"; do
+  [[ "$rate" =~ ^[0-9.]+$ ]] || { log "wrk gave no request rate (is the platform up?)"; exit 1; }
+done
+"$psql" "$PG_SERVER_URL" -qc "DROP DATABASE IF EXISTS bench_listing_pgbench WITH (FORCE)"
 "$psql" "$PG_SERVER_URL" -qc "CREATE DATABASE bench_listing_pgbench"
 pgbench_url="$(database_url_for "$PG_SERVER_URL" bench_listing_pgbench)"
 "$pgbench" -q -i -s 10 "$pgbench_url" >/dev/null 2>&1
 tps=$("$pgbench" -S -c 32 -j 2 -T 10 "$pgbench_url" 2>/dev/null | awk '/^tps/ {print $3; exit}')
+[[ "$tps" =~ ^[0-9.]+$ ]] || { log "pgbench gave no rate"; exit 1; }
 pct() { python3 -c "print(f'{$1 / $2 * 100:.0f} %')"; }
 
 settings=$(env | grep -E '^(HTTP_WORKERS|TENANT_POOL_[A-Z_]*|DATABASE_POOL_SIZE)=' | sort | tr '\n' ' ' || true)

@@ -65,6 +65,7 @@ export HOST="${HOST:-127.0.0.1}" ENVIRONMENT="${ENVIRONMENT:-development}" RUST_
 # appends from 127.0.0.1.
 export TRUSTED_PROXIES="${TRUSTED_PROXIES:-127.0.0.1}"
 
+ensure_build_deps || { log "OpenSSL's headers (libssl-dev) and pkg-config are needed to build"; exit 1; }
 log "building the services ($PROFILE profile)"
 cargo build --profile "$PROFILE" --workspace --bins
 
@@ -198,7 +199,7 @@ for service in $SERVICES; do
   port="${PORTS[$service]:?unknown service $service}"
   # Request traffic through PgBouncer when there is one; administration and
   # migrations (the tenant service's provisioning) straight to PostgreSQL.
-  DATABASE_URL="$pooled_url" DATABASE_ADMIN_URL="$DATABASE_URL" PORT="$port" INTERNAL_PORT="$(( port + 1000 ))" \
+  DATABASE_URL="$pooled_url" DATABASE_ADMIN_URL="${DATABASE_ADMIN_URL:-$DATABASE_URL}" PORT="$port" INTERNAL_PORT="$(( port + 1000 ))" \
     "$bin_dir/$service" serve >"$run_dir/logs/$service.log" 2>&1 &
   echo "$! $service" >> "$run_dir/pids"
 done

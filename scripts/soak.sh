@@ -3,9 +3,10 @@
 # PROFILE=release: tansu, s3s-fs, maildev, the gateway) under a mixed fixed-rate load
 # (scripts/soak.py) for SOAK_SECS (600), then a report: requests by status (5xx must be
 # 0), p50/p99 per route, each service's RSS after the warm-up and at the end, events
-# produced vs audited, and the most PostgreSQL connections the platform held. Results go
-# in BENCHMARKS.md ("Soak"). Settings: SOAK_SECS, SOAK_RATE (20 requests/s),
-# SOAK_TENANT_EVERY (15 s), SOAK_WARMUP_SECS (60).
+# produced vs audited, and the most PostgreSQL connections the platform held; each
+# service's RSS is also sampled every minute. Results go in BENCHMARKS.md ("Soak").
+# Settings: SOAK_SECS, SOAK_RATE (20 requests/s), SOAK_TENANT_EVERY (15 s),
+# SOAK_WARMUP_SECS (60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
@@ -33,6 +34,14 @@ services() { grep -E ' (auth|tenant|document|sso|event-worker)$' .local/run/pids
   done
 ) &
 sampler=$!
+# Each service's RSS every minute, to tell a plateau from a leak.
+(
+  while :; do
+    sleep 60
+    echo "$(date +%s) $(services | while read -r pid name; do printf '%s=%s ' "$name" "$(rss "$pid")"; done)" >> "$out/rss-series"
+  done
+) &
+series=$!
 # RSS after the warm-up.
 (
   sleep "$warmup"
@@ -42,7 +51,7 @@ sampler=$!
 log "load: ${SOAK_RATE:-20} requests/s for $SOAK_SECS s through http://127.0.0.1:4999"
 python3 scripts/soak.py > "$out/report.json"
 services | while read -r pid name; do echo "$name $(rss "$pid")"; done > "$out/rss-end"
-kill "$sampler" 2>/dev/null || true
+kill "$sampler" "$series" 2>/dev/null || true
 
 # Every event produced during the soak is audited: wait until the outboxes are
 # published and the audit log stops growing (2 minutes at most).
@@ -83,6 +92,18 @@ for name in ["auth", "tenant", "document", "sso", "event-worker"]:
     a, b = start.get(name, 0), end.get(name, 0)
     growth = f"{(b - a) * 100 / a:+.1f} %" if a else "n/a"
     print(f"  {name:<13} {a / 1024:7.1f} -> {b / 1024:7.1f}  ({growth})")
+try:
+    series = [l.split() for l in open(f"{out}/rss-series") if l.strip()]
+except FileNotFoundError:
+    series = []
+if series:
+    print("RSS (MiB) each minute:")
+    names = ["auth", "tenant", "document", "sso", "event-worker"]
+    print("  min " + " ".join(f"{n:>12}" for n in names))
+    t0 = int(series[0][0]) - 60
+    for row in series:
+        values = dict(kv.split("=") for kv in row[1:] if "=" in kv)
+        print(f"  {(int(row[0]) - t0) // 60:>3} " + " ".join(f"{int(values.get(n, 0)) / 1024:>12.1f}" for n in names))
 print(f"events: {produced} produced, {audited} audited")
 print(f"webhook deliveries received: {report['webhook_deliveries']} ({report['webhook_ids']} distinct ids)")
 print(f"PostgreSQL connections of the platform: at most {max(connections)}")

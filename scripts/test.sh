@@ -16,6 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
 
+ensure_build_deps || log "OpenSSL's headers are missing: the build will fail"
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install --locked cargo-nextest
@@ -45,7 +46,8 @@ if [ "${PGBOUNCER:-0}" = 1 ]; then
   pooler_dir="$(mktemp -d)"
   pooler_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
   pooler_pid="$(start_pgbouncer "$pooler_dir" "$pooler_port" "$pooler_dir/pgbouncer.log")"
-  trap 'kill "$pooler_pid" 2>/dev/null; rm -rf "$pooler_dir"' EXIT
+  # SIGINT: stop without waiting for clients (SIGTERM would wait for a leaked one).
+  trap 'kill -INT "$pooler_pid" 2>/dev/null; sleep 1; kill -KILL "$pooler_pid" 2>/dev/null; rm -rf "$pooler_dir"' EXIT
   export TEST_DATABASE_POOLER="127.0.0.1:$pooler_port"
   log "the services' request traffic goes through PgBouncer at $TEST_DATABASE_POOLER"
   cargo nextest run "${scope[@]}" "$@"

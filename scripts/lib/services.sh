@@ -219,6 +219,17 @@ ensure_tansu() {
   printf '%s\n' "$bin"
 }
 
+# ensure_build_deps: what the workspace's build needs beyond Rust and gcc, from
+# Debian's packages when missing: OpenSSL's headers and pkg-config, which librdkafka
+# links for Kafka over TLS (rdkafka's `ssl` feature).
+ensure_build_deps() {
+  local missing=() pkg
+  for pkg in libssl-dev pkg-config; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}" || return 1; fi
+}
+
 # ensure_pgbouncer: prints the path of the PgBouncer the local run puts in front of
 # PostgreSQL (PGBOUNCER=1; k8s/README.md, "PostgreSQL connections and PgBouncer").
 # Transaction mode needs 1.21 or later for max_prepared_statements: our driver

@@ -45,7 +45,7 @@ impl Broadcast {
 
     /// Checks the subscription every `every` instead of every 5 s.
     pub fn with_ping_every(mut self, every: Duration) -> Self {
-        self.ping_every = every;
+        self.ping_every = every.max(Duration::from_millis(1));
         self
     }
 

@@ -63,10 +63,12 @@ impl<T: Send + 'static> Drop for ClosedOffExecutor<T> {
     }
 }
 
-/// Runs `work` on a new detached thread; where no thread can be started, here.
+/// Runs `work` on a new detached thread. Where no thread can be started, `work` (and
+/// the client it owns) is leaked rather than run here, where it could block without
+/// bound.
 fn on_own_thread(work: impl FnOnce() + Send + 'static) {
     // The closure is moved into the builder only when the thread starts; keep it in an
-    // Option so that a failure to start can still run it here.
+    // Option so that a failure to start can still reach it.
     let work = std::sync::Arc::new(std::sync::Mutex::new(Some(work)));
     let theirs = work.clone();
     let started = std::thread::Builder::new()
@@ -77,9 +79,9 @@ fn on_own_thread(work: impl FnOnce() + Send + 'static) {
             }
         });
     if let Err(e) = started {
-        tracing::warn!(error = %e, "no thread to close a Kafka client on: closing it here");
+        tracing::warn!(error = %e, "no thread to close a Kafka client on: leaving it open");
         if let Some(work) = work.lock().ok().and_then(|mut w| w.take()) {
-            work();
+            std::mem::forget(work);
         }
     }
 }
@@ -132,10 +134,17 @@ mod tests {
     fn a_dropped_client_closes_on_another_thread_without_blocking_the_dropper() {
         let (release, wait) = mpsc::channel();
         let (closed_on, closed) = mpsc::channel();
-        drop(ClosedOffExecutor::new(SlowToClose(wait, closed_on)));
-        // The drop returned although the close is blocked.
+        let (dropped, drop_returned) = mpsc::channel();
+        std::thread::spawn(move || {
+            drop(ClosedOffExecutor::new(SlowToClose(wait, closed_on)));
+            let _ = dropped.send(std::thread::current().id());
+        });
+        // The drop returns although the close is blocked.
+        let dropper = drop_returned
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the drop waited for the close");
         release.send(()).expect("release");
         let thread = closed.recv_timeout(Duration::from_secs(5)).expect("closed");
-        assert_ne!(thread, std::thread::current().id());
+        assert_ne!(thread, dropper);
     }
 }

@@ -121,10 +121,10 @@ pub struct ConsumerSettings {
     pub session_timeout: Duration,
     /// How long a fetch that finds nothing waits at the broker (`fetch.wait.max.ms`).
     /// Kafka answers as soon as a message arrives, so this adds no latency there; it
-    /// paces idle consumers. Brokers that do not answer early (tansu re-reads its
-    /// storage at most twice per wait; librdkafka's mock cluster not at all) add up to
-    /// this to an event's latency, and at 50 ms tansu spent more than a core on the
-    /// idle event-worker's fetches.
+    /// paces idle consumers. Brokers that do not answer early add to an event's
+    /// latency: tansu re-reads its storage after about half of the wait (so up to
+    /// about half of it), librdkafka's mock cluster all of it. At 50 ms tansu spent more
+    /// than a core on the idle event-worker's fetches.
     pub fetch_wait: Duration,
 }
 

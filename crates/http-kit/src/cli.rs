@@ -108,7 +108,7 @@ where
     }
 }
 
-/// Runs one of the common subcommands; `migrate` gets `DATABASE_URL`.
+/// Runs one of the common subcommands; `migrate` gets `DATABASE_ADMIN_URL` (by default `DATABASE_URL`).
 pub fn run<S, M, Fut>(command: CommonCommand, migrate: M) -> ExitCode
 where
     S: Service,

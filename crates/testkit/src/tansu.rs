@@ -79,6 +79,8 @@ fn serve_tls(front: TcpListener, upstream: u16, tls: &Tls) -> anyhow::Result<()>
                 };
                 loop {
                     let Ok((client, _)) = front.accept().await else {
+                        // Out of descriptors, say: do not spin.
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                         continue;
                     };
                     let acceptor = acceptor.clone();
