@@ -81,6 +81,15 @@ impl TenantDbSettings {
         self.max_pools * self.connections_per_pool
     }
 
+    /// The tenant pools' share of a service's connection budget, named by the settings
+    /// that size it (`main_db::database_checks`).
+    pub fn budget_part(&self) -> (&'static str, usize) {
+        (
+            "TENANT_POOL_MAX_POOLS × TENANT_POOL_CONNECTIONS_PER_POOL",
+            self.connection_bound(),
+        )
+    }
+
     /// The URL of database `name` on the same server, for request traffic.
     pub fn url_for(&self, name: &str) -> String {
         with_database(&self.server_url, name)

@@ -112,15 +112,8 @@ pub fn start(
         },
     )?;
     // The postgres and kafka_topics checks, and the connection-budget warning.
-    let database_checks = main_db::database_checks(
-        INFO.name,
-        common,
-        &db,
-        &[(
-            "TENANT_POOL_MAX_POOLS × TENANT_POOL_CONNECTIONS_PER_POOL",
-            settings.tenant_db.connection_bound(),
-        )],
-    )?;
+    let database_checks =
+        main_db::database_checks(INFO.name, common, &db, &[settings.tenant_db.budget_part()])?;
     let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
     let keyring = Arc::new(secrets::Keyring::parse(settings.secrets_keyring.expose())?);
     let shutdown = Shutdown::new();

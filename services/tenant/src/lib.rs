@@ -93,10 +93,7 @@ pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyh
         common,
         &db,
         &[
-            (
-                "TENANT_POOL_MAX_POOLS × TENANT_POOL_CONNECTIONS_PER_POOL",
-                settings.tenant_db.connection_bound(),
-            ),
+            settings.tenant_db.budget_part(),
             ("TENANT_ADMIN_POOL_SIZE", settings.tenant_db.admin_pool_size),
         ],
     )?;

@@ -77,14 +77,11 @@ async fn postgresql_restarted_under_traffic_answers_503_then_recovers_with_nothi
             .count()
     };
     let wait = |what: &'static str, status: StatusCode, at_least: usize, after: Instant| async move {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while count(what, status, after) < at_least {
-            assert!(
-                Instant::now() < deadline,
-                "fewer than {at_least} {what} answered {status}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        testkit::wait_until(Duration::from_secs(30), || async {
+            count(what, status, after) >= at_least
+        })
+        .await
+        .unwrap_or_else(|_| panic!("fewer than {at_least} {what} answered {status}"));
     };
     let start = Instant::now();
     wait("upload", StatusCode::CREATED, 5, start).await;
