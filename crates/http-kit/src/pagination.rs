@@ -4,17 +4,15 @@
 //! `bigint`) with room to spare.
 
 use crate::{ApiError, FieldErrors};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// The highest page number accepted (at 100 per page, a hundred million rows in).
 pub const MAX_PAGE: i64 = 1_000_000;
 /// The largest page size.
 pub const MAX_PER_PAGE: i64 = 100;
 
-/// The `pagination` object of list answers, for the API documents ([`Page::describe`]
-/// builds it).
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
+/// The `pagination` object of list answers ([`Page::pagination`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Pagination {
     page: i64,
     per_page: i64,
@@ -50,8 +48,19 @@ impl Page {
         (self.page - 1) * self.per_page
     }
 
+    /// The `pagination` object of this page when `total` items exist.
+    pub fn pagination(self, total: i64) -> Pagination {
+        Pagination {
+            page: self.page,
+            per_page: self.per_page,
+            total,
+            pages: (total + self.per_page - 1) / self.per_page,
+        }
+    }
+
+    /// [`Page::pagination`] as JSON.
     pub fn describe(self, total: i64) -> Value {
-        json!({"page": self.page, "per_page": self.per_page, "total": total, "pages": (total + self.per_page - 1) / self.per_page})
+        serde_json::to_value(self.pagination(total)).unwrap_or(Value::Null)
     }
 }
 

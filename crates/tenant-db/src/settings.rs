@@ -1,7 +1,8 @@
 //! Settings of tenant databases. Read by the services that use them from:
 //! `TENANT_TEMPLATE_DATABASE` (default `tenant_template`), `TENANT_POOL_MAX_POOLS`
 //! (the service's default: document 8, event-worker 4, tenant 2),
-//! `TENANT_POOL_CONNECTIONS_PER_POOL` (2), `TENANT_POOL_IDLE_TIMEOUT_SECS` (300),
+//! `TENANT_POOL_CONNECTIONS_PER_POOL` (2), `TENANT_POOL_BURST` (half of pools × connections
+//! per pool), `TENANT_POOL_IDLE_TIMEOUT_SECS` (300),
 //! `TENANT_POOL_TIMEOUT_MS` (5000), `TENANT_ADMIN_POOL_SIZE` (2); the server is the
 //! one of `DATABASE_URL` (administration and migrations: `DATABASE_ADMIN_URL`). The defaults keep the whole platform at one replica each
 //! under 60 connections (docs/DESIGN-NOTES.md, "Connection budget").
@@ -22,8 +23,11 @@ pub struct TenantDbSettings {
     pub template_database: String,
     /// At most this many tenant pools are open at once.
     pub max_pools: usize,
-    /// Each tenant pool holds at most this many connections.
+    /// Each tenant pool's share of the budget: the budget is `max_pools` × this.
     pub connections_per_pool: usize,
+    /// The most connections one pool may open while the budget has room
+    /// (`TENANT_POOL_BURST`); `None`: half the budget, at least `connections_per_pool`.
+    pub burst: Option<usize>,
     /// A pool unused this long is closed.
     pub idle_timeout: Duration,
     /// Waiting for, creating and recycling a connection each give up after this.
@@ -41,6 +45,7 @@ impl TenantDbSettings {
             template_database: template_database.into(),
             max_pools: 8,
             connections_per_pool: 2,
+            burst: None,
             idle_timeout: Duration::from_secs(300),
             timeout: Duration::from_secs(5),
             admin_pool_size: 2,
@@ -59,14 +64,16 @@ impl TenantDbSettings {
         self
     }
 
-    /// Reads `TENANT_POOL_MAX_POOLS`, `TENANT_POOL_CONNECTIONS_PER_POOL`,
-    /// `TENANT_POOL_IDLE_TIMEOUT_SECS` and `TENANT_POOL_TIMEOUT_MS` over the defaults.
+    /// Reads and checks `TENANT_POOL_MAX_POOLS`, `TENANT_POOL_CONNECTIONS_PER_POOL`,
+    /// `TENANT_POOL_BURST`, `TENANT_POOL_IDLE_TIMEOUT_SECS` and `TENANT_POOL_TIMEOUT_MS`
+    /// over the defaults.
     pub fn read_pool_limits(&mut self, r: &mut http_kit::ConfigReader<'_>) {
         self.max_pools = r.optional("TENANT_POOL_MAX_POOLS", self.max_pools);
         self.connections_per_pool = r.optional(
             "TENANT_POOL_CONNECTIONS_PER_POOL",
             self.connections_per_pool,
         );
+        self.burst = r.maybe("TENANT_POOL_BURST");
         self.idle_timeout = Duration::from_secs(
             r.optional("TENANT_POOL_IDLE_TIMEOUT_SECS", self.idle_timeout.as_secs()),
         );
@@ -74,11 +81,47 @@ impl TenantDbSettings {
             "TENANT_POOL_TIMEOUT_MS",
             u64::try_from(self.timeout.as_millis()).unwrap_or(5000),
         ));
+        r.check(
+            "TENANT_POOL_MAX_POOLS",
+            (1..=10_000).contains(&self.max_pools),
+            "must be between 1 and 10000",
+        );
+        r.check(
+            "TENANT_POOL_CONNECTIONS_PER_POOL",
+            (1..=100).contains(&self.connections_per_pool),
+            "must be between 1 and 100",
+        );
+        r.check(
+            "TENANT_POOL_BURST",
+            self.burst.is_none_or(|b| {
+                (self.connections_per_pool..=self.connection_bound()).contains(&b)
+            }),
+            "must be between TENANT_POOL_CONNECTIONS_PER_POOL and TENANT_POOL_MAX_POOLS × TENANT_POOL_CONNECTIONS_PER_POOL",
+        );
+        r.check(
+            "TENANT_POOL_IDLE_TIMEOUT_SECS",
+            self.idle_timeout.as_secs() > 0,
+            "must be a positive number of seconds",
+        );
+        r.check(
+            "TENANT_POOL_TIMEOUT_MS",
+            !self.timeout.is_zero(),
+            "must be positive",
+        );
     }
 
     /// The most tenant connections that can ever be open at once.
     pub fn connection_bound(&self) -> usize {
         self.max_pools * self.connections_per_pool
+    }
+
+    /// The most connections one pool may open: `TENANT_POOL_BURST`, by default half
+    /// the budget, never less than a pool's share nor more than the budget.
+    pub fn burst(&self) -> usize {
+        let bound = self.connection_bound();
+        self.burst
+            .unwrap_or(bound / 2)
+            .clamp(self.connections_per_pool.min(bound), bound)
     }
 
     /// The tenant pools' share of a service's connection budget, named by the settings
@@ -109,6 +152,7 @@ impl std::fmt::Debug for TenantDbSettings {
             .field("template_database", &self.template_database)
             .field("max_pools", &self.max_pools)
             .field("connections_per_pool", &self.connections_per_pool)
+            .field("burst", &self.burst())
             .field("idle_timeout", &self.idle_timeout)
             .field("timeout", &self.timeout)
             .field("admin_pool_size", &self.admin_pool_size)
@@ -170,6 +214,19 @@ mod tests {
             16,
             "8 pools of 2: the document service's default"
         );
+    }
+
+    #[test]
+    fn a_pool_may_burst_to_half_the_budget_within_its_share_and_the_budget() {
+        let mut s = TenantDbSettings::new("postgres://h/db", "tpl");
+        assert_eq!(s.burst(), 8, "half of 8 × 2");
+        s.max_pools = 1;
+        assert_eq!(s.burst(), 2, "never below a pool's share");
+        s.max_pools = 4;
+        s.burst = Some(100);
+        assert_eq!(s.burst(), 8, "never above the budget");
+        s.burst = Some(3);
+        assert_eq!(s.burst(), 3);
     }
 
     #[test]

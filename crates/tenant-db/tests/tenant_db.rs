@@ -264,6 +264,99 @@ async fn the_pool_cache_never_exceeds_its_bound_under_a_burst() {
     assert!(peak_server > 0, "the sampler saw the burst");
 }
 
+/// Tenant connections PostgreSQL itself has open to `names`.
+async fn server_connections(url: &str, names: &[&TenantDatabaseName]) -> i64 {
+    let list: Vec<String> = names.iter().map(|n| n.as_str().to_owned()).collect();
+    let c: Count =
+        diesel::sql_query("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = ANY($1)")
+            .bind::<diesel::sql_types::Array<Text>, _>(&list)
+            .get_result(&mut connect(url).await)
+            .await
+            .expect("count");
+    c.n
+}
+
+#[tokio::test]
+async fn a_busy_tenant_borrows_the_idle_budget_of_others_and_the_bound_holds() {
+    let ctx = TestContext::new().await;
+    let mut s = settings(&ctx);
+    s.max_pools = 4;
+    s.connections_per_pool = 2;
+    s.timeout = Duration::from_millis(1500);
+    assert_eq!((s.connection_bound(), s.burst()), (8, 4));
+    let manager = Arc::new(TenantDatabaseManager::new(s).expect("manager"));
+    let mut names = Vec::new();
+    for label in ["hot", "warm", "cool", "cold"] {
+        let name = new_name(&ctx, label);
+        manager.create_from_template(&name).await.expect("create");
+        names.push(name);
+    }
+    let [hot, warm, cool, cold] = [&names[0], &names[1], &names[2], &names[3]];
+    let all = [hot, warm, cool, cold];
+    // Three tenants used two connections each, now idle: 6 of the 8 permits.
+    for name in [warm, cool, cold] {
+        let pair = (
+            manager.connection(name).await.expect("first"),
+            manager.connection(name).await.expect("second"),
+        );
+        drop(pair);
+    }
+    assert_eq!(manager.pools().stats().open_connections, 6);
+
+    // The busy tenant grows to its burst (4), two of them by closing idle ones of
+    // others, without waiting for the timeout.
+    let started = std::time::Instant::now();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(manager.connection(hot).await.expect("within the burst"));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let stats = manager.pools().stats();
+    assert_eq!(stats.largest_pool, 4, "{stats:?}");
+    assert!(stats.open_connections <= 8, "{stats:?}");
+    assert!(server_connections(&ctx.main_url, &all).await <= 8);
+    // Past its burst it waits like any pool, and gives up with a clear error.
+    let err = manager.connection(hot).await.err().expect("burst reached");
+    assert!(matches!(err, TenantDbError::PoolExhausted(_)), "{err:?}");
+
+    // A second busy tenant takes the rest: every permit is now in use.
+    let mut warm_held = Vec::new();
+    for _ in 0..4 {
+        warm_held.push(
+            manager
+                .connection(warm)
+                .await
+                .expect("the rest of the budget"),
+        );
+    }
+    assert_eq!(manager.pools().stats().open_connections, 8);
+    // A third tenant waits; a connection returned by another (idle, not closed) is
+    // closed for it at once rather than after the idle sweep.
+    let waiting = {
+        let manager = manager.clone();
+        let cool = cool.clone();
+        tokio::spawn(async move { manager.connection(&cool).await.map(drop) })
+    };
+    // Its pool is leased: it is acquiring.
+    testkit::wait_until(Duration::from_secs(1), || async {
+        manager.pools().stats().leased_pools == 3
+    })
+    .await
+    .expect("the third tenant asks");
+    assert!(!waiting.is_finished(), "the budget is spent: it must wait");
+    held.pop();
+    waiting
+        .await
+        .expect("join")
+        .expect("served once a connection went back to its pool");
+    assert!(manager.pools().stats().open_connections <= 8);
+    assert!(server_connections(&ctx.main_url, &all).await <= 8);
+}
+
 #[tokio::test]
 async fn a_full_cache_of_busy_pools_times_out_with_a_clear_error() {
     let ctx = TestContext::new().await;

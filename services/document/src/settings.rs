@@ -4,9 +4,8 @@
 //! `S3_ACCESS_KEY` and `S3_SECRET_KEY` (required), `S3_CREATE_BUCKET` (false),
 //! `S3_TIMEOUT_MS` (30000), `S3_UPLOAD_MIN_RATE` (4 MiB/s); uploads: `MAX_UPLOAD_BYTES`
 //! (100 MiB), `UPLOAD_DIR` (the system temporary directory), `UPLOAD_IDLE_TIMEOUT_SECS`
-//! (60); tenant databases: `TENANT_POOL_MAX_POOLS` (25),
-//! `TENANT_POOL_CONNECTIONS_PER_POOL` (2), `TENANT_POOL_IDLE_TIMEOUT_SECS` (300),
-//! `TENANT_POOL_TIMEOUT_MS` (5000); other services: `TENANT_SERVICE_URL`
+//! (60); tenant databases: the pool limits (`TENANT_POOL_*`,
+//! `tenant_db::TenantDbSettings::read_pool_limits`; 8 pools here); other services: `TENANT_SERVICE_URL`
 //! (`http://127.0.0.1:6002`), `AUTH_SERVICE_URL` (`http://127.0.0.1:6001`),
 //! `INTERNAL_SERVICE_TOKEN` (required), `JWT_ISSUER`, `JWT_AUDIENCE` (`saas-platform`),
 //! `SERVICE_CALL_TIMEOUT_MS` (2000).

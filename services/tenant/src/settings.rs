@@ -1,8 +1,8 @@
 //! Settings of the tenant service: the common ones (`http_kit::config`, default port
 //! 5002) and those of tenant databases: `TENANT_TEMPLATE_DATABASE` (default
-//! `tenant_template`), `TENANT_POOL_MAX_POOLS` (25), `TENANT_POOL_CONNECTIONS_PER_POOL`
-//! (2), `TENANT_POOL_IDLE_TIMEOUT_SECS` (300), `TENANT_POOL_TIMEOUT_MS` (5000),
-//! `TENANT_ADMIN_POOL_SIZE` (4), `TENANT_MIGRATION_CONCURRENCY` (4); and
+//! `tenant_template`), the tenant pool limits (`TENANT_POOL_*`,
+//! `tenant_db::TenantDbSettings::read_pool_limits`; 2 pools here),
+//! `TENANT_ADMIN_POOL_SIZE` (2), `TENANT_MIGRATION_CONCURRENCY` (4); and
 //! `INTERNAL_SERVICE_TOKEN` (required, ≥ 32 characters) guarding the internal routes;
 //! `TENANT_LIMIT_PER_USER` (10) tenants a user may create; `AUTH_SERVICE_URL`
 //! (`http://127.0.0.1:6001`, its internal listener: its JWKS and user lookups), `JWT_ISSUER` and `JWT_AUDIENCE`
@@ -116,30 +116,8 @@ impl Settings {
         let mut tenant_db = TenantDbSettings::new(common.database_url.expose().clone(), template)
             .with_admin_server_url(common.database_admin_url.expose().clone())
             .with_max_pools(2);
-        tenant_db.max_pools = r.optional("TENANT_POOL_MAX_POOLS", tenant_db.max_pools);
-        tenant_db.connections_per_pool = r.optional(
-            "TENANT_POOL_CONNECTIONS_PER_POOL",
-            tenant_db.connections_per_pool,
-        );
-        tenant_db.idle_timeout =
-            Duration::from_secs(r.optional("TENANT_POOL_IDLE_TIMEOUT_SECS", 300));
-        tenant_db.timeout = Duration::from_millis(r.optional("TENANT_POOL_TIMEOUT_MS", 5000));
+        tenant_db.read_pool_limits(r);
         tenant_db.admin_pool_size = r.optional("TENANT_ADMIN_POOL_SIZE", tenant_db.admin_pool_size);
-        r.check(
-            "TENANT_POOL_MAX_POOLS",
-            (1..=10_000).contains(&tenant_db.max_pools),
-            "must be between 1 and 10000",
-        );
-        r.check(
-            "TENANT_POOL_CONNECTIONS_PER_POOL",
-            (1..=100).contains(&tenant_db.connections_per_pool),
-            "must be between 1 and 100",
-        );
-        r.check(
-            "TENANT_POOL_TIMEOUT_MS",
-            !tenant_db.timeout.is_zero(),
-            "must be positive",
-        );
         r.check(
             "TENANT_ADMIN_POOL_SIZE",
             (1..=100).contains(&tenant_db.admin_pool_size),

@@ -633,12 +633,11 @@ pub async fn list(
     )
     .await
     .map_err(db)?;
-    let documents: Vec<DocumentBody> = rows.into_iter().map(|d| body(d, None)).collect();
-    Ok(success(
-        StatusCode::OK,
-        "Documents retrieved",
-        json!({"documents": documents, "pagination": paging.describe(total)}),
-    ))
+    let page = DocumentList {
+        documents: rows.into_iter().map(|d| body(d, None)).collect(),
+        pagination: paging.pagination(total),
+    };
+    Ok(success(StatusCode::OK, "Documents retrieved", page))
 }
 
 async fn find(
@@ -983,8 +982,7 @@ pub async fn download_url(
 // checks each against the real answers).
 
 /// `data` of the document list.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DocumentList {
     documents: Vec<DocumentBody>,
     pagination: http_kit::pagination::Pagination,
