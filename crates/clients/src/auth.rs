@@ -278,7 +278,8 @@ impl AuthClient {
         })
     }
 
-    /// Registers a user with a password: `Ok(true)` created, `Ok(false)` the email exists.
+    /// Creates a user with a password through the internal API (no per-address limits):
+    /// `Ok(true)` created, `Ok(false)` the email exists.
     pub async fn register(
         &self,
         email: &str,
@@ -288,7 +289,8 @@ impl AuthClient {
     ) -> Result<bool, ClientError> {
         let response = self
             .http
-            .post(format!("{}/api/auth/register", self.base_url))
+            .post(format!("{}/internal/v1/users", self.base_url))
+            .bearer_auth(self.token.expose())
             .json(&serde_json::json!({
                 "email": email, "password": password, "first_name": first_name, "last_name": last_name
             }))
@@ -298,6 +300,14 @@ impl AuthClient {
         match response.status().as_u16() {
             201 => Ok(true),
             409 => Ok(false),
+            // The password or a name breaks the rules: say which.
+            400 => {
+                let body: serde_json::Value = response.json().await.unwrap_or_default();
+                Err(ClientError::Refused {
+                    service: SERVICE,
+                    reason: body["details"].to_string(),
+                })
+            }
             status => Err(ClientError::Status {
                 service: SERVICE,
                 status,

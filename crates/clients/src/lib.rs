@@ -17,4 +17,9 @@ pub enum ClientError {
     },
     #[error("{service} answered {status}")]
     Status { service: &'static str, status: u16 },
+    #[error("{service} refused the request: {reason}")]
+    Refused {
+        service: &'static str,
+        reason: String,
+    },
 }

@@ -301,6 +301,14 @@ impl Accounts {
             ));
         }
         self.throttle(&throttles).await?;
+        self.create_with_password(input).await
+    }
+
+    /// Creates a user with a password, unverified, as `register` does but without its
+    /// per-address and per-email limits: for `tenant init`'s administrator through the
+    /// internal API, which a client cannot reach (and whose caller's address is a
+    /// service's, shared with every other call it makes).
+    pub async fn create_with_password(&self, input: RegisterInput) -> Result<UserRow, ApiError> {
         let mut errors = FieldErrors::new();
         let first_name = validate_name(&mut errors, "first_name", input.first_name.as_deref());
         let last_name = validate_name(&mut errors, "last_name", input.last_name.as_deref());

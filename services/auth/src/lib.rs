@@ -53,6 +53,7 @@ pub const INFO: ServiceInfo = ServiceInfo {
         routes::internal::resolve_user,
         routes::internal::issue_tokens,
         routes::internal::lookup_users,
+        routes::internal::create_user,
         routes::internal::platform_admin,
         routes::internal::secure_for_sso_link,
         routes::internal::revoke_sso_sessions,

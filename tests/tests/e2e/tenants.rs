@@ -883,7 +883,19 @@ fn tenant_settings(ctx: &TestContext, auth: &Auth) -> tenant::Settings {
 #[tokio::test]
 async fn init_creates_the_admin_and_a_test_tenant_once() {
     let ctx = TestContext::new().await;
-    let (auth, tenant) = start_with(&ctx, &[], &[]);
+    // The address init calls from has used up its public registrations: init goes
+    // through the internal API, which they do not limit.
+    let (auth, tenant) = start_with(&ctx, &[("REGISTER_RATE_LIMIT_PER_IP", "1/1h")], &[]);
+    for (email, expected) in [("early@example.com", 201), ("late@example.com", 429)] {
+        let (status, body) = auth
+            .post(
+                "/api/auth/register",
+                json!({"email": email, "password": "a fine password 1", "first_name": "A", "last_name": "B"}),
+                None,
+            )
+            .await;
+        assert_eq!(status.as_u16(), expected, "{body}");
+    }
     let settings = tenant_settings(&ctx, &auth);
     let init = tenant::commands::InitSettings {
         admin_email: "root@example.com".into(),
@@ -920,6 +932,16 @@ async fn init_creates_the_admin_and_a_test_tenant_once() {
         !second.iter().any(|l| l.contains(&password)),
         "the password is shown once"
     );
+    // A password the rules refuse is named, not a bare status.
+    let weak = tenant::commands::InitSettings {
+        admin_email: "weak@example.com".into(),
+        admin_password: Some(http_kit::config::Secret::new("short".to_owned())),
+        test_tenant_name: "Test Tenant".into(),
+    };
+    let err = tenant::commands::init(&settings, &weak, &args, |_| {})
+        .await
+        .expect_err("a weak password");
+    assert!(err.to_string().contains("password"), "{err}");
 
     let (status, body) = auth
         .post(

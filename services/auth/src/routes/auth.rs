@@ -29,6 +29,17 @@ pub struct RegisterRequest {
     password: Option<String>,
 }
 
+impl From<RegisterRequest> for RegisterInput {
+    fn from(body: RegisterRequest) -> Self {
+        RegisterInput {
+            first_name: body.first_name,
+            last_name: body.last_name,
+            email: body.email,
+            password: body.password,
+        }
+    }
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct RegisterResponse {
     message: &'static str,
@@ -45,14 +56,9 @@ pub async fn register(
     ip: ClientIp,
     body: Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
-    let input = RegisterInput {
-        first_name: body.first_name,
-        last_name: body.last_name,
-        email: body.email,
-        password: body.password,
-    };
-    let user = accounts.register(input, ip.0.as_deref()).await?;
+    let user = accounts
+        .register(body.into_inner().into(), ip.0.as_deref())
+        .await?;
     Ok(HttpResponse::Created().json(RegisterResponse {
         message: "User registered successfully",
         user: user.into(),

@@ -184,6 +184,23 @@ pub struct EmailBody {
     email: String,
 }
 
+/// Create a user with a password (`tenant init --create-admin`): the validation of
+/// `POST /api/auth/register` without its per-address limits; 409 `email_taken` when the
+/// email is registered.
+#[utoipa::path(post, path = "/internal/v1/users", tag = "internal", request_body = crate::routes::auth::RegisterRequest,
+    responses((status = 201, body = UserBody), (status = 400, body = http_kit::ErrorBody),
+              (status = 401, body = http_kit::ErrorBody), (status = 409, body = http_kit::ErrorBody)))]
+pub async fn create_user(
+    _caller: InternalCaller,
+    accounts: web::Data<Accounts>,
+    body: Json<crate::routes::auth::RegisterRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let user = accounts
+        .create_with_password(body.into_inner().into())
+        .await?;
+    Ok(HttpResponse::Created().json(UserBody::from(user)))
+}
+
 /// Make the user with this email a platform administrator with a verified email
 /// (`tenant init --create-admin`).
 #[utoipa::path(post, path = "/internal/v1/users/platform-admin", tag = "internal", request_body = EmailBody,

@@ -49,6 +49,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::scope("/internal/v1")
             .guard(http_kit::server::internal_only())
+            .route("/users", web::post().to(internal::create_user))
             .route("/users/resolve", web::post().to(internal::resolve_user))
             .route("/users/lookup", web::post().to(internal::lookup_users))
             .route(
