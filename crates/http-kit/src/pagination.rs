@@ -11,7 +11,7 @@ pub const MAX_PAGE: i64 = 1_000_000;
 /// The largest page size.
 pub const MAX_PER_PAGE: i64 = 100;
 
-/// The `pagination` object of list answers ([`Page::pagination`]).
+/// The `pagination` object of list answers: the page given, its size, and the totals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Pagination {
     page: i64,

@@ -35,3 +35,20 @@ impl TenantDbError {
         )
     }
 }
+
+/// Whether a query failed because its connection went away (the server shut down or
+/// restarted, or the database was dropped under it: `terminating connection due to
+/// administrator command`, SQLSTATE 57P01–57P03), not because of the query: a 503.
+pub fn connection_lost(error: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match error {
+        Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
+        Error::DatabaseError(_, info) => {
+            let message = info.message();
+            message.starts_with("terminating connection")
+                || message.contains("connection closed")
+                || message.starts_with("the database system is")
+        }
+        other => other.to_string().contains("connection closed"),
+    }
+}

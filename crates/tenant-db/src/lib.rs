@@ -18,7 +18,7 @@ mod pool_cache;
 pub mod schema;
 mod settings;
 
-pub use error::TenantDbError;
+pub use error::{connection_lost, TenantDbError};
 pub use manager::TenantDatabaseManager;
 pub use outbox::{TenantDatabaseList, TenantOutboxes};
 pub use pool_cache::{PoolCacheStats, TenantConnection, TenantPoolCache};

@@ -1,23 +1,32 @@
 //! A bounded cache of per-tenant connection pools.
 //!
 //! Bound: never more than `max_pools × connections_per_pool` tenant connections (the
-//! budget), however many tenants exist. The budget is shared, not split: every
+//! budget), however many tenants exist. The budget is shared, not split: every open
 //! connection holds one of its permits, and one busy tenant's pool may grow to `burst`
-//! connections (half the budget by default) while the others' are idle, so a hot tenant
-//! is not held to its average share. A pool that needs a connection when the budget is
-//! spent closes an idle connection of the least recently used other pool, or waits for
-//! one to be returned, up to the timeout. A pool is evicted (closed, its connections
-//! dropped) only when nobody holds or is acquiring one of its connections (its lease
-//! count is zero); when the cache has `max_pools` pools and every one is leased, `get`
-//! waits for a lease to end, up to the timeout. Pools unused for `idle_timeout` are
-//! closed by a background sweep. docs/DESIGN-NOTES.md ("Connection budget").
+//! connections (half the budget by default) while others are quiet, so a hot tenant is
+//! not held to its average share. When the budget is spent, a pool that needs a
+//! connection takes it from others by leveling, never in turn: it closes an idle
+//! connection of a pool nobody is using, or of a pool with at least two connections
+//! more than its own; otherwise it waits (up to the timeout), and meanwhile a pool at
+//! least two connections richer closes its next idle connection for it and hands it
+//! the permit (`Budgeted::recycle`). Busy tenants thus settle at even shares instead
+//! of reconnecting for each other (a first version that took any idle connection
+//! opened one connection per 13 requests under four busy tenants).
+//!
+//! Pools: normally at most `max_pools` (the least recently used idle one is closed for
+//! a new tenant); when every pool is in use, more are made, up to one per permit, so
+//! tenants that keep every pool busy cannot lock the others out. A pool is evicted only
+//! when nobody holds or is acquiring one of its connections (its lease count is zero);
+//! pools unused for `idle_timeout` are closed by a background sweep.
+//! docs/DESIGN-NOTES.md ("Connection budget").
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use deadpool::managed::{Manager, Metrics, Object, Pool, RecycleResult};
+use deadpool::managed::{Manager, Metrics, Object, Pool, PoolError, RecycleError, RecycleResult};
 use deadpool::Runtime;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, PoolError as ConnectError, RecyclingMethod,
@@ -36,53 +45,59 @@ pub(crate) struct BudgetedConnection {
     _permit: OwnedSemaphorePermit,
 }
 
-/// Creates a pool's connections within the cache's budget.
+/// Why a pool could not open a connection.
+#[derive(Debug)]
+pub(crate) enum BudgetError {
+    /// Every permit is held by a connection that may not be closed for this pool:
+    /// `TenantPoolCache::get` waits for one and asks again.
+    Spent,
+    /// The cache is gone.
+    Closed,
+    Connect(ConnectError),
+}
+
+impl std::fmt::Display for BudgetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Spent => f.write_str("the tenant connection budget is spent"),
+            Self::Closed => f.write_str("the tenant pool cache was closed"),
+            Self::Connect(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Creates a pool's connections within the cache's budget. It never waits for a
+/// permit: waiting inside `create` would hold the request there while its own
+/// pool's connections come back idle.
 pub(crate) struct Budgeted {
     connect: AsyncDieselConnectionManager<AsyncPgConnection>,
     /// The pool's database, so shedding spares this pool.
     name: String,
     cache: Weak<Inner>,
+    /// A permit a waiting request of this pool was handed, for its next connection.
+    handed: Mutex<Option<OwnedSemaphorePermit>>,
 }
 
 impl Budgeted {
-    async fn permit(&self) -> Result<OwnedSemaphorePermit, ConnectError> {
-        let gone = || {
-            ConnectError::ConnectionError(diesel::ConnectionError::BadConnection(
-                "the tenant pool cache was closed".to_owned(),
-            ))
-        };
-        // The pool's create timeout bounds this loop.
-        loop {
-            let cache = self.cache.upgrade().ok_or_else(gone)?;
-            if let Ok(permit) = Arc::clone(&cache.budget).try_acquire_owned() {
-                return Ok(permit);
-            }
-            // Register before shedding, so a connection returned in between is seen.
-            let returned = cache.returned.notified();
-            tokio::pin!(returned);
-            returned.as_mut().enable();
-            if cache.shed_idle_connection(&self.name) {
-                continue;
-            }
-            // Every connection is in use: wait for one to be closed (a permit comes
-            // back) or returned to its pool (idle, so it can be shed).
-            tokio::select! {
-                permit = Arc::clone(&cache.budget).acquire_owned() => {
-                    return permit.map_err(|_| gone());
-                }
-                () = returned => {}
-            }
-        }
+    fn handed(&self) -> MutexGuard<'_, Option<OwnedSemaphorePermit>> {
+        self.handed.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 impl Manager for Budgeted {
     type Type = BudgetedConnection;
-    type Error = ConnectError;
+    type Error = BudgetError;
 
-    async fn create(&self) -> Result<BudgetedConnection, ConnectError> {
-        let permit = self.permit().await?;
-        let connection = self.connect.create().await?;
+    async fn create(&self) -> Result<BudgetedConnection, BudgetError> {
+        let handed = self.handed().take();
+        let permit = match handed {
+            Some(permit) => permit,
+            None => {
+                let cache = self.cache.upgrade().ok_or(BudgetError::Closed)?;
+                cache.take_permit(&self.name).ok_or(BudgetError::Spent)?
+            }
+        };
+        let connection = self.connect.create().await.map_err(BudgetError::Connect)?;
         Ok(BudgetedConnection {
             connection,
             _permit: permit,
@@ -93,8 +108,21 @@ impl Manager for Budgeted {
         &self,
         obj: &mut BudgetedConnection,
         metrics: &Metrics,
-    ) -> RecycleResult<ConnectError> {
-        self.connect.recycle(&mut obj.connection, metrics).await
+    ) -> RecycleResult<BudgetError> {
+        // A request of another pool waits with at least two connections fewer than
+        // this pool: this idle connection is closed, and its permit goes to it.
+        if let Some(cache) = self.cache.upgrade() {
+            if cache.starving.load(Ordering::Relaxed) > 0 && cache.should_yield(&self.name) {
+                return Err(RecycleError::message("closed for a pool below its share"));
+            }
+        }
+        self.connect
+            .recycle(&mut obj.connection, metrics)
+            .await
+            .map_err(|e| match e {
+                RecycleError::Message(m) => RecycleError::Message(m),
+                RecycleError::Backend(e) => RecycleError::Backend(BudgetError::Connect(e)),
+            })
     }
 }
 
@@ -102,6 +130,8 @@ struct Entry {
     pool: TenantPool,
     /// Connections held plus acquisitions in progress.
     leases: usize,
+    /// Requests waiting for the budget.
+    waiting: usize,
     last_used: Instant,
 }
 
@@ -112,6 +142,10 @@ struct Inner {
     budget: Arc<Semaphore>,
     /// Signalled whenever a connection goes back to its pool.
     returned: Notify,
+    /// Connections opened since the cache was made (churn shows here).
+    opened: AtomicUsize,
+    /// Requests waiting for the budget, over all pools.
+    starving: AtomicUsize,
     /// Signalled whenever a pool's lease count drops to zero.
     released: Notify,
 }
@@ -135,6 +169,7 @@ impl Inner {
             ),
             name: name.to_owned(),
             cache: Arc::downgrade(self),
+            handed: Mutex::new(None),
         };
         Pool::builder(manager)
             .max_size(self.settings.burst())
@@ -168,6 +203,10 @@ impl Inner {
                         entry.pool.close();
                     }
                 }
+                // Every pool is in use. A pool holds no connection of its own (the
+                // budget bounds those), so up to one pool per permit may exist: busy
+                // tenants holding every pool must not lock the others out.
+                None if pools.len() < self.settings.connection_bound() => {}
                 None => return Ok(None),
             }
         }
@@ -177,6 +216,7 @@ impl Inner {
             Entry {
                 pool: pool.clone(),
                 leases: 1,
+                waiting: 0,
                 last_used: now,
             },
         );
@@ -195,14 +235,40 @@ impl Inner {
         self.returned.notify_waiters();
     }
 
-    /// Closes one idle connection of the least recently used pool other than `name`'s,
-    /// which returns its permit to the budget. False when no other pool has one.
+    /// A permit for a new connection of `name`'s pool: a free one, or one freed by
+    /// closing an idle connection of another pool ([`Inner::shed_idle_connection`]).
+    fn take_permit(&self, name: &str) -> Option<OwnedSemaphorePermit> {
+        let permit = Arc::clone(&self.budget)
+            .try_acquire_owned()
+            .ok()
+            .or_else(|| {
+                self.shed_idle_connection(name)
+                    .then(|| Arc::clone(&self.budget).try_acquire_owned().ok())
+                    .flatten()
+            })?;
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        Some(permit)
+    }
+
+    /// Closes one idle connection of another pool for `name`'s, which returns its
+    /// permit to the budget: of a pool nobody is using (least recently used first),
+    /// else of a pool with at least two connections more than `name`'s (the largest
+    /// first). Busy tenants thereby level out instead of taking connections from each
+    /// other in turn, each paying a new connection every time. False when there is
+    /// none to close.
     fn shed_idle_connection(&self, name: &str) -> bool {
         let shed = {
             let pools = self.lock();
-            let mut others: Vec<_> = pools.iter().filter(|(n, _)| n.as_str() != name).collect();
-            others.sort_by_key(|(_, e)| e.last_used);
-            others.into_iter().find_map(|(_, entry)| {
+            let mine = pools.get(name).map_or(0, |e| e.pool.status().size);
+            let mut others: Vec<_> = pools
+                .iter()
+                .filter(|(n, _)| n.as_str() != name)
+                .map(|(_, e)| (e, e.pool.status().size))
+                .filter(|(e, size)| e.leases == 0 || *size > mine + 1)
+                .collect();
+            // Unused pools first, the least recently used of them; then the largest.
+            others.sort_by_key(|(e, size)| (e.leases > 0, std::cmp::Reverse(*size), e.last_used));
+            others.into_iter().find_map(|(entry, _)| {
                 let mut taken = false;
                 let removed = entry
                     .pool
@@ -213,6 +279,35 @@ impl Inner {
         };
         // Closed here, outside the lock.
         shed.is_some()
+    }
+
+    /// Whether `name`'s pool holds at least two connections more than a pool with a
+    /// request waiting for the budget.
+    fn should_yield(&self, name: &str) -> bool {
+        let pools = self.lock();
+        let Some(mine) = pools.get(name).map(|e| e.pool.status().size) else {
+            return false;
+        };
+        pools
+            .iter()
+            .filter(|(n, e)| e.waiting > 0 && n.as_str() != name)
+            .map(|(_, e)| e.pool.status().size)
+            .min()
+            .is_some_and(|neediest| mine > neediest + 1)
+    }
+
+    /// Counts a request of `name`'s pool in (`waiting`) or out of the budget's waiters.
+    fn mark_waiting(&self, name: &str, waiting: bool) {
+        let mut pools = self.lock();
+        if let Some(entry) = pools.get_mut(name) {
+            if waiting {
+                entry.waiting += 1;
+                self.starving.fetch_add(1, Ordering::Relaxed);
+            } else if entry.waiting > 0 {
+                entry.waiting -= 1;
+                self.starving.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 
     fn evict_idle(&self) -> usize {
@@ -244,6 +339,25 @@ impl Inner {
             Some(_) => false,
             None => true,
         }
+    }
+}
+
+/// A request counted as waiting for the budget while it lives.
+struct Waiting<'a> {
+    inner: &'a Inner,
+    name: &'a str,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(inner: &'a Inner, name: &'a str) -> Self {
+        inner.mark_waiting(name, true);
+        Self { inner, name }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.inner.mark_waiting(self.name, false);
     }
 }
 
@@ -289,6 +403,8 @@ pub struct PoolCacheStats {
     pub open_connections: usize,
     /// The most connections one pool has open.
     pub largest_pool: usize,
+    /// Connections opened since the cache was made.
+    pub opened: usize,
     pub max_pools: usize,
     pub connection_bound: usize,
 }
@@ -306,6 +422,8 @@ impl TenantPoolCache {
         let inner = Arc::new(Inner {
             budget: Arc::new(Semaphore::new(settings.connection_bound())),
             returned: Notify::new(),
+            opened: AtomicUsize::new(0),
+            starving: AtomicUsize::new(0),
             settings,
             pools: Mutex::new(HashMap::new()),
             released: Notify::new(),
@@ -345,21 +463,70 @@ impl TenantPoolCache {
                     inner: Arc::clone(&self.inner),
                     name: name.to_owned(),
                 };
-                return match pool.get().await {
-                    Ok(connection) => Ok(TenantConnection {
-                        connection,
-                        _lease: lease,
-                    }),
-                    // Evicted between lease and get cannot happen (leased pools are
-                    // never evicted); anything else is a real failure.
-                    Err(e) => Err(map_pool_error(e, name)),
-                };
+                return self.connect(&pool, lease, deadline).await;
             }
             if tokio::time::timeout_at(deadline, released).await.is_err() {
                 return Err(TenantDbError::PoolExhausted(format!(
                     "all {} tenant pools busy for {:?}",
-                    self.inner.settings.max_pools, self.inner.settings.timeout
+                    self.inner
+                        .settings
+                        .connection_bound()
+                        .max(self.inner.settings.max_pools),
+                    self.inner.settings.timeout
                 )));
+            }
+        }
+    }
+
+    /// A connection of the leased `pool`: an idle one, a new one within the budget, or,
+    /// when the budget is spent, the first one returned or closed, up to `deadline`.
+    async fn connect(
+        &self,
+        pool: &TenantPool,
+        lease: Lease,
+        deadline: tokio::time::Instant,
+    ) -> Result<TenantConnection, TenantDbError> {
+        loop {
+            // Register before asking, so a connection returned in between is seen.
+            let returned = self.inner.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            match pool.get().await {
+                Ok(connection) => {
+                    // A permit handed to this pool and not used goes back.
+                    pool.manager().handed().take();
+                    return Ok(TenantConnection {
+                        connection,
+                        _lease: lease,
+                    });
+                }
+                Err(PoolError::Backend(BudgetError::Spent)) => {
+                    // Counted as waiting, richer pools close a connection for this one
+                    // when they next take one (`Budgeted::recycle`).
+                    let _waiting = Waiting::new(&self.inner, &lease.name);
+                    let budget = Arc::clone(&self.inner.budget);
+                    let freed = async {
+                        tokio::select! {
+                            permit = budget.acquire_owned() => {
+                                if let Ok(permit) = permit {
+                                    *pool.manager().handed() = Some(permit);
+                                }
+                            }
+                            () = returned => {}
+                        }
+                    };
+                    if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                        return Err(TenantDbError::PoolExhausted(format!(
+                            "{}: the budget of {} tenant connections stayed in use for {:?}",
+                            lease.name,
+                            self.inner.settings.connection_bound(),
+                            self.inner.settings.timeout
+                        )));
+                    }
+                }
+                // Evicted between lease and get cannot happen (leased pools are never
+                // evicted); anything else is a real failure.
+                Err(e) => return Err(map_pool_error(e, &lease.name)),
             }
         }
     }
@@ -386,14 +553,14 @@ impl TenantPoolCache {
                 .map(|e| e.pool.status().size)
                 .max()
                 .unwrap_or(0),
+            opened: self.inner.opened.load(Ordering::Relaxed),
             max_pools: self.inner.settings.max_pools,
             connection_bound: self.inner.settings.connection_bound(),
         }
     }
 }
 
-fn map_pool_error(e: deadpool::managed::PoolError<ConnectError>, name: &str) -> TenantDbError {
-    use deadpool::managed::PoolError;
+fn map_pool_error(e: PoolError<BudgetError>, name: &str) -> TenantDbError {
     match e {
         PoolError::Timeout(kind) => {
             TenantDbError::PoolExhausted(format!("{name}: {kind:?} timeout"))

@@ -251,7 +251,9 @@ async fn the_pool_cache_never_exceeds_its_bound_under_a_burst() {
     stop.store(true, Ordering::Relaxed);
     let peak_server = sampler.await.expect("sampler");
     let stats = manager.pools().stats();
-    assert!(stats.pools <= 3, "{stats:?}");
+    // Pools past max_pools exist only while every pool is in use, one per permit at
+    // most; connections never pass the budget.
+    assert!(stats.pools <= bound, "{stats:?}");
     assert!(
         AtomicUsize::load(&peak_cache, Ordering::Relaxed) <= bound,
         "cache peak {} > {bound}",
@@ -355,6 +357,118 @@ async fn a_busy_tenant_borrows_the_idle_budget_of_others_and_the_bound_holds() {
         .expect("served once a connection went back to its pool");
     assert!(manager.pools().stats().open_connections <= 8);
     assert!(server_connections(&ctx.main_url, &all).await <= 8);
+}
+
+#[tokio::test]
+async fn busy_tenants_level_out_instead_of_taking_connections_from_each_other() {
+    let ctx = TestContext::new().await;
+    let mut s = settings(&ctx);
+    s.max_pools = 4;
+    s.connections_per_pool = 2;
+    s.timeout = Duration::from_secs(20);
+    let bound = s.connection_bound();
+    let manager = Arc::new(TenantDatabaseManager::new(s).expect("manager"));
+    let mut names = Vec::new();
+    for i in 0..4 {
+        let name = new_name(&ctx, &format!("level {i}"));
+        manager.create_from_template(&name).await.expect("create");
+        names.push(name);
+    }
+    // Four tenants, three clients each: 12 wanted, 8 in the budget, each tenant under
+    // its burst of 4, so each is tempted to take another's idle connection.
+    let mut tasks = Vec::new();
+    for i in 0..12usize {
+        let (manager, name) = (manager.clone(), names[i % 4].clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..100 {
+                let mut conn = manager.connection(&name).await?;
+                diesel::sql_query("SELECT pg_sleep(0.002)")
+                    .execute(&mut *conn)
+                    .await?;
+                drop(conn);
+                // A client's think time: the connection sits idle in its pool, as
+                // between two HTTP requests.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await.expect("join").expect("every request served");
+    }
+    let stats = manager.pools().stats();
+    assert!(stats.open_connections <= bound, "{stats:?}");
+    // 1,200 requests. Leveling opened 10-13 here; taking an idle connection from
+    // whichever pool had one (the first version) opened 85-96, one per 13 requests.
+    assert!(
+        stats.opened <= 3 * bound,
+        "{} connections opened for 1200 requests: churn ({stats:?})",
+        stats.opened
+    );
+}
+
+#[tokio::test]
+async fn busy_tenants_holding_every_pool_do_not_lock_another_out() {
+    let ctx = TestContext::new().await;
+    let mut s = settings(&ctx);
+    s.max_pools = 2;
+    s.connections_per_pool = 2;
+    s.timeout = Duration::from_millis(1500);
+    let manager = TenantDatabaseManager::new(s).expect("manager");
+    let (a, b, c) = (
+        new_name(&ctx, "a"),
+        new_name(&ctx, "b"),
+        new_name(&ctx, "c"),
+    );
+    for name in [&a, &b, &c] {
+        manager.create_from_template(name).await.expect("create");
+    }
+    // Both pools in use (their tenants busy), the budget not spent.
+    let held = (
+        manager.connection(&a).await.expect("a"),
+        manager.connection(&b).await.expect("b"),
+    );
+    let started = std::time::Instant::now();
+    manager
+        .connection(&c)
+        .await
+        .expect("a third tenant gets a pool and a connection");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(manager.pools().stats().pools, 3);
+    drop(held);
+}
+
+#[tokio::test]
+async fn a_query_cut_off_by_a_dropped_database_reads_as_a_lost_connection() {
+    let ctx = TestContext::new().await;
+    let manager = TenantDatabaseManager::new(settings(&ctx)).expect("manager");
+    let name = new_name(&ctx, "cut off");
+    manager.create_from_template(&name).await.expect("create");
+    let mut conn = manager.connection(&name).await.expect("connection");
+    // What a purge does to the sessions of the database it drops.
+    diesel::sql_query(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+        name.as_str()
+    ))
+    .execute(&mut connect(&ctx.main_url).await)
+    .await
+    .expect("terminate");
+    let err = diesel::sql_query("SELECT 1")
+        .execute(&mut *conn)
+        .await
+        .expect_err("the session was terminated");
+    assert!(tenant_db::connection_lost(&err), "{err:?}");
+    // A query's own failure is not one.
+    let mut fresh = connect(&ctx.main_url).await;
+    let err = diesel::sql_query("SELECT * FROM no_such_table")
+        .execute(&mut fresh)
+        .await
+        .expect_err("no table");
+    assert!(!tenant_db::connection_lost(&err), "{err:?}");
 }
 
 #[tokio::test]

@@ -348,11 +348,16 @@ pub async fn dispatch(
         .timeout(settings.timeout)
         .connect_timeout(settings.timeout)
         .redirect(reqwest::redirect::Policy::none())
+        // A proxy from the environment would resolve the target itself, past the
+        // public-address check.
+        .no_proxy()
         .user_agent(concat!(
             "saas-platform-webhooks/",
             env!("CARGO_PKG_VERSION")
         ));
-    if !settings.allow_private_targets {
+    if settings.allow_private_targets {
+        tracing::warn!("WEBHOOK_ALLOW_PRIVATE_TARGETS is on: any tenant admin can make this service send requests to loopback, private and metadata addresses (local runs only)");
+    } else {
         builder = builder.dns_resolver(Arc::new(PublicOnly));
     }
     let http = match builder.build() {

@@ -107,8 +107,14 @@ fn valid_mime(mime: &str) -> Result<String, &'static str> {
     }
 }
 
-fn db(e: diesel::result::Error) -> ApiError {
-    ApiError::internal(e)
+/// A query that failed: its connection lost (the server restarting, the tenant's
+/// database dropped by a purge under it) is a 503; anything else is ours, a 500.
+pub(crate) fn db(e: diesel::result::Error) -> ApiError {
+    if tenant_db::connection_lost(&e) {
+        ApiError::dependency("Tenant database", e)
+    } else {
+        ApiError::internal(e)
+    }
 }
 
 /// S3 down or timing out is a 503 (retry later); anything else S3 refuses (bad
@@ -591,7 +597,7 @@ pub async fn upload(
             if let Some((_, key)) = &stored_key {
                 remove_unrecorded(&app, key).await;
             }
-            Err(ApiError::internal(e))
+            Err(db(e))
         }
     }
 }

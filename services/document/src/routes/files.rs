@@ -51,7 +51,7 @@ pub async fn list(
     let mut conn = app.connection(member.tenant_id).await?;
     let (rows, total) = queries::file_page(&mut conn, paging.offset(), paging.per_page)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(super::documents::db)?;
     let mut data = json!({
         "files": rows.iter().map(file_json).collect::<Vec<_>>(),
         "pagination": paging.describe(total),
@@ -59,7 +59,7 @@ pub async fn list(
     if query.include_stats.unwrap_or(false) {
         let (count, bytes) = queries::file_stats(&mut conn)
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(super::documents::db)?;
         data["stats"] = json!({"total_files": count, "total_storage_bytes": bytes, "total_storage_mb": mb(bytes)});
     }
     Ok(success(StatusCode::OK, "Files retrieved", data))
@@ -79,11 +79,11 @@ pub async fn get(
     let mut conn = app.connection(member.tenant_id).await?;
     let file = queries::file(&mut conn, id)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(super::documents::db)?
         .ok_or(ApiError::NotFound("File"))?;
     let docs = queries::documents_of_file(&mut conn, id)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(super::documents::db)?;
     let mut data = file_json(&file);
     data["document_count"] = json!(docs.len());
     data["is_orphaned"] = json!(docs.is_empty());
@@ -110,7 +110,7 @@ pub async fn delete(
     let mut conn = app.connection(member.tenant_id).await?;
     let outcome = queries::delete_unreferenced_file(&mut conn, id)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(super::documents::db)?;
     let file = match outcome {
         None => return Err(ApiError::NotFound("File")),
         Some(Err(count)) => {
