@@ -4,7 +4,9 @@
 # one tenant with 100 documents, `GET /api/tenants/{id}/documents?per_page=20` with wrk
 # (-t2 -c32 -d10s) through the gateway and straight at the document service, then
 # `pgbench -S` (-c32 -j2 -T10) against the same PostgreSQL server; prints the rates and
-# the ratios (target: the listing through the gateway >= 25 % of pgbench -S).
+# the ratios (target: the listing through the gateway >= 25 % of pgbench -S). Then four
+# tenants listed at once (wrk -t1 -c8 each through the gateway) with the PostgreSQL
+# sessions opened to their databases meanwhile (churn of the shared connection budget).
 #
 #   scripts/bench-listing.sh                                   (the defaults)
 #   HTTP_WORKERS=1 TENANT_POOL_CONNECTIONS_PER_POOL=4 TENANT_POOL_MAX_POOLS=12 \
@@ -57,6 +59,32 @@ listing() { # base URL -> "req/s non-2xx p99"
 }
 read -r via_gateway gateway_errors gateway_p99 < <(listing "$gateway")
 read -r direct direct_errors direct_p99 < <(listing "$document")
+# Four busy tenants at once (8 clients each through the gateway): whether they share
+# the tenant-connection budget without reconnecting for each other. The sessions
+# PostgreSQL opened to their databases during the run show any churn.
+paths=("$path")
+for t in 2 3 4; do
+  id=$(curl -fsS -XPOST "$gateway/api/tenants" -H "Authorization: Bearer $token" \
+    -H 'content-type: application/json' -d "{\"name\":\"Bench Listing $t\"}" | json '["data"]["id"]')
+  for i in $(seq 1 20); do
+    head -c 1024 /dev/urandom > "$work/doc.bin"
+    curl -fsS -H "Authorization: Bearer $token" -F "file=@$work/doc.bin;filename=doc-$i.bin" \
+      "$gateway/api/tenants/$id/documents" >/dev/null
+  done
+  paths+=("/api/tenants/$id/documents")
+done
+sessions() {
+  "$psql" "$PG_SERVER_URL" -Atc "SELECT coalesce(sum(sessions), 0) FROM pg_stat_database WHERE datname LIKE 'tenant\_%' AND datname <> 'tenant_template'"
+}
+sessions_before=$(sessions)
+for p in "${paths[@]}"; do
+  wrk -t1 -c8 -d10s -H "Authorization: Bearer $token" "$gateway$p?per_page=20" > "$work/wrk-${p//\//_}" 2>&1 &
+done
+wait
+sessions_opened=$(( $(sessions) - sessions_before ))
+four_tenants=$(cat "$work"/wrk-* | awk '/Requests\/sec/ {sum += $2} END {printf "%.0f", sum}')
+four_errors=$(cat "$work"/wrk-* | awk '/Non-2xx/ {sum += $NF} END {print sum + 0}')
+
 # A failed wrk inside the process substitution escapes set -e: check what it gave.
 for rate in "$via_gateway" "$direct"; do
   [[ "$rate" =~ ^[0-9.]+$ ]] || { log "wrk gave no request rate (is the platform up?)"; exit 1; }
@@ -75,3 +103,4 @@ echo "| GET ${path%/*/*}/{id}/documents?per_page=20 | req/s | p99 | non-2xx | / 
 echo "|---|---|---|---|---|"
 echo "| through the gateway | $via_gateway | $gateway_p99 | $gateway_errors | $(pct "$via_gateway" "$tps") |"
 echo "| straight to the document service | $direct | $direct_p99 | $direct_errors | $(pct "$direct" "$tps") |"
+echo "| four tenants at once through the gateway (4 × 8 clients) | $four_tenants | | $four_errors | $(pct "$four_tenants" "$tps"); $sessions_opened PostgreSQL sessions opened to their databases |"

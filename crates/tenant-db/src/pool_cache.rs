@@ -6,7 +6,7 @@
 //! connections (half the budget by default) while others are quiet, so a hot tenant is
 //! not held to its average share. When the budget is spent, a pool that needs a
 //! connection takes it from others by leveling, never in turn: it closes an idle
-//! connection of a pool nobody is using, or of a pool with at least two connections
+//! connection of a quiet pool (unused for `quiet_after`, 1 s), or of a pool with at least two connections
 //! more than its own; otherwise it waits (up to the timeout), and meanwhile a pool at
 //! least two connections richer closes its next idle connection for it and hands it
 //! the permit (`Budgeted::recycle`). Busy tenants thus settle at even shares instead
@@ -264,10 +264,10 @@ impl Inner {
                 .iter()
                 .filter(|(n, _)| n.as_str() != name)
                 .map(|(_, e)| (e, e.pool.status().size))
-                .filter(|(e, size)| e.leases == 0 || *size > mine + 1)
+                .filter(|(e, size)| self.quiet(e) || *size > mine + 1)
                 .collect();
-            // Unused pools first, the least recently used of them; then the largest.
-            others.sort_by_key(|(e, size)| (e.leases > 0, std::cmp::Reverse(*size), e.last_used));
+            // Quiet pools first, the least recently used of them; then the largest.
+            others.sort_by_key(|(e, size)| (!self.quiet(e), std::cmp::Reverse(*size), e.last_used));
             others.into_iter().find_map(|(entry, _)| {
                 let mut taken = false;
                 let removed = entry
@@ -279,6 +279,13 @@ impl Inner {
         };
         // Closed here, outside the lock.
         shed.is_some()
+    }
+
+    /// Whether nobody has used the pool for `quiet_after`: a busy tenant's pool is
+    /// between requests many times a second, and taking its idle connections then
+    /// only makes it open new ones.
+    fn quiet(&self, entry: &Entry) -> bool {
+        entry.leases == 0 && entry.last_used.elapsed() >= self.settings.quiet_after
     }
 
     /// Whether `name`'s pool holds at least two connections more than a pool with a

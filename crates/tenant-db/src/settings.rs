@@ -30,6 +30,9 @@ pub struct TenantDbSettings {
     pub burst: Option<usize>,
     /// A pool unused this long is closed.
     pub idle_timeout: Duration,
+    /// A pool unused this long is quiet: its idle connections may be closed for a busy
+    /// pool when the budget is spent (1 s).
+    pub quiet_after: Duration,
     /// Waiting for, creating and recycling a connection each give up after this.
     pub timeout: Duration,
     /// Connections for CREATE/DROP DATABASE.
@@ -47,6 +50,7 @@ impl TenantDbSettings {
             connections_per_pool: 2,
             burst: None,
             idle_timeout: Duration::from_secs(300),
+            quiet_after: Duration::from_secs(1),
             timeout: Duration::from_secs(5),
             admin_pool_size: 2,
         }
@@ -154,6 +158,7 @@ impl std::fmt::Debug for TenantDbSettings {
             .field("connections_per_pool", &self.connections_per_pool)
             .field("burst", &self.burst())
             .field("idle_timeout", &self.idle_timeout)
+            .field("quiet_after", &self.quiet_after)
             .field("timeout", &self.timeout)
             .field("admin_pool_size", &self.admin_pool_size)
             .finish()
