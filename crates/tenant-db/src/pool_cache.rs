@@ -42,7 +42,8 @@ type TenantPool = Pool<Budgeted>;
 /// A tenant connection and the budget permit it holds while it is open.
 pub(crate) struct BudgetedConnection {
     connection: AsyncPgConnection,
-    _permit: OwnedSemaphorePermit,
+    /// Taken out when the connection is closed for another pool, which gets it.
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 /// Why a pool could not open a connection.
@@ -100,7 +101,7 @@ impl Manager for Budgeted {
         let connection = self.connect.create().await.map_err(BudgetError::Connect)?;
         Ok(BudgetedConnection {
             connection,
-            _permit: permit,
+            permit: Some(permit),
         })
     }
 
@@ -110,10 +111,17 @@ impl Manager for Budgeted {
         metrics: &Metrics,
     ) -> RecycleResult<BudgetError> {
         // A request of another pool waits with at least two connections fewer than
-        // this pool: this idle connection is closed, and its permit goes to it.
+        // this pool: this idle connection is closed, and its permit handed to that
+        // pool (not released, or this pool could take it straight back).
         if let Some(cache) = self.cache.upgrade() {
-            if cache.starving.load(Ordering::Relaxed) > 0 && cache.should_yield(&self.name) {
-                return Err(RecycleError::message("closed for a pool below its share"));
+            if cache.starving.load(Ordering::Relaxed) > 0 {
+                if let Some(neediest) = cache.yield_to(&self.name) {
+                    if let Some(permit) = obj.permit.take() {
+                        *neediest.manager().handed() = Some(permit);
+                        cache.returned.notify_waiters();
+                    }
+                    return Err(RecycleError::message("closed for a pool below its share"));
+                }
             }
         }
         self.connect
@@ -288,19 +296,18 @@ impl Inner {
         entry.leases == 0 && entry.last_used.elapsed() >= self.settings.quiet_after
     }
 
-    /// Whether `name`'s pool holds at least two connections more than a pool with a
-    /// request waiting for the budget.
-    fn should_yield(&self, name: &str) -> bool {
+    /// The pool with a request waiting for the budget and at least two connections
+    /// fewer than `name`'s (the one with fewest), if any, that holds no handed permit.
+    fn yield_to(&self, name: &str) -> Option<TenantPool> {
         let pools = self.lock();
-        let Some(mine) = pools.get(name).map(|e| e.pool.status().size) else {
-            return false;
-        };
+        let mine = pools.get(name)?.pool.status().size;
         pools
             .iter()
             .filter(|(n, e)| e.waiting > 0 && n.as_str() != name)
-            .map(|(_, e)| e.pool.status().size)
-            .min()
-            .is_some_and(|neediest| mine > neediest + 1)
+            .map(|(_, e)| (e.pool.status().size, &e.pool))
+            .filter(|(size, pool)| mine > size + 1 && pool.manager().handed().is_none())
+            .min_by_key(|(size, _)| *size)
+            .map(|(_, pool)| pool.clone())
     }
 
     /// Counts a request of `name`'s pool in (`waiting`) or out of the budget's waiters.
@@ -500,8 +507,8 @@ impl TenantPoolCache {
             returned.as_mut().enable();
             match pool.get().await {
                 Ok(connection) => {
-                    // A permit handed to this pool and not used goes back.
-                    pool.manager().handed().take();
+                    // A permit handed to this pool and not used here stays for its
+                    // next connection (or goes back when the pool is closed).
                     return Ok(TenantConnection {
                         connection,
                         _lease: lease,
