@@ -166,6 +166,8 @@ if [ -z "${SMTP_URL:-}${SMTP_URL_FILE:-}" ]; then
 fi
 # The front end the emailed links open (a single-page app of yours on another origin).
 export PUBLIC_APP_URL="${PUBLIC_APP_URL:-http://localhost:3000}"
+# As in the image (deploy/Dockerfile): two glibc malloc arenas keep the services' RSS flat.
+export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 # Local development: webhooks may target local receivers.
 export WEBHOOK_ALLOW_PRIVATE_TARGETS="${WEBHOOK_ALLOW_PRIVATE_TARGETS:-true}"
 

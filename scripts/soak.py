@@ -85,11 +85,18 @@ def start_receiver():
 
 
 class State:
+    """Tenants and documents name their user by email: access tokens last 15 minutes
+    and are replaced every 5 (a soak longer than 15 minutes otherwise sends expired
+    tokens and counts the 401s)."""
+
     def __init__(self):
-        self.users = []  # (email, token)
-        self.tenants = []  # (tenant id, admin token)
-        self.documents = []  # (tenant id, document id, token)
-        self.members = []  # (tenant id, admin token, member user id)
+        self.tokens = {}  # email -> current access token
+        self.tenants = []  # (tenant id, admin email)
+        self.documents = []  # (tenant id, document id, email)
+
+    def user(self):
+        email = random.choice(list(self.tokens))
+        return email, self.tokens[email]
 
 
 def register(email):
@@ -106,7 +113,7 @@ def login(email):
 
 
 def create_tenant(state, hook_url):
-    email, token = random.choice(state.users)
+    email, token = state.user()
     status, body = call("create tenant", "POST", "/api/tenants", token, {"name": f"Soak {RUN} {uuid.uuid4().hex[:6]}"})
     if status != 201:
         return
@@ -114,11 +121,12 @@ def create_tenant(state, hook_url):
     call("create webhook", "POST", f"/api/tenants/{tenant}/webhooks", token,
          {"url": hook_url, "event_types": ["document.uploaded", "document.deleted", "membership.changed"]})
     with lock:
-        state.tenants.append((tenant, token))
+        state.tenants.append((tenant, email))
 
 
 def upload(state):
-    tenant, token = random.choice(state.tenants)
+    tenant, email = random.choice(state.tenants)
+    token = state.tokens[email]
     size = random.choice([1024, 16 * 1024, 256 * 1024, 1024 * 1024])
     content = os.urandom(size)
     boundary = uuid.uuid4().hex
@@ -128,19 +136,20 @@ def upload(state):
                         headers={"content-type": f"multipart/form-data; boundary={boundary}"}, raw=raw)
     if status == 201:
         with lock:
-            state.documents.append((tenant, body["data"]["id"], token))
+            state.documents.append((tenant, body["data"]["id"], email))
 
 
 def download(state):
     if not state.documents:
         return
-    tenant, document, token = random.choice(state.documents)
-    call("download", "GET", f"/api/tenants/{tenant}/documents/{document}/download", token)
+    tenant, document, email = random.choice(state.documents)
+    call("download", "GET", f"/api/tenants/{tenant}/documents/{document}/download", state.tokens[email])
 
 
 def membership(state):
-    tenant, admin = random.choice(state.tenants)
-    email, member = random.choice(state.users)
+    tenant, admin_email = random.choice(state.tenants)
+    admin = state.tokens[admin_email]
+    email, member = state.user()
     status, me = call("users/me", "GET", "/api/users/me", member)
     if status != 200:
         return
@@ -152,8 +161,9 @@ def membership(state):
 
 def one_request(state):
     roll = random.random()
-    email, token = random.choice(state.users)
-    tenant, admin = random.choice(state.tenants)
+    email, token = state.user()
+    tenant, admin_email = random.choice(state.tenants)
+    admin = state.tokens[admin_email]
     if roll < 0.25:
         call("users/me", "GET", "/api/users/me", token)
     elif roll < 0.40:
@@ -182,7 +192,7 @@ def main():
     state = State()
     for n in range(4):
         email = f"soak{n}-{RUN}@example.com"
-        state.users.append((email, register(email)))
+        state.tokens[email] = register(email)
     for _ in range(3):
         create_tenant(state, hook_url)
     if not state.tenants:
@@ -198,7 +208,7 @@ def main():
                 break
             # Access tokens last 15 minutes: refresh them by logging in again.
             if sent and sent % int(RATE * 300) == 0:
-                state.users = [(e, login(e)) for e, _ in state.users]
+                state.tokens = {e: login(e) for e in state.tokens}
             if now >= next_tenant:
                 pool.submit(create_tenant, state, hook_url)
                 next_tenant += TENANT_EVERY
