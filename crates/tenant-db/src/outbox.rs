@@ -41,7 +41,8 @@ impl OutboxDatabases for TenantOutboxes {
             };
             let name = TenantDatabaseName::parse(name)
                 .map_err(|e| anyhow::anyhow!("tenant database {name:?}: {e}"))?;
-            let conn = self.pools.get(&name).await?;
+            // A background job: it must not take connections from busy tenants.
+            let conn = self.pools.get_background(&name).await?;
             Ok(Box::new(conn) as OutboxConnection<'a>)
         }
         .boxed()

@@ -39,6 +39,18 @@ use crate::{TenantDbError, TenantDbSettings};
 
 type TenantPool = Pool<Budgeted>;
 
+tokio::task_local! {
+    /// Set while a background job (the outbox sweep) asks for a connection.
+    static BACKGROUND: ();
+}
+
+/// Whether the connection asked for is a background job's: it takes a free permit or
+/// one of a quiet pool, never one by leveling from busy tenants, and its waiting makes
+/// no pool yield one.
+fn in_background() -> bool {
+    BACKGROUND.try_with(|()| ()).is_ok()
+}
+
 /// A tenant connection and the budget permit it holds while it is open.
 pub(crate) struct BudgetedConnection {
     connection: AsyncPgConnection,
@@ -272,7 +284,7 @@ impl Inner {
                 .iter()
                 .filter(|(n, _)| n.as_str() != name)
                 .map(|(_, e)| (e, e.pool.status().size))
-                .filter(|(e, size)| self.quiet(e) || *size > mine + 1)
+                .filter(|(e, size)| self.quiet(e) || (*size > mine + 1 && !in_background()))
                 .collect();
             // Quiet pools first, the least recently used of them; then the largest.
             others.sort_by_key(|(e, size)| (!self.quiet(e), std::cmp::Reverse(*size), e.last_used));
@@ -492,6 +504,17 @@ impl TenantPoolCache {
         }
     }
 
+    /// A connection to `database` for a background job (the outbox sweep): as `get`,
+    /// but it takes no connection from a busy tenant (only a free permit or one of a
+    /// quiet pool), so a sweep through every tenant database does not make busy pools
+    /// reconnect.
+    pub async fn get_background(
+        &self,
+        database: &TenantDatabaseName,
+    ) -> Result<TenantConnection, TenantDbError> {
+        BACKGROUND.scope((), self.get(database)).await
+    }
+
     /// A connection of the leased `pool`: an idle one, a new one within the budget, or,
     /// when the budget is spent, the first one returned or closed, up to `deadline`.
     async fn connect(
@@ -517,7 +540,8 @@ impl TenantPoolCache {
                 Err(PoolError::Backend(BudgetError::Spent)) => {
                     // Counted as waiting, richer pools close a connection for this one
                     // when they next take one (`Budgeted::recycle`).
-                    let _waiting = Waiting::new(&self.inner, &lease.name);
+                    let _waiting =
+                        (!in_background()).then(|| Waiting::new(&self.inner, &lease.name));
                     let budget = Arc::clone(&self.inner.budget);
                     let freed = async {
                         tokio::select! {

@@ -485,6 +485,47 @@ async fn a_query_cut_off_by_a_dropped_database_reads_as_a_lost_connection() {
 }
 
 #[tokio::test]
+async fn a_background_job_takes_no_connection_from_busy_tenants() {
+    let ctx = TestContext::new().await;
+    let mut s = settings(&ctx);
+    s.max_pools = 2;
+    s.connections_per_pool = 2;
+    s.timeout = Duration::from_millis(500);
+    let manager = TenantDatabaseManager::new(s).expect("manager");
+    let (a, b, c) = (
+        new_name(&ctx, "busy a"),
+        new_name(&ctx, "busy b"),
+        new_name(&ctx, "swept"),
+    );
+    for name in [&a, &b, &c] {
+        manager.create_from_template(name).await.expect("create");
+    }
+    // Two busy tenants: each holds one connection and has just used another, idle now;
+    // the budget of 4 is spent.
+    let mut held = Vec::new();
+    for name in [&a, &b] {
+        held.push(manager.connection(name).await.expect("first"));
+        drop(manager.connection(name).await.expect("second"));
+    }
+    let err = manager
+        .pools()
+        .get_background(&c)
+        .await
+        .err()
+        .expect("a sweep waits rather than take a busy tenant's connection");
+    assert!(matches!(err, TenantDbError::PoolExhausted(_)), "{err:?}");
+    assert_eq!(
+        manager.pools().stats().opened,
+        4,
+        "nothing closed and reopened"
+    );
+    // A request of the same tenant levels: it takes one.
+    drop(manager.connection(&c).await.expect("a request levels"));
+    assert_eq!(manager.pools().stats().opened, 5);
+    drop(held);
+}
+
+#[tokio::test]
 async fn a_full_cache_of_busy_pools_times_out_with_a_clear_error() {
     let ctx = TestContext::new().await;
     let mut s = settings(&ctx);
