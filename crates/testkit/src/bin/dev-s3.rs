@@ -1,7 +1,10 @@
 //! A local S3 server for development (`scripts/dev-up.sh` starts it): s3s-fs over a
 //! directory, checking signatures with one key pair.
 //!
-//!   dev-s3 --port 59000 --dir .local/s3 --access-key KEY --secret-key SECRET
+//!   dev-s3 --port 59000 --dir .local/s3 --access-key KEY --secret-key SECRET [--host 127.0.0.1]
+//!
+//! `--host 0.0.0.0` serves other hosts: the compose stand-in for MinIO
+//! (deploy/compose-local/). It stops on SIGINT and SIGTERM.
 
 use anyhow::Context;
 
@@ -13,9 +16,10 @@ async fn main() -> anyhow::Result<()> {
         .context("--port")?;
     let dir = std::path::PathBuf::from(testkit::cli_arg(&args, "--dir")?);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+    let host = testkit::cli_arg(&args, "--host").unwrap_or_else(|_| "127.0.0.1".to_owned());
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port))
         .await
-        .with_context(|| format!("binding port {port}"))?;
+        .with_context(|| format!("binding {host}:{port}"))?;
     let (server, _) = testkit::serve_s3(
         listener,
         &dir,
@@ -23,12 +27,15 @@ async fn main() -> anyhow::Result<()> {
         &testkit::cli_arg(&args, "--secret-key")?,
     )?;
     println!(
-        "dev-s3 listening on http://127.0.0.1:{port} ({})",
+        "dev-s3 listening on http://{host}:{port} ({})",
         dir.display()
     );
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("SIGTERM handler")?;
     tokio::select! {
         _ = server => {}
         _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
     }
     Ok(())
 }
