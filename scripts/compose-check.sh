@@ -256,7 +256,17 @@ compose_up=1
 up_started=$SECONDS
 # up waits for each dependency's health check; --no-build: the images are the ones
 # just built. It fails when a one-shot fails or a dependency turns unhealthy.
-compose up -d --no-build >"$work/up.log" 2>&1 || { cat "$work/up.log" >&2; fail "docker-compose up failed"; }
+if ! compose up -d --no-build >"$work/up.log" 2>&1; then
+  grep -E '^(ERROR|Encountered)' "$work/up.log" >&2 || cat "$work/up.log" >&2
+  # compose names a container id: say which service, and what its check answered.
+  for id in $(compose ps -q); do
+    health="$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$id")"
+    [ "$health" = unhealthy ] || continue
+    log "unhealthy: $(docker inspect -f '{{.Name}}' "$id"), its health check ($(docker inspect -f '{{json .Config.Healthcheck.Test}}' "$id")) last answered:"
+    docker inspect -f '{{range .State.Health.Log}}{{.Output}}{{end}}' "$id" | tail -n 3 >&2
+  done
+  fail "docker-compose up failed"
+fi
 
 # Every long-running container healthy; none exited; within the health checks' limits.
 wait_healthy() {
@@ -312,6 +322,12 @@ wait_healthy
 log "document healthy again $((SECONDS - t0)) s after its restart"
 python3 scripts/compose-journey.py http://127.0.0.1:4999 --state "$work/journey.json" --after-restart \
   || fail "the platform did not recover from the restart"
+
+if [ "${COMPOSE_CHECK_KEEP:-0}" = 1 ]; then
+  log "COMPOSE_CHECK_KEEP=1: the stack stays up on http://127.0.0.1:4999 (engine: ${DOCKER_HOST:-the default}); remove it with"
+  log "  docker-compose -p $project -f docker-compose.yml$([ "$local_images" = 1 ] && echo " -f $override") down -v"
+  exit 0
+fi
 
 phase "SIGTERM stops every service within its grace period"
 # `compose stop` sends the image's stop signal (SIGTERM; nginx: SIGQUIT), then SIGKILL

@@ -349,11 +349,15 @@ impl Storage {
         }
     }
 
-    /// A GET URL for `key` on the public endpoint, valid `expires_in` (60 s – 1 day).
+    /// A GET URL for `key` on the public endpoint, valid `expires_in` (60 s – 1 day),
+    /// whose answer carries `served`'s headers (S3's `response-content-disposition` and
+    /// `response-content-type`, signed into the URL): what a browser does with the
+    /// bytes is decided here, not by whatever type the object was stored with.
     pub async fn presign_get(
         &self,
         key: &str,
         expires_in: Duration,
+        served: &ServedAs,
     ) -> Result<String, StorageError> {
         let secs = u32::try_from(expires_in.as_secs())
             .map_err(|_| StorageError::Invalid("expiry too long".into()))?;
@@ -362,11 +366,30 @@ impl Storage {
                 "expiry must be between 1 s and 7 days".into(),
             ));
         }
+        let queries = std::collections::HashMap::from([
+            (
+                "response-content-disposition".to_owned(),
+                served.disposition.clone(),
+            ),
+            (
+                "response-content-type".to_owned(),
+                served.content_type.clone(),
+            ),
+        ]);
         self.public
-            .presign_get(key, secs, None)
+            .presign_get(key, secs, Some(queries))
             .await
             .map_err(classify)
     }
+}
+
+/// The headers a presigned download is answered with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedAs {
+    /// `Content-Disposition`, e.g. `attachment; filename="report.pdf"`.
+    pub disposition: String,
+    /// `Content-Type`.
+    pub content_type: String,
 }
 
 impl StorageSettings {

@@ -123,20 +123,33 @@ async fn presigned_urls_name_the_public_host_and_are_checked_by_the_server() {
     let s3 = TestS3::start().await.expect("s3");
     let storage = ready(&s3).await;
     let key = key();
-    put(&storage, &key, "text/plain", b"hello, presigned")
+    put(&storage, &key, "text/html", b"hello, presigned")
         .await
         .expect("put");
+    let served = storage::ServedAs {
+        disposition: "attachment; filename=\"page.html\"".into(),
+        content_type: "application/octet-stream".into(),
+    };
     let url = storage
-        .presign_get(&key, Duration::from_secs(3600))
+        .presign_get(&key, Duration::from_secs(3600), &served)
         .await
         .expect("presign");
     assert!(url.starts_with(&s3.public_endpoint), "{url}");
     let response = reqwest::get(&url).await.expect("fetch");
     assert_eq!(response.status(), 200);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().expect("ascii").to_owned())
+    };
     assert_eq!(
-        response.headers().get("content-type").map(|v| v.as_bytes()),
-        Some(&b"text/plain"[..]),
-        "the content type is stored with the object"
+        (header("content-type"), header("content-disposition")),
+        (
+            Some("application/octet-stream".into()),
+            Some("attachment; filename=\"page.html\"".into())
+        ),
+        "the URL's signed response headers replace the stored text/html"
     );
     assert_eq!(
         response.bytes().await.expect("body").as_ref(),
@@ -153,8 +166,12 @@ async fn presigned_urls_name_the_public_host_and_are_checked_by_the_server() {
     let tampered = String::from_utf8(tampered).expect("ascii");
     assert_eq!(reqwest::get(&tampered).await.expect("fetch").status(), 403);
     // An expired one is refused.
+    // The headers are signed: changing them breaks the signature.
+    let retyped = url.replace("application%2Foctet-stream", "text%2Fhtml");
+    assert_ne!(retyped, url, "the content type is in the query: {url}");
+    assert_eq!(reqwest::get(&retyped).await.expect("fetch").status(), 403);
     let short = storage
-        .presign_get(&key, Duration::from_secs(1))
+        .presign_get(&key, Duration::from_secs(1), &served)
         .await
         .expect("presign");
     testkit::wait_until(Duration::from_secs(10), || async {

@@ -263,6 +263,21 @@ pub async fn file_stats(conn: &mut AsyncPgConnection) -> QueryResult<(i64, i64)>
     Ok((count, total.unwrap_or(0)))
 }
 
+/// How many documents refer to each of `file_ids` (files no document refers to are
+/// absent): the per-file statistics of the files API.
+pub async fn document_counts(
+    conn: &mut AsyncPgConnection,
+    file_ids: &[Uuid],
+) -> QueryResult<std::collections::HashMap<Uuid, i64>> {
+    let rows: Vec<(Uuid, i64)> = documents::table
+        .filter(documents::file_id.eq_any(file_ids))
+        .group_by(documents::file_id)
+        .select((documents::file_id, diesel::dsl::count_star()))
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// The documents referring to a file.
 pub async fn documents_of_file(
     conn: &mut AsyncPgConnection,

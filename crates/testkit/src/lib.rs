@@ -872,6 +872,62 @@ pub fn serve_s3(
     serve_s3_wired(listener, dir, access_key, secret_key, Arc::default())
 }
 
+/// S3's response-header overrides, which s3s-fs does not apply: AWS S3 and MinIO answer
+/// a GET or HEAD whose (signed) query names `response-content-type`,
+/// `response-content-disposition`, `response-cache-control`, `response-content-language`,
+/// `response-content-encoding` or `response-expires` with that header, replacing the
+/// stored one. Presigned downloads rely on it (storage::ServedAs).
+#[derive(Clone)]
+struct ResponseOverrides(s3s::service::S3Service);
+
+type S3Future = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<s3s::HttpResponse, s3s::HttpError>> + Send>,
+>;
+
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ResponseOverrides {
+    type Response = s3s::HttpResponse;
+    type Error = s3s::HttpError;
+    type Future = S3Future;
+
+    fn call(&self, request: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let overrides = if matches!(*request.method(), http::Method::GET | http::Method::HEAD) {
+            response_overrides(request.uri().query().unwrap_or(""))
+        } else {
+            Vec::new()
+        };
+        let answer = hyper::service::Service::call(&self.0, request);
+        Box::pin(async move {
+            let mut response = answer.await?;
+            if response.status().is_success() {
+                for (name, value) in overrides {
+                    response.headers_mut().insert(name, value);
+                }
+            }
+            Ok(response)
+        })
+    }
+}
+
+fn response_overrides(query: &str) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    use http::header;
+    url::form_urlencoded::parse(query.as_bytes())
+        .filter_map(|(key, value)| {
+            let name = match key.as_ref() {
+                "response-content-type" => header::CONTENT_TYPE,
+                "response-content-disposition" => header::CONTENT_DISPOSITION,
+                "response-cache-control" => header::CACHE_CONTROL,
+                "response-content-language" => header::CONTENT_LANGUAGE,
+                "response-content-encoding" => header::CONTENT_ENCODING,
+                "response-expires" => header::EXPIRES,
+                _ => return None,
+            };
+            http::HeaderValue::from_str(&value)
+                .ok()
+                .map(|value| (name, value))
+        })
+        .collect()
+}
+
 /// [`serve_s3`] with a [`Tripwire`] that can make the server fail mid-request.
 pub fn serve_s3_wired(
     listener: tokio::net::TcpListener,
@@ -887,7 +943,7 @@ pub fn serve_s3_wired(
         access_key.to_owned(),
         secret_key.to_owned(),
     ));
-    let service = builder.build();
+    let service = ResponseOverrides(builder.build());
     let connections: Connections = Arc::default();
     let tracked = connections.clone();
     let server = tokio::spawn(async move {

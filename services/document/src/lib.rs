@@ -12,6 +12,7 @@ use utoipa::OpenApi;
 
 pub mod app;
 pub mod routes;
+pub mod serving;
 mod settings;
 
 pub use settings::{Settings, DEFAULT_PORT};

@@ -183,6 +183,59 @@ async fn upload_dedup_list_download_and_delete() {
     assert_eq!(status, StatusCode::CREATED, "{second}");
     assert_eq!(second["data"]["file_id"], first["file_id"]);
     assert_eq!(docs.s3.objects("documents").len(), 1);
+    // A file with one document besides; the files API counts each file's documents.
+    let (status, other) = docs
+        .upload(&admin, &tenant, b"other bytes".to_vec(), "other.txt")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{other}");
+    let counts = |files: &Value| -> Vec<(String, Option<i64>)> {
+        files["data"]["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .map(|f| {
+                (
+                    f["id"].as_str().expect("id").to_owned(),
+                    f["document_count"].as_i64(),
+                )
+            })
+            .collect()
+    };
+    let shared = first["file_id"].as_str().expect("file id").to_owned();
+    let single = other["data"]["file_id"]
+        .as_str()
+        .expect("file id")
+        .to_owned();
+    let (status, files) = docs
+        .call(
+            Method::GET,
+            &format!("/api/files/{tenant}/files?include_stats=true"),
+            &admin,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{files}");
+    assert_eq!(
+        counts(&files),
+        vec![(single.clone(), Some(1)), (shared.clone(), Some(2))],
+        "newest first, each with its document count: {files}"
+    );
+    let (_, files) = docs
+        .call(Method::GET, &format!("/api/files/{tenant}/files"), &admin)
+        .await;
+    assert_eq!(
+        counts(&files),
+        vec![(single, None), (shared, None)],
+        "counted only when asked"
+    );
+    let other_id = other["data"]["id"].as_str().expect("id");
+    let (status, _) = docs
+        .call(
+            Method::DELETE,
+            &format!("/api/tenants/{tenant}/documents/{other_id}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
 
     let (status, list) = docs
         .call(

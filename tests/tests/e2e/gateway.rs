@@ -77,6 +77,30 @@ async fn the_main_journey_works_through_the_gateway_and_internals_stay_hidden() 
         .await
         .expect("download");
     assert_eq!(download.status(), StatusCode::OK);
+    let headers_of = |response: &reqwest::Response, name: &str| -> Vec<String> {
+        response
+            .headers()
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().expect("ascii").to_owned())
+            .collect()
+    };
+    // A download opened in a browser runs nothing: one nosniff (the gateway's, the
+    // service's hidden), a sandbox, and always an attachment.
+    assert_eq!(
+        (
+            headers_of(&download, "x-content-type-options"),
+            headers_of(&download, "content-security-policy"),
+        ),
+        (vec!["nosniff".to_owned()], vec!["sandbox".to_owned()])
+    );
+    assert!(
+        headers_of(&download, "content-disposition")
+            .first()
+            .is_some_and(|d| d.starts_with("attachment; filename=\"a.txt\"")),
+        "{:?}",
+        download.headers()
+    );
     assert_eq!(
         download.bytes().await.expect("bytes").as_ref(),
         bytes.as_slice()
@@ -96,8 +120,64 @@ async fn the_main_journey_works_through_the_gateway_and_internals_stay_hidden() 
     let fetched = reqwest::get(link).await.expect("fetch");
     assert_eq!(fetched.status(), StatusCode::OK);
     assert_eq!(
+        (
+            headers_of(&fetched, "content-type"),
+            headers_of(&fetched, "content-disposition")
+        ),
+        (
+            vec!["text/plain".to_owned()],
+            vec!["attachment; filename=\"a.txt\"; filename*=UTF-8''a.txt".to_owned()]
+        ),
+        "S3 answers with the headers signed into the URL"
+    );
+    assert_eq!(
         fetched.bytes().await.expect("bytes").as_ref(),
         bytes.as_slice()
+    );
+    // An uploaded page is never served as one from the storage origin.
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"<script>alert(document.domain)</script>".to_vec())
+                .file_name("page.html"),
+        )
+        .text("mime_type", "text/html");
+    let page: Value = client
+        .post(format!("{gw}/api/tenants/{tenant}/documents"))
+        .bearer_auth(&admin)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(page["data"]["mime_type"], "text/html", "{page}");
+    let page_id = page["data"]["id"].as_str().expect("id");
+    let url: Value = client
+        .get(format!(
+            "{gw}/api/tenants/{tenant}/documents/{page_id}/download-url"
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("download-url")
+        .json()
+        .await
+        .expect("json");
+    let fetched = reqwest::get(url["data"]["download_url"].as_str().expect("url"))
+        .await
+        .expect("fetch");
+    assert_eq!(fetched.status(), StatusCode::OK);
+    assert_eq!(
+        (
+            headers_of(&fetched, "content-type"),
+            headers_of(&fetched, "content-disposition")
+        ),
+        (
+            vec!["application/octet-stream".to_owned()],
+            vec!["attachment; filename=\"page.html\"; filename*=UTF-8''page.html".to_owned()]
+        )
     );
 
     // role checks: the viewer reads but may not delete; an outsider sees nothing.

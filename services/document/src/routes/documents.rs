@@ -748,31 +748,6 @@ pub async fn delete(
     ))
 }
 
-/// RFC 6266 `attachment` with an ASCII fallback and the UTF-8 name in `filename*`.
-fn content_disposition(filename: &str) -> String {
-    let fallback: String = filename
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() && c != '"' && c != '\\' && c != ';' || c == ' ' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let encoded: String = filename
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
-}
-
 /// The document's bytes, streamed.
 #[utoipa::path(get, path = "/api/tenants/{tenant_id}/documents/{document_id}/download", tag = "documents",
     params(("tenant_id" = String, Path, format = Uuid), ("document_id" = String, Path, format = Uuid)),
@@ -794,11 +769,17 @@ pub async fn download(
         .insert_header((header::CONTENT_TYPE, doc.mime_type.as_str()))
         .insert_header((
             header::CONTENT_DISPOSITION,
-            content_disposition(&doc.filename),
+            crate::serving::content_disposition(&doc.filename),
         ))
         .insert_header((
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
+        ))
+        // Opened anyway (the stored type, as the contract says), the bytes run no
+        // script and reach nothing of the API's origin.
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("sandbox"),
         ))
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .no_chunking(u64::try_from(file.file_size).unwrap_or(0));
@@ -809,20 +790,6 @@ pub async fn download(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn content_disposition_is_safe_for_any_name() {
-        assert_eq!(
-            content_disposition("report.pdf"),
-            "attachment; filename=\"report.pdf\"; filename*=UTF-8''report.pdf"
-        );
-        let tricky = content_disposition("a\"b;c\r\nd é.txt");
-        assert!(!tricky.contains('\r') && !tricky.contains('\n'), "{tricky}");
-        assert!(
-            tricky.contains("filename*=UTF-8''a%22b%3Bc%0D%0Ad%20%C3%A9.txt"),
-            "{tricky}"
-        );
-    }
 
     #[test]
     fn filenames_and_mime_types_are_validated() {
@@ -945,7 +912,11 @@ pub async fn download_url(
     let (doc, file) = find(&app, member.tenant_id, id).await?;
     let url = app
         .storage
-        .presign_get(&file.s3_path, std::time::Duration::from_secs(expires_in))
+        .presign_get(
+            &file.s3_path,
+            std::time::Duration::from_secs(expires_in),
+            &crate::serving::presigned(&doc.filename, &doc.mime_type),
+        )
         .await
         .map_err(storage_failure)?;
     let expires_at =

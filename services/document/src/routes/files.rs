@@ -36,7 +36,8 @@ pub struct FilesQuery {
     include_stats: Option<bool>,
 }
 
-/// Files, newest first; with `include_stats=true`, their count and total size.
+/// Files, newest first; with `include_stats=true`, their count and total size, and each
+/// file's `document_count`.
 #[utoipa::path(get, path = "/api/files/{tenant_id}/files", tag = "files",
     params(("tenant_id" = String, Path, format = Uuid), ("page" = Option<i64>, Query), ("per_page" = Option<i64>, Query), ("include_stats" = Option<bool>, Query)),
     responses((status = 200, description = "`data`: {files, pagination, stats?}", body = FileList), (status = 400, body = http_kit::ErrorBody)))]
@@ -52,16 +53,23 @@ pub async fn list(
     let (rows, total) = queries::file_page(&mut conn, paging.offset(), paging.per_page)
         .await
         .map_err(super::documents::db)?;
-    let mut data = json!({
-        "files": rows.iter().map(file_json).collect::<Vec<_>>(),
-        "pagination": paging.describe(total),
-    });
+    let mut files: Vec<serde_json::Value> = rows.iter().map(file_json).collect();
+    let mut data = json!({"pagination": paging.describe(total)});
     if query.include_stats.unwrap_or(false) {
         let (count, bytes) = queries::file_stats(&mut conn)
             .await
             .map_err(super::documents::db)?;
         data["stats"] = json!({"total_files": count, "total_storage_bytes": bytes, "total_storage_mb": mb(bytes)});
+        // Each file's own count too, as the original's per-file statistics.
+        let ids: Vec<Uuid> = rows.iter().map(|f| f.id).collect();
+        let counts = queries::document_counts(&mut conn, &ids)
+            .await
+            .map_err(super::documents::db)?;
+        for (json, row) in files.iter_mut().zip(&rows) {
+            json["document_count"] = json!(counts.get(&row.id).copied().unwrap_or(0));
+        }
     }
+    data["files"] = json!(files);
     Ok(success(StatusCode::OK, "Files retrieved", data))
 }
 
@@ -158,6 +166,17 @@ pub struct StoredFile {
     created_at: String,
 }
 
+/// A file of the list: with `include_stats=true`, how many documents refer to it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ListedFile {
+    #[serde(flatten)]
+    #[schema(inline)]
+    file: StoredFile,
+    /// With `include_stats=true` only.
+    document_count: Option<i64>,
+}
+
 /// `stats` of the file list (`include_stats=true`).
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
@@ -171,7 +190,7 @@ pub struct FileStats {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct FileList {
-    files: Vec<StoredFile>,
+    files: Vec<ListedFile>,
     pagination: http_kit::pagination::Pagination,
     /// With `include_stats=true` only.
     stats: Option<FileStats>,
