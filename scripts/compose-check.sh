@@ -228,20 +228,10 @@ for service in "${services[@]}"; do
 done
 log "every service image runs as a non-root user"
 
-# The signing key compose hands to auth as a secret file, made once with the image.
-key=deploy/dev-secrets/jwt-private-key.pem
-if [ ! -s "$key" ]; then
-  docker run --rm saas-platform/auth generate-key > "$key.tmp" || fail "auth generate-key failed"
-  mv "$key.tmp" "$key"
-  log "made $key (auth generate-key)"
-fi
+# The stack's secrets, as files (made once; kept between runs).
+bash scripts/compose-secrets.sh
 
 # --- the stack ----------------------------------------------------------------------------
-
-for port in 4999 9000; do
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null \
-    && fail "127.0.0.1:$port is taken (the compose stack publishes it): stop what listens there (scripts/dev-down.sh?)"
-done
 
 phase "docker-compose up"
 if [ "${COMPOSE_CHECK_BREAK:-}" = health ]; then
@@ -251,7 +241,12 @@ if [ "${COMPOSE_CHECK_BREAK:-}" = health ]; then
   compose() { docker-compose -p "$project" -f docker-compose.yml -f "$override" -f "$work/break.yml" "$@"; }
   log "COMPOSE_CHECK_BREAK=health: auth's health check is broken on purpose"
 fi
+# What an earlier run left (COMPOSE_CHECK_KEEP=1, an interrupted run) goes first.
 compose down -v --remove-orphans >/dev/null 2>&1 || true
+for port in 4999 9000; do
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null \
+    && fail "127.0.0.1:$port is taken (the compose stack publishes it): stop what listens there (scripts/dev-down.sh?)"
+done
 compose_up=1
 up_started=$SECONDS
 # up waits for each dependency's health check; --no-build: the images are the ones
@@ -296,6 +291,27 @@ wait_healthy() {
 wait_healthy
 log "every container healthy $((SECONDS - up_started)) s after up"
 compose ps
+
+phase "no secret in any container's environment or command line"
+for secret in internal-service-token secrets-keyring postgres-password s3-secret-key database-url; do
+  value="$(cat "deploy/dev-secrets/$secret")"
+  for id in $(compose ps -q); do
+    name="$(docker inspect -f '{{.Name}}' "$id")"
+    docker inspect "$id" | grep -qF -- "$value" && fail "$secret shows in docker inspect $name"
+    if [ "$(docker inspect -f '{{.State.Running}}' "$id")" = true ]; then
+      docker top "$id" | grep -qF -- "$value" && fail "$secret shows in a command line of $name"
+    fi
+  done
+done
+log "the secrets reach the containers as files only (/run/secrets)"
+# The services as k8s runs them: non-root, read-only, no capabilities.
+for service in "${services[@]}"; do
+  id="$(compose ps -q "$service")"
+  seen="$(docker inspect -f '{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}}' "$id")"
+  [ "$seen" = "10001:10001 true [ALL] [no-new-privileges:true]" ] \
+    || fail "$service runs as: $seen (want 10001:10001, read-only, no capabilities, no-new-privileges)"
+done
+log "the services run as uid 10001 on a read-only root, without capabilities"
 
 phase "the migration ran once, before the services"
 migrate_ids="$(compose ps -a -q migrate)"

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The README's journey against a running gateway, as a client sees it: two users, a
 tenant, a member, an upload twice (one stored file), the download through the gateway
-and from S3 by a presigned URL, the viewer's refusal, the deletion, the audit log, and
+and from S3 by a presigned URL, an HTML page served by S3 as an attachment only, the
+viewer's refusal, the deletion, the audit log, and
 the internal routes refused. Prints one line per step (status and what it checked) and
 exits 1 at the first step that answers otherwise. Standard library only.
 
@@ -156,6 +157,22 @@ def journey(g, state_file):
     step("download from S3 by the presigned URL", status, 200)
     if body != content:
         raise JourneyError(f"presigned download gave {body!r}")
+
+    # An uploaded page never runs from the storage origin: S3 answers the presigned GET
+    # as an attachment of type application/octet-stream (headers signed into the URL).
+    status, _, body = call(g, "POST", docs, token=ada, form={
+        "file": ("page.html", b"<script>alert(document.domain)</script>"), "mime_type": "text/html"})
+    step("upload an HTML page", status, 201)
+    page = data_of(body)["data"]["id"]
+    status, _, body = call(g, "GET", f"{docs}/{page}/download-url", token=ada)
+    step("its presigned URL", status, 200)
+    status, headers, _ = call(g, "GET", "", raw_url=data_of(body)["data"]["download_url"])
+    served = (headers.get("content-type"), (headers.get("content-disposition") or "").split(";")[0])
+    step("S3 serves it as an attachment", status, 200, f"{served[0]}, {served[1]}")
+    if served != ("application/octet-stream", "attachment"):
+        raise JourneyError(f"the page is served as {served}")
+    status, _, _ = call(g, "DELETE", f"{docs}/{page}", token=ada)
+    step("delete the page", status, 200)
 
     status, _, body = call(g, "GET", docs, token=bob)
     step("viewer lists the documents", status, 200,

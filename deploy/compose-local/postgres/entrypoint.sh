@@ -1,6 +1,7 @@
 #!/bin/bash
 # The official image's contract, reduced: a first start makes the cluster with
-# POSTGRES_USER (superuser) and POSTGRES_PASSWORD (scram-sha-256 over TCP) and creates
+# POSTGRES_USER (superuser) and POSTGRES_PASSWORD or the content of
+# POSTGRES_PASSWORD_FILE (scram-sha-256 over TCP), and creates
 # POSTGRES_DB; every start runs the server as the postgres user.
 set -euo pipefail
 if [ "$(id -u)" = 0 ]; then
@@ -10,8 +11,11 @@ if [ "$(id -u)" = 0 ]; then
   exec setpriv --reuid=postgres --regid=postgres --init-groups "$0" "$@"
 fi
 user="${POSTGRES_USER:-postgres}"
+if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+  POSTGRES_PASSWORD="$(cat "$POSTGRES_PASSWORD_FILE")"
+fi
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
-  : "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD must be set}"
+  : "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE must be set}"
   pwfile="$(mktemp)"
   printf '%s' "$POSTGRES_PASSWORD" > "$pwfile"
   initdb -D "$PGDATA" -U "$user" --pwfile="$pwfile" --encoding=UTF8 --locale=C.UTF-8 \

@@ -3,6 +3,8 @@
 //!
 //!   dev-s3 --port 59000 --dir .local/s3 --access-key KEY --secret-key SECRET [--host 127.0.0.1]
 //!
+//! `--secret-key-file PATH` instead of `--secret-key` keeps the key off the command line.
+//!
 //! `--host 0.0.0.0` serves other hosts: the compose stand-in for MinIO
 //! (deploy/compose-local/). It stops on SIGINT and SIGTERM.
 
@@ -20,11 +22,18 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind((host.as_str(), port))
         .await
         .with_context(|| format!("binding {host}:{port}"))?;
+    let secret_key = match testkit::cli_arg(&args, "--secret-key-file") {
+        Ok(path) => std::fs::read_to_string(&path)
+            .with_context(|| format!("reading --secret-key-file {path}"))?
+            .trim_end()
+            .to_owned(),
+        Err(_) => testkit::cli_arg(&args, "--secret-key")?,
+    };
     let (server, _) = testkit::serve_s3(
         listener,
         &dir,
         &testkit::cli_arg(&args, "--access-key")?,
-        &testkit::cli_arg(&args, "--secret-key")?,
+        &secret_key,
     )?;
     println!(
         "dev-s3 listening on http://{host}:{port} ({})",
