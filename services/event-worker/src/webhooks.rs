@@ -164,8 +164,13 @@ pub fn check_target(url: &str, allow_private: bool) -> Result<url::Url, &'static
         Some(url::Host::Ipv6(ip)) if !allow_private && !is_public(IpAddr::V6(ip)) => {
             return Err("must not point to a private address")
         }
+        // `localhost.` is the same name, fully qualified (delivery refuses it at connect
+        // time anyway, but it must not be registered and retried).
         Some(url::Host::Domain(name))
-            if !allow_private && (name == "localhost" || name.ends_with(".localhost")) =>
+            if !allow_private && {
+                let name = name.trim_end_matches('.').to_ascii_lowercase();
+                name == "localhost" || name.ends_with(".localhost")
+            } =>
         {
             return Err("must not point to a private address")
         }
@@ -697,6 +702,9 @@ mod tests {
             "https://[::1]/hook",
             "https://[fd00::1]/hook",
             "https://localhost/hook",
+            "https://localhost./hook",
+            "https://api.localhost./hook",
+            "https://LOCALHOST/hook",
             "https://user:pass@example.com/hook",
             "ftp://example.com/hook",
             "not a url",
