@@ -334,20 +334,39 @@ impl Accounts {
                     tracing::info!(user.id = %user_id, session = %family, "refresh token presented again moments after its rotation: the same pair");
                     Ok(pair)
                 }
-                None => Err(ApiError::TokenRevoked),
+                // The kept pair expired between the database's check and this read
+                // (the interval ended mid-request): a reuse like any later one, so the
+                // session ends; answering 401 and leaving it alive would let the
+                // token's thief go on with its successor.
+                None => {
+                    self.transaction(async |tx| {
+                        sessions::revoke(tx, user_id, family, "refresh token reused").await?;
+                        Ok(((), Vec::new()))
+                    })
+                    .await?;
+                    self.end_reused_session(user_id, family).await
+                }
             },
             Rotation::Unknown => Err(ApiError::InvalidToken),
             Rotation::Revoked => Err(ApiError::TokenRevoked),
             Rotation::Disabled => Err(ApiError::AccountDisabled),
-            Rotation::Reused => {
-                tracing::warn!(user.id = %user_id, session = %family, "refresh token reuse: session revoked");
-                self.revocations
-                    .revoke_family(&family.to_string(), self.issuer.refresh_ttl)
-                    .await
-                    .map_err(redis_unavailable)?;
-                Err(ApiError::TokenRevoked)
-            }
+            Rotation::Reused => self.end_reused_session(user_id, family).await,
         }
+    }
+
+    /// After a reuse revoked the session in the database: its tokens revoked in Redis
+    /// too, and `token_revoked`.
+    async fn end_reused_session(
+        &self,
+        user_id: UserId,
+        family: Uuid,
+    ) -> Result<TokenPair, ApiError> {
+        tracing::warn!(user.id = %user_id, session = %family, "refresh token reuse: session revoked");
+        self.revocations
+            .revoke_family(&family.to_string(), self.issuer.refresh_ttl)
+            .await
+            .map_err(redis_unavailable)?;
+        Err(ApiError::TokenRevoked)
     }
 
     /// Keeps the pair a rotation of `rotated` issued, sealed, for the reuse interval;
