@@ -105,20 +105,28 @@ async fn the_main_journey_works_through_the_gateway_and_internals_stay_hidden() 
         download.bytes().await.expect("bytes").as_ref(),
         bytes.as_slice()
     );
-    let url: Value = client
-        .get(format!(
-            "{gw}/api/tenants/{tenant}/documents/{id}/download-url"
-        ))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("download-url")
-        .json()
-        .await
-        .expect("json");
-    let link = url["data"]["download_url"].as_str().expect("url");
-    let fetched = reqwest::get(link).await.expect("fetch");
-    assert_eq!(fetched.status(), StatusCode::OK);
+    // A document's presigned URL through the gateway, fetched from S3.
+    let fetch_presigned = |doc: String| {
+        let (client, gw, tenant, admin) = (&client, &gw, &tenant, &admin);
+        async move {
+            let url: Value = client
+                .get(format!(
+                    "{gw}/api/tenants/{tenant}/documents/{doc}/download-url"
+                ))
+                .bearer_auth(admin)
+                .send()
+                .await
+                .expect("download-url")
+                .json()
+                .await
+                .expect("json");
+            let link = url["data"]["download_url"].as_str().expect("url");
+            let fetched = reqwest::get(link).await.expect("fetch");
+            assert_eq!(fetched.status(), StatusCode::OK);
+            fetched
+        }
+    };
+    let fetched = fetch_presigned(id.to_owned()).await;
     assert_eq!(
         (
             headers_of(&fetched, "content-type"),
@@ -153,22 +161,7 @@ async fn the_main_journey_works_through_the_gateway_and_internals_stay_hidden() 
         .await
         .expect("json");
     assert_eq!(page["data"]["mime_type"], "text/html", "{page}");
-    let page_id = page["data"]["id"].as_str().expect("id");
-    let url: Value = client
-        .get(format!(
-            "{gw}/api/tenants/{tenant}/documents/{page_id}/download-url"
-        ))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("download-url")
-        .json()
-        .await
-        .expect("json");
-    let fetched = reqwest::get(url["data"]["download_url"].as_str().expect("url"))
-        .await
-        .expect("fetch");
-    assert_eq!(fetched.status(), StatusCode::OK);
+    let fetched = fetch_presigned(page["data"]["id"].as_str().expect("id").to_owned()).await;
     assert_eq!(
         (
             headers_of(&fetched, "content-type"),
