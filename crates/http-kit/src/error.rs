@@ -119,6 +119,13 @@ pub enum ApiError {
     /// The service cannot answer now; the message is shown to the client as is.
     #[error("{0}")]
     ServiceUnavailable(String),
+    /// Too much work in progress here (e.g. `UPLOAD_CONCURRENCY` uploads): 503 `busy`
+    /// with `Retry-After`.
+    #[error("{message}")]
+    Busy {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// A dependency (database, Redis, another service) cannot answer: the client sees
     /// only `"<what> unavailable"`, the detail is logged.
     #[error("{what} unavailable")]
@@ -196,6 +203,7 @@ impl ApiError {
             Self::RateLimited { .. } => "rate_limited",
             Self::Internal(_) => "internal_error",
             Self::ServiceUnavailable(_) | Self::Dependency { .. } => "service_unavailable",
+            Self::Busy { .. } => "busy",
         }
     }
 
@@ -279,7 +287,7 @@ impl ResponseError for ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::ServiceUnavailable(_) | Self::Dependency { .. } => {
+            Self::ServiceUnavailable(_) | Self::Dependency { .. } | Self::Busy { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
         }
@@ -304,7 +312,11 @@ impl ResponseError for ApiError {
             self.to_string(),
             self.details(),
         );
-        if let Self::RateLimited { retry_after_secs } = self {
+        if let Self::RateLimited { retry_after_secs }
+        | Self::Busy {
+            retry_after_secs, ..
+        } = self
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));

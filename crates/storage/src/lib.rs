@@ -1,9 +1,9 @@
-//! Object storage on S3 (rust-s3, path-style, custom endpoint): the key scheme, upload of
-//! a spooled file as one streamed PUT, streaming download, delete, and presigned GET URLs
+//! Object storage on S3 (rust-s3, path-style, custom endpoint): the key scheme, uploads
+//! (one PUT, or a multipart upload part by part), streaming download, delete, and
+//! presigned GET URLs
 //! signed for the public endpoint (`S3_PUBLIC_URL`) while the service itself talks to
 //! the internal one (`S3_ENDPOINT_URL`). Every call has a timeout.
 
-use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -79,27 +79,14 @@ impl std::fmt::Debug for StorageSettings {
     }
 }
 
-/// The object key of a stored file:
-/// `tenants/{database_name}/files/{md5[0:2]}/{md5[2:4]}/{md5}_{uuid}`.
-pub fn object_key(
-    database: &TenantDatabaseName,
-    md5_hex: &str,
-    id: uuid::Uuid,
-) -> Result<String, StorageError> {
-    if md5_hex.len() != 32
-        || !md5_hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return Err(StorageError::Invalid(
-            "md5 must be 32 lowercase hex digits".into(),
-        ));
-    }
-    Ok(format!(
-        "tenants/{database}/files/{}/{}/{md5_hex}_{id}",
-        &md5_hex[0..2],
-        &md5_hex[2..4]
-    ))
+/// The object key of a stored file: `tenants/{database_name}/files/{id[0:2]}/{id}`, `id`
+/// being the File's (random) UUID, so keys spread over prefixes and are known before
+/// the first byte arrives: an upload can stream to S3 while it is hashed. Files stored
+/// before issue 19 keep their key (`…/files/{md5[0:2]}/{md5[2:4]}/{md5}_{uuid}`), which
+/// their row records; nothing derives a key from a hash any more.
+pub fn object_key(database: &TenantDatabaseName, id: uuid::Uuid) -> String {
+    let id = id.to_string();
+    format!("tenants/{database}/files/{}/{id}", &id[0..2])
 }
 
 /// The prefix holding every object of a tenant (for purging).
@@ -107,63 +94,17 @@ pub fn tenant_prefix(database: &TenantDatabaseName) -> String {
     format!("tenants/{database}/")
 }
 
-/// The largest object one PUT may create (S3's limit for a single PUT).
-pub const MAX_SINGLE_PUT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// The smallest part of a multipart upload other than the last (S3's rule).
+pub const MIN_PART_BYTES: usize = 5 * 1024 * 1024;
 
-/// Size of the reads that feed an upload's body.
-const UPLOAD_READ_BYTES: usize = 1024 * 1024;
+/// The most parts one multipart upload may have (S3's rule).
+pub const MAX_PARTS: u64 = 10_000;
 
-/// Reads queued ahead of the network (memory: this many × `UPLOAD_READ_BYTES`).
-const UPLOAD_READ_AHEAD: usize = 4;
-
-/// The file's bytes as a stream, read on a blocking thread a few chunks ahead of the
-/// consumer, so disk reads overlap the network and never run on the async executor.
-fn read_ahead(
-    path: std::path::PathBuf,
-) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(UPLOAD_READ_AHEAD);
-    tokio::task::spawn_blocking(move || {
-        use std::io::Read as _;
-        let mut file = match std::fs::File::open(&path) {
-            Ok(file) => file,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-        };
-        loop {
-            let mut chunk = bytes::BytesMut::zeroed(UPLOAD_READ_BYTES);
-            let mut filled = 0;
-            let result = loop {
-                match file.read(&mut chunk[filled..]) {
-                    Ok(0) => break Ok(()),
-                    Ok(n) => {
-                        filled += n;
-                        if filled == chunk.len() {
-                            break Ok(());
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => break Err(e),
-                }
-            };
-            if let Err(e) = result {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-            if filled == 0 {
-                return;
-            }
-            chunk.truncate(filled);
-            // The receiver is gone when the request ended early: stop reading.
-            if tx.blocking_send(Ok(chunk.freeze())).is_err() {
-                return;
-            }
-        }
-    });
-    futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    })
+/// A part S3 accepted: its number and the ETag completing the upload needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadedPart {
+    pub number: u32,
+    pub etag: String,
 }
 
 #[derive(Clone)]
@@ -253,54 +194,159 @@ impl Storage {
         Ok(())
     }
 
-    /// Stores the file at `path` (`size` bytes, at most [`MAX_SINGLE_PUT_BYTES`]) as
-    /// `key` in one PUT whose body is streamed from the file: nothing is held in memory
-    /// beyond a read buffer, and the payload is not hashed again for the signature (the
-    /// request is signed with query parameters, which S3 treats as `UNSIGNED-PAYLOAD`).
-    /// The request may take `request_timeout + size / min_upload_rate` seconds.
-    pub async fn put_file(
+    /// The timeout of a request carrying `bytes`: `request_timeout` plus a second per
+    /// `min_upload_rate` bytes.
+    fn transfer_timeout(&self, bytes: u64) -> Duration {
+        self.settings.request_timeout
+            + Duration::from_secs(bytes / self.settings.min_upload_rate.max(1))
+    }
+
+    /// PUTs `body` to `key` (with `queries`, e.g. a part's number and upload id) through
+    /// a URL signed with query parameters: S3 treats the payload as `UNSIGNED-PAYLOAD`,
+    /// so the bytes are not hashed again for the signature, and the body is sent as the
+    /// `Bytes` it is, never copied. Answers the ETag S3 gave.
+    async fn signed_put(
         &self,
         key: &str,
-        content_type: &str,
-        path: &Path,
-        size: u64,
-    ) -> Result<(), StorageError> {
-        use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
-        if size > MAX_SINGLE_PUT_BYTES {
-            return Err(StorageError::Invalid(format!(
-                "objects larger than {MAX_SINGLE_PUT_BYTES} bytes are not supported"
-            )));
-        }
-        let content_type = HeaderValue::from_str(content_type)
-            .map_err(|_| StorageError::Invalid("content type is not a valid header".into()))?;
-        let timeout = self.settings.request_timeout
-            + Duration::from_secs(size / self.settings.min_upload_rate.max(1));
+        content_type: Option<&str>,
+        queries: Option<std::collections::HashMap<String, String>>,
+        body: Bytes,
+    ) -> Result<String, StorageError> {
+        use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, ETAG};
+        let size = body.len() as u64;
+        let timeout = self.transfer_timeout(size);
         let expiry = u32::try_from(timeout.as_secs().clamp(60, 604_800)).unwrap_or(604_800);
+        let content_type = content_type
+            .map(|t| {
+                HeaderValue::from_str(t)
+                    .map_err(|_| StorageError::Invalid("content type is not a valid header".into()))
+            })
+            .transpose()?;
         let mut signed = HeaderMap::new();
-        signed.insert(CONTENT_TYPE, content_type.clone());
+        if let Some(content_type) = &content_type {
+            signed.insert(CONTENT_TYPE, content_type.clone());
+        }
         let url = self
             .bucket
-            .presign_put(key, expiry, Some(signed), None)
+            .presign_put(key, expiry, Some(signed), queries)
             .await
             .map_err(classify)?;
-        let body = reqwest::Body::wrap_stream(read_ahead(path.to_owned()));
-        let response = self
+        let mut request = self
             .http
             .put(url)
-            .header(CONTENT_TYPE, content_type)
             .header(CONTENT_LENGTH, size)
             .timeout(timeout)
-            .body(body)
+            .body(body);
+        if let Some(content_type) = content_type {
+            request = request.header(CONTENT_TYPE, content_type);
+        }
+        let response = request
             .send()
             .await
             // The URL carries a signature that is valid for a while: never in errors.
             .map_err(|e| StorageError::Unavailable(format!("PUT failed: {}", e.without_url())))?;
         let status = response.status();
         if status.is_success() {
-            return Ok(());
+            return Ok(response
+                .headers()
+                .get(ETAG)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned());
         }
         let body = response.text().await.unwrap_or_default();
         Err(from_status(status.as_u16(), &body))
+    }
+
+    /// Stores `body` as `key` in one PUT (an upload smaller than one part).
+    pub async fn put_bytes(
+        &self,
+        key: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<(), StorageError> {
+        self.signed_put(key, Some(content_type), None, body)
+            .await
+            .map(drop)
+    }
+
+    /// Starts a multipart upload of `key`; answers its upload id.
+    pub async fn start_multipart(
+        &self,
+        key: &str,
+        content_type: &str,
+    ) -> Result<String, StorageError> {
+        Ok(self
+            .bucket
+            .initiate_multipart_upload(key, content_type)
+            .await
+            .map_err(classify)?
+            .upload_id)
+    }
+
+    /// Sends part `number` (1–10,000) of the multipart upload `upload_id` of `key`.
+    pub async fn put_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        body: Bytes,
+    ) -> Result<UploadedPart, StorageError> {
+        if !(1..=MAX_PARTS).contains(&u64::from(number)) {
+            return Err(StorageError::Invalid(format!(
+                "part numbers run from 1 to {MAX_PARTS}"
+            )));
+        }
+        let queries = std::collections::HashMap::from([
+            ("partNumber".to_owned(), number.to_string()),
+            ("uploadId".to_owned(), upload_id.to_owned()),
+        ]);
+        let etag = self.signed_put(key, None, Some(queries), body).await?;
+        if etag.is_empty() {
+            return Err(StorageError::Unavailable(format!(
+                "S3 answered part {number} without an ETag"
+            )));
+        }
+        Ok(UploadedPart { number, etag })
+    }
+
+    /// Completes the multipart upload `upload_id` of `key` from `parts` (in order),
+    /// `size` bytes in all: the object exists once this answers. Servers assemble the
+    /// object while the request is open, so its timeout grows with `size` as a PUT's
+    /// does.
+    pub async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<UploadedPart>,
+        size: u64,
+    ) -> Result<(), StorageError> {
+        let bucket = self
+            .bucket
+            .with_request_timeout(self.transfer_timeout(size))
+            .map_err(|e| StorageError::Config(e.to_string()))?;
+        let parts = parts
+            .into_iter()
+            .map(|p| s3::serde_types::Part {
+                part_number: p.number,
+                etag: p.etag,
+            })
+            .collect();
+        bucket
+            .complete_multipart_upload(key, upload_id, parts)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Aborts the multipart upload `upload_id` of `key`: S3 drops its parts and no
+    /// object is created. An upload S3 no longer knows (already aborted or completed)
+    /// answers `NotFound` (AWS, MinIO) or another refusal (`Invalid`; s3s-fs says 403).
+    pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StorageError> {
+        self.bucket
+            .abort_upload(key, upload_id)
+            .await
+            .map_err(classify)
     }
 
     /// The object's bytes as a stream.

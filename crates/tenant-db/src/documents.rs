@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::schema::{documents, files};
+use crate::schema::{documents, files, pending_uploads};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = files, check_for_backend(diesel::pg::Pg))]
@@ -313,4 +313,75 @@ pub async fn delete_unreferenced_file(
         .get_result(conn)
         .await?;
     Ok(Some(Ok(deleted)))
+}
+
+/// A multipart upload in flight (or left behind by a service that died).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = pending_uploads, check_for_backend(diesel::pg::Pg))]
+pub struct PendingUpload {
+    pub s3_key: String,
+    pub upload_id: String,
+    pub started_at: DateTime<Utc>,
+}
+
+/// Records a multipart upload before its first part is sent.
+pub async fn record_upload(
+    conn: &mut AsyncPgConnection,
+    s3_key: &str,
+    upload_id: &str,
+) -> QueryResult<()> {
+    diesel::insert_into(pending_uploads::table)
+        .values((
+            pending_uploads::s3_key.eq(s3_key),
+            pending_uploads::upload_id.eq(upload_id),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Forgets a multipart upload that was completed or aborted.
+pub async fn forget_upload(conn: &mut AsyncPgConnection, s3_key: &str) -> QueryResult<()> {
+    diesel::delete(pending_uploads::table.find(s3_key))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Up to `limit` uploads started before `before`, oldest first.
+pub async fn stale_uploads(
+    conn: &mut AsyncPgConnection,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<Vec<PendingUpload>> {
+    pending_uploads::table
+        .filter(pending_uploads::started_at.lt(before))
+        .order(pending_uploads::started_at.asc())
+        .limit(limit)
+        .select(PendingUpload::as_select())
+        .load(conn)
+        .await
+}
+
+/// Claims a stale upload for one sweeper: moves its start to now unless another
+/// sweeper (another replica) did first. False when it was claimed or forgotten since.
+pub async fn claim_upload(conn: &mut AsyncPgConnection, seen: &PendingUpload) -> QueryResult<bool> {
+    diesel::update(
+        pending_uploads::table
+            .find(&seen.s3_key)
+            .filter(pending_uploads::started_at.eq(seen.started_at)),
+    )
+    .set(pending_uploads::started_at.eq(diesel::dsl::now))
+    .execute(conn)
+    .await
+    .map(|n| n == 1)
+}
+
+/// Whether a File row names `s3_key` (the upload behind it completed and was recorded).
+pub async fn file_with_key_exists(conn: &mut AsyncPgConnection, s3_key: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        files::table.filter(files::s3_path.eq(s3_key)),
+    ))
+    .get_result(conn)
+    .await
 }

@@ -47,6 +47,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    pending_uploads (s3_key) {
+        s3_key -> Text,
+        upload_id -> Text,
+        started_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     processed_events (consumer, event_id) {
         consumer -> Text,
         event_id -> Uuid,
@@ -56,4 +64,10 @@ diesel::table! {
 
 diesel::joinable!(documents -> files (file_id));
 
-diesel::allow_tables_to_appear_in_same_query!(documents, files, outbox, processed_events,);
+diesel::allow_tables_to_appear_in_same_query!(
+    documents,
+    files,
+    outbox,
+    pending_uploads,
+    processed_events,
+);

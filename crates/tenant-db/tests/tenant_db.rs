@@ -106,6 +106,7 @@ async fn created_databases_are_migrated_copies_of_the_template() {
             "documents",
             "files",
             "outbox",
+            "pending_uploads",
             "processed_events"
         ]
     );
@@ -649,10 +650,13 @@ async fn migrating_all_continues_past_a_broken_database_and_reports_it() {
     for name in [&good_a, &good_b, &broken] {
         create_outdated(&manager, name).await;
     }
-    // Someone dropped the table the pending migration alters: it cannot apply.
+    // The database refuses every write (whatever the pending migration does, it cannot
+    // apply).
     connect(&manager.database_url(&broken))
         .await
-        .batch_execute("DROP TABLE files CASCADE")
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{broken}\" SET default_transaction_read_only = on"
+        ))
         .await
         .expect("sabotage");
 

@@ -794,6 +794,14 @@ impl Tripwire {
         self.limit.store(bytes.max(1), SeqCst);
     }
 
+    /// Brings a tripped server back (S3 restarted): connections are served again.
+    pub fn disarm(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.limit.store(0, SeqCst);
+        self.received.store(0, SeqCst);
+        self.tripped.store(false, SeqCst);
+    }
+
     pub fn tripped(&self) -> bool {
         std::sync::atomic::AtomicBool::load(&self.tripped, std::sync::atomic::Ordering::SeqCst)
     }
@@ -1006,6 +1014,27 @@ impl TestS3 {
     /// Whether [`Self::fail_after_receiving`] has struck.
     pub fn failed(&self) -> bool {
         self.wire.tripped()
+    }
+
+    /// Serves again after [`Self::fail_after_receiving`] struck (S3 back after an
+    /// outage, with what it had stored).
+    pub fn revive(&self) {
+        self.wire.disarm();
+    }
+
+    /// What s3s-fs keeps of multipart uploads that were neither completed nor aborted:
+    /// its `.upload-{id}.json` records and `.upload_id-{id}.part-{n}` files (beside the
+    /// buckets), and in-progress temporary files. Empty when nothing is left over.
+    pub fn upload_leftovers(&self) -> Vec<String> {
+        let mut out: Vec<String> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(".upload") || name.contains("tmp"))
+            .collect();
+        out.sort();
+        out
     }
 
     /// Stops the server at once: the listener and every open connection.

@@ -2,7 +2,6 @@
 //! and the tenant service (which database a tenant has).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -11,21 +10,12 @@ use http_kit::ApiError;
 use storage::Storage;
 use tenant_db::{TenantConnection, TenantPoolCache};
 
-/// How uploads are received.
-pub struct Uploads {
-    /// Larger files are refused with 413 while they stream in (`MAX_UPLOAD_BYTES`).
-    pub max_bytes: u64,
-    /// Where files are spooled while hashed (`UPLOAD_DIR`).
-    pub dir: PathBuf,
-    /// An upload sending nothing this long is refused (`UPLOAD_IDLE_TIMEOUT_SECS`).
-    pub idle_timeout: Duration,
-}
-
 pub struct DocApp {
     pub storage: Storage,
     pub pools: TenantPoolCache,
     pub tenants: clients::TenantClient,
-    pub uploads: Uploads,
+    /// Upload settings and the instance's upload limits.
+    pub uploads: crate::upload::Uploads,
     /// Publishes tenant outboxes after a commit.
     pub relay: events::RelayHandle,
     /// Tenant id → database name (a tenant's database never changes name).
@@ -39,7 +29,7 @@ impl DocApp {
         storage: Storage,
         pools: TenantPoolCache,
         tenants: clients::TenantClient,
-        uploads: Uploads,
+        uploads: crate::upload::Uploads,
         relay: events::RelayHandle,
     ) -> Self {
         Self {

@@ -14,6 +14,7 @@ pub mod app;
 pub mod routes;
 pub mod serving;
 mod settings;
+pub mod upload;
 
 pub use settings::{Settings, DEFAULT_PORT};
 
@@ -140,13 +141,10 @@ impl http_kit::cli::Service for Service {
             storage.clone(),
             pools,
             tenants,
-            app::Uploads {
-                max_bytes: settings.max_upload_bytes,
-                dir: settings.upload_dir.clone(),
-                idle_timeout: settings.upload_idle_timeout,
-            },
+            upload::Uploads::new(settings.uploads.clone()),
             relay,
         );
+        let app = web::Data::new(app);
         // The bucket is checked (or created, with S3_CREATE_BUCKET) in the background:
         // until then, and whenever S3 cannot answer, /ready says so.
         let create = settings.create_bucket;
@@ -154,6 +152,21 @@ impl http_kit::cli::Service for Service {
         tokio::spawn(async move {
             if let Err(e) = bucket_storage.ensure_bucket(create).await {
                 tracing::error!(error = %e, "the document bucket is not usable");
+            }
+        });
+        // Multipart uploads a killed instance left behind are aborted by the sweep.
+        let sweep_app = app.clone();
+        tokio::spawn(async move {
+            let every = sweep_app.uploads.settings.sweep_every;
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match upload::sweep_stale(&sweep_app).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(aborted = n, "upload sweep cleaned stale uploads"),
+                    Err(e) => tracing::warn!(error = %e, "upload sweep failed"),
+                }
             }
         });
         let checks = [
@@ -168,7 +181,6 @@ impl http_kit::cli::Service for Service {
                 }
             }),
         ];
-        let app = web::Data::new(app);
         let verifier = web::Data::new(verifier);
         let roles = web::Data::from(roles);
         http_kit::server::start_service(

@@ -2,15 +2,16 @@
 //! object storage: `S3_ENDPOINT_URL` (required), `S3_PUBLIC_URL` (default: the
 //! endpoint), `S3_REGION` (`us-east-1`), `S3_BUCKET` (`saas-documents`),
 //! `S3_ACCESS_KEY` and `S3_SECRET_KEY` (required), `S3_CREATE_BUCKET` (false),
-//! `S3_TIMEOUT_MS` (30000), `S3_UPLOAD_MIN_RATE` (4 MiB/s); uploads: `MAX_UPLOAD_BYTES`
-//! (100 MiB), `UPLOAD_DIR` (the system temporary directory), `UPLOAD_IDLE_TIMEOUT_SECS`
-//! (60); tenant databases: the pool limits (`TENANT_POOL_*`,
+//! `S3_TIMEOUT_MS` (30000), `S3_UPLOAD_MIN_RATE` (4 MiB/s); uploads
+//! (`crate::upload`): `MAX_UPLOAD_BYTES` (100 MiB), `UPLOAD_IDLE_TIMEOUT_SECS` (60),
+//! `UPLOAD_PART_BYTES` (8 MiB), `UPLOAD_PARTS_IN_FLIGHT` (4), `UPLOAD_BUFFER_BYTES`
+//! (128 MiB), `UPLOAD_CONCURRENCY` (64), `UPLOAD_STALE_SECS` (86400),
+//! `UPLOAD_SWEEP_EVERY_SECS` (300); tenant databases: the pool limits (`TENANT_POOL_*`,
 //! `tenant_db::TenantDbSettings::read_pool_limits`; 8 pools here); other services: `TENANT_SERVICE_URL`
 //! (`http://127.0.0.1:6002`), `AUTH_SERVICE_URL` (`http://127.0.0.1:6001`),
 //! `INTERNAL_SERVICE_TOKEN` (required), `JWT_ISSUER`, `JWT_AUDIENCE` (`saas-platform`),
 //! `SERVICE_CALL_TIMEOUT_MS` (2000).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use http_kit::{CommonSettings, ConfigReader, Secret};
@@ -24,9 +25,7 @@ pub struct Settings {
     pub common: CommonSettings,
     pub storage: StorageSettings,
     pub create_bucket: bool,
-    pub max_upload_bytes: u64,
-    pub upload_dir: PathBuf,
-    pub upload_idle_timeout: Duration,
+    pub uploads: crate::upload::UploadSettings,
     pub tenant_db: TenantDbSettings,
     pub tenant_service_url: String,
     pub auth_service_url: String,
@@ -45,18 +44,7 @@ impl Settings {
             "tenant_template".to_owned(),
         );
         tenant_db.read_pool_limits(r);
-        let max_upload_bytes = r.optional("MAX_UPLOAD_BYTES", 100 * 1024 * 1024);
-        r.check(
-            "MAX_UPLOAD_BYTES",
-            max_upload_bytes > 0 && max_upload_bytes <= storage::MAX_SINGLE_PUT_BYTES,
-            "must be between 1 and 5 GiB (5368709120, the largest single S3 PUT)",
-        );
-        let upload_idle_timeout = r.optional("UPLOAD_IDLE_TIMEOUT_SECS", 60u64);
-        r.check(
-            "UPLOAD_IDLE_TIMEOUT_SECS",
-            upload_idle_timeout > 0,
-            "must be a positive number of seconds",
-        );
+        let uploads = read_uploads(r);
         let tenant_service_url = r.http_url("TENANT_SERVICE_URL", "http://127.0.0.1:6002");
         let auth_service_url = r.http_url("AUTH_SERVICE_URL", "http://127.0.0.1:6001");
         let internal_token: Secret<String> = r.required("INTERNAL_SERVICE_TOKEN");
@@ -64,11 +52,7 @@ impl Settings {
             common,
             storage,
             create_bucket: r.optional("S3_CREATE_BUCKET", false),
-            max_upload_bytes,
-            upload_dir: PathBuf::from(
-                r.optional("UPLOAD_DIR", std::env::temp_dir().display().to_string()),
-            ),
-            upload_idle_timeout: Duration::from_secs(upload_idle_timeout),
+            uploads,
             tenant_db,
             tenant_service_url,
             auth_service_url,
@@ -79,5 +63,70 @@ impl Settings {
                 r.optional("SERVICE_CALL_TIMEOUT_MS", 2000),
             ),
         }
+    }
+}
+
+const MIB: u64 = 1024 * 1024;
+
+fn read_uploads(r: &mut ConfigReader<'_>) -> crate::upload::UploadSettings {
+    let part_bytes: u64 = r.optional("UPLOAD_PART_BYTES", 8 * MIB);
+    r.check(
+        "UPLOAD_PART_BYTES",
+        (storage::MIN_PART_BYTES as u64..=64 * MIB).contains(&part_bytes),
+        "must be between 5 MiB (5242880, S3's smallest part) and 64 MiB (67108864)",
+    );
+    let max_bytes: u64 = r.optional("MAX_UPLOAD_BYTES", 100 * MIB);
+    r.check(
+        "MAX_UPLOAD_BYTES",
+        max_bytes > 0 && max_bytes <= part_bytes.saturating_mul(storage::MAX_PARTS),
+        "must be positive and at most UPLOAD_PART_BYTES x 10000 (S3's most parts)",
+    );
+    let parts_in_flight: usize = r.optional("UPLOAD_PARTS_IN_FLIGHT", 4);
+    r.check(
+        "UPLOAD_PARTS_IN_FLIGHT",
+        (1..=32).contains(&parts_in_flight),
+        "must be between 1 and 32",
+    );
+    let buffer_bytes: u64 = r.optional("UPLOAD_BUFFER_BYTES", 128 * MIB);
+    r.check(
+        "UPLOAD_BUFFER_BYTES",
+        buffer_bytes >= part_bytes,
+        "must hold at least one part (UPLOAD_PART_BYTES)",
+    );
+    let concurrency: usize = r.optional("UPLOAD_CONCURRENCY", 64);
+    r.check(
+        "UPLOAD_CONCURRENCY",
+        (1..=10_000).contains(&concurrency),
+        "must be between 1 and 10000",
+    );
+    let idle: u64 = r.optional("UPLOAD_IDLE_TIMEOUT_SECS", 60);
+    r.check(
+        "UPLOAD_IDLE_TIMEOUT_SECS",
+        idle > 0,
+        "must be a positive number of seconds",
+    );
+    let stale: u64 = r.optional("UPLOAD_STALE_SECS", 86_400);
+    r.check(
+        "UPLOAD_STALE_SECS",
+        stale > 0,
+        "must be a positive number of seconds (longer than the longest upload)",
+    );
+    let sweep: u64 = r.optional("UPLOAD_SWEEP_EVERY_SECS", 300);
+    r.check(
+        "UPLOAD_SWEEP_EVERY_SECS",
+        sweep > 0,
+        "must be a positive number of seconds",
+    );
+    crate::upload::UploadSettings {
+        max_bytes,
+        idle_timeout: Duration::from_secs(idle),
+        part_bytes: usize::try_from(part_bytes).unwrap_or(storage::MIN_PART_BYTES),
+        parts_in_flight,
+        buffers: usize::try_from(buffer_bytes / part_bytes.max(1))
+            .unwrap_or(1)
+            .max(1),
+        concurrency,
+        stale_after: Duration::from_secs(stale),
+        sweep_every: Duration::from_secs(sweep),
     }
 }

@@ -292,7 +292,7 @@ async fn migrate_tenants_reports_each_tenant_and_fails_when_one_fails() {
         );
     }
     // Make all three look like an older release (the latest migration's down.sql), and
-    // break the second (the latest migration alters `files`: without it, it fails).
+    // break the second (its database refuses writes: no migration can apply).
     let latest = migrations::known_versions().pop().expect("a migration");
     let down = testkit::latest_down_sql(&testkit::tenant_migrations_dir());
     for (i, tenant) in tenants.iter().enumerate() {
@@ -304,9 +304,12 @@ async fn migrate_tenants_reports_each_tenant_and_fails_when_one_fails() {
         .await
         .expect("downgrade");
         if i == 1 {
-            conn.batch_execute("DROP TABLE files CASCADE")
-                .await
-                .expect("sabotage");
+            let database = tenant.database().expect("valid");
+            conn.batch_execute(&format!(
+                "ALTER DATABASE \"{database}\" SET default_transaction_read_only = on"
+            ))
+            .await
+            .expect("sabotage");
         }
     }
     drop(manager);

@@ -166,10 +166,12 @@ async fn upload_dedup_list_download_and_delete() {
         first["file"]["sha256_hash"],
         "7cfb967ffc81da5f93b59438dd55c9c535edd6e6c997eacdc6d263abdf57d287"
     );
+    // The key names the File's id, not its hash (issue 19).
+    let file_id = first["file_id"].as_str().expect("file id");
     assert!(
         s3_path_ends(
             &first["file"]["s3_path"],
-            "24/c7/24c77d74e9755a3658f7a535d05ca6aa_"
+            &format!("{}/{file_id}", &file_id[..2])
         ),
         "{first}"
     );
@@ -888,70 +890,29 @@ async fn the_role_matrix_holds_for_every_document_and_file_route() {
 }
 
 #[tokio::test]
-async fn s3_dying_in_the_middle_of_an_upload_answers_503_and_leaves_nothing() {
+async fn s3_dying_in_the_middle_of_an_upload_answers_503_and_the_sweep_cleans_up() {
     let ctx = TestContext::new().await;
-    let spool = std::env::temp_dir().join(format!("doc-spool-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&spool).expect("spool dir");
-    let spool_dir = spool.to_string_lossy().into_owned();
-    let docs = platform(&ctx, &[("UPLOAD_DIR", spool_dir.as_str())]).await;
+    let docs = platform(
+        &ctx,
+        &[
+            ("UPLOAD_PART_BYTES", PART),
+            ("UPLOAD_STALE_SECS", "2"),
+            ("UPLOAD_SWEEP_EVERY_SECS", "1"),
+        ],
+    )
+    .await;
     let admin = docs.auth.session("admin@example.com").await.0;
     let tenant = docs.tenant_of(&admin, "Interrupted").await;
-    let bytes: Vec<u8> = (0..4 * 1024 * 1024u32)
-        .map(|i| (i * 7 % 251) as u8)
-        .collect();
 
-    // A multi-batch upload (the service hashes in batches of 1 MiB) while S3 is up:
-    // the hashes are those of the whole file and the object holds every byte.
-    let whole: Vec<u8> = (0..3 * 1024 * 1024 + 12_345u32)
-        .map(|i| (i % 253) as u8)
-        .collect();
-    let (status, stored) = docs
-        .upload(&admin, &tenant, whole.clone(), "whole.bin")
+    // The server dies once 6 MiB of the upload's parts have arrived.
+    docs.s3.fail_after_receiving(6 * MIB as u64);
+    let (status, body) = docs
+        .upload(&admin, &tenant, pattern(16 * MIB, 7), "big.bin")
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{stored}");
-    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
-    {
-        use md5::Digest as _;
-        assert_eq!(
-            stored["data"]["file"]["md5_hash"],
-            hex(&md5::Md5::digest(&whole))
-        );
-        assert_eq!(
-            stored["data"]["file"]["sha256_hash"],
-            hex(&sha2::Sha256::digest(&whole))
-        );
-    }
-    assert_eq!(stored["data"]["file"]["file_size"], whole.len());
-    let id = stored["data"]["id"].as_str().expect("id");
-    let response = docs
-        .auth
-        .client
-        .get(format!(
-            "{}/api/tenants/{tenant}/documents/{id}/download",
-            docs.documents
-        ))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("download");
-    assert_eq!(response.status(), StatusCode::OK);
     assert!(
-        response.bytes().await.expect("body") == whole,
-        "the stored bytes"
+        docs.s3.failed(),
+        "the parts reached the server and were cut"
     );
-    let (status, _) = docs
-        .call(
-            Method::DELETE,
-            &format!("/api/tenants/{tenant}/documents/{id}"),
-            &admin,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-
-    // The server dies after the first MiB of the object's PUT has arrived.
-    docs.s3.fail_after_receiving(1024 * 1024);
-    let (status, body) = docs.upload(&admin, &tenant, bytes.clone(), "big.bin").await;
-    assert!(docs.s3.failed(), "the PUT reached the server and was cut");
     assert_error(status, &body, 503, "service_unavailable");
     assert!(
         !body.to_string().contains("127.0.0.1"),
@@ -970,25 +931,34 @@ async fn s3_dying_in_the_middle_of_an_upload_answers_503_and_leaves_nothing() {
         "{:?}",
         docs.s3.objects("documents")
     );
-    // The spool file is removed off the executor once the request is over.
-    let spool_files = || std::fs::read_dir(&spool).map_or(0, |d| d.flatten().count());
-    testkit::wait_until(Duration::from_secs(5), || async { spool_files() == 0 })
-        .await
-        .expect("no spool file is left behind");
-    let _ = std::fs::remove_dir_all(&spool);
+    // S3 could not be told to abort: the upload is left on it, and recorded.
+    assert!(!docs.s3.upload_leftovers().is_empty());
+    assert_eq!(pending_uploads(&ctx, &docs, &admin, &tenant).await, 1);
+
+    // S3 comes back: the sweep aborts the upload and forgets it.
+    docs.s3.revive();
+    let swept = testkit::wait_until(Duration::from_secs(30), || async {
+        docs.s3.upload_leftovers().is_empty()
+            && pending_uploads(&ctx, &docs, &admin, &tenant).await == 0
+    })
+    .await;
+    assert!(
+        swept.is_ok(),
+        "left on S3: {:?}, recorded: {}",
+        docs.s3.upload_leftovers(),
+        pending_uploads(&ctx, &docs, &admin, &tenant).await
+    );
+    assert!(docs.s3.objects("documents").is_empty());
 }
 
 #[tokio::test]
 async fn a_stalled_upload_is_refused_and_leaves_nothing() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let ctx = TestContext::new().await;
-    let spool = std::env::temp_dir().join(format!("doc-spool-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&spool).expect("spool dir");
-    let spool_dir = spool.to_string_lossy().into_owned();
     let docs = platform(
         &ctx,
         &[
-            ("UPLOAD_DIR", spool_dir.as_str()),
+            ("UPLOAD_PART_BYTES", PART),
             ("UPLOAD_IDLE_TIMEOUT_SECS", "1"),
         ],
     )
@@ -996,7 +966,7 @@ async fn a_stalled_upload_is_refused_and_leaves_nothing() {
     let admin = docs.auth.session("admin@example.com").await.0;
     let tenant = docs.tenant_of(&admin, "Stalled").await;
 
-    // A client that announces 10 MiB, sends 2 MiB (two spool batches), then goes quiet.
+    // A client that announces 10 MiB, sends 6 MiB (a part sent to S3), then goes quiet.
     let addr = docs.documents.trim_start_matches("http://").to_owned();
     let boundary = "stalledboundary";
     let part = format!(
@@ -1015,7 +985,7 @@ async fn a_stalled_upload_is_refused_and_leaves_nothing() {
         .expect("connect");
     socket.write_all(head.as_bytes()).await.expect("head");
     socket
-        .write_all(&vec![b'x'; 2 * 1024 * 1024])
+        .write_all(&vec![b'x'; 6 * 1024 * 1024])
         .await
         .expect("first bytes");
     let mut answer = Vec::new();
@@ -1049,11 +1019,9 @@ async fn a_stalled_upload_is_refused_and_leaves_nothing() {
         .await;
     assert_eq!(list["data"]["pagination"]["total"], 0, "{list}");
     assert!(docs.s3.objects("documents").is_empty());
-    let spool_files = || std::fs::read_dir(&spool).map_or(0, |d| d.flatten().count());
-    testkit::wait_until(Duration::from_secs(5), || async { spool_files() == 0 })
-        .await
-        .expect("no spool file is left behind");
-    let _ = std::fs::remove_dir_all(&spool);
+    // The part sent was aborted before the answer: nothing on S3, nothing recorded.
+    assert_eq!(docs.s3.upload_leftovers(), Vec::<String>::new());
+    assert_eq!(pending_uploads(&ctx, &docs, &admin, &tenant).await, 0);
 }
 
 /// Issue 16: a body whose closing boundary arrives before its declared length, and a
@@ -1157,4 +1125,555 @@ async fn short_bodies_and_second_file_parts_are_refused_and_leave_nothing() {
         .await;
     assert_eq!(list["data"]["pagination"]["total"], 0, "{list}");
     assert!(docs.s3.objects("documents").is_empty());
+}
+
+/// The part size of the multipart tests: S3's smallest, so a few MiB make several parts.
+const PART: &str = "5242880";
+const MIB: usize = 1024 * 1024;
+
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i as u32).wrapping_mul(seed.wrapping_add(7)) % 251) as u8)
+        .collect()
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The tenant's database name, as its admin reads it.
+async fn tenant_database(docs: &Docs, admin: &str, tenant: &str) -> String {
+    let response = docs
+        .auth
+        .client
+        .get(format!("{}/api/tenants/{tenant}", docs.tenant))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .expect("tenant");
+    let body: Value = response.json().await.expect("json");
+    body["data"]["database_name"]
+        .as_str()
+        .expect("database name")
+        .to_owned()
+}
+
+async fn tenant_connection(
+    ctx: &TestContext,
+    docs: &Docs,
+    admin: &str,
+    tenant: &str,
+) -> diesel_async::AsyncPgConnection {
+    use diesel_async::AsyncConnection as _;
+    let database = tenant_database(docs, admin, tenant).await;
+    diesel_async::AsyncPgConnection::establish(&ctx.url_of(&database))
+        .await
+        .expect("tenant database")
+}
+
+/// Multipart uploads the tenant's database records as in flight.
+async fn pending_uploads(ctx: &TestContext, docs: &Docs, admin: &str, tenant: &str) -> i64 {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    let mut conn = tenant_connection(ctx, docs, admin, tenant).await;
+    tenant_db::schema::pending_uploads::table
+        .count()
+        .get_result(&mut conn)
+        .await
+        .expect("count")
+}
+
+/// An upload sent by hand: the head announcing `declared_file_bytes`, then a task
+/// writing `file_bytes` of it (the service may stop reading before they are all sent).
+struct RawUpload {
+    read: tokio::net::tcp::OwnedReadHalf,
+    writer: Option<tokio::task::JoinHandle<tokio::net::tcp::OwnedWriteHalf>>,
+    write: Option<tokio::net::tcp::OwnedWriteHalf>,
+}
+
+async fn raw_upload(
+    docs: &Docs,
+    token: &str,
+    tenant: &str,
+    declared_file_bytes: usize,
+    file_bytes: usize,
+) -> RawUpload {
+    use tokio::io::AsyncWriteExt;
+    let addr = docs.documents.trim_start_matches("http://").to_owned();
+    let boundary = "rawuploadboundary";
+    let part = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"raw.bin\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    );
+    let declared = part.len() + declared_file_bytes + format!("\r\n--{boundary}--\r\n").len();
+    let head = format!(
+        "POST /api/tenants/{tenant}/documents HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer {token}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\n\
+         Content-Length: {declared}\r\n\r\n{part}"
+    );
+    let socket = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let (read, mut write) = socket.into_split();
+    write.write_all(head.as_bytes()).await.expect("head");
+    let body = pattern(file_bytes, 11);
+    let writer = tokio::spawn(async move {
+        let _ = write.write_all(&body).await;
+        write
+    });
+    RawUpload {
+        read,
+        writer: Some(writer),
+        write: None,
+    }
+}
+
+impl RawUpload {
+    /// Waits until every byte given is written (the connection stays open).
+    async fn sent(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            self.write = Some(writer.await.expect("writer"));
+        }
+    }
+
+    /// Reads the answer until `until` appears in it, or 30 s pass.
+    async fn answer(&mut self, until: &str) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut buf = [0u8; 4096];
+            loop {
+                match self.read.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => answer.extend_from_slice(&buf[..n]),
+                }
+                if String::from_utf8_lossy(&answer).contains(until) {
+                    break;
+                }
+            }
+        })
+        .await;
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+}
+
+impl Drop for RawUpload {
+    fn drop(&mut self) {
+        if let Some(writer) = &self.writer {
+            writer.abort();
+        }
+    }
+}
+
+#[tokio::test]
+async fn large_uploads_stream_to_s3_in_parts_and_duplicates_store_nothing() {
+    use md5::Digest as _;
+    let ctx = TestContext::new().await;
+    let docs = platform(&ctx, &[("UPLOAD_PART_BYTES", PART)]).await;
+    let admin = docs.auth.session("admin@example.com").await.0;
+    let tenant = docs.tenant_of(&admin, "Parts").await;
+    let database = tenant_database(&docs, &admin, &tenant).await;
+
+    // Four parts (three whole, one short): the hashes are those of the whole file, the
+    // object holds every byte under the File's key.
+    let whole = pattern(3 * 5 * MIB + 12_345, 3);
+    let (status, stored) = docs
+        .upload(&admin, &tenant, whole.clone(), "whole.bin")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{stored}");
+    let file = &stored["data"]["file"];
+    assert_eq!(file["md5_hash"], hex(&md5::Md5::digest(&whole)));
+    assert_eq!(file["sha256_hash"], hex(&sha2::Sha256::digest(&whole)));
+    assert_eq!(file["file_size"], whole.len());
+    let file_id = stored["data"]["file_id"]
+        .as_str()
+        .expect("file id")
+        .to_owned();
+    let key = format!("tenants/{database}/files/{}/{file_id}", &file_id[..2]);
+    assert_eq!(file["s3_path"], key.as_str());
+    assert_eq!(docs.s3.objects("documents"), vec![key.clone()]);
+    assert_eq!(docs.s3.upload_leftovers(), Vec::<String>::new());
+    assert_eq!(pending_uploads(&ctx, &docs, &admin, &tenant).await, 0);
+    let id = stored["data"]["id"].as_str().expect("id");
+    let response = docs
+        .auth
+        .client
+        .get(format!(
+            "{}/api/tenants/{tenant}/documents/{id}/download",
+            docs.documents
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.bytes().await.expect("body") == whole,
+        "the stored bytes"
+    );
+
+    // The same bytes again: its parts went to S3 as they arrived and were aborted once
+    // the hash matched; the bucket still holds one object and no part.
+    let (status, again) = docs
+        .upload(&admin, &tenant, whole.clone(), "again.bin")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert_eq!(again["data"]["file_id"], file_id.as_str());
+    assert_eq!(docs.s3.objects("documents"), vec![key.clone()]);
+    assert_eq!(docs.s3.upload_leftovers(), Vec::<String>::new());
+    assert_eq!(pending_uploads(&ctx, &docs, &admin, &tenant).await, 0);
+
+    // Twins: the same new bytes twice at once. One File, one more object, both
+    // Documents on it; the loser's completed object (if it got that far) is deleted.
+    let twin = pattern(11 * MIB, 5);
+    let (a, b) = tokio::join!(
+        docs.upload(&admin, &tenant, twin.clone(), "a.bin"),
+        docs.upload(&admin, &tenant, twin.clone(), "b.bin")
+    );
+    assert_eq!(
+        (a.0, b.0),
+        (StatusCode::CREATED, StatusCode::CREATED),
+        "{a:?} {b:?}"
+    );
+    assert_eq!(a.1["data"]["file_id"], b.1["data"]["file_id"], "one File");
+    let twin_key = a.1["data"]["file"]["s3_path"].as_str().expect("key");
+    let mut expected = vec![key.clone(), twin_key.to_owned()];
+    expected.sort();
+    assert_eq!(docs.s3.objects("documents"), expected);
+    assert_eq!(docs.s3.upload_leftovers(), Vec::<String>::new());
+    assert_eq!(pending_uploads(&ctx, &docs, &admin, &tenant).await, 0);
+    let (_, list) = docs
+        .call(
+            Method::GET,
+            &format!("/api/tenants/{tenant}/documents"),
+            &admin,
+        )
+        .await;
+    assert_eq!(list["data"]["pagination"]["total"], 4, "{list}");
+}
+
+#[tokio::test]
+async fn uploads_refused_or_abandoned_midway_leave_no_part_object_or_record() {
+    let ctx = TestContext::new().await;
+    let docs = platform(
+        &ctx,
+        &[("UPLOAD_PART_BYTES", PART), ("MAX_UPLOAD_BYTES", "7340032")],
+    )
+    .await;
+    let admin = docs.auth.session("admin@example.com").await.0;
+    let tenant = docs.tenant_of(&admin, "Midway").await;
+
+    // Over the 7 MiB limit: refused at its 7th MiB, after one part went to S3.
+    let mut socket = raw_upload(&docs, &admin, &tenant, 12 * MIB, 12 * MIB).await;
+    let answer = socket.answer("payload_too_large").await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload_too_large"), "{answer}");
+    drop(socket);
+    assert!(docs.s3.objects("documents").is_empty());
+    assert_eq!(docs.s3.upload_leftovers(), Vec::<String>::new());
+    assert_eq!(pending_uploads(&ctx, &docs, &admin, &tenant).await, 0);
+
+    // A client that leaves after 6 of its announced 7 MiB (a part already on S3).
+    let mut socket = raw_upload(&docs, &admin, &tenant, 7 * MIB - 1024, 6 * MIB).await;
+    socket.sent().await;
+    testkit::wait_until(Duration::from_secs(10), || async {
+        !docs.s3.upload_leftovers().is_empty()
+    })
+    .await
+    .expect("the multipart upload started");
+    drop(socket);
+    let cleaned = testkit::wait_until(Duration::from_secs(10), || async {
+        docs.s3.upload_leftovers().is_empty()
+            && pending_uploads(&ctx, &docs, &admin, &tenant).await == 0
+    })
+    .await;
+    assert!(
+        cleaned.is_ok(),
+        "left on S3: {:?}, recorded: {}",
+        docs.s3.upload_leftovers(),
+        pending_uploads(&ctx, &docs, &admin, &tenant).await
+    );
+    assert!(docs.s3.objects("documents").is_empty());
+    let (_, list) = docs
+        .call(
+            Method::GET,
+            &format!("/api/tenants/{tenant}/documents"),
+            &admin,
+        )
+        .await;
+    assert_eq!(list["data"]["pagination"]["total"], 0, "{list}");
+}
+
+#[tokio::test]
+async fn uploads_past_the_concurrency_limit_are_told_to_retry() {
+    let ctx = TestContext::new().await;
+    let docs = platform(&ctx, &[("UPLOAD_CONCURRENCY", "1")]).await;
+    let admin = docs.auth.session("admin@example.com").await.0;
+    let tenant = docs.tenant_of(&admin, "Busy").await;
+    // One upload in progress (it sent half its file and waits).
+    let mut socket = raw_upload(&docs, &admin, &tenant, 2 * MIB, MIB).await;
+    socket.sent().await;
+    let answer = std::cell::RefCell::new(None);
+    let refused = testkit::wait_until(Duration::from_secs(10), || async {
+        let response = docs
+            .auth
+            .client
+            .post(format!("{}/api/tenants/{tenant}/documents", docs.documents))
+            .bearer_auth(&admin)
+            .multipart(Form::new().part("file", Part::bytes(b"second".to_vec()).file_name("b.txt")))
+            .send()
+            .await
+            .expect("upload");
+        let status = response.status();
+        let retry = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().expect("ascii").to_owned());
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let busy = status == StatusCode::SERVICE_UNAVAILABLE;
+        *answer.borrow_mut() = Some((status, retry, body));
+        busy
+    })
+    .await;
+    let answer = answer.into_inner();
+    assert!(refused.is_ok(), "{answer:?}");
+    let (status, retry, body) = answer.expect("answer");
+    assert_error(status, &body, 503, "busy");
+    assert_eq!(retry.as_deref(), Some("1"));
+    // The slot is given back when that upload ends.
+    drop(socket);
+    let stored = testkit::wait_until(Duration::from_secs(10), || async {
+        docs.upload(&admin, &tenant, b"third".to_vec(), "c.txt")
+            .await
+            .0
+            == StatusCode::CREATED
+    })
+    .await;
+    assert!(stored.is_ok(), "an upload is taken again");
+}
+
+#[tokio::test]
+async fn the_sweep_aborts_what_a_dead_instance_left_and_old_keys_still_serve() {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use tenant_db::schema::{documents, files, pending_uploads};
+    let ctx = TestContext::new().await;
+    let docs = platform(
+        &ctx,
+        &[
+            ("UPLOAD_STALE_SECS", "60"),
+            ("UPLOAD_SWEEP_EVERY_SECS", "1"),
+        ],
+    )
+    .await;
+    let admin = docs.auth.session("admin@example.com").await.0;
+    let tenant = docs.tenant_of(&admin, "Swept").await;
+    let database = tenant_database(&docs, &admin, &tenant).await;
+    let (status, kept) = docs
+        .upload(&admin, &tenant, b"a stored file".to_vec(), "kept.txt")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{kept}");
+    let kept_key = kept["data"]["file"]["s3_path"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+
+    let storage = storage::Storage::new(storage::StorageSettings {
+        endpoint_url: docs.s3.endpoint.clone(),
+        public_url: docs.s3.public_endpoint.clone(),
+        region: "us-east-1".into(),
+        bucket: "documents".into(),
+        access_key: docs.s3.access_key.clone(),
+        secret_key: docs.s3.secret_key.clone(),
+        request_timeout: Duration::from_secs(10),
+        min_upload_rate: 1024 * 1024,
+    })
+    .expect("storage");
+    let db = domain::TenantDatabaseName::parse(&database).expect("name");
+    // What a killed instance leaves: a multipart upload with a part on S3, and one
+    // completed whose File row was never written; both recorded an hour ago. And a
+    // record of an upload that did become a File (its object must stay).
+    let abandoned = storage::object_key(&db, uuid::Uuid::new_v4());
+    let id = storage
+        .start_multipart(&abandoned, "application/octet-stream")
+        .await
+        .expect("start");
+    storage
+        .put_part(&abandoned, &id, 1, bytes::Bytes::from(pattern(5 * MIB, 1)))
+        .await
+        .expect("part");
+    let unrecorded = storage::object_key(&db, uuid::Uuid::new_v4());
+    let done = storage
+        .start_multipart(&unrecorded, "application/octet-stream")
+        .await
+        .expect("start");
+    let part = storage
+        .put_part(&unrecorded, &done, 1, bytes::Bytes::from_static(b"last"))
+        .await
+        .expect("part");
+    storage
+        .complete_multipart(&unrecorded, &done, vec![part], 4)
+        .await
+        .expect("complete");
+    // A fresh one (an upload in progress elsewhere) is left alone.
+    let fresh = storage::object_key(&db, uuid::Uuid::new_v4());
+    let fresh_id = storage
+        .start_multipart(&fresh, "application/octet-stream")
+        .await
+        .expect("start");
+    let mut conn = tenant_connection(&ctx, &docs, &admin, &tenant).await;
+    let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    for (key, upload_id, at) in [
+        (&abandoned, &id, hour_ago),
+        (&unrecorded, &done, hour_ago),
+        (&kept_key, &"gone".to_owned(), hour_ago),
+        (&fresh, &fresh_id, chrono::Utc::now()),
+    ] {
+        diesel::insert_into(pending_uploads::table)
+            .values((
+                pending_uploads::s3_key.eq(key),
+                pending_uploads::upload_id.eq(upload_id),
+                pending_uploads::started_at.eq(at),
+            ))
+            .execute(&mut conn)
+            .await
+            .expect("record");
+    }
+    let left = || async {
+        pending_uploads::table
+            .select(pending_uploads::s3_key)
+            .load::<String>(&mut tenant_connection(&ctx, &docs, &admin, &tenant).await)
+            .await
+            .expect("records")
+    };
+    testkit::wait_until(Duration::from_secs(20), || async {
+        left().await == vec![fresh.clone()]
+    })
+    .await
+    .expect("the stale records are swept, the fresh one stays");
+    let mut objects = vec![kept_key.clone()];
+    objects.sort();
+    assert_eq!(
+        docs.s3.objects("documents"),
+        objects,
+        "the unrecorded object is deleted"
+    );
+    // Only the fresh upload's record is left on S3.
+    let leftovers = docs.s3.upload_leftovers();
+    assert!(
+        leftovers.len() == 1 && leftovers[0].contains(&fresh_id),
+        "{leftovers:?}"
+    );
+    storage
+        .abort_multipart(&fresh, &fresh_id)
+        .await
+        .expect("abort");
+
+    // A File stored before issue 19, under its MD5 key: downloads, presigned URL and
+    // deletion work from the key its row records.
+    let old_bytes = b"stored before the keys changed".to_vec();
+    let md5 = {
+        use md5::Digest as _;
+        hex(&md5::Md5::digest(&old_bytes))
+    };
+    let sha = {
+        use sha2::Digest as _;
+        hex(&sha2::Sha256::digest(&old_bytes))
+    };
+    let old_file = uuid::Uuid::new_v4();
+    let old_key = format!(
+        "tenants/{database}/files/{}/{}/{md5}_{old_file}",
+        &md5[..2],
+        &md5[2..4]
+    );
+    storage
+        .put_bytes(
+            &old_key,
+            "text/plain",
+            bytes::Bytes::from(old_bytes.clone()),
+        )
+        .await
+        .expect("old object");
+    diesel::insert_into(files::table)
+        .values((
+            files::id.eq(old_file),
+            files::md5_hash.eq(&md5),
+            files::sha256_hash.eq(&sha),
+            files::s3_path.eq(&old_key),
+            files::file_size.eq(old_bytes.len() as i64),
+        ))
+        .execute(&mut conn)
+        .await
+        .expect("old file");
+    let old_doc = uuid::Uuid::new_v4();
+    let me = docs.auth.get("/api/users/me", Some(&admin)).await.1["data"]["id"]
+        .as_str()
+        .expect("me")
+        .parse::<uuid::Uuid>()
+        .expect("uuid");
+    diesel::insert_into(documents::table)
+        .values((
+            documents::id.eq(old_doc),
+            documents::filename.eq("old.txt"),
+            documents::mime_type.eq("text/plain"),
+            documents::file_id.eq(old_file),
+            documents::user_id.eq(me),
+            documents::created_by.eq(me),
+        ))
+        .execute(&mut conn)
+        .await
+        .expect("old document");
+    let response = docs
+        .auth
+        .client
+        .get(format!(
+            "{}/api/tenants/{tenant}/documents/{old_doc}/download",
+            docs.documents
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.bytes().await.expect("bytes").as_ref(),
+        old_bytes.as_slice()
+    );
+    let (status, url) = docs
+        .call(
+            Method::GET,
+            &format!("/api/tenants/{tenant}/documents/{old_doc}/download-url"),
+            &admin,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{url}");
+    let fetched = reqwest::get(url["data"]["download_url"].as_str().expect("url"))
+        .await
+        .expect("presigned");
+    assert_eq!(fetched.status(), StatusCode::OK);
+    assert_eq!(
+        fetched.bytes().await.expect("bytes").as_ref(),
+        old_bytes.as_slice()
+    );
+    // The same bytes uploaded now are deduplicated onto the old File.
+    let (status, same) = docs
+        .upload(&admin, &tenant, old_bytes.clone(), "again.txt")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{same}");
+    assert_eq!(same["data"]["file_id"], old_file.to_string());
+    for doc in [
+        old_doc.to_string(),
+        same["data"]["id"].as_str().expect("id").to_owned(),
+    ] {
+        let (status, _) = docs
+            .call(
+                Method::DELETE,
+                &format!("/api/tenants/{tenant}/documents/{doc}"),
+                &admin,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!(docs.s3.objects("documents"), vec![kept_key]);
 }

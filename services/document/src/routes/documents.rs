@@ -1,5 +1,5 @@
-//! `/api/tenants/{tenant_id}/documents`: upload (multipart, streamed to a temporary
-//! file while hashed off the executor, then stored with one streamed PUT, size-limited, deduplicated per tenant by MD5), list, read,
+//! `/api/tenants/{tenant_id}/documents`: upload (multipart, the file streamed to S3 while
+//! hashed, size-limited, deduplicated per tenant by MD5: `crate::upload`), list, read,
 //! delete (the last document of a file removes the file and its object), download.
 
 use actix_multipart::Multipart;
@@ -13,13 +13,13 @@ use events::{EventEnvelope, Topic};
 use futures_util::{StreamExt, TryStreamExt};
 use http_kit::identity::TenantMember;
 use http_kit::{success, ApiError, FieldErrors, Query, RequestId};
-use md5::Digest as _;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tenant_db::documents::{self as queries, DocumentRow, FileRow, NewDocument};
 use uuid::Uuid;
 
 use crate::app::DocApp;
+use crate::upload::{storage_failure, Received, Upload};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct FileBody {
@@ -117,166 +117,6 @@ pub(crate) fn db(e: diesel::result::Error) -> ApiError {
     }
 }
 
-/// S3 down or timing out is a 503 (retry later); anything else S3 refuses (bad
-/// credentials, a missing bucket, a missing object behind a row) is our fault: a 500,
-/// logged with its cause.
-fn storage_failure(e: storage::StorageError) -> ApiError {
-    match e {
-        storage::StorageError::Unavailable(_) => ApiError::dependency("Object storage", e),
-        other => ApiError::internal(other),
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The upload being spooled: removed from disk however the request ends.
-struct Spool {
-    path: std::path::PathBuf,
-}
-
-impl Drop for Spool {
-    fn drop(&mut self) {
-        // Unlinking a large file takes the filesystem a while: not on the executor.
-        let path = std::mem::take(&mut self.path);
-        let remove = move || {
-            if let Err(e) = std::fs::remove_file(&path) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(path = %path.display(), error = %e, "could not remove an upload spool file");
-                }
-            }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(remove)),
-            Err(_) => remove(),
-        }
-    }
-}
-
-/// Hashes (MD5, SHA-256) and writes the file part to its spool file off the async
-/// executor. Chunks are gathered into batches of about 1 MiB; each batch is hashed and
-/// written by two short blocking tasks (MD5 | SHA-256 + write) that run side by side while
-/// the next batch arrives. No thread ever waits on the network, so a slow client holds
-/// no thread, and at most two batches (about 2 MiB) are in memory per upload.
-struct HashingSpool {
-    batch: Vec<Bytes>,
-    batched: usize,
-    state: Option<SpoolState>,
-    pending: Option<PendingBatch>,
-}
-
-struct SpoolState {
-    md5: md5::Md5,
-    sha: sha2::Sha256,
-    file: std::fs::File,
-}
-
-type PendingBatch = (
-    tokio::task::JoinHandle<md5::Md5>,
-    tokio::task::JoinHandle<std::io::Result<(sha2::Sha256, std::fs::File)>>,
-);
-
-/// Bytes gathered before a batch is hashed and written.
-const SPOOL_BATCH_BYTES: usize = 1024 * 1024;
-
-fn spool_failed(e: impl std::fmt::Display) -> ApiError {
-    ApiError::dependency("Upload spool", e)
-}
-
-impl HashingSpool {
-    fn start(file: std::fs::File) -> Self {
-        Self {
-            batch: Vec::new(),
-            batched: 0,
-            state: Some(SpoolState {
-                md5: md5::Md5::new(),
-                sha: sha2::Sha256::new(),
-                file,
-            }),
-            pending: None,
-        }
-    }
-
-    async fn push(&mut self, chunk: Bytes) -> Result<(), ApiError> {
-        self.batched += chunk.len();
-        self.batch.push(chunk);
-        if self.batched >= SPOOL_BATCH_BYTES {
-            self.dispatch().await?;
-        }
-        Ok(())
-    }
-
-    /// Waits for the batch in progress and takes the hashers and file back.
-    async fn settle(&mut self) -> Result<(), ApiError> {
-        if let Some((md5, rest)) = self.pending.take() {
-            let md5 = md5.await.map_err(ApiError::internal)?;
-            let (sha, file) = rest
-                .await
-                .map_err(ApiError::internal)?
-                .map_err(spool_failed)?;
-            self.state = Some(SpoolState { md5, sha, file });
-        }
-        Ok(())
-    }
-
-    /// Starts hashing and writing the gathered batch (after the previous one is done).
-    async fn dispatch(&mut self) -> Result<(), ApiError> {
-        self.settle().await?;
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let Some(SpoolState {
-            mut md5,
-            mut sha,
-            mut file,
-        }) = self.state.take()
-        else {
-            return Err(ApiError::internal(std::io::Error::other(
-                "the upload spool is closed",
-            )));
-        };
-        let batch = std::sync::Arc::new(std::mem::take(&mut self.batch));
-        self.batched = 0;
-        let for_md5 = batch.clone();
-        let md5 = tokio::task::spawn_blocking(move || {
-            for chunk in for_md5.iter() {
-                md5.update(chunk);
-            }
-            md5
-        });
-        let rest = tokio::task::spawn_blocking(move || {
-            use std::io::Write as _;
-            for chunk in batch.iter() {
-                sha.update(chunk);
-                file.write_all(chunk)?;
-            }
-            Ok((sha, file))
-        });
-        self.pending = Some((md5, rest));
-        Ok(())
-    }
-
-    /// The MD5 and SHA-256 (lowercase hex) once every byte is hashed and written.
-    async fn finish(mut self) -> Result<(String, String), ApiError> {
-        self.dispatch().await?;
-        self.settle().await?;
-        let state = self.state.take().ok_or_else(|| {
-            ApiError::internal(std::io::Error::other("the upload spool is closed"))
-        })?;
-        Ok((hex(&state.md5.finalize()), hex(&state.sha.finalize())))
-    }
-}
-
-struct Received {
-    spool: Spool,
-    size: u64,
-    md5: String,
-    sha256: String,
-    part_filename: Option<String>,
-    part_mime: Option<String>,
-}
-
 /// The request body, shared between the multipart parser and the check that it was
 /// read to its end.
 #[derive(Clone)]
@@ -326,22 +166,77 @@ impl SharedBody {
     }
 }
 
-/// Streams the `file` part to disk, hashing it and enforcing the size limit as it
-/// arrives; reads the small `filename` and `mime_type` fields.
+/// The fields of an upload once its multipart body is read.
+#[derive(Default)]
+struct ReceivedForm {
+    /// The `file` part, streamed to S3 (or held, if small) as it arrived.
+    file: Option<Received>,
+    errors: FieldErrors,
+    filename: Option<String>,
+    mime: Option<String>,
+    part_filename: Option<String>,
+    part_mime: Option<String>,
+}
+
+impl ReceivedForm {
+    /// Drops whatever the file part made on S3 (the upload is not stored).
+    async fn discard(&mut self) {
+        if let Some(file) = self.file.take() {
+            file.upload.discard().await;
+        }
+    }
+
+    /// The file, its name and its content type, or the 400 saying what is wrong.
+    fn check(&mut self) -> Result<(Received, String, String), ApiError> {
+        let mut errors = std::mem::take(&mut self.errors);
+        let size = self.file.as_ref().map(|f| f.upload.size);
+        match size {
+            None => {
+                errors.add("file", "is required");
+            }
+            Some(0) => {
+                errors.add("file", "must not be empty");
+            }
+            Some(_) => {}
+        }
+        let filename = match self.filename.take().or(self.part_filename.take()) {
+            Some(name) => valid_filename(&name)
+                .map_err(|m| errors.add("filename", m))
+                .ok(),
+            None => {
+                errors.add("filename", "is required (as a field or in the file part)");
+                None
+            }
+        };
+        let mime = valid_mime(
+            self.mime
+                .take()
+                .or(self.part_mime.take())
+                .as_deref()
+                .unwrap_or("application/octet-stream"),
+        )
+        .map_err(|m| errors.add("mime_type", m))
+        .ok();
+        errors.into_result()?;
+        match (self.file.take(), filename, mime) {
+            (Some(file), Some(filename), Some(mime)) => Ok((file, filename, mime)),
+            _ => Err(ApiError::validation("body", "invalid")),
+        }
+    }
+}
+
+/// Reads the multipart body into `form`: the `file` part streams into an [`Upload`]
+/// of a new File id (the size limit and the idle timeout enforced as it arrives), the
+/// small `filename` and `mime_type` fields are read. On an error the caller discards
+/// what the file part made.
 async fn receive(
-    app: &DocApp,
+    app: &web::Data<DocApp>,
+    tenant: TenantId,
+    database: &domain::TenantDatabaseName,
     mut multipart: Multipart,
-) -> Result<
-    (
-        Option<Received>,
-        FieldErrors,
-        Option<String>,
-        Option<String>,
-    ),
-    ApiError,
-> {
-    let mut errors = FieldErrors::new();
-    let (mut received, mut filename, mut mime) = (None, None, None);
+    form: &mut ReceivedForm,
+) -> Result<(), ApiError> {
+    let limits = &app.uploads.settings;
     while let Some(mut field) = multipart
         .try_next()
         .await
@@ -349,60 +244,61 @@ async fn receive(
     {
         let name = field.name().unwrap_or_default().to_owned();
         match name.as_str() {
-            "file" if received.is_some() => {
+            "file" if form.file.is_some() => {
                 // Keeping one of two files silently would store what the client did
-                // not mean; the first one's spool is removed as it is dropped.
+                // not mean.
                 return Err(ApiError::Validation(FieldErrors::single(
                     "file",
                     "only one file part is allowed",
                 )));
             }
             "file" => {
-                let path = app.uploads.dir.join(format!("upload-{}", Uuid::new_v4()));
-                let spool = Spool { path: path.clone() };
-                let file = tokio::fs::File::create(&path)
-                    .await
-                    .map_err(ApiError::internal)?
-                    .into_std()
-                    .await;
-                let mut sink = HashingSpool::start(file);
-                let mut size = 0u64;
-                loop {
-                    let idle = app.uploads.idle_timeout;
-                    let next = tokio::time::timeout(idle, field.next())
-                        .await
-                        .map_err(|_| {
-                            ApiError::BadRequest(format!(
-                                "upload stalled: no data for {} s",
-                                idle.as_secs()
-                            ))
+                let file_id = Uuid::new_v4();
+                let key = storage::object_key(database, file_id);
+                let mut upload = Upload::new(app.clone(), tenant, key, file_id);
+                let streamed = async {
+                    loop {
+                        let idle = limits.idle_timeout;
+                        let next =
+                            tokio::time::timeout(idle, field.next())
+                                .await
+                                .map_err(|_| {
+                                    ApiError::BadRequest(format!(
+                                        "upload stalled: no data for {} s",
+                                        idle.as_secs()
+                                    ))
+                                })?;
+                        let Some(chunk) = next else { break };
+                        let chunk = chunk.map_err(|e| {
+                            ApiError::BadRequest(format!("upload interrupted: {e}"))
                         })?;
-                    let Some(chunk) = next else { break };
-                    let chunk = chunk
-                        .map_err(|e| ApiError::BadRequest(format!("upload interrupted: {e}")))?;
-                    size += chunk.len() as u64;
-                    if size > app.uploads.max_bytes {
-                        return Err(ApiError::PayloadTooLarge(format!(
-                            "The file is larger than the limit of {} bytes",
-                            app.uploads.max_bytes
-                        )));
+                        if upload.size + chunk.len() as u64 > limits.max_bytes {
+                            return Err(ApiError::PayloadTooLarge(format!(
+                                "The file is larger than the limit of {} bytes",
+                                limits.max_bytes
+                            )));
+                        }
+                        upload.push(chunk).await?;
                     }
-                    sink.push(chunk).await?;
+                    Ok(())
                 }
-                let (md5, sha256) = sink.finish().await?;
-                let part_filename = field
+                .await;
+                if let Err(e) = streamed {
+                    upload.discard().await;
+                    return Err(e);
+                }
+                form.part_filename = field
                     .content_disposition()
                     .and_then(|d| d.get_filename())
                     .map(str::to_owned);
-                let part_mime = field.content_type().map(|m| m.essence_str().to_owned());
-                received = Some(Received {
-                    spool,
-                    size,
-                    md5,
-                    sha256,
-                    part_filename,
-                    part_mime,
-                });
+                form.part_mime = field.content_type().map(|m| m.essence_str().to_owned());
+                match upload.finish().await {
+                    Ok(received) => form.file = Some(received),
+                    Err((upload, e)) => {
+                        upload.discard().await;
+                        return Err(e);
+                    }
+                }
             }
             "filename" | "mime_type" => {
                 let mut text = Vec::new();
@@ -410,30 +306,30 @@ async fn receive(
                     let chunk =
                         chunk.map_err(|e| ApiError::BadRequest(format!("malformed field: {e}")))?;
                     if text.len() + chunk.len() > 1024 {
-                        errors.add(name.as_str(), "is too long");
+                        form.errors.add(name.as_str(), "is too long");
                         break;
                     }
                     text.extend_from_slice(&chunk);
                 }
                 let value = String::from_utf8(text).unwrap_or_default();
                 let slot = if name == "filename" {
-                    &mut filename
+                    &mut form.filename
                 } else {
-                    &mut mime
+                    &mut form.mime
                 };
                 // Twice is ambiguous (which one?): refused, as a second file is.
                 if slot.is_some() {
-                    errors.add(name.as_str(), "must be given once");
+                    form.errors.add(name.as_str(), "must be given once");
                 } else {
                     *slot = Some(value);
                 }
             }
             other => {
-                errors.add(other, "unknown field");
+                form.errors.add(other, "unknown field");
             }
         }
     }
-    Ok((received, errors, filename, mime))
+    Ok(())
 }
 
 /// The multipart form of an upload, for the API document (the handler reads the parts
@@ -471,121 +367,113 @@ pub async fn upload(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     member.require(Permission::UploadDocument)?;
+    let _slot = app.uploads.slot()?;
     let started = std::time::Instant::now();
-    let request_body = SharedBody(std::rc::Rc::new(std::cell::RefCell::new(payload)));
-    let multipart = Multipart::new(request.headers(), request_body.clone());
-    let (received, mut errors, filename, mime) = receive(&app, multipart).await?;
-    // The closing boundary is not the end of the body: a body that ends before its
-    // declared length (or never ends) is refused, and its file is not stored.
-    request_body.drain(app.uploads.idle_timeout).await?;
-    let receive_ms = started.elapsed().as_millis() as u64;
-    let Some(received) = received else {
-        errors.add("file", "is required");
-        return Err(ApiError::Validation(errors));
-    };
-    if received.size == 0 {
-        errors.add("file", "must not be empty");
-    }
-    let filename = match filename.or(received.part_filename.clone()) {
-        Some(name) => valid_filename(&name)
-            .map_err(|m| errors.add("filename", m))
-            .ok(),
-        None => {
-            errors.add("filename", "is required (as a field or in the file part)");
-            None
-        }
-    };
-    let mime = valid_mime(
-        mime.or(received.part_mime.clone())
-            .as_deref()
-            .unwrap_or("application/octet-stream"),
-    )
-    .map_err(|m| errors.add("mime_type", m))
-    .ok();
-    errors.into_result()?;
-    let (Some(filename), Some(mime)) = (filename, mime) else {
-        return Err(ApiError::validation("body", "invalid"));
-    };
-
     let tenant = member.tenant_id;
     let database = app.database(tenant).await?;
-    // The connection goes back to the pool before the PUT, which may take minutes.
-    let existing = {
-        let mut conn = app.connection(tenant).await?;
-        queries::file_by_md5(&mut conn, &received.md5)
-            .await
-            .map_err(db)?
-    };
-    // A new file goes to storage before its row exists; a failure after this point
-    // removes the object again, so neither rows nor objects are left half-made.
-    let mut stored_key = None;
-    if existing.is_none() {
-        let file_id = Uuid::new_v4();
-        let key =
-            storage::object_key(&database, &received.md5, file_id).map_err(ApiError::internal)?;
-        let put_started = std::time::Instant::now();
-        app.storage
-            .put_file(&key, &mime, &received.spool.path, received.size)
-            .await
-            .map_err(storage_failure)?;
-        tracing::info!(
-            bytes = received.size,
-            receive_ms,
-            store_ms = put_started.elapsed().as_millis() as u64,
-            "upload stored"
-        );
-        stored_key = Some((file_id, key));
+    let request_body = SharedBody(std::rc::Rc::new(std::cell::RefCell::new(payload)));
+    let multipart = Multipart::new(request.headers(), request_body.clone());
+    let mut form = ReceivedForm::default();
+    let read = async {
+        receive(&app, tenant, &database, multipart, &mut form).await?;
+        // The closing boundary is not the end of the body: a body that ends before its
+        // declared length (or never ends) is refused, and its file is not stored.
+        request_body.drain(app.uploads.settings.idle_timeout).await
     }
-    let document_id = Uuid::new_v4();
-    let user = member.user_id.into_uuid();
-    let mut conn = match app.connection(tenant).await {
-        Ok(conn) => conn,
+    .await;
+    let checked = read.and_then(|()| form.check());
+    let (received, filename, mime) = match checked {
+        Ok(checked) => checked,
         Err(e) => {
-            if let Some((_, key)) = &stored_key {
-                remove_unrecorded(&app, key).await;
-            }
+            form.discard().await;
             return Err(e);
         }
     };
-    let outcome = diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(&mut *conn, async |tx| {
-        let (file, new_file) = match (&existing, &stored_key) {
-            (Some(file), _) => (file.clone(), false),
-            (None, Some((file_id, key))) => {
-                match queries::insert_file(tx, *file_id, &received.md5, &received.sha256, key, received.size as i64).await? {
-                    Some(file) => (file, true),
+    let receive_ms = started.elapsed().as_millis() as u64;
+    let Received {
+        mut upload,
+        md5,
+        sha256,
+    } = received;
+
+    let existing = async {
+        let mut conn = app.connection(tenant).await?;
+        queries::file_by_md5(&mut conn, &md5).await.map_err(db)
+    }
+    .await;
+    let existing = match existing {
+        Ok(existing) => existing,
+        Err(e) => {
+            upload.discard().await;
+            return Err(e);
+        }
+    };
+    // New bytes become the object before their row exists; a failure after this point
+    // removes the object again, so neither rows nor objects are left half-made. A
+    // duplicate never becomes an object: its parts are aborted below.
+    let stored = existing.is_none();
+    if stored {
+        let store_started = std::time::Instant::now();
+        if let Err(e) = upload.store().await {
+            upload.discard().await;
+            return Err(e);
+        }
+        tracing::info!(
+            bytes = upload.size,
+            receive_ms,
+            store_ms = store_started.elapsed().as_millis() as u64,
+            "upload stored"
+        );
+    }
+    let document_id = Uuid::new_v4();
+    let user = member.user_id.into_uuid();
+    let (file_id, key, size) = (upload.file_id, upload.key.clone(), upload.size as i64);
+    let outcome = async {
+        let mut conn = app.connection(tenant).await?;
+        diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(&mut *conn, async |tx| {
+            let (file, new_file) = match &existing {
+                Some(file) => (file.clone(), false),
+                None => match queries::insert_file(tx, file_id, &md5, &sha256, &key, size).await? {
+                    Some(file) => {
+                        // Completed and now recorded as a File: no longer in flight.
+                        queries::forget_upload(tx, &key).await?;
+                        (file, true)
+                    }
                     // A concurrent identical upload stored it first: use that one.
-                    None => (queries::file_by_md5(tx, &received.md5).await?.ok_or(diesel::result::Error::NotFound)?, false),
-                }
+                    None => (queries::file_by_md5(tx, &md5).await?.ok_or(diesel::result::Error::NotFound)?, false),
+                },
+            };
+            let doc = queries::insert_document(
+                tx,
+                NewDocument { id: document_id, filename: &filename, mime_type: &mime, file_id: file.id, user_id: user },
+            )
+            .await?;
+            let doc = if new_file { doc } else { queries::inherit_processing_status(tx, doc.id, file.id).await? };
+            let mut events = vec![(Topic::DocumentUploaded, json!({"document_id": doc.id, "file_id": file.id, "filename": doc.filename, "deduplicated": !new_file}))];
+            if new_file {
+                events.push((Topic::FileProcess, json!({"file_id": file.id, "s3_path": file.s3_path, "md5_hash": file.md5_hash, "sha256_hash": file.sha256_hash})));
             }
-            (None, None) => return Err(diesel::result::Error::NotFound),
-        };
-        let doc = queries::insert_document(
-            tx,
-            NewDocument { id: document_id, filename: &filename, mime_type: &mime, file_id: file.id, user_id: user },
-        )
-        .await?;
-        let doc = if new_file { doc } else { queries::inherit_processing_status(tx, doc.id, file.id).await? };
-        let mut events = vec![(Topic::DocumentUploaded, json!({"document_id": doc.id, "file_id": file.id, "filename": doc.filename, "deduplicated": !new_file}))];
-        if new_file {
-            events.push((Topic::FileProcess, json!({"file_id": file.id, "s3_path": file.s3_path, "md5_hash": file.md5_hash, "sha256_hash": file.sha256_hash})));
-        }
-        for (topic, data) in events {
-            let event = EventEnvelope::new(topic, Some(tenant), Some(member.user_id), data)
-                .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?
-                .with_request_id(Some(request_id.0.clone()));
-            events::enqueue(tx, &event).await.map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))?;
-        }
-        Ok((doc, file, new_file))
-    })
+            for (topic, data) in events {
+                let event = EventEnvelope::new(topic, Some(tenant), Some(member.user_id), data)
+                    .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?
+                    .with_request_id(Some(request_id.0.clone()));
+                events::enqueue(tx, &event).await.map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))?;
+            }
+            Ok((doc, file, new_file))
+        })
+        .await
+        .map_err(db)
+    }
     .await;
     match outcome {
         Ok((doc, file, new_file)) => {
             app.nudge(tenant);
-            if !new_file {
-                if let Some((_, key)) = &stored_key {
-                    // Lost the race to an identical upload: our copy is not needed.
-                    remove_unrecorded(&app, key).await;
-                }
+            if new_file {
+                upload.settled();
+            } else {
+                // A duplicate (its parts aborted, nothing was stored), or the twin that
+                // lost the race (the object it completed is deleted).
+                upload.discard().await;
             }
             Ok(success(
                 StatusCode::CREATED,
@@ -594,18 +482,9 @@ pub async fn upload(
             ))
         }
         Err(e) => {
-            if let Some((_, key)) = &stored_key {
-                remove_unrecorded(&app, key).await;
-            }
-            Err(db(e))
+            upload.discard().await;
+            Err(e)
         }
-    }
-}
-
-/// Deletes the object of an upload whose rows were not written.
-async fn remove_unrecorded(app: &DocApp, key: &str) {
-    if let Err(cleanup) = app.storage.delete(key).await {
-        tracing::error!(key = %key, error = %cleanup, "could not remove the object of a failed upload");
     }
 }
 
