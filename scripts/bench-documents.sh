@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Document benchmark (release build, every piece a separate process on this machine):
-# upload throughput of 1 x 1 GiB and 100 x 1 MiB through POST .../documents against a
-# raw signed PUT of the same bytes to the same S3 server (dev-s3) in the same run; the
-# document service's peak RSS (VmHWM) during the 1 GiB upload; GET .../documents (page
-# of 20) with wrk against `pgbench -S` on the same machine in the same run.
+# upload throughput of 1 x 1 GiB through POST .../documents (direct and through the
+# nginx gateway) against a raw multipart upload of the same bytes with the same part size
+# and parts in flight (s3-raw-upload) and a raw single PUT (curl), and of 100 x 1 MiB
+# against 100 raw PUTs, all to the same S3 server (dev-s3) in the same run; the document
+# service's peak RSS (VmHWM) after the 1 GiB uploads and after 8 x 256 MiB at once; a
+# duplicate 1 GiB upload (one object); GET .../documents (page of 20) with wrk against
+# `pgbench -S` on the same machine in the same run. UPLOAD_PART_BYTES and
+# UPLOAD_PARTS_IN_FLIGHT (the service's defaults) apply to both sides.
 #
-#   scripts/bench-documents.sh        (needs curl >= 7.75, wrk, pgbench; ~3 GiB of disk)
+#   scripts/bench-documents.sh        (needs curl >= 7.75, wrk, pgbench, nginx; ~12 GiB of disk)
 #   BENCH=listing scripts/bench-documents.sh   (only the listing against pgbench)
+#   BENCH=uploads scripts/bench-documents.sh   (only the uploads)
 #   PROFILE=/tmp/perf.data ...                 (also records a system-wide perf profile
 #                                               during the listing)
 #   PROFILE_UPLOAD=/tmp/up.data ...            (and one during the first 1 GiB API upload)
@@ -36,7 +41,8 @@ export DATABASE_URL="$(database_url_for "$PG_SERVER_URL" bench_docs)" REDIS_URL=
 export INTERNAL_SERVICE_TOKEN="bench-internal-token-0123456789abcdef" TENANT_TEMPLATE_DATABASE=bench_docs_tpl
 export RUST_LOG=warn HOST=127.0.0.1 BCRYPT_COST=4 JWT_PRIVATE_KEY_FILE="$work/jwt.pem"
 export S3_ENDPOINT_URL=http://127.0.0.1:59100 S3_ACCESS_KEY=bench-access S3_SECRET_KEY=bench-secret-0123456789 S3_BUCKET=bench S3_CREATE_BUCKET=true
-export MAX_UPLOAD_BYTES=$((2 * 1024 * 1024 * 1024)) UPLOAD_DIR="${BENCH_UPLOAD_DIR:-$work}"
+export MAX_UPLOAD_BYTES=$((2 * 1024 * 1024 * 1024))
+export UPLOAD_PART_BYTES="${UPLOAD_PART_BYTES:-8388608}" UPLOAD_PARTS_IN_FLIGHT="${UPLOAD_PARTS_IN_FLIGHT:-4}"
 export AUTH_SERVICE_URL=http://127.0.0.1:6301 TENANT_SERVICE_URL=http://127.0.0.1:6302
 "$bin/auth" generate-key > "$work/jwt.pem"
 "$bin/tenant" migrate >/dev/null
@@ -57,31 +63,47 @@ tenant=$(curl -fsS -XPOST http://127.0.0.1:6302/api/tenants -H "Authorization: B
   -d '{"name":"Bench Docs"}' | json '["data"]["id"]')
 docs="http://127.0.0.1:6303/api/tenants/$tenant/documents"
 
+# The gateway (nginx, deploy/gateway/nginx.conf.template) in front of the services.
+ensure_nginx
+mkdir -p "$work/gateway" && chmod 777 "$work/gateway"
+GATEWAY_LISTEN=127.0.0.1:6399 GATEWAY_RUNTIME_DIR="$work/gateway" GATEWAY_STATIC_DIR="$PWD/deploy/gateway/static" \
+GATEWAY_MAX_BODY_SIZE="$(( MAX_UPLOAD_BYTES / 1048576 + 1 ))m" GATEWAY_TRUSTED_PROXY=unix: \
+GATEWAY_AUTH_RATE=10r/s GATEWAY_AUTH_BURST=50 CORS_ALLOWED_ORIGINS= \
+AUTH_UPSTREAM=127.0.0.1:6301 TENANT_UPSTREAM=127.0.0.1:6302 DOCUMENT_UPSTREAM=127.0.0.1:6303 \
+SSO_UPSTREAM=127.0.0.1:6304 EVENT_WORKER_UPSTREAM=127.0.0.1:6305 PLATFORM_VERSION=bench \
+  python3 deploy/gateway/render.py deploy/gateway/nginx.conf.template "$work/gateway/nginx.conf"
+"$(command -v nginx || echo /usr/sbin/nginx)" -p "$work/gateway" -c "$work/gateway/nginx.conf" -e "$work/gateway/error.log" -g 'daemon off;' & pids+=($!)
+for _ in $(seq 1 100); do curl -fsS http://127.0.0.1:6399/health >/dev/null 2>&1 && break; sleep 0.1; done
+gateway_docs="http://127.0.0.1:6399/api/tenants/$tenant/documents"
+
 mkdir -p "$work/small"
 for i in $(seq 1 100); do head -c $((1024 * 1024)) /dev/urandom > "$work/small/$i.bin"; done
 
 raw_put() { # file key
   curl -fsS --aws-sigv4 "aws:amz:us-east-1:s3" --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -T "$1" "$S3_ENDPOINT_URL/$S3_BUCKET/raw/$2" >/dev/null
 }
-api_put() { # file
-  curl -fsS -H "Authorization: Bearer $token" -F "file=@$1" "$docs" >/dev/null
+api_put() { # file [documents URL]
+  curl -fsS -H "Authorization: Bearer $token" -F "file=@$1" "${2:-$docs}" >/dev/null
 }
 now() { date +%s.%N; }
 rate() { python3 -c "print(f'{$1 / ($3 - $2):.1f}')"; }
 pct() { python3 -c "print(f'{$1 / $2 * 100:.0f} %')"; }
 
 echo "## Documents ($(date -u +%F), $(nproc) cores)"
-if [ "${BENCH:-all}" = all ]; then
+if [ "${BENCH:-all}" != listing ]; then
   head -c $((1024 * 1024 * 1024)) /dev/urandom > "$work/big.bin"
-  # The object key holds the MD5, so no byte can go to S3 before the last one has been
-  # hashed: the upload's floor is one MD5 pass plus one PUT. md5sum times that pass.
-  # The disk here is noisy (the same PUT took 2.7 s and 5.7 s in a row), so the raw PUT
-  # and the API upload alternate for ROUNDS rounds (3) and the medians are compared;
-  # each starts with no dirty pages left by the previous one.
+  # The raw multipart upload (s3-raw-upload: the storage crate's own calls, same part size
+  # and parts in flight as the service, nothing else), a raw single PUT (curl), the API
+  # direct and the API through the gateway alternate for ROUNDS rounds (3), each after
+  # `sync`; medians are compared (the disk here is noisy).
   median() { python3 -c "import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
-  md5s=(); raws=(); apis=()
+  multis=(); raws=(); apis=(); gws=()
+  delete_last() { # the next round's upload of the same bytes would be deduplicated
+    doc_id=$(curl -fsS -H "Authorization: Bearer $token" "$docs?per_page=1" | json '["data"]["documents"][0]["id"]')
+    curl -fsS -XDELETE -H "Authorization: Bearer $token" "$docs/$doc_id" >/dev/null
+  }
   for round in $(seq 1 "${ROUNDS:-3}"); do
-    sync; a=$(now); md5sum "$work/big.bin" >/dev/null; b=$(now); md5s+=("$(python3 -c "print($b - $a)")")
+    sync; multis+=("$(PART_BYTES=$UPLOAD_PART_BYTES PARTS_IN_FLIGHT=$UPLOAD_PARTS_IN_FLIGHT "$bin/s3-raw-upload" "$work/big.bin" "raw/multi-$round")")
     sync; a=$(now); raw_put "$work/big.bin" "big-$round"; b=$(now); raws+=("$(python3 -c "print($b - $a)")")
     if [ -n "${PROFILE_UPLOAD:-}" ] && [ "$round" = 1 ]; then  # system-wide perf profile
       sync; a=$(now); perf record -F 499 -g -a -o "$PROFILE_UPLOAD" -- curl -fsS -H "Authorization: Bearer $token" -F "file=@$work/big.bin" "$docs" >/dev/null 2>&1; b=$(now)
@@ -89,30 +111,48 @@ if [ "${BENCH:-all}" = all ]; then
       sync; a=$(now); api_put "$work/big.bin"; b=$(now)
     fi
     apis+=("$(python3 -c "print($b - $a)")")
-    # The next round's upload of the same bytes would be deduplicated: remove it.
-    doc_id=$(curl -fsS -H "Authorization: Bearer $token" "$docs?per_page=1" | json '["data"]["documents"][0]["id"]')
-    curl -fsS -XDELETE -H "Authorization: Bearer $token" "$docs/$doc_id" >/dev/null
+    delete_last
+    sync; a=$(now); api_put "$work/big.bin" "$gateway_docs"; b=$(now); gws+=("$(python3 -c "print($b - $a)")")
+    delete_last
   done
-  t_md5=$(median "${md5s[@]}"); t_raw=$(median "${raws[@]}"); t_api=$(median "${apis[@]}")
-  peak_kib=$(awk '/VmHWM/ {print $2}' "/proc/$doc_pid/status")
+  t_multi=$(median "${multis[@]}"); t_raw=$(median "${raws[@]}"); t_api=$(median "${apis[@]}"); t_gw=$(median "${gws[@]}")
+  peak_big_kib=$(awk '/VmHWM/ {print $2}' "/proc/$doc_pid/status")
   big_phases=$(grep 'upload stored' "$work/document.log" | grep '1073741824' | grep -o '\(receive\|store\)_ms[^ ]*' | sed 's/\x1b\[[0-9;]*m//g' | tr '\n' ' ' || true)
+
+  # A duplicate of a 1 GiB file: stored once, its second upload aborted.
+  api_put "$work/big.bin"; api_put "$work/big.bin"
+  tenant_dir="$work/s3/$S3_BUCKET/tenants"
+  big_objects=$(find "$tenant_dir" -type f -size +1000M | wc -l)
+  leftovers=$(find "$work/s3" -maxdepth 1 -name '.upload*' | wc -l)
+
+  # 8 uploads of 256 MiB at once (different bytes): the instance's peak memory.
+  for i in $(seq 1 8); do head -c $((256 * 1024 * 1024)) /dev/urandom > "$work/quarter-$i.bin"; done
+  sync; a=$(now)
+  for i in $(seq 1 8); do api_put "$work/quarter-$i.bin" & done; wait
+  b=$(now); t_eight=$(python3 -c "print($b - $a)")
+  peak_kib=$(awk '/VmHWM/ {print $2}' "/proc/$doc_pid/status")
+
   t3=$(now); for i in $(seq 1 100); do raw_put "$work/small/$i.bin" "small-$i"; done; t4=$(now)
   for i in $(seq 1 100); do api_put "$work/small/$i.bin"; done; t5=$(now)
 
-  echo "| upload | raw PUT to S3 | POST .../documents | ratio |"
+  echo "| upload | raw | POST .../documents | ratio |"
   echo "|---|---|---|---|"
-  raw_big=$(rate 1024 0 "$t_raw"); api_big=$(rate 1024 0 "$t_api")
-  echo "| 1 x 1 GiB | $raw_big MiB/s | $api_big MiB/s | $(pct "$api_big" "$raw_big") |"
+  multi_big=$(rate 1024 0 "$t_multi"); raw_big=$(rate 1024 0 "$t_raw"); api_big=$(rate 1024 0 "$t_api"); gw_big=$(rate 1024 0 "$t_gw")
+  echo "| 1 x 1 GiB, direct, vs raw multipart | $multi_big MiB/s | $api_big MiB/s | $(pct "$api_big" "$multi_big") |"
+  echo "| 1 x 1 GiB, through the gateway, vs raw multipart | $multi_big MiB/s | $gw_big MiB/s | $(pct "$gw_big" "$multi_big") |"
+  echo "| 1 x 1 GiB, direct, vs raw single PUT | $raw_big MiB/s | $api_big MiB/s | $(pct "$api_big" "$raw_big") |"
   raw_small=$(rate 100 "$t3" "$t4"); api_small=$(rate 100 "$t4" "$t5")
-  echo "| 100 x 1 MiB | $raw_small files/s | $api_small files/s | $(pct "$api_small" "$raw_small") |"
-  echo "1 GiB, seconds per round: md5sum ${md5s[*]}; raw PUT ${raws[*]}; API ${apis[*]}"
-  echo "hash-then-PUT ceiling (raw PUT / (raw PUT + md5sum), medians): $(pct "$t_raw" "($t_raw + $t_md5)")"
-  echo "1 GiB upload phases (service log, each round): $big_phases"
-  echo "document service peak RSS (VmHWM) after the uploads: $((peak_kib / 1024)) MiB"
+  echo "| 100 x 1 MiB vs raw PUTs | $raw_small files/s | $api_small files/s | $(pct "$api_small" "$raw_small") |"
+  echo "1 GiB, seconds per round: raw multipart ${multis[*]}; raw PUT ${raws[*]}; API ${apis[*]}; API via gateway ${gws[*]}"
+  echo "1 GiB upload phases (service log: receive = until the last part is sent, store = completion): $big_phases"
+  echo "document service peak RSS (VmHWM) after the 1 GiB uploads: $((peak_big_kib / 1024)) MiB; after 8 x 256 MiB at once ($(python3 -c "print(f'{$t_eight:.1f}')") s): $((peak_kib / 1024)) MiB"
+  echo "a 1 GiB file uploaded twice: $big_objects object(s) over 1000 MB under tenants/, $leftovers multipart upload(s) left on S3"
 else
   for i in $(seq 1 100); do api_put "$work/small/$i.bin"; done
 fi
 cp "$work/document.log" /tmp/bench-documents-service.log
+[ "${BENCH:-all}" = uploads ] && exit 0
+command -v wrk >/dev/null || apt_install wrk
 sync  # let the uploads' writeback finish before measuring reads
 
 if [ -n "${PROFILE:-}" ]; then  # perf profile of the document service during the listing

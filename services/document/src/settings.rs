@@ -5,7 +5,7 @@
 //! `S3_TIMEOUT_MS` (30000), `S3_UPLOAD_MIN_RATE` (4 MiB/s); uploads
 //! (`crate::upload`): `MAX_UPLOAD_BYTES` (100 MiB), `UPLOAD_IDLE_TIMEOUT_SECS` (60),
 //! `UPLOAD_PART_BYTES` (8 MiB), `UPLOAD_PARTS_IN_FLIGHT` (4), `UPLOAD_BUFFER_BYTES`
-//! (128 MiB), `UPLOAD_CONCURRENCY` (64), `UPLOAD_STALE_SECS` (86400),
+//! (128 MiB), `UPLOAD_BUFFER_WAIT_MS` (10000), `UPLOAD_CONCURRENCY` (64), `UPLOAD_STALE_SECS` (86400),
 //! `UPLOAD_SWEEP_EVERY_SECS` (300); tenant databases: the pool limits (`TENANT_POOL_*`,
 //! `tenant_db::TenantDbSettings::read_pool_limits`; 8 pools here); other services: `TENANT_SERVICE_URL`
 //! (`http://127.0.0.1:6002`), `AUTH_SERVICE_URL` (`http://127.0.0.1:6001`),
@@ -99,6 +99,12 @@ fn read_uploads(r: &mut ConfigReader<'_>) -> crate::upload::UploadSettings {
         (1..=10_000).contains(&concurrency),
         "must be between 1 and 10000",
     );
+    let buffer_wait: u64 = r.optional("UPLOAD_BUFFER_WAIT_MS", 10_000);
+    r.check(
+        "UPLOAD_BUFFER_WAIT_MS",
+        buffer_wait > 0,
+        "must be a positive number of milliseconds",
+    );
     let idle: u64 = r.optional("UPLOAD_IDLE_TIMEOUT_SECS", 60);
     r.check(
         "UPLOAD_IDLE_TIMEOUT_SECS",
@@ -126,6 +132,7 @@ fn read_uploads(r: &mut ConfigReader<'_>) -> crate::upload::UploadSettings {
             .unwrap_or(1)
             .max(1),
         concurrency,
+        buffer_wait: Duration::from_millis(buffer_wait),
         stale_after: Duration::from_secs(stale),
         sweep_every: Duration::from_secs(sweep),
     }

@@ -54,6 +54,9 @@ pub struct UploadSettings {
     pub buffers: usize,
     /// Uploads received at once; past it, 503 `busy` (`UPLOAD_CONCURRENCY`).
     pub concurrency: usize,
+    /// How long an upload waits for a part buffer before 503 `busy`
+    /// (`UPLOAD_BUFFER_WAIT_MS`).
+    pub buffer_wait: Duration,
     /// A recorded multipart upload older than this is taken for abandoned and aborted
     /// (`UPLOAD_STALE_SECS`).
     pub stale_after: Duration,
@@ -89,6 +92,28 @@ impl Uploads {
                 retry_after_secs: 1,
             }
         })
+    }
+}
+
+impl Uploads {
+    /// A part buffer of the instance's budget, within `UPLOAD_BUFFER_WAIT_MS`: when the
+    /// budget is held by uploads that do not progress (slow or stalled clients, S3 slow
+    /// to take parts), a client is better told to retry than left hanging.
+    async fn buffer(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        let wait = self.settings.buffer_wait;
+        match tokio::time::timeout(wait, self.buffers.clone().acquire_owned()).await {
+            Ok(permit) => permit.map_err(ApiError::internal),
+            Err(_) => {
+                tracing::warn!(
+                    buffers = self.settings.buffers,
+                    "upload refused: the part buffers (UPLOAD_BUFFER_BYTES) stayed in use"
+                );
+                Err(ApiError::Busy {
+                    message: "Too many uploads in progress; retry shortly".into(),
+                    retry_after_secs: 1,
+                })
+            }
+        }
     }
 }
 
@@ -251,8 +276,7 @@ impl Upload {
         let part_bytes = self.part_bytes();
         while !chunk.is_empty() {
             if self.permit.is_none() {
-                let buffers = self.app.uploads.buffers.clone();
-                self.permit = Some(buffers.acquire_owned().await.map_err(ApiError::internal)?);
+                self.permit = Some(self.app.uploads.buffer().await?);
             }
             let take = chunk.len().min(part_bytes - self.buffer.len());
             self.make_room(take);
@@ -392,14 +416,7 @@ impl Upload {
         if self.multipart.is_none() {
             let permit = match self.permit.take() {
                 Some(permit) => permit,
-                None => self
-                    .app
-                    .uploads
-                    .buffers
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(ApiError::internal)?,
+                None => self.app.uploads.buffer().await?,
             };
             let part = Part {
                 bytes: std::mem::take(&mut self.buffer).freeze(),

@@ -1408,37 +1408,36 @@ async fn uploads_refused_or_abandoned_midway_leave_no_part_object_or_record() {
 #[tokio::test]
 async fn uploads_past_the_concurrency_limit_are_told_to_retry() {
     let ctx = TestContext::new().await;
-    let docs = platform(&ctx, &[("UPLOAD_CONCURRENCY", "1")]).await;
+    let docs = platform(
+        &ctx,
+        &[("UPLOAD_CONCURRENCY", "1"), ("UPLOAD_PART_BYTES", PART)],
+    )
+    .await;
     let admin = docs.auth.session("admin@example.com").await.0;
     let tenant = docs.tenant_of(&admin, "Busy").await;
-    // One upload in progress (it sent half its file and waits).
-    let mut socket = raw_upload(&docs, &admin, &tenant, 2 * MIB, MIB).await;
+    // One upload in progress: it sent 6 of its 7 MiB (a part is on S3) and waits.
+    let mut socket = raw_upload(&docs, &admin, &tenant, 7 * MIB, 6 * MIB).await;
     socket.sent().await;
-    let answer = std::cell::RefCell::new(None);
-    let refused = testkit::wait_until(Duration::from_secs(10), || async {
-        let response = docs
-            .auth
-            .client
-            .post(format!("{}/api/tenants/{tenant}/documents", docs.documents))
-            .bearer_auth(&admin)
-            .multipart(Form::new().part("file", Part::bytes(b"second".to_vec()).file_name("b.txt")))
-            .send()
-            .await
-            .expect("upload");
-        let status = response.status();
-        let retry = response
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().expect("ascii").to_owned());
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        let busy = status == StatusCode::SERVICE_UNAVAILABLE;
-        *answer.borrow_mut() = Some((status, retry, body));
-        busy
+    testkit::wait_until(Duration::from_secs(10), || async {
+        !docs.s3.upload_leftovers().is_empty()
     })
-    .await;
-    let answer = answer.into_inner();
-    assert!(refused.is_ok(), "{answer:?}");
-    let (status, retry, body) = answer.expect("answer");
+    .await
+    .expect("the first upload is in progress");
+    let response = docs
+        .auth
+        .client
+        .post(format!("{}/api/tenants/{tenant}/documents", docs.documents))
+        .bearer_auth(&admin)
+        .multipart(Form::new().part("file", Part::bytes(b"second".to_vec()).file_name("b.txt")))
+        .send()
+        .await
+        .expect("upload");
+    let status = response.status();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    let body: Value = response.json().await.unwrap_or(Value::Null);
     assert_error(status, &body, 503, "busy");
     assert_eq!(retry.as_deref(), Some("1"));
     // The slot is given back when that upload ends.
@@ -1451,6 +1450,52 @@ async fn uploads_past_the_concurrency_limit_are_told_to_retry() {
     })
     .await;
     assert!(stored.is_ok(), "an upload is taken again");
+    assert_eq!(docs.s3.upload_leftovers(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn uploads_finding_the_memory_budget_held_are_told_to_retry() {
+    let ctx = TestContext::new().await;
+    let docs = platform(
+        &ctx,
+        &[
+            ("UPLOAD_PART_BYTES", PART),
+            ("UPLOAD_BUFFER_BYTES", PART),
+            ("UPLOAD_BUFFER_WAIT_MS", "300"),
+        ],
+    )
+    .await;
+    let admin = docs.auth.session("admin@example.com").await.0;
+    let tenant = docs.tenant_of(&admin, "Budget").await;
+    // One stalled upload holds the only part buffer (it sent 1 of its 2 MiB).
+    let mut socket = raw_upload(&docs, &admin, &tenant, 2 * MIB, MIB).await;
+    socket.sent().await;
+    let answer = std::cell::RefCell::new(None);
+    let refused = testkit::wait_until(Duration::from_secs(10), || async {
+        let (status, body) = docs
+            .upload(&admin, &tenant, b"small".to_vec(), "s.txt")
+            .await;
+        let busy = status == StatusCode::SERVICE_UNAVAILABLE;
+        *answer.borrow_mut() = Some((status, body));
+        busy
+    })
+    .await;
+    let answer = answer.into_inner();
+    assert!(refused.is_ok(), "{answer:?}");
+    let (status, body) = answer.expect("answer");
+    assert_error(status, &body, 503, "busy");
+    drop(socket);
+    let stored = testkit::wait_until(Duration::from_secs(10), || async {
+        docs.upload(&admin, &tenant, b"small".to_vec(), "s.txt")
+            .await
+            .0
+            == StatusCode::CREATED
+    })
+    .await;
+    assert!(
+        stored.is_ok(),
+        "the buffer is given back when the stalled upload ends"
+    );
 }
 
 #[tokio::test]
