@@ -37,20 +37,21 @@ cleanup() {
 trap cleanup EXIT
 
 "$psql" "$PG_SERVER_URL" -qc "CREATE DATABASE bench_docs"
-export DATABASE_URL="$(database_url_for "$PG_SERVER_URL" bench_docs)" REDIS_URL="$REDIS_SERVER_URL" REDIS_KEY_PREFIX="bench-docs:"
+export DATABASE_URL="$(database_url_for "$PG_SERVER_URL" bench_docs)" REDIS_URL="$REDIS_SERVER_URL" REDIS_KEY_PREFIX="bench-docs-$$:"
 export INTERNAL_SERVICE_TOKEN="bench-internal-token-0123456789abcdef" TENANT_TEMPLATE_DATABASE=bench_docs_tpl
 export RUST_LOG=warn HOST=127.0.0.1 BCRYPT_COST=4 JWT_PRIVATE_KEY_FILE="$work/jwt.pem"
 export S3_ENDPOINT_URL=http://127.0.0.1:59100 S3_ACCESS_KEY=bench-access S3_SECRET_KEY=bench-secret-0123456789 S3_BUCKET=bench S3_CREATE_BUCKET=true
 export MAX_UPLOAD_BYTES=$((2 * 1024 * 1024 * 1024))
-export UPLOAD_PART_BYTES="${UPLOAD_PART_BYTES:-8388608}" UPLOAD_PARTS_IN_FLIGHT="${UPLOAD_PARTS_IN_FLIGHT:-4}"
-export AUTH_SERVICE_URL=http://127.0.0.1:6301 TENANT_SERVICE_URL=http://127.0.0.1:6302
+export UPLOAD_PART_BYTES="${UPLOAD_PART_BYTES:-8388608}" UPLOAD_PARTS_IN_FLIGHT="${UPLOAD_PARTS_IN_FLIGHT:-3}"
+# The services call each other on their internal listeners (INTERNAL_PORT).
+export AUTH_SERVICE_URL=http://127.0.0.1:7301 TENANT_SERVICE_URL=http://127.0.0.1:7302
 "$bin/auth" generate-key > "$work/jwt.pem"
 "$bin/tenant" migrate >/dev/null
 "$bin/tenant" migrate-tenants >/dev/null
 "$bin/dev-s3" --port 59100 --dir "$work/s3" --access-key "$S3_ACCESS_KEY" --secret-key "$S3_SECRET_KEY" >/dev/null & pids+=($!)
-PORT=6301 "$bin/auth" serve & pids+=($!)
-PORT=6302 "$bin/tenant" serve & pids+=($!)
-PORT=6303 RUST_LOG=warn,document=info "$bin/document" serve >"$work/document.log" 2>&1 & doc_pid=$!; pids+=($doc_pid)
+PORT=6301 INTERNAL_PORT=7301 "$bin/auth" serve & pids+=($!)
+PORT=6302 INTERNAL_PORT=7302 "$bin/tenant" serve & pids+=($!)
+PORT=6303 INTERNAL_PORT=7303 RUST_LOG=warn,document=info "$bin/document" serve >"$work/document.log" 2>&1 & doc_pid=$!; pids+=($doc_pid)
 for port in 6301 6302 6303; do
   for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && break; sleep 0.1; done
 done
@@ -62,6 +63,11 @@ token=$(curl -fsS -XPOST http://127.0.0.1:6301/api/auth/login -H 'content-type: 
 tenant=$(curl -fsS -XPOST http://127.0.0.1:6302/api/tenants -H "Authorization: Bearer $token" -H 'content-type: application/json' \
   -d '{"name":"Bench Docs"}' | json '["data"]["id"]')
 docs="http://127.0.0.1:6303/api/tenants/$tenant/documents"
+# Provisioning completes in the background: wait until the tenant is active.
+for _ in $(seq 1 100); do
+  [ "$(curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:6302/api/tenants/$tenant" | json '["data"]["status"]')" = active ] && break
+  sleep 0.1
+done
 
 # The gateway (nginx, deploy/gateway/nginx.conf.template) in front of the services.
 ensure_nginx
@@ -90,6 +96,7 @@ rate() { python3 -c "print(f'{$1 / ($3 - $2):.1f}')"; }
 pct() { python3 -c "print(f'{$1 / $2 * 100:.0f} %')"; }
 
 echo "## Documents ($(date -u +%F), $(nproc) cores)"
+echo "document service RSS when started: $(( $(awk '/VmRSS/ {print $2}' "/proc/$doc_pid/status") / 1024 )) MiB"
 if [ "${BENCH:-all}" != listing ]; then
   head -c $((1024 * 1024 * 1024)) /dev/urandom > "$work/big.bin"
   # The raw multipart upload (s3-raw-upload: the storage crate's own calls, same part size
@@ -128,7 +135,8 @@ if [ "${BENCH:-all}" != listing ]; then
   # 8 uploads of 256 MiB at once (different bytes): the instance's peak memory.
   for i in $(seq 1 8); do head -c $((256 * 1024 * 1024)) /dev/urandom > "$work/quarter-$i.bin"; done
   sync; a=$(now)
-  for i in $(seq 1 8); do api_put "$work/quarter-$i.bin" & done; wait
+  eight=(); for i in $(seq 1 8); do api_put "$work/quarter-$i.bin" & eight+=($!); done
+  for pid in "${eight[@]}"; do wait "$pid"; done
   b=$(now); t_eight=$(python3 -c "print($b - $a)")
   peak_kib=$(awk '/VmHWM/ {print $2}' "/proc/$doc_pid/status")
 

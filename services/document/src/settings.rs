@@ -4,7 +4,7 @@
 //! `S3_ACCESS_KEY` and `S3_SECRET_KEY` (required), `S3_CREATE_BUCKET` (false),
 //! `S3_TIMEOUT_MS` (30000), `S3_UPLOAD_MIN_RATE` (4 MiB/s); uploads
 //! (`crate::upload`): `MAX_UPLOAD_BYTES` (100 MiB), `UPLOAD_IDLE_TIMEOUT_SECS` (60),
-//! `UPLOAD_PART_BYTES` (8 MiB), `UPLOAD_PARTS_IN_FLIGHT` (4), `UPLOAD_BUFFER_BYTES`
+//! `UPLOAD_PART_BYTES` (8 MiB), `UPLOAD_PARTS_IN_FLIGHT` (3), `UPLOAD_BUFFER_BYTES`
 //! (128 MiB), `UPLOAD_BUFFER_WAIT_MS` (10000), `UPLOAD_CONCURRENCY` (64), `UPLOAD_STALE_SECS` (86400),
 //! `UPLOAD_SWEEP_EVERY_SECS` (300); tenant databases: the pool limits (`TENANT_POOL_*`,
 //! `tenant_db::TenantDbSettings::read_pool_limits`; 8 pools here); other services: `TENANT_SERVICE_URL`
@@ -81,7 +81,7 @@ fn read_uploads(r: &mut ConfigReader<'_>) -> crate::upload::UploadSettings {
         max_bytes > 0 && max_bytes <= part_bytes.saturating_mul(storage::MAX_PARTS),
         "must be positive and at most UPLOAD_PART_BYTES x 10000 (S3's most parts)",
     );
-    let parts_in_flight: usize = r.optional("UPLOAD_PARTS_IN_FLIGHT", 4);
+    let parts_in_flight: usize = r.optional("UPLOAD_PARTS_IN_FLIGHT", 3);
     r.check(
         "UPLOAD_PARTS_IN_FLIGHT",
         (1..=32).contains(&parts_in_flight),

@@ -69,6 +69,36 @@ pub struct Uploads {
     pub settings: UploadSettings,
     slots: Arc<Semaphore>,
     buffers: Arc<Semaphore>,
+    pool: Arc<BufferPool>,
+}
+
+/// Part buffers given back once sent and hashed, for the next parts: the same memory
+/// serves upload after upload instead of going back to the allocator (whose per-thread
+/// arenas kept tens of MiB more resident under load). Never more buffers than the
+/// budget has permits.
+struct BufferPool {
+    part_bytes: usize,
+    free: std::sync::Mutex<Vec<BytesMut>>,
+}
+
+impl BufferPool {
+    fn take(&self) -> BytesMut {
+        self.free
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_else(|| BytesMut::with_capacity(self.part_bytes))
+    }
+
+    fn give_back(&self, mut buffer: BytesMut) {
+        if buffer.capacity() == self.part_bytes {
+            buffer.clear();
+            self.free
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(buffer);
+        }
+    }
 }
 
 impl Uploads {
@@ -76,6 +106,10 @@ impl Uploads {
         Self {
             slots: Arc::new(Semaphore::new(settings.concurrency)),
             buffers: Arc::new(Semaphore::new(settings.buffers)),
+            pool: Arc::new(BufferPool {
+                part_bytes: settings.part_bytes,
+                free: std::sync::Mutex::new(Vec::new()),
+            }),
             settings,
         }
     }
@@ -117,12 +151,38 @@ impl Uploads {
     }
 }
 
-/// A part's bytes and its share of the buffer budget, released when the last holder
-/// (its PUT, its hashing) lets go.
+/// A part's bytes and its share of the buffer budget, shared by its PUT and its
+/// hashing. When the last of them lets go, the buffer goes back to the pool (when
+/// nothing else still holds its bytes), then the permit to the budget.
 #[derive(Clone)]
-struct Part {
+struct Part(Arc<PartInner>);
+
+struct PartInner {
     bytes: Bytes,
-    _permit: Arc<OwnedSemaphorePermit>,
+    pool: Arc<BufferPool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Part {
+    fn new(buffer: BytesMut, pool: Arc<BufferPool>, permit: OwnedSemaphorePermit) -> Self {
+        Self(Arc::new(PartInner {
+            bytes: buffer.freeze(),
+            pool,
+            _permit: permit,
+        }))
+    }
+
+    fn bytes(&self) -> &Bytes {
+        &self.0.bytes
+    }
+}
+
+impl Drop for PartInner {
+    fn drop(&mut self) {
+        if let Ok(buffer) = std::mem::take(&mut self.bytes).try_into_mut() {
+            self.pool.give_back(buffer);
+        }
+    }
 }
 
 /// MD5 and SHA-256 of the parts in order, each part hashed by two blocking tasks
@@ -157,11 +217,11 @@ impl Hasher {
             .ok_or_else(|| ApiError::internal(std::io::Error::other("the hashes are taken")))?;
         let (for_md5, for_sha) = (part.clone(), part.clone());
         let md5 = tokio::task::spawn_blocking(move || {
-            md5.update(&for_md5.bytes);
+            md5.update(for_md5.bytes());
             md5
         });
         let sha = tokio::task::spawn_blocking(move || {
-            sha.update(&for_sha.bytes);
+            sha.update(for_sha.bytes());
             sha
         });
         self.pending = Some((md5, sha));
@@ -279,7 +339,7 @@ impl Upload {
                 self.permit = Some(self.app.uploads.buffer().await?);
             }
             let take = chunk.len().min(part_bytes - self.buffer.len());
-            self.make_room(take);
+            self.make_room();
             self.buffer.extend_from_slice(&chunk.split_to(take));
             if self.buffer.len() == part_bytes {
                 self.send_part().await?;
@@ -288,26 +348,12 @@ impl Upload {
         Ok(())
     }
 
-    /// Grows the buffer for `more` bytes, never past one part: the first buffer doubles
-    /// from 64 KiB (a small file takes little memory); later ones, when the upload is
-    /// known to be large, are made whole at once.
-    fn make_room(&mut self, more: usize) {
-        let needed = self.buffer.len() + more;
-        if self.buffer.capacity() >= needed {
-            return;
+    /// Makes sure there is a buffer to fill: one of the pool (allocated once, at the size
+    /// of a part, and reused; its pages become resident only as they are written).
+    fn make_room(&mut self) {
+        if self.buffer.capacity() == 0 {
+            self.buffer = self.app.uploads.pool.take();
         }
-        let part_bytes = self.part_bytes();
-        let capacity = if self.multipart.is_some() {
-            part_bytes
-        } else {
-            needed
-                .max(self.buffer.capacity() * 2)
-                .max(64 * 1024)
-                .min(part_bytes)
-        };
-        let mut grown = BytesMut::with_capacity(capacity);
-        grown.extend_from_slice(&self.buffer);
-        self.buffer = grown;
     }
 
     /// Hands the full (or last) buffer to the hashes and to S3.
@@ -316,10 +362,11 @@ impl Upload {
             .permit
             .take()
             .ok_or_else(|| ApiError::internal(std::io::Error::other("a part without a buffer")))?;
-        let part = Part {
-            bytes: std::mem::take(&mut self.buffer).freeze(),
-            _permit: Arc::new(permit),
-        };
+        let part = Part::new(
+            std::mem::take(&mut self.buffer),
+            self.app.uploads.pool.clone(),
+            permit,
+        );
         self.hasher.feed(&part).await?;
         if self.multipart.is_none() {
             self.begin().await?;
@@ -357,8 +404,10 @@ impl Upload {
         let storage = self.app.storage.clone();
         let (key, upload_id) = (self.key.clone(), multipart.upload_id.clone());
         multipart.in_flight.push(tokio::spawn(async move {
-            let Part { bytes, _permit } = part;
-            storage.put_part(&key, &upload_id, number, bytes).await
+            // `part` is held until the PUT is over: its buffer then goes back to the pool.
+            storage
+                .put_part(&key, &upload_id, number, part.bytes().clone())
+                .await
         }));
         Ok(())
     }
@@ -418,10 +467,11 @@ impl Upload {
                 Some(permit) => permit,
                 None => self.app.uploads.buffer().await?,
             };
-            let part = Part {
-                bytes: std::mem::take(&mut self.buffer).freeze(),
-                _permit: Arc::new(permit),
-            };
+            let part = Part::new(
+                std::mem::take(&mut self.buffer),
+                self.app.uploads.pool.clone(),
+                permit,
+            );
             self.hasher.feed(&part).await?;
             let hashes = self.hasher.finish().await?;
             self.held = Some(Held::Small(part));
@@ -462,7 +512,7 @@ impl Upload {
             Some(Held::Small(part)) => self
                 .app
                 .storage
-                .put_bytes(&self.key, OBJECT_TYPE, part.bytes.clone())
+                .put_bytes(&self.key, OBJECT_TYPE, part.bytes().clone())
                 .await
                 .map_err(storage_failure),
             Some(Held::Parts { upload_id, parts }) => {
@@ -655,4 +705,62 @@ async fn sweep_database(
         cleaned += 1;
     }
     Ok(cleaned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(part_bytes: usize) -> Arc<BufferPool> {
+        Arc::new(BufferPool {
+            part_bytes,
+            free: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    fn free(pool: &BufferPool) -> usize {
+        pool.free.lock().expect("pool").len()
+    }
+
+    #[tokio::test]
+    async fn a_part_gives_its_buffer_and_permit_back_when_its_last_holder_lets_go() {
+        let budget = Arc::new(Semaphore::new(1));
+        let pool = pool(1024);
+        let mut buffer = pool.take();
+        assert_eq!(buffer.capacity(), 1024);
+        buffer.extend_from_slice(&[7u8; 1024]);
+        let part = Part::new(
+            buffer,
+            pool.clone(),
+            budget.clone().acquire_owned().await.expect("permit"),
+        );
+        let (for_put, for_hash) = (part.clone(), part.clone());
+        let sent = for_put.bytes().clone();
+        drop((part, for_put, for_hash));
+        // The PUT's copy of the bytes still lives: the buffer cannot be reused, it
+        // goes back to the allocator instead; the permit is free all the same.
+        assert_eq!(free(&pool), 0);
+        assert_eq!(budget.available_permits(), 1);
+        drop(sent);
+
+        let mut buffer = pool.take();
+        buffer.extend_from_slice(&[1u8; 1024]);
+        let part = Part::new(
+            buffer,
+            pool.clone(),
+            budget.clone().acquire_owned().await.expect("permit"),
+        );
+        let hashing = part.clone();
+        drop(part);
+        assert_eq!(budget.available_permits(), 0, "held while hashing");
+        drop(hashing);
+        assert_eq!(free(&pool), 1, "reused for the next part");
+        assert_eq!(budget.available_permits(), 1);
+        let again = pool.take();
+        assert!(again.is_empty() && again.capacity() == 1024);
+        assert_eq!(free(&pool), 0);
+        // A buffer of another size (a part size changed) is not kept.
+        pool.give_back(BytesMut::with_capacity(10));
+        assert_eq!(free(&pool), 0);
+    }
 }
