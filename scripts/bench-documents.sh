@@ -4,7 +4,8 @@
 # nginx gateway) against a raw multipart upload of the same bytes with the same part size
 # and parts in flight (s3-raw-upload) and a raw single PUT (curl), and of 100 x 1 MiB
 # against 100 raw PUTs, all to the same S3 server (dev-s3) in the same run; the document
-# service's peak RSS (VmHWM) after the 1 GiB uploads and after 8 x 256 MiB at once; a
+# service's peak RSS (VmHWM) after the 1 GiB uploads and after 8 x 256 MiB at once; 100
+# other 1 MiB files 4 at a time, both ways; a
 # duplicate 1 GiB upload (one object); GET .../documents (page of 20) with wrk against
 # `pgbench -S` on the same machine in the same run. UPLOAD_PART_BYTES and
 # UPLOAD_PARTS_IN_FLIGHT (the service's defaults) apply to both sides.
@@ -142,6 +143,12 @@ if [ "${BENCH:-all}" != listing ]; then
 
   t3=$(now); for i in $(seq 1 100); do raw_put "$work/small/$i.bin" "small-$i"; done; t4=$(now)
   for i in $(seq 1 100); do api_put "$work/small/$i.bin"; done; t5=$(now)
+  # 100 other files, 4 requests at a time (how uploads arrive in production).
+  mkdir -p "$work/small-c"
+  for i in $(seq 1 100); do head -c $((1024 * 1024)) /dev/urandom > "$work/small-c/$i.bin"; done
+  export -f raw_put api_put; export token docs work
+  t6=$(now); seq 1 100 | xargs -P 4 -I{} bash -c 'raw_put "$work/small-c/{}.bin" "small-c-{}"'; t7=$(now)
+  seq 1 100 | xargs -P 4 -I{} bash -c 'api_put "$work/small-c/{}.bin"'; t8=$(now)
 
   echo "| upload | raw | POST .../documents | ratio |"
   echo "|---|---|---|---|"
@@ -151,6 +158,8 @@ if [ "${BENCH:-all}" != listing ]; then
   echo "| 1 x 1 GiB, direct, vs raw single PUT | $raw_big MiB/s | $api_big MiB/s | $(pct "$api_big" "$raw_big") |"
   raw_small=$(rate 100 "$t3" "$t4"); api_small=$(rate 100 "$t4" "$t5")
   echo "| 100 x 1 MiB vs raw PUTs | $raw_small files/s | $api_small files/s | $(pct "$api_small" "$raw_small") |"
+  raw_conc=$(rate 100 "$t6" "$t7"); api_conc=$(rate 100 "$t7" "$t8")
+  echo "| 100 x 1 MiB, 4 at a time, vs raw PUTs | $raw_conc files/s | $api_conc files/s | $(pct "$api_conc" "$raw_conc") |"
   echo "1 GiB, seconds per round: raw multipart ${multis[*]}; raw PUT ${raws[*]}; API ${apis[*]}; API via gateway ${gws[*]}"
   echo "1 GiB upload phases (service log: receive = until the last part is sent, store = completion): $big_phases"
   echo "document service peak RSS (VmHWM) after the 1 GiB uploads: $((peak_big_kib / 1024)) MiB; after 8 x 256 MiB at once ($(python3 -c "print(f'{$t_eight:.1f}')") s): $((peak_kib / 1024)) MiB"

@@ -123,6 +123,21 @@ impl Docs {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// How many documents `tenant` lists for `token`.
+    async fn document_total(&self, token: &str, tenant: &str) -> i64 {
+        let (status, list) = self
+            .call(
+                Method::GET,
+                &format!("/api/tenants/{tenant}/documents"),
+                token,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        list["data"]["pagination"]["total"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no total: {list}"))
+    }
+
     async fn call(&self, method: Method, path: &str, token: &str) -> (StatusCode, Value) {
         let response = self
             .auth
@@ -459,14 +474,7 @@ async fn bad_uploads_are_refused_and_leave_nothing() {
         400,
         "validation_error",
     );
-    let (_, list) = docs
-        .call(
-            Method::GET,
-            &format!("/api/tenants/{tenant}/documents"),
-            &admin,
-        )
-        .await;
-    assert_eq!(list["data"]["pagination"]["total"], 0);
+    assert_eq!(docs.document_total(&admin, &tenant).await, 0);
     assert!(docs.s3.objects("documents").is_empty());
 
     // S3 goes away: 503, and no document row is left behind.
@@ -475,14 +483,7 @@ async fn bad_uploads_are_refused_and_leave_nothing() {
         .upload(&admin, &tenant, b"lost".to_vec(), "lost.txt")
         .await;
     assert_error(status, &body, 503, "service_unavailable");
-    let (_, list) = docs
-        .call(
-            Method::GET,
-            &format!("/api/tenants/{tenant}/documents"),
-            &admin,
-        )
-        .await;
-    assert_eq!(list["data"]["pagination"]["total"], 0);
+    assert_eq!(docs.document_total(&admin, &tenant).await, 0);
 }
 
 #[tokio::test]
@@ -509,14 +510,11 @@ async fn concurrent_identical_uploads_store_one_file() {
         .collect();
     assert_eq!(files.len(), 1, "one File");
     assert_eq!(docs.s3.objects("documents").len(), 1, "one object");
-    let (_, list) = docs
-        .call(
-            Method::GET,
-            &format!("/api/tenants/{tenant}/documents"),
-            &admin,
-        )
-        .await;
-    assert_eq!(list["data"]["pagination"]["total"], 4, "four Documents");
+    assert_eq!(
+        docs.document_total(&admin, &tenant).await,
+        4,
+        "four Documents"
+    );
 }
 
 #[tokio::test]
@@ -937,17 +935,7 @@ async fn s3_dying_in_the_middle_of_an_upload_answers_503_and_the_sweep_cleans_up
 
     // S3 comes back: the sweep aborts the upload and forgets it.
     docs.s3.revive();
-    let swept = testkit::wait_until(Duration::from_secs(30), || async {
-        docs.s3.upload_leftovers().is_empty()
-            && pending_uploads(&ctx, &docs, &admin, &tenant).await == 0
-    })
-    .await;
-    assert!(
-        swept.is_ok(),
-        "left on S3: {:?}, recorded: {}",
-        docs.s3.upload_leftovers(),
-        pending_uploads(&ctx, &docs, &admin, &tenant).await
-    );
+    nothing_left_within(&ctx, &docs, &admin, &tenant, Duration::from_secs(30)).await;
     assert!(docs.s3.objects("documents").is_empty());
 }
 
@@ -1010,14 +998,7 @@ async fn a_stalled_upload_is_refused_and_leaves_nothing() {
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("upload stalled"), "{answer}");
 
-    let (_, list) = docs
-        .call(
-            Method::GET,
-            &format!("/api/tenants/{tenant}/documents"),
-            &admin,
-        )
-        .await;
-    assert_eq!(list["data"]["pagination"]["total"], 0, "{list}");
+    assert_eq!(docs.document_total(&admin, &tenant).await, 0);
     assert!(docs.s3.objects("documents").is_empty());
     // The part sent was aborted before the answer: nothing on S3, nothing recorded.
     assert_eq!(docs.s3.upload_leftovers(), Vec::<String>::new());
@@ -1116,14 +1097,7 @@ async fn short_bodies_and_second_file_parts_are_refused_and_leave_nothing() {
         assert_eq!(body["details"][field][0], message, "{body}");
     }
 
-    let (_, list) = docs
-        .call(
-            Method::GET,
-            &format!("/api/tenants/{tenant}/documents"),
-            &admin,
-        )
-        .await;
-    assert_eq!(list["data"]["pagination"]["total"], 0, "{list}");
+    assert_eq!(docs.document_total(&admin, &tenant).await, 0);
     assert!(docs.s3.objects("documents").is_empty());
 }
 
@@ -1181,6 +1155,27 @@ async fn pending_uploads(ctx: &TestContext, docs: &Docs, admin: &str, tenant: &s
         .get_result(&mut conn)
         .await
         .expect("count")
+}
+
+/// Waits until no part of an unfinished upload is left on S3 and none is recorded.
+async fn nothing_left_within(
+    ctx: &TestContext,
+    docs: &Docs,
+    admin: &str,
+    tenant: &str,
+    within: Duration,
+) {
+    let cleaned = testkit::wait_until(within, || async {
+        docs.s3.upload_leftovers().is_empty()
+            && pending_uploads(ctx, docs, admin, tenant).await == 0
+    })
+    .await;
+    assert!(
+        cleaned.is_ok(),
+        "left on S3: {:?}, recorded: {}",
+        docs.s3.upload_leftovers(),
+        pending_uploads(ctx, docs, admin, tenant).await
+    );
 }
 
 /// An upload sent by hand: the head announcing `declared_file_bytes`, then a task
@@ -1343,14 +1338,7 @@ async fn large_uploads_stream_to_s3_in_parts_and_duplicates_store_nothing() {
     assert_eq!(docs.s3.objects("documents"), expected);
     assert_eq!(docs.s3.upload_leftovers(), Vec::<String>::new());
     assert_eq!(pending_uploads(&ctx, &docs, &admin, &tenant).await, 0);
-    let (_, list) = docs
-        .call(
-            Method::GET,
-            &format!("/api/tenants/{tenant}/documents"),
-            &admin,
-        )
-        .await;
-    assert_eq!(list["data"]["pagination"]["total"], 4, "{list}");
+    assert_eq!(docs.document_total(&admin, &tenant).await, 4);
 }
 
 #[tokio::test]
@@ -1383,26 +1371,9 @@ async fn uploads_refused_or_abandoned_midway_leave_no_part_object_or_record() {
     .await
     .expect("the multipart upload started");
     drop(socket);
-    let cleaned = testkit::wait_until(Duration::from_secs(10), || async {
-        docs.s3.upload_leftovers().is_empty()
-            && pending_uploads(&ctx, &docs, &admin, &tenant).await == 0
-    })
-    .await;
-    assert!(
-        cleaned.is_ok(),
-        "left on S3: {:?}, recorded: {}",
-        docs.s3.upload_leftovers(),
-        pending_uploads(&ctx, &docs, &admin, &tenant).await
-    );
+    nothing_left_within(&ctx, &docs, &admin, &tenant, Duration::from_secs(10)).await;
     assert!(docs.s3.objects("documents").is_empty());
-    let (_, list) = docs
-        .call(
-            Method::GET,
-            &format!("/api/tenants/{tenant}/documents"),
-            &admin,
-        )
-        .await;
-    assert_eq!(list["data"]["pagination"]["total"], 0, "{list}");
+    assert_eq!(docs.document_total(&admin, &tenant).await, 0);
 }
 
 #[tokio::test]
