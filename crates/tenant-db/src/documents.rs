@@ -200,6 +200,9 @@ pub async fn delete_file_if_orphaned(
     conn: &mut AsyncPgConnection,
     id: Uuid,
 ) -> QueryResult<Option<FileRow>> {
+    if !lock_file_for_delete(conn, id).await? {
+        return Ok(None);
+    }
     let referenced: bool = diesel::select(diesel::dsl::exists(
         documents::table.filter(documents::file_id.eq(id)),
     ))
@@ -292,14 +295,15 @@ pub async fn documents_of_file(
 }
 
 /// Deletes a file row no document refers to: `None` when there is no such file,
-/// `Some(Err(n))` when `n` documents still refer to it.
+/// `Some(Err(n))` when `n` documents still refer to it. Run it in a transaction (the
+/// row is locked first, see [`lock_file_for_delete`]).
 pub async fn delete_unreferenced_file(
     conn: &mut AsyncPgConnection,
     id: Uuid,
 ) -> QueryResult<Option<Result<FileRow, i64>>> {
-    let Some(_) = file(conn, id).await? else {
+    if !lock_file_for_delete(conn, id).await? {
         return Ok(None);
-    };
+    }
     let referenced: i64 = documents::table
         .filter(documents::file_id.eq(id))
         .count()
@@ -384,4 +388,35 @@ pub async fn file_with_key_exists(conn: &mut AsyncPgConnection, s3_key: &str) ->
     ))
     .get_result(conn)
     .await
+}
+
+/// Locks a file row before deciding to delete it (`FOR UPDATE`, until the transaction
+/// ends): an upload making a Document on it holds [`lock_file_for_reuse`], so either
+/// the upload commits first and the orphan check that follows (a new statement, so a
+/// new snapshot) sees its Document, or the file is deleted first and the upload finds
+/// it gone. False when there is no such file.
+pub async fn lock_file_for_delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
+    files::table
+        .find(id)
+        .select(files::id)
+        .for_update()
+        .first::<Uuid>(conn)
+        .await
+        .optional()
+        .map(|row| row.is_some())
+}
+
+/// Locks a file row an upload makes a Document on (`FOR SHARE`, until the transaction
+/// ends), so it cannot be deleted under it; `None` when it is gone already.
+pub async fn lock_file_for_reuse(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<Option<FileRow>> {
+    files::table
+        .find(id)
+        .select(FileRow::as_select())
+        .for_share()
+        .first(conn)
+        .await
+        .optional()
 }

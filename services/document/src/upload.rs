@@ -560,6 +560,11 @@ impl Upload {
         }
     }
 
+    /// Whether `store` made the object.
+    pub fn is_stored(&self) -> bool {
+        self.stored
+    }
+
     /// Marks the upload as stored and recorded: nothing to clean when it is dropped.
     pub fn settled(mut self) {
         self.multipart = None;

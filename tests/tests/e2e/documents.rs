@@ -1080,6 +1080,22 @@ async fn short_bodies_and_second_file_parts_are_refused_and_leave_nothing() {
             "mime_type",
             "must be given once",
         ),
+        // Refused at the first unknown part: a body of many must not grow the answer
+        // (or the service's memory) with each (the attack pass of issue 19).
+        (
+            (0..2000).fold(Form::new().part("file", once()), |form, i| {
+                form.text(format!("x{i}"), "")
+            }),
+            "x0",
+            "unknown field",
+        ),
+        (
+            Form::new()
+                .part("file", once())
+                .text("filename", "n".repeat(2000)),
+            "filename",
+            "is too long",
+        ),
     ];
     for (form, field, message) in cases {
         let response = docs
@@ -1095,6 +1111,11 @@ async fn short_bodies_and_second_file_parts_are_refused_and_leave_nothing() {
         let body: Value = response.json().await.expect("json");
         assert_error(status, &body, 400, "validation_error");
         assert_eq!(body["details"][field][0], message, "{body}");
+        assert_eq!(
+            body["details"].as_object().map(|d| d.len()),
+            Some(1),
+            "{body}"
+        );
     }
 
     assert_eq!(docs.document_total(&admin, &tenant).await, 0);
@@ -1692,4 +1713,128 @@ async fn the_sweep_aborts_what_a_dead_instance_left_and_old_keys_still_serve() {
         assert_eq!(status, StatusCode::OK);
     }
     assert_eq!(docs.s3.objects("documents"), vec![kept_key]);
+}
+
+#[tokio::test]
+async fn an_md5_collision_is_refused_not_served_as_the_other_file() {
+    let ctx = TestContext::new().await;
+    let docs = platform(&ctx, &[]).await;
+    let admin = docs.auth.session("admin@example.com").await.0;
+    let tenant = docs.tenant_of(&admin, "Collide").await;
+    // Two different 128-byte blocks with one MD5 (Wang and Yu's published collision);
+    // a common suffix keeps it (MD5 is Merkle-Damgard).
+    let block = |hex: &str| -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+            .collect()
+    };
+    let suffix = b"\n-- pay 100 EUR --\n";
+    let mut evil = block("d131dd02c5e6eec4693d9a0698aff95c2fcab58712467eab4004583eb8fb7f8955ad340609f4b30283e488832571415a085125e8f7cdc99fd91dbdf280373c5bd8823e3156348f5bae6dacd436c919c6dd53e2b487da03fd02396306d248cda0e99f33420f577ee8ce54b67080a80d1ec69821bcb6a8839396f9652b6ff72a70");
+    let mut good = block("d131dd02c5e6eec4693d9a0698aff95c2fcab50712467eab4004583eb8fb7f8955ad340609f4b30283e4888325f1415a085125e8f7cdc99fd91dbd7280373c5bd8823e3156348f5bae6dacd436c919c6dd53e23487da03fd02396306d248cda0e99f33420f577ee8ce54b67080280d1ec69821bcb6a8839396f965ab6ff72a70");
+    evil.extend_from_slice(suffix);
+    good.extend_from_slice(suffix);
+    {
+        use md5::Digest as _;
+        assert_ne!(evil, good);
+        assert_eq!(
+            md5::Md5::digest(&evil),
+            md5::Md5::digest(&good),
+            "a collision"
+        );
+    }
+    let (status, first) = docs.upload(&admin, &tenant, evil.clone(), "evil.bin").await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (status, body) = docs.upload(&admin, &tenant, good.clone(), "good.bin").await;
+    assert_error(status, &body, 409, "hash_collision");
+    assert_eq!(docs.document_total(&admin, &tenant).await, 1);
+    assert_eq!(docs.s3.objects("documents").len(), 1);
+    assert_eq!(docs.s3.upload_leftovers(), Vec::<String>::new());
+    // The same bytes again are still deduplicated.
+    let (status, again) = docs.upload(&admin, &tenant, evil, "again.bin").await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert_eq!(again["data"]["file_id"], first["data"]["file_id"]);
+}
+
+#[tokio::test]
+async fn a_client_stalling_inside_a_small_field_is_refused() {
+    use tokio::io::AsyncWriteExt;
+    let ctx = TestContext::new().await;
+    let docs = platform(&ctx, &[("UPLOAD_IDLE_TIMEOUT_SECS", "1")]).await;
+    let admin = docs.auth.session("admin@example.com").await.0;
+    let tenant = docs.tenant_of(&admin, "Loris").await;
+    let addr = docs.documents.trim_start_matches("http://").to_owned();
+    let boundary = "lorisboundary";
+    let body =
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"filename\"\r\n\r\nslo");
+    let head = format!(
+        "POST /api/tenants/{tenant}/documents HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer {admin}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\n\
+         Content-Length: 1000\r\n\r\n{body}"
+    );
+    let socket = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let (read, mut write) = socket.into_split();
+    write.write_all(head.as_bytes()).await.expect("head");
+    let mut upload = RawUpload {
+        read,
+        writer: None,
+        write: Some(write),
+    };
+    let answer = upload.answer("upload stalled").await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("upload stalled"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_duplicate_racing_the_deletion_of_its_file_is_stored_not_lost() {
+    let ctx = TestContext::new().await;
+    let docs = platform(&ctx, &[]).await;
+    let admin = docs.auth.session("admin@example.com").await.0;
+    let tenant = docs.tenant_of(&admin, "Race").await;
+    for round in 0..15 {
+        let bytes = format!("raced bytes {round}").into_bytes();
+        let (status, first) = docs.upload(&admin, &tenant, bytes.clone(), "a.txt").await;
+        assert_eq!(status, StatusCode::CREATED, "{first}");
+        let first_id = first["data"]["id"].as_str().expect("id").to_owned();
+        let path = format!("/api/tenants/{tenant}/documents/{first_id}");
+        let delete = docs.call(Method::DELETE, &path, &admin);
+        let upload = docs.upload(&admin, &tenant, bytes.clone(), "b.txt");
+        let ((deleted, body), (uploaded, second)) = tokio::join!(delete, upload);
+        assert_eq!(deleted, StatusCode::OK, "round {round}: {body}");
+        assert_eq!(uploaded, StatusCode::CREATED, "round {round}: {second}");
+        // The second Document's bytes are there, whichever came first.
+        let id = second["data"]["id"].as_str().expect("id");
+        let response = docs
+            .auth
+            .client
+            .get(format!(
+                "{}/api/tenants/{tenant}/documents/{id}/download",
+                docs.documents
+            ))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("download");
+        assert_eq!(response.status(), StatusCode::OK, "round {round}");
+        assert_eq!(
+            response.bytes().await.expect("bytes").as_ref(),
+            bytes.as_slice()
+        );
+        let (status, _) = docs
+            .call(
+                Method::DELETE,
+                &format!("/api/tenants/{tenant}/documents/{id}"),
+                &admin,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert!(
+        docs.s3.objects("documents").is_empty(),
+        "{:?}",
+        docs.s3.objects("documents")
+    );
 }

@@ -237,9 +237,14 @@ async fn receive(
     form: &mut ReceivedForm,
 ) -> Result<(), ApiError> {
     let limits = &app.uploads.settings;
-    while let Some(mut field) = multipart
-        .try_next()
+    let idle = limits.idle_timeout;
+    let stalled =
+        || ApiError::BadRequest(format!("upload stalled: no data for {} s", idle.as_secs()));
+    // Every wait for the client is bounded, between parts and inside each of them: a
+    // client that stops sending holds its upload slot no longer than the idle timeout.
+    while let Some(mut field) = tokio::time::timeout(idle, multipart.try_next())
         .await
+        .map_err(|_| stalled())?
         .map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?
     {
         let name = field.name().unwrap_or_default().to_owned();
@@ -258,16 +263,9 @@ async fn receive(
                 let mut upload = Upload::new(app.clone(), tenant, key, file_id);
                 let streamed = async {
                     loop {
-                        let idle = limits.idle_timeout;
-                        let next =
-                            tokio::time::timeout(idle, field.next())
-                                .await
-                                .map_err(|_| {
-                                    ApiError::BadRequest(format!(
-                                        "upload stalled: no data for {} s",
-                                        idle.as_secs()
-                                    ))
-                                })?;
+                        let next = tokio::time::timeout(idle, field.next())
+                            .await
+                            .map_err(|_| stalled())?;
                         let Some(chunk) = next else { break };
                         let chunk = chunk.map_err(|e| {
                             ApiError::BadRequest(format!("upload interrupted: {e}"))
@@ -301,31 +299,37 @@ async fn receive(
                 }
             }
             "filename" | "mime_type" => {
+                // Twice is ambiguous (which one?): refused, as a second file is, at
+                // once (a body of many repeated fields must not pile up errors).
+                if (name == "filename" && form.filename.is_some())
+                    || (name == "mime_type" && form.mime.is_some())
+                {
+                    return Err(ApiError::validation(name, "must be given once"));
+                }
                 let mut text = Vec::new();
-                while let Some(chunk) = field.next().await {
+                while let Some(chunk) = tokio::time::timeout(idle, field.next())
+                    .await
+                    .map_err(|_| stalled())?
+                {
                     let chunk =
                         chunk.map_err(|e| ApiError::BadRequest(format!("malformed field: {e}")))?;
                     if text.len() + chunk.len() > 1024 {
-                        form.errors.add(name.as_str(), "is too long");
-                        break;
+                        return Err(ApiError::validation(name, "is too long"));
                     }
                     text.extend_from_slice(&chunk);
                 }
                 let value = String::from_utf8(text).unwrap_or_default();
-                let slot = if name == "filename" {
-                    &mut form.filename
+                if name == "filename" {
+                    form.filename = Some(value);
                 } else {
-                    &mut form.mime
-                };
-                // Twice is ambiguous (which one?): refused, as a second file is.
-                if slot.is_some() {
-                    form.errors.add(name.as_str(), "must be given once");
-                } else {
-                    *slot = Some(value);
+                    form.mime = Some(value);
                 }
             }
             other => {
-                form.errors.add(other, "unknown field");
+                // Refused at once: an unknown part is a client error whatever follows,
+                // and collecting them would let one body grow the answer without bound.
+                let shown: String = other.chars().take(64).collect();
+                return Err(ApiError::validation(shown, "unknown field"));
             }
         }
     }
@@ -402,70 +406,105 @@ pub async fn upload(
         queries::file_by_md5(&mut conn, &md5).await.map_err(db)
     }
     .await;
-    let existing = match existing {
+    let mut existing = match existing {
         Ok(existing) => existing,
         Err(e) => {
             upload.discard().await;
             return Err(e);
         }
     };
-    // New bytes become the object before their row exists; a failure after this point
-    // removes the object again, so neither rows nor objects are left half-made. A
-    // duplicate never becomes an object: its parts are aborted below.
-    let stored = existing.is_none();
-    if stored {
-        let store_started = std::time::Instant::now();
-        if let Err(e) = upload.store().await {
-            upload.discard().await;
-            return Err(e);
-        }
-        tracing::info!(
-            bytes = upload.size,
-            receive_ms,
-            store_ms = store_started.elapsed().as_millis() as u64,
-            "upload stored"
-        );
-    }
     let document_id = Uuid::new_v4();
     let user = member.user_id.into_uuid();
     let (file_id, key, size) = (upload.file_id, upload.key.clone(), upload.size as i64);
-    let outcome = async {
-        let mut conn = app.connection(tenant).await?;
-        diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(&mut *conn, async |tx| {
-            let (file, new_file) = match &existing {
-                Some(file) => (file.clone(), false),
-                None => match queries::insert_file(tx, file_id, &md5, &sha256, &key, size).await? {
-                    Some(file) => {
-                        // Completed and now recorded as a File: no longer in flight.
-                        queries::forget_upload(tx, &key).await?;
-                        (file, true)
-                    }
-                    // A concurrent identical upload stored it first: use that one.
-                    None => (queries::file_by_md5(tx, &md5).await?.ok_or(diesel::result::Error::NotFound)?, false),
-                },
-            };
-            let doc = queries::insert_document(
-                tx,
-                NewDocument { id: document_id, filename: &filename, mime_type: &mime, file_id: file.id, user_id: user },
-            )
-            .await?;
-            let doc = if new_file { doc } else { queries::inherit_processing_status(tx, doc.id, file.id).await? };
-            let mut events = vec![(Topic::DocumentUploaded, json!({"document_id": doc.id, "file_id": file.id, "filename": doc.filename, "deduplicated": !new_file}))];
-            if new_file {
-                events.push((Topic::FileProcess, json!({"file_id": file.id, "s3_path": file.s3_path, "md5_hash": file.md5_hash, "sha256_hash": file.sha256_hash})));
+    // At most twice: a second time when the File this upload duplicated was deleted
+    // between the look-up and the transaction (then the bytes are stored after all).
+    let mut attempts = 0;
+    let outcome = loop {
+        attempts += 1;
+        if let Some(file) = &existing {
+            if file.sha256_hash != sha256 {
+                upload.discard().await;
+                return Err(collision(file));
             }
-            for (topic, data) in events {
-                let event = EventEnvelope::new(topic, Some(tenant), Some(member.user_id), data)
-                    .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?
-                    .with_request_id(Some(request_id.0.clone()));
-                events::enqueue(tx, &event).await.map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))?;
+        }
+        // New bytes become the object before their row exists; a failure after this
+        // point removes the object again, so neither rows nor objects are left
+        // half-made. A duplicate never becomes an object: its parts are aborted below.
+        if existing.is_none() && !upload.is_stored() {
+            let store_started = std::time::Instant::now();
+            if let Err(e) = upload.store().await {
+                upload.discard().await;
+                return Err(e);
             }
-            Ok((doc, file, new_file))
-        })
-        .await
-        .map_err(db)
-    }
-    .await;
+            tracing::info!(
+                bytes = upload.size,
+                receive_ms,
+                store_ms = store_started.elapsed().as_millis() as u64,
+                "upload stored"
+            );
+        }
+        let outcome = async {
+            let mut conn = app.connection(tenant).await.map_err(Err)?;
+            diesel_async::AsyncConnection::transaction::<_, Recording, _>(&mut *conn, async |tx| {
+                let (file, new_file) = match &existing {
+                    // Locked, so a deletion of the last Document on it waits for this one.
+                    Some(file) => (queries::lock_file_for_reuse(tx, file.id).await?.ok_or(Recording::FileGone)?, false),
+                    None => match queries::insert_file(tx, file_id, &md5, &sha256, &key, size).await? {
+                        Some(file) => {
+                            // Completed and now recorded as a File: no longer in flight.
+                            queries::forget_upload(tx, &key).await?;
+                            (file, true)
+                        }
+                        // A concurrent identical upload stored it first: use that one.
+                        None => {
+                            let file = queries::file_by_md5(tx, &md5).await?.ok_or(Recording::FileGone)?;
+                            if file.sha256_hash != sha256 {
+                                return Err(Recording::Collision(Box::new(file)));
+                            }
+                            (queries::lock_file_for_reuse(tx, file.id).await?.ok_or(Recording::FileGone)?, false)
+                        }
+                    },
+                };
+                let doc = queries::insert_document(
+                    tx,
+                    NewDocument { id: document_id, filename: &filename, mime_type: &mime, file_id: file.id, user_id: user },
+                )
+                .await?;
+                let doc = if new_file { doc } else { queries::inherit_processing_status(tx, doc.id, file.id).await? };
+                let mut events = vec![(Topic::DocumentUploaded, json!({"document_id": doc.id, "file_id": file.id, "filename": doc.filename, "deduplicated": !new_file}))];
+                if new_file {
+                    events.push((Topic::FileProcess, json!({"file_id": file.id, "s3_path": file.s3_path, "md5_hash": file.md5_hash, "sha256_hash": file.sha256_hash})));
+                }
+                for (topic, data) in events {
+                    let event = EventEnvelope::new(topic, Some(tenant), Some(member.user_id), data)
+                        .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?
+                        .with_request_id(Some(request_id.0.clone()));
+                    events::enqueue(tx, &event).await.map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))?;
+                }
+                Ok((doc, file, new_file))
+            })
+            .await
+            .map_err(|e| match e {
+                Recording::Db(e) => Err(db(e)),
+                other => Ok(other),
+            })
+        }
+        .await;
+        match outcome {
+            Err(Ok(Recording::FileGone)) if attempts < 2 => existing = None,
+            Err(Ok(Recording::Collision(file))) => {
+                upload.discard().await;
+                return Err(collision(&file));
+            }
+            Err(Ok(_)) => {
+                break Err(ApiError::internal(std::io::Error::other(
+                    "the file to reuse vanished twice",
+                )))
+            }
+            Err(Err(e)) => break Err(e),
+            Ok(done) => break Ok(done),
+        }
+    };
     match outcome {
         Ok((doc, file, new_file)) => {
             app.nudge(tenant);
@@ -487,6 +526,34 @@ pub async fn upload(
             Err(e)
         }
     }
+}
+
+/// Why recording an upload did not commit.
+enum Recording {
+    Db(diesel::result::Error),
+    /// The File it duplicates was deleted meanwhile.
+    FileGone,
+    /// A File with the same MD5 and another SHA-256.
+    Collision(Box<FileRow>),
+}
+
+impl From<diesel::result::Error> for Recording {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Db(e)
+    }
+}
+
+/// Two different contents with one MD5 (a crafted collision: MD5 is broken): the
+/// upload is refused rather than made a Document on bytes that are not its own.
+fn collision(file: &FileRow) -> ApiError {
+    tracing::warn!(
+        file_id = %file.id,
+        "refused an upload whose MD5 matches a stored file with another SHA-256 (an MD5 collision)"
+    );
+    ApiError::conflict_code(
+        "hash_collision",
+        "Another file with the same MD5 but different content is stored in this tenant",
+    )
 }
 
 #[derive(Debug, Deserialize)]

@@ -116,9 +116,14 @@ pub async fn delete(
     member.require(Permission::DeleteFile)?;
     let id = path.into_inner().1;
     let mut conn = app.connection(member.tenant_id).await?;
-    let outcome = queries::delete_unreferenced_file(&mut conn, id)
-        .await
-        .map_err(super::documents::db)?;
+    // One transaction: the file row stays locked from the check to the deletion, so an
+    // upload reusing the file meanwhile is either seen or waits.
+    let outcome = diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(
+        &mut *conn,
+        async |tx| queries::delete_unreferenced_file(tx, id).await,
+    )
+    .await
+    .map_err(super::documents::db)?;
     let file = match outcome {
         None => return Err(ApiError::NotFound("File")),
         Some(Err(count)) => {
