@@ -362,6 +362,7 @@ pub struct UploadForm {
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses((status = 201, description = "`data`: Document + file", body = DocumentBody),
               (status = 400, body = http_kit::ErrorBody), (status = 403, body = http_kit::ErrorBody),
+              (status = 409, description = "`hash_collision`: another file of this tenant has the same MD5 and different content", body = http_kit::ErrorBody),
               (status = 413, body = http_kit::ErrorBody),
               (status = 503, description = "Object storage or a database unavailable (`service_unavailable`), or too many uploads in progress on this instance (`busy`, with `Retry-After`)", body = http_kit::ErrorBody)))]
 pub async fn upload(
