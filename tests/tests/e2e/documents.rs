@@ -123,6 +123,20 @@ impl Docs {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// GET of a document's streamed download.
+    async fn download(&self, token: &str, tenant: &str, id: &str) -> reqwest::Response {
+        self.auth
+            .client
+            .get(format!(
+                "{}/api/tenants/{tenant}/documents/{id}/download",
+                self.documents
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("download")
+    }
+
     /// How many documents `tenant` lists for `token`.
     async fn document_total(&self, token: &str, tenant: &str) -> i64 {
         let (status, list) = self
@@ -318,17 +332,7 @@ async fn upload_dedup_list_download_and_delete() {
     }
 
     let id = first["id"].as_str().expect("id");
-    let response = docs
-        .auth
-        .client
-        .get(format!(
-            "{}/api/tenants/{tenant}/documents/{id}/download",
-            docs.documents
-        ))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("download");
+    let response = docs.download(&admin, &tenant, id).await;
     assert_eq!(response.status(), StatusCode::OK);
     let headers = response.headers().clone();
     assert_eq!(headers["content-type"], "text/plain");
@@ -1312,17 +1316,7 @@ async fn large_uploads_stream_to_s3_in_parts_and_duplicates_store_nothing() {
     assert_eq!(docs.s3.upload_leftovers(), Vec::<String>::new());
     assert_eq!(pending_uploads(&ctx, &docs, &admin, &tenant).await, 0);
     let id = stored["data"]["id"].as_str().expect("id");
-    let response = docs
-        .auth
-        .client
-        .get(format!(
-            "{}/api/tenants/{tenant}/documents/{id}/download",
-            docs.documents
-        ))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("download");
+    let response = docs.download(&admin, &tenant, id).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
         response.bytes().await.expect("body") == whole,
@@ -1661,17 +1655,7 @@ async fn the_sweep_aborts_what_a_dead_instance_left_and_old_keys_still_serve() {
         .execute(&mut conn)
         .await
         .expect("old document");
-    let response = docs
-        .auth
-        .client
-        .get(format!(
-            "{}/api/tenants/{tenant}/documents/{old_doc}/download",
-            docs.documents
-        ))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("download");
+    let response = docs.download(&admin, &tenant, &old_doc.to_string()).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         response.bytes().await.expect("bytes").as_ref(),
@@ -1807,17 +1791,7 @@ async fn a_duplicate_racing_the_deletion_of_its_file_is_stored_not_lost() {
         assert_eq!(uploaded, StatusCode::CREATED, "round {round}: {second}");
         // The second Document's bytes are there, whichever came first.
         let id = second["data"]["id"].as_str().expect("id");
-        let response = docs
-            .auth
-            .client
-            .get(format!(
-                "{}/api/tenants/{tenant}/documents/{id}/download",
-                docs.documents
-            ))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .expect("download");
+        let response = docs.download(&admin, &tenant, id).await;
         assert_eq!(response.status(), StatusCode::OK, "round {round}");
         assert_eq!(
             response.bytes().await.expect("bytes").as_ref(),
