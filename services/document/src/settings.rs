@@ -2,9 +2,9 @@
 //! object storage: `S3_ENDPOINT_URL` (required), `S3_PUBLIC_URL` (default: the
 //! endpoint), `S3_REGION` (`us-east-1`), `S3_BUCKET` (`saas-documents`),
 //! `S3_ACCESS_KEY` and `S3_SECRET_KEY` (required), `S3_CREATE_BUCKET` (false),
-//! `S3_TIMEOUT_MS` (30000), `S3_UPLOAD_MIN_RATE` (4 MiB/s); uploads
+//! `S3_TIMEOUT_MS` (30000), `S3_UPLOAD_CLIENT_MIN_RATE` (4 MiB/s); uploads
 //! (`crate::upload`): `MAX_UPLOAD_BYTES` (100 MiB), `UPLOAD_IDLE_TIMEOUT_SECS` (60),
-//! `UPLOAD_PART_BYTES` (8 MiB), `UPLOAD_PARTS_IN_FLIGHT` (3), `UPLOAD_BUFFER_BYTES`
+//! `UPLOAD_CLIENT_MIN_RATE` (4096), `UPLOAD_PART_BYTES` (8 MiB), `UPLOAD_PARTS_IN_FLIGHT` (3), `UPLOAD_BUFFER_BYTES`
 //! (128 MiB), `UPLOAD_BUFFER_WAIT_MS` (10000), `UPLOAD_CONCURRENCY` (64), `UPLOAD_STALE_SECS` (86400),
 //! `UPLOAD_SWEEP_EVERY_SECS` (300); tenant databases: the pool limits (`TENANT_POOL_*`,
 //! `tenant_db::TenantDbSettings::read_pool_limits`; 8 pools here); other services: `TENANT_SERVICE_URL`
@@ -111,6 +111,7 @@ fn read_uploads(r: &mut ConfigReader<'_>) -> crate::upload::UploadSettings {
         idle > 0,
         "must be a positive number of seconds",
     );
+    let min_rate: u64 = r.optional("UPLOAD_CLIENT_MIN_RATE", 4096);
     let stale: u64 = r.optional("UPLOAD_STALE_SECS", 86_400);
     r.check(
         "UPLOAD_STALE_SECS",
@@ -126,6 +127,7 @@ fn read_uploads(r: &mut ConfigReader<'_>) -> crate::upload::UploadSettings {
     crate::upload::UploadSettings {
         max_bytes,
         idle_timeout: Duration::from_secs(idle),
+        min_rate,
         part_bytes: usize::try_from(part_bytes).unwrap_or(storage::MIN_PART_BYTES),
         parts_in_flight,
         buffers: usize::try_from(buffer_bytes / part_bytes.max(1))

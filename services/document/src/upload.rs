@@ -45,6 +45,9 @@ pub struct UploadSettings {
     pub max_bytes: u64,
     /// An upload sending nothing this long is refused (`UPLOAD_IDLE_TIMEOUT_SECS`).
     pub idle_timeout: Duration,
+    /// Past the idle timeout, a file part arriving slower than this many bytes per
+    /// second on average is refused (`UPLOAD_CLIENT_MIN_RATE`).
+    pub min_rate: u64,
     /// The size of every part but the last (`UPLOAD_PART_BYTES`).
     pub part_bytes: usize,
     /// Parts of one upload being sent at once (`UPLOAD_PARTS_IN_FLIGHT`).

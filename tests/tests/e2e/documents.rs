@@ -1812,3 +1812,38 @@ async fn a_duplicate_racing_the_deletion_of_its_file_is_stored_not_lost() {
         docs.s3.objects("documents")
     );
 }
+
+#[tokio::test]
+async fn a_trickling_upload_is_refused_once_past_the_idle_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let ctx = TestContext::new().await;
+    let docs = platform(
+        &ctx,
+        &[
+            ("UPLOAD_IDLE_TIMEOUT_SECS", "1"),
+            ("UPLOAD_CLIENT_MIN_RATE", "1048576"),
+        ],
+    )
+    .await;
+    let admin = docs.auth.session("admin@example.com").await.0;
+    let tenant = docs.tenant_of(&admin, "Trickle").await;
+    // 64 KiB every 200 ms: never idle for a second, but about 320 KiB/s, a third of the
+    // minimum rate.
+    let mut upload = raw_upload(&docs, &admin, &tenant, 8 * MIB, 0).await;
+    upload.sent().await;
+    let mut write = upload.write.take().expect("write half");
+    let trickle = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_millis(200));
+        for _ in 0..100 {
+            every.tick().await;
+            if write.write_all(&[b'x'; 64 * 1024]).await.is_err() {
+                break;
+            }
+        }
+    });
+    let answer = upload.answer("upload too slow").await;
+    trickle.abort();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("upload too slow"), "{answer}");
+    assert_eq!(docs.document_total(&admin, &tenant).await, 0);
+}

@@ -262,6 +262,7 @@ async fn receive(
                 let key = storage::object_key(database, file_id);
                 let mut upload = Upload::new(app.clone(), tenant, key, file_id);
                 let streamed = async {
+                    let began = std::time::Instant::now();
                     loop {
                         let next = tokio::time::timeout(idle, field.next())
                             .await
@@ -270,6 +271,17 @@ async fn receive(
                         let chunk = chunk.map_err(|e| {
                             ApiError::BadRequest(format!("upload interrupted: {e}"))
                         })?;
+                        // A trickle holds a part buffer as long as a stall would: past
+                        // the idle timeout, the file must have come at the minimum rate.
+                        let elapsed = began.elapsed();
+                        if elapsed > idle
+                            && (upload.size as f64) < limits.min_rate as f64 * elapsed.as_secs_f64()
+                        {
+                            return Err(ApiError::BadRequest(format!(
+                                "upload too slow: under {} bytes per second",
+                                limits.min_rate
+                            )));
+                        }
                         if upload.size + chunk.len() as u64 > limits.max_bytes {
                             return Err(ApiError::PayloadTooLarge(format!(
                                 "The file is larger than the limit of {} bytes",
