@@ -188,6 +188,46 @@ impl<'a> ConfigReader<'a> {
         self.parse(name, &raw)
     }
 
+    /// A number with a default that must lie in `range` (both ends included); a value
+    /// outside is reported with the range. `what` follows the range in the message
+    /// (a unit, a reason), e.g. `" seconds"`.
+    pub fn optional_in<T>(
+        &mut self,
+        name: &str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+        what: &str,
+    ) -> T
+    where
+        T: FromStr + PartialOrd + fmt::Display,
+        T::Err: fmt::Display,
+    {
+        let value = self.optional(name, default);
+        if !range.contains(&value) {
+            let reason = format!(
+                "must be between {} and {}{what}",
+                range.start(),
+                range.end()
+            );
+            self.check(name, false, &reason);
+        }
+        value
+    }
+
+    /// A number with a default that must be above zero; `what` names its unit in the
+    /// message (`" seconds"`).
+    pub fn optional_positive<T>(&mut self, name: &str, default: T, what: &str) -> T
+    where
+        T: FromStr + PartialOrd + From<u8>,
+        T::Err: fmt::Display,
+    {
+        let value = self.optional(name, default);
+        if value <= T::from(0) {
+            self.check(name, false, &format!("must be a positive number{what}"));
+        }
+        value
+    }
+
     /// An `http://` or `https://` URL with a default, without its trailing `/`; any
     /// other scheme is reported by name.
     pub fn http_url(&mut self, name: &str, default: &str) -> String {
@@ -506,6 +546,35 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn ranged_and_positive_numbers_are_checked_and_name_their_bounds() {
+        let env = env(&[("A", "0"), ("B", "33"), ("C", "5"), ("D", "-1"), ("E", "7")]);
+        let mut r = ConfigReader::new(&env);
+        assert_eq!(r.optional_in("A", 3u32, 1..=32, ""), 0);
+        assert_eq!(r.optional_in("B", 3u32, 1..=32, " parts"), 33);
+        assert_eq!(r.optional_in("C", 3u32, 1..=32, ""), 5);
+        assert_eq!(r.optional_positive("D", 1i64, " of seconds"), -1);
+        assert_eq!(r.optional_positive("E", 1u64, ""), 7);
+        assert_eq!(r.optional_positive("F", 9u64, ""), 9, "the default");
+        let errors = r.finish(()).expect_err("must fail");
+        for (name, refused) in [
+            ("A", true),
+            ("B", true),
+            ("C", false),
+            ("D", true),
+            ("E", false),
+            ("F", false),
+        ] {
+            assert_eq!(errors.names(name), refused, "{name}: {errors}");
+        }
+        let text = errors.to_string();
+        assert!(text.contains("between 1 and 32 parts"), "{text}");
+        assert!(
+            text.contains("must be a positive number of seconds"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -69,61 +69,35 @@ impl Settings {
 const MIB: u64 = 1024 * 1024;
 
 fn read_uploads(r: &mut ConfigReader<'_>) -> crate::upload::UploadSettings {
-    let part_bytes: u64 = r.optional("UPLOAD_PART_BYTES", 8 * MIB);
-    r.check(
+    let part_bytes = r.optional_in(
         "UPLOAD_PART_BYTES",
-        (storage::MIN_PART_BYTES as u64..=64 * MIB).contains(&part_bytes),
-        "must be between 5 MiB (5242880, S3's smallest part) and 64 MiB (67108864)",
+        8 * MIB,
+        storage::MIN_PART_BYTES as u64..=64 * MIB,
+        " (5 MiB, S3's smallest part, to 64 MiB)",
     );
-    let max_bytes: u64 = r.optional("MAX_UPLOAD_BYTES", 100 * MIB);
-    r.check(
+    let max_bytes = r.optional_in(
         "MAX_UPLOAD_BYTES",
-        max_bytes > 0 && max_bytes <= part_bytes.saturating_mul(storage::MAX_PARTS),
-        "must be positive and at most UPLOAD_PART_BYTES x 10000 (S3's most parts)",
+        100 * MIB,
+        1..=part_bytes.saturating_mul(storage::MAX_PARTS),
+        " (UPLOAD_PART_BYTES x 10000, S3's most parts)",
     );
-    let parts_in_flight: usize = r.optional("UPLOAD_PARTS_IN_FLIGHT", 3);
-    r.check(
-        "UPLOAD_PARTS_IN_FLIGHT",
-        (1..=32).contains(&parts_in_flight),
-        "must be between 1 and 32",
-    );
+    let parts_in_flight = r.optional_in("UPLOAD_PARTS_IN_FLIGHT", 3usize, 1..=32, "");
     let buffer_bytes: u64 = r.optional("UPLOAD_BUFFER_BYTES", 128 * MIB);
     r.check(
         "UPLOAD_BUFFER_BYTES",
         buffer_bytes >= part_bytes,
         "must hold at least one part (UPLOAD_PART_BYTES)",
     );
-    let concurrency: usize = r.optional("UPLOAD_CONCURRENCY", 64);
-    r.check(
-        "UPLOAD_CONCURRENCY",
-        (1..=10_000).contains(&concurrency),
-        "must be between 1 and 10000",
-    );
-    let buffer_wait: u64 = r.optional("UPLOAD_BUFFER_WAIT_MS", 10_000);
-    r.check(
-        "UPLOAD_BUFFER_WAIT_MS",
-        buffer_wait > 0,
-        "must be a positive number of milliseconds",
-    );
-    let idle: u64 = r.optional("UPLOAD_IDLE_TIMEOUT_SECS", 60);
-    r.check(
-        "UPLOAD_IDLE_TIMEOUT_SECS",
-        idle > 0,
-        "must be a positive number of seconds",
-    );
+    let concurrency = r.optional_in("UPLOAD_CONCURRENCY", 64usize, 1..=10_000, "");
+    let buffer_wait = r.optional_positive("UPLOAD_BUFFER_WAIT_MS", 10_000u64, " of milliseconds");
+    let idle = r.optional_positive("UPLOAD_IDLE_TIMEOUT_SECS", 60u64, " of seconds");
     let min_rate: u64 = r.optional("UPLOAD_CLIENT_MIN_RATE", 4096);
-    let stale: u64 = r.optional("UPLOAD_STALE_SECS", 86_400);
-    r.check(
+    let stale = r.optional_positive(
         "UPLOAD_STALE_SECS",
-        stale > 0,
-        "must be a positive number of seconds (longer than the longest upload)",
+        86_400u64,
+        " of seconds (longer than the longest upload)",
     );
-    let sweep: u64 = r.optional("UPLOAD_SWEEP_EVERY_SECS", 300);
-    r.check(
-        "UPLOAD_SWEEP_EVERY_SECS",
-        sweep > 0,
-        "must be a positive number of seconds",
-    );
+    let sweep = r.optional_positive("UPLOAD_SWEEP_EVERY_SECS", 300u64, " of seconds");
     crate::upload::UploadSettings {
         max_bytes,
         idle_timeout: Duration::from_secs(idle),

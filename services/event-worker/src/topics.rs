@@ -28,31 +28,17 @@ impl TopicSettings {
         let environment: Environment = r.optional("ENVIRONMENT", Environment::Development);
         let brokers: String = r.required("KAFKA_BROKERS");
         let security = KafkaSecurity::read(r, environment, true);
-        let partitions: i32 = r.optional("KAFKA_TOPIC_PARTITIONS", 6);
-        r.check(
-            "KAFKA_TOPIC_PARTITIONS",
-            (1..=1000).contains(&partitions),
-            "must be between 1 and 1000",
-        );
+        let partitions: i32 = r.optional_in("KAFKA_TOPIC_PARTITIONS", 6, 1..=1000, "");
         let default_replication = if environment == Environment::Production {
             3
         } else {
             1
         };
-        let replication_factor: i32 = r.optional("KAFKA_REPLICATION_FACTOR", default_replication);
-        r.check(
-            "KAFKA_REPLICATION_FACTOR",
-            (1..=16).contains(&replication_factor),
-            "must be between 1 and 16",
-        );
-        let retention_hours: u64 = r.optional("KAFKA_RETENTION_HOURS", 168);
-        r.check(
-            "KAFKA_RETENTION_HOURS",
-            (1..=87_600).contains(&retention_hours),
-            "must be between 1 and 87600 (ten years)",
-        );
-        let timeout_ms: u64 = r.optional("KAFKA_TIMEOUT_MS", 10_000);
-        r.check("KAFKA_TIMEOUT_MS", timeout_ms > 0, "must be positive");
+        let replication_factor: i32 =
+            r.optional_in("KAFKA_REPLICATION_FACTOR", default_replication, 1..=16, "");
+        let retention_hours: u64 =
+            r.optional_in("KAFKA_RETENTION_HOURS", 168, 1..=87_600, " (ten years)");
+        let timeout_ms: u64 = r.optional_positive("KAFKA_TIMEOUT_MS", 10_000, "");
         Self {
             brokers,
             security,
