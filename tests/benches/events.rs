@@ -122,8 +122,10 @@ async fn run() {
         Duration::from_secs(10),
         Duration::from_secs(3600),
         Arc::new(main_db::MainOutbox(pool.clone())),
+        http_kit::lifecycle::CancellationToken::new(),
     )
-    .expect("relay");
+    .expect("relay")
+    .0;
     let mut consumer = events::ConsumerSettings::new(
         kafka.brokers(),
         "bench.audit-log",

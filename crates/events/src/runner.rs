@@ -14,6 +14,8 @@ use std::time::Duration;
 use diesel_async::AsyncPgConnection;
 use futures_util::future::BoxFuture;
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tokio::time::Instant;
 
 use crate::Relay;
@@ -106,14 +108,17 @@ impl RelayHandle {
     }
 }
 
-/// Starts the relay loop on the current Tokio runtime; it runs until the process ends.
-/// A transaction interrupted by the end of the process rolls back, and its rows are
-/// published by the next start's sweep.
+/// Starts the relay loop on the current Tokio runtime; it runs until `stop` is
+/// cancelled, then publishes what it was nudged about since its last pass and returns
+/// (the returned task ends then). A transaction interrupted by the end of the process
+/// rolls back, and rows it could not publish wait for the next sweep (this replica's
+/// next start, or another replica's).
 pub fn spawn_relay(
     relay: Relay,
     databases: Arc<dyn OutboxDatabases>,
     schedule: RelaySchedule,
-) -> RelayHandle {
+    stop: CancellationToken,
+) -> (RelayHandle, JoinHandle<()>) {
     let shared = Arc::new(Shared {
         dirty: Mutex::new(BTreeSet::new()),
         wake: Notify::new(),
@@ -121,8 +126,8 @@ pub fn spawn_relay(
     let handle = RelayHandle {
         shared: Some(shared.clone()),
     };
-    tokio::spawn(run(relay, databases, schedule, shared));
-    handle
+    let task = tokio::spawn(run(relay, databases, schedule, shared, stop));
+    (handle, task)
 }
 
 async fn run(
@@ -130,6 +135,7 @@ async fn run(
     databases: Arc<dyn OutboxDatabases>,
     schedule: RelaySchedule,
     shared: Arc<Shared>,
+    stop: CancellationToken,
 ) {
     let mut next_sweep = Instant::now();
     // Databases whose last publication failed: when to retry, and the delay used.
@@ -145,10 +151,11 @@ async fn run(
         if backlogs.values().any(|(rows, _)| *rows > 0) {
             wake_at = wake_at.min(next_refresh);
         }
-        tokio::select! {
-            () = shared.wake.notified() => {}
-            () = tokio::time::sleep_until(wake_at) => {}
-        }
+        let stopping = tokio::select! {
+            () = shared.wake.notified() => false,
+            () = tokio::time::sleep_until(wake_at) => false,
+            () = stop.cancelled() => true,
+        };
         let now = Instant::now();
         let mut targets: BTreeSet<OutboxDb> = std::mem::take(
             &mut *shared
@@ -156,6 +163,20 @@ async fn run(
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
+        if stopping {
+            // The last pass: what committed requests nudged about, nothing else.
+            for db in targets {
+                if let (Err(e), _) = publish(&relay, databases.as_ref(), &db).await {
+                    tracing::warn!(
+                        database = %db,
+                        error = format!("{e:#}"),
+                        "outbox not published before stopping; the next sweep publishes it"
+                    );
+                }
+            }
+            tracing::debug!("outbox relay stopped");
+            return;
+        }
         if now >= next_sweep {
             match databases.all().await {
                 Ok(all) => {
@@ -266,22 +287,25 @@ pub fn start_relay(
     message_timeout: Duration,
     sweep_every: Duration,
     databases: Arc<dyn OutboxDatabases>,
-) -> Result<RelayHandle, crate::RelayError> {
+    stop: CancellationToken,
+) -> Result<(RelayHandle, Option<JoinHandle<()>>), crate::RelayError> {
     let Some(connection) = connection else {
         tracing::warn!("KAFKA_BROKERS is not set: events are kept in the outbox, not published");
-        return Ok(RelayHandle::disabled());
+        return Ok((RelayHandle::disabled(), None));
     };
     let relay = Relay::new(&crate::KafkaSettings {
         connection,
         client_id: client_id.to_owned(),
         message_timeout,
     })?;
-    Ok(spawn_relay(
+    let (handle, task) = spawn_relay(
         relay,
         databases,
         RelaySchedule {
             sweep_every,
             ..RelaySchedule::default()
         },
-    ))
+        stop,
+    );
+    Ok((handle, Some(task)))
 }

@@ -5,9 +5,8 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::process::ExitCode;
 
-use actix_web::dev::Server;
-
 use crate::config::{ConfigErrors, ConfigReader, ProcessEnv};
+use crate::lifecycle::Running;
 use crate::server::Listeners;
 use crate::{telemetry, CommonSettings, ServiceInfo};
 
@@ -33,17 +32,27 @@ pub trait Service {
 
     fn read_settings(reader: &mut ConfigReader<'_>) -> Self::Settings;
     fn common(settings: &Self::Settings) -> &CommonSettings;
-    /// Builds the service's HTTP server on `listeners` (tests and the binary call it).
-    fn start(settings: Self::Settings, listeners: Listeners) -> anyhow::Result<Server>;
+    /// Builds the service's HTTP server on `listeners` and spawns its background tasks
+    /// (tests and the binary call it; must be called inside a Tokio runtime).
+    fn start(settings: Self::Settings, listeners: Listeners) -> anyhow::Result<Running>;
 }
 
-/// Binds the configured address and serves until SIGTERM/SIGINT.
+/// Binds the configured address and serves until SIGTERM/SIGINT, then stops: no new
+/// connections, requests in flight finished, background tasks stopped, all within
+/// `SHUTDOWN_TIMEOUT_SECS` (`lifecycle`).
 pub async fn serve<S: Service>(settings: S::Settings) -> anyhow::Result<()> {
     let common = S::common(&settings);
     let (address, internal) = (common.bind_address(), common.internal_bind_address());
+    let grace = common.shutdown_timeout;
     let listeners = Listeners::bind(common)?;
     tracing::info!(%address, %internal, service = S::INFO.name, version = S::INFO.version, "listening");
-    S::start(settings, listeners)?.await?;
+    let running = S::start(settings, listeners)?;
+    tracing::info!(
+        service = S::INFO.name,
+        background = ?running.background.names(),
+        "started"
+    );
+    crate::lifecycle::serve_until_signalled(running, S::INFO.name, grace).await?;
     tracing::info!(service = S::INFO.name, "stopped");
     Ok(())
 }

@@ -331,6 +331,10 @@ pub struct CommonSettings {
     pub db_connection_share: u8,
     /// Wait, create and recycle timeout of the main-database pool.
     pub database_timeout: Duration,
+    /// `statement_timeout` of the request traffic's sessions
+    /// (`DATABASE_STATEMENT_TIMEOUT_MS`, 30000; 0 leaves the server's): a query running
+    /// longer is cancelled by PostgreSQL instead of holding its connection.
+    pub statement_timeout: Duration,
     pub redis_url: Secret<String>,
     pub redis_timeout: Duration,
     /// Prepended to every Redis key (lets services or tests share one Redis).
@@ -389,6 +393,12 @@ impl CommonSettings {
             database_admin_url: Secret::new(String::new()),
             database_pool_size: r.optional("DATABASE_POOL_SIZE", 5),
             database_timeout: Duration::from_millis(r.optional("DATABASE_TIMEOUT_MS", 5000)),
+            statement_timeout: Duration::from_millis(r.optional_in(
+                "DATABASE_STATEMENT_TIMEOUT_MS",
+                30_000,
+                0..=3_600_000,
+                " milliseconds (0: the server's own)",
+            )),
             db_connection_share: r.optional("DB_CONNECTION_SHARE", 25),
             redis_url: r.required("REDIS_URL"),
             redis_timeout: Duration::from_millis(r.optional("REDIS_TIMEOUT_MS", 2000)),
@@ -500,6 +510,41 @@ impl CommonSettings {
         })
     }
 
+    /// `url` (a PostgreSQL URL) with the session settings of `service`'s request
+    /// traffic, sent when each connection starts: `application_name` (so
+    /// `pg_stat_activity` and the server's logs name the service) and, unless 0,
+    /// `statement_timeout`. Tenant URLs derived from it keep them.
+    pub fn session_url(&self, url: &str, service: &str) -> String {
+        let Ok(mut parsed) = url::Url::parse(url) else {
+            // Not a URL (a key=value string): left as it is.
+            return url.to_owned();
+        };
+        let mut pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .filter(|(k, v)| {
+                k != "application_name"
+                    && !(k == "options" && v.contains("statement_timeout"))
+            })
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        pairs.push(("application_name".to_owned(), service.to_owned()));
+        if !self.statement_timeout.is_zero() {
+            pairs.push((
+                "options".to_owned(),
+                format!("-c statement_timeout={}", self.statement_timeout.as_millis()),
+            ));
+        }
+        // Percent-encoded, never `+` for a space: libpq and tokio-postgres decode only
+        // percent escapes in a URL.
+        let query = pairs
+            .iter()
+            .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        parsed.set_query(Some(&query));
+        parsed.into()
+    }
+
     pub fn bind_address(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
@@ -535,6 +580,19 @@ pub fn read_keyring(
         "must not be the development keyring in production",
     );
     keyring
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn percent_encode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }
 
 #[cfg(test)]
@@ -574,6 +632,54 @@ mod tests {
         assert!(
             text.contains("must be a positive number of seconds"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn session_urls_name_the_service_and_carry_the_statement_timeout() {
+        let vars = env(&[
+            ("DATABASE_URL", "postgres://u:p@db:5432/main"),
+            ("REDIS_URL", "redis://127.0.0.1"),
+            ("DATABASE_STATEMENT_TIMEOUT_MS", "1500"),
+        ]);
+        let mut r = ConfigReader::new(&vars);
+        let settings = CommonSettings::read(&mut r, 5001);
+        let settings = r.finish(settings).expect("valid");
+        let url = settings.session_url(
+            "postgres://u:p@db:5432/main?sslmode=require&application_name=old",
+            "document",
+        );
+        let parsed = url::Url::parse(&url).expect("a URL");
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("sslmode".to_owned(), "require".to_owned()),
+                ("application_name".to_owned(), "document".to_owned()),
+                ("options".to_owned(), "-c statement_timeout=1500".to_owned()),
+            ]
+        );
+        assert_eq!(parsed.path(), "/main");
+        assert_eq!(parsed.password(), Some("p"));
+        assert!(
+            url.ends_with("options=-c%20statement_timeout%3D1500"),
+            "spaces as %20, as PostgreSQL clients decode them: {url}"
+        );
+
+        let vars = env(&[
+            ("DATABASE_URL", "postgres://u:p@db:5432/main"),
+            ("REDIS_URL", "redis://127.0.0.1"),
+            ("DATABASE_STATEMENT_TIMEOUT_MS", "0"),
+        ]);
+        let mut r = ConfigReader::new(&vars);
+        let settings = CommonSettings::read(&mut r, 5001);
+        let settings = r.finish(settings).expect("valid");
+        assert_eq!(
+            settings.session_url("postgres://u:p@db:5432/main", "auth"),
+            "postgres://u:p@db:5432/main?application_name=auth"
         );
     }
 

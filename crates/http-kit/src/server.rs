@@ -118,7 +118,8 @@ pub(crate) fn admit(req: &ServiceRequest) -> bool {
 }
 
 /// Starts serving on `listeners`; `configure` adds the service's routes.
-/// The returned server stops gracefully on SIGTERM/SIGINT.
+/// The server does not watch signals itself: `lifecycle::serve_until_signalled` stops
+/// it, then the service's background tasks.
 pub fn start<F>(listeners: Listeners, http: ServiceHttp, configure: F) -> anyhow::Result<Server>
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
@@ -173,6 +174,7 @@ where
     // 60 s): a server closing first races a request the proxy is already sending on
     // the connection, which the proxy cannot retry for a POST and answers 502.
     .keep_alive(KEEP_ALIVE)
+    .disable_signals()
     .shutdown_timeout(http.shutdown_timeout.as_secs());
     if http.workers > 0 {
         server = server.workers(http.workers);

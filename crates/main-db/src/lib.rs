@@ -20,8 +20,8 @@ pub mod users;
 pub use migrations::{
     applied_migrations, migrate_command, revert_all_migrations, run_migrations, MIGRATIONS,
 };
-pub use outbox::MainOutbox;
+pub use outbox::{start_relay, MainOutbox};
 pub use pool::{
     build_pool, connect, database_checks, ping, probe, ConnectionBudget, DbConnection, DbError,
-    DbPool, PoolSettings,
+    DbPool, PoolSettings, service_pool,
 };

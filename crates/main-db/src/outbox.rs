@@ -30,3 +30,26 @@ impl OutboxDatabases for MainOutbox {
         .boxed()
     }
 }
+
+/// Starts `service`'s outbox relay over `databases` (none without `KAFKA_BROKERS`: the
+/// rows wait in the outbox) as one of `background`'s tasks: at shutdown it publishes
+/// what the last requests committed, then stops.
+pub fn start_relay(
+    service: &'static str,
+    common: &http_kit::CommonSettings,
+    databases: std::sync::Arc<dyn OutboxDatabases>,
+    background: &mut http_kit::Background,
+) -> Result<events::RelayHandle, events::RelayError> {
+    let (relay, task) = events::start_relay(
+        common.kafka().map(events::Connection::from),
+        service,
+        common.kafka_timeout,
+        common.outbox_sweep_every,
+        databases,
+        background.token(),
+    )?;
+    if let Some(task) = task {
+        background.adopt("outbox-relay", task);
+    }
+    Ok(relay)
+}

@@ -57,6 +57,19 @@ pub fn build_pool(url: &str, settings: &PoolSettings) -> Result<DbPool, DbError>
         .map_err(|e| DbError::Build(e.to_string()))
 }
 
+/// The main-database pool of `service`'s request traffic: `DATABASE_URL` with the
+/// service's session settings (`CommonSettings::session_url`), `DATABASE_POOL_SIZE`
+/// connections, `DATABASE_TIMEOUT_MS`.
+pub fn service_pool(service: &str, common: &http_kit::CommonSettings) -> Result<DbPool, DbError> {
+    build_pool(
+        &common.session_url(common.database_url.expose(), service),
+        &PoolSettings {
+            max_size: common.database_pool_size,
+            timeout: common.database_timeout,
+        },
+    )
+}
+
 /// One direct connection, with a timeout (for migrations and tools).
 pub async fn connect(url: &str, timeout: Duration) -> Result<AsyncPgConnection, DbError> {
     tokio::time::timeout(timeout, AsyncPgConnection::establish(url))

@@ -579,7 +579,9 @@ pub fn start_service_on<S: http_kit::cli::Service>(
     let mut reader = http_kit::ConfigReader::new(&env);
     let settings = S::read_settings(&mut reader);
     let settings = reader.finish(settings).expect("valid service settings");
-    tokio::spawn(S::start(settings, listeners).expect("start the service"));
+    // The background tasks run detached, for as long as the test's runtime.
+    let running = S::start(settings, listeners).expect("start the service");
+    tokio::spawn(running.server);
 }
 
 /// A Redis server of the test's own (`redis-server` on a free port), for tests that stop

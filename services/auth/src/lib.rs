@@ -4,10 +4,9 @@
 
 use std::sync::Arc;
 
-use actix_web::dev::Server;
 use actix_web::web;
-use http_kit::identity::{InternalToken, StaticKeys, TokenVerifier, VerifierSettings};
-use http_kit::{CommonSettings, ConfigReader, ReadinessCheck, ServiceInfo};
+use http_kit::identity::StaticKeys;
+use http_kit::{Background, CommonSettings, ConfigReader, ReadinessCheck, Running, ServiceInfo};
 use utoipa::OpenApi;
 
 pub mod accounts;
@@ -105,36 +104,27 @@ impl http_kit::cli::Service for Service {
         &settings.common
     }
 
-    fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Server> {
+    fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Running> {
         let common = &settings.common;
-        let db = main_db::build_pool(
-            common.database_url.expose(),
-            &main_db::PoolSettings {
-                max_size: common.database_pool_size,
-                timeout: common.database_timeout,
-            },
-        )?;
+        let mut background = Background::new();
+        let db = main_db::service_pool(INFO.name, common)?;
         // The postgres and kafka_topics checks, and the connection-budget warning.
         let database_checks = main_db::database_checks(INFO.name, common, &db, &[])?;
         let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
         let keys = cache::Keys::new(common.redis_key_prefix.clone());
         let revocations =
             cache::Revocations::new(redis.clone(), keys.clone(), common.redis_timeout);
-        let verifier = TokenVerifier::new(
+        let peers = &settings.peers;
+        let verifier = peers.verifier_with(
             Arc::new(StaticKeys::from_jwks(&settings.keys.jwks)),
-            revocations.clone(),
-            &VerifierSettings {
-                issuer: settings.issuer.clone(),
-                audience: settings.audience.clone(),
-                leeway_secs: 30,
-            },
+            common,
+            &redis,
         );
-        let relay = events::start_relay(
-            common.kafka().map(events::Connection::from),
+        let relay = main_db::start_relay(
             INFO.name,
-            common.kafka_timeout,
-            common.outbox_sweep_every,
+            common,
             Arc::new(main_db::MainOutbox(db.clone())),
+            &mut background,
         )?;
         let keyring = secrets::Keyring::parse(settings.secrets_keyring.expose())?;
         let accounts = accounts::Accounts {
@@ -143,8 +133,8 @@ impl http_kit::cli::Service for Service {
             passwords: passwords::Passwords::new(settings.bcrypt_cost, settings.bcrypt_threads)?,
             issuer: tokens::TokenIssuer::new(
                 settings.keys.clone(),
-                settings.issuer.clone(),
-                settings.audience.clone(),
+                peers.jwt_issuer.clone(),
+                peers.jwt_audience.clone(),
                 settings.access_ttl,
                 settings.refresh_ttl,
             ),
@@ -171,9 +161,9 @@ impl http_kit::cli::Service for Service {
             ),
             refresh_reuse_interval: settings.refresh_reuse_interval,
             tenants: clients::TenantClient::new(
-                settings.tenant_service_url.clone(),
-                settings.internal_token.clone(),
-                settings.service_call_timeout,
+                peers.tenant_url.clone(),
+                peers.internal_token.clone(),
+                peers.call_timeout,
             )?,
         };
         let checks = [ReadinessCheck::new(
@@ -183,8 +173,8 @@ impl http_kit::cli::Service for Service {
         let accounts = web::Data::new(accounts);
         let verifier = web::Data::new(verifier);
         let jwks = web::Data::new(settings.keys.jwks.clone());
-        let internal = web::Data::new(InternalToken(settings.internal_token.clone()));
-        http_kit::server::start_service(
+        let internal = web::Data::new(peers.internal_token());
+        let server = http_kit::server::start_service(
             INFO,
             common,
             database_checks.into_iter().chain(checks),
@@ -197,6 +187,7 @@ impl http_kit::cli::Service for Service {
                     .app_data(internal.clone());
                 routes::configure(cfg);
             },
-        )
+        )?;
+        Ok(Running { server, background })
     }
 }

@@ -2,12 +2,12 @@
 //! `JWT_PRIVATE_KEY` (Ed25519 PKCS#8 PEM, required; `auth generate-key` makes one),
 //! `JWT_KEY_ID` (default: derived from the public key), `JWT_ADDITIONAL_JWKS` (a JWKS
 //! document of previous public keys still accepted, for rotation), `JWT_ISSUER`
-//! (`saas-platform`), `JWT_AUDIENCE` (`saas-platform`), `ACCESS_TOKEN_TTL_SECS` (900),
+//! and `JWT_AUDIENCE` (`http_kit::Peers`), `ACCESS_TOKEN_TTL_SECS` (900),
 //! `REFRESH_TOKEN_TTL_SECS` (604800), `REFRESH_REUSE_INTERVAL_SECS` (10), `BCRYPT_COST` (12), `BCRYPT_THREADS` (cores), `LOGIN_RATE_LIMIT_PER_IP`
 //! (100 failed logins per client address), `LOGIN_RATE_LIMIT_PER_ACCOUNT` (10 failed
 //! logins per account and client address), `LOGIN_RATE_LIMIT_WINDOW_SECS` (900),
-//! `INTERNAL_SERVICE_TOKEN` (required, ≥ 32 characters), `TENANT_SERVICE_URL`
-//! (`http://127.0.0.1:6002`, the tenant service's internal listener), `SERVICE_CALL_TIMEOUT_MS` (2000).
+//! and the settings of `http_kit::Peers` (`INTERNAL_SERVICE_TOKEN`, `TENANT_SERVICE_URL`,
+//! `SERVICE_CALL_TIMEOUT_MS`).
 //!
 //! The account lifecycle: `PUBLIC_APP_URL` (`http://localhost:3000`; required in
 //! production, `https://` or localhost; the links of emails), `EMAIL_VERIFICATION_TTL_SECS` (86400),
@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use cache::RateLimit;
-use http_kit::{CommonSettings, ConfigReader, Secret};
+use http_kit::{CommonSettings, ConfigReader, Peers, Secret};
 
 use crate::keys::SigningKeys;
 
@@ -28,8 +28,9 @@ pub const DEFAULT_PORT: u16 = 5001;
 pub struct Settings {
     pub common: CommonSettings,
     pub keys: SigningKeys,
-    pub issuer: String,
-    pub audience: String,
+    /// `JWT_ISSUER`, `JWT_AUDIENCE`, `INTERNAL_SERVICE_TOKEN`, the tenant service's
+    /// internal API (a user's tenants), `SERVICE_CALL_TIMEOUT_MS`.
+    pub peers: Peers,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
     /// A rotated refresh token presented again within this answers the same new pair
@@ -43,10 +44,6 @@ pub struct Settings {
     /// Failed logins per (account, client address) and window; a success clears it.
     pub login_limit_per_account: u32,
     pub login_limit_window: Duration,
-    pub internal_token: Secret<String>,
-    /// The tenant service's internal API (a user's tenants).
-    pub tenant_service_url: String,
-    pub service_call_timeout: Duration,
     /// The front end's public URL: the links of emails are built on it.
     pub public_app_url: String,
     pub email_verification_ttl: Duration,
@@ -129,8 +126,7 @@ impl Settings {
         let settings = Self {
             common,
             keys,
-            issuer: r.optional("JWT_ISSUER", "saas-platform".to_owned()),
-            audience: r.optional("JWT_AUDIENCE", "saas-platform".to_owned()),
+            peers: Peers::read(r),
             access_ttl: Duration::from_secs(r.optional("ACCESS_TOKEN_TTL_SECS", 900)),
             refresh_ttl: Duration::from_secs(r.optional("REFRESH_TOKEN_TTL_SECS", 604_800)),
             refresh_reuse_interval: Duration::from_secs(
@@ -148,11 +144,6 @@ impl Settings {
             login_limit_window: Duration::from_secs(
                 r.optional("LOGIN_RATE_LIMIT_WINDOW_SECS", 900),
             ),
-            internal_token: r.required("INTERNAL_SERVICE_TOKEN"),
-            tenant_service_url: r.http_url("TENANT_SERVICE_URL", "http://127.0.0.1:6002"),
-            service_call_timeout: Duration::from_millis(
-                r.optional("SERVICE_CALL_TIMEOUT_MS", 2000),
-            ),
             public_app_url: r
                 .http_url("PUBLIC_APP_URL", "http://localhost:3000")
                 .trim_end_matches('/')
@@ -165,11 +156,6 @@ impl Settings {
             secrets_keyring: http_kit::config::read_keyring(r, environment, false),
             throttles: Throttles::read(r),
         };
-        r.check(
-            "SERVICE_CALL_TIMEOUT_MS",
-            !settings.service_call_timeout.is_zero(),
-            "must be positive",
-        );
         r.check(
             "BCRYPT_COST",
             (4..=31).contains(&settings.bcrypt_cost),
@@ -238,12 +224,6 @@ impl Settings {
             "PASSWORD_RESET_TTL_SECS",
             (300..=86_400).contains(&settings.password_reset_ttl.as_secs()),
             "must be between 300 (5 minutes) and 86400 (1 day)",
-        );
-        let token_len = settings.internal_token.expose().len();
-        r.check(
-            "INTERNAL_SERVICE_TOKEN",
-            token_len == 0 || token_len >= 32,
-            "must be at least 32 characters",
         );
         settings
     }

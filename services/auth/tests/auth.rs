@@ -49,3 +49,28 @@ fn the_binary_refuses_missing_settings_and_checks_valid_ones() {
         .expect("run");
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("-----BEGIN PRIVATE KEY-----"));
 }
+
+#[tokio::test]
+async fn sigterm_drains_stops_the_relay_and_exits_zero() {
+    let ctx = TestContext::new().await;
+    let names = events::topics::catalog();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let kafka = testkit::TestKafka::start(&names, 1).expect("mock Kafka");
+    let pem = generate_pem().expect("key");
+    let mut env = ctx.service_env();
+    env.insert("JWT_PRIVATE_KEY".to_owned(), pem);
+    env.insert("KAFKA_BROKERS".to_owned(), kafka.brokers().to_owned());
+    service_contract::assert_stops_on_sigterm(
+        env!("CARGO_BIN_EXE_auth"),
+        &env,
+        &["outbox-relay"],
+        Some(service_contract::InFlight {
+            internal: false,
+            method: "POST",
+            path: "/api/auth/login".to_owned(),
+            body: r#"{"email":"nobody@example.com","password":"not the password"}"#.to_owned(),
+            status: 401,
+        }),
+    )
+    .await;
+}

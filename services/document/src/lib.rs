@@ -4,10 +4,8 @@
 
 use std::sync::Arc;
 
-use actix_web::dev::Server;
 use actix_web::web;
-use http_kit::identity::{CachedRoles, JwksClient, TokenVerifier, VerifierSettings};
-use http_kit::{CommonSettings, ConfigReader, ReadinessCheck, ServiceInfo};
+use http_kit::{Background, CommonSettings, ConfigReader, ReadinessCheck, Running, ServiceInfo};
 use utoipa::OpenApi;
 
 pub mod app;
@@ -67,61 +65,29 @@ impl http_kit::cli::Service for Service {
         &settings.common
     }
 
-    fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Server> {
+    fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Running> {
         let common = &settings.common;
-        let db = main_db::build_pool(
-            common.database_url.expose(),
-            &main_db::PoolSettings {
-                max_size: common.database_pool_size,
-                timeout: common.database_timeout,
-            },
-        )?;
+        let mut background = Background::new();
+        let db = main_db::service_pool(INFO.name, common)?;
         // The postgres and kafka_topics checks, and the connection-budget warning.
         let database_checks =
             main_db::database_checks(INFO.name, common, &db, &[settings.tenant_db.budget_part()])?;
         let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
         let storage = storage::Storage::new(settings.storage.clone())?;
+        let peers = &settings.peers;
         let tenants = clients::TenantClient::new(
-            settings.tenant_service_url.clone(),
-            settings.internal_token.clone(),
-            settings.service_call_timeout,
+            peers.tenant_url.clone(),
+            peers.internal_token.clone(),
+            peers.call_timeout,
         )?;
-        let keys = JwksClient::new(
-            format!("{}/.well-known/jwks.json", settings.auth_service_url),
-            settings.service_call_timeout,
-            std::time::Duration::from_secs(5),
-        )?
-        .refreshing_every(settings.common.jwks_refresh);
-        let verifier = TokenVerifier::new(
-            Arc::new(keys),
-            cache::Revocations::new(
-                redis.clone(),
-                cache::Keys::new(common.redis_key_prefix.clone()),
-                common.redis_timeout,
-            ),
-            &VerifierSettings {
-                issuer: settings.jwt_issuer.clone(),
-                audience: settings.jwt_audience.clone(),
-                leeway_secs: 30,
-            },
-        );
-        let roles = Arc::new(CachedRoles::new(
-            Arc::new(tenants.clone()),
-            std::time::Duration::from_secs(30),
-            10_000,
-        ));
-        roles.follow(cache::Broadcast::new(
-            &redis,
-            &cache::Keys::new(common.redis_key_prefix.clone()),
-            http_kit::identity::ROLE_CHANNEL,
-        ));
+        let verifier = peers.verifier(common, &redis)?;
+        let roles =
+            http_kit::peers::cached_roles(Arc::new(tenants.clone()), common, &redis, &mut background);
         let pools = tenant_db::TenantPoolCache::new(settings.tenant_db.clone());
         let list_client = tenants.clone();
-        let relay = events::start_relay(
-            common.kafka().map(events::Connection::from),
+        let relay = main_db::start_relay(
             INFO.name,
-            common.kafka_timeout,
-            common.outbox_sweep_every,
+            common,
             Arc::new(tenant_db::TenantOutboxes::new(
                 pools.clone(),
                 Arc::new(move || {
@@ -136,6 +102,7 @@ impl http_kit::cli::Service for Service {
                     })
                 }),
             )),
+            &mut background,
         )?;
         let app = app::DocApp::new(
             storage.clone(),
@@ -149,26 +116,13 @@ impl http_kit::cli::Service for Service {
         // until then, and whenever S3 cannot answer, /ready says so.
         let create = settings.create_bucket;
         let bucket_storage = storage.clone();
-        tokio::spawn(async move {
+        background.spawn_cancellable("bucket-check", async move {
             if let Err(e) = bucket_storage.ensure_bucket(create).await {
                 tracing::error!(error = %e, "the document bucket is not usable");
             }
         });
         // Multipart uploads a killed instance left behind are aborted by the sweep.
-        let sweep_app = app.clone();
-        tokio::spawn(async move {
-            let every = sweep_app.uploads.settings.sweep_every;
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                match upload::sweep_stale(&sweep_app).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(aborted = n, "upload sweep cleaned stale uploads"),
-                    Err(e) => tracing::warn!(error = %e, "upload sweep failed"),
-                }
-            }
-        });
+        background.spawn("upload-sweep", upload::sweep_loop(app.clone(), background.token()));
         let checks = [
             ReadinessCheck::new("redis", cache::probe(redis, common.redis_timeout)),
             ReadinessCheck::new("object_storage", move || {
@@ -183,7 +137,7 @@ impl http_kit::cli::Service for Service {
         ];
         let verifier = web::Data::new(verifier);
         let roles = web::Data::from(roles);
-        http_kit::server::start_service(
+        let server = http_kit::server::start_service(
             INFO,
             common,
             database_checks.into_iter().chain(checks),
@@ -195,6 +149,7 @@ impl http_kit::cli::Service for Service {
                     .app_data(roles.clone());
                 routes::configure(cfg);
             },
-        )
+        )?;
+        Ok(Running { server, background })
     }
 }

@@ -2,19 +2,17 @@
 //! object storage: `S3_ENDPOINT_URL` (required), `S3_PUBLIC_URL` (default: the
 //! endpoint), `S3_REGION` (`us-east-1`), `S3_BUCKET` (`saas-documents`),
 //! `S3_ACCESS_KEY` and `S3_SECRET_KEY` (required), `S3_CREATE_BUCKET` (false),
-//! `S3_TIMEOUT_MS` (30000), `S3_UPLOAD_CLIENT_MIN_RATE` (4 MiB/s); uploads
+//! `S3_TIMEOUT_MS` (30000), `S3_UPLOAD_MIN_RATE` (4 MiB/s); uploads
 //! (`crate::upload`): `MAX_UPLOAD_BYTES` (100 MiB), `UPLOAD_IDLE_TIMEOUT_SECS` (60),
 //! `UPLOAD_CLIENT_MIN_RATE` (4096), `UPLOAD_PART_BYTES` (8 MiB), `UPLOAD_PARTS_IN_FLIGHT` (3), `UPLOAD_BUFFER_BYTES`
 //! (128 MiB), `UPLOAD_BUFFER_WAIT_MS` (10000), `UPLOAD_CONCURRENCY` (64), `UPLOAD_STALE_SECS` (86400),
 //! `UPLOAD_SWEEP_EVERY_SECS` (300); tenant databases: the pool limits (`TENANT_POOL_*`,
-//! `tenant_db::TenantDbSettings::read_pool_limits`; 8 pools here); other services: `TENANT_SERVICE_URL`
-//! (`http://127.0.0.1:6002`), `AUTH_SERVICE_URL` (`http://127.0.0.1:6001`),
-//! `INTERNAL_SERVICE_TOKEN` (required), `JWT_ISSUER`, `JWT_AUDIENCE` (`saas-platform`),
-//! `SERVICE_CALL_TIMEOUT_MS` (2000).
+//! `tenant_db::TenantDbSettings::read_pool_limits`; 8 pools here); other services:
+//! `http_kit::Peers`.
 
 use std::time::Duration;
 
-use http_kit::{CommonSettings, ConfigReader, Secret};
+use http_kit::{CommonSettings, ConfigReader, Peers};
 use storage::StorageSettings;
 use tenant_db::TenantDbSettings;
 
@@ -27,12 +25,7 @@ pub struct Settings {
     pub create_bucket: bool,
     pub uploads: crate::upload::UploadSettings,
     pub tenant_db: TenantDbSettings,
-    pub tenant_service_url: String,
-    pub auth_service_url: String,
-    pub internal_token: Secret<String>,
-    pub jwt_issuer: String,
-    pub jwt_audience: String,
-    pub service_call_timeout: Duration,
+    pub peers: Peers,
 }
 
 impl Settings {
@@ -40,28 +33,20 @@ impl Settings {
         let common = CommonSettings::read(r, DEFAULT_PORT);
         let storage = StorageSettings::read(r);
         let mut tenant_db = TenantDbSettings::new(
-            common.database_url.expose().clone(),
+            common.session_url(common.database_url.expose(), crate::INFO.name),
             "tenant_template".to_owned(),
-        );
+        )
+        .with_admin_server_url(common.database_url.expose().clone());
         tenant_db.read_pool_limits(r);
         let uploads = read_uploads(r);
-        let tenant_service_url = r.http_url("TENANT_SERVICE_URL", "http://127.0.0.1:6002");
-        let auth_service_url = r.http_url("AUTH_SERVICE_URL", "http://127.0.0.1:6001");
-        let internal_token: Secret<String> = r.required("INTERNAL_SERVICE_TOKEN");
+        let peers = Peers::read(r);
         Self {
             common,
             storage,
             create_bucket: r.optional("S3_CREATE_BUCKET", false),
             uploads,
             tenant_db,
-            tenant_service_url,
-            auth_service_url,
-            internal_token,
-            jwt_issuer: r.optional("JWT_ISSUER", "saas-platform".to_owned()),
-            jwt_audience: r.optional("JWT_AUDIENCE", "saas-platform".to_owned()),
-            service_call_timeout: Duration::from_millis(
-                r.optional("SERVICE_CALL_TIMEOUT_MS", 2000),
-            ),
+            peers,
         }
     }
 }

@@ -28,6 +28,7 @@ use bytes::{Bytes, BytesMut};
 use domain::TenantId;
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
+use http_kit::lifecycle::CancellationToken;
 use http_kit::ApiError;
 use md5::Digest as _;
 use storage::{StorageError, UploadedPart};
@@ -647,6 +648,25 @@ async fn abandon(
     }
 }
 
+/// Runs [`sweep_stale`] every `UPLOAD_SWEEP_EVERY_SECS` (the first a period after the
+/// start) until `stop` is cancelled.
+pub async fn sweep_loop(app: web::Data<DocApp>, stop: CancellationToken) {
+    let every = app.uploads.settings.sweep_every;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        match sweep_stale(&app, &stop).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(aborted = n, "upload sweep cleaned stale uploads"),
+            Err(e) => tracing::warn!(error = %e, "upload sweep failed"),
+        }
+    }
+}
+
 /// How many stale uploads one sweep handles per tenant database.
 const SWEEP_BATCH: i64 = 100;
 
@@ -655,11 +675,15 @@ const SWEEP_BATCH: i64 = 100;
 /// failed), deletes an object completed but never recorded as a File, and forgets
 /// them. Each is first claimed (its start moved to now), so two replicas sweeping at
 /// once do not both handle it, and one that fails is tried again a period later.
-/// Answers how many were cleaned.
-pub async fn sweep_stale(app: &DocApp) -> anyhow::Result<usize> {
+/// Answers how many were cleaned. Once `stop` is cancelled it ends after the upload it
+/// is on.
+pub async fn sweep_stale(app: &DocApp, stop: &CancellationToken) -> anyhow::Result<usize> {
     let stale_after = chrono::Duration::from_std(app.uploads.settings.stale_after)?;
     let mut cleaned = 0;
     for database in app.tenants.databases().await? {
+        if stop.is_cancelled() {
+            break;
+        }
         let name = match domain::TenantDatabaseName::parse(&database.database_name) {
             Ok(name) => name,
             Err(e) => {
@@ -667,7 +691,7 @@ pub async fn sweep_stale(app: &DocApp) -> anyhow::Result<usize> {
                 continue;
             }
         };
-        match sweep_database(app, &name, stale_after).await {
+        match sweep_database(app, &name, stale_after, stop).await {
             Ok(n) => cleaned += n,
             Err(e) => {
                 tracing::warn!(database = %name, error = %e, "upload sweep of a tenant database failed");
@@ -681,12 +705,16 @@ async fn sweep_database(
     app: &DocApp,
     database: &domain::TenantDatabaseName,
     stale_after: chrono::Duration,
+    stop: &CancellationToken,
 ) -> anyhow::Result<usize> {
     let mut conn = app.pools.get_background(database).await?;
     let stale =
         queries::stale_uploads(&mut conn, chrono::Utc::now() - stale_after, SWEEP_BATCH).await?;
     let mut cleaned = 0;
     for upload in stale {
+        if stop.is_cancelled() {
+            break;
+        }
         if !queries::claim_upload(&mut conn, &upload).await? {
             continue;
         }

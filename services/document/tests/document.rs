@@ -58,3 +58,29 @@ fn the_binary_refuses_missing_settings_and_checks_valid_ones() {
         ],
     );
 }
+
+#[tokio::test]
+async fn sigterm_drains_stops_every_background_task_and_exits_zero() {
+    let ctx = TestContext::new().await;
+    let s3 = TestS3::start().await.expect("s3");
+    let names = events::topics::catalog();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let kafka = testkit::TestKafka::start(&names, 1).expect("mock Kafka");
+    let mut env = ctx.service_env();
+    for (key, value) in [
+        ("S3_ENDPOINT_URL", s3.endpoint.as_str()),
+        ("S3_ACCESS_KEY", s3.access_key.as_str()),
+        ("S3_SECRET_KEY", s3.secret_key.as_str()),
+        ("S3_CREATE_BUCKET", "true"),
+        ("KAFKA_BROKERS", kafka.brokers()),
+    ] {
+        env.insert(key.to_owned(), value.to_owned());
+    }
+    service_contract::assert_stops_on_sigterm(
+        env!("CARGO_BIN_EXE_document"),
+        &env,
+        &["role-changes", "outbox-relay", "bucket-check", "upload-sweep"],
+        None,
+    )
+    .await;
+}

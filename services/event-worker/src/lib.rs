@@ -9,13 +9,10 @@
 //! Settings: `settings.rs`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use actix_web::dev::Server;
 use actix_web::web;
 use events::Shutdown;
-use http_kit::identity::{CachedRoles, JwksClient, TokenVerifier, VerifierSettings};
-use http_kit::{CommonSettings, ConfigReader, ReadinessCheck, ServiceInfo};
+use http_kit::{Background, CommonSettings, ConfigReader, ReadinessCheck, Running, ServiceInfo};
 use tokio::task::JoinHandle;
 use utoipa::OpenApi;
 
@@ -65,52 +62,34 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// The running consumers.
-pub struct Consumers {
-    shutdown: Shutdown,
-    tasks: Vec<(
-        &'static str,
-        JoinHandle<Result<(), events::consumer::ConsumerError>>,
-    )>,
-}
+/// A consumer's (or another loop's) task, its error logged when it ends.
+type Task = JoinHandle<Result<(), events::consumer::ConsumerError>>;
 
-impl Consumers {
-    /// Asks every consumer to finish its batch, commit and stop, and waits for them
-    /// (at most `grace`).
-    pub async fn stop(self, grace: Duration) {
-        self.shutdown.trigger();
-        let all =
-            futures_util::future::join_all(self.tasks.into_iter().map(|(name, task)| async move {
-                match task.await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::error!(consumer = name, error = %e, "consumer failed"),
-                    Err(e) => {
-                        tracing::error!(consumer = name, error = %e, "consumer task panicked")
-                    }
-                }
-            }));
-        if tokio::time::timeout(grace, all).await.is_err() {
-            tracing::warn!(
-                ?grace,
-                "consumers did not stop in time; their batches will be redelivered"
-            );
-        }
+/// Hands the tasks to `background`: cancelling its token triggers `shutdown`, which
+/// every consumer and loop watches (a consumer finishes its batch and commits first).
+fn manage(tasks: Vec<(&'static str, Task)>, shutdown: Shutdown, background: &mut Background) {
+    let stop = background.token();
+    background.spawn("shutdown-signal", async move {
+        stop.cancelled().await;
+        shutdown.trigger();
+    });
+    for (name, task) in tasks {
+        background.spawn(name, async move {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(consumer = name, error = %e, "consumer failed"),
+                Err(e) => tracing::error!(consumer = name, error = %e, "consumer task panicked"),
+            }
+        });
     }
 }
 
 /// Starts the consumers and the HTTP server. Must be called inside a Tokio runtime.
-pub fn start(
-    settings: Settings,
-    listeners: http_kit::server::Listeners,
-) -> anyhow::Result<(Server, Consumers)> {
+pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Running> {
     let common = &settings.common;
-    let db = main_db::build_pool(
-        common.database_url.expose(),
-        &main_db::PoolSettings {
-            max_size: common.database_pool_size,
-            timeout: common.database_timeout,
-        },
-    )?;
+    let mut background = Background::new();
+    let peers = &settings.peers;
+    let db = main_db::service_pool(INFO.name, common)?;
     // The postgres and kafka_topics checks, and the connection-budget warning.
     let database_checks =
         main_db::database_checks(INFO.name, common, &db, &[settings.tenant_db.budget_part()])?;
@@ -157,9 +136,9 @@ pub fn start(
         (Some(brokers), Some(storage_settings)) => {
             let storage = storage::Storage::new(storage_settings.clone())?;
             let tenants = clients::TenantClient::new(
-                settings.tenant_service_url.clone(),
-                settings.internal_token.clone(),
-                settings.service_call_timeout,
+                peers.tenant_url.clone(),
+                peers.internal_token.clone(),
+                peers.call_timeout,
             )?;
             let consumer = |name: &str, topic: events::Topic| settings.consumer(brokers, name, vec![topic], Some(50));
             tasks.push((
@@ -208,14 +187,14 @@ pub fn start(
                     notifications::Notifications {
                         db: db.clone(),
                         auth: clients::AuthClient::new(
-                            settings.auth_service_url.clone(),
-                            settings.internal_token.clone(),
-                            settings.service_call_timeout,
+                            peers.auth_url.clone(),
+                            peers.internal_token.clone(),
+                            peers.call_timeout,
                         )?,
                         tenants: clients::TenantClient::new(
-                            settings.tenant_service_url.clone(),
-                            settings.internal_token.clone(),
-                            settings.service_call_timeout,
+                            peers.tenant_url.clone(),
+                            peers.internal_token.clone(),
+                            peers.call_timeout,
                         )?,
                         wake: wake.clone(),
                     },
@@ -291,39 +270,13 @@ pub fn start(
         }),
     ));
     let tenants = clients::TenantClient::new(
-        settings.tenant_service_url.clone(),
-        settings.internal_token.clone(),
-        settings.service_call_timeout,
+        peers.tenant_url.clone(),
+        peers.internal_token.clone(),
+        peers.call_timeout,
     )?;
-    let keys = JwksClient::new(
-        format!("{}/.well-known/jwks.json", settings.auth_service_url),
-        settings.service_call_timeout,
-        Duration::from_secs(5),
-    )?
-    .refreshing_every(settings.common.jwks_refresh);
-    let verifier = TokenVerifier::new(
-        Arc::new(keys),
-        cache::Revocations::new(
-            redis.clone(),
-            cache::Keys::new(common.redis_key_prefix.clone()),
-            common.redis_timeout,
-        ),
-        &VerifierSettings {
-            issuer: settings.jwt_issuer.clone(),
-            audience: settings.jwt_audience.clone(),
-            leeway_secs: 30,
-        },
-    );
-    let roles = Arc::new(CachedRoles::new(
-        Arc::new(tenants),
-        Duration::from_secs(30),
-        10_000,
-    ));
-    roles.follow(cache::Broadcast::new(
-        &redis,
-        &cache::Keys::new(common.redis_key_prefix.clone()),
-        http_kit::identity::ROLE_CHANNEL,
-    ));
+    manage(tasks, shutdown, &mut background);
+    let verifier = peers.verifier(common, &redis)?;
+    let roles = http_kit::peers::cached_roles(Arc::new(tenants), common, &redis, &mut background);
     let checks = [ReadinessCheck::new(
         "redis",
         cache::probe(redis, common.redis_timeout),
@@ -350,7 +303,7 @@ pub fn start(
             routes::configure(cfg);
         },
     )?;
-    Ok((server, Consumers { shutdown, tasks }))
+    Ok(Running { server, background })
 }
 
 /// The service as its binary and the tests run it.
@@ -368,10 +321,7 @@ impl http_kit::cli::Service for Service {
         &settings.common
     }
 
-    /// The consumers run until the process ends (the binary stops them gracefully:
-    /// `main.rs`).
-    fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Server> {
-        let (server, _consumers) = start(settings, listeners)?;
-        Ok(server)
+    fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Running> {
+        start(settings, listeners)
     }
 }

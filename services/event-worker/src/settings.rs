@@ -1,8 +1,7 @@
 //! Settings of the event-worker: the common ones of `http_kit::config` (default port
 //! 5005; `KAFKA_BROKERS` is where it consumes), and
-//! `TENANT_SERVICE_URL` (`http://127.0.0.1:6002`), `AUTH_SERVICE_URL`
-//! (`http://127.0.0.1:6001`), `INTERNAL_SERVICE_TOKEN` (required), `JWT_ISSUER`,
-//! `JWT_AUDIENCE` (`saas-platform`), `SERVICE_CALL_TIMEOUT_MS` (2000),
+//! the settings of `http_kit::Peers` (`TENANT_SERVICE_URL`, `AUTH_SERVICE_URL`,
+//! `INTERNAL_SERVICE_TOKEN`, …),
 //! `CONSUMER_GROUP_PREFIX` (`event-worker`), `CONSUMER_MAX_ATTEMPTS` (5),
 //! `CONSUMER_MAX_BATCH` (500), `CONSUMER_COMMIT_INTERVAL_MS` (1000),
 //! `CONSUMER_SESSION_TIMEOUT_MS` (45000), `CONSUMER_FETCH_WAIT_MS` (500), `CONSUMER_LAG_SAMPLE_SECS` (15); webhooks: `WEBHOOK_TIMEOUT_MS` (10000),
@@ -17,19 +16,14 @@
 
 use std::time::Duration;
 
-use http_kit::{CommonSettings, ConfigReader, Secret};
+use http_kit::{CommonSettings, ConfigReader, Peers, Secret};
 
 pub const DEFAULT_PORT: u16 = 5005;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub common: CommonSettings,
-    pub tenant_service_url: String,
-    pub auth_service_url: String,
-    pub internal_token: Secret<String>,
-    pub jwt_issuer: String,
-    pub jwt_audience: String,
-    pub service_call_timeout: Duration,
+    pub peers: Peers,
     /// Each consumer's group is `<prefix>.<consumer>` (e.g. `event-worker.audit-log`).
     pub consumer_group_prefix: String,
     /// Attempts of an event whose handling fails before it is dead-lettered.
@@ -57,8 +51,7 @@ pub struct Settings {
 impl Settings {
     pub fn read(r: &mut ConfigReader<'_>) -> Self {
         let common = CommonSettings::read(r, DEFAULT_PORT);
-        let tenant_service_url = r.http_url("TENANT_SERVICE_URL", "http://127.0.0.1:6002");
-        let auth_service_url = r.http_url("AUTH_SERVICE_URL", "http://127.0.0.1:6001");
+        let peers = Peers::read(r);
         let consumer_max_attempts = r.optional("CONSUMER_MAX_ATTEMPTS", 5u32);
         r.check(
             "CONSUMER_MAX_ATTEMPTS",
@@ -145,9 +138,10 @@ impl Settings {
         );
         // File processing and purges only: few tenant connections at once.
         let mut tenant_db = tenant_db::TenantDbSettings::new(
-            common.database_url.expose().clone(),
+            common.session_url(common.database_url.expose(), crate::INFO.name),
             "tenant_template",
         )
+        .with_admin_server_url(common.database_url.expose().clone())
         .with_max_pools(4);
         tenant_db.read_pool_limits(r);
         let smtp_url: Option<Secret<String>> = r.maybe("SMTP_URL");
@@ -186,14 +180,7 @@ impl Settings {
         let secrets_keyring = http_kit::config::read_keyring(r, common.environment, false);
         Self {
             common,
-            tenant_service_url,
-            auth_service_url,
-            internal_token: r.required("INTERNAL_SERVICE_TOKEN"),
-            jwt_issuer: r.optional("JWT_ISSUER", "saas-platform".to_owned()),
-            jwt_audience: r.optional("JWT_AUDIENCE", "saas-platform".to_owned()),
-            service_call_timeout: Duration::from_millis(
-                r.optional("SERVICE_CALL_TIMEOUT_MS", 2000),
-            ),
+            peers,
             consumer_group_prefix,
             consumer_max_attempts,
             consumer_max_batch,

@@ -6,12 +6,9 @@
 //! stored encrypted (`secrets`). Settings: `settings.rs`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use actix_web::dev::Server;
 use actix_web::web;
-use http_kit::identity::{CachedRoles, JwksClient, TokenVerifier, VerifierSettings};
-use http_kit::{CommonSettings, ConfigReader, ReadinessCheck, ServiceInfo};
+use http_kit::{Background, CommonSettings, ConfigReader, ReadinessCheck, Running, ServiceInfo};
 use utoipa::OpenApi;
 
 pub mod app;
@@ -127,35 +124,28 @@ fn cipher(settings: &Settings) -> anyhow::Result<secrets::Cipher> {
 }
 
 /// Everything the handlers and the refresh job share, built from the settings (no
-/// connection is opened yet; the outbox relay starts when `KAFKA_BROKERS` is set).
-/// Must be called inside a Tokio runtime.
-pub fn build_app(settings: &Settings) -> anyhow::Result<app::SsoApp> {
+/// connection is opened yet; the outbox relay starts when `KAFKA_BROKERS` is set);
+/// its tasks (the relay, the role-change listener) join `background`. Must be called
+/// inside a Tokio runtime.
+pub fn build_app(settings: &Settings, background: &mut Background) -> anyhow::Result<app::SsoApp> {
     let common = &settings.common;
-    let db = main_db::build_pool(
-        common.database_url.expose(),
-        &main_db::PoolSettings {
-            max_size: common.database_pool_size,
-            timeout: common.database_timeout,
-        },
-    )?;
+    let db = main_db::service_pool(INFO.name, common)?;
     let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
     let keys = cache::Keys::new(common.redis_key_prefix.clone());
-    let db_for_relay = db.clone();
+    let peers = &settings.peers;
     let tenants = clients::TenantClient::new(
-        settings.tenant_service_url.clone(),
-        settings.internal_token.clone(),
-        settings.service_call_timeout,
+        peers.tenant_url.clone(),
+        peers.internal_token.clone(),
+        peers.call_timeout,
     )?;
-    let roles = Arc::new(CachedRoles::new(
-        Arc::new(tenants.clone()),
-        Duration::from_secs(30),
-        10_000,
-    ));
-    roles.follow(cache::Broadcast::new(
-        &redis,
-        &keys,
-        http_kit::identity::ROLE_CHANNEL,
-    ));
+    let roles =
+        http_kit::peers::cached_roles(Arc::new(tenants.clone()), common, &redis, background);
+    let relay = main_db::start_relay(
+        INFO.name,
+        common,
+        Arc::new(main_db::MainOutbox(db.clone())),
+        background,
+    )?;
     Ok(app::SsoApp {
         roles,
         db,
@@ -167,46 +157,27 @@ pub fn build_app(settings: &Settings) -> anyhow::Result<app::SsoApp> {
         graph: graph::Graph::new(&settings.graph_url, settings.provider_timeout)?,
         tenants,
         auth: clients::AuthClient::new(
-            settings.auth_service_url.clone(),
-            settings.internal_token.clone(),
-            settings.service_call_timeout,
+            peers.auth_url.clone(),
+            peers.internal_token.clone(),
+            peers.call_timeout,
         )?,
         one_time: cache::OneTime::new(redis.clone(), keys.clone(), common.redis_timeout),
         cipher: cipher(settings)?,
         revocations: cache::Revocations::new(redis.clone(), keys.clone(), common.redis_timeout),
         limiter: cache::RateLimiter::new(redis.clone(), keys, common.redis_timeout),
         redis,
-        relay: events::start_relay(
-            common.kafka().map(events::Connection::from),
-            INFO.name,
-            common.kafka_timeout,
-            common.outbox_sweep_every,
-            Arc::new(main_db::MainOutbox(db_for_relay)),
-        )?,
+        relay,
         settings: Arc::new(settings.clone()),
     })
 }
 
 /// Starts the HTTP server and the token refresh job. Must be called inside a Tokio
 /// runtime.
-pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Server> {
-    let app = build_app(&settings)?;
+pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Running> {
+    let mut background = Background::new();
+    let app = build_app(&settings, &mut background)?;
     let common = &settings.common;
-    let jwks = JwksClient::new(
-        format!("{}/.well-known/jwks.json", settings.auth_service_url),
-        settings.service_call_timeout,
-        Duration::from_secs(5),
-    )?
-    .refreshing_every(settings.common.jwks_refresh);
-    let verifier = TokenVerifier::new(
-        Arc::new(jwks),
-        app.revocations.clone(),
-        &VerifierSettings {
-            issuer: settings.jwt_issuer.clone(),
-            audience: settings.jwt_audience.clone(),
-            leeway_secs: 30,
-        },
-    );
+    let verifier = settings.peers.verifier(common, &app.redis)?;
     // The postgres and kafka_topics checks, and the connection-budget warning.
     let database_checks = main_db::database_checks(INFO.name, common, &app.db, &[])?;
     let checks = [ReadinessCheck::new(
@@ -214,10 +185,10 @@ pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyh
         cache::probe(app.redis.clone(), common.redis_timeout),
     )];
     let app = web::Data::new(app);
-    tokio::spawn(refresh::run(app.clone()));
+    background.spawn("sso-token-refresh", refresh::run(app.clone(), background.token()));
     let verifier = web::Data::new(verifier);
     let roles = web::Data::from(app.roles.clone());
-    http_kit::server::start_service(
+    let server = http_kit::server::start_service(
         INFO,
         common,
         database_checks.into_iter().chain(checks),
@@ -229,7 +200,8 @@ pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyh
                 .app_data(roles.clone());
             routes::configure(cfg);
         },
-    )
+    )?;
+    Ok(Running { server, background })
 }
 
 /// The service as its binary and the tests run it.
@@ -247,7 +219,7 @@ impl http_kit::cli::Service for Service {
         &settings.common
     }
 
-    fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Server> {
+    fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Running> {
         start(settings, listeners)
     }
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use domain::TenantId;
+use http_kit::lifecycle::CancellationToken;
 use http_kit::ApiError;
 use uuid::Uuid;
 
@@ -139,6 +140,15 @@ impl Backoff {
 
 /// One pass, if this runner gets the lock: `None` when another runner holds it.
 pub async fn run_once(app: &SsoApp, backoff: &mut Backoff) -> Result<Option<Pass>, ApiError> {
+    run_once_until(app, backoff, &CancellationToken::new()).await
+}
+
+/// [`run_once`], ending after the identity it is on once `stop` is cancelled.
+pub async fn run_once_until(
+    app: &SsoApp,
+    backoff: &mut Backoff,
+    stop: &CancellationToken,
+) -> Result<Option<Pass>, ApiError> {
     let hold = app.settings.refresh_interval.max(Duration::from_secs(30)) * 4;
     let Some(token) = app
         .one_time
@@ -149,14 +159,19 @@ pub async fn run_once(app: &SsoApp, backoff: &mut Backoff) -> Result<Option<Pass
         return Ok(None);
     };
     // Stop well before the lock expires, so that no other runner starts meanwhile.
-    let pass = pass(app, backoff, Instant::now() + hold / 2).await;
+    let pass = pass(app, backoff, Instant::now() + hold / 2, stop).await;
     if let Err(e) = app.one_time.unlock(LOCK, &token).await {
         tracing::warn!(error = %e, "token refresh lock not released; it expires by itself");
     }
     pass.map(Some)
 }
 
-async fn pass(app: &SsoApp, backoff: &mut Backoff, deadline: Instant) -> Result<Pass, ApiError> {
+async fn pass(
+    app: &SsoApp,
+    backoff: &mut Backoff,
+    deadline: Instant,
+    stop: &CancellationToken,
+) -> Result<Pass, ApiError> {
     let window = chrono::Duration::from_std(app.settings.refresh_window)
         .unwrap_or_else(|_| chrono::Duration::minutes(30));
     let waiting = backoff.waiting();
@@ -170,6 +185,9 @@ async fn pass(app: &SsoApp, backoff: &mut Backoff, deadline: Instant) -> Result<
         ..Pass::default()
     };
     for identity in due {
+        if stop.is_cancelled() {
+            break;
+        }
         // Each refresh is bounded by the pass's deadline, well inside the lock's life.
         let Some(left) = deadline.checked_duration_since(Instant::now()) else {
             break;
@@ -203,14 +221,18 @@ async fn pass(app: &SsoApp, backoff: &mut Backoff, deadline: Instant) -> Result<
     Ok(pass)
 }
 
-/// The job: a pass every `SSO_REFRESH_INTERVAL_SECS` until the process ends.
-pub async fn run(app: actix_web::web::Data<SsoApp>) {
+/// The job: a pass every `SSO_REFRESH_INTERVAL_SECS` until `stop` is cancelled (a pass
+/// under way ends after the identity it is on, and releases the lock).
+pub async fn run(app: actix_web::web::Data<SsoApp>, stop: CancellationToken) {
     let mut backoff = Backoff::default();
     let mut tick = tokio::time::interval(app.settings.refresh_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
-        match run_once(&app, &mut backoff).await {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        match run_once_until(&app, &mut backoff, &stop).await {
             Ok(Some(pass)) if pass != Pass::default() => {
                 tracing::info!(
                     refreshed = pass.refreshed,

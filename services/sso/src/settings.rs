@@ -1,8 +1,7 @@
 //! Settings of the sso service: the common ones of `http_kit::config` (default port
 //! 5004), and
-//! - `TENANT_SERVICE_URL` (`http://127.0.0.1:6002`), `AUTH_SERVICE_URL`
-//!   (`http://127.0.0.1:6001`), `INTERNAL_SERVICE_TOKEN` (required), `JWT_ISSUER`,
-//!   `JWT_AUDIENCE` (`saas-platform`), `SERVICE_CALL_TIMEOUT_MS` (2000);
+//! - the settings of `http_kit::Peers` (`TENANT_SERVICE_URL`, `AUTH_SERVICE_URL`,
+//!   `INTERNAL_SERVICE_TOKEN`, …);
 //! - `SSO_AUTHORITY_URL` (`https://login.microsoftonline.com`): a tenant's issuer is
 //!   `{authority}/{provider_tenant_id}/v2.0`; `http://` only outside production;
 //! - `SSO_GRAPH_URL` (`https://graph.microsoft.com`): where group overage is resolved;
@@ -29,7 +28,7 @@
 use std::time::Duration;
 
 use http_kit::config::Environment;
-use http_kit::{CommonSettings, ConfigReader, Secret};
+use http_kit::{CommonSettings, ConfigReader, Peers, Secret};
 
 pub const DEFAULT_PORT: u16 = 5004;
 
@@ -48,12 +47,7 @@ pub struct VaultSettings {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub common: CommonSettings,
-    pub tenant_service_url: String,
-    pub auth_service_url: String,
-    pub internal_token: Secret<String>,
-    pub jwt_issuer: String,
-    pub jwt_audience: String,
-    pub service_call_timeout: Duration,
+    pub peers: Peers,
     pub authority_url: String,
     pub graph_url: String,
     pub public_url: String,
@@ -82,8 +76,7 @@ impl Settings {
     pub fn read(r: &mut ConfigReader<'_>) -> Self {
         let common = CommonSettings::read(r, DEFAULT_PORT);
         let production = common.environment == Environment::Production;
-        let tenant_service_url = r.http_url("TENANT_SERVICE_URL", "http://127.0.0.1:6002");
-        let auth_service_url = r.http_url("AUTH_SERVICE_URL", "http://127.0.0.1:6001");
+        let peers = Peers::read(r);
         let authority_url = r
             .http_url("SSO_AUTHORITY_URL", "https://login.microsoftonline.com")
             .trim_end_matches('/')
@@ -179,14 +172,7 @@ impl Settings {
         let keyring = http_kit::config::read_keyring(r, common.environment, vault.is_some());
         Self {
             common,
-            tenant_service_url,
-            auth_service_url,
-            internal_token: r.required("INTERNAL_SERVICE_TOKEN"),
-            jwt_issuer: r.optional("JWT_ISSUER", "saas-platform".to_owned()),
-            jwt_audience: r.optional("JWT_AUDIENCE", "saas-platform".to_owned()),
-            service_call_timeout: Duration::from_millis(
-                r.optional("SERVICE_CALL_TIMEOUT_MS", 2000),
-            ),
+            peers,
             authority_url,
             graph_url,
             public_url,

@@ -17,3 +17,26 @@ fn the_binary_refuses_missing_settings_and_checks_valid_ones() {
         &[("INTERNAL_SERVICE_TOKEN", testkit::INTERNAL_TOKEN)],
     );
 }
+
+#[tokio::test]
+async fn sigterm_drains_stops_the_refresh_job_and_exits_zero() {
+    let ctx = TestContext::new().await;
+    let names = events::topics::catalog();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let kafka = testkit::TestKafka::start(&names, 1).expect("mock Kafka");
+    let mut env = ctx.service_env();
+    env.insert("KAFKA_BROKERS".to_owned(), kafka.brokers().to_owned());
+    service_contract::assert_stops_on_sigterm(
+        env!("CARGO_BIN_EXE_sso"),
+        &env,
+        &["role-changes", "outbox-relay", "sso-token-refresh"],
+        Some(service_contract::InFlight {
+            internal: false,
+            method: "POST",
+            path: "/api/auth/sso/detect".to_owned(),
+            body: r#"{"email":"someone@nowhere.example.com"}"#.to_owned(),
+            status: 200,
+        }),
+    )
+    .await;
+}

@@ -63,9 +63,9 @@ pub async fn init(
         "nothing to do: give --create-admin (and --create-test-tenant)"
     );
     let auth = clients::AuthClient::new(
-        settings.auth_service_url.clone(),
-        settings.internal_token.clone(),
-        settings.service_call_timeout,
+        settings.peers.auth_url.clone(),
+        settings.peers.internal_token.clone(),
+        settings.peers.call_timeout,
     )?;
     let email = domain::Email::parse(&init.admin_email)
         .map_err(|e| anyhow::anyhow!("INIT_ADMIN_EMAIL: {e}"))?;

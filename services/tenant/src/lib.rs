@@ -2,8 +2,7 @@
 //! public `/api/tenants` routes, the internal API other services use, and the
 //! `migrate-tenants` command.
 
-use actix_web::dev::Server;
-use http_kit::{CommonSettings, ConfigReader, ReadinessCheck, ServiceInfo};
+use http_kit::{Background, CommonSettings, ConfigReader, ReadinessCheck, Running, ServiceInfo};
 use utoipa::OpenApi;
 
 pub mod app;
@@ -77,16 +76,17 @@ impl http_kit::cli::Service for Service {
         &settings.common
     }
 
-    fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Server> {
+    fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Running> {
         start(settings, listeners)
     }
 }
 
 /// Builds the service on `listeners` (tests and the all-in-one runner call this).
 /// Must be called inside a Tokio runtime.
-pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Server> {
+pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Running> {
     let common = &settings.common;
-    let db = main_db::build_pool(common.database_url.expose(), &settings.main_pool_settings())?;
+    let mut background = Background::new();
+    let db = main_db::service_pool(INFO.name, common)?;
     // The postgres and kafka_topics checks, and the connection-budget warning.
     let database_checks = main_db::database_checks(
         INFO.name,
@@ -101,18 +101,21 @@ pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyh
     let tenants = std::sync::Arc::new(tenant_db::TenantDatabaseManager::new(
         settings.tenant_db.clone(),
     )?);
-    maintenance::spawn_sweeper(
-        db.clone(),
-        tenants.clone(),
-        settings.provisioning_stale_after,
-        settings.provisioning_sweep_every,
+    background.spawn(
+        "provisioning-sweep",
+        maintenance::sweep_loop(
+            db.clone(),
+            tenants.clone(),
+            settings.provisioning_stale_after,
+            settings.provisioning_sweep_every,
+            background.token(),
+        ),
     );
-    let relay = events::start_relay(
-        common.kafka().map(events::Connection::from),
+    let relay = main_db::start_relay(
         INFO.name,
-        common.kafka_timeout,
-        common.outbox_sweep_every,
+        common,
         std::sync::Arc::new(main_db::MainOutbox(db.clone())),
+        &mut background,
     )?;
     let app = app::TenantApp {
         relay: relay.clone(),
@@ -120,9 +123,9 @@ pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyh
         provisioner: provisioning::Provisioner::new(db.clone(), tenants.clone()).with_relay(relay),
         tenants: tenants.clone(),
         auth: clients::AuthClient::new(
-            settings.auth_service_url.clone(),
-            settings.internal_token.clone(),
-            settings.service_call_timeout,
+            settings.peers.auth_url.clone(),
+            settings.peers.internal_token.clone(),
+            settings.peers.call_timeout,
         )?,
         limit_per_user: settings.tenant_limit_per_user,
         role_changes: cache::Broadcast::new(
@@ -141,26 +144,7 @@ pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyh
             common.redis_timeout,
         ),
     });
-    let keys = http_kit::identity::JwksClient::new(
-        format!("{}/.well-known/jwks.json", settings.auth_service_url),
-        settings.service_call_timeout,
-        std::time::Duration::from_secs(5),
-    )?
-    .refreshing_every(settings.common.jwks_refresh);
-    let revocations = cache::Revocations::new(
-        redis.clone(),
-        cache::Keys::new(common.redis_key_prefix.clone()),
-        common.redis_timeout,
-    );
-    let verifier = http_kit::identity::TokenVerifier::new(
-        std::sync::Arc::new(keys),
-        revocations,
-        &http_kit::identity::VerifierSettings {
-            issuer: settings.jwt_issuer.clone(),
-            audience: settings.jwt_audience.clone(),
-            leeway_secs: 30,
-        },
-    );
+    let verifier = settings.peers.verifier(common, &redis)?;
     // This service owns memberships: no cache, every request sees the current role.
     let roles = http_kit::identity::CachedRoles::new(
         std::sync::Arc::new(app::DbRoles {
@@ -194,10 +178,8 @@ pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyh
     let app = actix_web::web::Data::new(app);
     let verifier = actix_web::web::Data::new(verifier);
     let roles = actix_web::web::Data::new(roles);
-    let internal = actix_web::web::Data::new(http_kit::identity::InternalToken(
-        settings.internal_token.clone(),
-    ));
-    http_kit::server::start_service(
+    let internal = actix_web::web::Data::new(settings.peers.internal_token());
+    let server = http_kit::server::start_service(
         INFO,
         common,
         database_checks.into_iter().chain(checks),
@@ -212,5 +194,6 @@ pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyh
                 .app_data(internal.clone());
             routes::configure(cfg);
         },
-    )
+    )?;
+    Ok(Running { server, background })
 }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_kit::lifecycle::CancellationToken;
 use main_db::DbPool;
 use tenant_db::TenantDatabaseManager;
 
@@ -40,21 +41,24 @@ pub async fn sweep_interrupted(
     Ok(swept)
 }
 
-/// Sweeps now and every `every`, for as long as the process runs.
-pub fn spawn_sweeper(
+/// Sweeps now and every `every` until `stop` is cancelled (a sweep under way is
+/// finished first: it never leaves a tenant half-marked).
+pub async fn sweep_loop(
     db: DbPool,
     tenants: Arc<TenantDatabaseManager>,
     stale_after: Duration,
     every: Duration,
+    stop: CancellationToken,
 ) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if let Err(e) = sweep_interrupted(&db, &tenants, stale_after).await {
-                tracing::warn!(error = format!("{e:#}"), "provisioning sweep failed");
-            }
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
         }
-    });
+        if let Err(e) = sweep_interrupted(&db, &tenants, stale_after).await {
+            tracing::warn!(error = format!("{e:#}"), "provisioning sweep failed");
+        }
+    }
 }

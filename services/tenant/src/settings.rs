@@ -3,10 +3,9 @@
 //! `tenant_template`), the tenant pool limits (`TENANT_POOL_*`,
 //! `tenant_db::TenantDbSettings::read_pool_limits`; 2 pools here),
 //! `TENANT_ADMIN_POOL_SIZE` (2), `TENANT_MIGRATION_CONCURRENCY` (4); and
-//! `INTERNAL_SERVICE_TOKEN` (required, ≥ 32 characters) guarding the internal routes;
-//! `TENANT_LIMIT_PER_USER` (10) tenants a user may create; `AUTH_SERVICE_URL`
-//! (`http://127.0.0.1:6001`, its internal listener: its JWKS and user lookups), `JWT_ISSUER` and `JWT_AUDIENCE`
-//! (`saas-platform`), `SERVICE_CALL_TIMEOUT_MS` (2000); `PROVISIONING_STALE_SECS` (300:
+//! the settings of `http_kit::Peers` (`INTERNAL_SERVICE_TOKEN` guarding the internal
+//! routes, `AUTH_SERVICE_URL`, …); `TENANT_LIMIT_PER_USER` (10) tenants a user may
+//! create; `PROVISIONING_STALE_SECS` (300:
 //! a tenant provisioning longer is taken as interrupted) and `PROVISIONING_SWEEP_SECS`
 //! (60).
 //!
@@ -20,7 +19,7 @@
 use std::time::Duration;
 
 use cache::RateLimit;
-use http_kit::{CommonSettings, ConfigReader, Secret};
+use http_kit::{CommonSettings, ConfigReader, Peers, Secret};
 use tenant_db::{quote_identifier, TenantDbSettings};
 
 pub const DEFAULT_PORT: u16 = 5002;
@@ -31,12 +30,10 @@ pub struct Settings {
     pub tenant_db: TenantDbSettings,
     /// Default parallelism of `migrate-tenants`.
     pub migration_concurrency: usize,
-    pub internal_token: Secret<String>,
     pub tenant_limit_per_user: u32,
-    pub auth_service_url: String,
-    pub jwt_issuer: String,
-    pub jwt_audience: String,
-    pub service_call_timeout: Duration,
+    /// `INTERNAL_SERVICE_TOKEN` (guarding the internal routes), `AUTH_SERVICE_URL` (its
+    /// JWKS and user look-ups), `JWT_ISSUER`, `JWT_AUDIENCE`, `SERVICE_CALL_TIMEOUT_MS`.
+    pub peers: Peers,
     pub provisioning_stale_after: Duration,
     pub provisioning_sweep_every: Duration,
     /// The front end's public URL: invitation links are built on it.
@@ -113,7 +110,10 @@ impl Settings {
         );
         // Tenant connections here serve provisioning and purges (migrations open their
         // own): few at once.
-        let mut tenant_db = TenantDbSettings::new(common.database_url.expose().clone(), template)
+        let mut tenant_db = TenantDbSettings::new(
+            common.session_url(common.database_url.expose(), crate::INFO.name),
+            template,
+        )
             .with_admin_server_url(common.database_admin_url.expose().clone())
             .with_max_pools(2);
         tenant_db.read_pool_limits(r);
@@ -129,32 +129,14 @@ impl Settings {
             (1..=64).contains(&migration_concurrency),
             "must be between 1 and 64",
         );
-        let internal_token: Secret<String> = r.required("INTERNAL_SERVICE_TOKEN");
-        let token_len = internal_token.expose().len();
-        r.check(
-            "INTERNAL_SERVICE_TOKEN",
-            token_len == 0 || token_len >= 32,
-            "must be at least 32 characters",
-        );
         let tenant_limit_per_user = r.optional("TENANT_LIMIT_PER_USER", 10);
-        let auth_service_url = r.http_url("AUTH_SERVICE_URL", "http://127.0.0.1:6001");
-        let service_call_timeout =
-            Duration::from_millis(r.optional("SERVICE_CALL_TIMEOUT_MS", 2000));
-        r.check(
-            "SERVICE_CALL_TIMEOUT_MS",
-            !service_call_timeout.is_zero(),
-            "must be positive",
-        );
+        let peers = Peers::read(r);
         Self {
             common,
             tenant_db,
             migration_concurrency,
-            internal_token,
             tenant_limit_per_user,
-            auth_service_url,
-            jwt_issuer: r.optional("JWT_ISSUER", "saas-platform".to_owned()),
-            jwt_audience: r.optional("JWT_AUDIENCE", "saas-platform".to_owned()),
-            service_call_timeout,
+            peers,
             provisioning_stale_after: Duration::from_secs(
                 r.optional("PROVISIONING_STALE_SECS", 300),
             ),

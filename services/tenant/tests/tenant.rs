@@ -478,3 +478,26 @@ async fn ready_reports_a_missing_tenant_template() {
     assert_eq!(body["details"]["tenant_template"], "unavailable", "{body}");
     assert_eq!(body["details"]["postgres"], "ok", "{body}");
 }
+
+#[tokio::test]
+async fn sigterm_drains_stops_the_sweep_and_the_relay_and_exits_zero() {
+    let ctx = TestContext::new().await;
+    let names = events::topics::catalog();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let kafka = testkit::TestKafka::start(&names, 1).expect("mock Kafka");
+    let mut env = ctx.service_env();
+    env.insert("KAFKA_BROKERS".to_owned(), kafka.brokers().to_owned());
+    testkit::service_contract::assert_stops_on_sigterm(
+        env!("CARGO_BIN_EXE_tenant"),
+        &env,
+        &["provisioning-sweep", "outbox-relay"],
+        Some(testkit::service_contract::InFlight {
+            internal: true,
+            method: "PUT",
+            path: format!("/internal/v1/tenants/{}/sso", domain::TenantId::new()),
+            body: r#"{"auth_method":"both","sso_domain_whitelist":["example.com"],"sso_auto_provisioning":false,"sso_default_role":"viewer"}"#.to_owned(),
+            status: 404,
+        }),
+    )
+    .await;
+}

@@ -1504,8 +1504,8 @@ async fn two_refresh_runners_at_the_same_moment_refresh_a_token_once() {
     let settings = sso::Settings::read(&mut reader);
     let settings = reader.finish(settings).expect("settings");
     let (a, b) = (
-        sso::build_app(&settings).expect("app a"),
-        sso::build_app(&settings).expect("app b"),
+        sso::build_app(&settings, &mut http_kit::Background::new()).expect("app a"),
+        sso::build_app(&settings, &mut http_kit::Background::new()).expect("app b"),
     );
     let (mut backoff_a, mut backoff_b) = (
         sso::refresh::Backoff::default(),

@@ -85,8 +85,10 @@ async fn a_broker_restarted_while_5000_events_flow_loses_none_and_applies_each_o
         Duration::from_secs(2),
         Duration::from_secs(2),
         Arc::new(main_db::MainOutbox(pool.clone())),
+        http_kit::lifecycle::CancellationToken::new(),
     )
-    .expect("relay");
+    .expect("relay")
+    .0;
     let _worker = spawn_worker_with(&ctx, kafka, &[]);
     let mut conn = AsyncPgConnection::establish(&ctx.main_url)
         .await
