@@ -1,5 +1,5 @@
 //! `ApiError`: every failure a handler can answer with, mapped to a status and a stable
-//! snake_case code, rendered in the one error envelope of API.md:
+//! snake_case code, rendered in the one error envelope of docs/API.md:
 //! `{"success": false, "error", "message", "details"?, "request_id"}`.
 //! A 500 says nothing of its cause to the client; the cause is logged once, here.
 
@@ -173,7 +173,7 @@ impl ApiError {
         Self::Validation(FieldErrors::single(field, message))
     }
 
-    /// The stable machine code of API.md.
+    /// The stable machine code of docs/API.md.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Validation(_) => "validation_error",
@@ -256,6 +256,52 @@ pub(crate) fn envelope_response(
     let mut response = HttpResponse::build(status).json(body);
     response.extensions_mut().insert(Enveloped);
     response
+}
+
+/// Database errors as answers, so a handler uses `?` and never formats one
+/// (docs/API.md, "Errors"): a row that is not there is a 404, a unique violation a 409
+/// naming what its constraint covers, a database that cannot answer a 503 naming only
+/// "Database" (the cause is logged); anything else a 500 whose cause is logged.
+impl From<diesel::result::Error> for ApiError {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind as Kind, Error};
+        match e {
+            Error::NotFound => ApiError::NotFound("Resource"),
+            Error::DatabaseError(Kind::UniqueViolation, info) => {
+                let field = info.constraint_name().map_or_else(
+                    || "value".to_owned(),
+                    |name| constraint_field(name, info.table_name()),
+                );
+                ApiError::Conflict(format!("A resource with this {field} already exists"))
+            }
+            Error::DatabaseError(Kind::ClosedConnection | Kind::UnableToSendCommand, _)
+            | Error::BrokenTransactionManager => ApiError::dependency("Database", e),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+/// No connection from a pool (it timed out, or the database refused): 503.
+impl From<diesel_async::pooled_connection::deadpool::PoolError> for ApiError {
+    fn from(e: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
+        ApiError::dependency("Database", e)
+    }
+}
+
+/// The column(s) a unique constraint named the PostgreSQL way (`<table>_<columns>_key`,
+/// or an index `<table>_<columns>_idx`) covers, as a field name: `users_email_key` of
+/// `users` → `email`. Other names are given without the table and the suffix.
+fn constraint_field(name: &str, table: Option<&str>) -> String {
+    let trimmed = ["_key", "_idx", "_unique", "_uniq"]
+        .iter()
+        .find_map(|suffix| name.strip_suffix(suffix))
+        .unwrap_or(name);
+    table
+        .and_then(|table| trimmed.strip_prefix(table))
+        .and_then(|rest| rest.strip_prefix('_'))
+        .filter(|rest| !rest.is_empty())
+        .unwrap_or(trimmed)
+        .to_owned()
 }
 
 impl ResponseError for ApiError {
@@ -347,6 +393,29 @@ pub(crate) fn code_for_status(status: StatusCode) -> (&'static str, &'static str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_unique_constraint_is_named_by_its_columns() {
+        assert_eq!(constraint_field("users_email_key", Some("users")), "email");
+        assert_eq!(
+            constraint_field("tenant_memberships_tenant_id_user_id_key", Some("tenant_memberships")),
+            "tenant_id_user_id"
+        );
+        assert_eq!(constraint_field("files_md5_hash_idx", Some("files")), "md5_hash");
+        assert_eq!(constraint_field("one_pending_invitation", Some("invitations")), "one_pending_invitation");
+        assert_eq!(constraint_field("users_email_key", None), "users_email");
+    }
+
+    #[test]
+    fn database_errors_answer_404_409_503_or_500() {
+        use diesel::result::Error;
+        let status = |e: Error| ApiError::from(e).status_code().as_u16();
+        assert_eq!(status(Error::NotFound), 404);
+        assert_eq!(status(Error::BrokenTransactionManager), 503);
+        assert_eq!(status(Error::RollbackTransaction), 500);
+        let unavailable = ApiError::from(Error::BrokenTransactionManager);
+        assert_eq!(unavailable.to_string(), "Database unavailable");
+    }
     use actix_web::body::to_bytes;
 
     async fn render(error: ApiError) -> (StatusCode, serde_json::Value, Option<String>) {

@@ -15,12 +15,14 @@ pub mod sessions;
 #[rustfmt::skip]
 pub mod schema;
 pub mod tenants;
+mod tx;
 pub mod users;
 
 pub use migrations::{
     applied_migrations, migrate_command, revert_all_migrations, run_migrations, MIGRATIONS,
 };
 pub use outbox::{start_relay, MainOutbox};
+pub use tx::{enqueue, TxError};
 pub use pool::{
     build_pool, connect, database_checks, ping, probe, ConnectionBudget, DbConnection, DbError,
     DbPool, PoolSettings, service_pool,

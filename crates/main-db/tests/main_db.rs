@@ -93,6 +93,13 @@ async fn emails_are_unique_whatever_their_case() {
         .await
         .expect_err("duplicate");
     assert!(is_violation(&err, "users_email_lower_key"), "{err:?}");
+    // As an answer: a 409 naming what the constraint covers, nothing of the SQL.
+    let answer = http_kit::ApiError::from(err);
+    assert_eq!(actix_web::ResponseError::status_code(&answer), 409);
+    assert_eq!(
+        answer.to_string(),
+        "A resource with this email_lower already exists"
+    );
     // A raw insert that bypasses Email still cannot store a non-normalised address.
     let err = diesel::sql_query("INSERT INTO users (id, email, first_name, last_name) VALUES (gen_random_uuid(), 'ALICE@example.com', 'a', 'b')")
         .execute(&mut conn)

@@ -14,6 +14,7 @@ use events::{AccountEvent, EventEnvelope, Topic};
 use http_kit::identity::TokenVerifier;
 use http_kit::{ApiError, FieldErrors};
 use main_db::users::{self, NewUser, UserRow};
+pub use main_db::{enqueue, TxError};
 use main_db::DbPool;
 use serde::Serialize;
 use serde_json::json;
@@ -117,10 +118,6 @@ pub fn validate_password(
     ok.then(|| password.to_owned())
 }
 
-pub fn db_unavailable(e: impl std::fmt::Display) -> ApiError {
-    ApiError::dependency("Database", e)
-}
-
 pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
     matches!(
         e,
@@ -141,33 +138,6 @@ pub fn redis_unavailable(e: cache::CacheError) -> ApiError {
     ApiError::dependency("Redis", e)
 }
 
-/// The error of a transaction: an answer for the client, or a database error.
-pub enum TxError {
-    Api(ApiError),
-    Db(diesel::result::Error),
-}
-
-impl From<diesel::result::Error> for TxError {
-    fn from(e: diesel::result::Error) -> Self {
-        Self::Db(e)
-    }
-}
-
-impl From<ApiError> for TxError {
-    fn from(e: ApiError) -> Self {
-        Self::Api(e)
-    }
-}
-
-impl From<TxError> for ApiError {
-    fn from(e: TxError) -> Self {
-        match e {
-            TxError::Api(e) => e,
-            TxError::Db(e) => ApiError::internal(e),
-        }
-    }
-}
-
 /// What a transaction's work returns: its value and the events to write with it.
 pub type TxResult<T> = Result<(T, Vec<EventEnvelope>), TxError>;
 
@@ -183,14 +153,6 @@ where
     Fut: std::future::Future<Output = R>,
 {
     type Fut = Fut;
-}
-
-/// Writes `event` to the main outbox inside the caller's transaction.
-pub async fn enqueue(tx: &mut AsyncPgConnection, event: &EventEnvelope) -> Result<(), TxError> {
-    events::enqueue(tx, event).await.map_err(|e| match e {
-        events::OutboxError::Database(e) => TxError::Db(e),
-        other => TxError::Api(ApiError::internal(other)),
-    })
 }
 
 /// How emailed links are made: the front end's URL, lifetimes, and the keyring that
@@ -233,7 +195,7 @@ pub struct Accounts {
 
 impl Accounts {
     pub async fn conn(&self) -> Result<main_db::DbConnection, ApiError> {
-        self.db.get().await.map_err(db_unavailable)
+        Ok(self.db.get().await?)
     }
 
     /// Runs `work` in a transaction and writes the events it returns in the same

@@ -32,10 +32,6 @@ pub struct SsoApp {
 
 pub type Conn = main_db::DbConnection;
 
-pub fn database(e: impl std::fmt::Display) -> ApiError {
-    ApiError::dependency("Database", e)
-}
-
 pub fn service(e: clients::ClientError) -> ApiError {
     ApiError::dependency("Platform service", e)
 }
@@ -66,15 +62,8 @@ pub fn provider(e: AzureError) -> ApiError {
     }
 }
 
-/// Writes `event` to the outbox inside the caller's transaction.
-pub async fn enqueue(
-    tx: &mut diesel_async::AsyncPgConnection,
-    event: &events::EventEnvelope,
-) -> diesel::QueryResult<()> {
-    events::enqueue(tx, event)
-        .await
-        .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))
-}
+/// `enqueue` writes an event to the outbox inside the caller's transaction.
+pub use main_db::{enqueue, TxError};
 
 /// Associated data binding a ciphertext to its column and row.
 pub fn aad(column: &str, row: impl std::fmt::Display) -> Vec<u8> {
@@ -131,7 +120,7 @@ impl SsoApp {
     }
 
     pub async fn conn(&self) -> Result<Conn, ApiError> {
-        self.db.get().await.map_err(database)
+        Ok(self.db.get().await?)
     }
 
     pub async fn seal(&self, value: &str, aad: &[u8]) -> Result<(String, String), ApiError> {

@@ -79,7 +79,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
             ("get", "/api/auth/sso/check-availability/{tenant_id}"),
         ],
     );
-    // The Flask original's shapes, kept for its clients (API.md).
+    // The Flask original's shapes, kept for its clients (docs/API.md).
     http_kit::openapi::describe(
         &mut doc,
         &[

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use domain::{Role, TenantId, UserId};
 use http_kit::identity::{AuditFuture, MemberAccess, RoleFuture, RoleLookup};
 use http_kit::ApiError;
+pub use main_db::TxError;
 use main_db::DbPool;
 
 use crate::provisioning::Provisioner;
@@ -25,7 +26,7 @@ pub struct TenantApp {
 
 impl TenantApp {
     pub async fn conn(&self) -> Result<main_db::DbConnection, ApiError> {
-        self.db.get().await.map_err(unavailable)
+        Ok(self.db.get().await?)
     }
 
     /// After a committed change of `user`'s membership of `tenant` (of every member's
@@ -34,10 +35,6 @@ impl TenantApp {
     pub async fn roles_changed(&self, tenant: TenantId, user: Option<UserId>) {
         http_kit::identity::announce_role_change(&self.role_changes, tenant, user).await;
     }
-}
-
-pub fn unavailable(e: impl std::fmt::Display) -> ApiError {
-    ApiError::dependency("Database", e)
 }
 
 /// The SSO rule of a tenant row: the directory whose SSO tokens alone it admits, when
@@ -68,17 +65,11 @@ pub async fn record_sso_bypass(
     )
     .map_err(ApiError::internal)?
     .with_request_id(http_kit::request_id::current());
-    let mut conn = db.get().await.map_err(unavailable)?;
-    diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(
-        &mut *conn,
-        async |tx| {
-            events::enqueue(tx, &event)
-                .await
-                .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))
-        },
-    )
-    .await
-    .map_err(ApiError::internal)?;
+    let mut conn = db.get().await?;
+    diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
+        main_db::enqueue(tx, &event).await
+    })
+    .await?;
     relay.nudge(events::OutboxDb::Main);
     Ok(())
 }
@@ -126,26 +117,5 @@ impl RoleLookup for DbRoles {
                 .await
                 .map_err(|e| e.to_string())
         })
-    }
-}
-
-/// The error of a handler's transaction: an `ApiError`, or a database error (a 500).
-pub struct TxError(pub ApiError);
-
-impl From<diesel::result::Error> for TxError {
-    fn from(e: diesel::result::Error) -> Self {
-        Self(ApiError::internal(e))
-    }
-}
-
-impl From<ApiError> for TxError {
-    fn from(e: ApiError) -> Self {
-        Self(e)
-    }
-}
-
-impl From<TxError> for ApiError {
-    fn from(e: TxError) -> Self {
-        e.0
     }
 }

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use domain::{Ownership, Permission, TenantId};
 use events::{EventEnvelope, Topic};
 use futures_util::{StreamExt, TryStreamExt};
+use main_db::TxError;
 use http_kit::identity::TenantMember;
 use http_kit::{success, ApiError, FieldErrors, Query, RequestId};
 use serde::{Deserialize, Serialize};
@@ -492,13 +493,14 @@ pub async fn upload(
                     let event = EventEnvelope::new(topic, Some(tenant), Some(member.user_id), data)
                         .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?
                         .with_request_id(Some(request_id.0.clone()));
-                    events::enqueue(tx, &event).await.map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))?;
+                    events::enqueue(tx, &event).await?;
                 }
                 Ok((doc, file, new_file))
             })
             .await
             .map_err(|e| match e {
                 Recording::Db(e) => Err(db(e)),
+                Recording::Outbox(e) => Err(ApiError::internal(e)),
                 other => Ok(other),
             })
         }
@@ -544,6 +546,8 @@ pub async fn upload(
 /// Why recording an upload did not commit.
 enum Recording {
     Db(diesel::result::Error),
+    /// The events could not be written (not a database failure: a bug).
+    Outbox(events::OutboxError),
     /// The File it duplicates was deleted meanwhile.
     FileGone,
     /// A File with the same MD5 and another SHA-256.
@@ -553,6 +557,15 @@ enum Recording {
 impl From<diesel::result::Error> for Recording {
     fn from(e: diesel::result::Error) -> Self {
         Self::Db(e)
+    }
+}
+
+impl From<events::OutboxError> for Recording {
+    fn from(e: events::OutboxError) -> Self {
+        match e {
+            events::OutboxError::Database(e) => Self::Db(e),
+            other => Self::Outbox(other),
+        }
     }
 }
 
@@ -675,24 +688,18 @@ pub async fn delete(
     )
     .map_err(ApiError::internal)?
     .with_request_id(Some(request_id.0));
-    let orphaned = diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(
+    let orphaned = diesel_async::AsyncConnection::transaction::<_, TxError, _>(
         &mut *conn,
         async |tx| {
             if !queries::delete_document(tx, id).await? {
-                return Err(diesel::result::Error::NotFound);
+                return Err(ApiError::NotFound("Document").into());
             }
             let orphaned = queries::delete_file_if_orphaned(tx, doc.file_id).await?;
-            events::enqueue(tx, &event)
-                .await
-                .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))?;
+            main_db::enqueue(tx, &event).await?;
             Ok(orphaned)
         },
     )
-    .await
-    .map_err(|e| match e {
-        diesel::result::Error::NotFound => ApiError::NotFound("Document"),
-        other => ApiError::internal(other),
-    })?;
+    .await?;
     app.nudge(tenant);
     if let Some(file) = &orphaned {
         // After the commit: a failure leaves an unreferenced object, never a row
@@ -890,16 +897,10 @@ pub async fn download_url(
     .map_err(ApiError::internal)?
     .with_request_id(Some(request_id.0));
     let mut conn = app.connection(member.tenant_id).await?;
-    diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(
-        &mut *conn,
-        async |tx| {
-            events::enqueue(tx, &event)
-                .await
-                .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))
-        },
-    )
-    .await
-    .map_err(ApiError::internal)?;
+    diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
+        main_db::enqueue(tx, &event).await
+    })
+    .await?;
     app.nudge(member.tenant_id);
     Ok(success(
         StatusCode::OK,

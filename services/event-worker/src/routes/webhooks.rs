@@ -58,10 +58,6 @@ fn flat<S: serde::Serializer>(types: &[Option<String>], s: S) -> Result<S::Ok, S
     s.collect_seq(types.iter().flatten())
 }
 
-fn unavailable(e: impl std::fmt::Display) -> ApiError {
-    ApiError::dependency("Database", e)
-}
-
 /// The tenant's webhook endpoints (secrets are never shown again).
 #[utoipa::path(get, path = "/api/tenants/{tenant_id}/webhooks", tag = "webhooks",
     params(("tenant_id" = String, Path, format = Uuid)),
@@ -69,7 +65,7 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
               (status = 403, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody)))]
 pub async fn list(db: web::Data<DbPool>, member: TenantMember) -> Result<HttpResponse, ApiError> {
     member.require(Permission::ManageWebhooks)?;
-    let mut conn = db.get().await.map_err(unavailable)?;
+    let mut conn = db.get().await?;
     let webhooks: Vec<WebhookBody> = webhook_endpoints::table
         .filter(webhook_endpoints::tenant_id.eq(member.tenant_id.into_uuid()))
         .order(webhook_endpoints::created_at.asc())
@@ -118,7 +114,7 @@ pub async fn create(
     errors.into_result()?;
     let secret = new_secret().map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
     let tenant: TenantId = member.tenant_id;
-    let mut conn = db.get().await.map_err(unavailable)?;
+    let mut conn = db.get().await?;
     let existing: i64 = webhook_endpoints::table
         .filter(webhook_endpoints::tenant_id.eq(tenant.into_uuid()))
         .count()
@@ -167,7 +163,7 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     member.require(Permission::ManageWebhooks)?;
     let (_, id) = path.into_inner();
-    let mut conn = db.get().await.map_err(unavailable)?;
+    let mut conn = db.get().await?;
     let removed = diesel::delete(
         webhook_endpoints::table
             .filter(webhook_endpoints::id.eq(id))

@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::app::{aad, enqueue, SsoApp};
+use crate::app::{aad, enqueue, TxError, SsoApp};
 use crate::store::{self, ConfigChange, ConfigRow, NewConfig, Provisioning};
 
 /// Most bytes of `config_metadata` (as JSON).
@@ -324,7 +324,7 @@ pub async fn create(
         config_metadata: metadata,
     };
     let mut conn = app.conn().await?;
-    let row = diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(
+    let row = diesel_async::AsyncConnection::transaction::<_, TxError, _>(
         &mut *conn,
         async |tx| {
             let row = store::insert_config(tx, new).await?;
@@ -334,8 +334,7 @@ pub async fn create(
             Ok(row)
         },
     )
-    .await
-    .map_err(ApiError::internal)?
+    .await?
     .ok_or_else(|| ApiError::Conflict("The tenant already has an SSO configuration".into()))?;
     drop(conn);
     app.published();
@@ -451,7 +450,7 @@ pub async fn update(
         config_metadata: request.config_metadata,
     };
     let mut conn = app.conn().await?;
-    let row = diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(
+    let row = diesel_async::AsyncConnection::transaction::<_, TxError, _>(
         &mut *conn,
         async |tx| {
             let row = store::update_config(tx, tenant, change).await?;
@@ -461,8 +460,7 @@ pub async fn update(
             Ok(row)
         },
     )
-    .await
-    .map_err(ApiError::internal)?
+    .await?
     .ok_or(ApiError::NotFound("SSO configuration"))?;
     app.published();
     // The tenant's row mirrors the directory: SSO-only tenants admit its tokens only.
@@ -506,7 +504,7 @@ pub async fn delete(
     app.mirror(tenant, "local", None).await?;
     let mut conn = app.conn().await?;
     let actor = Some(member.user_id);
-    let removed = diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(
+    let removed = diesel_async::AsyncConnection::transaction::<_, TxError, _>(
         &mut *conn,
         async |tx| {
             let removed = store::delete_identities_of_tenant(tx, tenant).await?;
@@ -518,13 +516,12 @@ pub async fn delete(
                     "sso.config.deleted",
                     json!({"deleted_identities": removed}),
                 )
-                .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))?;
+                ?;
             enqueue(tx, &event).await?;
             Ok(removed)
         },
     )
-    .await
-    .map_err(ApiError::internal)?;
+    .await?;
     app.published();
     tracing::info!(tenant.id = %tenant, user.id = %member.user_id, identities = removed, "SSO configuration deleted");
     Ok(success(
@@ -549,7 +546,7 @@ async fn enable_config(
         json!({"auth_method": auth_method}),
     )?;
     let mut conn = app.conn().await?;
-    let row = diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(
+    let row = diesel_async::AsyncConnection::transaction::<_, TxError, _>(
         &mut *conn,
         async |tx| {
             let change = ConfigChange {
@@ -563,8 +560,7 @@ async fn enable_config(
             Ok(row)
         },
     )
-    .await
-    .map_err(ApiError::internal)?
+    .await?
     .ok_or(ApiError::NotFound("SSO configuration"))?;
     app.published();
     Ok(row)
@@ -625,7 +621,7 @@ pub async fn disable(
     app.mirror(tenant, "local", Some(&row)).await?;
     let (keep, actor) = (request.keep_azure_identities, Some(member.user_id));
     let mut conn = app.conn().await?;
-    let removed = diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(
+    let removed = diesel_async::AsyncConnection::transaction::<_, TxError, _>(
         &mut *conn,
         async |tx| {
             store::update_config(
@@ -649,13 +645,12 @@ pub async fn disable(
                     "sso.disabled",
                     json!({"removed_identities": removed}),
                 )
-                .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))?;
+                ?;
             enqueue(tx, &event).await?;
             Ok(removed)
         },
     )
-    .await
-    .map_err(ApiError::internal)?;
+    .await?;
     app.published();
     tracing::info!(tenant.id = %tenant, user.id = %member.user_id, removed, "SSO disabled");
     Ok(success(
@@ -801,7 +796,7 @@ pub async fn auto_provisioning(
         group_role_mapping: mapping,
     };
     let mut conn = app.conn().await?;
-    let row = diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(
+    let row = diesel_async::AsyncConnection::transaction::<_, TxError, _>(
         &mut *conn,
         async |tx| {
             let row = store::set_provisioning(tx, tenant, provisioning).await?;
@@ -811,8 +806,7 @@ pub async fn auto_provisioning(
             Ok(row)
         },
     )
-    .await
-    .map_err(ApiError::internal)?
+    .await?
     .ok_or(ApiError::NotFound("SSO configuration"))?;
     drop(conn);
     app.published();

@@ -17,7 +17,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use crate::app::{enqueue, provider, service, SsoApp};
+use crate::app::{enqueue, TxError, provider, service, SsoApp};
 use crate::store::{self, ConfigRow, NewIdentity};
 
 const STATE_KIND: &str = "sso-state";
@@ -703,7 +703,7 @@ pub async fn callback(
         None
     };
     let mut conn = app.conn().await?;
-    diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(
+    diesel_async::AsyncConnection::transaction::<_, TxError, _>(
         &mut *conn,
         async |tx| {
             if let Some(sealed) = sealed {
@@ -715,8 +715,7 @@ pub async fn callback(
             enqueue(tx, &event).await
         },
     )
-    .await
-    .map_err(ApiError::internal)?;
+    .await?;
     drop(conn);
     app.published();
 
@@ -807,8 +806,7 @@ async fn link_identity(
             tokens: sealed,
         },
     )
-    .await
-    .map_err(ApiError::internal)?;
+    .await?;
     match inserted {
         Some(row) => Ok(row.id),
         None => store::identity_by_subject(&mut conn, tenant, tid, oid)

@@ -8,7 +8,7 @@ use http_kit::identity::Authenticated;
 use http_kit::{success, ApiError};
 use serde_json::{json, Value};
 
-use crate::app::{enqueue, service, SsoApp};
+use crate::app::{enqueue, TxError, service, SsoApp};
 use crate::store::{self, IdentityRow};
 
 fn rfc3339(t: Option<chrono::DateTime<chrono::Utc>>) -> Value {
@@ -92,15 +92,14 @@ pub async fn unlink(
         "sso.identity.unlinked",
         json!({"azure_tenant_id": row.azure_tenant_id, "azure_object_id": row.azure_object_id}),
     )?;
-    diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(
+    diesel_async::AsyncConnection::transaction::<_, TxError, _>(
         &mut *conn,
         async |tx| {
             store::delete_identity(tx, row.id).await?;
             enqueue(tx, &event).await
         },
     )
-    .await
-    .map_err(ApiError::internal)?;
+    .await?;
     drop(conn);
     app.published();
     let name = app

@@ -11,7 +11,7 @@ use http_kit::{ApiError, Json};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::{enqueue, service, SsoApp};
+use crate::app::{enqueue, TxError, service, SsoApp};
 use crate::refresh::{refresh_identity, Outcome};
 use crate::store;
 
@@ -137,15 +137,14 @@ pub async fn logout(
     let logout_url = match &identity {
         Some(identity) => {
             let event = app.audit_event(tenant, Some(caller.user_id), "sso.logout", json!({}))?;
-            diesel_async::AsyncConnection::transaction::<_, diesel::result::Error, _>(
+            diesel_async::AsyncConnection::transaction::<_, TxError, _>(
                 &mut *conn,
                 async |tx| {
                     store::clear_tokens(tx, identity.id).await?;
                     enqueue(tx, &event).await
                 },
             )
-            .await
-            .map_err(ApiError::internal)?;
+            .await?;
             app.published();
             // Entra's end-session endpoint of the caller's own directory only.
             Some(format!(

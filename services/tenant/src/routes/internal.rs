@@ -16,10 +16,6 @@ use main_db::memberships::MembershipRow;
 use main_db::tenants::TenantRow;
 use main_db::DbPool;
 
-fn unavailable(e: impl std::fmt::Display) -> ApiError {
-    ApiError::dependency("Database", e)
-}
-
 pub fn summary(row: TenantRow) -> TenantSummary {
     TenantSummary {
         id: row.tenant_id(),
@@ -87,7 +83,7 @@ pub async fn tenant(
     db: web::Data<DbPool>,
     path: web::Path<TenantId>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut conn = db.get().await.map_err(unavailable)?;
+    let mut conn = db.get().await?;
     let row = main_db::tenants::find(&mut conn, path.into_inner())
         .await
         .map_err(ApiError::internal)?
@@ -105,7 +101,7 @@ pub async fn membership(
     path: web::Path<(TenantId, UserId)>,
 ) -> Result<HttpResponse, ApiError> {
     let (tenant_id, user_id) = path.into_inner();
-    let mut conn = db.get().await.map_err(unavailable)?;
+    let mut conn = db.get().await?;
     let tenant = main_db::tenants::find(&mut conn, tenant_id)
         .await
         .map_err(ApiError::internal)?;
@@ -136,7 +132,7 @@ pub async fn tenants_of_user(
     db: web::Data<DbPool>,
     path: web::Path<UserId>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut conn = db.get().await.map_err(unavailable)?;
+    let mut conn = db.get().await?;
     let rows = main_db::memberships::active_tenants_of(&mut conn, path.into_inner())
         .await
         .map_err(ApiError::internal)?;
@@ -202,7 +198,7 @@ pub async fn set_membership(
                 diesel::result::Error::DatabaseError(
                     diesel::result::DatabaseErrorKind::ForeignKeyViolation,
                     _,
-                ) => TxError(ApiError::NotFound("User")),
+                ) => TxError::Api(ApiError::NotFound("User")),
                 other => TxError::from(other),
             })?;
         events::enqueue(tx, &event)
@@ -292,7 +288,7 @@ pub async fn set_sso(
             "must be a directory id (a GUID)",
         ));
     }
-    let mut conn = db.get().await.map_err(unavailable)?;
+    let mut conn = db.get().await?;
     let row = main_db::tenants::set_sso(
         &mut conn,
         path.into_inner(),

@@ -12,7 +12,7 @@ use http_kit::{success, ApiError, Json, Query, RequestId, ServiceInfo};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::app::{unavailable, TenantApp, TxError};
+use crate::app::{TenantApp, TxError};
 use crate::provisioning::ProvisionError;
 use crate::routes::internal::summary;
 
@@ -321,12 +321,12 @@ async fn purge_database(
     let database = tenant.database().map_err(ApiError::internal)?;
     // Events still in the tenant database's outbox would die with it: they move to
     // the main outbox first (a repeated purge moves nothing twice).
-    if app.tenants.exists(&database).await.map_err(unavailable)? {
+    if app.tenants.exists(&database).await.map_err(|e| ApiError::dependency("Database", e))? {
         let mut tenant_conn = app
             .tenants
             .connection(&database)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| ApiError::dependency("Database", e))?;
         let moved = events::transfer(&mut tenant_conn, conn)
             .await
             .map_err(ApiError::internal)?;
@@ -339,7 +339,7 @@ async fn purge_database(
     app.tenants
         .drop_database(&database)
         .await
-        .map_err(unavailable)?;
+        .map_err(|e| ApiError::dependency("Database", e))?;
     tracing::info!(tenant.id = %tenant_id, database = %database, "tenant database purged");
     Ok(())
 }
