@@ -188,6 +188,9 @@ if [ "$pgbouncer" = 1 ]; then
     || { scripts/dev-down.sh >/dev/null 2>&1 || true; exit 1; }
   echo "$pid" > "$pgbouncer_dir/pgbouncer.pid"
   pooled_url="$(pooled_database_url "$pgbouncer_port" saas_platform)"
+  # PgBouncer refuses statement_timeout in a client's startup options (1.24): the
+  # services send none through it (k8s/README.md, "PostgreSQL connections and PgBouncer").
+  export DATABASE_STATEMENT_TIMEOUT_MS="${DATABASE_STATEMENT_TIMEOUT_MS:-0}"
   log "pgbouncer $PGBOUNCER_VERSION on 127.0.0.1:$pgbouncer_port (transaction mode) in front of ${PG_SERVER_URL%%\?*}"
 fi
 

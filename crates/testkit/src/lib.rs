@@ -442,6 +442,8 @@ impl TestContext {
         if let Some(pooled) = pooled_url(&self.server_url, &self.main_url) {
             env.insert("DATABASE_ADMIN_URL".to_owned(), self.main_url.clone());
             env.insert("DATABASE_URL".to_owned(), pooled);
+            // PgBouncer refuses statement_timeout in the startup options (k8s/README.md).
+            env.insert("DATABASE_STATEMENT_TIMEOUT_MS".to_owned(), "0".to_owned());
         }
         env
     }
