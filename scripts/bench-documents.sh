@@ -19,6 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
+ensure_toolchain
 ensure_postgres
 ensure_redis
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"

@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
+ensure_toolchain
 
 if ! command -v diesel >/dev/null; then
   if ! ls /usr/include/postgresql/libpq-fe.h >/dev/null 2>&1; then apt_install libpq-dev; fi

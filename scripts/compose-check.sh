@@ -31,6 +31,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
+ensure_toolchain
 
 started_all=$SECONDS
 project=saas-compose-check

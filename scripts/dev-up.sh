@@ -20,6 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
+ensure_toolchain
 
 detach=false
 [ "${1:-}" = "--detach" ] && detach=true

@@ -15,6 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
+ensure_toolchain
 
 ensure_build_deps || log "OpenSSL's headers are missing: the build will fail"
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -222,6 +222,42 @@ ensure_tansu() {
 # ensure_build_deps: what the workspace's build needs beyond Rust and gcc, from
 # Debian's packages when missing: OpenSSL's headers and pkg-config, which librdkafka
 # links for Kafka over TLS (rdkafka's `ssl` feature).
+# ensure_toolchain: the toolchain rust-toolchain.toml names must exist before any cargo
+# command in the repository, or rustup tries to download it (which fails where only
+# the package registries are reachable). A machine whose stable toolchain is that very
+# version gets it under that name as well (a link, as rustup's own directory layout).
+ensure_toolchain() {
+  local channel host stable
+  channel="$(sed -n 's/^channel *= *"\(.*\)"/\1/p' "$PLATFORM_ROOT/rust-toolchain.toml")"
+  [ -n "$channel" ] || { log "rust-toolchain.toml names no channel"; return 1; }
+  command -v rustup >/dev/null 2>&1 || return 0
+  if rustup run "$channel" rustc --version >/dev/null 2>&1; then return 0; fi
+  host="$(rustc +stable -vV 2>/dev/null | sed -n 's/^host: //p')"
+  stable="$(rustup run stable rustc --version 2>/dev/null || true)"
+  if [ -n "$host" ] && [[ "$stable" == "rustc $channel "* ]]; then
+    ln -sfn "$(rustup show home)/toolchains/stable-$host" "$(rustup show home)/toolchains/$channel-$host"
+    log "toolchain $channel: the machine's stable one ($stable)"
+    return 0
+  fi
+  log "toolchain $channel (rust-toolchain.toml) is not installed; rustup will try to fetch it"
+}
+
+# ensure_cargo_tool NAME VERSION: prints the directory holding the cargo subcommand
+# NAME (cargo-deny, cargo-machete), built once per machine into the cache at the pinned
+# VERSION with its own lock file (cargo install --locked).
+ensure_cargo_tool() {
+  local name="$1" version="$2" root start
+  root="$(cache_dir)/$name-$version"
+  if [ -x "$root/bin/$name" ]; then printf '%s\n' "$root/bin"; return 0; fi
+  log "building $name $version into $root (once per machine)"
+  start=$SECONDS
+  CARGO_TARGET_DIR="$root/target" cargo install --locked --quiet --root "$root" \
+    --version "$version" "$name" >&2 || { log "$name could not be built"; return 1; }
+  rm -rf "$root/target"
+  log "$name built in $(( SECONDS - start )) s"
+  printf '%s\n' "$root/bin"
+}
+
 ensure_build_deps() {
   local missing=() pkg
   for pkg in libssl-dev pkg-config; do
