@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs docker-compose.yml for real and drives the platform through its gateway: what a
-# team deploying the platform does first (README, "Deployment").
+# team deploying the platform does first (docs/OPERATIONS.md, "Deploying").
 #
 #   scripts/compose-check.sh
 #

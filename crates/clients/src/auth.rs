@@ -11,7 +11,7 @@ use crate::ClientError;
 
 const SERVICE: &str = "auth service";
 
-/// A user as API.md shows it.
+/// A user as the public API shows it (docs/API.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserSummary {
     #[schema(value_type = String, format = Uuid)]

@@ -12,7 +12,7 @@ use crate::ClientError;
 
 const SERVICE: &str = "tenant service";
 
-/// A tenant as API.md shows it.
+/// A tenant as the public API shows it (docs/API.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TenantSummary {
     #[schema(value_type = String, format = Uuid)]

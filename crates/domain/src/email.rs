@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Maximum stored length (API.md).
+/// Maximum stored length (docs/API.md).
 pub const MAX_EMAIL_LEN: usize = 255;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

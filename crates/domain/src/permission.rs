@@ -1,4 +1,4 @@
-//! The permission matrix of API.md as code. Every service asks `Role::allows` rather
+//! The permission matrix of docs/API.md as code. Every service asks `Role::allows` rather
 //! than comparing roles itself, so the matrix lives in exactly one place.
 
 use crate::Role;

@@ -1,4 +1,4 @@
-//! Domain events: the topic catalog, the envelope of ARCHITECTURE.md, and the
+//! Domain events: the topic catalog, the envelope of docs/ARCHITECTURE.md, and the
 //! transactional outbox that records an event in the same transaction as the change it
 //! reports (main database or a tenant database), and the relay that publishes
 //! committed outbox rows to Kafka; the consumer loop of the event consumers.

@@ -371,7 +371,7 @@ fn is_postgres_url(url: &str) -> bool {
 }
 
 impl CommonSettings {
-    /// Reads the shared settings; `default_port` is the service's port of ARCHITECTURE.md.
+    /// Reads the shared settings; `default_port` is the service's port of docs/ARCHITECTURE.md.
     pub fn read(r: &mut ConfigReader<'_>, default_port: u16) -> Self {
         let environment: Environment = r.optional("ENVIRONMENT", Environment::Development);
         let default_format = if environment == Environment::Production {

@@ -1,4 +1,4 @@
-//! The success envelope of API.md: `{"success": true, "message", "data"?}`.
+//! The success envelope of docs/API.md: `{"success": true, "message", "data"?}`.
 
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;

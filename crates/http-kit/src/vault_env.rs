@@ -1,6 +1,6 @@
 //! `USE_VAULT=true`: the services' secrets come from Vault KV v2 first
 //! (`{VAULT_KV_MOUNT}/data/{VAULT_KV_PREFIX}/{NAME}`, field `value`; prefix
-//! `saas-project/{ENVIRONMENT}` by default), falling back to the environment (ARCHITECTURE.md,
+//! `saas-project/{ENVIRONMENT}` by default), falling back to the environment (docs/ARCHITECTURE.md,
 //! Configuration). Vault is reached with AppRole (`VAULT_ADDR`, `VAULT_ROLE_ID`,
 //! `VAULT_SECRET_ID`, each also as `_FILE`; `VAULT_NAMESPACE`, `VAULT_TIMEOUT_MS`). A Vault
 //! that cannot answer stops the service at start, naming it: it never starts on

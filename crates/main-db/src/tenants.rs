@@ -280,7 +280,7 @@ pub struct SsoMirror<'a> {
 }
 
 /// The tenant's SSO settings as the sso service reports them (it owns the
-/// configuration; these columns mirror it for API.md's Tenant and for the SSO-only
+/// configuration; these columns mirror it for docs/API.md's Tenant and for the SSO-only
 /// rule of the tenant-role extractor). `None`: no such tenant.
 pub async fn set_sso(
     conn: &mut AsyncPgConnection,

@@ -75,7 +75,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
             ("get", "/.well-known/jwks.json"),
         ],
     );
-    // The Flask original's shapes, kept for its clients (API.md).
+    // The Flask original's shapes, kept for its clients (docs/API.md).
     http_kit::openapi::describe(
         &mut doc,
         &[

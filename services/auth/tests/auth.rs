@@ -1,4 +1,4 @@
-//! The auth service alone: common endpoints and its binary. The flows of API.md run in
+//! The auth service alone: common endpoints and its binary. The flows of docs/API.md run in
 //! the cross-service suite (`tests/tests/e2e/auth.rs`), since login asks the tenant
 //! service for the user's tenants.
 

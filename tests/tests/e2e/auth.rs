@@ -1,5 +1,5 @@
 //! The auth service over HTTP on real PostgreSQL and Redis, with the tenant service
-//! beside it: the flows of API.md, a table of bad tokens, refresh rotation and reuse
+//! beside it: the flows of docs/API.md, a table of bad tokens, refresh rotation and reuse
 //! detection, logout, rate limits, internal routes, and Redis going away.
 
 use std::time::Duration;

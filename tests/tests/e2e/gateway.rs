@@ -371,7 +371,7 @@ fn merged_openapi() -> utoipa::openapi::OpenApi {
     prune_schemas(&mut merged);
     merged.info.title = "SaaS platform".to_owned();
     merged.info.description = Some(
-        "Every public route of the platform, as the gateway serves it (ARCHITECTURE.md, API.md)."
+        "Every public route of the platform, as the gateway serves it (the contract: the repository's docs/API.md)."
             .to_owned(),
     );
     merged.info.version = env!("CARGO_PKG_VERSION").to_owned();
