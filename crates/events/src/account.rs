@@ -133,6 +133,22 @@ pub enum AccountEvent {
 }
 
 impl AccountEvent {
+    /// Whose account it is.
+    pub fn user_id(&self) -> UserId {
+        match self {
+            Self::VerificationRequested { user_id, .. }
+            | Self::EmailVerified { user_id, .. }
+            | Self::PasswordResetRequested { user_id, .. }
+            | Self::PasswordReset { user_id, .. }
+            | Self::PasswordChanged { user_id, .. }
+            | Self::PasswordRemoved { user_id, .. }
+            | Self::SessionsRevoked { user_id, .. }
+            | Self::Deactivated { user_id, .. }
+            | Self::Reactivated { user_id, .. }
+            | Self::SsoIdentityLinked { user_id, .. } => *user_id,
+        }
+    }
+
     /// The action, as the audit log names it.
     pub fn action(&self) -> &'static str {
         match self {

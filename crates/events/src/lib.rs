@@ -11,6 +11,7 @@ mod envelope;
 pub mod invitation;
 pub mod metrics;
 pub mod outbox;
+pub mod payloads;
 pub mod relay;
 pub mod runner;
 pub mod schema;
@@ -24,6 +25,11 @@ pub use consumer::{claim, ConsumerSettings, Handler, HandlerError, Shutdown};
 pub use envelope::EventEnvelope;
 pub use invitation::InvitationEvent;
 pub use outbox::{enqueue, transfer, OutboxError};
+pub use payloads::{
+    AddedBy, AuditRecord, DecodeError, DocumentDeleted, DocumentUploaded, Event, FileProcess,
+    MembershipAction, MembershipChanged, RegistrationSource, TenantCreated, TenantDeleted,
+    UserRegistered,
+};
 pub use relay::{KafkaSettings, Relay, RelayError};
 pub use runner::{
     spawn_relay, start_relay, OutboxConnection, OutboxDatabases, OutboxDb, RelayHandle,

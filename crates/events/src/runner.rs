@@ -15,8 +15,8 @@ use diesel_async::AsyncPgConnection;
 use futures_util::future::BoxFuture;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::Relay;
 

@@ -21,14 +21,14 @@ pub fn schema(topic: Topic) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::EventEnvelope;
     use domain::{TenantId, UserId};
     use serde_json::{json, Value};
     use uuid::Uuid;
 
-    fn validator(topic: Topic) -> jsonschema::Validator {
+    pub(crate) fn validator(topic: Topic) -> jsonschema::Validator {
         let schema: Value = serde_json::from_str(schema(topic)).expect("schema is JSON");
         assert_eq!(schema["title"], topic.as_str());
         jsonschema::options()

@@ -522,8 +522,7 @@ impl CommonSettings {
         let mut pairs: Vec<(String, String)> = parsed
             .query_pairs()
             .filter(|(k, v)| {
-                k != "application_name"
-                    && !(k == "options" && v.contains("statement_timeout"))
+                k != "application_name" && !(k == "options" && v.contains("statement_timeout"))
             })
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
@@ -531,7 +530,10 @@ impl CommonSettings {
         if !self.statement_timeout.is_zero() {
             pairs.push((
                 "options".to_owned(),
-                format!("-c statement_timeout={}", self.statement_timeout.as_millis()),
+                format!(
+                    "-c statement_timeout={}",
+                    self.statement_timeout.as_millis()
+                ),
             ));
         }
         // Percent-encoded, never `+` for a space: libpq and tokio-postgres decode only

@@ -398,11 +398,20 @@ mod tests {
     fn a_unique_constraint_is_named_by_its_columns() {
         assert_eq!(constraint_field("users_email_key", Some("users")), "email");
         assert_eq!(
-            constraint_field("tenant_memberships_tenant_id_user_id_key", Some("tenant_memberships")),
+            constraint_field(
+                "tenant_memberships_tenant_id_user_id_key",
+                Some("tenant_memberships")
+            ),
             "tenant_id_user_id"
         );
-        assert_eq!(constraint_field("files_md5_hash_idx", Some("files")), "md5_hash");
-        assert_eq!(constraint_field("one_pending_invitation", Some("invitations")), "one_pending_invitation");
+        assert_eq!(
+            constraint_field("files_md5_hash_idx", Some("files")),
+            "md5_hash"
+        );
+        assert_eq!(
+            constraint_field("one_pending_invitation", Some("invitations")),
+            "one_pending_invitation"
+        );
         assert_eq!(constraint_field("users_email_key", None), "users_email");
     }
 

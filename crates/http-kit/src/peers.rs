@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use crate::config::{CommonSettings, ConfigReader, Secret};
 use crate::identity::{
-    CachedRoles, InternalToken, JwksClient, KeySource, RoleLookup, TokenVerifier,
-    VerifierSettings, ROLE_CHANNEL,
+    CachedRoles, InternalToken, JwksClient, KeySource, RoleLookup, TokenVerifier, VerifierSettings,
+    ROLE_CHANNEL,
 };
 use crate::lifecycle::Background;
 

@@ -22,8 +22,8 @@ pub use migrations::{
     applied_migrations, migrate_command, revert_all_migrations, run_migrations, MIGRATIONS,
 };
 pub use outbox::{start_relay, MainOutbox};
-pub use tx::{enqueue, TxError};
 pub use pool::{
-    build_pool, connect, database_checks, ping, probe, ConnectionBudget, DbConnection, DbError,
-    DbPool, PoolSettings, service_pool,
+    build_pool, connect, database_checks, ping, probe, service_pool, ConnectionBudget,
+    DbConnection, DbError, DbPool, PoolSettings,
 };
+pub use tx::{enqueue, TxError};

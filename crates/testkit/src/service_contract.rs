@@ -170,10 +170,8 @@ pub async fn assert_stops_on_sigterm(
     let port = public.local_addr().expect("address").port();
     let internal_port = internal.local_addr().expect("address").port();
     drop((public, internal));
-    let log = LogFile(std::env::temp_dir().join(format!(
-        "sigterm-{}-{port}.log",
-        std::process::id()
-    )));
+    let log =
+        LogFile(std::env::temp_dir().join(format!("sigterm-{}-{port}.log", std::process::id())));
     let file = std::fs::File::create(log.path()).expect("log file");
     let mut child = Command::new(binary)
         .arg("serve")
@@ -209,7 +207,11 @@ pub async fn assert_stops_on_sigterm(
 
     // A request in flight: its head and half its body are in.
     let mut pending = in_flight.map(|request| {
-        let port = if request.internal { internal_port } else { port };
+        let port = if request.internal {
+            internal_port
+        } else {
+            port
+        };
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
         let (first, rest) = request.body.split_at(request.body.len() / 2);
         write!(
@@ -257,7 +259,9 @@ pub async fn assert_stops_on_sigterm(
     .await
     .expect("the listener closed after SIGTERM");
     if let Some((mut stream, rest, status)) = pending.take() {
-        stream.write_all(rest.as_bytes()).expect("the rest of the body");
+        stream
+            .write_all(rest.as_bytes())
+            .expect("the rest of the body");
         let mut answer = String::new();
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))

@@ -7,54 +7,32 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+pub use clients::UserSummary;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use domain::{Email, UserId};
-use events::{AccountEvent, EventEnvelope, Topic};
+use events::{AccountEvent, EventEnvelope, RegistrationSource, UserRegistered};
 use http_kit::identity::TokenVerifier;
 use http_kit::{ApiError, FieldErrors};
 use main_db::users::{self, NewUser, UserRow};
-pub use main_db::{enqueue, TxError};
 use main_db::DbPool;
-use serde::Serialize;
-use serde_json::json;
-use uuid::Uuid;
+pub use main_db::{enqueue, TxError};
 
 use crate::passwords::{Passwords, MAX_PASSWORD_BYTES};
 use crate::settings::Throttles;
 use crate::tokens::TokenIssuer;
 
-/// A user as the API shows it: never a password hash.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct UserBody {
-    #[schema(value_type = String, format = Uuid)]
-    pub id: Uuid,
-    pub first_name: String,
-    pub last_name: String,
-    pub email: String,
-    pub is_active: bool,
-    /// Whether the user proved control of the email address.
-    pub email_verified: bool,
-    #[serde(serialize_with = "http_kit::time::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: DateTime<Utc>,
-    #[serde(serialize_with = "http_kit::time::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<UserRow> for UserBody {
-    fn from(u: UserRow) -> Self {
-        Self {
-            id: u.id,
-            first_name: u.first_name,
-            last_name: u.last_name,
-            email: u.email,
-            is_active: u.is_active,
-            email_verified: u.email_verified_at.is_some(),
-            created_at: u.created_at,
-            updated_at: u.updated_at,
-        }
+/// A user as the API shows it, never a password hash: the wire type of the internal
+/// API too (`clients::UserSummary`), declared once.
+pub fn user_summary(u: UserRow) -> UserSummary {
+    UserSummary {
+        id: UserId::from_uuid(u.id),
+        first_name: u.first_name,
+        last_name: u.last_name,
+        email: u.email,
+        is_active: u.is_active,
+        email_verified: u.email_verified_at.is_some(),
+        created_at: u.created_at,
+        updated_at: u.updated_at,
     }
 }
 
@@ -301,14 +279,17 @@ impl Accounts {
             last_name: &last_name,
             email_verified: false,
         };
-        let registered = json!({"user_id": id, "email": email});
+        let registered = UserRegistered {
+            user_id: id,
+            email: email.to_string(),
+            source: None,
+        };
         let created = self
             .transaction(async |tx| {
                 let user = users::insert(tx, new).await.map_err(email_taken)?;
-                let registered =
-                    EventEnvelope::new(Topic::UserRegistered, None, Some(id), registered)
-                        .map_err(ApiError::internal)?
-                        .with_request_id(http_kit::request_id::current());
+                let registered = EventEnvelope::of(&registered, None, Some(id))
+                    .map_err(ApiError::internal)?
+                    .with_request_id(http_kit::request_id::current());
                 let link = self
                     .new_link(tx, &user, main_db::email_tokens::Purpose::VerifyEmail)
                     .await?;
@@ -368,11 +349,15 @@ impl Accounts {
             last_name: &last,
             email_verified,
         };
-        let data = json!({"user_id": id, "email": email, "source": "sso"});
+        let registered = UserRegistered {
+            user_id: id,
+            email: email.to_string(),
+            source: Some(RegistrationSource::Sso),
+        };
         let created = self
             .transaction(async |tx| {
                 let user = users::insert(tx, new).await.map_err(email_taken)?;
-                let event = EventEnvelope::new(Topic::UserRegistered, None, Some(id), data)
+                let event = EventEnvelope::of(&registered, None, Some(id))
                     .map_err(ApiError::internal)?
                     .with_request_id(http_kit::request_id::current());
                 Ok((user, vec![event]))

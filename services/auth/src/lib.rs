@@ -104,7 +104,10 @@ impl http_kit::cli::Service for Service {
         &settings.common
     }
 
-    fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Running> {
+    fn start(
+        settings: Settings,
+        listeners: http_kit::server::Listeners,
+    ) -> anyhow::Result<Running> {
         let common = &settings.common;
         let mut background = Background::new();
         let db = main_db::service_pool(INFO.name, common)?;

@@ -10,7 +10,7 @@ use http_kit::ApiError;
 use storage::Storage;
 use tenant_db::{TenantConnection, TenantPoolCache};
 
-pub struct DocApp {
+pub struct App {
     pub storage: Storage,
     pub pools: TenantPoolCache,
     pub tenants: clients::TenantClient,
@@ -24,7 +24,7 @@ pub struct DocApp {
 
 const DATABASE_NAME_TTL: Duration = Duration::from_secs(300);
 
-impl DocApp {
+impl App {
     pub fn new(
         storage: Storage,
         pools: TenantPoolCache,

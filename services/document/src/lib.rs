@@ -65,7 +65,10 @@ impl http_kit::cli::Service for Service {
         &settings.common
     }
 
-    fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Running> {
+    fn start(
+        settings: Settings,
+        listeners: http_kit::server::Listeners,
+    ) -> anyhow::Result<Running> {
         let common = &settings.common;
         let mut background = Background::new();
         let db = main_db::service_pool(INFO.name, common)?;
@@ -81,8 +84,12 @@ impl http_kit::cli::Service for Service {
             peers.call_timeout,
         )?;
         let verifier = peers.verifier(common, &redis)?;
-        let roles =
-            http_kit::peers::cached_roles(Arc::new(tenants.clone()), common, &redis, &mut background);
+        let roles = http_kit::peers::cached_roles(
+            Arc::new(tenants.clone()),
+            common,
+            &redis,
+            &mut background,
+        );
         let pools = tenant_db::TenantPoolCache::new(settings.tenant_db.clone());
         let list_client = tenants.clone();
         let relay = main_db::start_relay(
@@ -104,7 +111,7 @@ impl http_kit::cli::Service for Service {
             )),
             &mut background,
         )?;
-        let app = app::DocApp::new(
+        let app = app::App::new(
             storage.clone(),
             pools,
             tenants,
@@ -122,7 +129,10 @@ impl http_kit::cli::Service for Service {
             }
         });
         // Multipart uploads a killed instance left behind are aborted by the sweep.
-        background.spawn("upload-sweep", upload::sweep_loop(app.clone(), background.token()));
+        background.spawn(
+            "upload-sweep",
+            upload::sweep_loop(app.clone(), background.token()),
+        );
         let checks = [
             ReadinessCheck::new("redis", cache::probe(redis, common.redis_timeout)),
             ReadinessCheck::new("object_storage", move || {

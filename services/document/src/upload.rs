@@ -37,7 +37,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::app::DocApp;
+use crate::app::App;
 
 /// How uploads are received and stored.
 #[derive(Debug, Clone)]
@@ -283,7 +283,7 @@ enum Held {
 
 /// A `file` part being received, then held until it is stored or discarded.
 pub struct Upload {
-    app: web::Data<DocApp>,
+    app: web::Data<App>,
     tenant: TenantId,
     /// The File the bytes become, if they are new to the tenant.
     pub file_id: Uuid,
@@ -313,7 +313,7 @@ pub struct Received {
 const OBJECT_TYPE: &str = "application/octet-stream";
 
 impl Upload {
-    pub fn new(app: web::Data<DocApp>, tenant: TenantId, key: String, file_id: Uuid) -> Self {
+    pub fn new(app: web::Data<App>, tenant: TenantId, key: String, file_id: Uuid) -> Self {
         Self {
             app,
             tenant,
@@ -610,7 +610,7 @@ impl Drop for Upload {
 /// forgets the record (if `recorded`). Logs and leaves the record for the sweep when S3
 /// cannot answer.
 async fn abandon(
-    app: web::Data<DocApp>,
+    app: web::Data<App>,
     tenant: TenantId,
     key: String,
     upload_id: Option<String>,
@@ -650,7 +650,7 @@ async fn abandon(
 
 /// Runs [`sweep_stale`] every `UPLOAD_SWEEP_EVERY_SECS` (the first a period after the
 /// start) until `stop` is cancelled.
-pub async fn sweep_loop(app: web::Data<DocApp>, stop: CancellationToken) {
+pub async fn sweep_loop(app: web::Data<App>, stop: CancellationToken) {
     let every = app.uploads.settings.sweep_every;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -677,7 +677,7 @@ const SWEEP_BATCH: i64 = 100;
 /// once do not both handle it, and one that fails is tried again a period later.
 /// Answers how many were cleaned. Once `stop` is cancelled it ends after the upload it
 /// is on.
-pub async fn sweep_stale(app: &DocApp, stop: &CancellationToken) -> anyhow::Result<usize> {
+pub async fn sweep_stale(app: &App, stop: &CancellationToken) -> anyhow::Result<usize> {
     let stale_after = chrono::Duration::from_std(app.uploads.settings.stale_after)?;
     let mut cleaned = 0;
     for database in app.tenants.databases().await? {
@@ -702,7 +702,7 @@ pub async fn sweep_stale(app: &DocApp, stop: &CancellationToken) -> anyhow::Resu
 }
 
 async fn sweep_database(
-    app: &DocApp,
+    app: &App,
     database: &domain::TenantDatabaseName,
     stale_after: chrono::Duration,
     stop: &CancellationToken,

@@ -79,7 +79,12 @@ async fn sigterm_drains_stops_every_background_task_and_exits_zero() {
     service_contract::assert_stops_on_sigterm(
         env!("CARGO_BIN_EXE_document"),
         &env,
-        &["role-changes", "outbox-relay", "bucket-check", "upload-sweep"],
+        &[
+            "role-changes",
+            "outbox-relay",
+            "bucket-check",
+            "upload-sweep",
+        ],
         None,
     )
     .await;

@@ -10,7 +10,7 @@
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use domain::{TenantDatabaseName, TenantId};
-use events::{EventEnvelope, Handler, HandlerError, Topic};
+use events::{EventEnvelope, FileProcess, Handler, HandlerError, TenantDeleted, Topic};
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use md5::{Digest, Md5};
@@ -133,16 +133,15 @@ impl FileProcessor {
         let tenant = event
             .tenant_id
             .ok_or_else(|| HandlerError::Invalid("file.process without a tenant".into()))?;
-        let field = |name: &str| {
-            event.data[name]
-                .as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| HandlerError::Invalid(format!("file.process without {name}")))
-        };
-        let file_id: Uuid = field("file_id")?
-            .parse()
-            .map_err(|_| HandlerError::Invalid("file_id is not a uuid".into()))?;
-        let (key, md5, sha256) = (field("s3_path")?, field("md5_hash")?, field("sha256_hash")?);
+        let FileProcess {
+            file_id,
+            s3_path: key,
+            md5_hash: md5,
+            sha256_hash: sha256,
+        } = event
+            .decode()
+            .map_err(|e| HandlerError::Invalid(e.to_string()))?;
+        let file_id: Uuid = file_id.into_uuid();
         let Some(database) = database_of(&self.tenants, tenant).await? else {
             tracing::info!(tenant.id = %tenant, "file.process of an unknown tenant: skipped");
             return Ok(());
@@ -250,9 +249,13 @@ impl Handler for TenantPurge {
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         async move {
             for event in events {
-                if event.event_type != Topic::TenantDeleted.as_str()
-                    || event.data["hard_delete"] != true
-                {
+                if event.event_type != Topic::TenantDeleted.as_str() {
+                    continue;
+                }
+                let deleted: TenantDeleted = event
+                    .decode()
+                    .map_err(|e| HandlerError::Invalid(e.to_string()))?;
+                if !deleted.hard_delete {
                     continue;
                 }
                 let tenant = event.tenant_id.ok_or_else(|| {

@@ -24,6 +24,7 @@ pub mod notifications;
 pub mod retention;
 pub mod routes;
 mod settings;
+pub mod store;
 pub mod topics;
 pub mod webhooks;
 
@@ -85,7 +86,10 @@ fn manage(tasks: Vec<(&'static str, Task)>, shutdown: Shutdown, background: &mut
 }
 
 /// Starts the consumers and the HTTP server. Must be called inside a Tokio runtime.
-pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Running> {
+pub fn start(
+    settings: Settings,
+    listeners: http_kit::server::Listeners,
+) -> anyhow::Result<Running> {
     let common = &settings.common;
     let mut background = Background::new();
     let peers = &settings.peers;
@@ -321,7 +325,10 @@ impl http_kit::cli::Service for Service {
         &settings.common
     }
 
-    fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Running> {
+    fn start(
+        settings: Settings,
+        listeners: http_kit::server::Listeners,
+    ) -> anyhow::Result<Running> {
         start(settings, listeners)
     }
 }

@@ -24,7 +24,9 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use domain::{TenantId, UserId};
 use events::account::{RevokedBy, SealedLink};
-use events::{AccountEvent, InvitationEvent};
+use events::{
+    AccountEvent, AddedBy, InvitationEvent, MembershipAction, MembershipChanged, TenantCreated,
+};
 use events::{EventEnvelope, Handler, HandlerError, Shutdown, Topic};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
@@ -205,10 +207,14 @@ type AccountEmail = (
     Option<SealedLink>,
 );
 
+/// An event whose data is not what its type says: given up (dead-lettered) at once.
+fn invalid(e: events::DecodeError) -> HandlerError {
+    HandlerError::Invalid(e.to_string())
+}
+
 /// The email a `user.account` event sends, if any.
 fn account_email(event: &EventEnvelope) -> Result<Option<AccountEmail>, HandlerError> {
-    let account: AccountEvent = serde_json::from_value(event.data.clone())
-        .map_err(|e| HandlerError::Invalid(format!("user.account data: {e}")))?;
+    let account: AccountEvent = event.decode().map_err(invalid)?;
     let valid_for = |expires_at: DateTime<Utc>| {
         human_duration((expires_at - event.occurred_at).num_seconds().max(60))
     };
@@ -333,8 +339,7 @@ fn account_email(event: &EventEnvelope) -> Result<Option<AccountEmail>, HandlerE
 /// The email an `invitation.created` event sends to the invited address: to anyone,
 /// account or not (that is the point); the other actions send none.
 fn invitation_email(event: &EventEnvelope) -> Result<Option<Planned>, HandlerError> {
-    let invitation: InvitationEvent = serde_json::from_value(event.data.clone())
-        .map_err(|e| HandlerError::Invalid(format!("tenant.invitation data: {e}")))?;
+    let invitation: InvitationEvent = event.decode().map_err(invalid)?;
     let InvitationEvent::Created {
         tenant_name,
         email,
@@ -382,13 +387,10 @@ impl Notifications {
             };
             // Only to a user of this platform whose address is still the one the
             // event names (a link to an address since changed is not sent).
-            let user = event.data["user_id"]
-                .as_str()
-                .and_then(|s| s.parse::<Uuid>().ok())
-                .ok_or_else(|| HandlerError::Invalid("user.account without user_id".into()))?;
+            let user = event.decode::<AccountEvent>().map_err(invalid)?.user_id();
             let known = self
                 .auth
-                .users(&[UserId::from_uuid(user)])
+                .users(&[user])
                 .await
                 .map_err(|e| HandlerError::Unavailable(e.to_string()))?
                 .into_iter()
@@ -411,33 +413,25 @@ impl Notifications {
         let (template, user, role): (&'static str, UserId, Option<String>) =
             match event.event_type.as_str() {
                 t if t == Topic::TenantCreated.as_str() => {
-                    let Some(creator) = event.data["created_by"]
-                        .as_str()
-                        .and_then(|s| s.parse::<Uuid>().ok())
-                    else {
+                    let created: TenantCreated = event.decode().map_err(invalid)?;
+                    let Some(creator) = created.created_by else {
                         return Ok(None);
                     };
-                    ("tenant_created", UserId::from_uuid(creator), None)
+                    ("tenant_created", creator, None)
                 }
                 t if t == Topic::MembershipChanged.as_str() => {
+                    let change: MembershipChanged = event.decode().map_err(invalid)?;
                     // Who accepted an invitation knows they joined.
-                    if event.data["added_by"] == "invitation" {
+                    if change.added_by == Some(AddedBy::Invitation) {
                         return Ok(None);
                     }
-                    let template = match event.data["action"].as_str() {
-                        Some("added" | "set") => "member_added",
-                        Some("role_changed") => "member_role_changed",
-                        Some("removed") => "member_removed",
-                        _ => return Ok(None),
+                    let template = match change.action {
+                        MembershipAction::Added | MembershipAction::Set => "member_added",
+                        MembershipAction::RoleChanged => "member_role_changed",
+                        MembershipAction::Removed => "member_removed",
                     };
-                    let user = event.data["user_id"]
-                        .as_str()
-                        .and_then(|s| s.parse::<Uuid>().ok())
-                        .ok_or_else(|| {
-                            HandlerError::Invalid("membership.changed without user_id".into())
-                        })?;
-                    let role = event.data["role"].as_str().map(str::to_owned);
-                    (template, UserId::from_uuid(user), role)
+                    let role = change.role.map(|r| r.as_str().to_owned());
+                    (template, change.user_id, role)
                 }
                 _ => return Ok(None),
             };

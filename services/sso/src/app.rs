@@ -12,13 +12,13 @@ use crate::graph::Graph;
 use crate::settings::Settings;
 use crate::store::{self, ConfigRow, SealedTokens};
 
-pub struct SsoApp {
+pub struct App {
     pub db: DbPool,
     pub azure: Arc<Azure>,
     pub graph: Graph,
     pub tenants: clients::TenantClient,
     /// Members' roles and the tenant's SSO-only rule, cached (the tenant-role
-    /// extractor's); [`SsoApp::mirror`] forgets a tenant's when its rule changes.
+    /// extractor's); [`App::mirror`] forgets a tenant's when its rule changes.
     pub roles: Arc<http_kit::identity::CachedRoles>,
     pub auth: clients::AuthClient,
     pub one_time: cache::OneTime,
@@ -70,10 +70,10 @@ pub fn aad(column: &str, row: impl std::fmt::Display) -> Vec<u8> {
     format!("{column}:{row}").into_bytes()
 }
 
-impl SsoApp {
+impl App {
     /// An `audit.events` event `{"action": action, …data}` of `tenant` by `actor`, with
     /// the request's id; the caller enqueues it ([`enqueue`]) in the transaction of the
-    /// change it reports, then calls [`SsoApp::published`].
+    /// change it reports, then calls [`App::published`].
     pub fn audit_event(
         &self,
         tenant: TenantId,
@@ -81,15 +81,10 @@ impl SsoApp {
         action: &str,
         data: serde_json::Value,
     ) -> Result<events::EventEnvelope, ApiError> {
-        let mut payload = serde_json::json!({ "action": action });
-        if let (Some(target), serde_json::Value::Object(extra)) = (payload.as_object_mut(), data) {
-            target.extend(extra);
-        }
-        Ok(
-            events::EventEnvelope::new(events::Topic::AuditEvents, Some(tenant), actor, payload)
-                .map_err(ApiError::internal)?
-                .with_request_id(http_kit::request_id::current()),
-        )
+        let record = events::AuditRecord::new(action, data);
+        Ok(events::EventEnvelope::of(&record, Some(tenant), actor)
+            .map_err(ApiError::internal)?
+            .with_request_id(http_kit::request_id::current()))
     }
 
     /// Counts a login (or link) started from `client`: 429 with `Retry-After` past

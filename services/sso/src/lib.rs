@@ -127,7 +127,7 @@ fn cipher(settings: &Settings) -> anyhow::Result<secrets::Cipher> {
 /// connection is opened yet; the outbox relay starts when `KAFKA_BROKERS` is set);
 /// its tasks (the relay, the role-change listener) join `background`. Must be called
 /// inside a Tokio runtime.
-pub fn build_app(settings: &Settings, background: &mut Background) -> anyhow::Result<app::SsoApp> {
+pub fn build_app(settings: &Settings, background: &mut Background) -> anyhow::Result<app::App> {
     let common = &settings.common;
     let db = main_db::service_pool(INFO.name, common)?;
     let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
@@ -146,7 +146,7 @@ pub fn build_app(settings: &Settings, background: &mut Background) -> anyhow::Re
         Arc::new(main_db::MainOutbox(db.clone())),
         background,
     )?;
-    Ok(app::SsoApp {
+    Ok(app::App {
         roles,
         db,
         azure: Arc::new(azure::Azure::new(
@@ -173,7 +173,10 @@ pub fn build_app(settings: &Settings, background: &mut Background) -> anyhow::Re
 
 /// Starts the HTTP server and the token refresh job. Must be called inside a Tokio
 /// runtime.
-pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Running> {
+pub fn start(
+    settings: Settings,
+    listeners: http_kit::server::Listeners,
+) -> anyhow::Result<Running> {
     let mut background = Background::new();
     let app = build_app(&settings, &mut background)?;
     let common = &settings.common;
@@ -185,7 +188,10 @@ pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyh
         cache::probe(app.redis.clone(), common.redis_timeout),
     )];
     let app = web::Data::new(app);
-    background.spawn("sso-token-refresh", refresh::run(app.clone(), background.token()));
+    background.spawn(
+        "sso-token-refresh",
+        refresh::run(app.clone(), background.token()),
+    );
     let verifier = web::Data::new(verifier);
     let roles = web::Data::from(app.roles.clone());
     let server = http_kit::server::start_service(
@@ -219,7 +225,10 @@ impl http_kit::cli::Service for Service {
         &settings.common
     }
 
-    fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Running> {
+    fn start(
+        settings: Settings,
+        listeners: http_kit::server::Listeners,
+    ) -> anyhow::Result<Running> {
         start(settings, listeners)
     }
 }

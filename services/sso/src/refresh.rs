@@ -15,7 +15,7 @@ use http_kit::lifecycle::CancellationToken;
 use http_kit::ApiError;
 use uuid::Uuid;
 
-use crate::app::{aad, SsoApp};
+use crate::app::{aad, App};
 use crate::azure::AzureError;
 use crate::store::{self, IdentityRow};
 
@@ -37,7 +37,7 @@ pub enum Outcome {
 }
 
 /// Refreshes `identity`'s Azure tokens with its stored refresh token.
-pub async fn refresh_identity(app: &SsoApp, identity: &IdentityRow) -> Result<Outcome, ApiError> {
+pub async fn refresh_identity(app: &App, identity: &IdentityRow) -> Result<Outcome, ApiError> {
     let (Some(refresh), Some(key_id)) = (
         &identity.refresh_token_encrypted,
         &identity.encryption_key_id,
@@ -139,13 +139,13 @@ impl Backoff {
 }
 
 /// One pass, if this runner gets the lock: `None` when another runner holds it.
-pub async fn run_once(app: &SsoApp, backoff: &mut Backoff) -> Result<Option<Pass>, ApiError> {
+pub async fn run_once(app: &App, backoff: &mut Backoff) -> Result<Option<Pass>, ApiError> {
     run_once_until(app, backoff, &CancellationToken::new()).await
 }
 
 /// [`run_once`], ending after the identity it is on once `stop` is cancelled.
 pub async fn run_once_until(
-    app: &SsoApp,
+    app: &App,
     backoff: &mut Backoff,
     stop: &CancellationToken,
 ) -> Result<Option<Pass>, ApiError> {
@@ -167,7 +167,7 @@ pub async fn run_once_until(
 }
 
 async fn pass(
-    app: &SsoApp,
+    app: &App,
     backoff: &mut Backoff,
     deadline: Instant,
     stop: &CancellationToken,
@@ -223,7 +223,7 @@ async fn pass(
 
 /// The job: a pass every `SSO_REFRESH_INTERVAL_SECS` until `stop` is cancelled (a pass
 /// under way ends after the identity it is on, and releases the lock).
-pub async fn run(app: actix_web::web::Data<SsoApp>, stop: CancellationToken) {
+pub async fn run(app: actix_web::web::Data<App>, stop: CancellationToken) {
     let mut backoff = Backoff::default();
     let mut tick = tokio::time::interval(app.settings.refresh_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

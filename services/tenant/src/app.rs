@@ -6,13 +6,13 @@ use std::sync::Arc;
 use domain::{Role, TenantId, UserId};
 use http_kit::identity::{AuditFuture, MemberAccess, RoleFuture, RoleLookup};
 use http_kit::ApiError;
-pub use main_db::TxError;
 use main_db::DbPool;
+pub use main_db::TxError;
 
 use crate::provisioning::Provisioner;
 
 #[derive(Clone)]
-pub struct TenantApp {
+pub struct App {
     pub db: DbPool,
     pub provisioner: Provisioner,
     pub tenants: Arc<tenant_db::TenantDatabaseManager>,
@@ -24,7 +24,7 @@ pub struct TenantApp {
     pub role_changes: cache::Broadcast,
 }
 
-impl TenantApp {
+impl App {
     pub async fn conn(&self) -> Result<main_db::DbConnection, ApiError> {
         Ok(self.db.get().await?)
     }
@@ -52,19 +52,17 @@ pub async fn record_sso_bypass(
     user: UserId,
     session: Option<uuid::Uuid>,
 ) -> Result<(), ApiError> {
-    let event = events::EventEnvelope::new(
-        events::Topic::AuditEvents,
-        Some(tenant),
-        Some(user),
+    let record = events::AuditRecord::new(
+        "tenant.sso_bypassed",
         serde_json::json!({
-            "action": "tenant.sso_bypassed",
             "user_id": user,
             "session_id": session,
             "reason": "platform administrator without the tenant's SSO login",
         }),
-    )
-    .map_err(ApiError::internal)?
-    .with_request_id(http_kit::request_id::current());
+    );
+    let event = events::EventEnvelope::of(&record, Some(tenant), Some(user))
+        .map_err(ApiError::internal)?
+        .with_request_id(http_kit::request_id::current());
     let mut conn = db.get().await?;
     diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
         main_db::enqueue(tx, &event).await

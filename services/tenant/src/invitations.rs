@@ -24,7 +24,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::app::{TenantApp, TxError};
+use crate::app::{App, TxError};
 use crate::routes::members::{added, AddedBy};
 use crate::settings::InvitationSettings;
 
@@ -235,7 +235,7 @@ impl Invitations {
     /// `invitation_limit_reached` past `INVITATION_MAX_PENDING`.
     pub async fn invite(
         &self,
-        app: &TenantApp,
+        app: &App,
         admin: UserId,
         tenant: TenantId,
         email: Email,
@@ -366,7 +366,7 @@ impl Invitations {
     /// many there are.
     pub async fn list(
         &self,
-        app: &TenantApp,
+        app: &App,
         tenant: TenantId,
         page: Page,
     ) -> Result<(Vec<Invitation>, i64), ApiError> {
@@ -405,7 +405,7 @@ impl Invitations {
     /// stops working.
     pub async fn revoke(
         &self,
-        app: &TenantApp,
+        app: &App,
         admin: UserId,
         tenant: TenantId,
         id: Uuid,
@@ -435,7 +435,7 @@ impl Invitations {
     /// (or of a tenant gone), 410 `token_expired` for an expired one.
     pub async fn preview(
         &self,
-        app: &TenantApp,
+        app: &App,
         token: &str,
         client_ip: Option<&str>,
     ) -> Result<Preview, ApiError> {
@@ -479,7 +479,7 @@ impl Invitations {
     /// expired one, 409 if the caller is a member already. Returns the membership.
     pub async fn accept(
         &self,
-        app: &TenantApp,
+        app: &App,
         caller: UserId,
         token: Option<&str>,
         client_ip: Option<&str>,

@@ -76,14 +76,20 @@ impl http_kit::cli::Service for Service {
         &settings.common
     }
 
-    fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Running> {
+    fn start(
+        settings: Settings,
+        listeners: http_kit::server::Listeners,
+    ) -> anyhow::Result<Running> {
         start(settings, listeners)
     }
 }
 
 /// Builds the service on `listeners` (tests and the all-in-one runner call this).
 /// Must be called inside a Tokio runtime.
-pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyhow::Result<Running> {
+pub fn start(
+    settings: Settings,
+    listeners: http_kit::server::Listeners,
+) -> anyhow::Result<Running> {
     let common = &settings.common;
     let mut background = Background::new();
     let db = main_db::service_pool(INFO.name, common)?;
@@ -117,7 +123,7 @@ pub fn start(settings: Settings, listeners: http_kit::server::Listeners) -> anyh
         std::sync::Arc::new(main_db::MainOutbox(db.clone())),
         &mut background,
     )?;
-    let app = app::TenantApp {
+    let app = app::App {
         relay: relay.clone(),
         db: db.clone(),
         provisioner: provisioning::Provisioner::new(db.clone(), tenants.clone()).with_relay(relay),

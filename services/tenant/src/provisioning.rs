@@ -8,10 +8,9 @@ use std::sync::Arc;
 
 use diesel_async::AsyncConnection;
 use domain::{Role, TenantDatabaseName, TenantId, TenantName, TenantStatus, UserId};
-use events::{EventEnvelope, Topic};
+use events::EventEnvelope;
 use main_db::tenants::{self, TenantRow};
 use main_db::DbPool;
-use serde_json::json;
 use tenant_db::{migrations, TenantDatabaseManager, TenantDbError};
 
 #[derive(Debug, thiserror::Error)]
@@ -183,13 +182,19 @@ impl Provisioner {
         database: &TenantDatabaseName,
     ) -> Result<TenantRow, ProvisionError> {
         let id = tenant.tenant_id();
-        let event = EventEnvelope::new(
-            Topic::TenantCreated,
-            Some(id),
-            tenant.created_by.map(UserId::from_uuid),
-            json!({"tenant_id": id, "name": tenant.name, "database_name": database, "created_by": tenant.created_by}),
-        )
-        .map_err(|e| ProvisionError::Failed { tenant_id: id, reason: e.to_string() })?;
+        let created_by = tenant.created_by.map(UserId::from_uuid);
+        let created = events::TenantCreated {
+            tenant_id: id,
+            name: tenant.name.clone(),
+            database_name: database.to_string(),
+            created_by,
+        };
+        let event = EventEnvelope::of(&created, Some(id), created_by).map_err(|e| {
+            ProvisionError::Failed {
+                tenant_id: id,
+                reason: e.to_string(),
+            }
+        })?;
         let mut conn = self.db.get().await.map_err(main_db::DbError::from)?;
         let active = conn
             .transaction::<_, ProvisionError, _>(async |tx| {

@@ -114,8 +114,8 @@ impl Settings {
             common.session_url(common.database_url.expose(), crate::INFO.name),
             template,
         )
-            .with_admin_server_url(common.database_admin_url.expose().clone())
-            .with_max_pools(2);
+        .with_admin_server_url(common.database_admin_url.expose().clone())
+        .with_max_pools(2);
         tenant_db.read_pool_limits(r);
         tenant_db.admin_pool_size = r.optional("TENANT_ADMIN_POOL_SIZE", tenant_db.admin_pool_size);
         r.check(

@@ -8,13 +8,13 @@ use events::account::RevokedBy;
 use http_kit::identity::Authenticated;
 use http_kit::{success, ApiError};
 
-use crate::accounts::{Accounts, UserBody};
+use crate::accounts::{user_summary, Accounts, UserSummary};
 
 /// Deactivate an account: it can no longer sign in or refresh, and every session ends
 /// at once. Platform administrators only.
 #[utoipa::path(post, path = "/api/admin/users/{user_id}/deactivate", tag = "admin",
     params(("user_id" = String, Path, format = Uuid)),
-    responses((status = 200, description = "`data` is the User", body = UserBody),
+    responses((status = 200, description = "`data` is the User", body = UserSummary),
               (status = 400, description = "an administrator deactivating themselves", body = http_kit::ErrorBody),
               (status = 401, body = http_kit::ErrorBody),
               (status = 403, description = "not a platform administrator", body = http_kit::ErrorBody),
@@ -31,14 +31,14 @@ pub async fn deactivate(
     Ok(success(
         StatusCode::OK,
         "User deactivated; every session ended",
-        UserBody::from(user),
+        user_summary(user),
     ))
 }
 
 /// Reactivate an account. Platform administrators only.
 #[utoipa::path(post, path = "/api/admin/users/{user_id}/reactivate", tag = "admin",
     params(("user_id" = String, Path, format = Uuid)),
-    responses((status = 200, description = "`data` is the User", body = UserBody),
+    responses((status = 200, description = "`data` is the User", body = UserSummary),
               (status = 401, body = http_kit::ErrorBody),
               (status = 403, description = "not a platform administrator", body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody)))]
@@ -54,7 +54,7 @@ pub async fn reactivate(
     Ok(success(
         StatusCode::OK,
         "User reactivated",
-        UserBody::from(user),
+        user_summary(user),
     ))
 }
 

@@ -8,7 +8,7 @@ use http_kit::{success, ApiError, ClientIp, Json, ServiceInfo, UserAgent};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::accounts::{Accounts, RegisterInput, UserBody};
+use crate::accounts::{user_summary, Accounts, RegisterInput, UserSummary};
 use crate::sessions::ClientInfo;
 
 /// Responses that carry tokens are never stored by a cache.
@@ -43,7 +43,7 @@ impl From<RegisterRequest> for RegisterInput {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct RegisterResponse {
     message: &'static str,
-    user: UserBody,
+    user: UserSummary,
 }
 
 /// Create an account; a verification link is mailed to the address.
@@ -61,7 +61,7 @@ pub async fn register(
         .await?;
     Ok(HttpResponse::Created().json(RegisterResponse {
         message: "User registered successfully",
-        user: user.into(),
+        user: user_summary(user),
     }))
 }
 
@@ -88,7 +88,7 @@ pub struct LoginResponse {
     refresh_token: String,
     token_type: &'static str,
     expires_in: u64,
-    user: UserBody,
+    user: UserSummary,
     /// The user's active tenants.
     tenants: Vec<LoginTenant>,
 }
@@ -127,7 +127,7 @@ pub async fn login(
         refresh_token: pair.refresh.token,
         token_type: "Bearer",
         expires_in: accounts.issuer.access_ttl.as_secs(),
-        user: user.into(),
+        user: user_summary(user),
     })))
 }
 
@@ -210,7 +210,7 @@ pub struct TokenRequest {
 
 /// Verify an email address with the token of a verification link.
 #[utoipa::path(post, path = "/api/auth/verify-email", tag = "auth", request_body = TokenRequest,
-    responses((status = 200, description = "`data` is the User, `email_verified: true`", body = UserBody),
+    responses((status = 200, description = "`data` is the User, `email_verified: true`", body = UserSummary),
               (status = 400, description = "invalid_token: unknown or already used; validation_error", body = http_kit::ErrorBody),
               (status = 410, description = "token_expired", body = http_kit::ErrorBody),
               (status = 429, description = "rate_limited", body = http_kit::ErrorBody)))]
@@ -225,7 +225,7 @@ pub async fn verify_email(
     Ok(success(
         StatusCode::OK,
         "Email verified",
-        UserBody::from(user),
+        user_summary(user),
     ))
 }
 
@@ -289,7 +289,7 @@ pub struct ResetRequest {
 /// Set a new password with the token of a reset link. The email counts as verified and
 /// every session of the account ends.
 #[utoipa::path(post, path = "/api/auth/password/reset", tag = "auth", request_body = ResetRequest,
-    responses((status = 200, description = "`data` is the User", body = UserBody),
+    responses((status = 200, description = "`data` is the User", body = UserSummary),
               (status = 400, description = "invalid_token or validation_error", body = http_kit::ErrorBody),
               (status = 410, description = "token_expired", body = http_kit::ErrorBody),
               (status = 429, description = "rate_limited", body = http_kit::ErrorBody)))]
@@ -308,7 +308,7 @@ pub async fn reset_password(
     Ok(success(
         StatusCode::OK,
         "Password reset; sign in with the new password",
-        UserBody::from(user),
+        user_summary(user),
     ))
 }
 

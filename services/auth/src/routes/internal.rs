@@ -10,7 +10,7 @@ use http_kit::{ApiError, Json};
 use main_db::sessions::SessionOrigin;
 use serde::{Deserialize, Serialize};
 
-use crate::accounts::{Accounts, UserBody};
+use crate::accounts::{user_summary, Accounts, UserSummary};
 use crate::sessions::ClientInfo;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -26,7 +26,7 @@ pub struct ResolveRequest {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ResolveResponse {
-    user: UserBody,
+    user: UserSummary,
     /// Whether the user was created by this call.
     created: bool,
 }
@@ -49,7 +49,7 @@ pub async fn resolve_user(
         )
         .await?;
     Ok(HttpResponse::Ok().json(ResolveResponse {
-        user: user.into(),
+        user: user_summary(user),
         created,
     }))
 }
@@ -146,7 +146,7 @@ pub struct LookupRequest {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct LookupResponse {
     /// The users that exist, in no particular order.
-    users: Vec<UserBody>,
+    users: Vec<UserSummary>,
 }
 
 /// Users by id (for the tenant service's member lists) and by email (its invitations);
@@ -174,7 +174,7 @@ pub async fn lookup_users(
         }
     }
     Ok(HttpResponse::Ok().json(LookupResponse {
-        users: users.into_iter().map(UserBody::from).collect(),
+        users: users.into_iter().map(user_summary).collect(),
     }))
 }
 
@@ -188,7 +188,7 @@ pub struct EmailBody {
 /// `POST /api/auth/register` without its per-address limits; 409 `email_taken` when the
 /// email is registered.
 #[utoipa::path(post, path = "/internal/v1/users", tag = "internal", request_body = crate::routes::auth::RegisterRequest,
-    responses((status = 201, body = UserBody), (status = 400, body = http_kit::ErrorBody),
+    responses((status = 201, body = UserSummary), (status = 400, body = http_kit::ErrorBody),
               (status = 401, body = http_kit::ErrorBody), (status = 409, body = http_kit::ErrorBody)))]
 pub async fn create_user(
     _caller: InternalCaller,
@@ -198,13 +198,13 @@ pub async fn create_user(
     let user = accounts
         .create_with_password(body.into_inner().into())
         .await?;
-    Ok(HttpResponse::Created().json(UserBody::from(user)))
+    Ok(HttpResponse::Created().json(user_summary(user)))
 }
 
 /// Make the user with this email a platform administrator with a verified email
 /// (`tenant init --create-admin`).
 #[utoipa::path(post, path = "/internal/v1/users/platform-admin", tag = "internal", request_body = EmailBody,
-    responses((status = 200, body = UserBody), (status = 401, body = http_kit::ErrorBody),
+    responses((status = 200, body = UserSummary), (status = 401, body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn platform_admin(
     _caller: InternalCaller,
@@ -212,7 +212,7 @@ pub async fn platform_admin(
     body: Json<EmailBody>,
 ) -> Result<HttpResponse, ApiError> {
     let user = accounts.make_platform_admin(&body.email).await?;
-    Ok(HttpResponse::Ok().json(UserBody::from(user)))
+    Ok(HttpResponse::Ok().json(user_summary(user)))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

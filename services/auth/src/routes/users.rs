@@ -8,12 +8,12 @@ use http_kit::{success, ApiError, FieldErrors, Json};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::accounts::{validate_name, Accounts, UserBody};
+use crate::accounts::{user_summary, validate_name, Accounts, UserSummary};
 use crate::sessions::SessionBody;
 
 /// The caller's profile.
 #[utoipa::path(get, path = "/api/users/me", tag = "users",
-    responses((status = 200, description = "`data` is the User", body = UserBody), (status = 401, body = http_kit::ErrorBody)))]
+    responses((status = 200, description = "`data` is the User", body = UserSummary), (status = 401, body = http_kit::ErrorBody)))]
 pub async fn me(
     accounts: web::Data<Accounts>,
     caller: Authenticated,
@@ -22,7 +22,7 @@ pub async fn me(
     Ok(success(
         StatusCode::OK,
         "User profile retrieved",
-        UserBody::from(user),
+        user_summary(user),
     ))
 }
 
@@ -35,7 +35,7 @@ pub struct UpdateMeRequest {
 
 /// Change the caller's names (at least one).
 #[utoipa::path(put, path = "/api/users/me", tag = "users", request_body = UpdateMeRequest,
-    responses((status = 200, description = "`data` is the User", body = UserBody), (status = 400, body = http_kit::ErrorBody)))]
+    responses((status = 200, description = "`data` is the User", body = UserSummary), (status = 400, body = http_kit::ErrorBody)))]
 pub async fn update_me(
     accounts: web::Data<Accounts>,
     caller: Authenticated,
@@ -61,7 +61,7 @@ pub async fn update_me(
     Ok(success(
         StatusCode::OK,
         "User profile updated",
-        UserBody::from(user),
+        user_summary(user),
     ))
 }
 
@@ -87,7 +87,7 @@ pub struct ChangePasswordRequest {
 
 /// Change the caller's password; every other session of the account ends.
 #[utoipa::path(post, path = "/api/users/me/password", tag = "users", request_body = ChangePasswordRequest,
-    responses((status = 200, description = "`data` is the User", body = UserBody),
+    responses((status = 200, description = "`data` is the User", body = UserSummary),
               (status = 400, description = "validation_error (`current_password` not correct, or `new_password` too weak)", body = http_kit::ErrorBody),
               (status = 401, body = http_kit::ErrorBody),
               (status = 429, description = "rate_limited", body = http_kit::ErrorBody)))]
@@ -107,7 +107,7 @@ pub async fn change_password(
     Ok(success(
         StatusCode::OK,
         "Password changed; your other sessions were signed out",
-        UserBody::from(user),
+        user_summary(user),
     ))
 }
 

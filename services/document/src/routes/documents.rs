@@ -8,18 +8,18 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use domain::{Ownership, Permission, TenantId};
-use events::{EventEnvelope, Topic};
+use domain::{DocumentId, FileId, Ownership, Permission, TenantId};
+use events::{AuditRecord, DocumentUploaded, EventEnvelope, FileProcess};
 use futures_util::{StreamExt, TryStreamExt};
-use main_db::TxError;
 use http_kit::identity::TenantMember;
 use http_kit::{success, ApiError, FieldErrors, Query, RequestId};
+use main_db::TxError;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tenant_db::documents::{self as queries, DocumentRow, FileRow, NewDocument};
 use uuid::Uuid;
 
-use crate::app::DocApp;
+use crate::app::App;
 use crate::upload::{storage_failure, Received, Upload};
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -231,7 +231,7 @@ impl ReceivedForm {
 /// small `filename` and `mime_type` fields are read. On an error the caller discards
 /// what the file part made.
 async fn receive(
-    app: &web::Data<DocApp>,
+    app: &web::Data<App>,
     tenant: TenantId,
     database: &domain::TenantDatabaseName,
     mut multipart: Multipart,
@@ -379,7 +379,7 @@ pub struct UploadForm {
               (status = 413, body = http_kit::ErrorBody),
               (status = 503, description = "Object storage or a database unavailable (`service_unavailable`), or too many uploads in progress on this instance (`busy`, with `Retry-After`)", body = http_kit::ErrorBody)))]
 pub async fn upload(
-    app: web::Data<DocApp>,
+    app: web::Data<App>,
     member: TenantMember,
     request_id: RequestId,
     request: actix_web::HttpRequest,
@@ -462,35 +462,72 @@ pub async fn upload(
             diesel_async::AsyncConnection::transaction::<_, Recording, _>(&mut *conn, async |tx| {
                 let (file, new_file) = match &existing {
                     // Locked, so a deletion of the last Document on it waits for this one.
-                    Some(file) => (queries::lock_file_for_reuse(tx, file.id).await?.ok_or(Recording::FileGone)?, false),
-                    None => match queries::insert_file(tx, file_id, &md5, &sha256, &key, size).await? {
-                        Some(file) => {
-                            // Completed and now recorded as a File: no longer in flight.
-                            queries::forget_upload(tx, &key).await?;
-                            (file, true)
-                        }
-                        // A concurrent identical upload stored it first: use that one.
-                        None => {
-                            let file = queries::file_by_md5(tx, &md5).await?.ok_or(Recording::FileGone)?;
-                            if file.sha256_hash != sha256 {
-                                return Err(Recording::Collision(Box::new(file)));
+                    Some(file) => (
+                        queries::lock_file_for_reuse(tx, file.id)
+                            .await?
+                            .ok_or(Recording::FileGone)?,
+                        false,
+                    ),
+                    None => {
+                        match queries::insert_file(tx, file_id, &md5, &sha256, &key, size).await? {
+                            Some(file) => {
+                                // Completed and now recorded as a File: no longer in flight.
+                                queries::forget_upload(tx, &key).await?;
+                                (file, true)
                             }
-                            (queries::lock_file_for_reuse(tx, file.id).await?.ok_or(Recording::FileGone)?, false)
+                            // A concurrent identical upload stored it first: use that one.
+                            None => {
+                                let file = queries::file_by_md5(tx, &md5)
+                                    .await?
+                                    .ok_or(Recording::FileGone)?;
+                                if file.sha256_hash != sha256 {
+                                    return Err(Recording::Collision(Box::new(file)));
+                                }
+                                (
+                                    queries::lock_file_for_reuse(tx, file.id)
+                                        .await?
+                                        .ok_or(Recording::FileGone)?,
+                                    false,
+                                )
+                            }
                         }
-                    },
+                    }
                 };
                 let doc = queries::insert_document(
                     tx,
-                    NewDocument { id: document_id, filename: &filename, mime_type: &mime, file_id: file.id, user_id: user },
+                    NewDocument {
+                        id: document_id,
+                        filename: &filename,
+                        mime_type: &mime,
+                        file_id: file.id,
+                        user_id: user,
+                    },
                 )
                 .await?;
-                let doc = if new_file { doc } else { queries::inherit_processing_status(tx, doc.id, file.id).await? };
-                let mut events = vec![(Topic::DocumentUploaded, json!({"document_id": doc.id, "file_id": file.id, "filename": doc.filename, "deduplicated": !new_file}))];
+                let doc = if new_file {
+                    doc
+                } else {
+                    queries::inherit_processing_status(tx, doc.id, file.id).await?
+                };
+                let (file_id, actor) = (FileId::from_uuid(file.id), Some(member.user_id));
+                let uploaded = DocumentUploaded {
+                    document_id: DocumentId::from_uuid(doc.id),
+                    file_id,
+                    filename: doc.filename.clone(),
+                    deduplicated: !new_file,
+                };
+                let mut events = vec![EventEnvelope::of(&uploaded, Some(tenant), actor)];
                 if new_file {
-                    events.push((Topic::FileProcess, json!({"file_id": file.id, "s3_path": file.s3_path, "md5_hash": file.md5_hash, "sha256_hash": file.sha256_hash})));
+                    let process = FileProcess {
+                        file_id,
+                        s3_path: file.s3_path.clone(),
+                        md5_hash: file.md5_hash.clone(),
+                        sha256_hash: file.sha256_hash.clone(),
+                    };
+                    events.push(EventEnvelope::of(&process, Some(tenant), actor));
                 }
-                for (topic, data) in events {
-                    let event = EventEnvelope::new(topic, Some(tenant), Some(member.user_id), data)
+                for event in events {
+                    let event = event
                         .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?
                         .with_request_id(Some(request_id.0.clone()));
                     events::enqueue(tx, &event).await?;
@@ -596,7 +633,7 @@ pub struct ListQuery {
     params(("tenant_id" = String, Path, format = Uuid), ("page" = Option<i64>, Query), ("per_page" = Option<i64>, Query), ("filename" = Option<String>, Query)),
     responses((status = 200, description = "`data`: {documents, pagination}", body = DocumentList), (status = 400, body = http_kit::ErrorBody)))]
 pub async fn list(
-    app: web::Data<DocApp>,
+    app: web::Data<App>,
     member: TenantMember,
     query: Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -619,11 +656,7 @@ pub async fn list(
     Ok(success(StatusCode::OK, "Documents retrieved", page))
 }
 
-async fn find(
-    app: &DocApp,
-    tenant: TenantId,
-    id: Uuid,
-) -> Result<(DocumentRow, FileRow), ApiError> {
+async fn find(app: &App, tenant: TenantId, id: Uuid) -> Result<(DocumentRow, FileRow), ApiError> {
     let mut conn = app.connection(tenant).await?;
     let doc = queries::document(&mut conn, id)
         .await
@@ -641,7 +674,7 @@ async fn find(
     params(("tenant_id" = String, Path, format = Uuid), ("document_id" = String, Path, format = Uuid)),
     responses((status = 200, body = DocumentBody), (status = 404, body = http_kit::ErrorBody)))]
 pub async fn get(
-    app: web::Data<DocApp>,
+    app: web::Data<App>,
     member: TenantMember,
     path: web::Path<(TenantId, Uuid)>,
 ) -> Result<HttpResponse, ApiError> {
@@ -661,7 +694,7 @@ pub async fn get(
     responses((status = 200, description = "`data`: {deleted_document_id, file_orphaned}", body = DocumentDeleted), (status = 403, body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn delete(
-    app: web::Data<DocApp>,
+    app: web::Data<App>,
     member: TenantMember,
     path: web::Path<(TenantId, Uuid)>,
     request_id: RequestId,
@@ -680,26 +713,23 @@ pub async fn delete(
         Ownership::Other
     };
     member.require(Permission::DeleteDocument(ownership))?;
-    let event = EventEnvelope::new(
-        Topic::DocumentDeleted,
-        Some(tenant),
-        Some(member.user_id),
-        json!({"document_id": id, "file_id": doc.file_id}),
-    )
-    .map_err(ApiError::internal)?
-    .with_request_id(Some(request_id.0));
-    let orphaned = diesel_async::AsyncConnection::transaction::<_, TxError, _>(
-        &mut *conn,
-        async |tx| {
+    let deleted = events::DocumentDeleted {
+        document_id: DocumentId::from_uuid(id),
+        file_id: FileId::from_uuid(doc.file_id),
+    };
+    let event = EventEnvelope::of(&deleted, Some(tenant), Some(member.user_id))
+        .map_err(ApiError::internal)?
+        .with_request_id(Some(request_id.0));
+    let orphaned =
+        diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
             if !queries::delete_document(tx, id).await? {
                 return Err(ApiError::NotFound("Document").into());
             }
             let orphaned = queries::delete_file_if_orphaned(tx, doc.file_id).await?;
             main_db::enqueue(tx, &event).await?;
             Ok(orphaned)
-        },
-    )
-    .await?;
+        })
+        .await?;
     app.nudge(tenant);
     if let Some(file) = &orphaned {
         // After the commit: a failure leaves an unreferenced object, never a row
@@ -720,7 +750,7 @@ pub async fn delete(
     params(("tenant_id" = String, Path, format = Uuid), ("document_id" = String, Path, format = Uuid)),
     responses((status = 200, description = "The bytes, with the document's stored content type", content_type = "*/*"), (status = 404, body = http_kit::ErrorBody)))]
 pub async fn download(
-    app: web::Data<DocApp>,
+    app: web::Data<App>,
     member: TenantMember,
     path: web::Path<(TenantId, Uuid)>,
 ) -> Result<HttpResponse, ApiError> {
@@ -797,7 +827,7 @@ pub struct UpdateDocument {
     responses((status = 200, body = DocumentBody), (status = 400, body = http_kit::ErrorBody),
               (status = 403, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody)))]
 pub async fn update(
-    app: web::Data<DocApp>,
+    app: web::Data<App>,
     member: TenantMember,
     path: web::Path<(TenantId, Uuid)>,
     input: http_kit::Json<UpdateDocument>,
@@ -861,7 +891,7 @@ pub struct UrlQuery {
     responses((status = 200, description = "`data`: {download_url, expires_in, expires_at, filename, mime_type, file_size}", body = DownloadUrl),
               (status = 400, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody)))]
 pub async fn download_url(
-    app: web::Data<DocApp>,
+    app: web::Data<App>,
     member: TenantMember,
     path: web::Path<(TenantId, Uuid)>,
     query: Query<UrlQuery>,
@@ -888,14 +918,13 @@ pub async fn download_url(
         .map_err(storage_failure)?;
     let expires_at =
         Utc::now() + chrono::Duration::seconds(i64::try_from(expires_in).unwrap_or(3600));
-    let event = EventEnvelope::new(
-        Topic::AuditEvents,
-        Some(member.tenant_id),
-        Some(member.user_id),
-        json!({"action": "document.download_url_issued", "document_id": id, "expires_in": expires_in}),
-    )
-    .map_err(ApiError::internal)?
-    .with_request_id(Some(request_id.0));
+    let record = AuditRecord::new(
+        "document.download_url_issued",
+        json!({"document_id": id, "expires_in": expires_in}),
+    );
+    let event = EventEnvelope::of(&record, Some(member.tenant_id), Some(member.user_id))
+        .map_err(ApiError::internal)?
+        .with_request_id(Some(request_id.0));
     let mut conn = app.connection(member.tenant_id).await?;
     diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
         main_db::enqueue(tx, &event).await

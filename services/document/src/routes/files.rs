@@ -11,7 +11,7 @@ use serde_json::json;
 use tenant_db::documents::{self as queries, FileRow};
 use uuid::Uuid;
 
-use crate::app::DocApp;
+use crate::app::App;
 
 fn file_json(f: &FileRow) -> serde_json::Value {
     json!({
@@ -42,7 +42,7 @@ pub struct FilesQuery {
     params(("tenant_id" = String, Path, format = Uuid), ("page" = Option<i64>, Query), ("per_page" = Option<i64>, Query), ("include_stats" = Option<bool>, Query)),
     responses((status = 200, description = "`data`: {files, pagination, stats?}", body = FileList), (status = 400, body = http_kit::ErrorBody)))]
 pub async fn list(
-    app: web::Data<DocApp>,
+    app: web::Data<App>,
     member: TenantMember,
     query: Query<FilesQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -78,7 +78,7 @@ pub async fn list(
     params(("tenant_id" = String, Path, format = Uuid), ("file_id" = String, Path, format = Uuid)),
     responses((status = 200, description = "`data`: File + document_count, is_orphaned, documents", body = FileDetail), (status = 404, body = http_kit::ErrorBody)))]
 pub async fn get(
-    app: web::Data<DocApp>,
+    app: web::Data<App>,
     member: TenantMember,
     path: web::Path<(TenantId, Uuid)>,
 ) -> Result<HttpResponse, ApiError> {
@@ -109,7 +109,7 @@ pub async fn get(
     responses((status = 200, description = "`data`: {file_id, md5_hash, freed_storage_bytes, freed_storage_mb}", body = FileDeleted),
               (status = 400, body = http_kit::ErrorBody), (status = 403, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody)))]
 pub async fn delete(
-    app: web::Data<DocApp>,
+    app: web::Data<App>,
     member: TenantMember,
     path: web::Path<(TenantId, Uuid)>,
 ) -> Result<HttpResponse, ApiError> {

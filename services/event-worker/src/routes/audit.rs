@@ -4,16 +4,14 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use domain::Permission;
 use http_kit::identity::TenantMember;
 use http_kit::{success, ApiError, FieldErrors, Page, Query};
-use main_db::schema::audit_logs;
 use main_db::DbPool;
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
-use uuid::Uuid;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::store;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,31 +23,7 @@ pub struct AuditQuery {
     since: Option<String>,
 }
 
-/// One audit entry.
-#[derive(Debug, Serialize, Queryable, Selectable, utoipa::ToSchema)]
-#[diesel(table_name = audit_logs)]
-pub struct AuditEntry {
-    pub id: Uuid,
-    /// The event this entry records.
-    pub event_id: Uuid,
-    /// What happened: the event type, or the action of an `audit.events` record.
-    #[serde(rename = "type")]
-    pub action: String,
-    pub tenant_id: Option<Uuid>,
-    /// Who did it (none for system actions).
-    pub actor_id: Option<Uuid>,
-    pub resource_type: Option<String>,
-    pub resource_id: Option<String>,
-    pub request_id: Option<String>,
-    #[schema(value_type = Object)]
-    pub details: Value,
-    #[serde(serialize_with = "http_kit::time::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub occurred_at: DateTime<Utc>,
-    #[serde(serialize_with = "http_kit::time::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub recorded_at: DateTime<Utc>,
-}
+pub use crate::store::AuditEntry;
 
 fn valid_action(action: &str) -> bool {
     !action.is_empty()
@@ -98,36 +72,14 @@ pub async fn list(
     };
     errors.into_result()?;
     let paging = paging?;
-    let tenant = member.tenant_id.into_uuid();
-    let filtered = || {
-        let mut q = audit_logs::table
-            .filter(audit_logs::tenant_id.eq(tenant))
-            .into_boxed();
-        if let Some(action) = &query.action {
-            q = q.filter(audit_logs::action.eq(action.clone()));
-        }
-        if let Some(since) = since {
-            q = q.filter(audit_logs::occurred_at.ge(since));
-        }
-        q
+    let filter = store::AuditFilter {
+        tenant: member.tenant_id,
+        action: query.action.as_deref(),
+        since,
     };
-    let mut conn = db
-        .get()
-        .await
-        .map_err(|e| ApiError::dependency("Database", e))?;
-    let total: i64 = filtered()
-        .count()
-        .get_result(&mut conn)
-        .await
-        .map_err(ApiError::internal)?;
-    let entries: Vec<AuditEntry> = filtered()
-        .select(AuditEntry::as_select())
-        .order((audit_logs::occurred_at.desc(), audit_logs::id.desc()))
-        .offset(paging.offset())
-        .limit(paging.per_page)
-        .load(&mut conn)
-        .await
-        .map_err(ApiError::internal)?;
+    let mut conn = db.get().await?;
+    let (total, entries) =
+        store::audit_page(&mut conn, &filter, paging.offset(), paging.per_page).await?;
     Ok(success(
         StatusCode::OK,
         "Audit log retrieved",

@@ -3,19 +3,16 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use chrono::{DateTime, Utc};
-use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use domain::{Permission, TenantId};
 use events::Topic;
 use http_kit::identity::TenantMember;
 use http_kit::{success, ApiError, FieldErrors, Json};
-use main_db::schema::webhook_endpoints;
 use main_db::DbPool;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::store;
 use crate::webhooks::{check_target, new_secret};
 
 /// At most this many endpoints per tenant.
@@ -39,24 +36,7 @@ pub struct NewWebhook {
 }
 
 /// A webhook endpoint. `secret` appears only in the answer that created it.
-#[derive(Debug, Serialize, Queryable, Selectable, utoipa::ToSchema)]
-#[diesel(table_name = webhook_endpoints)]
-pub struct WebhookBody {
-    pub id: Uuid,
-    pub url: String,
-    #[schema(value_type = Vec<String>)]
-    #[serde(serialize_with = "flat")]
-    pub event_types: Vec<Option<String>>,
-    pub enabled: bool,
-    pub disabled_reason: Option<String>,
-    #[serde(serialize_with = "http_kit::time::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: DateTime<Utc>,
-}
-
-fn flat<S: serde::Serializer>(types: &[Option<String>], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(types.iter().flatten())
-}
+pub use crate::store::WebhookBody;
 
 /// The tenant's webhook endpoints (secrets are never shown again).
 #[utoipa::path(get, path = "/api/tenants/{tenant_id}/webhooks", tag = "webhooks",
@@ -66,13 +46,7 @@ fn flat<S: serde::Serializer>(types: &[Option<String>], s: S) -> Result<S::Ok, S
 pub async fn list(db: web::Data<DbPool>, member: TenantMember) -> Result<HttpResponse, ApiError> {
     member.require(Permission::ManageWebhooks)?;
     let mut conn = db.get().await?;
-    let webhooks: Vec<WebhookBody> = webhook_endpoints::table
-        .filter(webhook_endpoints::tenant_id.eq(member.tenant_id.into_uuid()))
-        .order(webhook_endpoints::created_at.asc())
-        .select(WebhookBody::as_select())
-        .load(&mut conn)
-        .await
-        .map_err(ApiError::internal)?;
+    let webhooks = store::webhooks(&mut conn, member.tenant_id).await?;
     Ok(success(
         StatusCode::OK,
         "Webhooks retrieved",
@@ -115,12 +89,7 @@ pub async fn create(
     let secret = new_secret().map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
     let tenant: TenantId = member.tenant_id;
     let mut conn = db.get().await?;
-    let existing: i64 = webhook_endpoints::table
-        .filter(webhook_endpoints::tenant_id.eq(tenant.into_uuid()))
-        .count()
-        .get_result(&mut conn)
-        .await
-        .map_err(ApiError::internal)?;
+    let existing = store::count_webhooks(&mut conn, tenant).await?;
     if existing >= MAX_ENDPOINTS {
         return Err(ApiError::Conflict(format!(
             "A tenant has at most {MAX_ENDPOINTS} webhook endpoints"
@@ -131,20 +100,19 @@ pub async fn create(
         .0
         .encrypt(secret.as_bytes(), &crate::webhooks::secret_aad(id))
         .map_err(|e| ApiError::internal(anyhow::anyhow!("sealing a webhook secret: {e}")))?;
-    let created: WebhookBody = diesel::insert_into(webhook_endpoints::table)
-        .values((
-            webhook_endpoints::id.eq(id),
-            webhook_endpoints::tenant_id.eq(tenant.into_uuid()),
-            webhook_endpoints::url.eq(&url),
-            webhook_endpoints::event_types.eq(&types),
-            webhook_endpoints::secret.eq(&sealed.ciphertext),
-            webhook_endpoints::secret_key_id.eq(Some(&sealed.key_id)),
-            webhook_endpoints::created_by.eq(member.user_id.into_uuid()),
-        ))
-        .returning(WebhookBody::as_returning())
-        .get_result(&mut conn)
-        .await
-        .map_err(ApiError::internal)?;
+    let created = store::insert_webhook(
+        &mut conn,
+        store::NewEndpoint {
+            id,
+            tenant,
+            url: &url,
+            event_types: &types,
+            sealed_secret: &sealed.ciphertext,
+            key_id: &sealed.key_id,
+            created_by: member.user_id,
+        },
+    )
+    .await?;
     tracing::info!(tenant.id = %tenant, webhook = %created.id, "webhook endpoint registered");
     let mut body = serde_json::to_value(&created).map_err(ApiError::internal)?;
     body["secret"] = json!(secret);
@@ -164,15 +132,7 @@ pub async fn delete(
     member.require(Permission::ManageWebhooks)?;
     let (_, id) = path.into_inner();
     let mut conn = db.get().await?;
-    let removed = diesel::delete(
-        webhook_endpoints::table
-            .filter(webhook_endpoints::id.eq(id))
-            .filter(webhook_endpoints::tenant_id.eq(member.tenant_id.into_uuid())),
-    )
-    .execute(&mut conn)
-    .await
-    .map_err(ApiError::internal)?;
-    if removed == 0 {
+    if !store::delete_webhook(&mut conn, member.tenant_id, id).await? {
         return Err(ApiError::NotFound("Webhook"));
     }
     Ok(success(

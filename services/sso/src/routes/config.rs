@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::app::{aad, enqueue, TxError, SsoApp};
+use crate::app::{aad, enqueue, App, TxError};
 use crate::store::{self, ConfigChange, ConfigRow, NewConfig, Provisioning};
 
 /// Most bytes of `config_metadata` (as JSON).
@@ -145,7 +145,7 @@ pub fn provisioning_body(row: &ConfigRow) -> Value {
     })
 }
 
-fn body(app: &SsoApp, row: &ConfigRow) -> SsoConfigBody {
+fn body(app: &App, row: &ConfigRow) -> SsoConfigBody {
     SsoConfigBody {
         id: row.id,
         tenant_id: row.tenant_id,
@@ -216,7 +216,7 @@ fn check_secret(value: &str, errors: &mut FieldErrors) {
     }
 }
 
-fn check_redirect(app: &SsoApp, value: &str, errors: &mut FieldErrors) -> String {
+fn check_redirect(app: &App, value: &str, errors: &mut FieldErrors) -> String {
     let v = value.trim();
     match url::Url::parse(v) {
         Ok(u)
@@ -257,7 +257,7 @@ fn check_metadata(value: &Value, errors: &mut FieldErrors) {
     params(("tenant_id" = String, Path, format = Uuid)),
     responses((status = 200, description = "`data`: SsoConfigBody", body = SsoConfigBody),
               (status = 403, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody)))]
-pub async fn get(app: web::Data<SsoApp>, member: TenantMember) -> Result<HttpResponse, ApiError> {
+pub async fn get(app: web::Data<App>, member: TenantMember) -> Result<HttpResponse, ApiError> {
     member.require(Permission::ManageSso)?;
     let row = app.config(member.tenant_id).await?;
     Ok(success(
@@ -274,7 +274,7 @@ pub async fn get(app: web::Data<SsoApp>, member: TenantMember) -> Result<HttpRes
               (status = 400, body = http_kit::ErrorBody), (status = 403, body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody), (status = 409, body = http_kit::ErrorBody)))]
 pub async fn create(
-    app: web::Data<SsoApp>,
+    app: web::Data<App>,
     member: TenantMember,
     request: Json<NewSsoConfig>,
 ) -> Result<HttpResponse, ApiError> {
@@ -324,16 +324,13 @@ pub async fn create(
         config_metadata: metadata,
     };
     let mut conn = app.conn().await?;
-    let row = diesel_async::AsyncConnection::transaction::<_, TxError, _>(
-        &mut *conn,
-        async |tx| {
-            let row = store::insert_config(tx, new).await?;
-            if row.is_some() {
-                enqueue(tx, &event).await?;
-            }
-            Ok(row)
-        },
-    )
+    let row = diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
+        let row = store::insert_config(tx, new).await?;
+        if row.is_some() {
+            enqueue(tx, &event).await?;
+        }
+        Ok(row)
+    })
     .await?
     .ok_or_else(|| ApiError::Conflict("The tenant already has an SSO configuration".into()))?;
     drop(conn);
@@ -358,7 +355,7 @@ pub async fn create(
               (status = 400, body = http_kit::ErrorBody), (status = 403, body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn update(
-    app: web::Data<SsoApp>,
+    app: web::Data<App>,
     member: TenantMember,
     request: Json<SsoConfigUpdate>,
 ) -> Result<HttpResponse, ApiError> {
@@ -450,16 +447,13 @@ pub async fn update(
         config_metadata: request.config_metadata,
     };
     let mut conn = app.conn().await?;
-    let row = diesel_async::AsyncConnection::transaction::<_, TxError, _>(
-        &mut *conn,
-        async |tx| {
-            let row = store::update_config(tx, tenant, change).await?;
-            if row.is_some() {
-                enqueue(tx, &event).await?;
-            }
-            Ok(row)
-        },
-    )
+    let row = diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
+        let row = store::update_config(tx, tenant, change).await?;
+        if row.is_some() {
+            enqueue(tx, &event).await?;
+        }
+        Ok(row)
+    })
     .await?
     .ok_or(ApiError::NotFound("SSO configuration"))?;
     app.published();
@@ -483,7 +477,7 @@ pub async fn update(
               (status = 403, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody),
               (status = 409, body = http_kit::ErrorBody)))]
 pub async fn delete(
-    app: web::Data<SsoApp>,
+    app: web::Data<App>,
     member: TenantMember,
     query: web::Query<DeleteQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -504,24 +498,20 @@ pub async fn delete(
     app.mirror(tenant, "local", None).await?;
     let mut conn = app.conn().await?;
     let actor = Some(member.user_id);
-    let removed = diesel_async::AsyncConnection::transaction::<_, TxError, _>(
-        &mut *conn,
-        async |tx| {
+    let removed =
+        diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
             let removed = store::delete_identities_of_tenant(tx, tenant).await?;
             store::delete_config(tx, tenant).await?;
-            let event = app
-                .audit_event(
-                    tenant,
-                    actor,
-                    "sso.config.deleted",
-                    json!({"deleted_identities": removed}),
-                )
-                ?;
+            let event = app.audit_event(
+                tenant,
+                actor,
+                "sso.config.deleted",
+                json!({"deleted_identities": removed}),
+            )?;
             enqueue(tx, &event).await?;
             Ok(removed)
-        },
-    )
-    .await?;
+        })
+        .await?;
     app.published();
     tracing::info!(tenant.id = %tenant, user.id = %member.user_id, identities = removed, "SSO configuration deleted");
     Ok(success(
@@ -532,7 +522,7 @@ pub async fn delete(
 }
 
 async fn enable_config(
-    app: &SsoApp,
+    app: &App,
     tenant: TenantId,
     actor: Option<domain::UserId>,
     auth_method: &str,
@@ -546,20 +536,17 @@ async fn enable_config(
         json!({"auth_method": auth_method}),
     )?;
     let mut conn = app.conn().await?;
-    let row = diesel_async::AsyncConnection::transaction::<_, TxError, _>(
-        &mut *conn,
-        async |tx| {
-            let change = ConfigChange {
-                is_enabled: Some(true),
-                ..ConfigChange::default()
-            };
-            let row = store::update_config(tx, tenant, change).await?;
-            if row.is_some() {
-                enqueue(tx, &event).await?;
-            }
-            Ok(row)
-        },
-    )
+    let row = diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
+        let change = ConfigChange {
+            is_enabled: Some(true),
+            ..ConfigChange::default()
+        };
+        let row = store::update_config(tx, tenant, change).await?;
+        if row.is_some() {
+            enqueue(tx, &event).await?;
+        }
+        Ok(row)
+    })
     .await?
     .ok_or(ApiError::NotFound("SSO configuration"))?;
     app.published();
@@ -574,7 +561,7 @@ async fn enable_config(
               (status = 403, description = "forbidden, or sso_sign_in_required: `sso` needs the caller signed in through this tenant's SSO", body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn enable(
-    app: web::Data<SsoApp>,
+    app: web::Data<App>,
     member: TenantMember,
     request: Json<EnableRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -611,7 +598,7 @@ pub async fn enable(
     responses((status = 200, description = "`data`: {is_enabled, auth_method, removed_identities}", body = SsoDisabled),
               (status = 403, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody)))]
 pub async fn disable(
-    app: web::Data<SsoApp>,
+    app: web::Data<App>,
     member: TenantMember,
     request: Json<DisableRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -621,9 +608,8 @@ pub async fn disable(
     app.mirror(tenant, "local", Some(&row)).await?;
     let (keep, actor) = (request.keep_azure_identities, Some(member.user_id));
     let mut conn = app.conn().await?;
-    let removed = diesel_async::AsyncConnection::transaction::<_, TxError, _>(
-        &mut *conn,
-        async |tx| {
+    let removed =
+        diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
             store::update_config(
                 tx,
                 tenant,
@@ -638,19 +624,16 @@ pub async fn disable(
             } else {
                 store::delete_identities_of_tenant(tx, tenant).await?
             };
-            let event = app
-                .audit_event(
-                    tenant,
-                    actor,
-                    "sso.disabled",
-                    json!({"removed_identities": removed}),
-                )
-                ?;
+            let event = app.audit_event(
+                tenant,
+                actor,
+                "sso.disabled",
+                json!({"removed_identities": removed}),
+            )?;
             enqueue(tx, &event).await?;
             Ok(removed)
-        },
-    )
-    .await?;
+        })
+        .await?;
     app.published();
     tracing::info!(tenant.id = %tenant, user.id = %member.user_id, removed, "SSO disabled");
     Ok(success(
@@ -665,10 +648,7 @@ pub async fn disable(
     params(("tenant_id" = String, Path, format = Uuid)),
     responses((status = 200, description = "`data`: {valid, issuer, endpoints… or error}"),
               (status = 403, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody)))]
-pub async fn validate(
-    app: web::Data<SsoApp>,
-    member: TenantMember,
-) -> Result<HttpResponse, ApiError> {
+pub async fn validate(app: web::Data<App>, member: TenantMember) -> Result<HttpResponse, ApiError> {
     member.require(Permission::ManageSso)?;
     let row = app.config(member.tenant_id).await?;
     let issuer = app.azure.issuer(&row.provider_tenant_id);
@@ -700,7 +680,7 @@ pub async fn validate(
               (status = 400, body = http_kit::ErrorBody), (status = 403, body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn auto_provisioning(
-    app: web::Data<SsoApp>,
+    app: web::Data<App>,
     member: TenantMember,
     request: Json<ProvisioningRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -796,16 +776,13 @@ pub async fn auto_provisioning(
         group_role_mapping: mapping,
     };
     let mut conn = app.conn().await?;
-    let row = diesel_async::AsyncConnection::transaction::<_, TxError, _>(
-        &mut *conn,
-        async |tx| {
-            let row = store::set_provisioning(tx, tenant, provisioning).await?;
-            if row.is_some() {
-                enqueue(tx, &event).await?;
-            }
-            Ok(row)
-        },
-    )
+    let row = diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
+        let row = store::set_provisioning(tx, tenant, provisioning).await?;
+        if row.is_some() {
+            enqueue(tx, &event).await?;
+        }
+        Ok(row)
+    })
     .await?
     .ok_or(ApiError::NotFound("SSO configuration"))?;
     drop(conn);
@@ -832,7 +809,7 @@ pub async fn auto_provisioning(
     responses((status = 200, description = "`data`: statistics", body = SsoStatistics),
               (status = 403, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody)))]
 pub async fn statistics(
-    app: web::Data<SsoApp>,
+    app: web::Data<App>,
     member: TenantMember,
 ) -> Result<HttpResponse, ApiError> {
     member.require(Permission::ManageSso)?;

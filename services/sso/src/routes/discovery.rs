@@ -7,7 +7,7 @@ use http_kit::{ApiError, Json};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::{service, SsoApp};
+use crate::app::{service, App};
 use crate::store;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -21,7 +21,7 @@ pub struct DetectRequest {
     responses((status = 200, description = "{has_sso, tenants: [{tenant_id, tenant_name, provider, login_url}]}", body = Detected),
               (status = 400, body = http_kit::ErrorBody)))]
 pub async fn detect(
-    app: web::Data<SsoApp>,
+    app: web::Data<App>,
     request: Json<DetectRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let email = domain::Email::parse(&request.email)
@@ -64,7 +64,7 @@ pub async fn detect(
     responses((status = 200, description = "{available, auth_method, provider, auto_provisioning, sso_login_url}", body = Availability),
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn check_availability(
-    app: web::Data<SsoApp>,
+    app: web::Data<App>,
     path: web::Path<TenantId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();

@@ -17,7 +17,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use crate::app::{enqueue, TxError, provider, service, SsoApp};
+use crate::app::{enqueue, provider, service, App, TxError};
 use crate::store::{self, ConfigRow, NewIdentity};
 
 const STATE_KIND: &str = "sso-state";
@@ -82,7 +82,7 @@ fn random_token() -> Result<String, ApiError> {
 }
 
 /// A `return_url` on one of the allowed origins, without a fragment.
-fn check_return_url(app: &SsoApp, url: &str) -> Result<String, ApiError> {
+fn check_return_url(app: &App, url: &str) -> Result<String, ApiError> {
     let refuse = || {
         ApiError::validation(
             "return_url",
@@ -108,7 +108,7 @@ fn check_return_url(app: &SsoApp, url: &str) -> Result<String, ApiError> {
 /// The tenant's enabled configuration and the tenant, for an active tenant; 404
 /// otherwise.
 async fn enabled_config(
-    app: &SsoApp,
+    app: &App,
     tenant: TenantId,
 ) -> Result<(ConfigRow, clients::TenantSummary), ApiError> {
     let config = app.config(tenant).await?;
@@ -137,7 +137,7 @@ struct Started {
 /// Starts a login (or a link, for `link`): state, nonce and PKCE verifier kept once
 /// in Redis, and the browser-binding cookie.
 async fn start_login(
-    app: &SsoApp,
+    app: &App,
     tenant: TenantId,
     return_url: Option<&str>,
     login_hint: Option<String>,
@@ -206,7 +206,7 @@ async fn start_login(
               (status = 429, description = "rate_limited", body = http_kit::ErrorBody),
               (status = 503, body = http_kit::ErrorBody)))]
 pub async fn login(
-    app: web::Data<SsoApp>,
+    app: web::Data<App>,
     client: ClientIp,
     path: web::Path<TenantId>,
     query: web::Query<LoginQuery>,
@@ -259,7 +259,7 @@ pub struct LinkStarted {
               (status = 429, description = "rate_limited", body = http_kit::ErrorBody),
               (status = 503, body = http_kit::ErrorBody)))]
 pub async fn link(
-    app: web::Data<SsoApp>,
+    app: web::Data<App>,
     caller: Authenticated,
     request: HttpRequest,
     client: ClientIp,
@@ -367,7 +367,7 @@ fn domain_allowed(config: &ConfigRow, email: &str) -> bool {
               (status = 409, description = "account_link_requires_verification (an existing account whose email is not verified), or conflict (the directory account is linked to another user)", body = http_kit::ErrorBody),
               (status = 503, body = http_kit::ErrorBody)))]
 pub async fn callback(
-    app: web::Data<SsoApp>,
+    app: web::Data<App>,
     request: HttpRequest,
     query: web::Query<CallbackQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -703,18 +703,15 @@ pub async fn callback(
         None
     };
     let mut conn = app.conn().await?;
-    diesel_async::AsyncConnection::transaction::<_, TxError, _>(
-        &mut *conn,
-        async |tx| {
-            if let Some(sealed) = sealed {
-                store::record_login(tx, identity_id, upn, display_name, sealed).await?;
-            }
-            if let Some(notice) = &notice {
-                enqueue(tx, notice).await?;
-            }
-            enqueue(tx, &event).await
-        },
-    )
+    diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
+        if let Some(sealed) = sealed {
+            store::record_login(tx, identity_id, upn, display_name, sealed).await?;
+        }
+        if let Some(notice) = &notice {
+            enqueue(tx, notice).await?;
+        }
+        enqueue(tx, &event).await
+    })
     .await?;
     drop(conn);
     app.published();
@@ -781,7 +778,7 @@ pub async fn callback(
 /// linked to another identity in this tenant: 409.
 #[expect(clippy::too_many_arguments, reason = "the identity's fields, named")]
 async fn link_identity(
-    app: &SsoApp,
+    app: &App,
     tenant: TenantId,
     tid: &str,
     oid: &str,

@@ -8,14 +8,14 @@ use http_kit::identity::Authenticated;
 use http_kit::{success, ApiError};
 use serde_json::{json, Value};
 
-use crate::app::{enqueue, TxError, service, SsoApp};
+use crate::app::{enqueue, service, App, TxError};
 use crate::store::{self, IdentityRow};
 
 fn rfc3339(t: Option<chrono::DateTime<chrono::Utc>>) -> Value {
     json!(t.as_ref().map(http_kit::time::format))
 }
 
-async fn listed(app: &SsoApp, rows: Vec<IdentityRow>) -> Result<Vec<Value>, ApiError> {
+async fn listed(app: &App, rows: Vec<IdentityRow>) -> Result<Vec<Value>, ApiError> {
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let tenant = TenantId::from_uuid(row.tenant_id);
@@ -47,7 +47,7 @@ async fn listed(app: &SsoApp, rows: Vec<IdentityRow>) -> Result<Vec<Value>, ApiE
 /// The caller's identities (flat body).
 #[utoipa::path(get, path = "/api/auth/sso/identities", tag = "sso",
     responses((status = 200, description = "{identities: [...]}", body = IdentityList), (status = 401, body = http_kit::ErrorBody)))]
-pub async fn list(app: web::Data<SsoApp>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
+pub async fn list(app: web::Data<App>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
     let mut conn = app.conn().await?;
     let rows = store::identities_of_user(&mut conn, caller.user_id)
         .await
@@ -60,7 +60,7 @@ pub async fn list(app: web::Data<SsoApp>, caller: Authenticated) -> Result<HttpR
 /// The caller's identities (success envelope, as `/api/users/me…`).
 #[utoipa::path(get, path = "/api/users/me/sso-identities", tag = "sso",
     responses((status = 200, description = "`data`: [identity]", body = Vec<IdentityBody>), (status = 401, body = http_kit::ErrorBody)))]
-pub async fn mine(app: web::Data<SsoApp>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
+pub async fn mine(app: web::Data<App>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
     let mut conn = app.conn().await?;
     let rows = store::identities_of_user(&mut conn, caller.user_id)
         .await
@@ -76,7 +76,7 @@ pub async fn mine(app: web::Data<SsoApp>, caller: Authenticated) -> Result<HttpR
     responses((status = 200, description = "`data`: {tenant_id, tenant_name, azure_object_id}", body = IdentityRemoved),
               (status = 401, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody)))]
 pub async fn unlink(
-    app: web::Data<SsoApp>,
+    app: web::Data<App>,
     caller: Authenticated,
     path: web::Path<TenantId>,
 ) -> Result<HttpResponse, ApiError> {
@@ -92,13 +92,10 @@ pub async fn unlink(
         "sso.identity.unlinked",
         json!({"azure_tenant_id": row.azure_tenant_id, "azure_object_id": row.azure_object_id}),
     )?;
-    diesel_async::AsyncConnection::transaction::<_, TxError, _>(
-        &mut *conn,
-        async |tx| {
-            store::delete_identity(tx, row.id).await?;
-            enqueue(tx, &event).await
-        },
-    )
+    diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
+        store::delete_identity(tx, row.id).await?;
+        enqueue(tx, &event).await
+    })
     .await?;
     drop(conn);
     app.published();

@@ -11,7 +11,7 @@ use http_kit::{ApiError, Json};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::{enqueue, TxError, service, SsoApp};
+use crate::app::{enqueue, service, App, TxError};
 use crate::refresh::{refresh_identity, Outcome};
 use crate::store;
 
@@ -43,7 +43,7 @@ fn reauth() -> ApiError {
               (status = 404, body = http_kit::ErrorBody), (status = 503, body = http_kit::ErrorBody)))]
 pub async fn refresh(
     bearer: http_kit::identity::Bearer,
-    app: web::Data<SsoApp>,
+    app: web::Data<App>,
     verifier: web::Data<TokenVerifier>,
     body: Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -91,7 +91,7 @@ pub async fn refresh(
     responses((status = 200, description = "{message, logout_url}"), (status = 401, body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn logout(
-    app: web::Data<SsoApp>,
+    app: web::Data<App>,
     caller: Authenticated,
     request: HttpRequest,
     path: web::Path<TenantId>,
@@ -137,13 +137,10 @@ pub async fn logout(
     let logout_url = match &identity {
         Some(identity) => {
             let event = app.audit_event(tenant, Some(caller.user_id), "sso.logout", json!({}))?;
-            diesel_async::AsyncConnection::transaction::<_, TxError, _>(
-                &mut *conn,
-                async |tx| {
-                    store::clear_tokens(tx, identity.id).await?;
-                    enqueue(tx, &event).await
-                },
-            )
+            diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
+                store::clear_tokens(tx, identity.id).await?;
+                enqueue(tx, &event).await
+            })
             .await?;
             app.published();
             // Entra's end-session endpoint of the caller's own directory only.

@@ -5,13 +5,13 @@ use actix_web::{web, HttpResponse};
 use clients::tenant::{Membership, TenantDatabase, TenantDatabases, UserTenants};
 use clients::{TenantSummary, UserTenant};
 use domain::{Role, TenantId, UserId};
-use events::{EventEnvelope, Topic};
+use events::EventEnvelope;
 use http_kit::identity::InternalCaller;
 use http_kit::{ApiError, Json, RequestId};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::{TenantApp, TxError};
+use crate::app::{App, TxError};
 use main_db::memberships::MembershipRow;
 use main_db::tenants::TenantRow;
 use main_db::DbPool;
@@ -48,7 +48,7 @@ fn role_of(membership: &MembershipRow) -> Result<Role, ApiError> {
     responses((status = 200, body = TenantDatabases)))]
 pub async fn tenant_databases(
     _caller: InternalCaller,
-    app: web::Data<TenantApp>,
+    app: web::Data<App>,
 ) -> Result<HttpResponse, ApiError> {
     let mut conn = app.conn().await?;
     let rows = main_db::tenants::with_databases(&mut conn, None)
@@ -164,21 +164,24 @@ pub struct SetMembership {
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn set_membership(
     _caller: InternalCaller,
-    app: web::Data<TenantApp>,
+    app: web::Data<App>,
     path: web::Path<(TenantId, UserId)>,
     request_id: RequestId,
     body: Json<SetMembership>,
 ) -> Result<HttpResponse, ApiError> {
     let (tenant_id, user_id) = path.into_inner();
     let role = body.role;
-    let event = EventEnvelope::new(
-        Topic::MembershipChanged,
-        Some(tenant_id),
-        None,
-        json!({"tenant_id": tenant_id, "user_id": user_id, "action": "set", "role": role}),
-    )
-    .map_err(ApiError::internal)?
-    .with_request_id(Some(request_id.0));
+    let change = events::MembershipChanged {
+        tenant_id,
+        user_id,
+        action: events::MembershipAction::Set,
+        role: Some(role),
+        added_by: None,
+        invitation_id: None,
+    };
+    let event = EventEnvelope::of(&change, Some(tenant_id), None)
+        .map_err(ApiError::internal)?
+        .with_request_id(Some(request_id.0));
     let mut conn = app.conn().await?;
     let row = diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
         let tenant = main_db::tenants::find(tx, tenant_id)
@@ -251,7 +254,7 @@ pub struct SetSso {
 pub async fn set_sso(
     _caller: InternalCaller,
     db: web::Data<DbPool>,
-    app: web::Data<TenantApp>,
+    app: web::Data<App>,
     path: web::Path<TenantId>,
     body: Json<SetSso>,
 ) -> Result<HttpResponse, ApiError> {
@@ -326,7 +329,7 @@ pub struct SsoBypass {
     responses((status = 200, description = "Recorded"), (status = 404, body = http_kit::ErrorBody)))]
 pub async fn sso_bypass(
     _caller: InternalCaller,
-    app: web::Data<TenantApp>,
+    app: web::Data<App>,
     path: web::Path<TenantId>,
     body: Json<SsoBypass>,
 ) -> Result<HttpResponse, ApiError> {

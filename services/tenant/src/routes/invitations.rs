@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::app::TenantApp;
+use crate::app::App;
 use crate::invitations::{parse_request, Invitation, Invitations, Preview};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -54,7 +54,7 @@ pub struct AcceptInvitation {
               (status = 409, description = "`conflict`: the address belongs to a member; `invitation_limit_reached`: too many pending", body = http_kit::ErrorBody),
               (status = 429, description = "`rate_limited`", body = http_kit::ErrorBody)))]
 pub async fn create(
-    app: web::Data<TenantApp>,
+    app: web::Data<App>,
     invitations: web::Data<Invitations>,
     member: TenantMember,
     body: Json<NewInvitation>,
@@ -82,7 +82,7 @@ pub async fn create(
               (status = 400, body = http_kit::ErrorBody), (status = 403, body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn list(
-    app: web::Data<TenantApp>,
+    app: web::Data<App>,
     invitations: web::Data<Invitations>,
     member: TenantMember,
     query: Query<ListQuery>,
@@ -105,7 +105,7 @@ pub async fn list(
     responses((status = 200, description = "Revoked", body = InvitationRevoked), (status = 403, body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn revoke(
-    app: web::Data<TenantApp>,
+    app: web::Data<App>,
     invitations: web::Data<Invitations>,
     member: TenantMember,
     path: web::Path<(TenantId, Uuid)>,
@@ -131,7 +131,7 @@ pub async fn revoke(
               (status = 410, description = "`token_expired`", body = http_kit::ErrorBody),
               (status = 429, body = http_kit::ErrorBody)))]
 pub async fn preview(
-    app: web::Data<TenantApp>,
+    app: web::Data<App>,
     invitations: web::Data<Invitations>,
     token: web::Path<String>,
     client: ClientIp,
@@ -154,7 +154,7 @@ pub async fn preview(
               (status = 410, description = "`token_expired`", body = http_kit::ErrorBody),
               (status = 429, body = http_kit::ErrorBody)))]
 pub async fn accept(
-    app: web::Data<TenantApp>,
+    app: web::Data<App>,
     invitations: web::Data<Invitations>,
     caller: Authenticated,
     client: ClientIp,

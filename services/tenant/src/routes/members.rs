@@ -10,13 +10,13 @@ use actix_web::{web, HttpResponse};
 use clients::tenant::Membership;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use domain::{Permission, Role, TenantId, UserId};
-use events::{EventEnvelope, Topic};
+use events::{EventEnvelope, MembershipAction, MembershipChanged};
 use http_kit::identity::TenantMember;
 use http_kit::{success, ApiError, Json, RequestId};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::{TenantApp, TxError};
+use crate::app::{App, TxError};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -36,18 +36,21 @@ fn changed(
     tenant: TenantId,
     actor: UserId,
     user: UserId,
-    action: &str,
+    action: MembershipAction,
     role: Option<Role>,
     request_id: String,
 ) -> Result<EventEnvelope, ApiError> {
-    EventEnvelope::new(
-        Topic::MembershipChanged,
-        Some(tenant),
-        Some(actor),
-        json!({"tenant_id": tenant, "user_id": user, "action": action, "role": role}),
-    )
-    .map(|e| e.with_request_id(Some(request_id)))
-    .map_err(ApiError::internal)
+    let change = MembershipChanged {
+        tenant_id: tenant,
+        user_id: user,
+        action,
+        role,
+        added_by: None,
+        invitation_id: None,
+    };
+    Ok(EventEnvelope::of(&change, Some(tenant), Some(actor))
+        .map_err(ApiError::internal)?
+        .with_request_id(Some(request_id)))
 }
 
 /// How a member was added: `added_by` (and `invitation_id`) of `membership.changed`.
@@ -58,8 +61,7 @@ pub(crate) enum AddedBy {
     Invitation(uuid::Uuid),
 }
 
-/// `membership.changed` of an addition: the payload of [`changed`] (`action: added`)
-/// and how the member came in.
+/// `membership.changed` of an addition (`action: added`) and how the member came in.
 pub(crate) fn added(
     tenant: TenantId,
     actor: UserId,
@@ -68,17 +70,21 @@ pub(crate) fn added(
     request_id: Option<String>,
     by: AddedBy,
 ) -> Result<EventEnvelope, ApiError> {
-    let mut data = json!({"tenant_id": tenant, "user_id": user, "action": "added", "role": role});
-    match by {
-        AddedBy::UserId => data["added_by"] = json!("user_id"),
-        AddedBy::Invitation(id) => {
-            data["added_by"] = json!("invitation");
-            data["invitation_id"] = json!(id);
-        }
-    }
-    EventEnvelope::new(Topic::MembershipChanged, Some(tenant), Some(actor), data)
-        .map(|e| e.with_request_id(request_id))
-        .map_err(ApiError::internal)
+    let (added_by, invitation_id) = match by {
+        AddedBy::UserId => (events::AddedBy::UserId, None),
+        AddedBy::Invitation(id) => (events::AddedBy::Invitation, Some(id)),
+    };
+    let change = MembershipChanged {
+        tenant_id: tenant,
+        user_id: user,
+        action: MembershipAction::Added,
+        role: Some(role),
+        added_by: Some(added_by),
+        invitation_id,
+    };
+    Ok(EventEnvelope::of(&change, Some(tenant), Some(actor))
+        .map_err(ApiError::internal)?
+        .with_request_id(request_id))
 }
 
 fn db_error(e: diesel::result::Error) -> ApiError {
@@ -105,7 +111,7 @@ async fn enqueue(tx: &mut AsyncPgConnection, event: &EventEnvelope) -> Result<()
     responses((status = 201, description = "`data`: the membership", body = Membership),
               (status = 404, body = http_kit::ErrorBody), (status = 409, body = http_kit::ErrorBody)))]
 pub async fn add(
-    app: web::Data<TenantApp>,
+    app: web::Data<App>,
     member: TenantMember,
     request_id: RequestId,
     body: Json<AddMember>,
@@ -153,7 +159,7 @@ pub async fn add(
     responses((status = 200, description = "`data`: the membership", body = Membership),
               (status = 400, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody)))]
 pub async fn change_role(
-    app: web::Data<TenantApp>,
+    app: web::Data<App>,
     member: TenantMember,
     path: web::Path<(TenantId, UserId)>,
     request_id: RequestId,
@@ -166,7 +172,7 @@ pub async fn change_role(
         member.tenant_id,
         member.user_id,
         user_id,
-        "role_changed",
+        MembershipAction::RoleChanged,
         Some(role),
         request_id.0,
     )?;
@@ -227,7 +233,7 @@ pub async fn change_role(
     responses((status = 200, description = "Removed", body = MemberRemoved), (status = 400, body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn remove(
-    app: web::Data<TenantApp>,
+    app: web::Data<App>,
     member: TenantMember,
     path: web::Path<(TenantId, UserId)>,
     request_id: RequestId,
@@ -238,7 +244,7 @@ pub async fn remove(
         member.tenant_id,
         member.user_id,
         user_id,
-        "removed",
+        MembershipAction::Removed,
         None,
         request_id.0,
     )?;

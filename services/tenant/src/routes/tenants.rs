@@ -6,13 +6,13 @@ use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use clients::{TenantSummary, UserSummary};
 use domain::{Permission, Role, TenantName, TenantStatus, UserId};
-use events::{EventEnvelope, Topic};
+use events::EventEnvelope;
 use http_kit::identity::{Authenticated, TenantMember};
 use http_kit::{success, ApiError, Json, Query, RequestId, ServiceInfo};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::app::{TenantApp, TxError};
+use crate::app::{App, TxError};
 use crate::provisioning::ProvisionError;
 use crate::routes::internal::summary;
 
@@ -52,10 +52,7 @@ pub async fn health(info: web::Data<ServiceInfo>) -> HttpResponse {
 #[utoipa::path(get, path = "/api/tenants", tag = "tenants",
     responses((status = 200, description = "`data`: Tenant + role + joined_at", body = Vec<clients::UserTenant>),
               (status = 401, body = http_kit::ErrorBody)))]
-pub async fn list(
-    app: web::Data<TenantApp>,
-    caller: Authenticated,
-) -> Result<HttpResponse, ApiError> {
+pub async fn list(app: web::Data<App>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
     let mut conn = app.conn().await?;
     let rows = main_db::memberships::active_tenants_of(&mut conn, caller.user_id)
         .await
@@ -86,7 +83,7 @@ pub struct CreateTenant {
               (status = 400, body = http_kit::ErrorBody), (status = 403, description = "tenant limit reached", body = http_kit::ErrorBody),
               (status = 503, description = "provisioning failed; the tenant is `failed` and can be retried", body = http_kit::ErrorBody)))]
 pub async fn create(
-    app: web::Data<TenantApp>,
+    app: web::Data<App>,
     caller: Authenticated,
     body: Json<CreateTenant>,
 ) -> Result<HttpResponse, ApiError> {
@@ -112,10 +109,7 @@ pub async fn create(
 #[utoipa::path(get, path = "/api/tenants/{id}", tag = "tenants", params(("id" = String, Path, format = Uuid)),
     responses((status = 200, description = "`data`: Tenant + role + members", body = TenantDetail),
               (status = 404, description = "no such tenant, or not a member", body = http_kit::ErrorBody)))]
-pub async fn get(
-    app: web::Data<TenantApp>,
-    member: TenantMember,
-) -> Result<HttpResponse, ApiError> {
+pub async fn get(app: web::Data<App>, member: TenantMember) -> Result<HttpResponse, ApiError> {
     member.require(Permission::ViewTenant)?;
     let (tenant, memberships) = {
         let mut conn = app.conn().await?;
@@ -171,7 +165,7 @@ pub struct UpdateTenant {
     responses((status = 200, description = "`data`: Tenant", body = TenantSummary), (status = 403, body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn update(
-    app: web::Data<TenantApp>,
+    app: web::Data<App>,
     member: TenantMember,
     body: Json<UpdateTenant>,
 ) -> Result<HttpResponse, ApiError> {
@@ -202,10 +196,7 @@ pub async fn update(
     responses((status = 200, description = "`data`: Tenant, now active", body = TenantSummary),
               (status = 400, description = "the tenant is not failed", body = http_kit::ErrorBody),
               (status = 403, body = http_kit::ErrorBody), (status = 503, body = http_kit::ErrorBody)))]
-pub async fn retry(
-    app: web::Data<TenantApp>,
-    member: TenantMember,
-) -> Result<HttpResponse, ApiError> {
+pub async fn retry(app: web::Data<App>, member: TenantMember) -> Result<HttpResponse, ApiError> {
     member.require(Permission::RetryProvisioning)?;
     match app.provisioner.retry(member.tenant_id).await {
         Ok(tenant) => Ok(success(
@@ -243,7 +234,7 @@ pub struct DeleteQuery {
     responses((status = 200, description = "`data`: {tenant_id, hard_delete}", body = TenantDeleted), (status = 403, body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn delete(
-    app: web::Data<TenantApp>,
+    app: web::Data<App>,
     caller: Authenticated,
     path: web::Path<domain::TenantId>,
     member: Result<TenantMember, actix_web::Error>,
@@ -297,20 +288,19 @@ fn deleted_event(
     hard_delete: bool,
     request_id: RequestId,
 ) -> Result<EventEnvelope, ApiError> {
-    Ok(EventEnvelope::new(
-        Topic::TenantDeleted,
-        Some(tenant_id),
-        Some(by),
-        json!({"tenant_id": tenant_id, "hard_delete": hard_delete}),
-    )
-    .map_err(ApiError::internal)?
-    .with_request_id(Some(request_id.0)))
+    let deleted = events::TenantDeleted {
+        tenant_id,
+        hard_delete,
+    };
+    Ok(EventEnvelope::of(&deleted, Some(tenant_id), Some(by))
+        .map_err(ApiError::internal)?
+        .with_request_id(Some(request_id.0)))
 }
 
 /// Drops a tenant's database, first moving the events still in its outbox to the main
 /// one. Repeating it after a failure finishes it (the drop is then a no-op).
 async fn purge_database(
-    app: &TenantApp,
+    app: &App,
     conn: &mut diesel_async::AsyncPgConnection,
     tenant_id: domain::TenantId,
 ) -> Result<(), ApiError> {
@@ -321,7 +311,12 @@ async fn purge_database(
     let database = tenant.database().map_err(ApiError::internal)?;
     // Events still in the tenant database's outbox would die with it: they move to
     // the main outbox first (a repeated purge moves nothing twice).
-    if app.tenants.exists(&database).await.map_err(|e| ApiError::dependency("Database", e))? {
+    if app
+        .tenants
+        .exists(&database)
+        .await
+        .map_err(|e| ApiError::dependency("Database", e))?
+    {
         let mut tenant_conn = app
             .tenants
             .connection(&database)
@@ -348,7 +343,7 @@ async fn purge_database(
 /// tenant is deactivated (not purged yet) and the caller was one of its admins; any
 /// other refusal stands. A tenant that admits only SSO tokens keeps that rule.
 async fn purge_deactivated(
-    app: &TenantApp,
+    app: &App,
     caller: &Authenticated,
     tenant_id: domain::TenantId,
     refused: actix_web::Error,
