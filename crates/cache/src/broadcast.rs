@@ -2,8 +2,8 @@
 //! milliseconds. Delivery is best effort (a subscriber that is disconnected misses what
 //! was published meanwhile), so a listener is told each time its subscription starts
 //! again, and must treat that as "anything may have changed" (the role cache clears
-//! itself). Used for role-cache invalidation (docs/DESIGN-NOTES.md, "Tenant access and
-//! the edge").
+//! itself). Used for role-cache invalidation (docs/DESIGN-NOTES.md, "Tenant roles and
+//! their cache").
 
 use std::time::Duration;
 
