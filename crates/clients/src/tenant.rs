@@ -83,16 +83,37 @@ pub struct UserTenants {
     pub tenants: Vec<UserTenant>,
 }
 
-/// A tenant's SSO settings as its row mirrors them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A tenant's SSO settings as its row mirrors them: the body of
+/// `PUT /internal/v1/tenants/{id}/sso`, which the sso service sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TenantSso {
     /// `local`, `sso` or `both`.
     pub auth_method: String,
     pub sso_domain_whitelist: Vec<String>,
     pub sso_auto_provisioning: bool,
     pub sso_default_role: Role,
-    /// The configured directory (Entra `tid`), if any.
+    /// The configured directory (Entra `tid`): SSO-only tenants admit its tokens only.
+    #[serde(default)]
     pub sso_directory_id: Option<String>,
+}
+
+/// The body of `PUT /internal/v1/tenants/{id}/members/{user}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetMembership {
+    pub role: Role,
+}
+
+/// The body of `POST /internal/v1/tenants/{id}/sso-bypass`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SsoBypass {
+    #[schema(value_type = String, format = Uuid)]
+    pub user_id: UserId,
+    /// The session (`fam`) of the token used.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub session_id: Option<uuid::Uuid>,
 }
 
 #[derive(Clone)]
@@ -194,12 +215,8 @@ impl TenantClient {
             "{}/internal/v1/tenants/{tenant}/members/{user}",
             self.base_url
         );
-        self.call(
-            self.http
-                .put(url)
-                .json(&serde_json::json!({ "role": role })),
-        )
-        .await
+        self.call(self.http.put(url).json(&SetMembership { role }))
+            .await
     }
 
     /// Mirrors a tenant's SSO settings into its row (the sso service owns them).
@@ -232,11 +249,10 @@ impl TenantClient {
     ) -> Result<(), ClientError> {
         let url = format!("{}/internal/v1/tenants/{tenant}/sso-bypass", self.base_url);
         let recorded: Option<serde_json::Value> = self
-            .call(
-                self.http
-                    .post(url)
-                    .json(&serde_json::json!({ "user_id": user, "session_id": session })),
-            )
+            .call(self.http.post(url).json(&SsoBypass {
+                user_id: user,
+                session_id: session,
+            }))
             .await?;
         recorded.map(|_| ()).ok_or(ClientError::Status {
             service: SERVICE,

@@ -3,12 +3,12 @@
 
 use actix_web::{web, HttpResponse};
 use clients::tenant::{Membership, TenantDatabase, TenantDatabases, UserTenants};
+use clients::tenant::{SetMembership, SsoBypass, TenantSso};
 use clients::{TenantSummary, UserTenant};
 use domain::{Role, TenantId, UserId};
 use events::EventEnvelope;
 use http_kit::identity::InternalCaller;
 use http_kit::{ApiError, Json, RequestId};
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::app::{App, TxError};
@@ -149,12 +149,6 @@ pub async fn tenants_of_user(
     Ok(HttpResponse::Ok().json(UserTenants { tenants }))
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SetMembership {
-    role: Role,
-}
-
 /// Add a member or set its role (SSO auto-provisioning). The last admin cannot be
 /// demoted; 404 for a tenant that is not active or an unknown user.
 #[utoipa::path(put, path = "/internal/v1/tenants/{tenant_id}/members/{user_id}", tag = "internal",
@@ -230,25 +224,11 @@ pub async fn set_membership(
     }))
 }
 
-/// What the sso service reports of a tenant's SSO configuration.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SetSso {
-    /// `local`, `sso` or `both`.
-    auth_method: String,
-    sso_domain_whitelist: Vec<String>,
-    sso_auto_provisioning: bool,
-    sso_default_role: Role,
-    /// The configured directory (Entra `tid`): SSO-only tenants admit its tokens only.
-    #[serde(default)]
-    sso_directory_id: Option<String>,
-}
-
 /// Mirror the tenant's SSO settings (auth method, allowed domains, auto-provisioning,
 /// default role) from the sso service, which owns the configuration. 404 for an
 /// unknown tenant.
 #[utoipa::path(put, path = "/internal/v1/tenants/{tenant_id}/sso", tag = "internal",
-    params(("tenant_id" = String, Path, format = Uuid)), request_body = SetSso,
+    params(("tenant_id" = String, Path, format = Uuid)), request_body = TenantSso,
     responses((status = 200, body = TenantSummary), (status = 400, body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn set_sso(
@@ -256,7 +236,7 @@ pub async fn set_sso(
     db: web::Data<DbPool>,
     app: web::Data<App>,
     path: web::Path<TenantId>,
-    body: Json<SetSso>,
+    body: Json<TenantSso>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     if !["local", "sso", "both"].contains(&body.auth_method.as_str()) {
@@ -309,16 +289,6 @@ pub async fn set_sso(
     // Every member's access follows the tenant's sign-in rule.
     app.roles_changed(TenantId::from(row.id), None).await;
     Ok(HttpResponse::Ok().json(summary(row)))
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SsoBypass {
-    #[schema(value_type = String, format = Uuid)]
-    user_id: UserId,
-    /// The session (`fam`) of the token used.
-    #[schema(value_type = Option<String>, format = Uuid)]
-    session_id: Option<uuid::Uuid>,
 }
 
 /// Record in the tenant's audit log that a platform administrator entered this
