@@ -14,6 +14,8 @@ use utoipa::OpenApi;
 pub mod app;
 pub mod azure;
 pub mod graph;
+pub mod login;
+pub mod provisioning;
 pub mod refresh;
 pub mod routes;
 mod settings;
