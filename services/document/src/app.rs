@@ -91,3 +91,13 @@ impl App {
             .map_err(|e| ApiError::dependency("Tenant database", e))
     }
 }
+
+/// A query that failed: its connection lost (the server restarting, the tenant's
+/// database dropped by a purge under it) is a 503; anything else is ours, a 500.
+pub fn db(e: diesel::result::Error) -> ApiError {
+    if tenant_db::connection_lost(&e) {
+        ApiError::dependency("Tenant database", e)
+    } else {
+        ApiError::internal(e)
+    }
+}

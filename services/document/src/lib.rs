@@ -9,6 +9,8 @@ use http_kit::{Background, CommonSettings, ConfigReader, ReadinessCheck, Running
 use utoipa::OpenApi;
 
 pub mod app;
+mod form;
+pub mod recording;
 pub mod routes;
 pub mod serving;
 mod settings;

@@ -428,7 +428,7 @@ impl Upload {
             let mut conn = self.app.connection(self.tenant).await?;
             queries::record_upload(&mut conn, &self.key, &upload_id)
                 .await
-                .map_err(crate::routes::documents::db)
+                .map_err(crate::app::db)
         }
         .await;
         if let Err(e) = recorded {
@@ -640,7 +640,7 @@ async fn abandon(
         let mut conn = app.connection(tenant).await?;
         queries::forget_upload(&mut conn, &key)
             .await
-            .map_err(crate::routes::documents::db)
+            .map_err(crate::app::db)
     }
     .await;
     if let Err(e) = forgotten {

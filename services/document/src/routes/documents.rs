@@ -6,21 +6,21 @@ use actix_multipart::Multipart;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use domain::{DocumentId, FileId, Ownership, Permission, TenantId};
-use events::{AuditRecord, DocumentUploaded, EventEnvelope, FileProcess};
-use futures_util::{StreamExt, TryStreamExt};
+use events::{AuditRecord, EventEnvelope};
+use futures_util::TryStreamExt;
 use http_kit::identity::TenantMember;
 use http_kit::{success, ApiError, FieldErrors, Query, RequestId};
 use main_db::TxError;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tenant_db::documents::{self as queries, DocumentRow, FileRow, NewDocument};
+use tenant_db::documents::{self as queries, DocumentRow, FileRow};
 use uuid::Uuid;
 
-use crate::app::App;
-use crate::upload::{storage_failure, Received, Upload};
+use crate::app::{db, App};
+use crate::form::{receive, valid_filename, valid_mime, ReceivedForm, SharedBody};
+use crate::upload::storage_failure;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct FileBody {
@@ -77,276 +77,6 @@ fn body(doc: DocumentRow, file: Option<FileRow>) -> DocumentBody {
             created_at: f.created_at,
         }),
     }
-}
-
-fn valid_filename(name: &str) -> Result<String, &'static str> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 255 {
-        return Err("must be 1 to 255 characters");
-    }
-    if name.contains('/') || name.contains('\\') || name.chars().any(char::is_control) {
-        return Err("must not contain '/', '\\' or control characters");
-    }
-    Ok(name.to_owned())
-}
-
-fn valid_mime(mime: &str) -> Result<String, &'static str> {
-    let mime = mime.trim().to_ascii_lowercase();
-    let ok = mime.len() <= 255
-        && mime.split_once('/').is_some_and(|(t, s)| {
-            let token = |x: &str| {
-                !x.is_empty()
-                    && x.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
-            };
-            token(t) && token(s)
-        });
-    if ok {
-        Ok(mime)
-    } else {
-        Err("must be type/subtype")
-    }
-}
-
-/// A query that failed: its connection lost (the server restarting, the tenant's
-/// database dropped by a purge under it) is a 503; anything else is ours, a 500.
-pub(crate) fn db(e: diesel::result::Error) -> ApiError {
-    if tenant_db::connection_lost(&e) {
-        ApiError::dependency("Tenant database", e)
-    } else {
-        ApiError::internal(e)
-    }
-}
-
-/// The request body, shared between the multipart parser and the check that it was
-/// read to its end.
-#[derive(Clone)]
-struct SharedBody(std::rc::Rc<std::cell::RefCell<web::Payload>>);
-
-impl futures_util::Stream for SharedBody {
-    type Item = Result<Bytes, actix_web::error::PayloadError>;
-
-    fn poll_next(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        self.0.borrow_mut().poll_next_unpin(cx)
-    }
-}
-
-impl SharedBody {
-    /// Reads what follows the closing boundary (an epilogue, normally nothing) up to the
-    /// end of the body: 400 if the body breaks off or stalls before its declared end.
-    async fn drain(&self, idle: std::time::Duration) -> Result<(), ApiError> {
-        let mut rest = 0usize;
-        loop {
-            let next = std::future::poll_fn(|cx| self.0.borrow_mut().poll_next_unpin(cx));
-            match tokio::time::timeout(idle, next).await {
-                Err(_) => {
-                    return Err(ApiError::BadRequest(format!(
-                        "upload stalled: the body did not reach its declared length within {} s",
-                        idle.as_secs()
-                    )))
-                }
-                Ok(None) => return Ok(()),
-                Ok(Some(Ok(chunk))) => {
-                    rest += chunk.len();
-                    if rest > 64 * 1024 {
-                        return Err(ApiError::BadRequest(
-                            "unexpected data after the multipart body".into(),
-                        ));
-                    }
-                }
-                Ok(Some(Err(e))) => {
-                    return Err(ApiError::BadRequest(format!(
-                        "the body ended before its declared length: {e}"
-                    )))
-                }
-            }
-        }
-    }
-}
-
-/// The fields of an upload once its multipart body is read.
-#[derive(Default)]
-struct ReceivedForm {
-    /// The `file` part, streamed to S3 (or held, if small) as it arrived.
-    file: Option<Received>,
-    errors: FieldErrors,
-    filename: Option<String>,
-    mime: Option<String>,
-    part_filename: Option<String>,
-    part_mime: Option<String>,
-}
-
-impl ReceivedForm {
-    /// Drops whatever the file part made on S3 (the upload is not stored).
-    async fn discard(&mut self) {
-        if let Some(file) = self.file.take() {
-            file.upload.discard().await;
-        }
-    }
-
-    /// The file, its name and its content type, or the 400 saying what is wrong.
-    fn check(&mut self) -> Result<(Received, String, String), ApiError> {
-        let mut errors = std::mem::take(&mut self.errors);
-        let size = self.file.as_ref().map(|f| f.upload.size);
-        match size {
-            None => {
-                errors.add("file", "is required");
-            }
-            Some(0) => {
-                errors.add("file", "must not be empty");
-            }
-            Some(_) => {}
-        }
-        let filename = match self.filename.take().or(self.part_filename.take()) {
-            Some(name) => valid_filename(&name)
-                .map_err(|m| errors.add("filename", m))
-                .ok(),
-            None => {
-                errors.add("filename", "is required (as a field or in the file part)");
-                None
-            }
-        };
-        let mime = valid_mime(
-            self.mime
-                .take()
-                .or(self.part_mime.take())
-                .as_deref()
-                .unwrap_or("application/octet-stream"),
-        )
-        .map_err(|m| errors.add("mime_type", m))
-        .ok();
-        errors.into_result()?;
-        match (self.file.take(), filename, mime) {
-            (Some(file), Some(filename), Some(mime)) => Ok((file, filename, mime)),
-            _ => Err(ApiError::validation("body", "invalid")),
-        }
-    }
-}
-
-/// Reads the multipart body into `form`: the `file` part streams into an [`Upload`]
-/// of a new File id (the size limit and the idle timeout enforced as it arrives), the
-/// small `filename` and `mime_type` fields are read. On an error the caller discards
-/// what the file part made.
-async fn receive(
-    app: &web::Data<App>,
-    tenant: TenantId,
-    database: &domain::TenantDatabaseName,
-    mut multipart: Multipart,
-    form: &mut ReceivedForm,
-) -> Result<(), ApiError> {
-    let limits = &app.uploads.settings;
-    let idle = limits.idle_timeout;
-    let stalled =
-        || ApiError::BadRequest(format!("upload stalled: no data for {} s", idle.as_secs()));
-    // Every wait for the client is bounded, between parts and inside each of them: a
-    // client that stops sending holds its upload slot no longer than the idle timeout.
-    while let Some(mut field) = tokio::time::timeout(idle, multipart.try_next())
-        .await
-        .map_err(|_| stalled())?
-        .map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?
-    {
-        let name = field.name().unwrap_or_default().to_owned();
-        match name.as_str() {
-            "file" if form.file.is_some() => {
-                // Keeping one of two files silently would store what the client did
-                // not mean.
-                return Err(ApiError::Validation(FieldErrors::single(
-                    "file",
-                    "only one file part is allowed",
-                )));
-            }
-            "file" => {
-                let file_id = Uuid::new_v4();
-                let key = storage::object_key(database, file_id);
-                let mut upload = Upload::new(app.clone(), tenant, key, file_id);
-                let streamed = async {
-                    let began = std::time::Instant::now();
-                    loop {
-                        let next = tokio::time::timeout(idle, field.next())
-                            .await
-                            .map_err(|_| stalled())?;
-                        let Some(chunk) = next else { break };
-                        let chunk = chunk.map_err(|e| {
-                            ApiError::BadRequest(format!("upload interrupted: {e}"))
-                        })?;
-                        // A trickle holds a part buffer as long as a stall would: past
-                        // the idle timeout, the file must have come at the minimum rate.
-                        let elapsed = began.elapsed();
-                        if elapsed > idle
-                            && (upload.size as f64) < limits.min_rate as f64 * elapsed.as_secs_f64()
-                        {
-                            return Err(ApiError::BadRequest(format!(
-                                "upload too slow: under {} bytes per second",
-                                limits.min_rate
-                            )));
-                        }
-                        if upload.size + chunk.len() as u64 > limits.max_bytes {
-                            return Err(ApiError::PayloadTooLarge(format!(
-                                "The file is larger than the limit of {} bytes",
-                                limits.max_bytes
-                            )));
-                        }
-                        upload.push(chunk).await?;
-                    }
-                    Ok(())
-                }
-                .await;
-                if let Err(e) = streamed {
-                    upload.discard().await;
-                    return Err(e);
-                }
-                form.part_filename = field
-                    .content_disposition()
-                    .and_then(|d| d.get_filename())
-                    .map(str::to_owned);
-                form.part_mime = field.content_type().map(|m| m.essence_str().to_owned());
-                match upload.finish().await {
-                    Ok(received) => form.file = Some(received),
-                    Err((upload, e)) => {
-                        upload.discard().await;
-                        return Err(e);
-                    }
-                }
-            }
-            "filename" | "mime_type" => {
-                // Twice is ambiguous (which one?): refused, as a second file is, at
-                // once (a body of many repeated fields must not pile up errors).
-                if (name == "filename" && form.filename.is_some())
-                    || (name == "mime_type" && form.mime.is_some())
-                {
-                    return Err(ApiError::validation(name, "must be given once"));
-                }
-                let mut text = Vec::new();
-                while let Some(chunk) = tokio::time::timeout(idle, field.next())
-                    .await
-                    .map_err(|_| stalled())?
-                {
-                    let chunk =
-                        chunk.map_err(|e| ApiError::BadRequest(format!("malformed field: {e}")))?;
-                    if text.len() + chunk.len() > 1024 {
-                        return Err(ApiError::validation(name, "is too long"));
-                    }
-                    text.extend_from_slice(&chunk);
-                }
-                let value = String::from_utf8(text).unwrap_or_default();
-                if name == "filename" {
-                    form.filename = Some(value);
-                } else {
-                    form.mime = Some(value);
-                }
-            }
-            other => {
-                // Refused at once: an unknown part is a client error whatever follows,
-                // and collecting them would let one body grow the answer without bound.
-                let shown: String = other.chars().take(64).collect();
-                return Err(ApiError::validation(shown, "unknown field"));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The multipart form of an upload, for the API document (the handler reads the parts
@@ -409,214 +139,21 @@ pub async fn upload(
         }
     };
     let receive_ms = started.elapsed().as_millis() as u64;
-    let Received {
-        mut upload,
-        md5,
-        sha256,
-    } = received;
-
-    let existing = async {
-        let mut conn = app.connection(tenant).await?;
-        queries::file_by_md5(&mut conn, &md5).await.map_err(db)
-    }
-    .await;
-    let mut existing = match existing {
-        Ok(existing) => existing,
-        Err(e) => {
-            upload.discard().await;
-            return Err(e);
-        }
-    };
-    let document_id = Uuid::new_v4();
-    let user = member.user_id.into_uuid();
-    let (file_id, key, size) = (upload.file_id, upload.key.clone(), upload.size as i64);
-    // At most twice: a second time when the File this upload duplicated was deleted
-    // between the look-up and the transaction (then the bytes are stored after all).
-    let mut attempts = 0;
-    let outcome = loop {
-        attempts += 1;
-        if let Some(file) = &existing {
-            if file.sha256_hash != sha256 {
-                upload.discard().await;
-                return Err(collision(file));
-            }
-        }
-        // New bytes become the object before their row exists; a failure after this
-        // point removes the object again, so neither rows nor objects are left
-        // half-made. A duplicate never becomes an object: its parts are aborted below.
-        if existing.is_none() && !upload.is_stored() {
-            let store_started = std::time::Instant::now();
-            if let Err(e) = upload.store().await {
-                upload.discard().await;
-                return Err(e);
-            }
-            tracing::info!(
-                bytes = upload.size,
-                receive_ms,
-                store_ms = store_started.elapsed().as_millis() as u64,
-                "upload stored"
-            );
-        }
-        let outcome = async {
-            let mut conn = app.connection(tenant).await.map_err(Err)?;
-            diesel_async::AsyncConnection::transaction::<_, Recording, _>(&mut *conn, async |tx| {
-                let (file, new_file) = match &existing {
-                    // Locked, so a deletion of the last Document on it waits for this one.
-                    Some(file) => (
-                        queries::lock_file_for_reuse(tx, file.id)
-                            .await?
-                            .ok_or(Recording::FileGone)?,
-                        false,
-                    ),
-                    None => {
-                        match queries::insert_file(tx, file_id, &md5, &sha256, &key, size).await? {
-                            Some(file) => {
-                                // Completed and now recorded as a File: no longer in flight.
-                                queries::forget_upload(tx, &key).await?;
-                                (file, true)
-                            }
-                            // A concurrent identical upload stored it first: use that one.
-                            None => {
-                                let file = queries::file_by_md5(tx, &md5)
-                                    .await?
-                                    .ok_or(Recording::FileGone)?;
-                                if file.sha256_hash != sha256 {
-                                    return Err(Recording::Collision(Box::new(file)));
-                                }
-                                (
-                                    queries::lock_file_for_reuse(tx, file.id)
-                                        .await?
-                                        .ok_or(Recording::FileGone)?,
-                                    false,
-                                )
-                            }
-                        }
-                    }
-                };
-                let doc = queries::insert_document(
-                    tx,
-                    NewDocument {
-                        id: document_id,
-                        filename: &filename,
-                        mime_type: &mime,
-                        file_id: file.id,
-                        user_id: user,
-                    },
-                )
-                .await?;
-                let doc = if new_file {
-                    doc
-                } else {
-                    queries::inherit_processing_status(tx, doc.id, file.id).await?
-                };
-                let (file_id, actor) = (FileId::from_uuid(file.id), Some(member.user_id));
-                let uploaded = DocumentUploaded {
-                    document_id: DocumentId::from_uuid(doc.id),
-                    file_id,
-                    filename: doc.filename.clone(),
-                    deduplicated: !new_file,
-                };
-                let mut events = vec![EventEnvelope::of(&uploaded, Some(tenant), actor)];
-                if new_file {
-                    let process = FileProcess {
-                        file_id,
-                        s3_path: file.s3_path.clone(),
-                        md5_hash: file.md5_hash.clone(),
-                        sha256_hash: file.sha256_hash.clone(),
-                    };
-                    events.push(EventEnvelope::of(&process, Some(tenant), actor));
-                }
-                for event in events {
-                    let event = event
-                        .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?
-                        .with_request_id(Some(request_id.0.clone()));
-                    events::enqueue(tx, &event).await?;
-                }
-                Ok((doc, file, new_file))
-            })
-            .await
-            .map_err(|e| match e {
-                Recording::Db(e) => Err(db(e)),
-                Recording::Outbox(e) => Err(ApiError::internal(e)),
-                other => Ok(other),
-            })
-        }
-        .await;
-        match outcome {
-            Err(Ok(Recording::FileGone)) if attempts < 2 => existing = None,
-            Err(Ok(Recording::Collision(file))) => {
-                upload.discard().await;
-                return Err(collision(&file));
-            }
-            Err(Ok(_)) => {
-                break Err(ApiError::internal(std::io::Error::other(
-                    "the file to reuse vanished twice",
-                )))
-            }
-            Err(Err(e)) => break Err(e),
-            Ok(done) => break Ok(done),
-        }
-    };
-    match outcome {
-        Ok((doc, file, new_file)) => {
-            app.nudge(tenant);
-            if new_file {
-                upload.settled();
-            } else {
-                // A duplicate (its parts aborted, nothing was stored), or the twin that
-                // lost the race (the object it completed is deleted).
-                upload.discard().await;
-            }
-            Ok(success(
-                StatusCode::CREATED,
-                "Document uploaded successfully",
-                body(doc, Some(file)),
-            ))
-        }
-        Err(e) => {
-            upload.discard().await;
-            Err(e)
-        }
-    }
-}
-
-/// Why recording an upload did not commit.
-enum Recording {
-    Db(diesel::result::Error),
-    /// The events could not be written (not a database failure: a bug).
-    Outbox(events::OutboxError),
-    /// The File it duplicates was deleted meanwhile.
-    FileGone,
-    /// A File with the same MD5 and another SHA-256.
-    Collision(Box<FileRow>),
-}
-
-impl From<diesel::result::Error> for Recording {
-    fn from(e: diesel::result::Error) -> Self {
-        Self::Db(e)
-    }
-}
-
-impl From<events::OutboxError> for Recording {
-    fn from(e: events::OutboxError) -> Self {
-        match e {
-            events::OutboxError::Database(e) => Self::Db(e),
-            other => Self::Outbox(other),
-        }
-    }
-}
-
-/// Two different contents with one MD5 (a crafted collision: MD5 is broken): the
-/// upload is refused rather than made a Document on bytes that are not its own.
-fn collision(file: &FileRow) -> ApiError {
-    tracing::warn!(
-        file_id = %file.id,
-        "refused an upload whose MD5 matches a stored file with another SHA-256 (an MD5 collision)"
-    );
-    ApiError::conflict_code(
-        "hash_collision",
-        "Another file with the same MD5 but different content is stored in this tenant",
+    let (doc, file) = crate::recording::record(
+        &app,
+        &member,
+        &request_id,
+        received,
+        &filename,
+        &mime,
+        receive_ms,
     )
+    .await?;
+    Ok(success(
+        StatusCode::CREATED,
+        "Document uploaded successfully",
+        body(doc, Some(file)),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -782,23 +319,6 @@ pub async fn download(
         .no_chunking(u64::try_from(file.file_size).unwrap_or(0));
     Ok(response
         .streaming(stream.map_err(|e| actix_web::error::ErrorServiceUnavailable(e.to_string()))))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn filenames_and_mime_types_are_validated() {
-        assert!(valid_filename("ok.txt").is_ok());
-        for bad in ["", "   ", "a/b", "a\\b", &"x".repeat(256)] {
-            assert!(valid_filename(bad).is_err(), "{bad:?}");
-        }
-        assert_eq!(valid_mime("Text/Plain").as_deref(), Ok("text/plain"));
-        for bad in ["text", "text/", "/plain", "text/plain; charset=x", "a/b/c"] {
-            assert!(valid_mime(bad).is_err(), "{bad:?}");
-        }
-    }
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

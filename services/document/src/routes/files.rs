@@ -52,19 +52,19 @@ pub async fn list(
     let mut conn = app.connection(member.tenant_id).await?;
     let (rows, total) = queries::file_page(&mut conn, paging.offset(), paging.per_page)
         .await
-        .map_err(super::documents::db)?;
+        .map_err(crate::app::db)?;
     let mut files: Vec<serde_json::Value> = rows.iter().map(file_json).collect();
     let mut data = json!({"pagination": paging.describe(total)});
     if query.include_stats.unwrap_or(false) {
         let (count, bytes) = queries::file_stats(&mut conn)
             .await
-            .map_err(super::documents::db)?;
+            .map_err(crate::app::db)?;
         data["stats"] = json!({"total_files": count, "total_storage_bytes": bytes, "total_storage_mb": mb(bytes)});
         // Each file's own count too, as the original's per-file statistics.
         let ids: Vec<Uuid> = rows.iter().map(|f| f.id).collect();
         let counts = queries::document_counts(&mut conn, &ids)
             .await
-            .map_err(super::documents::db)?;
+            .map_err(crate::app::db)?;
         for (json, row) in files.iter_mut().zip(&rows) {
             json["document_count"] = json!(counts.get(&row.id).copied().unwrap_or(0));
         }
@@ -87,11 +87,11 @@ pub async fn get(
     let mut conn = app.connection(member.tenant_id).await?;
     let file = queries::file(&mut conn, id)
         .await
-        .map_err(super::documents::db)?
+        .map_err(crate::app::db)?
         .ok_or(ApiError::NotFound("File"))?;
     let docs = queries::documents_of_file(&mut conn, id)
         .await
-        .map_err(super::documents::db)?;
+        .map_err(crate::app::db)?;
     let mut data = file_json(&file);
     data["document_count"] = json!(docs.len());
     data["is_orphaned"] = json!(docs.is_empty());
@@ -123,7 +123,7 @@ pub async fn delete(
         async |tx| queries::delete_unreferenced_file(tx, id).await,
     )
     .await
-    .map_err(super::documents::db)?;
+    .map_err(crate::app::db)?;
     let file = match outcome {
         None => return Err(ApiError::NotFound("File")),
         Some(Err(count)) => {
