@@ -13,6 +13,7 @@ use utoipa::OpenApi;
 
 pub mod app;
 pub mod azure;
+pub mod configuration;
 pub mod graph;
 pub mod login;
 pub mod provisioning;
