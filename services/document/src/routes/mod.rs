@@ -1,6 +1,7 @@
 //! HTTP routes of the document service.
 
 pub mod documents;
+pub mod downloads;
 pub mod files;
 
 use actix_web::web;
@@ -15,11 +16,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/{document_id}", web::delete().to(documents::delete))
             .route(
                 "/{document_id}/download",
-                web::get().to(documents::download),
+                web::get().to(downloads::download),
             )
             .route(
                 "/{document_id}/download-url",
-                web::get().to(documents::download_url),
+                web::get().to(downloads::download_url),
             ),
     )
     .service(
