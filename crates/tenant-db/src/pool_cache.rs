@@ -543,6 +543,13 @@ impl TenantPoolCache {
                     let _waiting =
                         (!in_background()).then(|| Waiting::new(&self.inner, &lease.name));
                     let budget = Arc::clone(&self.inner.budget);
+                    // Woken by a free permit or a returned connection, and at the latest
+                    // once `quiet_after` has passed: pools that were busy a moment ago
+                    // may have gone quiet by then without anything being returned or
+                    // freed, and their idle connections can be shed for this request
+                    // (the next `pool.get()`). Without it, the last waiters of a burst
+                    // slept until the idle sweep.
+                    let quiet_after = self.inner.settings.quiet_after;
                     let freed = async {
                         tokio::select! {
                             permit = budget.acquire_owned() => {
@@ -551,6 +558,7 @@ impl TenantPoolCache {
                                 }
                             }
                             () = returned => {}
+                            () = tokio::time::sleep(quiet_after) => {}
                         }
                     };
                     if tokio::time::timeout_at(deadline, freed).await.is_err() {
