@@ -93,7 +93,6 @@ fn check_return_url(app: &App, url: &str) -> Result<String, ApiError> {
     }
 }
 
-/// The tenant's enabled configuration, for an active tenant; 404 otherwise.
 /// The tenant's enabled configuration and the tenant, for an active tenant; 404
 /// otherwise.
 async fn enabled_config(
