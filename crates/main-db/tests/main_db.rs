@@ -498,3 +498,44 @@ async fn a_tenant_has_one_pending_invitation_per_address_and_each_ends_once() {
     .expect("clear");
     assert_eq!(cleared, 1);
 }
+
+#[derive(QueryableByName)]
+struct Session {
+    #[diesel(sql_type = Text)]
+    application_name: String,
+    #[diesel(sql_type = Text)]
+    statement_timeout: String,
+}
+
+#[tokio::test]
+async fn a_service_pool_names_its_sessions_and_bounds_their_statements() {
+    let ctx = TestContext::new().await;
+    let env: std::collections::HashMap<String, String> = [
+        ("DATABASE_URL", ctx.main_url.as_str()),
+        ("REDIS_URL", "redis://127.0.0.1:1"),
+        ("DATABASE_STATEMENT_TIMEOUT_MS", "1500"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let mut reader = http_kit::ConfigReader::new(&env);
+    let common = http_kit::CommonSettings::read(&mut reader, 5003);
+    let common = reader.finish(common).expect("valid settings");
+    let pool = main_db::service_pool("document", &common).expect("pool");
+    let mut conn = pool.get().await.expect("a connection");
+    let session: Session = diesel::sql_query(
+        "SELECT current_setting('application_name') AS application_name, \
+         current_setting('statement_timeout') AS statement_timeout",
+    )
+    .get_result(&mut *conn)
+    .await
+    .expect("settings");
+    assert_eq!(session.application_name, "document");
+    assert_eq!(session.statement_timeout, "1500ms");
+    // A statement running longer is cancelled by the server.
+    let err = diesel::sql_query("SELECT pg_sleep(3)")
+        .execute(&mut *conn)
+        .await
+        .expect_err("cancelled by statement_timeout");
+    assert!(err.to_string().contains("statement timeout"), "{err}");
+}
