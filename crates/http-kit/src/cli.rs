@@ -44,6 +44,7 @@ pub async fn serve<S: Service>(settings: S::Settings) -> anyhow::Result<()> {
     let common = S::common(&settings);
     let (address, internal) = (common.bind_address(), common.internal_bind_address());
     let grace = common.shutdown_timeout;
+    let signals = crate::lifecycle::Signals::install()?;
     let listeners = Listeners::bind(common)?;
     tracing::info!(%address, %internal, service = S::INFO.name, version = S::INFO.version, "listening");
     let running = S::start(settings, listeners)?;
@@ -52,7 +53,7 @@ pub async fn serve<S: Service>(settings: S::Settings) -> anyhow::Result<()> {
         background = ?running.background.names(),
         "started"
     );
-    crate::lifecycle::serve_until_signalled(running, S::INFO.name, grace).await?;
+    crate::lifecycle::serve_until_signalled(running, signals, S::INFO.name, grace).await?;
     tracing::info!(service = S::INFO.name, "stopped");
     Ok(())
 }

@@ -152,15 +152,30 @@ impl Background {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() -> std::io::Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGTERM and SIGINT (Ctrl-C), listened to from the moment this is made: install it
+/// before the server starts accepting, so a signal that comes early stops the service
+/// gracefully too instead of killing it (the default action).
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Resolves on the next SIGTERM or SIGINT, naming it.
+    pub async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
 
 /// Serves `running` until SIGTERM or SIGINT (or until the server stops by itself), then
@@ -168,6 +183,7 @@ pub async fn shutdown_signal() -> std::io::Result<&'static str> {
 /// tasks, everything within `grace`.
 pub async fn serve_until_signalled(
     running: Running,
+    mut signals: Signals,
     service: &'static str,
     grace: Duration,
 ) -> anyhow::Result<Stopped> {
@@ -181,8 +197,7 @@ pub async fn serve_until_signalled(
             served??;
             return Ok(stopped);
         }
-        signal = shutdown_signal() => {
-            let signal = signal?;
+        signal = signals.recv() => {
             tracing::info!(service, signal, ?grace, "stopping: draining requests in flight");
             tokio::time::Instant::now()
         }
