@@ -209,54 +209,12 @@ pub async fn complete(
     request: &HttpRequest,
     query: CallbackQuery,
 ) -> Result<Completed, ApiError> {
-    let invalid_state = || {
-        ApiError::bad_request_code(
-            "invalid_state",
-            "The login state is missing, unknown, expired or already used; start the login again",
-        )
-    };
-    let state = query
-        .state
-        .filter(|s| !s.is_empty() && s.len() <= 128)
-        .ok_or_else(invalid_state)?;
-    let kept = app
-        .one_time
-        .take(STATE_KIND, &state)
-        .await
-        .map_err(|e| ApiError::dependency("Redis", e))?
-        .ok_or_else(invalid_state)?;
-    let kept: LoginState = serde_json::from_str(&kept).map_err(ApiError::internal)?;
+    let Taken {
+        kept,
+        code,
+        removal,
+    } = take_state(app, request, query).await?;
     let tenant = kept.tenant_id;
-    let same_browser = request
-        .cookie(&cookie_name(&state))
-        .is_some_and(|c| bool::from(c.value().as_bytes().ct_eq(kept.browser.as_bytes())));
-    if !same_browser {
-        tracing::warn!(tenant.id = %tenant, "SSO callback from another browser than the login's refused");
-        return Err(ApiError::bad_request_code(
-            "invalid_state",
-            "The login was not started in this browser; start the login again",
-        ));
-    }
-    let removal = Cookie::build(cookie_name(&state), "")
-        .path(COOKIE_PATH)
-        .max_age(CookieDuration::ZERO)
-        .finish();
-    if let Some(error) = query.error {
-        let code: String = error
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .take(64)
-            .collect();
-        tracing::info!(tenant.id = %tenant, azure_error = %code, "SSO login refused by the identity provider");
-        return Err(ApiError::bad_request_code(
-            "azure_error",
-            format!("The identity provider refused the login ({code})"),
-        ));
-    }
-    let code = query
-        .code
-        .filter(|c| !c.is_empty() && c.len() <= 4096)
-        .ok_or_else(|| ApiError::validation("code", "is required"))?;
     let (config, summary) = enabled_config(app, tenant).await?;
     if config.id != kept.config_id {
         return Err(invalid_state());
@@ -502,13 +460,104 @@ pub async fn complete(
     drop(conn);
     app.published();
 
+    let (issued, user) = issue(app, request, user_id, tenant, &tid, resolved).await?;
+    tracing::info!(tenant.id = %tenant, user.id = %user_id, "SSO login completed");
+    Ok(Completed {
+        tenant,
+        issued,
+        user,
+        return_url: kept.return_url,
+        removal,
+    })
+}
+
+/// The login state a callback names, taken once from Redis and checked to belong to
+/// this browser; Entra's own refusal answered; the code required.
+struct Taken {
+    kept: LoginState,
+    code: String,
+    /// Clears the browser-binding cookie.
+    removal: Cookie<'static>,
+}
+
+fn invalid_state() -> ApiError {
+    ApiError::bad_request_code(
+        "invalid_state",
+        "The login state is missing, unknown, expired or already used; start the login again",
+    )
+}
+
+async fn take_state(
+    app: &App,
+    request: &HttpRequest,
+    query: CallbackQuery,
+) -> Result<Taken, ApiError> {
+    let state = query
+        .state
+        .filter(|s| !s.is_empty() && s.len() <= 128)
+        .ok_or_else(invalid_state)?;
+    let kept = app
+        .one_time
+        .take(STATE_KIND, &state)
+        .await
+        .map_err(|e| ApiError::dependency("Redis", e))?
+        .ok_or_else(invalid_state)?;
+    let kept: LoginState = serde_json::from_str(&kept).map_err(ApiError::internal)?;
+    let tenant = kept.tenant_id;
+    let same_browser = request
+        .cookie(&cookie_name(&state))
+        .is_some_and(|c| bool::from(c.value().as_bytes().ct_eq(kept.browser.as_bytes())));
+    if !same_browser {
+        tracing::warn!(tenant.id = %tenant, "SSO callback from another browser than the login's refused");
+        return Err(ApiError::bad_request_code(
+            "invalid_state",
+            "The login was not started in this browser; start the login again",
+        ));
+    }
+    let removal = Cookie::build(cookie_name(&state), "")
+        .path(COOKIE_PATH)
+        .max_age(CookieDuration::ZERO)
+        .finish();
+    if let Some(error) = query.error {
+        let code: String = error
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(64)
+            .collect();
+        tracing::info!(tenant.id = %tenant, azure_error = %code, "SSO login refused by the identity provider");
+        return Err(ApiError::bad_request_code(
+            "azure_error",
+            format!("The identity provider refused the login ({code})"),
+        ));
+    }
+    let code = query
+        .code
+        .filter(|c| !c.is_empty() && c.len() <= 4096)
+        .ok_or_else(|| ApiError::validation("code", "is required"))?;
+    Ok(Taken {
+        kept,
+        code,
+        removal,
+    })
+}
+
+/// Platform tokens for `user_id` in `tenant` from auth (an SSO session of directory
+/// `tid`), and the user as auth shows it (`resolved`, when the login already has it).
+async fn issue(
+    app: &App,
+    request: &HttpRequest,
+    user_id: UserId,
+    tenant: TenantId,
+    tid: &str,
+    resolved: Option<UserSummary>,
+) -> Result<(IssuedTokens, UserSummary), ApiError> {
     let client = clients::SessionClient {
         address: ClientIp::of(request).0,
         user_agent: UserAgent::of(request).0,
     };
     let issued = app
         .auth
-        .issue_sso_tokens(user_id, tenant, &tid, &client)
+        .issue_sso_tokens(user_id, tenant, tid, &client)
         .await
         .map_err(|e| match e {
             clients::ClientError::Status { status: 403, .. } => ApiError::AccountInactive,
@@ -525,14 +574,7 @@ pub async fn complete(
             .next()
             .ok_or(ApiError::NotFound("User"))?,
     };
-    tracing::info!(tenant.id = %tenant, user.id = %user_id, "SSO login completed");
-    Ok(Completed {
-        tenant,
-        issued,
-        user,
-        return_url: kept.return_url,
-        removal,
-    })
+    Ok((issued, user))
 }
 
 /// Stores a new identity of `user` with its sealed Azure tokens; the identity's id. A
