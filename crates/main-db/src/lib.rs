@@ -4,14 +4,10 @@
 //!
 //! Queries are functions that take a connection, so the caller decides the transaction.
 
-pub mod email_tokens;
-pub mod invitations;
 pub mod memberships;
 mod migrations;
 mod outbox;
 mod pool;
-pub mod refresh_tokens;
-pub mod sessions;
 #[rustfmt::skip]
 pub mod schema;
 pub mod tenants;

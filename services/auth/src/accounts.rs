@@ -291,7 +291,7 @@ impl Accounts {
                     .map_err(ApiError::internal)?
                     .with_request_id(http_kit::request_id::current());
                 let link = self
-                    .new_link(tx, &user, main_db::email_tokens::Purpose::VerifyEmail)
+                    .new_link(tx, &user, crate::store::email_tokens::Purpose::VerifyEmail)
                     .await?;
                 Ok((user, vec![registered, link]))
             })

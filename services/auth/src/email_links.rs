@@ -8,12 +8,12 @@
 //! Asking for a link answers the same whether the address has an account or not: the
 //! work happens after the answer, in the background.
 
+use crate::store::email_tokens::{self, EmailTokenRow, NewEmailToken, Purpose};
 use chrono::Utc;
 use domain::{Email, UserId};
 use events::account::SealedLink;
 use events::{AccountEvent, EventEnvelope};
 use http_kit::{ApiError, FieldErrors};
-use main_db::email_tokens::{self, EmailTokenRow, NewEmailToken, Purpose};
 use main_db::users::{self, UserRow};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -407,9 +407,13 @@ impl Accounts {
                     users::set_password(tx, user_id, Some(&password_hash), before.password_proven)
                         .await?
                         .ok_or(ApiError::NotFound("User"))?;
-                let revoked =
-                    main_db::sessions::revoke_all(tx, user_id, current_session, "password changed")
-                        .await?;
+                let revoked = crate::store::sessions::revoke_all(
+                    tx,
+                    user_id,
+                    current_session,
+                    "password changed",
+                )
+                .await?;
                 // A reset link asked for before would set the password again.
                 email_tokens::use_all(tx, user_id, Purpose::ResetPassword).await?;
                 let event = self.account_event(

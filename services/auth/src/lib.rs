@@ -17,6 +17,7 @@ pub mod passwords;
 pub mod routes;
 pub mod sessions;
 mod settings;
+pub mod store;
 pub mod tokens;
 
 pub use settings::{Settings, Throttles, DEFAULT_PORT};

@@ -9,14 +9,14 @@
 //! tokens stop there), then to Redis, which every service checks on every request: a
 //! revoked session's access tokens stop working at once.
 
+use crate::store::refresh_tokens::{self, NewRefreshToken};
+use crate::store::sessions::{self, AccountState, NewSession, Revoked, SessionOrigin, SessionRow};
 use chrono::{DateTime, Utc};
 use domain::{Email, UserId};
 use events::account::RevokedBy;
 use events::AccountEvent;
 use http_kit::identity::{Claims, TokenType};
 use http_kit::ApiError;
-use main_db::refresh_tokens::{self, NewRefreshToken};
-use main_db::sessions::{self, AccountState, NewSession, Revoked, SessionOrigin, SessionRow};
 use main_db::users::{self, UserRow};
 use serde::Serialize;
 use uuid::Uuid;
@@ -584,8 +584,12 @@ impl Accounts {
             .ok_or(ApiError::NotFound("User"))?;
         let revoked = sessions::revoke_all(tx, user, None, reason).await?;
         // A reset link still in a mailbox would open the account again.
-        main_db::email_tokens::use_all(tx, user, main_db::email_tokens::Purpose::ResetPassword)
-            .await?;
+        crate::store::email_tokens::use_all(
+            tx,
+            user,
+            crate::store::email_tokens::Purpose::ResetPassword,
+        )
+        .await?;
         Ok((cutoff, revoked))
     }
 

@@ -11,7 +11,7 @@ use http_kit::ApiError;
 use jsonwebtoken::{Algorithm, Header};
 use uuid::Uuid;
 
-use main_db::sessions::SessionOrigin;
+use crate::store::sessions::SessionOrigin;
 
 use crate::keys::SigningKeys;
 

@@ -14,12 +14,12 @@
 
 use std::sync::Arc;
 
+use crate::store::invitations::{self, InvitationRow, NewInvitation};
 use chrono::{DateTime, Utc};
 use domain::{Email, Role, TenantId, UserId};
 use events::invitation::{link_aad, InvitationEvent, SealedLink};
 use events::EventEnvelope;
 use http_kit::{ApiError, FieldErrors, Page};
-use main_db::invitations::{self, InvitationRow, NewInvitation};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;

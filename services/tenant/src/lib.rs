@@ -13,6 +13,7 @@ pub mod migrate_tenants;
 pub mod provisioning;
 pub mod routes;
 mod settings;
+pub mod store;
 
 pub use settings::{Settings, DEFAULT_PORT};
 

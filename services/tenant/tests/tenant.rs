@@ -501,3 +501,179 @@ async fn sigterm_drains_stops_the_sweep_and_the_relay_and_exits_zero() {
     )
     .await;
 }
+
+// The SQL of the tables the tenant service owns (`tenant::store`), on real PostgreSQL.
+#[tokio::test]
+async fn a_tenant_has_one_pending_invitation_per_address_and_each_ends_once() {
+    use domain::{Role, TenantDatabaseName, TenantId};
+    use main_db::users::NewUser;
+    use tenant::store::invitations::{self, NewInvitation};
+    let ctx = TestContext::new().await;
+    let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("connect");
+    let name = TenantName::parse("Invites").expect("valid");
+    let tenant = main_db::tenants::insert_provisioning(
+        &mut conn,
+        TenantId::new(),
+        &name,
+        &TenantDatabaseName::generate(&name),
+        None,
+    )
+    .await
+    .expect("tenant")
+    .tenant_id();
+    let admin_email = Email::parse("admin@example.com").expect("valid");
+    let admin = main_db::users::insert(
+        &mut conn,
+        NewUser {
+            id: UserId::new(),
+            email: &admin_email,
+            password_hash: None,
+            first_name: "A",
+            last_name: "D",
+            email_verified: true,
+        },
+    )
+    .await
+    .expect("admin");
+    let admin = UserId::from_uuid(admin.id);
+    let email = Email::parse("Guest@Example.com").expect("valid");
+    let (first_hash, second_hash) = ([1u8; 32], [2u8; 32]);
+    let invitation = |hash: &'static [u8; 32]| NewInvitation {
+        id: uuid::Uuid::new_v4(),
+        tenant,
+        email: Box::leak(Box::new(email.clone())),
+        role: Role::User,
+        token_hash: hash,
+        invited_by: admin,
+        expires_at: chrono::Utc::now() + chrono::Duration::days(7),
+    };
+    let first = invitations::insert(&mut conn, &invitation(&[1u8; 32]))
+        .await
+        .expect("first");
+    assert_eq!(first.email, "guest@example.com");
+    let err = invitations::insert(&mut conn, &invitation(&[2u8; 32]))
+        .await
+        .expect_err("a second pending invitation of the address");
+    assert!(
+        matches!(&err, diesel::result::Error::DatabaseError(_, info)
+            if info.constraint_name() == Some("tenant_invitations_pending_key")),
+        "{err:?}"
+    );
+    // Sent again: the same row with a new token.
+    let again = invitations::refresh(&mut conn, first.id, &invitation(&[2u8; 32]))
+        .await
+        .expect("refresh")
+        .expect("pending");
+    assert_eq!(again.id, first.id);
+    assert!(
+        invitations::find_by_hash(&mut conn, &first_hash)
+            .await
+            .expect("query")
+            .is_none(),
+        "the first link no longer works"
+    );
+    assert_eq!(
+        invitations::find_by_hash(&mut conn, &second_hash)
+            .await
+            .expect("query")
+            .map(|r| r.id),
+        Some(first.id)
+    );
+    assert_eq!(
+        invitations::count_open(&mut conn, tenant)
+            .await
+            .expect("count"),
+        1
+    );
+
+    let accepted = invitations::accept(&mut conn, first.id, admin)
+        .await
+        .expect("accept")
+        .expect("pending");
+    assert!(accepted.accepted_at.is_some() && !accepted.is_pending());
+    assert!(invitations::accept(&mut conn, first.id, admin)
+        .await
+        .expect("accept")
+        .is_none());
+    assert!(invitations::revoke(&mut conn, tenant, first.id)
+        .await
+        .expect("revoke")
+        .is_none());
+    // Accepted: the address can be invited again (to come back after leaving).
+    let next = invitations::insert(&mut conn, &invitation(&[3u8; 32]))
+        .await
+        .expect("a new invitation once the first is accepted");
+    assert!(
+        invitations::revoke(&mut conn, TenantId::new(), next.id)
+            .await
+            .expect("revoke")
+            .is_none(),
+        "another tenant's invitation"
+    );
+    let revoked = invitations::revoke(&mut conn, tenant, next.id)
+        .await
+        .expect("revoke")
+        .expect("pending");
+    assert!(revoked.revoked_at.is_some());
+    assert_eq!(
+        invitations::count_open(&mut conn, tenant)
+            .await
+            .expect("count"),
+        0
+    );
+
+    let err = conn
+        .batch_execute(&format!(
+            "UPDATE tenant_invitations SET revoked_at = now() WHERE id = '{}'",
+            first.id
+        ))
+        .await
+        .expect_err("accepted and revoked");
+    assert!(
+        err.to_string().contains("tenant_invitations_one_outcome"),
+        "{err}"
+    );
+    let err = conn
+        .batch_execute(&format!(
+            "UPDATE tenant_invitations SET role = 'owner' WHERE id = '{}'",
+            first.id
+        ))
+        .await
+        .expect_err("unknown role");
+    assert!(
+        err.to_string().contains("tenant_invitations_role_check"),
+        "{err}"
+    );
+
+    // Expired invitations are not open, and long-expired ones go.
+    let old = invitations::insert(&mut conn, &invitation(&[4u8; 32]))
+        .await
+        .expect("third");
+    conn.batch_execute(&format!(
+        "UPDATE tenant_invitations SET created_at = now() - interval '40 days', \
+         expires_at = now() - interval '33 days' WHERE id = '{}'",
+        old.id
+    ))
+    .await
+    .expect("age");
+    assert_eq!(
+        invitations::count_open(&mut conn, tenant)
+            .await
+            .expect("count"),
+        0
+    );
+    assert!(invitations::list_open(&mut conn, tenant, 0, 10)
+        .await
+        .expect("list")
+        .is_empty());
+    let cleared = invitations::delete_expired(
+        &mut conn,
+        tenant,
+        chrono::Utc::now() - chrono::Duration::days(30),
+    )
+    .await
+    .expect("clear");
+    assert_eq!(cleared, 1);
+}

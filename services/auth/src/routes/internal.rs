@@ -3,11 +3,11 @@
 //! it, open a session, end the sessions an identity produced; for the tenant service,
 //! users by id or email and the `init` admin.
 
+use crate::store::sessions::SessionOrigin;
 use actix_web::{web, HttpResponse};
 use domain::{Email, TenantId, UserId};
 use http_kit::identity::InternalCaller;
 use http_kit::{ApiError, Json};
-use main_db::sessions::SessionOrigin;
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::{user_summary, Accounts, UserSummary};

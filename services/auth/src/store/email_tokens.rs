@@ -8,7 +8,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::UserId;
 use uuid::Uuid;
 
-use crate::schema::user_email_tokens as tokens;
+use main_db::schema::user_email_tokens as tokens;
 
 /// What a token is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

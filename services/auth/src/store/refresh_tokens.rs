@@ -8,7 +8,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::UserId;
 use uuid::Uuid;
 
-use crate::schema::refresh_tokens;
+use main_db::schema::refresh_tokens;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = refresh_tokens, check_for_backend(diesel::pg::Pg))]

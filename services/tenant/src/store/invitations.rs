@@ -10,7 +10,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::{Email, Role, TenantId, UserId};
 use uuid::Uuid;
 
-use crate::schema::tenant_invitations as invitations;
+use main_db::schema::tenant_invitations as invitations;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = invitations, check_for_backend(diesel::pg::Pg))]

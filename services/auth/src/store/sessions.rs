@@ -11,7 +11,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::{TenantId, UserId};
 use uuid::Uuid;
 
-use crate::schema::{refresh_tokens, user_sessions as sessions};
+use main_db::schema::{refresh_tokens, user_sessions as sessions};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = sessions, check_for_backend(diesel::pg::Pg))]
