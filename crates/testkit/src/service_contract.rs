@@ -330,3 +330,17 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// `ctx`'s service settings with `KAFKA_BROKERS` on a mock cluster holding `topics` (one
+/// partition each; `events::topics::catalog()` for the whole catalog), which lives as
+/// long as the returned cluster.
+pub fn env_with_mock_kafka(
+    ctx: &crate::TestContext,
+    topics: &[String],
+) -> (std::collections::HashMap<String, String>, crate::TestKafka) {
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let kafka = crate::TestKafka::start(&names, 1).expect("mock Kafka");
+    let mut env = ctx.service_env();
+    env.insert("KAFKA_BROKERS".to_owned(), kafka.brokers().to_owned());
+    (env, kafka)
+}

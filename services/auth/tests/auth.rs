@@ -53,13 +53,10 @@ fn the_binary_refuses_missing_settings_and_checks_valid_ones() {
 #[tokio::test]
 async fn sigterm_drains_stops_the_relay_and_exits_zero() {
     let ctx = TestContext::new().await;
-    let names = events::topics::catalog();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let kafka = testkit::TestKafka::start(&names, 1).expect("mock Kafka");
+    let (mut env, _kafka) =
+        testkit::service_contract::env_with_mock_kafka(&ctx, &events::topics::catalog());
     let pem = generate_pem().expect("key");
-    let mut env = ctx.service_env();
     env.insert("JWT_PRIVATE_KEY".to_owned(), pem);
-    env.insert("KAFKA_BROKERS".to_owned(), kafka.brokers().to_owned());
     service_contract::assert_stops_on_sigterm(
         env!("CARGO_BIN_EXE_auth"),
         &env,

@@ -63,16 +63,13 @@ fn the_binary_refuses_missing_settings_and_checks_valid_ones() {
 async fn sigterm_drains_stops_every_background_task_and_exits_zero() {
     let ctx = TestContext::new().await;
     let s3 = TestS3::start().await.expect("s3");
-    let names = events::topics::catalog();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let kafka = testkit::TestKafka::start(&names, 1).expect("mock Kafka");
-    let mut env = ctx.service_env();
+    let (mut env, _kafka) =
+        testkit::service_contract::env_with_mock_kafka(&ctx, &events::topics::catalog());
     for (key, value) in [
         ("S3_ENDPOINT_URL", s3.endpoint.as_str()),
         ("S3_ACCESS_KEY", s3.access_key.as_str()),
         ("S3_SECRET_KEY", s3.secret_key.as_str()),
         ("S3_CREATE_BUCKET", "true"),
-        ("KAFKA_BROKERS", kafka.brokers()),
     ] {
         env.insert(key.to_owned(), value.to_owned());
     }

@@ -21,11 +21,8 @@ fn the_binary_refuses_missing_settings_and_checks_valid_ones() {
 #[tokio::test]
 async fn sigterm_drains_stops_the_refresh_job_and_exits_zero() {
     let ctx = TestContext::new().await;
-    let names = events::topics::catalog();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let kafka = testkit::TestKafka::start(&names, 1).expect("mock Kafka");
-    let mut env = ctx.service_env();
-    env.insert("KAFKA_BROKERS".to_owned(), kafka.brokers().to_owned());
+    let (env, _kafka) =
+        testkit::service_contract::env_with_mock_kafka(&ctx, &events::topics::catalog());
     service_contract::assert_stops_on_sigterm(
         env!("CARGO_BIN_EXE_sso"),
         &env,

@@ -482,11 +482,8 @@ async fn ready_reports_a_missing_tenant_template() {
 #[tokio::test]
 async fn sigterm_drains_stops_the_sweep_and_the_relay_and_exits_zero() {
     let ctx = TestContext::new().await;
-    let names = events::topics::catalog();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let kafka = testkit::TestKafka::start(&names, 1).expect("mock Kafka");
-    let mut env = ctx.service_env();
-    env.insert("KAFKA_BROKERS".to_owned(), kafka.brokers().to_owned());
+    let (env, _kafka) =
+        testkit::service_contract::env_with_mock_kafka(&ctx, &events::topics::catalog());
     testkit::service_contract::assert_stops_on_sigterm(
         env!("CARGO_BIN_EXE_tenant"),
         &env,

@@ -74,11 +74,8 @@ async fn old_processed_event_ids_are_pruned_and_recent_ones_kept() {
 #[tokio::test]
 async fn sigterm_drains_stops_every_consumer_and_loop_and_exits_zero() {
     let ctx = TestContext::new().await;
-    let names = events::topics::catalog();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let kafka = testkit::TestKafka::start(&names, 1).expect("mock Kafka");
-    let mut env = ctx.service_env();
-    env.insert("KAFKA_BROKERS".to_owned(), kafka.brokers().to_owned());
+    let (env, _kafka) =
+        testkit::service_contract::env_with_mock_kafka(&ctx, &events::topics::catalog());
     service_contract::assert_stops_on_sigterm(
         env!("CARGO_BIN_EXE_event-worker"),
         &env,
