@@ -122,6 +122,21 @@ impl TestKafka {
                 .set("ssl.ca.location", tls.ca.to_string_lossy());
         }
         let owner: BaseProducer = config.create().context("a producer for tansu")?;
+        // Listening is not answering: under load tansu accepts connections a while
+        // before it answers a metadata request, and a client's first admin call would
+        // then fail. Ready means a metadata answer.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match owner.client().fetch_metadata(None, Duration::from_secs(2)) {
+                Ok(_) => break,
+                Err(e) if std::time::Instant::now() >= deadline => {
+                    return Err(anyhow::anyhow!(
+                        "tansu at {brokers} never answered metadata: {e}"
+                    ));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
         Ok(Self {
             owner,
             brokers,
