@@ -538,6 +538,9 @@ impl CommonSettings {
         }
         // Percent-encoded, never `+` for a space: libpq and tokio-postgres decode only
         // percent escapes in a URL.
+        let percent_encode = |text: &str| {
+            percent_encoding::utf8_percent_encode(text, UNRESERVED_ESCAPED).to_string()
+        };
         let query = pairs
             .iter()
             .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
@@ -584,18 +587,12 @@ pub fn read_keyring(
     keyring
 }
 
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-fn percent_encode(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
-}
+/// Everything but RFC 3986's unreserved characters (letters, digits, `-._~`).
+const UNRESERVED_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 #[cfg(test)]
 mod tests {

@@ -25,16 +25,6 @@ pub struct Running {
     pub background: Background,
 }
 
-impl Running {
-    /// A service with no background task of its own.
-    pub fn server(server: Server) -> Self {
-        Self {
-            server,
-            background: Background::new(),
-        }
-    }
-}
-
 /// The background tasks of a service, stopped together.
 pub struct Background {
     stop: CancellationToken,
@@ -225,8 +215,10 @@ mod tests {
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         background.spawn("finishes", async move {
             token.cancelled().await;
-            // Finishing its work after the signal.
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Finishing its work after the signal (yielding to the runtime meanwhile).
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
             let _ = done_tx.send(());
         });
         background.spawn_cancellable("loop", std::future::pending());

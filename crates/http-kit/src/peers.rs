@@ -123,3 +123,43 @@ pub fn cached_roles(
     background.adopt_cancellable("role-changes", listener);
     roles
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(pairs: &[(&str, &str)]) -> Result<Peers, crate::ConfigErrors> {
+        let env: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let mut r = ConfigReader::new(&env);
+        let peers = Peers::read(&mut r);
+        r.finish(peers)
+    }
+
+    #[test]
+    fn the_internal_token_is_required_and_long_and_the_timeout_positive() {
+        let errors = read(&[]).expect_err("no token");
+        assert!(errors.names("INTERNAL_SERVICE_TOKEN"), "{errors}");
+        let errors = read(&[("INTERNAL_SERVICE_TOKEN", "short")]).expect_err("short");
+        assert!(
+            errors.to_string().contains("at least 32 characters"),
+            "{errors}"
+        );
+        let errors = read(&[
+            ("INTERNAL_SERVICE_TOKEN", &"t".repeat(32)),
+            ("SERVICE_CALL_TIMEOUT_MS", "0"),
+        ])
+        .expect_err("zero timeout");
+        assert!(errors.names("SERVICE_CALL_TIMEOUT_MS"), "{errors}");
+        let peers = read(&[
+            ("INTERNAL_SERVICE_TOKEN", &"t".repeat(32)),
+            ("AUTH_SERVICE_URL", "http://auth:6001"),
+        ])
+        .expect("valid");
+        assert_eq!(peers.auth_url, "http://auth:6001");
+        assert_eq!(peers.tenant_url, "http://127.0.0.1:6002");
+        assert_eq!(peers.call_timeout, Duration::from_millis(2000));
+    }
+}
