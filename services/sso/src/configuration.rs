@@ -498,21 +498,14 @@ pub async fn auto_provisioning(
     let mut errors = FieldErrors::new();
     let domains = match request.allowed_email_domains {
         None => current.domains(),
-        Some(list) => {
-            let mut out: Vec<String> = Vec::new();
-            for d in list {
-                let d = d.trim().trim_start_matches('@').to_ascii_lowercase();
-                if !is_domain(&d) {
-                    errors.add(
-                        "allowed_email_domains",
-                        format!("{d:?} is not a domain name"),
-                    );
-                } else if !out.contains(&d) {
-                    out.push(d);
-                }
+        Some(list) => allow_list(list, "allowed_email_domains", &mut errors, |d| {
+            let d = d.trim().trim_start_matches('@').to_ascii_lowercase();
+            if is_domain(&d) {
+                Ok(d)
+            } else {
+                Err(format!("{d:?} is not a domain name"))
             }
-            out
-        }
+        }),
     };
     if domains.len() > MAX_LIST {
         errors.add(
@@ -522,18 +515,14 @@ pub async fn auto_provisioning(
     }
     let groups = match request.allowed_azure_groups {
         None => current.groups(),
-        Some(list) => {
-            let mut out: Vec<String> = Vec::new();
-            for g in list {
-                let g = g.trim().to_owned();
-                if g.is_empty() || g.len() > 255 {
-                    errors.add("allowed_azure_groups", "entries must be 1-255 characters");
-                } else if !out.contains(&g) {
-                    out.push(g);
-                }
+        Some(list) => allow_list(list, "allowed_azure_groups", &mut errors, |g| {
+            let g = g.trim();
+            if g.is_empty() || g.len() > 255 {
+                Err("entries must be 1-255 characters".to_owned())
+            } else {
+                Ok(g.to_owned())
             }
-            out
-        }
+        }),
     };
     if groups.len() > MAX_LIST {
         errors.add(
@@ -604,4 +593,25 @@ pub async fn auto_provisioning(
     app.mirror(tenant, &auth_method, Some(&row)).await?;
     tracing::info!(tenant.id = %tenant, user.id = %member.user_id, enabled = row.auto_provisioning, "SSO auto-provisioning updated");
     Ok(row)
+}
+
+/// An allow-list as given, each entry normalised by `check` (or refused, naming
+/// `field`), duplicates dropped, in order.
+fn allow_list(
+    list: Vec<String>,
+    field: &str,
+    errors: &mut FieldErrors,
+    check: impl Fn(&str) -> Result<String, String>,
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for entry in list {
+        match check(&entry) {
+            Ok(entry) if !out.contains(&entry) => out.push(entry),
+            Ok(_) => {}
+            Err(reason) => {
+                errors.add(field, reason);
+            }
+        }
+    }
+    out
 }
