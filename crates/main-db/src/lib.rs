@@ -4,13 +4,11 @@
 //!
 //! Queries are functions that take a connection, so the caller decides the transaction.
 
-pub mod memberships;
 mod migrations;
 mod outbox;
 mod pool;
 #[rustfmt::skip]
 pub mod schema;
-pub mod tenants;
 mod tx;
 pub mod users;
 

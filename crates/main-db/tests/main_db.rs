@@ -118,12 +118,21 @@ async fn constraints_protect_tenants_memberships_and_sso_configs() {
     let mut conn = connect(&ctx).await;
     let name = TenantName::parse("Acme").expect("valid");
     let db = TenantDatabaseName::generate(&name);
-    let tenant =
-        main_db::tenants::insert_provisioning(&mut conn, TenantId::new(), &name, &db, None)
-            .await
-            .expect("insert");
-    assert_eq!(tenant.status, "provisioning");
-    let err = main_db::tenants::insert_provisioning(&mut conn, TenantId::new(), &name, &db, None)
+    let insert_tenant = |id: TenantId| {
+        diesel::sql_query(
+            "INSERT INTO tenants (id, name, database_name, status) VALUES ($1, $2, $3, 'provisioning')",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(*id.as_uuid())
+        .bind::<Text, _>(name.as_str().to_owned())
+        .bind::<Text, _>(db.as_str().to_owned())
+    };
+    let tenant = TenantId::new();
+    insert_tenant(tenant)
+        .execute(&mut conn)
+        .await
+        .expect("insert");
+    let err = insert_tenant(TenantId::new())
+        .execute(&mut conn)
         .await
         .expect_err("same database name");
     assert!(is_violation(&err, "tenants_database_name_key"), "{err:?}");
@@ -139,7 +148,7 @@ async fn constraints_protect_tenants_memberships_and_sso_configs() {
     let err = conn
         .batch_execute(&format!(
             "UPDATE tenants SET status = 'ready' WHERE id = '{}'",
-            tenant.id
+            tenant
         ))
         .await
         .expect_err("unknown status");
@@ -159,22 +168,22 @@ async fn constraints_protect_tenants_memberships_and_sso_configs() {
     )
     .await
     .expect("user");
-    main_db::memberships::insert(
-        &mut conn,
-        UserId::from_uuid(user.id),
-        tenant.tenant_id(),
-        Role::Admin,
-    )
-    .await
-    .expect("membership");
-    let err = main_db::memberships::insert(
-        &mut conn,
-        UserId::from_uuid(user.id),
-        tenant.tenant_id(),
-        Role::Viewer,
-    )
-    .await
-    .expect_err("already a member");
+    let insert_membership = |role: Role| {
+        diesel::sql_query(
+            "INSERT INTO user_tenant_associations (user_id, tenant_id, role) VALUES ($1, $2, $3)",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(user.id)
+        .bind::<diesel::sql_types::Uuid, _>(*tenant.as_uuid())
+        .bind::<Text, _>(role.as_str())
+    };
+    insert_membership(Role::Admin)
+        .execute(&mut conn)
+        .await
+        .expect("membership");
+    let err = insert_membership(Role::Viewer)
+        .execute(&mut conn)
+        .await
+        .expect_err("already a member");
     assert!(
         is_violation(&err, "user_tenant_associations_pkey"),
         "{err:?}"
@@ -194,7 +203,7 @@ async fn constraints_protect_tenants_memberships_and_sso_configs() {
 
     let sso = format!(
         "INSERT INTO tenant_sso_configs (id, tenant_id, provider_tenant_id, client_id) VALUES (gen_random_uuid(), '{}', 'tid', 'cid')",
-        tenant.id
+        tenant
     );
     conn.batch_execute(&sso).await.expect("first SSO config");
     let err = conn
@@ -208,7 +217,7 @@ async fn constraints_protect_tenants_memberships_and_sso_configs() {
     let err = conn
         .batch_execute(&format!(
             "UPDATE tenant_sso_configs SET client_secret_encrypted = 'x' WHERE tenant_id = '{}'",
-            tenant.id
+            tenant
         ))
         .await
         .expect_err("secret without key id");

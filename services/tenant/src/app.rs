@@ -39,7 +39,7 @@ impl App {
 
 /// The SSO rule of a tenant row: the directory whose SSO tokens alone it admits, when
 /// its `auth_method` is `sso` (an empty directory, never mirrored, admits none).
-pub fn sso_only_directory(row: &main_db::tenants::TenantRow) -> Option<String> {
+pub fn sso_only_directory(row: &crate::store::tenants::TenantRow) -> Option<String> {
     (row.auth_method == "sso").then(|| row.sso_directory_id.clone().unwrap_or_default())
 }
 
@@ -83,7 +83,7 @@ impl RoleLookup for DbRoles {
     fn access(&self, tenant: TenantId, user: UserId) -> RoleFuture<'_> {
         Box::pin(async move {
             let mut conn = self.db.get().await.map_err(|e| e.to_string())?;
-            let Some(row) = main_db::tenants::find(&mut conn, tenant)
+            let Some(row) = crate::store::tenants::find(&mut conn, tenant)
                 .await
                 .map_err(|e| e.to_string())?
             else {
@@ -92,7 +92,7 @@ impl RoleLookup for DbRoles {
             if !row.is_active {
                 return Ok(None);
             }
-            let membership = main_db::memberships::find(&mut conn, tenant, user)
+            let membership = crate::store::memberships::find(&mut conn, tenant, user)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(membership

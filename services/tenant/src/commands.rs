@@ -62,11 +62,7 @@ pub async fn init(
         args.create_admin,
         "nothing to do: give --create-admin (and --create-test-tenant)"
     );
-    let auth = clients::AuthClient::new(
-        settings.peers.auth_url.clone(),
-        settings.peers.internal_token.clone(),
-        settings.peers.call_timeout,
-    )?;
+    let auth = clients::AuthClient::from_peers(&settings.peers)?;
     let email = domain::Email::parse(&init.admin_email)
         .map_err(|e| anyhow::anyhow!("INIT_ADMIN_EMAIL: {e}"))?;
     let (password, generated) = match &init.admin_password {
@@ -99,7 +95,7 @@ pub async fn init(
         )?;
         let existing = {
             let mut conn = db.get().await?;
-            main_db::tenants::find_by_creator_and_name(&mut conn, admin.id, &name).await?
+            crate::store::tenants::find_by_creator_and_name(&mut conn, admin.id, &name).await?
         };
         match existing {
             Some(tenant) => line(&format!(
@@ -135,7 +131,7 @@ pub async fn reactivate(
     )?;
     let manager = tenant_db::TenantDatabaseManager::new(settings.tenant_db.clone())?;
     let mut conn = db.get().await?;
-    let tenant = main_db::tenants::find(&mut conn, tenant_id)
+    let tenant = crate::store::tenants::find(&mut conn, tenant_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no tenant {tenant_id}"))?;
     anyhow::ensure!(
@@ -148,7 +144,7 @@ pub async fn reactivate(
         manager.exists(&database).await?,
         "tenant {tenant_id} was purged (its database {database} is gone): it cannot be reactivated"
     );
-    let tenant = main_db::tenants::reactivate(&mut conn, tenant_id)
+    let tenant = crate::store::tenants::reactivate(&mut conn, tenant_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("tenant {tenant_id} changed meanwhile; run again"))?;
     // Services that cached "not a member" while it was deactivated learn it at once.

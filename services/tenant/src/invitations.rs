@@ -288,13 +288,13 @@ impl Invitations {
         let (row, refreshed, event) = diesel_async::AsyncConnection::transaction::<_, TxError, _>(
             &mut *conn,
             async |tx| {
-                let tenant_row = main_db::tenants::find(tx, tenant)
+                let tenant_row = crate::store::tenants::find(tx, tenant)
                     .await?
                     .filter(|t| t.is_active)
                     .ok_or(ApiError::NotFound("Tenant"))?;
                 invitations::lock_tenant(tx, tenant).await?;
                 if let Some(user) = holder {
-                    if main_db::memberships::find(tx, tenant, user).await?.is_some() {
+                    if crate::store::memberships::find(tx, tenant, user).await?.is_some() {
                         return Err(ApiError::Conflict(
                             "This address belongs to a member of the tenant already".into(),
                         )
@@ -448,7 +448,7 @@ impl Invitations {
                     .await
                     .map_err(ApiError::internal)?,
             )?;
-            let tenant = main_db::tenants::find(&mut conn, TenantId::from_uuid(row.tenant_id))
+            let tenant = crate::store::tenants::find(&mut conn, TenantId::from_uuid(row.tenant_id))
                 .await
                 .map_err(ApiError::internal)?
                 .filter(|t| t.is_active)
@@ -523,14 +523,14 @@ impl Invitations {
                     )
                     .into());
                 }
-                main_db::tenants::find(tx, tenant)
+                crate::store::tenants::find(tx, tenant)
                     .await?
                     .filter(|t| t.is_active)
                     .ok_or_else(not_found)?;
                 // Second line behind revoke_after_membership_change: an invitation
                 // admits only while its sender may still invite.
                 let inviter_admin = match row.invited_by {
-                    Some(inviter) => main_db::memberships::find(tx, tenant, UserId::from_uuid(inviter))
+                    Some(inviter) => crate::store::memberships::find(tx, tenant, UserId::from_uuid(inviter))
                         .await?
                         .is_some_and(|m| m.role == Role::Admin.as_str()),
                     None => false,
@@ -538,14 +538,14 @@ impl Invitations {
                 if !inviter_admin {
                     return Err(not_found().into());
                 }
-                if main_db::memberships::find(tx, tenant, caller).await?.is_some() {
+                if crate::store::memberships::find(tx, tenant, caller).await?.is_some() {
                     return Err(ApiError::Conflict(
                         "You are a member of this tenant already".into(),
                     )
                     .into());
                 }
                 let role = role_of(&row)?;
-                let membership = main_db::memberships::insert(tx, caller, tenant, role)
+                let membership = crate::store::memberships::insert(tx, caller, tenant, role)
                     .await
                     .map_err(already_member)?;
                 invitations::accept(tx, row.id, caller)

@@ -21,10 +21,10 @@ pub async fn sweep_interrupted(
 ) -> anyhow::Result<usize> {
     let cutoff = chrono::Utc::now() - chrono::Duration::from_std(stale_after)?;
     let mut conn = db.get().await?;
-    let stale = main_db::tenants::stale_provisioning(&mut conn, cutoff).await?;
+    let stale = crate::store::tenants::stale_provisioning(&mut conn, cutoff).await?;
     let mut swept = 0;
     for tenant in stale {
-        if !main_db::tenants::fail_if_provisioning(&mut conn, tenant.tenant_id(), INTERRUPTED)
+        if !crate::store::tenants::fail_if_provisioning(&mut conn, tenant.tenant_id(), INTERRUPTED)
             .await?
         {
             // Finished (or failed) in the meantime.

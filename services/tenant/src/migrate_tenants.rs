@@ -133,7 +133,7 @@ pub async fn run(
 
     let rows = {
         let mut conn = db.get().await.map_err(main_db::DbError::from)?;
-        main_db::tenants::with_databases(&mut conn, args.tenant_id).await?
+        crate::store::tenants::with_databases(&mut conn, args.tenant_id).await?
     };
     if let Some(id) = args.tenant_id {
         anyhow::ensure!(

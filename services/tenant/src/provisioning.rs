@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
+use crate::store::tenants::{self, TenantRow};
 use diesel_async::AsyncConnection;
 use domain::{Role, TenantDatabaseName, TenantId, TenantName, TenantStatus, UserId};
 use events::EventEnvelope;
-use main_db::tenants::{self, TenantRow};
 use main_db::DbPool;
 use tenant_db::{migrations, TenantDatabaseManager, TenantDbError};
 
@@ -98,7 +98,7 @@ impl Provisioner {
                     let tenant =
                         tenants::insert_provisioning(tx, id, &name, &database, creator).await?;
                     if let Some(creator) = creator {
-                        main_db::memberships::insert(tx, creator, id, Role::Admin).await?;
+                        crate::store::memberships::insert(tx, creator, id, Role::Admin).await?;
                     }
                     Ok(tenant)
                 })

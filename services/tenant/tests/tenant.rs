@@ -178,7 +178,7 @@ async fn a_failed_provisioning_is_recorded_leaves_no_database_and_can_be_retried
     let mut conn = AsyncPgConnection::establish(&ctx.main_url)
         .await
         .expect("connect");
-    let tenant = main_db::tenants::find(&mut conn, tenant_id)
+    let tenant = tenant::store::tenants::find(&mut conn, tenant_id)
         .await
         .expect("query")
         .expect("row kept");
@@ -246,7 +246,7 @@ async fn a_failure_after_the_database_was_created_drops_it() {
     let mut conn = AsyncPgConnection::establish(&ctx.main_url)
         .await
         .expect("connect");
-    let tenant = main_db::tenants::find(&mut conn, tenant_id)
+    let tenant = tenant::store::tenants::find(&mut conn, tenant_id)
         .await
         .expect("query")
         .expect("row");
@@ -370,7 +370,7 @@ async fn an_interrupted_provisioning_is_swept_to_failed_without_its_database() {
     let id = domain::TenantId::new();
     {
         let mut conn = db.get().await.expect("conn");
-        main_db::tenants::insert_provisioning(&mut conn, id, &name, &database, None)
+        tenant::store::tenants::insert_provisioning(&mut conn, id, &name, &database, None)
             .await
             .expect("row");
     }
@@ -388,7 +388,7 @@ async fn an_interrupted_provisioning_is_swept_to_failed_without_its_database() {
         .expect("sweep");
     assert_eq!(swept, 1);
     let mut conn = db.get().await.expect("conn");
-    let row = main_db::tenants::find(&mut conn, id)
+    let row = tenant::store::tenants::find(&mut conn, id)
         .await
         .expect("query")
         .expect("row");
@@ -436,7 +436,7 @@ async fn the_database_server_dying_fails_provisioning_cleanly_and_retry_complete
     let mut conn = AsyncPgConnection::establish(&ctx.main_url)
         .await
         .expect("connect");
-    let tenant = main_db::tenants::find(&mut conn, tenant_id)
+    let tenant = tenant::store::tenants::find(&mut conn, tenant_id)
         .await
         .expect("query")
         .expect("row");
@@ -510,7 +510,7 @@ async fn a_tenant_has_one_pending_invitation_per_address_and_each_ends_once() {
         .await
         .expect("connect");
     let name = TenantName::parse("Invites").expect("valid");
-    let tenant = main_db::tenants::insert_provisioning(
+    let tenant = tenant::store::tenants::insert_provisioning(
         &mut conn,
         TenantId::new(),
         &name,

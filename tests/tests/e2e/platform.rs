@@ -269,7 +269,7 @@ async fn tenant_routes_know_the_callers_role_and_hide_tenants_from_outsiders() {
     let mut conn = AsyncPgConnection::establish(&ctx.main_url)
         .await
         .expect("connect");
-    main_db::memberships::insert(&mut conn, viewer, tenant.tenant_id(), Role::Viewer)
+    tenant::store::memberships::insert(&mut conn, viewer, tenant.tenant_id(), Role::Viewer)
         .await
         .expect("viewer");
 

@@ -12,8 +12,8 @@ use http_kit::{ApiError, Json, RequestId};
 use serde_json::json;
 
 use crate::app::{App, TxError};
-use main_db::memberships::MembershipRow;
-use main_db::tenants::TenantRow;
+use crate::store::memberships::MembershipRow;
+use crate::store::tenants::TenantRow;
 use main_db::DbPool;
 
 pub fn summary(row: TenantRow) -> TenantSummary {
@@ -51,7 +51,7 @@ pub async fn tenant_databases(
     app: web::Data<App>,
 ) -> Result<HttpResponse, ApiError> {
     let mut conn = app.conn().await?;
-    let rows = main_db::tenants::with_databases(&mut conn, None)
+    let rows = crate::store::tenants::with_databases(&mut conn, None)
         .await
         .map_err(ApiError::internal)?;
     drop(conn);
@@ -84,7 +84,7 @@ pub async fn tenant(
     path: web::Path<TenantId>,
 ) -> Result<HttpResponse, ApiError> {
     let mut conn = db.get().await?;
-    let row = main_db::tenants::find(&mut conn, path.into_inner())
+    let row = crate::store::tenants::find(&mut conn, path.into_inner())
         .await
         .map_err(ApiError::internal)?
         .ok_or(ApiError::NotFound("Tenant"))?;
@@ -102,7 +102,7 @@ pub async fn membership(
 ) -> Result<HttpResponse, ApiError> {
     let (tenant_id, user_id) = path.into_inner();
     let mut conn = db.get().await?;
-    let tenant = main_db::tenants::find(&mut conn, tenant_id)
+    let tenant = crate::store::tenants::find(&mut conn, tenant_id)
         .await
         .map_err(ApiError::internal)?;
     // Deactivated or unfinished tenants have no usable members.
@@ -110,7 +110,7 @@ pub async fn membership(
     else {
         return Err(ApiError::NotFound("Membership"));
     };
-    let row = main_db::memberships::find(&mut conn, tenant_id, user_id)
+    let row = crate::store::memberships::find(&mut conn, tenant_id, user_id)
         .await
         .map_err(ApiError::internal)?
         .ok_or(ApiError::NotFound("Membership"))?;
@@ -133,7 +133,7 @@ pub async fn tenants_of_user(
     path: web::Path<UserId>,
 ) -> Result<HttpResponse, ApiError> {
     let mut conn = db.get().await?;
-    let rows = main_db::memberships::active_tenants_of(&mut conn, path.into_inner())
+    let rows = crate::store::memberships::active_tenants_of(&mut conn, path.into_inner())
         .await
         .map_err(ApiError::internal)?;
     let tenants = rows
@@ -178,18 +178,18 @@ pub async fn set_membership(
         .with_request_id(Some(request_id.0));
     let mut conn = app.conn().await?;
     let row = diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
-        let tenant = main_db::tenants::find(tx, tenant_id)
+        let tenant = crate::store::tenants::find(tx, tenant_id)
             .await?
             .filter(|t| t.is_active && t.status() == domain::TenantStatus::Active)
             .ok_or(ApiError::NotFound("Tenant"))?;
-        let admins = main_db::memberships::lock_admins(tx, tenant_id).await?;
+        let admins = crate::store::memberships::lock_admins(tx, tenant_id).await?;
         if role != Role::Admin && admins == [user_id.into_uuid()] {
             return Err(ApiError::BadRequest(
                 "The last admin of a tenant cannot be demoted".into(),
             )
             .into());
         }
-        let row = main_db::memberships::upsert(tx, user_id, tenant_id, role)
+        let row = crate::store::memberships::upsert(tx, user_id, tenant_id, role)
             .await
             .map_err(|e| match e {
                 diesel::result::Error::DatabaseError(
@@ -272,10 +272,10 @@ pub async fn set_sso(
         ));
     }
     let mut conn = db.get().await?;
-    let row = main_db::tenants::set_sso(
+    let row = crate::store::tenants::set_sso(
         &mut conn,
         path.into_inner(),
-        &main_db::tenants::SsoMirror {
+        &crate::store::tenants::SsoMirror {
             auth_method: &body.auth_method,
             domains: &body.sso_domain_whitelist,
             auto_provisioning: body.sso_auto_provisioning,
@@ -305,7 +305,7 @@ pub async fn sso_bypass(
 ) -> Result<HttpResponse, ApiError> {
     let tenant = path.into_inner();
     let mut conn = app.conn().await?;
-    main_db::tenants::find(&mut conn, tenant)
+    crate::store::tenants::find(&mut conn, tenant)
         .await
         .map_err(ApiError::internal)?
         .ok_or(ApiError::NotFound("Tenant"))?;

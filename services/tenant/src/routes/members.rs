@@ -129,7 +129,7 @@ pub async fn add(
     let mut conn = app.conn().await?;
     let row = conn
         .transaction::<_, TxError, _>(async |tx| {
-            let row = main_db::memberships::insert(tx, user_id, member.tenant_id, role)
+            let row = crate::store::memberships::insert(tx, user_id, member.tenant_id, role)
                 .await
                 .map_err(db_error)?;
             enqueue(tx, &event).await?;
@@ -179,7 +179,7 @@ pub async fn change_role(
     let mut conn = app.conn().await?;
     let row = conn
         .transaction::<_, TxError, _>(async |tx| {
-            let admins = main_db::memberships::lock_admins(tx, member.tenant_id)
+            let admins = crate::store::memberships::lock_admins(tx, member.tenant_id)
                 .await
                 .map_err(ApiError::internal)?;
             // The caller's role was read before the lock: it must still be admin.
@@ -195,7 +195,7 @@ pub async fn change_role(
                 )
                 .into());
             }
-            let row = main_db::memberships::set_role(tx, member.tenant_id, user_id, role)
+            let row = crate::store::memberships::set_role(tx, member.tenant_id, user_id, role)
                 .await
                 .map_err(ApiError::internal)?
                 .ok_or(ApiError::NotFound("Membership"))?;
@@ -250,7 +250,7 @@ pub async fn remove(
     )?;
     let mut conn = app.conn().await?;
     conn.transaction::<_, TxError, _>(async |tx| {
-        let admins = main_db::memberships::lock_admins(tx, member.tenant_id)
+        let admins = crate::store::memberships::lock_admins(tx, member.tenant_id)
             .await
             .map_err(ApiError::internal)?;
         if !admins.contains(&member.user_id.into_uuid()) {
@@ -264,7 +264,7 @@ pub async fn remove(
             )
             .into());
         }
-        if !main_db::memberships::remove(tx, member.tenant_id, user_id)
+        if !crate::store::memberships::remove(tx, member.tenant_id, user_id)
             .await
             .map_err(ApiError::internal)?
         {

@@ -54,7 +54,7 @@ pub async fn health(info: web::Data<ServiceInfo>) -> HttpResponse {
               (status = 401, body = http_kit::ErrorBody)))]
 pub async fn list(app: web::Data<App>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
     let mut conn = app.conn().await?;
-    let rows = main_db::memberships::active_tenants_of(&mut conn, caller.user_id)
+    let rows = crate::store::memberships::active_tenants_of(&mut conn, caller.user_id)
         .await
         .map_err(ApiError::internal)?;
     let tenants: Vec<clients::UserTenant> = rows
@@ -113,11 +113,11 @@ pub async fn get(app: web::Data<App>, member: TenantMember) -> Result<HttpRespon
     member.require(Permission::ViewTenant)?;
     let (tenant, memberships) = {
         let mut conn = app.conn().await?;
-        let tenant = main_db::tenants::find(&mut conn, member.tenant_id)
+        let tenant = crate::store::tenants::find(&mut conn, member.tenant_id)
             .await
             .map_err(ApiError::internal)?
             .ok_or(ApiError::NotFound("Tenant"))?;
-        let memberships = main_db::memberships::members_of(&mut conn, member.tenant_id)
+        let memberships = crate::store::memberships::members_of(&mut conn, member.tenant_id)
             .await
             .map_err(ApiError::internal)?;
         (tenant, memberships)
@@ -175,11 +175,11 @@ pub async fn update(
         Some(name) => {
             let name =
                 TenantName::parse(name).map_err(|e| ApiError::validation("name", e.to_string()))?;
-            main_db::tenants::rename(&mut conn, member.tenant_id, &name)
+            crate::store::tenants::rename(&mut conn, member.tenant_id, &name)
                 .await
                 .map_err(ApiError::internal)?
         }
-        None => main_db::tenants::find(&mut conn, member.tenant_id)
+        None => crate::store::tenants::find(&mut conn, member.tenant_id)
             .await
             .map_err(ApiError::internal)?
             .ok_or(ApiError::NotFound("Tenant"))?,
@@ -258,7 +258,7 @@ pub async fn delete(
     let event = deleted_event(tenant_id, member.user_id, purge, request_id)?;
     let deactivated =
         diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
-            let row = main_db::tenants::deactivate(tx, tenant_id)
+            let row = crate::store::tenants::deactivate(tx, tenant_id)
                 .await
                 .map_err(ApiError::internal)?;
             let Some(row) = row else {
@@ -304,7 +304,7 @@ async fn purge_database(
     conn: &mut diesel_async::AsyncPgConnection,
     tenant_id: domain::TenantId,
 ) -> Result<(), ApiError> {
-    let tenant = main_db::tenants::find(conn, tenant_id)
+    let tenant = crate::store::tenants::find(conn, tenant_id)
         .await
         .map_err(ApiError::internal)?
         .ok_or(ApiError::NotFound("Tenant"))?;
@@ -350,13 +350,13 @@ async fn purge_deactivated(
     request_id: RequestId,
 ) -> Result<HttpResponse, actix_web::Error> {
     let mut conn = app.conn().await?;
-    let tenant = main_db::tenants::find(&mut conn, tenant_id)
+    let tenant = crate::store::tenants::find(&mut conn, tenant_id)
         .await
         .map_err(ApiError::internal)?;
     let Some(tenant) = tenant.filter(|t| !t.is_active) else {
         return Err(refused);
     };
-    let admin = main_db::memberships::find(&mut conn, tenant_id, caller.user_id)
+    let admin = crate::store::memberships::find(&mut conn, tenant_id, caller.user_id)
         .await
         .map_err(ApiError::internal)?
         .is_some_and(|m| m.role == Role::Admin.as_str());

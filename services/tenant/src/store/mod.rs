@@ -1,5 +1,10 @@
-//! The SQL of the tables the tenant service alone owns and the other services never
-//! read: invitations (`tenant_invitations`). `tenants` and memberships stay in
-//! `main-db` for now (their queries are next to move).
+//! The SQL of the tables the tenant service owns: `tenants`, memberships
+//! (`user_tenant_associations`) and invitations (`tenant_invitations`). Other services
+//! learn tenants and roles through the internal API (docs/ARCHITECTURE.md), never by
+//! reading these tables.
+//!
+//! Queries are functions that take a connection, so the caller decides the transaction.
 
 pub mod invitations;
+pub mod memberships;
+pub mod tenants;

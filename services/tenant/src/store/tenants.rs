@@ -6,7 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::{TenantDatabaseName, TenantId, TenantName, TenantStatus, UserId};
 use uuid::Uuid;
 
-use crate::schema::tenants;
+use main_db::schema::tenants;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = tenants, check_for_backend(diesel::pg::Pg))]

@@ -6,7 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::{Role, TenantId, UserId};
 use uuid::Uuid;
 
-use crate::schema::user_tenant_associations as memberships;
+use main_db::schema::user_tenant_associations as memberships;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = memberships, check_for_backend(diesel::pg::Pg))]
@@ -51,8 +51,8 @@ pub async fn find(
 pub async fn active_tenants_of(
     conn: &mut AsyncPgConnection,
     user: UserId,
-) -> QueryResult<Vec<(crate::tenants::TenantRow, MembershipRow)>> {
-    use crate::schema::tenants;
+) -> QueryResult<Vec<(crate::store::tenants::TenantRow, MembershipRow)>> {
+    use main_db::schema::tenants;
     memberships::table
         .inner_join(tenants::table)
         .filter(memberships::user_id.eq(user.into_uuid()))
@@ -60,7 +60,7 @@ pub async fn active_tenants_of(
         .filter(tenants::status.eq(domain::TenantStatus::Active.as_str()))
         .order((memberships::joined_at.desc(), tenants::created_at.desc()))
         .select((
-            crate::tenants::TenantRow::as_select(),
+            crate::store::tenants::TenantRow::as_select(),
             MembershipRow::as_select(),
         ))
         .load(conn)
