@@ -68,6 +68,16 @@ pub struct AuthClient {
 }
 
 impl AuthClient {
+    /// The client of the peer `peers` names (its URL, the internal token, the call
+    /// timeout), as every service builds it at start.
+    pub fn from_peers(peers: &http_kit::Peers) -> Result<Self, ClientError> {
+        Self::new(
+            peers.auth_url.clone(),
+            peers.internal_token.clone(),
+            peers.call_timeout,
+        )
+    }
+
     pub fn new(
         base_url: impl Into<String>,
         token: Secret<String>,

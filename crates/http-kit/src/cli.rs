@@ -37,6 +37,41 @@ pub trait Service {
     fn start(settings: Self::Settings, listeners: Listeners) -> anyhow::Result<Running>;
 }
 
+/// Declares a service crate's `pub struct Service`: the [`Service`] whose settings are
+/// `$settings` (read by its `read`, the common part in its `common` field) and which
+/// `$start(settings, listeners)` builds. Every service crate declares itself this way,
+/// so the five start up alike (docs/ARCHITECTURE.md, "One service shape").
+#[macro_export]
+macro_rules! service {
+    ($info:expr, $settings:ty, $start:path) => {
+        /// The service as its binary and the tests run it.
+        pub struct Service;
+
+        impl $crate::cli::Service for Service {
+            const INFO: $crate::ServiceInfo = $info;
+            type Settings = $settings;
+
+            fn read_settings(reader: &mut $crate::ConfigReader<'_>) -> $settings {
+                <$settings>::read(reader)
+            }
+
+            fn common(settings: &$settings) -> &$crate::CommonSettings {
+                &settings.common
+            }
+
+            fn start(
+                settings: $settings,
+                listeners: $crate::server::Listeners,
+            ) -> $crate::cli::StartResult {
+                $start(settings, listeners)
+            }
+        }
+    };
+}
+
+/// What [`Service::start`] returns.
+pub type StartResult = anyhow::Result<Running>;
+
 /// Binds the configured address and serves until SIGTERM/SIGINT, then stops: no new
 /// connections, requests in flight finished, background tasks stopped, all within
 /// `SHUTDOWN_TIMEOUT_SECS` (`lifecycle`).

@@ -70,9 +70,10 @@ pub async fn revert_all_migrations(url: &str) -> Result<Vec<String>, BoxError> {
     .await
 }
 
-/// The `migrate` subcommand: applies pending migrations and says what it did.
-pub async fn migrate_command(url: String) -> Result<(), BoxError> {
-    let applied = run_migrations(&url).await?;
+/// The `migrate` subcommand of every service binary: applies pending migrations and
+/// says what it did (`http_kit::cli::run`'s `migrate`).
+pub async fn migrate_command(url: String) -> anyhow::Result<()> {
+    let applied = run_migrations(&url).await.map_err(|e| anyhow::anyhow!(e))?;
     if applied.is_empty() {
         println!("main database: up to date");
     } else {

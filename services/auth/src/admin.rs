@@ -8,9 +8,9 @@ use events::AccountEvent;
 use http_kit::ApiError;
 use main_db::users::{self, UserRow};
 
-use crate::accounts::Accounts;
+use crate::app::App;
 
-impl Accounts {
+impl App {
     /// The caller, if an active platform administrator; 403 otherwise.
     pub async fn platform_admin(&self, caller: UserId) -> Result<UserRow, ApiError> {
         let user = self.profile(caller).await?;

@@ -18,7 +18,8 @@ use main_db::users::{self, UserRow};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::accounts::{validate_password, Accounts, TxError};
+use crate::accounts::validate_password;
+use crate::app::{App, TxError};
 
 /// Longest token accepted (ours are 43 characters).
 const MAX_TOKEN_LEN: usize = 128;
@@ -65,7 +66,7 @@ fn usable(row: Option<EmailTokenRow>) -> Result<EmailTokenRow, ApiError> {
     Ok(row)
 }
 
-impl Accounts {
+impl App {
     /// Stores a new single-use token for `purpose` and returns the event that mails its
     /// link to the user, in the caller's transaction.
     pub async fn new_link(

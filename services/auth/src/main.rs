@@ -23,11 +23,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Common(CommonCommand::Serve)) {
         Command::Common(command) => {
-            http_kit::cli::run::<auth::Service, _, _>(command, |url| async move {
-                main_db::migrate_command(url)
-                    .await
-                    .map_err(|e| anyhow::anyhow!(e))
-            })
+            http_kit::cli::run::<auth::Service, _, _>(command, main_db::migrate_command)
         }
         Command::GenerateKey => match auth::keys::generate_pem() {
             Ok(pem) => {

@@ -21,7 +21,7 @@ use main_db::users::{self, UserRow};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::accounts::{redis_unavailable, Accounts, TxError};
+use crate::app::{redis_unavailable, App, TxError};
 use crate::tokens::{Issued, SessionGrant, TokenPair};
 
 /// Where a session is opened from (shown in the session list).
@@ -108,7 +108,7 @@ fn grant<'a>(
     }
 }
 
-impl Accounts {
+impl App {
     /// 429 when a bucket of failed logins is full (nothing is counted here).
     async fn refuse_after_failures(&self, buckets: &[(String, u32)]) -> Result<(), ApiError> {
         for (bucket, limit) in buckets {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use actix_web::web;
-use http_kit::{Background, CommonSettings, ConfigReader, ReadinessCheck, Running, ServiceInfo};
+use http_kit::{Background, ReadinessCheck, Running, ServiceInfo};
 use utoipa::OpenApi;
 
 pub mod app;
@@ -52,116 +52,96 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// The service as its binary and the tests run it.
-pub struct Service;
+http_kit::service!(INFO, Settings, start);
 
-impl http_kit::cli::Service for Service {
-    const INFO: ServiceInfo = INFO;
-    type Settings = Settings;
-
-    fn read_settings(reader: &mut ConfigReader<'_>) -> Settings {
-        Settings::read(reader)
-    }
-
-    fn common(settings: &Settings) -> &CommonSettings {
-        &settings.common
-    }
-
-    fn start(
-        settings: Settings,
-        listeners: http_kit::server::Listeners,
-    ) -> anyhow::Result<Running> {
-        let common = &settings.common;
-        let mut background = Background::new();
-        let db = main_db::service_pool(INFO.name, common)?;
-        // The postgres and kafka_topics checks, and the connection-budget warning.
-        let database_checks =
-            main_db::database_checks(INFO.name, common, &db, &[settings.tenant_db.budget_part()])?;
-        let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
-        let storage = storage::Storage::new(settings.storage.clone())?;
-        let peers = &settings.peers;
-        let tenants = clients::TenantClient::new(
-            peers.tenant_url.clone(),
-            peers.internal_token.clone(),
-            peers.call_timeout,
-        )?;
-        let verifier = peers.verifier(common, &redis)?;
-        let roles = http_kit::peers::cached_roles(
-            Arc::new(tenants.clone()),
-            common,
-            &redis,
-            &mut background,
-        );
-        let pools = tenant_db::TenantPoolCache::new(settings.tenant_db.clone());
-        let list_client = tenants.clone();
-        let relay = main_db::start_relay(
-            INFO.name,
-            common,
-            Arc::new(tenant_db::TenantOutboxes::new(
-                pools.clone(),
-                Arc::new(move || {
-                    let client = list_client.clone();
-                    Box::pin(async move {
-                        Ok(client
-                            .databases()
-                            .await?
-                            .into_iter()
-                            .map(|d| d.database_name)
-                            .collect())
-                    })
-                }),
-            )),
-            &mut background,
-        )?;
-        let app = app::App::new(
-            storage.clone(),
-            pools,
-            tenants,
-            upload::Uploads::new(settings.uploads.clone()),
-            relay,
-        );
-        let app = web::Data::new(app);
-        // The bucket is checked (or created, with S3_CREATE_BUCKET) in the background:
-        // until then, and whenever S3 cannot answer, /ready says so.
-        let create = settings.create_bucket;
-        let bucket_storage = storage.clone();
-        background.spawn_cancellable("bucket-check", async move {
-            if let Err(e) = bucket_storage.ensure_bucket(create).await {
-                tracing::error!(error = %e, "the document bucket is not usable");
-            }
-        });
-        // Multipart uploads a killed instance left behind are aborted by the sweep.
-        background.spawn(
-            "upload-sweep",
-            upload::sweep_loop(app.clone(), background.token()),
-        );
-        let checks = [
-            ReadinessCheck::new("redis", cache::probe(redis, common.redis_timeout)),
-            ReadinessCheck::new("object_storage", move || {
-                let storage = storage.clone();
-                async move {
-                    storage
-                        .ensure_bucket(false)
-                        .await
-                        .map_err(|e| e.to_string())
-                }
+/// Builds the service on `listeners` (tests and the all-in-one runner call this).
+/// Must be called inside a Tokio runtime.
+pub fn start(
+    settings: Settings,
+    listeners: http_kit::server::Listeners,
+) -> anyhow::Result<Running> {
+    let common = &settings.common;
+    let mut background = Background::new();
+    let db = main_db::service_pool(INFO.name, common)?;
+    // The postgres and kafka_topics checks, and the connection-budget warning.
+    let database_checks =
+        main_db::database_checks(INFO.name, common, &db, &[settings.tenant_db.budget_part()])?;
+    let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
+    let storage = storage::Storage::new(settings.storage.clone())?;
+    let peers = &settings.peers;
+    let tenants = clients::TenantClient::from_peers(peers)?;
+    let verifier = peers.verifier(common, &redis)?;
+    let roles =
+        http_kit::peers::cached_roles(Arc::new(tenants.clone()), common, &redis, &mut background);
+    let pools = tenant_db::TenantPoolCache::new(settings.tenant_db.clone());
+    let list_client = tenants.clone();
+    let relay = main_db::start_relay(
+        INFO.name,
+        common,
+        Arc::new(tenant_db::TenantOutboxes::new(
+            pools.clone(),
+            Arc::new(move || {
+                let client = list_client.clone();
+                Box::pin(async move {
+                    Ok(client
+                        .databases()
+                        .await?
+                        .into_iter()
+                        .map(|d| d.database_name)
+                        .collect())
+                })
             }),
-        ];
-        let verifier = web::Data::new(verifier);
-        let roles = web::Data::from(roles);
-        let server = http_kit::server::start_service(
-            INFO,
-            common,
-            database_checks.into_iter().chain(checks),
-            openapi(),
-            listeners,
-            move |cfg| {
-                cfg.app_data(app.clone())
-                    .app_data(verifier.clone())
-                    .app_data(roles.clone());
-                routes::configure(cfg);
-            },
-        )?;
-        Ok(Running { server, background })
-    }
+        )),
+        &mut background,
+    )?;
+    let app = app::App::new(
+        storage.clone(),
+        pools,
+        tenants,
+        upload::Uploads::new(settings.uploads.clone()),
+        relay,
+    );
+    let app = web::Data::new(app);
+    // The bucket is checked (or created, with S3_CREATE_BUCKET) in the background:
+    // until then, and whenever S3 cannot answer, /ready says so.
+    let create = settings.create_bucket;
+    let bucket_storage = storage.clone();
+    background.spawn_cancellable("bucket-check", async move {
+        if let Err(e) = bucket_storage.ensure_bucket(create).await {
+            tracing::error!(error = %e, "the document bucket is not usable");
+        }
+    });
+    // Multipart uploads a killed instance left behind are aborted by the sweep.
+    background.spawn(
+        "upload-sweep",
+        upload::sweep_loop(app.clone(), background.token()),
+    );
+    let checks = [
+        ReadinessCheck::new("redis", cache::probe(redis, common.redis_timeout)),
+        ReadinessCheck::new("object_storage", move || {
+            let storage = storage.clone();
+            async move {
+                storage
+                    .ensure_bucket(false)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        }),
+    ];
+    let verifier = web::Data::new(verifier);
+    let roles = web::Data::from(roles);
+    let server = http_kit::server::start_service(
+        INFO,
+        common,
+        database_checks.into_iter().chain(checks),
+        openapi(),
+        listeners,
+        move |cfg| {
+            cfg.app_data(app.clone())
+                .app_data(verifier.clone())
+                .app_data(roles.clone());
+            routes::configure(cfg);
+        },
+    )?;
+    Ok(Running { server, background })
 }

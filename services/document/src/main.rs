@@ -15,10 +15,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     http_kit::cli::run::<document::Service, _, _>(
         cli.command.unwrap_or_default(),
-        |url| async move {
-            main_db::migrate_command(url)
-                .await
-                .map_err(|e| anyhow::anyhow!(e))
-        },
+        main_db::migrate_command,
     )
 }

@@ -1,16 +1,13 @@
-//! Stored files after upload, and a deleted tenant's objects.
-//!
-//! - `file.process`: re-reads the object from S3, checks its MD5 and SHA-256 against
-//!   what the upload recorded, sniffs its real type from its first bytes, and records
-//!   the result on the file and its documents (`processed`, or `mismatch` when the
-//!   bytes differ or are gone), with the processed event id, in the tenant database.
-//! - `tenant.deleted` with `hard_delete`: deletes every object under the tenant's
-//!   prefix (`tenants/{database_name}/`), then records the event as processed.
+//! Stored files after upload (`file.process`): re-reads the object from S3, checks its
+//! MD5 and SHA-256 against what the upload recorded, sniffs its real type from its
+//! first bytes, and records the result on the file and its documents (`processed`, or
+//! `mismatch` when the bytes differ or are gone), with the processed event id, in the
+//! tenant database. A deleted tenant's objects: `purge.rs`.
 
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use domain::{TenantDatabaseName, TenantId};
-use events::{EventEnvelope, FileProcess, Handler, HandlerError, TenantDeleted, Topic};
+use events::{EventEnvelope, FileProcess, Handler, HandlerError, Topic};
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use md5::{Digest, Md5};
@@ -23,19 +20,18 @@ use uuid::Uuid;
 use crate::audit::classify;
 
 pub const PROCESS_CONSUMER: &str = "file-process";
-pub const PURGE_CONSUMER: &str = "tenant-purge";
 
 /// How many leading bytes type detection looks at.
 const SNIFF_BYTES: usize = 8192;
 
-fn storage_error(e: StorageError) -> HandlerError {
+pub(crate) fn storage_error(e: StorageError) -> HandlerError {
     match e {
         StorageError::Unavailable(why) => HandlerError::Unavailable(format!("S3: {why}")),
         other => HandlerError::Failed(format!("S3: {other}")),
     }
 }
 
-fn tenant_error(e: clients::ClientError) -> HandlerError {
+pub(crate) fn tenant_error(e: clients::ClientError) -> HandlerError {
     HandlerError::Unavailable(format!("tenant service: {e}"))
 }
 
@@ -203,97 +199,6 @@ impl Handler for FileProcessor {
                 .filter(|e| e.event_type == Topic::FileProcess.as_str())
             {
                 self.process(event).await?;
-            }
-            Ok(())
-        }
-        .boxed()
-    }
-}
-
-/// Deletes a hard-deleted tenant's objects.
-pub struct TenantPurge {
-    pub storage: Storage,
-    pub tenants: clients::TenantClient,
-    pub db: main_db::DbPool,
-}
-
-impl TenantPurge {
-    /// Whether the database `name` exists on the server (the tenant databases share
-    /// the main database's server).
-    async fn database_exists(&self, name: &str) -> Result<bool, HandlerError> {
-        #[derive(diesel::QueryableByName)]
-        struct Found {
-            #[diesel(sql_type = diesel::sql_types::Bool)]
-            found: bool,
-        }
-        let mut conn = crate::audit::connection(&self.db).await?;
-        let row: Found = diesel::sql_query(
-            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS found",
-        )
-        .bind::<diesel::sql_types::Text, _>(name)
-        .get_result(&mut conn)
-        .await
-        .map_err(classify)?;
-        Ok(row.found)
-    }
-}
-
-impl Handler for TenantPurge {
-    fn name(&self) -> &str {
-        PURGE_CONSUMER
-    }
-
-    fn handle<'a>(
-        &'a self,
-        events: &'a [EventEnvelope],
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
-        async move {
-            for event in events {
-                if event.event_type != Topic::TenantDeleted.as_str() {
-                    continue;
-                }
-                let deleted: TenantDeleted = event
-                    .decode()
-                    .map_err(|e| HandlerError::Invalid(e.to_string()))?;
-                if !deleted.hard_delete {
-                    continue;
-                }
-                let tenant = event.tenant_id.ok_or_else(|| {
-                    HandlerError::Invalid("tenant.deleted without a tenant".into())
-                })?;
-                // The tenant service must confirm the purge: the tenant deactivated and its
-                // database gone. An event saying otherwise (a mistake, or forged by
-                // whoever can write to the topic) deletes nothing and is dead-lettered.
-                let Some(summary) = self.tenants.tenant(tenant).await.map_err(tenant_error)?
-                else {
-                    continue;
-                };
-                if summary.status != domain::TenantStatus::Deleted {
-                    return Err(HandlerError::Invalid(format!(
-                        "tenant.deleted for tenant {tenant}, which the tenant service reports {}: its objects are kept",
-                        summary.status.as_str()
-                    )));
-                }
-                let database = TenantDatabaseName::parse(&summary.database_name)
-                    .map_err(|e| HandlerError::Invalid(format!("tenant database name: {e}")))?;
-                if self.database_exists(database.as_str()).await? {
-                    return Err(HandlerError::Invalid(format!(
-                        "tenant.deleted for tenant {tenant}, whose database still exists: its objects are kept"
-                    )));
-                }
-                // Deleting is idempotent: a redelivery deletes what is left, if anything.
-                let deleted = self
-                    .storage
-                    .delete_prefix(&storage::tenant_prefix(&database))
-                    .await
-                    .map_err(storage_error)?;
-                let mut conn = crate::audit::connection(&self.db).await?;
-                conn.transaction::<_, diesel::result::Error, _>(async |tx| {
-                    events::claim(tx, PURGE_CONSUMER, &[event.id]).await.map(|_| ())
-                })
-                .await
-                .map_err(classify)?;
-                tracing::info!(tenant.id = %tenant, deleted, "objects of the purged tenant deleted");
             }
             Ok(())
         }

@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use event_worker::commands;
 use http_kit::cli::CommonCommand;
 
 /// event-worker: Kafka consumers (audit log) and their API.
@@ -63,137 +64,19 @@ enum TopicsCommand {
     Ensure,
 }
 
-/// Runs `task` on a runtime with settings read by `read` (a command that needs fewer
-/// settings than the service).
-fn run_command<S, F, Fut>(
-    read: impl FnOnce(&mut http_kit::ConfigReader<'_>) -> S,
-    task: F,
-) -> ExitCode
-where
-    F: FnOnce(S) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<ExitCode>>,
-{
-    let settings = match http_kit::cli::load_settings(read) {
-        Ok(settings) => settings,
-        Err(errors) => {
-            eprintln!("event-worker: {errors}");
-            return ExitCode::from(http_kit::cli::EXIT_CONFIG);
-        }
-    };
-    http_kit::telemetry::init(http_kit::config::LogFormat::Pretty, "warn");
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("event-worker: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(task(settings)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("event-worker: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Common(CommonCommand::Serve)) {
-        Command::Topics(TopicsCommand::Ensure) => run_command(
-            event_worker::topics::TopicSettings::read,
-            |settings| async move {
-                event_worker::topics::ensure(&settings, |line| println!("{line}")).await?;
-                Ok(ExitCode::SUCCESS)
-            },
-        ),
-        Command::Dlq(command) => dlq(command),
+        Command::Topics(TopicsCommand::Ensure) => commands::ensure_topics(),
+        Command::Dlq(DlqCommand::List { topic }) => commands::dlq_list(topic),
+        Command::Dlq(DlqCommand::Replay { id, topic, since }) => {
+            commands::dlq_replay(id, topic, since)
+        }
+        Command::Dlq(DlqCommand::Purge { before, topic }) => commands::dlq_purge(before, topic),
         // Serving stops the consumers after the HTTP server (`http_kit::lifecycle`): they
         // finish their batch and commit their offsets before the process exits.
         Command::Common(command) => {
-            http_kit::cli::run::<event_worker::Service, _, _>(command, |url| async move {
-                main_db::migrate_command(url)
-                    .await
-                    .map_err(|e| anyhow::anyhow!(e))
-            })
+            http_kit::cli::run::<event_worker::Service, _, _>(command, main_db::migrate_command)
         }
-    }
-}
-
-fn dlq(command: DlqCommand) -> ExitCode {
-    use event_worker::dlq;
-    match command {
-        DlqCommand::List { topic } => run_command(
-            event_worker::topics::TopicSettings::read,
-            |settings| async move {
-                let topics = dlq::dlq_topics(topic.as_deref()).map_err(anyhow::Error::msg)?;
-                let connection = settings.connection();
-                let timeout = settings.timeout;
-                let letters = tokio::task::spawn_blocking(move || {
-                    dlq::read(&connection, &topics, None, timeout)
-                })
-                .await??;
-                for letter in &letters {
-                    println!("{}", letter.line());
-                }
-                println!("{} dead letters", letters.len());
-                Ok(ExitCode::SUCCESS)
-            },
-        ),
-        DlqCommand::Replay { id, topic, since } => {
-            run_command(event_worker::Settings::read, |settings| async move {
-                let common = &settings.common;
-                let connection = common
-                    .kafka()
-                    .map(events::Connection::from)
-                    .ok_or_else(|| anyhow::anyhow!("KAFKA_BROKERS is not set"))?;
-                let topics = match (&id, &topic) {
-                    (Some(id), _) => vec![id.topic.clone()],
-                    (None, topic) => {
-                        dlq::dlq_topics(topic.as_deref()).map_err(anyhow::Error::msg)?
-                    }
-                };
-                let timeout = common.kafka_timeout;
-                let reader = connection.clone();
-                let letters = tokio::task::spawn_blocking(move || {
-                    dlq::read(&reader, &topics, id.as_ref(), timeout)
-                })
-                .await??;
-                let letters: Vec<_> = letters
-                    .into_iter()
-                    .filter(|l| since.is_none_or(|since| l.at.is_some_and(|at| at >= since)))
-                    .collect();
-                let db = main_db::build_pool(
-                    common.database_url.expose(),
-                    &main_db::PoolSettings {
-                        max_size: 1,
-                        timeout: common.database_timeout,
-                    },
-                )?;
-                dlq::replay(&connection, &db, &letters, timeout, |line| {
-                    println!("{line}")
-                })
-                .await?;
-                Ok(ExitCode::SUCCESS)
-            })
-        }
-        DlqCommand::Purge { before, topic } => run_command(
-            event_worker::topics::TopicSettings::read,
-            |settings| async move {
-                let topics = dlq::dlq_topics(topic.as_deref()).map_err(anyhow::Error::msg)?;
-                dlq::purge(
-                    &settings.connection(),
-                    &topics,
-                    before,
-                    settings.timeout,
-                    |line| println!("{line}"),
-                )
-                .await?;
-                Ok(ExitCode::SUCCESS)
-            },
-        ),
     }
 }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use actix_web::web;
-use http_kit::{Background, CommonSettings, ConfigReader, ReadinessCheck, Running, ServiceInfo};
+use http_kit::{Background, ReadinessCheck, Running, ServiceInfo};
 use utoipa::OpenApi;
 
 pub mod app;
@@ -136,11 +136,7 @@ pub fn build_app(settings: &Settings, background: &mut Background) -> anyhow::Re
     let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
     let keys = cache::Keys::new(common.redis_key_prefix.clone());
     let peers = &settings.peers;
-    let tenants = clients::TenantClient::new(
-        peers.tenant_url.clone(),
-        peers.internal_token.clone(),
-        peers.call_timeout,
-    )?;
+    let tenants = clients::TenantClient::from_peers(peers)?;
     let roles =
         http_kit::peers::cached_roles(Arc::new(tenants.clone()), common, &redis, background);
     let relay = main_db::start_relay(
@@ -159,11 +155,7 @@ pub fn build_app(settings: &Settings, background: &mut Background) -> anyhow::Re
         )?),
         graph: graph::Graph::new(&settings.graph_url, settings.provider_timeout)?,
         tenants,
-        auth: clients::AuthClient::new(
-            peers.auth_url.clone(),
-            peers.internal_token.clone(),
-            peers.call_timeout,
-        )?,
+        auth: clients::AuthClient::from_peers(peers)?,
         one_time: cache::OneTime::new(redis.clone(), keys.clone(), common.redis_timeout),
         cipher: cipher(settings)?,
         revocations: cache::Revocations::new(redis.clone(), keys.clone(), common.redis_timeout),
@@ -213,25 +205,4 @@ pub fn start(
     Ok(Running { server, background })
 }
 
-/// The service as its binary and the tests run it.
-pub struct Service;
-
-impl http_kit::cli::Service for Service {
-    const INFO: ServiceInfo = INFO;
-    type Settings = Settings;
-
-    fn read_settings(reader: &mut ConfigReader<'_>) -> Settings {
-        Settings::read(reader)
-    }
-
-    fn common(settings: &Settings) -> &CommonSettings {
-        &settings.common
-    }
-
-    fn start(
-        settings: Settings,
-        listeners: http_kit::server::Listeners,
-    ) -> anyhow::Result<Running> {
-        start(settings, listeners)
-    }
-}
+http_kit::service!(INFO, Settings, start);

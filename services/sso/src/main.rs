@@ -13,9 +13,8 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    http_kit::cli::run::<sso::Service, _, _>(cli.command.unwrap_or_default(), |url| async move {
-        main_db::migrate_command(url)
-            .await
-            .map_err(|e| anyhow::anyhow!(e))
-    })
+    http_kit::cli::run::<sso::Service, _, _>(
+        cli.command.unwrap_or_default(),
+        main_db::migrate_command,
+    )
 }

@@ -2,7 +2,7 @@
 //! public `/api/tenants` routes, the internal API other services use, and the
 //! `migrate-tenants` command.
 
-use http_kit::{Background, CommonSettings, ConfigReader, ReadinessCheck, Running, ServiceInfo};
+use http_kit::{Background, ReadinessCheck, Running, ServiceInfo};
 use utoipa::OpenApi;
 
 pub mod app;
@@ -62,28 +62,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// The service as its binary runs it.
-pub struct Service;
-
-impl http_kit::cli::Service for Service {
-    const INFO: ServiceInfo = INFO;
-    type Settings = Settings;
-
-    fn read_settings(reader: &mut ConfigReader<'_>) -> Settings {
-        Settings::read(reader)
-    }
-
-    fn common(settings: &Settings) -> &CommonSettings {
-        &settings.common
-    }
-
-    fn start(
-        settings: Settings,
-        listeners: http_kit::server::Listeners,
-    ) -> anyhow::Result<Running> {
-        start(settings, listeners)
-    }
-}
+http_kit::service!(INFO, Settings, start);
 
 /// Builds the service on `listeners` (tests and the all-in-one runner call this).
 /// Must be called inside a Tokio runtime.
@@ -129,11 +108,7 @@ pub fn start(
         db: db.clone(),
         provisioner: provisioning::Provisioner::new(db.clone(), tenants.clone()).with_relay(relay),
         tenants: tenants.clone(),
-        auth: clients::AuthClient::new(
-            settings.peers.auth_url.clone(),
-            settings.peers.internal_token.clone(),
-            settings.peers.call_timeout,
-        )?,
+        auth: clients::AuthClient::from_peers(&settings.peers)?,
         limit_per_user: settings.tenant_limit_per_user,
         role_changes: cache::Broadcast::new(
             &redis,

@@ -33,11 +33,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Common(CommonCommand::Serve)) {
         Command::Common(command) => {
-            http_kit::cli::run::<tenant::Service, _, _>(command, |url| async move {
-                main_db::migrate_command(url)
-                    .await
-                    .map_err(|e| anyhow::anyhow!(e))
-            })
+            http_kit::cli::run::<tenant::Service, _, _>(command, main_db::migrate_command)
         }
         Command::MigrateTenants(args) => {
             http_kit::cli::run_with::<tenant::Service, _, _>(|settings| async move {

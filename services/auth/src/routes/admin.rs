@@ -8,7 +8,8 @@ use events::account::RevokedBy;
 use http_kit::identity::Authenticated;
 use http_kit::{success, ApiError};
 
-use crate::accounts::{user_summary, Accounts, UserSummary};
+use crate::accounts::{user_summary, UserSummary};
+use crate::app::App;
 
 /// Deactivate an account: it can no longer sign in or refresh, and every session ends
 /// at once. Platform administrators only.
@@ -20,14 +21,12 @@ use crate::accounts::{user_summary, Accounts, UserSummary};
               (status = 403, description = "not a platform administrator", body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn deactivate(
-    accounts: web::Data<Accounts>,
+    app: web::Data<App>,
     caller: Authenticated,
     path: web::Path<UserId>,
 ) -> Result<HttpResponse, ApiError> {
-    accounts.platform_admin(caller.user_id).await?;
-    let user = accounts
-        .deactivate(caller.user_id, path.into_inner())
-        .await?;
+    app.platform_admin(caller.user_id).await?;
+    let user = app.deactivate(caller.user_id, path.into_inner()).await?;
     Ok(success(
         StatusCode::OK,
         "User deactivated; every session ended",
@@ -43,14 +42,12 @@ pub async fn deactivate(
               (status = 403, description = "not a platform administrator", body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn reactivate(
-    accounts: web::Data<Accounts>,
+    app: web::Data<App>,
     caller: Authenticated,
     path: web::Path<UserId>,
 ) -> Result<HttpResponse, ApiError> {
-    accounts.platform_admin(caller.user_id).await?;
-    let user = accounts
-        .reactivate(caller.user_id, path.into_inner())
-        .await?;
+    app.platform_admin(caller.user_id).await?;
+    let user = app.reactivate(caller.user_id, path.into_inner()).await?;
     Ok(success(
         StatusCode::OK,
         "User reactivated",
@@ -67,12 +64,12 @@ pub async fn reactivate(
               (status = 403, description = "not a platform administrator", body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn revoke_sessions(
-    accounts: web::Data<Accounts>,
+    app: web::Data<App>,
     caller: Authenticated,
     path: web::Path<UserId>,
 ) -> Result<HttpResponse, ApiError> {
-    accounts.platform_admin(caller.user_id).await?;
-    let count = accounts
+    app.platform_admin(caller.user_id).await?;
+    let count = app
         .revoke_all_sessions(path.into_inner(), RevokedBy::Admin, Some(caller.user_id))
         .await?;
     Ok(success(

@@ -8,7 +8,8 @@ use http_kit::{success, ApiError, ClientIp, Json, ServiceInfo, UserAgent};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::accounts::{user_summary, Accounts, RegisterInput, UserSummary};
+use crate::accounts::{user_summary, RegisterInput, UserSummary};
+use crate::app::App;
 use crate::sessions::ClientInfo;
 
 /// Responses that carry tokens are never stored by a cache.
@@ -52,11 +53,11 @@ pub struct RegisterResponse {
               (status = 409, description = "email_exists", body = http_kit::ErrorBody),
               (status = 429, description = "rate_limited", body = http_kit::ErrorBody)))]
 pub async fn register(
-    accounts: web::Data<Accounts>,
+    app: web::Data<App>,
     ip: ClientIp,
     body: Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = accounts
+    let user = app
         .register(body.into_inner().into(), ip.0.as_deref())
         .await?;
     Ok(HttpResponse::Created().json(RegisterResponse {
@@ -100,7 +101,7 @@ pub struct LoginResponse {
               (status = 403, description = "account_inactive, or email_not_verified when verified emails are required", body = http_kit::ErrorBody),
               (status = 429, description = "rate_limited", body = http_kit::ErrorBody)))]
 pub async fn login(
-    accounts: web::Data<Accounts>,
+    app: web::Data<App>,
     ip: ClientIp,
     agent: UserAgent,
     body: Json<LoginRequest>,
@@ -110,7 +111,7 @@ pub async fn login(
         address: ip.0,
         user_agent: agent.0,
     };
-    let (user, tenants, pair) = accounts.login(&email, password, &client).await?;
+    let (user, tenants, pair) = app.login(&email, password, &client).await?;
     let tenants = tenants
         .into_iter()
         .map(|t| LoginTenant {
@@ -126,7 +127,7 @@ pub async fn login(
         access_token: pair.access.token,
         refresh_token: pair.refresh.token,
         token_type: "Bearer",
-        expires_in: accounts.issuer.access_ttl.as_secs(),
+        expires_in: app.issuer.access_ttl.as_secs(),
         user: user_summary(user),
     })))
 }
@@ -142,16 +143,13 @@ pub struct RefreshResponse {
 #[utoipa::path(post, path = "/api/auth/refresh", tag = "auth",
     responses((status = 200, body = RefreshResponse),
               (status = 401, description = "invalid_token, token_expired, token_revoked or account_disabled", body = http_kit::ErrorBody)))]
-pub async fn refresh(
-    accounts: web::Data<Accounts>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn refresh(app: web::Data<App>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let token = bearer_token(&req).ok_or(ApiError::Unauthorized)?;
-    let pair = accounts.refresh(&token).await?;
+    let pair = app.refresh(&token).await?;
     Ok(no_store(HttpResponse::Ok().json(RefreshResponse {
         access_token: pair.access.token,
         refresh_token: pair.refresh.token,
-        expires_in: accounts.issuer.access_ttl.as_secs(),
+        expires_in: app.issuer.access_ttl.as_secs(),
     })))
 }
 
@@ -173,7 +171,7 @@ pub struct LoggedOut {
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth", request_body(content = Option<LogoutRequest>),
     responses((status = 200, description = "Logged out", body = LoggedOut), (status = 401, body = http_kit::ErrorBody)))]
 pub async fn logout(
-    accounts: web::Data<Accounts>,
+    app: web::Data<App>,
     caller: Authenticated,
     req: HttpRequest,
     body: web::Bytes,
@@ -195,9 +193,7 @@ pub async fn logout(
         // `null` is the document's "no body" too.
         http_kit::extract::parse_json::<Option<LogoutRequest>>(&body)?.and_then(|b| b.refresh_token)
     };
-    accounts
-        .logout(&caller.claims, refresh_token.as_deref())
-        .await?;
+    app.logout(&caller.claims, refresh_token.as_deref()).await?;
     Ok(HttpResponse::Ok().json(json!({"message": "Logged out successfully"})))
 }
 
@@ -215,11 +211,11 @@ pub struct TokenRequest {
               (status = 410, description = "token_expired", body = http_kit::ErrorBody),
               (status = 429, description = "rate_limited", body = http_kit::ErrorBody)))]
 pub async fn verify_email(
-    accounts: web::Data<Accounts>,
+    app: web::Data<App>,
     ip: ClientIp,
     body: Json<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = accounts
+    let user = app
         .verify_email(body.token.as_deref(), ip.0.as_deref())
         .await?;
     Ok(success(
@@ -251,12 +247,11 @@ const FORGOT_MESSAGE: &str =
               (status = 400, description = "validation_error", body = http_kit::ErrorBody),
               (status = 429, description = "rate_limited", body = http_kit::ErrorBody)))]
 pub async fn resend_verification(
-    accounts: web::Data<Accounts>,
+    app: web::Data<App>,
     ip: ClientIp,
     body: Json<EmailRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    accounts
-        .resend_verification(body.email.as_deref(), ip.0.as_deref())
+    app.resend_verification(body.email.as_deref(), ip.0.as_deref())
         .await?;
     Ok(link_requested(RESEND_MESSAGE))
 }
@@ -267,12 +262,11 @@ pub async fn resend_verification(
               (status = 400, description = "validation_error", body = http_kit::ErrorBody),
               (status = 429, description = "rate_limited", body = http_kit::ErrorBody)))]
 pub async fn forgot_password(
-    accounts: web::Data<Accounts>,
+    app: web::Data<App>,
     ip: ClientIp,
     body: Json<EmailRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    accounts
-        .forgot_password(body.email.as_deref(), ip.0.as_deref())
+    app.forgot_password(body.email.as_deref(), ip.0.as_deref())
         .await?;
     Ok(link_requested(FORGOT_MESSAGE))
 }
@@ -294,11 +288,11 @@ pub struct ResetRequest {
               (status = 410, description = "token_expired", body = http_kit::ErrorBody),
               (status = 429, description = "rate_limited", body = http_kit::ErrorBody)))]
 pub async fn reset_password(
-    accounts: web::Data<Accounts>,
+    app: web::Data<App>,
     ip: ClientIp,
     body: Json<ResetRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = accounts
+    let user = app
         .reset_password(
             body.token.as_deref(),
             body.new_password.as_deref(),

@@ -10,7 +10,8 @@ use http_kit::identity::InternalCaller;
 use http_kit::{ApiError, Json};
 use serde::{Deserialize, Serialize};
 
-use crate::accounts::{user_summary, Accounts, UserSummary};
+use crate::accounts::{user_summary, UserSummary};
+use crate::app::App;
 use crate::sessions::ClientInfo;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -36,11 +37,11 @@ pub struct ResolveResponse {
     responses((status = 200, body = ResolveResponse), (status = 401, body = http_kit::ErrorBody)))]
 pub async fn resolve_user(
     _caller: InternalCaller,
-    accounts: web::Data<Accounts>,
+    app: web::Data<App>,
     body: Json<ResolveRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let (user, created) = accounts
+    let (user, created) = app
         .resolve_sso_user(
             &body.email,
             body.first_name,
@@ -90,11 +91,11 @@ pub struct IssueResponse {
               (status = 403, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody)))]
 pub async fn issue_tokens(
     _caller: InternalCaller,
-    accounts: web::Data<Accounts>,
+    app: web::Data<App>,
     body: Json<IssueRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let user = accounts.profile(body.user_id).await?;
+    let user = app.profile(body.user_id).await?;
     if !user.is_active {
         return Err(ApiError::AccountInactive);
     }
@@ -119,12 +120,12 @@ pub async fn issue_tokens(
         address: clip(body.client_address, 64),
         user_agent: clip(body.user_agent, 512),
     };
-    let pair = accounts.new_session(&user, &origin, &client).await?;
+    let pair = app.new_session(&user, &origin, &client).await?;
     Ok(HttpResponse::Ok().json(IssueResponse {
         access_token: pair.access.token,
         refresh_token: pair.refresh.token,
         token_type: "Bearer",
-        expires_in: accounts.issuer.access_ttl.as_secs(),
+        expires_in: app.issuer.access_ttl.as_secs(),
     }))
 }
 
@@ -156,7 +157,7 @@ pub struct LookupResponse {
               (status = 401, body = http_kit::ErrorBody)))]
 pub async fn lookup_users(
     _caller: InternalCaller,
-    accounts: web::Data<Accounts>,
+    app: web::Data<App>,
     body: Json<LookupRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let LookupRequest { user_ids, emails } = body.into_inner();
@@ -167,8 +168,8 @@ pub async fn lookup_users(
         ));
     }
     let emails: Vec<Email> = emails.iter().filter_map(|e| Email::parse(e).ok()).collect();
-    let mut users = accounts.users_by_id(&user_ids).await?;
-    for user in accounts.users_by_email(&emails).await? {
+    let mut users = app.users_by_id(&user_ids).await?;
+    for user in app.users_by_email(&emails).await? {
         if !users.iter().any(|u| u.id == user.id) {
             users.push(user);
         }
@@ -192,12 +193,10 @@ pub struct EmailBody {
               (status = 401, body = http_kit::ErrorBody), (status = 409, body = http_kit::ErrorBody)))]
 pub async fn create_user(
     _caller: InternalCaller,
-    accounts: web::Data<Accounts>,
+    app: web::Data<App>,
     body: Json<crate::routes::auth::RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = accounts
-        .create_with_password(body.into_inner().into())
-        .await?;
+    let user = app.create_with_password(body.into_inner().into()).await?;
     Ok(HttpResponse::Created().json(user_summary(user)))
 }
 
@@ -208,10 +207,10 @@ pub async fn create_user(
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn platform_admin(
     _caller: InternalCaller,
-    accounts: web::Data<Accounts>,
+    app: web::Data<App>,
     body: Json<EmailBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = accounts.make_platform_admin(&body.email).await?;
+    let user = app.make_platform_admin(&body.email).await?;
     Ok(HttpResponse::Ok().json(user_summary(user)))
 }
 
@@ -230,10 +229,10 @@ pub struct SecuredResponse {
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn secure_for_sso_link(
     _caller: InternalCaller,
-    accounts: web::Data<Accounts>,
+    app: web::Data<App>,
     path: web::Path<UserId>,
 ) -> Result<HttpResponse, ApiError> {
-    let password_removed = accounts.secure_for_sso_link(path.into_inner()).await?;
+    let password_removed = app.secure_for_sso_link(path.into_inner()).await?;
     Ok(HttpResponse::Ok().json(SecuredResponse { password_removed }))
 }
 
@@ -249,10 +248,10 @@ pub struct RevokedResponse {
     responses((status = 200, body = RevokedResponse), (status = 401, body = http_kit::ErrorBody)))]
 pub async fn revoke_sso_sessions(
     _caller: InternalCaller,
-    accounts: web::Data<Accounts>,
+    app: web::Data<App>,
     path: web::Path<(UserId, TenantId)>,
 ) -> Result<HttpResponse, ApiError> {
     let (user, tenant) = path.into_inner();
-    let sessions_revoked = accounts.revoke_sso_sessions(user, tenant).await?;
+    let sessions_revoked = app.revoke_sso_sessions(user, tenant).await?;
     Ok(HttpResponse::Ok().json(RevokedResponse { sessions_revoked }))
 }

@@ -1,4 +1,4 @@
-//! HTTP routes of the auth service. Handlers read the request, call `Accounts`, and
+//! HTTP routes of the auth service. Handlers read the request, call `App`, and
 //! shape the response.
 
 pub mod admin;

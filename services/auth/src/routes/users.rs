@@ -8,17 +8,15 @@ use http_kit::{success, ApiError, FieldErrors, Json};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::accounts::{user_summary, validate_name, Accounts, UserSummary};
+use crate::accounts::{user_summary, validate_name, UserSummary};
+use crate::app::App;
 use crate::sessions::SessionBody;
 
 /// The caller's profile.
 #[utoipa::path(get, path = "/api/users/me", tag = "users",
     responses((status = 200, description = "`data` is the User", body = UserSummary), (status = 401, body = http_kit::ErrorBody)))]
-pub async fn me(
-    accounts: web::Data<Accounts>,
-    caller: Authenticated,
-) -> Result<HttpResponse, ApiError> {
-    let user = accounts.profile(caller.user_id).await?;
+pub async fn me(app: web::Data<App>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
+    let user = app.profile(caller.user_id).await?;
     Ok(success(
         StatusCode::OK,
         "User profile retrieved",
@@ -37,7 +35,7 @@ pub struct UpdateMeRequest {
 #[utoipa::path(put, path = "/api/users/me", tag = "users", request_body = UpdateMeRequest,
     responses((status = 200, description = "`data` is the User", body = UserSummary), (status = 400, body = http_kit::ErrorBody)))]
 pub async fn update_me(
-    accounts: web::Data<Accounts>,
+    app: web::Data<App>,
     caller: Authenticated,
     body: Json<UpdateMeRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -55,7 +53,7 @@ pub async fn update_me(
         .as_deref()
         .map(|v| validate_name(&mut errors, "last_name", Some(v)));
     errors.into_result()?;
-    let user = accounts
+    let user = app
         .update_profile(caller.user_id, first.flatten(), last.flatten())
         .await?;
     Ok(success(
@@ -70,10 +68,10 @@ pub async fn update_me(
     responses((status = 200, description = "`data` is a list of Tenant + role + joined_at", body = Vec<clients::UserTenant>),
               (status = 401, body = http_kit::ErrorBody), (status = 503, body = http_kit::ErrorBody)))]
 pub async fn my_tenants(
-    accounts: web::Data<Accounts>,
+    app: web::Data<App>,
     caller: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    let tenants = accounts.tenants_of(caller.user_id).await?;
+    let tenants = app.tenants_of(caller.user_id).await?;
     Ok(success(StatusCode::OK, "User tenants retrieved", tenants))
 }
 
@@ -92,11 +90,11 @@ pub struct ChangePasswordRequest {
               (status = 401, body = http_kit::ErrorBody),
               (status = 429, description = "rate_limited", body = http_kit::ErrorBody)))]
 pub async fn change_password(
-    accounts: web::Data<Accounts>,
+    app: web::Data<App>,
     caller: Authenticated,
     body: Json<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = accounts
+    let user = app
         .change_password(
             caller.user_id,
             caller.claims.fam,
@@ -121,12 +119,10 @@ pub struct SessionList {
     responses((status = 200, description = "`data` is {sessions}", body = SessionList),
               (status = 401, body = http_kit::ErrorBody)))]
 pub async fn sessions(
-    accounts: web::Data<Accounts>,
+    app: web::Data<App>,
     caller: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    let sessions = accounts
-        .sessions_of(caller.user_id, caller.claims.fam)
-        .await?;
+    let sessions = app.sessions_of(caller.user_id, caller.claims.fam).await?;
     Ok(success(
         StatusCode::OK,
         "Sessions retrieved",
@@ -141,13 +137,13 @@ pub async fn sessions(
               (status = 401, body = http_kit::ErrorBody),
               (status = 404, description = "not a live session of the caller", body = http_kit::ErrorBody)))]
 pub async fn revoke_session(
-    accounts: web::Data<Accounts>,
+    app: web::Data<App>,
     caller: Authenticated,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let session = path.into_inner();
-    let user = accounts.profile(caller.user_id).await?;
-    accounts.revoke_session(&user, session).await?;
+    let user = app.profile(caller.user_id).await?;
+    app.revoke_session(&user, session).await?;
     Ok(success(
         StatusCode::OK,
         "Session revoked",
@@ -160,10 +156,10 @@ pub async fn revoke_session(
     responses((status = 200, description = "`data` is {sessions_revoked}", body = SessionsRevoked),
               (status = 401, body = http_kit::ErrorBody)))]
 pub async fn revoke_all_sessions(
-    accounts: web::Data<Accounts>,
+    app: web::Data<App>,
     caller: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    let count = accounts
+    let count = app
         .revoke_all_sessions(caller.user_id, RevokedBy::User, Some(caller.user_id))
         .await?;
     Ok(success(

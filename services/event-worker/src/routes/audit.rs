@@ -7,10 +7,10 @@ use chrono::{DateTime, Utc};
 use domain::Permission;
 use http_kit::identity::TenantMember;
 use http_kit::{success, ApiError, FieldErrors, Page, Query};
-use main_db::DbPool;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::app::App;
 use crate::store;
 
 #[derive(Debug, Deserialize)]
@@ -43,7 +43,7 @@ fn valid_action(action: &str) -> bool {
               (status = 400, body = http_kit::ErrorBody), (status = 403, body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn list(
-    db: web::Data<DbPool>,
+    app: web::Data<App>,
     member: TenantMember,
     query: Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -77,7 +77,7 @@ pub async fn list(
         action: query.action.as_deref(),
         since,
     };
-    let mut conn = db.get().await?;
+    let mut conn = app.conn().await?;
     let (total, entries) =
         store::audit_page(&mut conn, &filter, paging.offset(), paging.per_page).await?;
     Ok(success(

@@ -7,24 +7,16 @@ use domain::{Permission, TenantId};
 use events::Topic;
 use http_kit::identity::TenantMember;
 use http_kit::{success, ApiError, FieldErrors, Json};
-use main_db::DbPool;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::app::App;
 use crate::store;
 use crate::webhooks::{check_target, new_secret};
 
 /// At most this many endpoints per tenant.
 pub const MAX_ENDPOINTS: i64 = 20;
-
-/// Whether `http://` and private targets may be registered (development and tests).
-#[derive(Clone, Copy)]
-pub struct AllowPrivateTargets(pub bool);
-
-/// The keyring that seals signing secrets at rest.
-#[derive(Clone)]
-pub struct SecretSealer(pub std::sync::Arc<secrets::Keyring>);
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -43,9 +35,9 @@ pub use crate::store::WebhookBody;
     params(("tenant_id" = String, Path, format = Uuid)),
     responses((status = 200, description = "`data`: {webhooks: [WebhookBody]}", body = WebhookList),
               (status = 403, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody)))]
-pub async fn list(db: web::Data<DbPool>, member: TenantMember) -> Result<HttpResponse, ApiError> {
+pub async fn list(app: web::Data<App>, member: TenantMember) -> Result<HttpResponse, ApiError> {
     member.require(Permission::ManageWebhooks)?;
-    let mut conn = db.get().await?;
+    let mut conn = app.conn().await?;
     let webhooks = store::webhooks(&mut conn, member.tenant_id).await?;
     Ok(success(
         StatusCode::OK,
@@ -61,9 +53,7 @@ pub async fn list(db: web::Data<DbPool>, member: TenantMember) -> Result<HttpRes
               (status = 400, body = http_kit::ErrorBody), (status = 403, body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody), (status = 409, body = http_kit::ErrorBody)))]
 pub async fn create(
-    db: web::Data<DbPool>,
-    allow: web::Data<AllowPrivateTargets>,
-    sealer: web::Data<SecretSealer>,
+    app: web::Data<App>,
     member: TenantMember,
     body: Json<NewWebhook>,
 ) -> Result<HttpResponse, ApiError> {
@@ -71,7 +61,7 @@ pub async fn create(
     let NewWebhook { url, event_types } = body.into_inner();
     let mut errors = FieldErrors::new();
     let url = url.trim().to_owned();
-    if let Err(reason) = check_target(&url, allow.0) {
+    if let Err(reason) = check_target(&url, app.allow_private_targets) {
         errors.add("url", reason);
     }
     let mut types: Vec<String> = Vec::new();
@@ -88,7 +78,7 @@ pub async fn create(
     errors.into_result()?;
     let secret = new_secret().map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
     let tenant: TenantId = member.tenant_id;
-    let mut conn = db.get().await?;
+    let mut conn = app.conn().await?;
     let existing = store::count_webhooks(&mut conn, tenant).await?;
     if existing >= MAX_ENDPOINTS {
         return Err(ApiError::Conflict(format!(
@@ -96,8 +86,8 @@ pub async fn create(
         )));
     }
     let id = Uuid::new_v4();
-    let sealed = sealer
-        .0
+    let sealed = app
+        .keyring
         .encrypt(secret.as_bytes(), &crate::webhooks::secret_aad(id))
         .map_err(|e| ApiError::internal(anyhow::anyhow!("sealing a webhook secret: {e}")))?;
     let created = store::insert_webhook(
@@ -125,13 +115,13 @@ pub async fn create(
     responses((status = 200, description = "Removed", body = WebhookDeleted), (status = 403, body = http_kit::ErrorBody),
               (status = 404, body = http_kit::ErrorBody)))]
 pub async fn delete(
-    db: web::Data<DbPool>,
+    app: web::Data<App>,
     member: TenantMember,
     path: web::Path<(TenantId, Uuid)>,
 ) -> Result<HttpResponse, ApiError> {
     member.require(Permission::ManageWebhooks)?;
     let (_, id) = path.into_inner();
-    let mut conn = db.get().await?;
+    let mut conn = app.conn().await?;
     if !store::delete_webhook(&mut conn, member.tenant_id, id).await? {
         return Err(ApiError::NotFound("Webhook"));
     }
