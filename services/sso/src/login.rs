@@ -19,6 +19,7 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::app::{enqueue, provider, service, App, TxError};
+use crate::azure::AzureTokens;
 use crate::provisioning;
 use crate::store::{self, ConfigRow, NewIdentity};
 
@@ -203,7 +204,9 @@ pub struct Completed {
     pub removal: Cookie<'static>,
 }
 
-/// The callback's work, from the state to the issued tokens.
+/// The callback's work, from the state to the issued tokens. The order of the checks
+/// is part of the contract: nothing is asked of Graph or the platform for someone the
+/// tenant would not admit.
 pub async fn complete(
     app: &App,
     request: &HttpRequest,
@@ -219,78 +222,19 @@ pub async fn complete(
     if config.id != kept.config_id {
         return Err(invalid_state());
     }
-    let mut registration = app.registration(&config).await?;
-    registration.redirect_uri = kept.redirect_uri.clone();
-    let (tokens, claims) = app
-        .azure
-        .redeem(&registration, &code, &kept.pkce_verifier, &kept.nonce)
-        .await
-        .map_err(provider)?;
-    let azure = claims.additional_claims();
-    let tid = azure.tid.clone().unwrap_or_default().to_ascii_lowercase();
-    if tid != config.provider_tenant_id {
-        tracing::warn!(tenant.id = %tenant, "ID token from another directory refused");
-        return Err(ApiError::bad_request_code(
-            "invalid_id_token",
-            "The ID token comes from another directory",
-        ));
-    }
-    let oid =
-        azure.oid.clone().filter(|o| !o.is_empty()).ok_or_else(|| {
-            ApiError::bad_request_code("invalid_id_token", "The ID token has no oid")
-        })?;
-    // Only the `email` claim: `preferred_username` is not an email Entra vouches for.
-    let email = claims
-        .email()
-        .map(|e| e.as_str().trim().to_ascii_lowercase());
-    let display_name = claims
-        .name()
-        .and_then(|n| n.get(None))
-        .map(|n| n.as_str().to_owned());
-    let upn = claims.preferred_username().map(|u| u.as_str().to_owned());
-
+    let signed_in = redeem(app, &config, &kept, &code).await?;
     let mut conn = app.conn().await?;
-    let existing = store::identity_by_subject(&mut conn, tenant, &tid, &oid)
+    let existing = store::identity_by_subject(&mut conn, tenant, &signed_in.tid, &signed_in.oid)
         .await
         .map_err(ApiError::internal)?;
     drop(conn);
-    let domain_verified = azure.email_domain_verified() == Some(true);
     // Admitting someone who is not (or no longer) a member needs provisioning on, an
     // email of an exact allowed domain, and a directory that asserts it verified that
     // domain (`xms_edov: true`; absent counts as not verified); checked before anything
     // else is asked of Entra, Graph or the platform.
-    let admit = || provisioning::admission(&config, email.clone(), domain_verified);
-    // Who the identity belongs to: its linked user; the signed-in user who asked to link
-    // it; or the platform account of its email.
-    enum Owner {
-        Linked(Box<store::IdentityRow>),
-        Linking(UserId),
-        ByEmail(String),
-    }
-    // A link asked by a session that has ended since (signed out, password reset,
-    // deactivated) links nothing.
-    let link_user = match &kept.link {
-        Some(link) => {
-            let revoked = app
-                .revocations
-                .is_revoked(cache::TokenRef {
-                    jti: &link.jti.to_string(),
-                    family: link.session.map(|s| s.to_string()).as_deref(),
-                    user: &link.user.to_string(),
-                    issued_at: link.issued_at,
-                })
-                .await
-                .map_err(|e| ApiError::dependency("Revocation check", e))?;
-            if revoked {
-                return Err(ApiError::bad_request_code(
-                    "invalid_state",
-                    "The session that asked for this link has ended; sign in and start again",
-                ));
-            }
-            Some(link.user)
-        }
-        None => None,
-    };
+    let admit =
+        || provisioning::admission(&config, signed_in.email.clone(), signed_in.domain_verified);
+    let link_user = link_requester(app, kept.link.as_ref()).await?;
     let owner = match (existing, link_user) {
         (Some(identity), Some(linking)) if identity.user_id != linking.into_uuid() => {
             return Err(ApiError::Conflict(
@@ -301,9 +245,147 @@ pub async fn complete(
         (None, Some(linking)) => Owner::Linking(linking),
         (None, None) => Owner::ByEmail(admit()?),
     };
-    let groups = if azure.groups_overage() {
+    let groups = allowed_groups(app, &config, tenant, &signed_in).await?;
+    let from_groups = provisioning::mapped_role(&config, &groups);
+
+    let known = matches!(owner, Owner::Linked(_));
+    let resolved = match owner {
+        Owner::Linked(identity) => Resolved {
+            user_id: UserId::from_uuid(identity.user_id),
+            identity_id: identity.id,
+            user: None,
+            linked_to_existing: false,
+        },
+        Owner::Linking(user_id) => link_requested(app, tenant, &signed_in, user_id).await?,
+        Owner::ByEmail(email) => link_by_email(app, tenant, &signed_in, &email).await?,
+    };
+    let user_id = resolved.user_id;
+    provisioning::ensure_membership(app, &config, tenant, user_id, from_groups, admit).await?;
+    record_login(app, tenant, &summary.name, &signed_in, known, &resolved).await?;
+
+    let (issued, user) =
+        issue(app, request, user_id, tenant, &signed_in.tid, resolved.user).await?;
+    tracing::info!(tenant.id = %tenant, user.id = %user_id, "SSO login completed");
+    Ok(Completed {
+        tenant,
+        issued,
+        user,
+        return_url: kept.return_url,
+        removal,
+    })
+}
+
+/// Who signed in, as the directory's ID token says.
+struct SignedIn {
+    tokens: AzureTokens,
+    /// The directory (`tid`, lower-case), the tenant's configured one.
+    tid: String,
+    /// The user's object id in that directory.
+    oid: String,
+    /// The `email` claim, trimmed and lower-case. Only that claim: `preferred_username`
+    /// is not an email Entra vouches for.
+    email: Option<String>,
+    display_name: Option<String>,
+    upn: Option<String>,
+    /// `xms_edov: true`: the directory verified the email's domain.
+    domain_verified: bool,
+    /// The token has more groups than it can carry: they are read from Graph.
+    groups_overage: bool,
+    groups: Vec<String>,
+}
+
+/// Redeems the code (with the login's PKCE verifier and nonce) at the tenant's
+/// directory and reads the ID token: 400 `invalid_id_token` when it comes from another
+/// directory or names no user.
+async fn redeem(
+    app: &App,
+    config: &ConfigRow,
+    kept: &LoginState,
+    code: &str,
+) -> Result<SignedIn, ApiError> {
+    let mut registration = app.registration(config).await?;
+    registration.redirect_uri = kept.redirect_uri.clone();
+    let (tokens, claims) = app
+        .azure
+        .redeem(&registration, code, &kept.pkce_verifier, &kept.nonce)
+        .await
+        .map_err(provider)?;
+    let azure = claims.additional_claims();
+    let tid = azure.tid.clone().unwrap_or_default().to_ascii_lowercase();
+    if tid != config.provider_tenant_id {
+        tracing::warn!(tenant.id = %kept.tenant_id, "ID token from another directory refused");
+        return Err(ApiError::bad_request_code(
+            "invalid_id_token",
+            "The ID token comes from another directory",
+        ));
+    }
+    let oid =
+        azure.oid.clone().filter(|o| !o.is_empty()).ok_or_else(|| {
+            ApiError::bad_request_code("invalid_id_token", "The ID token has no oid")
+        })?;
+    Ok(SignedIn {
+        email: claims
+            .email()
+            .map(|e| e.as_str().trim().to_ascii_lowercase()),
+        display_name: claims
+            .name()
+            .and_then(|n| n.get(None))
+            .map(|n| n.as_str().to_owned()),
+        upn: claims.preferred_username().map(|u| u.as_str().to_owned()),
+        domain_verified: azure.email_domain_verified() == Some(true),
+        groups_overage: azure.groups_overage(),
+        groups: azure.groups.clone().unwrap_or_default(),
+        tokens,
+        tid,
+        oid,
+    })
+}
+
+/// Whom the identity belongs to: its linked user; the signed-in user who asked to link
+/// it; or the platform account of its email.
+enum Owner {
+    Linked(Box<store::IdentityRow>),
+    Linking(UserId),
+    ByEmail(String),
+}
+
+/// The user whose profile asked to link this identity. A link asked by a session that
+/// has ended since (signed out, password reset, deactivated) links nothing: 400
+/// `invalid_state`.
+async fn link_requester(app: &App, link: Option<&LinkIntent>) -> Result<Option<UserId>, ApiError> {
+    let Some(link) = link else {
+        return Ok(None);
+    };
+    let revoked = app
+        .revocations
+        .is_revoked(cache::TokenRef {
+            jti: &link.jti.to_string(),
+            family: link.session.map(|s| s.to_string()).as_deref(),
+            user: &link.user.to_string(),
+            issued_at: link.issued_at,
+        })
+        .await
+        .map_err(|e| ApiError::dependency("Revocation check", e))?;
+    if revoked {
+        return Err(ApiError::bad_request_code(
+            "invalid_state",
+            "The session that asked for this link has ended; sign in and start again",
+        ));
+    }
+    Ok(Some(link.user))
+}
+
+/// The user's groups (from Graph when the token has too many to carry); 400
+/// `group_not_allowed` when the tenant admits only some groups and the user is in none.
+async fn allowed_groups(
+    app: &App,
+    config: &ConfigRow,
+    tenant: TenantId,
+    signed_in: &SignedIn,
+) -> Result<Vec<String>, ApiError> {
+    let groups = if signed_in.groups_overage {
         app.graph
-            .member_groups(&tokens.access_token)
+            .member_groups(&signed_in.tokens.access_token)
             .await
             .map_err(|e| match e {
                 crate::graph::GraphError::Unavailable(d) => ApiError::dependency("Microsoft Graph", d),
@@ -313,127 +395,152 @@ pub async fn complete(
                 }
             })?
     } else {
-        azure.groups.clone().unwrap_or_default()
+        signed_in.groups.clone()
     };
-    let allowed_groups = config.groups();
-    if !allowed_groups.is_empty() && !groups.iter().any(|g| allowed_groups.contains(g)) {
+    let allowed = config.groups();
+    if !allowed.is_empty() && !groups.iter().any(|g| allowed.contains(g)) {
         return Err(ApiError::bad_request_code(
             "group_not_allowed",
             "The user is in none of the groups allowed to sign in",
         ));
     }
-    let from_groups = provisioning::mapped_role(&config, &groups);
+    Ok(groups)
+}
 
-    let known = matches!(owner, Owner::Linked(_));
-    // The user as auth showed it, when this login resolved it.
-    let mut resolved = None;
-    // An existing account a directory identity was linked to now: its owner is told.
-    let mut linked_to_existing = false;
-    let (user_id, identity_id) = match owner {
-        Owner::Linked(identity) => (UserId::from_uuid(identity.user_id), identity.id),
-        Owner::Linking(user_id) => {
-            // Still a member (the link was asked as one): nothing is linked otherwise.
-            app.tenants
-                .membership(tenant, user_id)
-                .await
-                .map_err(service)?
-                .ok_or(ApiError::NotFound("Tenant"))?;
-            let user = app
-                .auth
-                .users(&[user_id])
-                .await
-                .map_err(service)?
-                .into_iter()
-                .next()
-                .filter(|u| u.is_active)
-                .ok_or(ApiError::AccountInactive)?;
-            let identity_id = link_identity(
-                app,
-                tenant,
-                &tid,
-                &oid,
-                &upn,
-                &display_name,
-                &tokens,
-                user.id,
-            )
-            .await?;
-            tracing::info!(tenant.id = %tenant, user.id = %user.id, "SSO identity linked from the profile");
-            resolved = Some(user);
-            linked_to_existing = true;
-            (user_id, identity_id)
-        }
-        Owner::ByEmail(email) => {
-            let (first, last) = split_name(display_name.as_deref());
-            let (user, created) = app
-                .auth
-                .resolve_named(&email, first.as_deref(), last.as_deref(), domain_verified)
-                .await
-                .map_err(|e| match e {
-                    clients::ClientError::Status { status: 400, .. } => ApiError::bad_request_code(
-                        "invalid_id_token",
-                        "The ID token's email or name is not acceptable",
-                    ),
-                    other => service(other),
-                })?;
-            if !created {
-                // An account that exists is someone's: it is linked by its email only
-                // when its owner proved the mailbox (a verified email) and the directory
-                // asserts the domain. Otherwise whoever typed the address at
-                // registration would share the account with its real owner.
-                if !user.email_verified || !domain_verified {
-                    tracing::warn!(tenant.id = %tenant, user.id = %user.id, "SSO link to an existing account refused: email not verified");
-                    return Err(ApiError::LinkRequiresVerification);
-                }
-                // A password chosen before the mailbox was proven goes, with every
-                // session, before the identity is linked.
-                let removed = app
-                    .auth
-                    .secure_for_sso_link(user.id)
-                    .await
-                    .map_err(service)?;
-                if removed {
-                    tracing::info!(tenant.id = %tenant, user.id = %user.id, "unproven password removed before linking");
-                }
-            }
-            let identity_id = link_identity(
-                app,
-                tenant,
-                &tid,
-                &oid,
-                &upn,
-                &display_name,
-                &tokens,
-                user.id,
-            )
-            .await?;
-            tracing::info!(tenant.id = %tenant, user.id = %user.id, created, "SSO identity linked");
-            let id = user.id;
-            resolved = Some(user);
-            linked_to_existing = !created;
-            (id, identity_id)
-        }
-    };
+/// Whose the login is, and what it learnt on the way.
+struct Resolved {
+    user_id: UserId,
+    identity_id: Uuid,
+    /// The user as auth showed it, when this login resolved it.
+    user: Option<UserSummary>,
+    /// An existing account a directory identity was linked to now: its owner is told.
+    linked_to_existing: bool,
+}
 
-    provisioning::ensure_membership(app, &config, tenant, user_id, from_groups, admit).await?;
+/// Links the identity to the signed-in user who asked from their profile, if they are
+/// still a member (404 otherwise) and active.
+async fn link_requested(
+    app: &App,
+    tenant: TenantId,
+    signed_in: &SignedIn,
+    user_id: UserId,
+) -> Result<Resolved, ApiError> {
+    app.tenants
+        .membership(tenant, user_id)
+        .await
+        .map_err(service)?
+        .ok_or(ApiError::NotFound("Tenant"))?;
+    let user = app
+        .auth
+        .users(&[user_id])
+        .await
+        .map_err(service)?
+        .into_iter()
+        .next()
+        .filter(|u| u.is_active)
+        .ok_or(ApiError::AccountInactive)?;
+    let identity_id = link_identity(app, tenant, signed_in, user.id).await?;
+    tracing::info!(tenant.id = %tenant, user.id = %user.id, "SSO identity linked from the profile");
+    Ok(Resolved {
+        user_id,
+        identity_id,
+        user: Some(user),
+        linked_to_existing: true,
+    })
+}
+
+/// Links the identity to the platform account of `email`, created if there is none.
+async fn link_by_email(
+    app: &App,
+    tenant: TenantId,
+    signed_in: &SignedIn,
+    email: &str,
+) -> Result<Resolved, ApiError> {
+    let (first, last) = split_name(signed_in.display_name.as_deref());
+    let (user, created) = app
+        .auth
+        .resolve_named(
+            email,
+            first.as_deref(),
+            last.as_deref(),
+            signed_in.domain_verified,
+        )
+        .await
+        .map_err(|e| match e {
+            clients::ClientError::Status { status: 400, .. } => ApiError::bad_request_code(
+                "invalid_id_token",
+                "The ID token's email or name is not acceptable",
+            ),
+            other => service(other),
+        })?;
+    if !created {
+        // An account that exists is someone's: it is linked by its email only when its
+        // owner proved the mailbox (a verified email) and the directory asserts the
+        // domain. Otherwise whoever typed the address at registration would share the
+        // account with its real owner.
+        if !user.email_verified || !signed_in.domain_verified {
+            tracing::warn!(tenant.id = %tenant, user.id = %user.id, "SSO link to an existing account refused: email not verified");
+            return Err(ApiError::LinkRequiresVerification);
+        }
+        // A password chosen before the mailbox was proven goes, with every session,
+        // before the identity is linked.
+        let removed = app
+            .auth
+            .secure_for_sso_link(user.id)
+            .await
+            .map_err(service)?;
+        if removed {
+            tracing::info!(tenant.id = %tenant, user.id = %user.id, "unproven password removed before linking");
+        }
+    }
+    let identity_id = link_identity(app, tenant, signed_in, user.id).await?;
+    tracing::info!(tenant.id = %tenant, user.id = %user.id, created, "SSO identity linked");
+    Ok(Resolved {
+        user_id: user.id,
+        identity_id,
+        user: Some(user),
+        linked_to_existing: !created,
+    })
+}
+
+/// Records the login in one transaction: a known identity's fresh tokens, sealed; the
+/// owner's notice of a new link to their existing account; the `sso.login` audit
+/// event. Then the relay publishes.
+async fn record_login(
+    app: &App,
+    tenant: TenantId,
+    tenant_name: &str,
+    signed_in: &SignedIn,
+    known: bool,
+    resolved: &Resolved,
+) -> Result<(), ApiError> {
     let event = app.audit_event(
         tenant,
-        Some(user_id),
+        Some(resolved.user_id),
         "sso.login",
-        json!({"azure_tenant_id": tid, "azure_object_id": oid, "new_identity": !known}),
+        json!({
+            "azure_tenant_id": signed_in.tid,
+            "azure_object_id": signed_in.oid,
+            "new_identity": !known,
+        }),
     )?;
-    let notice = match resolved.as_ref().filter(|_| linked_to_existing) {
+    let notice = match resolved
+        .user
+        .as_ref()
+        .filter(|_| resolved.linked_to_existing)
+    {
         Some(user) => Some(
             events::AccountEvent::SsoIdentityLinked {
                 user_id: user.id,
                 email: user.email.clone(),
                 first_name: user.first_name.clone(),
                 tenant_id: tenant,
-                tenant_name: summary.name.clone(),
-                directory_account: upn
+                tenant_name: tenant_name.to_owned(),
+                directory_account: signed_in
+                    .upn
                     .clone()
-                    .or_else(|| email.clone())
-                    .unwrap_or_else(|| oid.clone()),
+                    .or_else(|| signed_in.email.clone())
+                    .unwrap_or_else(|| signed_in.oid.clone()),
             }
             .envelope(Some(user.id))
             .map_err(ApiError::internal)?
@@ -442,14 +549,18 @@ pub async fn complete(
         None => None,
     };
     let sealed = if known {
-        Some(app.seal_tokens(identity_id, &tokens).await?)
+        Some(
+            app.seal_tokens(resolved.identity_id, &signed_in.tokens)
+                .await?,
+        )
     } else {
         None
     };
+    let (upn, display_name) = (signed_in.upn.clone(), signed_in.display_name.clone());
     let mut conn = app.conn().await?;
     diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
         if let Some(sealed) = sealed {
-            store::record_login(tx, identity_id, upn, display_name, sealed).await?;
+            store::record_login(tx, resolved.identity_id, upn, display_name, sealed).await?;
         }
         if let Some(notice) = &notice {
             enqueue(tx, notice).await?;
@@ -459,16 +570,7 @@ pub async fn complete(
     .await?;
     drop(conn);
     app.published();
-
-    let (issued, user) = issue(app, request, user_id, tenant, &tid, resolved).await?;
-    tracing::info!(tenant.id = %tenant, user.id = %user_id, "SSO login completed");
-    Ok(Completed {
-        tenant,
-        issued,
-        user,
-        return_url: kept.return_url,
-        removal,
-    })
+    Ok(())
 }
 
 /// The login state a callback names, taken once from Redis and checked to belong to
@@ -580,17 +682,20 @@ async fn issue(
 /// Stores a new identity of `user` with its sealed Azure tokens; the identity's id. A
 /// concurrent login of the same identity that won the insert: its row. The user already
 /// linked to another identity in this tenant: 409.
-#[expect(clippy::too_many_arguments, reason = "the identity's fields, named")]
 async fn link_identity(
     app: &App,
     tenant: TenantId,
-    tid: &str,
-    oid: &str,
-    upn: &Option<String>,
-    display_name: &Option<String>,
-    tokens: &crate::azure::AzureTokens,
+    signed_in: &SignedIn,
     user: UserId,
 ) -> Result<Uuid, ApiError> {
+    let SignedIn {
+        tokens,
+        tid,
+        oid,
+        upn,
+        display_name,
+        ..
+    } = signed_in;
     let identity_id = Uuid::new_v4();
     let sealed = app.seal_tokens(identity_id, tokens).await?;
     let mut conn = app.conn().await?;
