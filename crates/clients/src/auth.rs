@@ -7,7 +7,7 @@ use domain::{TenantId, UserId};
 use http_kit::Secret;
 use serde::{Deserialize, Serialize};
 
-use crate::ClientError;
+use crate::{ClientError, Peer};
 
 const SERVICE: &str = "auth service";
 
@@ -61,11 +61,7 @@ struct Lookup {
 }
 
 #[derive(Clone)]
-pub struct AuthClient {
-    base_url: String,
-    token: Secret<String>,
-    http: reqwest::Client,
-}
+pub struct AuthClient(Peer);
 
 impl AuthClient {
     /// The client of the peer `peers` names (its URL, the internal token, the call
@@ -83,19 +79,7 @@ impl AuthClient {
         token: Secret<String>,
         timeout: Duration,
     ) -> Result<Self, ClientError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            .map_err(|e| ClientError::Unavailable {
-                service: SERVICE,
-                reason: e.to_string(),
-            })?;
-        Ok(Self {
-            base_url: base_url.into().trim_end_matches('/').to_owned(),
-            token,
-            http,
-        })
+        Peer::new(SERVICE, base_url, token, timeout).map(Self)
     }
 
     /// The user with this email, created without a password if there is none (SSO),
@@ -201,8 +185,9 @@ impl AuthClient {
             expires_in: u64,
         }
         let response = self
+            .0
             .http
-            .post(format!("{}/api/auth/refresh", self.base_url))
+            .post(format!("{}/api/auth/refresh", self.0.base_url))
             .bearer_auth(refresh_token)
             .send()
             .await
@@ -239,8 +224,9 @@ impl AuthClient {
         refresh_token: Option<&str>,
     ) -> Result<(), ClientError> {
         let mut request = self
+            .0
             .http
-            .post(format!("{}/api/auth/logout", self.base_url))
+            .post(format!("{}/api/auth/logout", self.0.base_url))
             .bearer_auth(access_token);
         if let Some(refresh) = refresh_token {
             request = request.json(&serde_json::json!({ "refresh_token": refresh }));
@@ -265,9 +251,10 @@ impl AuthClient {
         body: &serde_json::Value,
     ) -> Result<T, ClientError> {
         let mut request = self
+            .0
             .http
-            .post(format!("{}{path}", self.base_url))
-            .bearer_auth(self.token.expose())
+            .post(format!("{}{path}", self.0.base_url))
+            .bearer_auth(self.0.token.expose())
             .json(body);
         if let Some(id) = http_kit::request_id::current() {
             request = request.header("x-request-id", id);
@@ -298,9 +285,10 @@ impl AuthClient {
         last_name: &str,
     ) -> Result<bool, ClientError> {
         let response = self
+            .0
             .http
-            .post(format!("{}/internal/v1/users", self.base_url))
-            .bearer_auth(self.token.expose())
+            .post(format!("{}/internal/v1/users", self.0.base_url))
+            .bearer_auth(self.0.token.expose())
             .json(&serde_json::json!({
                 "email": email, "password": password, "first_name": first_name, "last_name": last_name
             }))
@@ -352,9 +340,10 @@ impl AuthClient {
             body["emails"] = serde_json::json!(emails);
         }
         let mut request = self
+            .0
             .http
-            .post(format!("{}/internal/v1/users/lookup", self.base_url))
-            .bearer_auth(self.token.expose())
+            .post(format!("{}/internal/v1/users/lookup", self.0.base_url))
+            .bearer_auth(self.0.token.expose())
             .json(&body);
         if let Some(id) = http_kit::request_id::current() {
             request = request.header("x-request-id", id);

@@ -23,3 +23,35 @@ pub enum ClientError {
         reason: String,
     },
 }
+
+/// What every client holds: the peer's base URL, the internal token, and an HTTP
+/// client whose calls time out.
+#[derive(Clone)]
+pub(crate) struct Peer {
+    base_url: String,
+    token: http_kit::Secret<String>,
+    http: reqwest::Client,
+}
+
+impl Peer {
+    fn new(
+        service: &'static str,
+        base_url: impl Into<String>,
+        token: http_kit::Secret<String>,
+        timeout: std::time::Duration,
+    ) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|e| ClientError::Unavailable {
+                service,
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            token,
+            http,
+        })
+    }
+}

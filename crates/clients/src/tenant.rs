@@ -8,7 +8,7 @@ use http_kit::identity::{AuditFuture, MemberAccess, RoleFuture, RoleLookup};
 use http_kit::Secret;
 use serde::{Deserialize, Serialize};
 
-use crate::ClientError;
+use crate::{ClientError, Peer};
 
 const SERVICE: &str = "tenant service";
 
@@ -117,11 +117,7 @@ pub struct SsoBypass {
 }
 
 #[derive(Clone)]
-pub struct TenantClient {
-    base_url: String,
-    token: Secret<String>,
-    http: reqwest::Client,
-}
+pub struct TenantClient(Peer);
 
 impl TenantClient {
     /// The client of the peer `peers` names (its URL, the internal token, the call
@@ -139,19 +135,7 @@ impl TenantClient {
         token: Secret<String>,
         timeout: Duration,
     ) -> Result<Self, ClientError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            .map_err(|e| ClientError::Unavailable {
-                service: SERVICE,
-                reason: e.to_string(),
-            })?;
-        Ok(Self {
-            base_url: base_url.into().trim_end_matches('/').to_owned(),
-            token,
-            http,
-        })
+        Peer::new(SERVICE, base_url, token, timeout).map(Self)
     }
 
     /// GET `path`: `None` on 404.
@@ -159,7 +143,7 @@ impl TenantClient {
         &self,
         path: &str,
     ) -> Result<Option<T>, ClientError> {
-        self.call(self.http.get(format!("{}{path}", self.base_url)))
+        self.call(self.0.http.get(format!("{}{path}", self.0.base_url)))
             .await
     }
 
@@ -169,7 +153,7 @@ impl TenantClient {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<Option<T>, ClientError> {
-        let mut request = request.bearer_auth(self.token.expose());
+        let mut request = request.bearer_auth(self.0.token.expose());
         if let Some(id) = http_kit::request_id::current() {
             request = request.header("x-request-id", id);
         }
@@ -223,9 +207,9 @@ impl TenantClient {
     ) -> Result<Option<Membership>, ClientError> {
         let url = format!(
             "{}/internal/v1/tenants/{tenant}/members/{user}",
-            self.base_url
+            self.0.base_url
         );
-        self.call(self.http.put(url).json(&SetMembership { role }))
+        self.call(self.0.http.put(url).json(&SetMembership { role }))
             .await
     }
 
@@ -236,8 +220,8 @@ impl TenantClient {
         tenant: TenantId,
         sso: &TenantSso,
     ) -> Result<Option<TenantSummary>, ClientError> {
-        let url = format!("{}/internal/v1/tenants/{tenant}/sso", self.base_url);
-        self.call(self.http.put(url).json(sso)).await
+        let url = format!("{}/internal/v1/tenants/{tenant}/sso", self.0.base_url);
+        self.call(self.0.http.put(url).json(sso)).await
     }
 
     /// The active tenants of `user`, most recently joined first.
@@ -257,9 +241,12 @@ impl TenantClient {
         user: UserId,
         session: Option<uuid::Uuid>,
     ) -> Result<(), ClientError> {
-        let url = format!("{}/internal/v1/tenants/{tenant}/sso-bypass", self.base_url);
+        let url = format!(
+            "{}/internal/v1/tenants/{tenant}/sso-bypass",
+            self.0.base_url
+        );
         let recorded: Option<serde_json::Value> = self
-            .call(self.http.post(url).json(&SsoBypass {
+            .call(self.0.http.post(url).json(&SsoBypass {
                 user_id: user,
                 session_id: session,
             }))
