@@ -17,6 +17,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    database_servers (id) {
+        id -> Uuid,
+        name -> Text,
+        admin_url_ref -> Text,
+        url_ref -> Text,
+        state -> Text,
+        weight -> Int4,
+        max_tenants -> Nullable<Int4>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     notifications (id) {
         id -> Uuid,
         event_id -> Uuid,
@@ -131,6 +145,7 @@ diesel::table! {
         updated_at -> Timestamptz,
         created_by -> Nullable<Uuid>,
         sso_directory_id -> Nullable<Text>,
+        server_id -> Uuid,
     }
 }
 
@@ -266,6 +281,7 @@ diesel::joinable!(refresh_tokens -> user_sessions (family_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(tenant_invitations -> tenants (tenant_id));
 diesel::joinable!(tenant_sso_configs -> tenants (tenant_id));
+diesel::joinable!(tenants -> database_servers (server_id));
 diesel::joinable!(tenants -> users (created_by));
 diesel::joinable!(user_azure_identities -> tenants (tenant_id));
 diesel::joinable!(user_azure_identities -> users (user_id));
@@ -278,6 +294,7 @@ diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     audit_logs,
+    database_servers,
     notifications,
     outbox,
     processed_events,

@@ -120,7 +120,8 @@ async fn constraints_protect_tenants_memberships_and_sso_configs() {
     let db = TenantDatabaseName::generate(&name);
     let insert_tenant = |id: TenantId| {
         diesel::sql_query(
-            "INSERT INTO tenants (id, name, database_name, status) VALUES ($1, $2, $3, 'provisioning')",
+            "INSERT INTO tenants (id, name, database_name, status, server_id) \
+             VALUES ($1, $2, $3, 'provisioning', '00000000-0000-0000-0000-000000000001')",
         )
         .bind::<diesel::sql_types::Uuid, _>(*id.as_uuid())
         .bind::<Text, _>(name.as_str().to_owned())
@@ -138,7 +139,7 @@ async fn constraints_protect_tenants_memberships_and_sso_configs() {
     assert!(is_violation(&err, "tenants_database_name_key"), "{err:?}");
 
     let err = conn
-        .batch_execute("INSERT INTO tenants (id, name, database_name) VALUES (gen_random_uuid(), 'x', 'tenant_x\"; DROP_deadbeef')")
+        .batch_execute("INSERT INTO tenants (id, name, database_name, server_id) VALUES (gen_random_uuid(), 'x', 'tenant_x\"; DROP_deadbeef', '00000000-0000-0000-0000-000000000001')")
         .await
         .expect_err("unsafe database name");
     assert!(
@@ -226,6 +227,64 @@ async fn constraints_protect_tenants_memberships_and_sso_configs() {
             .contains("tenant_sso_configs_secret_has_key"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn database_servers_hold_names_of_settings_never_urls() {
+    let ctx = TestContext::new().await;
+    let mut conn = connect(&ctx).await;
+    let main: Vec<Name> =
+        diesel::sql_query("SELECT name || ' ' || admin_url_ref || ' ' || url_ref || ' ' || state AS name FROM database_servers")
+            .load(&mut conn)
+            .await
+            .expect("servers");
+    assert_eq!(
+        main.into_iter().map(|r| r.name).collect::<Vec<_>>(),
+        vec!["main DATABASE_ADMIN_URL DATABASE_URL active".to_owned()]
+    );
+    let insert = |name: &str, admin: &str, state: &str, weight: i32| {
+        format!(
+            "INSERT INTO database_servers (id, name, admin_url_ref, url_ref, state, weight) \
+             VALUES (gen_random_uuid(), '{name}', '{admin}', 'PG2_URL', '{state}', {weight})"
+        )
+    };
+    for (sql, constraint) in [
+        (
+            insert("pg2", "postgresql://u:secret@db2/postgres", "active", 100),
+            "database_servers_ref_shape",
+        ),
+        (
+            insert("PG 2", "PG2_ADMIN_URL", "active", 100),
+            "database_servers_name_shape",
+        ),
+        (
+            insert("pg2", "PG2_ADMIN_URL", "paused", 100),
+            "database_servers_state_check",
+        ),
+        (
+            insert("pg2", "PG2_ADMIN_URL", "active", 0),
+            "database_servers_weight_range",
+        ),
+        (
+            insert("main", "PG2_ADMIN_URL", "active", 100),
+            "database_servers_name_key",
+        ),
+    ] {
+        let err = conn.batch_execute(&sql).await.expect_err(constraint);
+        assert!(err.to_string().contains(constraint), "{constraint}: {err}");
+    }
+    conn.batch_execute(&insert("pg2", "PG2_ADMIN_URL", "draining", 50))
+        .await
+        .expect("a valid server");
+    // A tenant names an existing server.
+    let err = conn
+        .batch_execute(
+            "INSERT INTO tenants (id, name, database_name, server_id) \
+             VALUES (gen_random_uuid(), 'x', 'tenant_x_deadbeef', gen_random_uuid())",
+        )
+        .await
+        .expect_err("unknown server");
+    assert!(err.to_string().contains("tenants_server_id_fkey"), "{err}");
 }
 
 #[derive(QueryableByName)]

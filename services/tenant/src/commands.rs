@@ -166,3 +166,52 @@ pub async fn reactivate(
     ));
     Ok(())
 }
+
+/// `servers list`: every database server, its state, weight, limit, the tenants it
+/// holds and its share of them, against its share of the active servers' weight.
+pub async fn servers_list(settings: &Settings, line: impl Fn(&str)) -> anyhow::Result<()> {
+    let db = main_db::build_pool(
+        settings.common.database_url.expose(),
+        &settings.main_pool_settings(),
+    )?;
+    let mut conn = db.get().await?;
+    let servers = crate::store::servers::list(&mut conn).await?;
+    let total: i64 = servers.iter().map(|s| s.tenants).sum();
+    let active_weight: i64 = servers
+        .iter()
+        .filter(|s| s.state() == crate::placement::ServerState::Active)
+        .map(|s| i64::from(s.weight))
+        .sum();
+    line(&format!(
+        "{:<20} {:<9} {:>6} {:>11} {:>8} {:>7} {:>7}  {}",
+        "name", "state", "weight", "max", "tenants", "share", "target", "urls (settings)"
+    ));
+    for s in &servers {
+        let percent = |part: i64, whole: i64| {
+            if whole == 0 {
+                "-".to_owned()
+            } else {
+                format!("{:.1}%", part as f64 * 100.0 / whole as f64)
+            }
+        };
+        let target = if s.state() == crate::placement::ServerState::Active {
+            percent(i64::from(s.weight), active_weight)
+        } else {
+            "-".to_owned()
+        };
+        line(&format!(
+            "{:<20} {:<9} {:>6} {:>11} {:>8} {:>7} {:>7}  admin {}, requests {}",
+            s.name,
+            s.state,
+            s.weight,
+            s.max_tenants.map_or("-".to_owned(), |m| m.to_string()),
+            s.tenants,
+            percent(s.tenants, total),
+            target,
+            s.admin_url_ref,
+            s.url_ref,
+        ));
+    }
+    line(&format!("{} servers, {total} tenants", servers.len()));
+    Ok(())
+}

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod invitations;
 pub mod maintenance;
 pub mod migrate_tenants;
+pub mod placement;
 pub mod provisioning;
 pub mod routes;
 mod settings;

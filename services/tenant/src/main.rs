@@ -27,6 +27,15 @@ enum Command {
         #[arg(long)]
         tenant_id: domain::TenantId,
     },
+    /// The PostgreSQL servers that hold tenant databases.
+    #[command(subcommand)]
+    Servers(ServersCommand),
+}
+
+#[derive(Subcommand)]
+enum ServersCommand {
+    /// Every server: state, weight, limit, tenants, share.
+    List,
 }
 
 fn main() -> ExitCode {
@@ -59,6 +68,12 @@ fn main() -> ExitCode {
             };
             http_kit::cli::run_with::<tenant::Service, _, _>(|settings| async move {
                 commands::init(&settings, &init, &args, |line| println!("{line}")).await?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Servers(ServersCommand::List) => {
+            http_kit::cli::run_with::<tenant::Service, _, _>(|settings| async move {
+                commands::servers_list(&settings, |line| println!("{line}")).await?;
                 Ok(ExitCode::SUCCESS)
             })
         }

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use crate::store::servers;
 use crate::store::tenants::{self, TenantRow};
 use diesel_async::AsyncConnection;
 use domain::{Role, TenantDatabaseName, TenantId, TenantName, TenantStatus, UserId};
@@ -23,6 +24,8 @@ pub enum ProvisionError {
     Failed { tenant_id: TenantId, reason: String },
     #[error("the creator has reached the limit of {0} tenants")]
     LimitReached(u32),
+    #[error(transparent)]
+    NoCapacity(#[from] crate::placement::NoCapacity),
     #[error(transparent)]
     Database(#[from] main_db::DbError),
 }
@@ -95,8 +98,10 @@ impl Provisioner {
                             return Err(ProvisionError::LimitReached(limit));
                         }
                     }
+                    let server = place(tx).await?;
                     let tenant =
-                        tenants::insert_provisioning(tx, id, &name, &database, creator).await?;
+                        tenants::insert_provisioning(tx, id, &name, &database, creator, server)
+                            .await?;
                     if let Some(creator) = creator {
                         crate::store::memberships::insert(tx, creator, id, Role::Admin).await?;
                     }
@@ -147,6 +152,17 @@ impl Provisioner {
             Ok(database) => database,
             Err(e) => return self.fail(id, None, e.to_string()).await,
         };
+        // This service reaches the main server only: placement cannot choose another
+        // until servers can be added (docs/OPERATIONS.md, "Database servers"), so a
+        // tenant recorded elsewhere was put there by hand and is refused, not created
+        // on the wrong server.
+        if tenant.server_id != servers::MAIN_SERVER_ID {
+            let reason = format!(
+                "tenant placed on database server {}, which this service cannot reach",
+                tenant.server_id
+            );
+            return self.fail(id, None, reason).await;
+        }
         let mut created = false;
         let outcome = async {
             match self.tenants.create_from_template(&database).await {
@@ -252,4 +268,16 @@ impl Provisioner {
             reason,
         })
     }
+}
+
+/// Chooses the server of a tenant about to be inserted in `tx` (placement is
+/// serialised until `tx` ends, `crate::placement`).
+async fn place(tx: &mut diesel_async::AsyncPgConnection) -> Result<uuid::Uuid, ProvisionError> {
+    servers::lock_placement(tx).await?;
+    let candidates: Vec<_> = servers::list(tx)
+        .await?
+        .iter()
+        .map(servers::ServerRow::candidate)
+        .collect();
+    Ok(crate::placement::choose(&candidates)?.id)
 }

@@ -370,9 +370,16 @@ async fn an_interrupted_provisioning_is_swept_to_failed_without_its_database() {
     let id = domain::TenantId::new();
     {
         let mut conn = db.get().await.expect("conn");
-        tenant::store::tenants::insert_provisioning(&mut conn, id, &name, &database, None)
-            .await
-            .expect("row");
+        tenant::store::tenants::insert_provisioning(
+            &mut conn,
+            id,
+            &name,
+            &database,
+            None,
+            tenant::store::servers::MAIN_SERVER_ID,
+        )
+        .await
+        .expect("row");
     }
     manager
         .create_from_template(&database)
@@ -516,6 +523,7 @@ async fn a_tenant_has_one_pending_invitation_per_address_and_each_ends_once() {
         &name,
         &TenantDatabaseName::generate(&name),
         None,
+        tenant::store::servers::MAIN_SERVER_ID,
     )
     .await
     .expect("tenant")
@@ -673,4 +681,163 @@ async fn a_tenant_has_one_pending_invitation_per_address_and_each_ends_once() {
     .await
     .expect("clear");
     assert_eq!(cleared, 1);
+}
+
+// Database servers and placement (docs/OPERATIONS.md, "Database servers").
+
+#[tokio::test]
+async fn the_main_server_is_registered_and_every_tenant_is_placed_on_it() {
+    use tenant::store::servers::{self, MAIN_SERVER_ID};
+    let ctx = TestContext::new().await;
+    let settings = settings_with(&ctx, &[]);
+    let (provisioner, _) = provisioner(&settings);
+    let mut placed = Vec::new();
+    for name in ["Placed One", "Placed Two"] {
+        placed.push(
+            provisioner
+                .provision(TenantName::parse(name).expect("valid"), None)
+                .await
+                .expect("provisioned"),
+        );
+    }
+    assert!(placed.iter().all(|t| t.server_id == MAIN_SERVER_ID));
+    let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("connect");
+    let listed = servers::list(&mut conn).await.expect("servers");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let main = &listed[0];
+    assert_eq!(
+        (
+            main.id,
+            main.name.as_str(),
+            main.state.as_str(),
+            main.weight,
+            main.max_tenants
+        ),
+        (MAIN_SERVER_ID, "main", "active", 100, None)
+    );
+    assert_eq!(
+        (main.admin_url_ref.as_str(), main.url_ref.as_str()),
+        ("DATABASE_ADMIN_URL", "DATABASE_URL")
+    );
+    assert_eq!(main.tenants, 2);
+
+    let output = Command::new(env!("CARGO_BIN_EXE_tenant"))
+        .args(["servers", "list"])
+        .env_clear()
+        .envs(ctx.service_env())
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run tenant");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("main "))
+        .unwrap_or_else(|| panic!("no main row: {stdout}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        &cells[..7],
+        ["main", "active", "100", "-", "2", "100.0%", "100.0%"],
+        "{row}"
+    );
+    assert!(
+        row.ends_with("admin DATABASE_ADMIN_URL, requests DATABASE_URL"),
+        "{row}"
+    );
+    assert!(stdout.contains("1 servers, 2 tenants"), "{stdout}");
+    // No URL, only the names of the settings holding them.
+    assert!(!stdout.contains("postgres"), "{stdout}");
+}
+
+#[tokio::test]
+async fn no_server_open_for_tenants_refuses_a_new_one_and_writes_nothing() {
+    let ctx = TestContext::new().await;
+    let settings = settings_with(&ctx, &[]);
+    let (provisioner, _) = provisioner(&settings);
+    let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("connect");
+    conn.batch_execute("UPDATE database_servers SET state = 'draining'")
+        .await
+        .expect("drain");
+    let err = provisioner
+        .provision(TenantName::parse("Nowhere").expect("valid"), None)
+        .await
+        .expect_err("no active server");
+    assert!(
+        matches!(
+            err,
+            ProvisionError::NoCapacity(tenant::placement::NoCapacity { active: 0, full: 0 })
+        ),
+        "{err:?}"
+    );
+    // A full server is refused the same way.
+    conn.batch_execute("UPDATE database_servers SET state = 'active', max_tenants = 1")
+        .await
+        .expect("limit");
+    provisioner
+        .provision(TenantName::parse("First").expect("valid"), None)
+        .await
+        .expect("room for one");
+    let err = provisioner
+        .provision(TenantName::parse("Second").expect("valid"), None)
+        .await
+        .expect_err("full");
+    assert!(
+        matches!(
+            err,
+            ProvisionError::NoCapacity(tenant::placement::NoCapacity { active: 1, full: 1 })
+        ),
+        "{err:?}"
+    );
+    let names: Vec<String> = main_db::schema::tenants::table
+        .select(main_db::schema::tenants::name)
+        .load(&mut conn)
+        .await
+        .expect("tenants");
+    assert_eq!(names, vec!["First".to_owned()]);
+}
+
+#[tokio::test]
+async fn a_tenant_on_a_server_this_service_cannot_reach_fails_without_a_database() {
+    let ctx = TestContext::new().await;
+    let settings = settings_with(&ctx, &[]);
+    let (provisioner, manager) = provisioner(&settings);
+    let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("connect");
+    // Registered by hand, heavier than main: placement chooses it.
+    conn.batch_execute(
+        "INSERT INTO database_servers (id, name, admin_url_ref, url_ref, weight) \
+         VALUES ('00000000-0000-0000-0000-0000000000aa', 'elsewhere', 'PG2_ADMIN_URL', 'PG2_URL', 10000)",
+    )
+    .await
+    .expect("second server");
+    let err = provisioner
+        .provision(TenantName::parse("Misplaced").expect("valid"), None)
+        .await
+        .expect_err("unreachable server");
+    let ProvisionError::Failed { tenant_id, reason } = err else {
+        panic!("{err:?}");
+    };
+    assert!(reason.contains("cannot reach"), "{reason}");
+    let row = tenant::store::tenants::find(&mut conn, tenant_id)
+        .await
+        .expect("query")
+        .expect("kept");
+    assert_eq!(row.status(), TenantStatus::Failed);
+    assert_eq!(
+        row.server_id.to_string(),
+        "00000000-0000-0000-0000-0000000000aa"
+    );
+    assert!(!manager
+        .exists(&row.database().expect("valid"))
+        .await
+        .expect("check"));
 }

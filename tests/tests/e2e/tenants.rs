@@ -1055,3 +1055,42 @@ async fn the_creation_limit_holds_under_concurrent_requests() {
         .count();
     assert_eq!((created, refused), (2, 4), "{results:?}");
 }
+
+#[tokio::test]
+async fn no_database_server_open_for_tenants_answers_503_and_stores_nothing() {
+    use diesel_async::SimpleAsyncConnection;
+    let ctx = TestContext::new().await;
+    let (auth, tenant) = start_with(&ctx, &[], &[]);
+    let admin = auth.session("admin@example.com").await.0;
+    let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("connect");
+    conn.batch_execute("UPDATE database_servers SET state = 'draining'")
+        .await
+        .expect("drain the only server");
+    let (status, body) = call(
+        &auth,
+        Method::POST,
+        &format!("{tenant}/api/tenants"),
+        Some(json!({"name": "Nowhere"})),
+        &admin,
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "service_unavailable", "{body}");
+    assert_eq!(
+        body["message"],
+        "No database server can take a new tenant now; try again later"
+    );
+    let count: i64 = main_db::schema::tenants::table
+        .count()
+        .get_result(&mut conn)
+        .await
+        .expect("count");
+    assert_eq!(count, 0, "nothing stored");
+    conn.batch_execute("UPDATE database_servers SET state = 'active'")
+        .await
+        .expect("reopen");
+    let created = create(&auth, &tenant, &admin, "Somewhere").await;
+    assert_eq!(created["name"], "Somewhere");
+}

@@ -101,6 +101,12 @@ pub async fn create(
         Err(ProvisionError::LimitReached(limit)) => {
             Err(ApiError::Forbidden(format!("You have reached the limit of {limit} tenants per user (deleted tenants count until they are purged: DELETE with ?purge=true)")))
         }
+        Err(ProvisionError::NoCapacity(e)) => {
+            tracing::error!(error = %e, "tenant refused: no database server can take it");
+            Err(ApiError::ServiceUnavailable(
+                "No database server can take a new tenant now; try again later".into(),
+            ))
+        }
         Err(e) => Err(ApiError::internal(e)),
     }
 }

@@ -1,4 +1,4 @@
-//! The SQL of the tables the tenant service owns: `tenants`, memberships
+//! The SQL of the tables the tenant service owns: `database_servers`, `tenants`, memberships
 //! (`user_tenant_associations`) and invitations (`tenant_invitations`). Other services
 //! learn tenants and roles through the internal API (docs/ARCHITECTURE.md), never by
 //! reading these tables.
@@ -7,4 +7,5 @@
 
 pub mod invitations;
 pub mod memberships;
+pub mod servers;
 pub mod tenants;

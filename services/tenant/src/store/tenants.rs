@@ -26,6 +26,8 @@ pub struct TenantRow {
     pub created_by: Option<Uuid>,
     /// The directory (Entra `tid`) of the tenant's SSO configuration, mirrored.
     pub sso_directory_id: Option<String>,
+    /// The database server holding its database (`database_servers`).
+    pub server_id: Uuid,
 }
 
 impl TenantRow {
@@ -45,13 +47,14 @@ impl TenantRow {
     }
 }
 
-/// Inserts a tenant in state `provisioning`.
+/// Inserts a tenant in state `provisioning`, on database server `server`.
 pub async fn insert_provisioning(
     conn: &mut AsyncPgConnection,
     id: TenantId,
     name: &TenantName,
     database: &TenantDatabaseName,
     created_by: Option<UserId>,
+    server: Uuid,
 ) -> QueryResult<TenantRow> {
     diesel::insert_into(tenants::table)
         .values((
@@ -60,6 +63,7 @@ pub async fn insert_provisioning(
             tenants::database_name.eq(database.as_str()),
             tenants::status.eq(TenantStatus::Provisioning.as_str()),
             tenants::created_by.eq(created_by.map(UserId::into_uuid)),
+            tenants::server_id.eq(server),
         ))
         .returning(TenantRow::as_returning())
         .get_result(conn)

@@ -1,0 +1,91 @@
+//! Queries of `database_servers`: the PostgreSQL servers that hold tenant databases.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::placement::{Candidate, ServerState};
+
+/// The main database's own server, registered by the migration that made the table.
+pub const MAIN_SERVER_ID: Uuid = Uuid::from_u128(1);
+
+/// A server with the number of tenants it holds (every state but purged).
+#[derive(Debug, Clone, QueryableByName)]
+pub struct ServerRow {
+    #[diesel(sql_type = SqlUuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = Text)]
+    pub name: String,
+    /// The setting that holds its administration URL (never the URL itself).
+    #[diesel(sql_type = Text)]
+    pub admin_url_ref: String,
+    /// The setting that holds its request-traffic URL.
+    #[diesel(sql_type = Text)]
+    pub url_ref: String,
+    #[diesel(sql_type = Text)]
+    pub state: String,
+    #[diesel(sql_type = Integer)]
+    pub weight: i32,
+    #[diesel(sql_type = Nullable<Integer>)]
+    pub max_tenants: Option<i32>,
+    #[diesel(sql_type = Timestamptz)]
+    pub created_at: DateTime<Utc>,
+    #[diesel(sql_type = BigInt)]
+    pub tenants: i64,
+}
+
+impl ServerRow {
+    /// The state; an unknown stored value (impossible under the check constraint)
+    /// reads as disabled, which receives nothing.
+    pub fn state(&self) -> ServerState {
+        self.state.parse().unwrap_or(ServerState::Disabled)
+    }
+
+    pub fn candidate(&self) -> Candidate {
+        Candidate {
+            id: self.id,
+            name: self.name.clone(),
+            state: self.state(),
+            weight: u32::try_from(self.weight).unwrap_or(1),
+            max_tenants: self.max_tenants.and_then(|m| u64::try_from(m).ok()),
+            tenants: u64::try_from(self.tenants).unwrap_or(0),
+        }
+    }
+}
+
+const SELECT_WITH_COUNTS: &str = "\
+    SELECT s.id, s.name, s.admin_url_ref, s.url_ref, s.state, s.weight, s.max_tenants, \
+           s.created_at, \
+           (SELECT count(*) FROM tenants t WHERE t.server_id = s.id AND t.status <> 'deleted') \
+             AS tenants \
+    FROM database_servers s";
+
+/// Every server with its tenant count, by name.
+pub async fn list(conn: &mut AsyncPgConnection) -> QueryResult<Vec<ServerRow>> {
+    diesel::sql_query(format!("{SELECT_WITH_COUNTS} ORDER BY s.name"))
+        .load(conn)
+        .await
+}
+
+/// One server by name, with its tenant count.
+pub async fn find_by_name(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+) -> QueryResult<Option<ServerRow>> {
+    diesel::sql_query(format!("{SELECT_WITH_COUNTS} WHERE s.name = $1"))
+        .bind::<Text, _>(name)
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Serialises placements until the end of the transaction, so concurrent tenants see
+/// each other's server and a full server is never overfilled.
+pub async fn lock_placement(conn: &mut AsyncPgConnection) -> QueryResult<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended('tenant-placement', 0))")
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
