@@ -107,15 +107,25 @@ impl Broadcast {
         }
     }
 
+    /// Subscribes through the first node that answers (on a cluster, a message
+    /// published on any node reaches the subscribers of every node).
     async fn subscribe(
         &self,
     ) -> Result<(redis::aio::PubSubSink, redis::aio::PubSubStream), CacheError> {
-        crate::with_timeout(self.redis.timeout, async {
-            let pubsub = self.redis.client.get_async_pubsub().await?;
-            let (mut sink, stream) = pubsub.split();
-            sink.subscribe(&self.channel).await?;
-            Ok((sink, stream))
-        })
-        .await
+        let mut last = CacheError::Unavailable("no Redis node to subscribe through".into());
+        for node in self.redis.subscription_nodes() {
+            let attempt = crate::with_timeout(self.redis.timeout, async {
+                let pubsub = node.get_async_pubsub().await?;
+                let (mut sink, stream) = pubsub.split();
+                sink.subscribe(&self.channel).await?;
+                Ok((sink, stream))
+            })
+            .await;
+            match attempt {
+                Ok(subscribed) => return Ok(subscribed),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 }

@@ -1,6 +1,13 @@
 //! Redis: the connection every service shares, with timeouts; key naming under the
 //! configured prefix; token revocation, rate limits, one-time values (SSO state) and
 //! short locks.
+//!
+//! `REDIS_URL` names one server (`redis://`, `rediss://`) or a Redis Cluster
+//! (`redis+cluster://[user:password@]host:port,host:port,…`: the seed nodes; the client
+//! learns the others and follows slot moves). Every use works on both: a command
+//! touches one key, or its keys are read and written one by one on a cluster
+//! (revocation), and pub/sub reaches every node of a cluster (docs/OPERATIONS.md,
+//! "Redis Cluster").
 
 use std::future::Future;
 use std::time::Duration;
@@ -16,6 +23,7 @@ pub use rate_limit::{RateDecision, RateLimit, RateLimiter};
 pub use revocation::{Revocations, TokenRef};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
 use std::sync::Arc;
 use tokio::sync::OnceCell;
 
@@ -43,46 +51,164 @@ async fn with_timeout<T>(
 
 /// One multiplexed connection shared by every request (commands are pipelined on it),
 /// opened on first use and re-opened by itself after Redis comes back. A pool of
-/// connections would add a PING per checkout for nothing.
+/// connections would add a PING per checkout for nothing. On a cluster: one connection
+/// per node, commands routed by their key's slot.
 #[derive(Clone)]
 pub struct Redis {
-    client: redis::Client,
+    target: Target,
     timeout: Duration,
-    manager: Arc<OnceCell<ConnectionManager>>,
+    connection: Arc<OnceCell<Conn>>,
+}
+
+#[derive(Clone)]
+enum Target {
+    Single(redis::Client),
+    Cluster {
+        client: Box<redis::cluster::ClusterClient>,
+        /// The seed nodes, for subscriptions (pub/sub reaches every node).
+        nodes: Vec<redis::Client>,
+    },
+}
+
+/// A connection to one server or to a cluster.
+#[derive(Clone)]
+pub enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    /// Whether commands are spread over a cluster's nodes: a command or pipeline whose
+    /// keys hash to different slots is refused there (CROSSSLOT).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 impl Redis {
-    async fn connection(&self) -> Result<ConnectionManager, CacheError> {
-        self.manager
+    async fn connection(&self) -> Result<Conn, CacheError> {
+        self.connection
             .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
-                    .set_response_timeout(Some(self.timeout))
-                    .set_number_of_retries(1);
-                ConnectionManager::new_with_config(self.client.clone(), config)
-                    .await
-                    .map_err(|e| CacheError::Unavailable(e.to_string()))
+                match &self.target {
+                    Target::Single(client) => {
+                        let config = ConnectionManagerConfig::new()
+                            .set_connection_timeout(Some(self.timeout))
+                            .set_response_timeout(Some(self.timeout))
+                            .set_number_of_retries(1);
+                        ConnectionManager::new_with_config(client.clone(), config)
+                            .await
+                            .map(Conn::Single)
+                    }
+                    Target::Cluster { client, .. } => {
+                        client.get_async_connection().await.map(Conn::Cluster)
+                    }
+                }
+                .map_err(|e| CacheError::Unavailable(e.to_string()))
             })
             .await
             .cloned()
     }
+
+    /// Clients of the nodes to subscribe through, in the order to try them.
+    fn subscription_nodes(&self) -> Vec<redis::Client> {
+        match &self.target {
+            Target::Single(client) => vec![client.clone()],
+            Target::Cluster { nodes, .. } => nodes.clone(),
+        }
+    }
 }
 
-/// A handle on Redis at `url`; nothing connects until the first command.
+/// A handle on Redis at `url` (one server, or a cluster: `redis+cluster://…`); nothing
+/// connects until the first command.
 pub fn connect(url: &str, timeout: Duration) -> Result<Redis, CacheError> {
-    let client = redis::Client::open(url).map_err(|e| CacheError::Build(e.to_string()))?;
+    let target = match url.strip_prefix("redis+cluster://") {
+        None => {
+            Target::Single(redis::Client::open(url).map_err(|e| CacheError::Build(e.to_string()))?)
+        }
+        Some(rest) => {
+            let nodes = cluster_nodes(rest)?;
+            let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .retries(2)
+                .build()
+                .map_err(|e| CacheError::Build(e.to_string()))?;
+            let nodes = nodes
+                .iter()
+                .map(|node| redis::Client::open(node.as_str()))
+                .collect::<Result<_, _>>()
+                .map_err(|e| CacheError::Build(e.to_string()))?;
+            Target::Cluster {
+                client: Box::new(client),
+                nodes,
+            }
+        }
+    };
     Ok(Redis {
-        client,
+        target,
         timeout,
-        manager: Arc::new(OnceCell::new()),
+        connection: Arc::new(OnceCell::new()),
     })
+}
+
+/// `[user:password@]host:port,host:port,…[/]` → one `redis://` URL per seed node, each
+/// with the credentials.
+fn cluster_nodes(rest: &str) -> Result<Vec<String>, CacheError> {
+    let rest = rest.trim_end_matches('/');
+    let (credentials, hosts) = match rest.rsplit_once('@') {
+        Some((credentials, hosts)) => (format!("{credentials}@"), hosts),
+        None => (String::new(), rest),
+    };
+    let nodes: Vec<String> = hosts
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|host| format!("redis://{credentials}{host}"))
+        .collect();
+    if nodes.is_empty() || hosts.contains(['/', '?']) {
+        return Err(CacheError::Build(
+            "a Redis Cluster URL is redis+cluster://[user:password@]host:port,host:port,… (no path or database)".into(),
+        ));
+    }
+    Ok(nodes)
 }
 
 /// Runs `work` on the shared connection, all of it within `timeout`.
 async fn with_connection<T>(
     redis: &Redis,
     timeout: Duration,
-    work: impl AsyncFnOnce(&mut ConnectionManager) -> Result<T, CacheError>,
+    work: impl AsyncFnOnce(&mut Conn) -> Result<T, CacheError>,
 ) -> Result<T, CacheError> {
     with_timeout(timeout, async {
         let mut conn = redis.connection().await?;
@@ -142,6 +268,21 @@ impl Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_urls_name_their_seed_nodes() {
+        assert_eq!(
+            cluster_nodes("10.0.0.1:7000,10.0.0.2:7000/").expect("valid"),
+            vec!["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]
+        );
+        assert_eq!(
+            cluster_nodes("user:p%40ss@a:1, b:2").expect("valid"),
+            vec!["redis://user:p%40ss@a:1", "redis://user:p%40ss@b:2"]
+        );
+        assert!(cluster_nodes("").is_err());
+        assert!(cluster_nodes("a:1/2").is_err());
+        assert!(connect("redis+cluster://a:1,b:2", Duration::from_secs(1)).is_ok());
+    }
 
     #[test]
     fn keys_carry_the_prefix() {

@@ -36,20 +36,30 @@ impl Revocations {
         }
     }
 
-    /// Sets every `(key, value, ttl)` (TTL at least one second) in one round trip.
+    /// Sets every `(key, value, ttl)` (TTL at least one second) in one round trip; on
+    /// a cluster, where the keys live in different slots, one command each, at once.
     async fn mark(&self, entries: Vec<(String, String, Duration)>) -> Result<(), CacheError> {
         if entries.is_empty() {
             return Ok(());
         }
+        let set = |key: &str, value: &str, ttl: &Duration| {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(key).arg(value).arg("EX").arg(ttl.as_secs().max(1));
+            cmd
+        };
         with_connection(&self.redis, self.timeout, async |conn| {
+            if conn.is_cluster() {
+                let writes = entries.iter().map(|(key, value, ttl)| {
+                    let mut conn = conn.clone();
+                    let cmd = set(key, value, ttl);
+                    async move { cmd.query_async::<()>(&mut conn).await }
+                });
+                futures_util::future::try_join_all(writes).await?;
+                return Ok(());
+            }
             let mut pipe = redis::pipe();
             for (key, value, ttl) in &entries {
-                pipe.cmd("SET")
-                    .arg(key)
-                    .arg(value)
-                    .arg("EX")
-                    .arg(ttl.as_secs().max(1))
-                    .ignore();
+                pipe.add_command(set(key, value, ttl)).ignore();
             }
             let _: () = pipe.query_async(conn).await?;
             Ok(())
@@ -117,8 +127,16 @@ impl Revocations {
             keys.push(self.keys.key("revoked-family", family));
         }
         with_connection(&self.redis, self.timeout, async |conn| {
-            let values: Vec<Option<String>> =
-                redis::cmd("MGET").arg(&keys).query_async(conn).await?;
+            // One MGET; on a cluster (keys in different slots), one GET each, at once.
+            let values: Vec<Option<String>> = if conn.is_cluster() {
+                let reads = keys.iter().map(|key| {
+                    let mut conn = conn.clone();
+                    async move { redis::cmd("GET").arg(key).query_async(&mut conn).await }
+                });
+                futures_util::future::try_join_all(reads).await?
+            } else {
+                redis::cmd("MGET").arg(&keys).query_async(conn).await?
+            };
             let mut values = values.into_iter();
             let cut = values
                 .next()

@@ -455,8 +455,9 @@ impl CommonSettings {
             "REDIS_URL",
             redis_url.is_empty()
                 || redis_url.starts_with("redis://")
-                || redis_url.starts_with("rediss://"),
-            "must be a redis:// or rediss:// URL",
+                || redis_url.starts_with("rediss://")
+                || redis_url.starts_with("redis+cluster://"),
+            "must be a redis:// or rediss:// URL, or redis+cluster://host:port,host:port,… for a Redis Cluster",
         );
         r.check("PORT", settings.port != 0, "must be between 1 and 65535");
         r.check(

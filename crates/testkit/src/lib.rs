@@ -33,6 +33,7 @@ const TEMPLATE_LOCK_KEY: i64 = 0x0074_6573_746b_6974;
 mod gateway;
 mod kafka;
 pub mod oidc;
+mod redis_cluster;
 pub mod service_contract;
 mod smtp;
 mod tansu;
@@ -40,6 +41,7 @@ mod tansu;
 pub use gateway::{TestGateway, Upstreams};
 pub use kafka::{KafkaRecord, TestKafka};
 pub use oidc::{OidcClient, OidcTenant, OidcUser, TestOidc};
+pub use redis_cluster::TestRedisCluster;
 pub use smtp::{Mail, TestSmtp};
 
 /// The value after `name` in a development tool's arguments (`dev-s3`, `dev-kafka`).

@@ -1185,3 +1185,66 @@ async fn a_refresh_repeated_moments_later_gets_the_same_pair_and_a_late_one_ends
     let (status, body) = refresh(third).await;
     assert_error(status, &body, 401, "token_revoked");
 }
+
+#[tokio::test]
+async fn auth_and_tenant_run_on_a_redis_cluster() {
+    let ctx = TestContext::new().await;
+    let cluster = testkit::TestRedisCluster::start()
+        .await
+        .expect("a Redis Cluster");
+    let redis = [
+        ("REDIS_URL", cluster.url.as_str()),
+        ("LOGIN_RATE_LIMIT_PER_ACCOUNT", "2"),
+        ("LOGIN_RATE_LIMIT_WINDOW_SECS", "60"),
+    ];
+    let (auth, tenant) = start_with(&ctx, &redis, &redis[..1]);
+    // A tenant: the tenant service verifies the token (revocation on the cluster).
+    let (access, refresh) = auth.session("cluster@example.com").await;
+    let response = auth
+        .client
+        .post(format!("{tenant}/api/tenants"))
+        .bearer_auth(&access)
+        .json(&json!({"name": "Clustered"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    // Logout revokes the token and its session: keys in different slots.
+    let (status, body) = auth
+        .post(
+            "/api/auth/logout",
+            json!({"refresh_token": refresh}),
+            Some(&access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = auth.get("/api/users/me", Some(&access)).await;
+    assert_error(status, &body, 401, "token_revoked");
+    let response = auth
+        .client
+        .get(format!("{tenant}/api/tenants"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    // Rate limits count on the cluster.
+    for _ in 0..2 {
+        let (status, body) = auth
+            .post(
+                "/api/auth/login",
+                json!({"email": "cluster@example.com", "password": "wrong pass 1"}),
+                None,
+            )
+            .await;
+        assert_error(status, &body, 401, "invalid_credentials");
+    }
+    let (status, body) = auth
+        .post(
+            "/api/auth/login",
+            json!({"email": "cluster@example.com", "password": "wrong pass 1"}),
+            None,
+        )
+        .await;
+    assert_error(status, &body, 429, "rate_limited");
+}
