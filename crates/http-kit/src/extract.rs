@@ -52,6 +52,28 @@ fn without_position(message: &str) -> &str {
         .map_or(message, |at| &message[..at])
 }
 
+/// serde names the Rust type it expected (`expected struct CreateTenant`): a client
+/// reads "expected a JSON object" instead.
+fn without_type_names(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("struct ") {
+        let (before, after) = rest.split_at(at);
+        let name_len = after["struct ".len()..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len() - "struct ".len());
+        out.push_str(before);
+        if name_len == 0 {
+            out.push_str("struct ");
+        } else {
+            out.push_str("a JSON object");
+        }
+        rest = &after["struct ".len() + name_len..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Turns a located serde_json error into field errors.
 pub fn json_error_details(error: &serde_path_to_error::Error<serde_json::Error>) -> FieldErrors {
     let inner = error.inner();
@@ -71,7 +93,7 @@ pub fn json_error_details(error: &serde_path_to_error::Error<serde_json::Error>)
             format!("{base}.{field}")
         }
     };
-    let message = without_position(&inner.to_string()).to_owned();
+    let message = without_type_names(without_position(&inner.to_string()));
     let quoted = |prefix: &str| {
         message
             .strip_prefix(prefix)
@@ -384,6 +406,15 @@ mod tests {
             [("body".into(), "must be a JSON object".into())]
         );
         assert_eq!(fields(r#"{"name":"a","count":1} trailing"#)[0].0, "body");
+        // No Rust type name reaches the client.
+        let null = fields("null");
+        assert_eq!(null[0].0, "body");
+        assert!(null[0].1.ends_with("expected a JSON object"), "{null:?}");
+        assert!(!null[0].1.contains("struct"), "{null:?}");
+        assert_eq!(
+            without_type_names("invalid type: string \"x\", expected struct Inner_1 here"),
+            "invalid type: string \"x\", expected a JSON object here"
+        );
     }
 
     #[test]

@@ -19,8 +19,10 @@ pub(crate) fn valid_filename(name: &str) -> Result<String, &'static str> {
     if name.is_empty() || name.chars().count() > 255 {
         return Err("must be 1 to 255 characters");
     }
-    if name.contains('/') || name.contains('\\') || name.chars().any(char::is_control) {
-        return Err("must not contain '/', '\\' or control characters");
+    // Invisible and direction-changing characters too: `a\u{202E}gpj.exe` would show as
+    // "aexe.jpg".
+    if name.contains('/') || name.contains('\\') || name.chars().any(domain::is_hidden_or_control) {
+        return Err("must not contain '/', '\\', control or invisible formatting characters");
     }
     Ok(name.to_owned())
 }
@@ -29,8 +31,9 @@ pub(crate) fn valid_mime(mime: &str) -> Result<String, &'static str> {
     let mime = mime.trim().to_ascii_lowercase();
     let ok = mime.len() <= 255
         && mime.split_once('/').is_some_and(|(t, s)| {
+            // RFC 6838 restricted names: a letter or digit first.
             let token = |x: &str| {
-                !x.is_empty()
+                x.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
                     && x.bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
             };
@@ -281,11 +284,34 @@ mod tests {
     #[test]
     fn filenames_and_mime_types_are_validated() {
         assert!(valid_filename("ok.txt").is_ok());
-        for bad in ["", "   ", "a/b", "a\\b", &"x".repeat(256)] {
+        for bad in [
+            "",
+            "   ",
+            "a/b",
+            "a\\b",
+            &"x".repeat(256),
+            "a\u{202E}gpj.exe",
+            "zero\u{200B}width",
+            "\u{FEFF}bom.txt",
+            "tab\tname",
+        ] {
             assert!(valid_filename(bad).is_err(), "{bad:?}");
         }
         assert_eq!(valid_mime("Text/Plain").as_deref(), Ok("text/plain"));
-        for bad in ["text", "text/", "/plain", "text/plain; charset=x", "a/b/c"] {
+        assert_eq!(
+            valid_mime("application/vnd.ms-excel").as_deref(),
+            Ok("application/vnd.ms-excel")
+        );
+        for bad in [
+            "text",
+            "text/",
+            "/plain",
+            "text/plain; charset=x",
+            "a/b/c",
+            "../x",
+            "text/.hidden",
+            "+/plain",
+        ] {
             assert!(valid_mime(bad).is_err(), "{bad:?}");
         }
     }

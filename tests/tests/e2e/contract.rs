@@ -411,7 +411,7 @@ async fn schemathesis_finds_nothing_through_the_gateway() {
     let tokens = Tokens {
         loner: loner.token,
         leaver: leaver.token,
-        sso_leaver: sso_leaver.token,
+        sso_leaver: sso_leaver.token.clone(),
         refresh: refresher["refresh_token"]
             .as_str()
             .expect("refresh")
@@ -421,6 +421,8 @@ async fn schemathesis_finds_nothing_through_the_gateway() {
     let doomed_tenant = f.tenant(&admin, "Doomed").await;
     f.member(&admin, &tenant, &bob, "user").await;
     f.member(&admin, &tenant, &carol, "viewer").await;
+    // The SSO logout of a member (a non-member's is a 404, which proves less).
+    f.member(&admin, &tenant, &sso_leaver, "viewer").await;
     let (document, file) = f.upload(&admin, &tenant, "kept").await;
     let (doomed_document, _) = f.upload(&admin, &tenant, "doomed").await;
     let webhook = f

@@ -459,9 +459,30 @@ async fn bad_uploads_are_refused_and_leave_nothing() {
     let (status, body) = docs.upload(&admin, &tenant, Vec::new(), "empty.txt").await;
     assert_error(status, &body, 400, "validation_error");
     assert!(body["details"]["file"].is_array(), "{body}");
-    let (status, body) = docs.upload(&admin, &tenant, b"x".to_vec(), "a/b.txt").await;
-    assert_error(status, &body, 400, "validation_error");
-    assert!(body["details"]["filename"].is_array(), "{body}");
+    // A separator, or a character that hides or reverses the name ("a\u{202E}gpj.exe"
+    // shows as "aexe.jpg").
+    for name in ["a/b.txt", "a\u{202E}gpj.exe", "zero\u{200B}width.txt"] {
+        let (status, body) = docs.upload(&admin, &tenant, b"x".to_vec(), name).await;
+        assert_error(status, &body, 400, "validation_error");
+        assert!(body["details"]["filename"].is_array(), "{name:?}: {body}");
+    }
+    // Not multipart: 415, nothing read.
+    let response = docs
+        .auth
+        .client
+        .post(format!("{}/api/tenants/{tenant}/documents", docs.documents))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"file": "x"}))
+        .send()
+        .await
+        .expect("send");
+    let status = response.status();
+    assert_error(
+        status,
+        &response.json().await.expect("json"),
+        415,
+        "unsupported_media_type",
+    );
     let response = docs
         .auth
         .client

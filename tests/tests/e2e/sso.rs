@@ -1213,6 +1213,26 @@ async fn refresh_and_logout_take_care_of_the_stored_azure_tokens() {
         "invalid_token",
     );
 
+    // Someone with no membership and no identity in the tenant: 404, nothing revoked.
+    let (outsider, _) = p.auth.session("outsider@example.com").await;
+    let response = p
+        .auth
+        .client
+        .post(format!("{}/api/auth/sso/azure/logout/{tenant}", p.sso))
+        .bearer_auth(&outsider)
+        .send()
+        .await
+        .expect("logout");
+    let status = response.status();
+    assert_error(
+        status,
+        &response.json().await.expect("json"),
+        404,
+        "not_found",
+    );
+    let (status, body) = p.auth.get("/api/users/me", Some(&outsider)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
     // Logout: Azure tokens cleared, platform tokens revoked.
     let response = p
         .auth

@@ -87,12 +87,12 @@ pub struct UploadForm {
     #[schema(value_type = String, format = Binary, min_length = 1)]
     file: Vec<u8>,
     /// The document's name (required unless the `file` part has one): not blank, no
-    /// '/', '\\' or control characters.
-    #[schema(value_type = String, required = false, min_length = 1, max_length = 255, pattern = "^[^/\\\\\\u0000-\\u001f\\u007f-\\u009f]*[^/\\\\\\s\\u0000-\\u001f\\u007f-\\u009f][^/\\\\\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    /// '/', '\\', control or invisible formatting characters.
+    #[schema(value_type = String, required = false, min_length = 1, max_length = 255, pattern = "^[^/\\\\\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u180e\\u200b\\u200e\\u200f\\u202a-\\u202e\\u2028\\u2029\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb]*[^/\\\\\\s\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u180e\\u200b\\u200e\\u200f\\u202a-\\u202e\\u2028\\u2029\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb][^/\\\\\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u180e\\u200b\\u200e\\u200f\\u202a-\\u202e\\u2028\\u2029\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb]*$")]
     filename: Option<String>,
     /// The content type to store, `type/subtype` (else the `file` part's, else
     /// guessed).
-    #[schema(value_type = String, required = false, max_length = 255, pattern = "^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$")]
+    #[schema(value_type = String, required = false, max_length = 255, pattern = "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$")]
     mime_type: Option<String>,
 }
 
@@ -113,6 +113,20 @@ pub async fn upload(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     member.require(Permission::UploadDocument)?;
+    let multipart_body = request
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        });
+    if !multipart_body {
+        return Err(ApiError::UnsupportedMediaType(
+            "An upload is multipart/form-data with a `file` part".into(),
+        ));
+    }
     let _slot = app.uploads.slot()?;
     let started = std::time::Instant::now();
     let tenant = member.tenant_id;
@@ -287,17 +301,17 @@ pub async fn delete(
 #[serde(deny_unknown_fields)]
 #[schema(min_properties = 1)]
 pub struct UpdateDocument {
-    /// A new name: not blank, no '/', '\\' or control characters.
+    /// A new name: not blank, no '/', '\\', control or invisible formatting characters.
     #[schema(
         min_length = 1,
         max_length = 255,
-        pattern = "^[^/\\\\\\u0000-\\u001f\\u007f-\\u009f]*[^/\\\\\\s\\u0000-\\u001f\\u007f-\\u009f][^/\\\\\\u0000-\\u001f\\u007f-\\u009f]*$"
+        pattern = "^[^/\\\\\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u180e\\u200b\\u200e\\u200f\\u202a-\\u202e\\u2028\\u2029\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb]*[^/\\\\\\s\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u180e\\u200b\\u200e\\u200f\\u202a-\\u202e\\u2028\\u2029\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb][^/\\\\\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u180e\\u200b\\u200e\\u200f\\u202a-\\u202e\\u2028\\u2029\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb]*$"
     )]
     filename: Option<String>,
     /// A new content type, `type/subtype`.
     #[schema(
         max_length = 255,
-        pattern = "^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$"
+        pattern = "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$"
     )]
     mime_type: Option<String>,
 }

@@ -98,10 +98,11 @@ pub async fn logout(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = path.into_inner();
+    // No body, or `null`, is a logout without a refresh token.
     let body: LogoutRequest = if body.iter().all(u8::is_ascii_whitespace) {
         LogoutRequest::default()
     } else {
-        http_kit::extract::parse_json(&body)?
+        http_kit::extract::parse_json::<Option<LogoutRequest>>(&body)?.unwrap_or_default()
     };
     let access = bearer_token(&request).ok_or(ApiError::Unauthorized)?;
     if let Some(refresh) = &body.refresh_token {
@@ -112,12 +113,28 @@ pub async fn logout(
             ));
         }
     }
-    // An unknown tenant is a 404 before anything changes.
+    // An unknown tenant, or one the caller has neither a membership nor an SSO
+    // identity in, is a 404 before anything changes (as on every tenant route).
     app.tenants
         .tenant(tenant)
         .await
         .map_err(service)?
         .ok_or(ApiError::NotFound("Tenant"))?;
+    let mut conn = app.conn().await?;
+    let identity = store::identity_of_user(&mut conn, tenant, caller.user_id)
+        .await
+        .map_err(ApiError::internal)?;
+    drop(conn);
+    if identity.is_none()
+        && app
+            .tenants
+            .membership(tenant, caller.user_id)
+            .await
+            .map_err(service)?
+            .is_none()
+    {
+        return Err(ApiError::NotFound("Tenant"));
+    }
     // The platform session first (auth checks everything before it revokes anything):
     // if that fails, nothing is half done. Auth's refusals are the caller's.
     app.auth
@@ -131,9 +148,6 @@ pub async fn logout(
             other => service(other),
         })?;
     let mut conn = app.conn().await?;
-    let identity = store::identity_of_user(&mut conn, tenant, caller.user_id)
-        .await
-        .map_err(ApiError::internal)?;
     let logout_url = match &identity {
         Some(identity) => {
             let event = app.audit_event(tenant, Some(caller.user_id), "sso.logout", json!({}))?;
