@@ -2,8 +2,9 @@
 //! once in Redis between the two legs (nonce, PKCE verifier, the browser-binding
 //! cookie, a profile's link intent), the authorization URL, and the callback's work
 //! (state consumed, code redeemed, ID token checked, the identity found, linked or
-//! provisioned (`crate::provisioning`), the login recorded, platform tokens issued).
-//! The routes (`routes/flow.rs`) only read the request and shape the answer.
+//! provisioned (`crate::provisioning`), the login recorded, platform tokens issued);
+//! and signing out. The routes (`routes/flow.rs`, `routes/session.rs`) only read the
+//! request and shape the answer.
 
 use actix_web::cookie::time::Duration as CookieDuration;
 use actix_web::cookie::{Cookie, SameSite};
@@ -571,6 +572,75 @@ async fn record_login(
     drop(conn);
     app.published();
     Ok(())
+}
+
+/// Signs `user` out of `tenant`: the platform session first (auth checks everything
+/// before it revokes anything, so a refusal leaves nothing half done), then the stored
+/// Azure tokens, cleared with the `sso.logout` audit event. An unknown tenant, or one
+/// the user has neither a membership nor an SSO identity in, is a 404 before anything
+/// changes. Answers Entra's end-session URL of the user's own directory, if the user
+/// signed in there.
+pub async fn sign_out(
+    app: &App,
+    tenant: TenantId,
+    user: UserId,
+    access: &str,
+    refresh_token: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    // An unknown tenant, or one the caller has neither a membership nor an SSO
+    // identity in, is a 404 before anything changes (as on every tenant route).
+    app.tenants
+        .tenant(tenant)
+        .await
+        .map_err(service)?
+        .ok_or(ApiError::NotFound("Tenant"))?;
+    let mut conn = app.conn().await?;
+    let identity = store::identity_of_user(&mut conn, tenant, user)
+        .await
+        .map_err(ApiError::internal)?;
+    drop(conn);
+    if identity.is_none()
+        && app
+            .tenants
+            .membership(tenant, user)
+            .await
+            .map_err(service)?
+            .is_none()
+    {
+        return Err(ApiError::NotFound("Tenant"));
+    }
+    // The platform session first (auth checks everything before it revokes anything):
+    // if that fails, nothing is half done. Auth's refusals are the caller's.
+    app.auth
+        .logout(access, refresh_token)
+        .await
+        .map_err(|e| match e {
+            clients::ClientError::Status { status: 400, .. } => {
+                ApiError::validation("refresh_token", "is not a valid refresh token")
+            }
+            clients::ClientError::Status { status: 401, .. } => ApiError::Unauthorized,
+            other => service(other),
+        })?;
+    let mut conn = app.conn().await?;
+    let logout_url = match &identity {
+        Some(identity) => {
+            let event = app.audit_event(tenant, Some(user), "sso.logout", json!({}))?;
+            diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
+                store::clear_tokens(tx, identity.id).await?;
+                enqueue(tx, &event).await
+            })
+            .await?;
+            app.published();
+            // Entra's end-session endpoint of the caller's own directory only.
+            Some(format!(
+                "{}/{}/oauth2/v2.0/logout",
+                app.settings.authority_url, identity.azure_tenant_id
+            ))
+        }
+        None => None,
+    };
+    drop(conn);
+    Ok(logout_url)
 }
 
 /// The login state a callback names, taken once from Redis and checked to belong to

@@ -11,7 +11,7 @@ use http_kit::{ApiError, Json};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::{enqueue, service, App, TxError};
+use crate::app::{service, App};
 use crate::refresh::{refresh_identity, Outcome};
 use crate::store;
 
@@ -113,59 +113,14 @@ pub async fn logout(
             ));
         }
     }
-    // An unknown tenant, or one the caller has neither a membership nor an SSO
-    // identity in, is a 404 before anything changes (as on every tenant route).
-    app.tenants
-        .tenant(tenant)
-        .await
-        .map_err(service)?
-        .ok_or(ApiError::NotFound("Tenant"))?;
-    let mut conn = app.conn().await?;
-    let identity = store::identity_of_user(&mut conn, tenant, caller.user_id)
-        .await
-        .map_err(ApiError::internal)?;
-    drop(conn);
-    if identity.is_none()
-        && app
-            .tenants
-            .membership(tenant, caller.user_id)
-            .await
-            .map_err(service)?
-            .is_none()
-    {
-        return Err(ApiError::NotFound("Tenant"));
-    }
-    // The platform session first (auth checks everything before it revokes anything):
-    // if that fails, nothing is half done. Auth's refusals are the caller's.
-    app.auth
-        .logout(&access, body.refresh_token.as_deref())
-        .await
-        .map_err(|e| match e {
-            clients::ClientError::Status { status: 400, .. } => {
-                ApiError::validation("refresh_token", "is not a valid refresh token")
-            }
-            clients::ClientError::Status { status: 401, .. } => ApiError::Unauthorized,
-            other => service(other),
-        })?;
-    let mut conn = app.conn().await?;
-    let logout_url = match &identity {
-        Some(identity) => {
-            let event = app.audit_event(tenant, Some(caller.user_id), "sso.logout", json!({}))?;
-            diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *conn, async |tx| {
-                store::clear_tokens(tx, identity.id).await?;
-                enqueue(tx, &event).await
-            })
-            .await?;
-            app.published();
-            // Entra's end-session endpoint of the caller's own directory only.
-            Some(format!(
-                "{}/{}/oauth2/v2.0/logout",
-                app.settings.authority_url, identity.azure_tenant_id
-            ))
-        }
-        None => None,
-    };
-    drop(conn);
+    let logout_url = crate::login::sign_out(
+        &app,
+        tenant,
+        caller.user_id,
+        &access,
+        body.refresh_token.as_deref(),
+    )
+    .await?;
     tracing::info!(tenant.id = %tenant, user.id = %caller.user_id, "SSO logout");
     Ok(HttpResponse::Ok().json(json!({
         "message": "Logged out successfully",
