@@ -215,3 +215,57 @@ pub async fn servers_list(settings: &Settings, line: impl Fn(&str)) -> anyhow::R
     line(&format!("{} servers, {total} tenants", servers.len()));
     Ok(())
 }
+
+/// `servers drain|activate|disable NAME`: a draining server keeps its tenants and gets
+/// no new ones; an active one gets new tenants again; a disabled one holds none, so
+/// disabling is refused while tenants remain on it (move them first). Changing under
+/// the placement lock, so no tenant is placed on a server that is being disabled.
+pub async fn servers_set_state(
+    settings: &Settings,
+    name: &str,
+    state: crate::placement::ServerState,
+    line: impl Fn(&str),
+) -> anyhow::Result<()> {
+    use crate::placement::ServerState;
+    use crate::store::servers;
+    use diesel_async::AsyncConnection;
+    let db = main_db::build_pool(
+        settings.common.database_url.expose(),
+        &settings.main_pool_settings(),
+    )?;
+    let mut conn = db.get().await?;
+    let name = name.to_owned();
+    let (server, left) = conn
+        .transaction::<_, anyhow::Error, _>(async |tx| {
+            servers::lock_placement(tx).await?;
+            let server = servers::find_by_name(tx, &name).await?.ok_or_else(|| {
+                anyhow::anyhow!("no database server named {name:?} (tenant servers list)")
+            })?;
+            if state == ServerState::Disabled && server.tenants > 0 {
+                anyhow::bail!(
+                    "database server {name:?} still holds {} tenants: drain it and move them first",
+                    server.tenants
+                );
+            }
+            servers::set_state(tx, &name, state).await?;
+            let left = servers::list(tx)
+                .await?
+                .iter()
+                .filter(|s| s.name != name && s.state() == ServerState::Active)
+                .count()
+                + usize::from(state == ServerState::Active);
+            Ok((server, left))
+        })
+        .await?;
+    line(&format!(
+        "database server {:?}: {} → {} ({} tenants)",
+        server.name,
+        server.state,
+        state.as_str(),
+        server.tenants
+    ));
+    if left == 0 {
+        line("warning: no server is active now: new tenants are refused (503) until one is");
+    }
+    Ok(())
+}

@@ -36,6 +36,12 @@ enum Command {
 enum ServersCommand {
     /// Every server: state, weight, limit, tenants, share.
     List,
+    /// Stop placing new tenants on a server; its tenants stay.
+    Drain { name: String },
+    /// Place new tenants on a server again.
+    Activate { name: String },
+    /// Take a server out of service (refused while it holds tenants).
+    Disable { name: String },
 }
 
 fn main() -> ExitCode {
@@ -71,9 +77,22 @@ fn main() -> ExitCode {
                 Ok(ExitCode::SUCCESS)
             })
         }
-        Command::Servers(ServersCommand::List) => {
+        Command::Servers(command) => {
+            use tenant::placement::ServerState;
+            let change = match command {
+                ServersCommand::List => None,
+                ServersCommand::Drain { name } => Some((name, ServerState::Draining)),
+                ServersCommand::Activate { name } => Some((name, ServerState::Active)),
+                ServersCommand::Disable { name } => Some((name, ServerState::Disabled)),
+            };
             http_kit::cli::run_with::<tenant::Service, _, _>(|settings| async move {
-                commands::servers_list(&settings, |line| println!("{line}")).await?;
+                let print = |line: &str| println!("{line}");
+                match change {
+                    None => commands::servers_list(&settings, print).await?,
+                    Some((name, state)) => {
+                        commands::servers_set_state(&settings, &name, state, print).await?
+                    }
+                }
                 Ok(ExitCode::SUCCESS)
             })
         }

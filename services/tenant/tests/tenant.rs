@@ -841,3 +841,85 @@ async fn a_tenant_on_a_server_this_service_cannot_reach_fails_without_a_database
         .await
         .expect("check"));
 }
+
+#[tokio::test]
+async fn servers_are_drained_activated_and_disabled_only_when_empty() {
+    let ctx = TestContext::new().await;
+    let settings = settings_with(&ctx, &[]);
+    let (provisioner, _) = provisioner(&settings);
+    let servers_cli = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_tenant"))
+            .arg("servers")
+            .args(args)
+            .env_clear()
+            .envs(ctx.service_env())
+            .env("RUST_LOG", "error")
+            .output()
+            .expect("run tenant");
+        (
+            output.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    };
+    provisioner
+        .provision(TenantName::parse("Resident").expect("valid"), None)
+        .await
+        .expect("provisioned");
+    let (code, out) = servers_cli(&["drain", "main"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("database server \"main\": active → draining (1 tenants)"),
+        "{out}"
+    );
+    assert!(out.contains("no server is active now"), "{out}");
+    assert!(matches!(
+        provisioner
+            .provision(TenantName::parse("Refused").expect("valid"), None)
+            .await,
+        Err(ProvisionError::NoCapacity(_))
+    ));
+    // Disabling a server that holds tenants is refused, and changes nothing.
+    let (code, out) = servers_cli(&["disable", "main"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("still holds 1 tenants"), "{out}");
+    let (code, out) = servers_cli(&["list"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("main ") && l.contains(" draining ")),
+        "{out}"
+    );
+    let (code, out) = servers_cli(&["activate", "main"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("warning"), "{out}");
+    provisioner
+        .provision(TenantName::parse("Welcome").expect("valid"), None)
+        .await
+        .expect("placed again");
+    let (code, out) = servers_cli(&["drain", "nowhere"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("no database server named \"nowhere\""),
+        "{out}"
+    );
+    // An empty server is disabled.
+    let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("connect");
+    conn.batch_execute(
+        "INSERT INTO database_servers (id, name, admin_url_ref, url_ref, state) \
+         VALUES (gen_random_uuid(), 'spare', 'SPARE_ADMIN_URL', 'SPARE_URL', 'draining')",
+    )
+    .await
+    .expect("a spare server");
+    let (code, out) = servers_cli(&["disable", "spare"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("database server \"spare\": draining → disabled (0 tenants)"),
+        "{out}"
+    );
+}

@@ -89,3 +89,20 @@ pub async fn lock_placement(conn: &mut AsyncPgConnection) -> QueryResult<()> {
         .await
         .map(|_| ())
 }
+
+/// Sets the state of the server `name`; `None` when there is no such server.
+pub async fn set_state(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+    state: ServerState,
+) -> QueryResult<Option<()>> {
+    use main_db::schema::database_servers as servers;
+    diesel::update(servers::table.filter(servers::name.eq(name)))
+        .set((
+            servers::state.eq(state.as_str()),
+            servers::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+        .map(|n| (n > 0).then_some(()))
+}
