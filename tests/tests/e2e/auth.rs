@@ -492,6 +492,19 @@ async fn bad_tokens_are_refused_with_the_right_code() {
             ),
             "invalid_token",
         ),
+        (
+            // Issued "later" than now, it would outlive a revocation of every token
+            // of its user issued before a moment.
+            "issued in the future",
+            auth.sign(
+                &Claims {
+                    iat: good.iat + 3600,
+                    ..good.clone()
+                },
+                Some(&auth.kid),
+            ),
+            "invalid_token",
+        ),
         ("refresh used as access", refresh.clone(), "invalid_token"),
         ("revoked", revoked, "token_revoked"),
         ("tampered payload", tampered, "invalid_token"),

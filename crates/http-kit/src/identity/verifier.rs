@@ -77,7 +77,8 @@ impl TokenVerifier {
         verified.insert(token.to_owned(), claims.clone());
     }
 
-    /// Signature, algorithm, `kid`, issuer, audience and validity window.
+    /// Signature, algorithm, `kid`, issuer, audience, validity window, and an `iat`
+    /// that is not in the future.
     async fn check_signed(&self, token: &str) -> Result<Claims, ApiError> {
         if let Some(claims) = self.remembered(token) {
             let leeway = i64::try_from(self.validation.leeway).unwrap_or(0);
@@ -103,6 +104,12 @@ impl TokenVerifier {
                 _ => ApiError::InvalidToken,
             }
         })?;
+        // Issued later than now (beyond the clock skew): such a token would outlive a
+        // revocation of every token its user had before a moment (`iat` is compared).
+        let leeway = i64::try_from(self.validation.leeway).unwrap_or(0);
+        if data.claims.iat > chrono::Utc::now().timestamp() + leeway {
+            return Err(ApiError::InvalidToken);
+        }
         self.remember(token, &data.claims);
         Ok(data.claims)
     }
