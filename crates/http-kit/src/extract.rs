@@ -52,23 +52,38 @@ fn without_position(message: &str) -> &str {
         .map_or(message, |at| &message[..at])
 }
 
-/// serde names the Rust type it expected (`expected struct CreateTenant`): a client
-/// reads "expected a JSON object" instead.
+/// serde names the Rust type it expected (`expected struct CreateTenant`, `expected
+/// enum Role`): a client reads what JSON was expected instead.
 fn without_type_names(message: &str) -> String {
+    // Longest first: "tuple struct X" must not be read as "struct X".
+    const KINDS: [(&str, &str); 5] = [
+        ("tuple struct ", "a JSON array"),
+        ("unit struct ", "null"),
+        ("untagged enum ", "one of the accepted values"),
+        ("struct ", "a JSON object"),
+        ("enum ", "one of the accepted values"),
+    ];
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
-    while let Some(at) = rest.find("struct ") {
-        let (before, after) = rest.split_at(at);
-        let name_len = after["struct ".len()..]
+    loop {
+        let next = KINDS
+            .iter()
+            .filter_map(|(kind, json)| rest.find(kind).map(|at| (at, *kind, *json)))
+            .min_by_key(|(at, kind, _)| (*at, std::cmp::Reverse(kind.len())));
+        let Some((at, kind, json)) = next else {
+            break;
+        };
+        let after = &rest[at + kind.len()..];
+        let name_len = after
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(after.len() - "struct ".len());
-        out.push_str(before);
+            .unwrap_or(after.len());
+        out.push_str(&rest[..at]);
         if name_len == 0 {
-            out.push_str("struct ");
+            out.push_str(kind);
         } else {
-            out.push_str("a JSON object");
+            out.push_str(json);
         }
-        rest = &after["struct ".len() + name_len..];
+        rest = &after[name_len..];
     }
     out.push_str(rest);
     out
@@ -414,6 +429,18 @@ mod tests {
         assert_eq!(
             without_type_names("invalid type: string \"x\", expected struct Inner_1 here"),
             "invalid type: string \"x\", expected a JSON object here"
+        );
+        assert_eq!(
+            without_type_names("invalid type: integer `5`, expected enum Role"),
+            "invalid type: integer `5`, expected one of the accepted values"
+        );
+        assert_eq!(
+            without_type_names("expected tuple struct Pair or unit struct Nothing"),
+            "expected a JSON array or null"
+        );
+        assert_eq!(
+            without_type_names("data did not match any variant of untagged enum Body"),
+            "data did not match any variant of one of the accepted values"
         );
     }
 

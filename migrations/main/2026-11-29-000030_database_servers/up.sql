@@ -35,9 +35,10 @@ INSERT INTO database_servers (id, name, admin_url_ref, url_ref)
 VALUES ('00000000-0000-0000-0000-000000000001', 'main', 'DATABASE_ADMIN_URL', 'DATABASE_URL');
 
 -- Every existing tenant is on the main server; a new one gets the server placement
--- chose (the default only serves rows written before this migration).
+-- chose. The default stays for the replicas of the previous release, which insert
+-- tenants without a server during a rolling upgrade (they only know `main`); a later
+-- migration drops it once no such release can be running.
 ALTER TABLE tenants
     ADD COLUMN server_id UUID NOT NULL DEFAULT '00000000-0000-0000-0000-000000000001'
         REFERENCES database_servers (id);
-ALTER TABLE tenants ALTER COLUMN server_id DROP DEFAULT;
 CREATE INDEX tenants_server_id_idx ON tenants (server_id);

@@ -578,7 +578,8 @@ async fn record_login(
 /// before it revokes anything, so a refusal leaves nothing half done), then the stored
 /// Azure tokens, cleared with the `sso.logout` audit event. An unknown tenant, or one
 /// the user has neither a membership nor an SSO identity in, is a 404 before anything
-/// changes. Answers Entra's end-session URL of the user's own directory, if the user
+/// changes; so is a deactivated tenant for a member without an identity (it is gone
+/// for them, as on every tenant route; `/api/auth/logout` ends their session). Answers Entra's end-session URL of the user's own directory, if the user
 /// signed in there.
 pub async fn sign_out(
     app: &App,

@@ -51,7 +51,7 @@ pub struct Candidate {
     /// 1–10000.
     pub weight: u32,
     pub max_tenants: Option<u64>,
-    /// Tenants it holds now (every state but purged).
+    /// Tenants it holds now (every state, deactivated included, until purged).
     pub tenants: u64,
 }
 

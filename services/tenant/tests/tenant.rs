@@ -923,3 +923,41 @@ async fn servers_are_drained_activated_and_disabled_only_when_empty() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn a_deactivated_tenant_counts_on_its_server_until_purged() {
+    let ctx = TestContext::new().await;
+    let settings = settings_with(&ctx, &[]);
+    let (provisioner, manager) = provisioner(&settings);
+    let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+        .await
+        .expect("connect");
+    conn.batch_execute("UPDATE database_servers SET max_tenants = 1")
+        .await
+        .expect("limit");
+    let first = provisioner
+        .provision(TenantName::parse("Dormant").expect("valid"), None)
+        .await
+        .expect("room for one");
+    // Deactivated, its database kept: the server is still full.
+    conn.batch_execute(&format!(
+        "UPDATE tenants SET status = 'deleted', is_active = false WHERE id = '{}'",
+        first.id
+    ))
+    .await
+    .expect("deactivate");
+    let err = provisioner
+        .provision(TenantName::parse("Second").expect("valid"), None)
+        .await
+        .expect_err("still full");
+    assert!(matches!(err, ProvisionError::NoCapacity(_)), "{err:?}");
+    // Purged: its place is free.
+    manager
+        .drop_database(&first.database().expect("valid"))
+        .await
+        .expect("purge");
+    provisioner
+        .provision(TenantName::parse("Second").expect("valid"), None)
+        .await
+        .expect("room again");
+}

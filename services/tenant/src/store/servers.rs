@@ -11,7 +11,8 @@ use crate::placement::{Candidate, ServerState};
 /// The main database's own server, registered by the migration that made the table.
 pub const MAIN_SERVER_ID: Uuid = Uuid::from_u128(1);
 
-/// A server with the number of tenants it holds (every state but purged).
+/// A server with the number of tenants it holds (every state, deactivated included,
+/// until purged).
 #[derive(Debug, Clone, QueryableByName)]
 pub struct ServerRow {
     #[diesel(sql_type = SqlUuid)]
@@ -55,10 +56,16 @@ impl ServerRow {
     }
 }
 
+/// A tenant counts while it holds a database: a deleted (deactivated) one counts until
+/// it is purged, as for the per-creator limit. Whether the database is still there is
+/// read from `pg_database`, which is the main server's: right while only `main` holds
+/// tenants; a purge marker on the row replaces it when other servers do (issue 21).
 const SELECT_WITH_COUNTS: &str = "\
     SELECT s.id, s.name, s.admin_url_ref, s.url_ref, s.state, s.weight, s.max_tenants, \
            s.created_at, \
-           (SELECT count(*) FROM tenants t WHERE t.server_id = s.id AND t.status <> 'deleted') \
+           (SELECT count(*) FROM tenants t WHERE t.server_id = s.id \
+              AND (t.status <> 'deleted' OR EXISTS (SELECT 1 FROM pg_catalog.pg_database d \
+                   WHERE d.datname = t.database_name))) \
              AS tenants \
     FROM database_servers s";
 
