@@ -52,48 +52,18 @@ impl Settings {
     pub fn read(r: &mut ConfigReader<'_>) -> Self {
         let common = CommonSettings::read(r, DEFAULT_PORT);
         let peers = Peers::read(r);
-        let consumer_max_attempts = r.optional("CONSUMER_MAX_ATTEMPTS", 5u32);
-        r.check(
-            "CONSUMER_MAX_ATTEMPTS",
-            (1..=100).contains(&consumer_max_attempts),
-            "must be between 1 and 100",
-        );
-        let consumer_max_batch = r.optional("CONSUMER_MAX_BATCH", 500usize);
-        r.check(
-            "CONSUMER_MAX_BATCH",
-            (1..=10_000).contains(&consumer_max_batch),
-            "must be between 1 and 10000",
-        );
-        let commit_ms = r.optional("CONSUMER_COMMIT_INTERVAL_MS", 1000u64);
-        r.check(
-            "CONSUMER_COMMIT_INTERVAL_MS",
-            (1..=600_000).contains(&commit_ms),
-            "must be between 1 and 600000",
-        );
-        let lag_secs = r.optional("CONSUMER_LAG_SAMPLE_SECS", 15u64);
-        r.check(
-            "CONSUMER_LAG_SAMPLE_SECS",
-            (1..=3600).contains(&lag_secs),
-            "must be between 1 and 3600",
-        );
+        let consumer_max_attempts = r.optional_in("CONSUMER_MAX_ATTEMPTS", 5u32, 1..=100, "");
+        let consumer_max_batch = r.optional_in("CONSUMER_MAX_BATCH", 500usize, 1..=10_000, "");
+        let commit_ms = r.optional_in("CONSUMER_COMMIT_INTERVAL_MS", 1000u64, 1..=600_000, "");
+        let lag_secs = r.optional_in("CONSUMER_LAG_SAMPLE_SECS", 15u64, 1..=3600, "");
         let session_ms = r.optional("CONSUMER_SESSION_TIMEOUT_MS", 45_000u64);
-        let fetch_wait_ms = r.optional("CONSUMER_FETCH_WAIT_MS", 500u64);
-        r.check(
-            "CONSUMER_FETCH_WAIT_MS",
-            (1..=10_000).contains(&fetch_wait_ms),
-            "must be between 1 and 10000",
-        );
+        let fetch_wait_ms = r.optional_in("CONSUMER_FETCH_WAIT_MS", 500u64, 1..=10_000, "");
         r.check(
             "CONSUMER_SESSION_TIMEOUT_MS",
             (1000..=300_000).contains(&session_ms),
             "must be between 1000 and 300000",
         );
-        let webhook_timeout = r.optional("WEBHOOK_TIMEOUT_MS", 10_000u64);
-        r.check(
-            "WEBHOOK_TIMEOUT_MS",
-            (100..=120_000).contains(&webhook_timeout),
-            "must be between 100 and 120000",
-        );
+        let webhook_timeout = r.optional_in("WEBHOOK_TIMEOUT_MS", 10_000u64, 100..=120_000, "");
         let webhook_retry_for = r.optional("WEBHOOK_RETRY_FOR_SECS", 86_400u64);
         r.check(
             "WEBHOOK_RETRY_FOR_SECS",
@@ -107,12 +77,7 @@ impl Settings {
             webhook_min_backoff >= 10 && webhook_min_backoff <= webhook_max_backoff,
             "must be at least 10 and at most WEBHOOK_MAX_BACKOFF_MS",
         );
-        let webhook_concurrency = r.optional("WEBHOOK_CONCURRENCY", 16usize);
-        r.check(
-            "WEBHOOK_CONCURRENCY",
-            (1..=256).contains(&webhook_concurrency),
-            "must be between 1 and 256",
-        );
+        let webhook_concurrency = r.optional_in("WEBHOOK_CONCURRENCY", 16usize, 1..=256, "");
         let webhooks = crate::webhooks::WebhookSettings {
             timeout: Duration::from_millis(webhook_timeout),
             retry_for: Duration::from_secs(webhook_retry_for),

@@ -113,36 +113,16 @@ impl Settings {
                 ),
             }
         }
-        let state_ttl = r.optional("SSO_STATE_TTL_SECS", 600u64);
-        r.check(
-            "SSO_STATE_TTL_SECS",
-            (30..=3600).contains(&state_ttl),
-            "must be between 30 and 3600",
-        );
-        let provider_timeout = r.optional("SSO_PROVIDER_TIMEOUT_MS", 5000u64);
-        r.check(
-            "SSO_PROVIDER_TIMEOUT_MS",
-            (100..=60_000).contains(&provider_timeout),
-            "must be between 100 and 60000",
-        );
+        let state_ttl = r.optional_in("SSO_STATE_TTL_SECS", 600u64, 30..=3600, "");
+        let provider_timeout = r.optional_in("SSO_PROVIDER_TIMEOUT_MS", 5000u64, 100..=60_000, "");
         let metadata_cache = r.optional("SSO_METADATA_CACHE_SECS", 3600u64);
         r.check(
             "SSO_METADATA_CACHE_SECS",
             metadata_cache <= 86_400,
             "must be at most 86400",
         );
-        let refresh_interval = r.optional("SSO_REFRESH_INTERVAL_SECS", 60u64);
-        r.check(
-            "SSO_REFRESH_INTERVAL_SECS",
-            (1..=3600).contains(&refresh_interval),
-            "must be between 1 and 3600",
-        );
-        let refresh_window = r.optional("SSO_REFRESH_WINDOW_SECS", 1800u64);
-        r.check(
-            "SSO_REFRESH_WINDOW_SECS",
-            (60..=86_400).contains(&refresh_window),
-            "must be between 60 and 86400",
-        );
+        let refresh_interval = r.optional_in("SSO_REFRESH_INTERVAL_SECS", 60u64, 1..=3600, "");
+        let refresh_window = r.optional_in("SSO_REFRESH_WINDOW_SECS", 1800u64, 60..=86_400, "");
         let use_vault: bool = r.optional("USE_VAULT", false);
         let vault = use_vault.then(|| VaultSettings {
             addr: r.required("VAULT_ADDR"),

@@ -123,12 +123,7 @@ impl Settings {
             (1..=100).contains(&tenant_db.admin_pool_size),
             "must be between 1 and 100",
         );
-        let migration_concurrency = r.optional("TENANT_MIGRATION_CONCURRENCY", 4);
-        r.check(
-            "TENANT_MIGRATION_CONCURRENCY",
-            (1..=64).contains(&migration_concurrency),
-            "must be between 1 and 64",
-        );
+        let migration_concurrency = r.optional_in("TENANT_MIGRATION_CONCURRENCY", 4, 1..=64, "");
         let tenant_limit_per_user = r.optional("TENANT_LIMIT_PER_USER", 10);
         let peers = Peers::read(r);
         Self {
