@@ -2,7 +2,7 @@
 //! configured prefix; token revocation, rate limits, one-time values (SSO state) and
 //! short locks.
 //!
-//! `REDIS_URL` names one server (`redis://`, `rediss://`) or a Redis Cluster
+//! `REDIS_URL` names one server (`redis://`) or a Redis Cluster
 //! (`redis+cluster://[user:password@]host:port,host:port,…`: the seed nodes; the client
 //! learns the others and follows slot moves). Every use works on both: a command
 //! touches one key, or its keys are read and written one by one on a cluster

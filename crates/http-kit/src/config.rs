@@ -451,13 +451,20 @@ impl CommonSettings {
         }
         settings.database_admin_url = admin_url.unwrap_or_else(|| settings.database_url.clone());
         let redis_url = settings.redis_url.expose();
+        // TLS to Redis (`rediss://`) is not built in (the redis crate's TLS features are
+        // off): refused here, by name, rather than when the first command fails.
+        r.check(
+            "REDIS_URL",
+            !redis_url.starts_with("rediss://"),
+            "rediss:// (TLS) is not supported: reach Redis with redis:// on a private network",
+        );
         r.check(
             "REDIS_URL",
             redis_url.is_empty()
                 || redis_url.starts_with("redis://")
                 || redis_url.starts_with("rediss://")
                 || redis_url.starts_with("redis+cluster://"),
-            "must be a redis:// or rediss:// URL, or redis+cluster://host:port,host:port,… for a Redis Cluster",
+            "must be a redis:// URL, or redis+cluster://host:port,host:port,… for a Redis Cluster",
         );
         r.check("PORT", settings.port != 0, "must be between 1 and 65535");
         r.check(
@@ -713,6 +720,22 @@ mod tests {
         assert!(errors.names("LOG_FORMAT"));
         assert!(!errors.names("REDIS_URL"));
         assert!(!errors.to_string().contains("secret-password"), "{errors}");
+    }
+
+    #[test]
+    fn redis_urls_are_one_server_or_a_cluster_without_tls() {
+        for (url, ok) in [
+            ("redis://127.0.0.1:6379", true),
+            ("redis+cluster://10.0.0.1:7000,10.0.0.2:7000", true),
+            ("rediss://127.0.0.1:6380", false),
+            ("http://127.0.0.1", false),
+        ] {
+            let env = env(&[("DATABASE_URL", "postgres://db/x"), ("REDIS_URL", url)]);
+            let mut r = ConfigReader::new(&env);
+            CommonSettings::read(&mut r, 5001);
+            let result = r.finish(());
+            assert_eq!(result.is_ok(), ok, "{url}: {result:?}");
+        }
     }
 
     #[test]
