@@ -228,18 +228,42 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
                 )
                 .into());
             }
-            let bytes = body.await.map_err(|e| match e.as_error::<PayloadError>() {
-                Some(PayloadError::Overflow) => ApiError::PayloadTooLarge(format!(
-                    "JSON body larger than {MAX_JSON_BYTES} bytes"
-                )),
-                _ => ApiError::BadRequest("could not read the request body".into()),
-            })?;
+            let bytes = body.await.map_err(unreadable)?;
             if bytes.is_empty() {
                 return Err(ApiError::validation("body", "a JSON body is required").into());
             }
             Ok(Json(parse_json(&bytes)?))
         })
     }
+}
+
+/// A body that could not be read: too large (413) or broken off (400).
+fn unreadable(e: actix_web::Error) -> ApiError {
+    match e.as_error::<PayloadError>() {
+        Some(PayloadError::Overflow) => {
+            ApiError::PayloadTooLarge(format!("JSON body larger than {MAX_JSON_BYTES} bytes"))
+        }
+        _ => ApiError::BadRequest("could not read the request body".into()),
+    }
+}
+
+/// A JSON body that may be left out: no body (or only white space) and `null` are
+/// `None`, as the OpenAPI document's optional request bodies say; any other body must
+/// be JSON (415 otherwise) and is read like [`Json`]. A function, not an extractor, so
+/// a handler can do what must come first (a throttle) before the body is judged.
+pub fn optional_json<T: DeserializeOwned>(
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<Option<T>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    if !is_json(req) {
+        return Err(ApiError::UnsupportedMediaType(
+            "Content-Type must be application/json".into(),
+        ));
+    }
+    parse_json::<Option<T>>(body)
 }
 
 /// Query-string parameters, located errors like [`Json`].
@@ -377,6 +401,40 @@ mod tests {
     #[expect(dead_code, reason = "fields exist to be deserialised")]
     struct Nested {
         flag: bool,
+    }
+
+    #[test]
+    fn an_optional_json_body_may_be_absent_empty_or_null() {
+        use actix_web::test::TestRequest;
+        #[derive(Debug, serde::Deserialize, PartialEq)]
+        #[serde(deny_unknown_fields)]
+        struct Body {
+            token: Option<String>,
+        }
+        fn read(content_type: Option<&str>, body: &str) -> Result<Option<Body>, ApiError> {
+            let mut request = TestRequest::post();
+            if let Some(content_type) = content_type {
+                request = request.insert_header((CONTENT_TYPE, content_type));
+            }
+            optional_json(&request.to_http_request(), body.as_bytes())
+        }
+        let status = |r: Result<Option<Body>, ApiError>| {
+            actix_web::ResponseError::status_code(&r.expect_err("refused")).as_u16()
+        };
+        assert_eq!(read(None, "").expect("no body"), None);
+        assert_eq!(read(None, "  \n").expect("white space"), None);
+        let json = Some("application/json");
+        assert_eq!(read(json, "null").expect("null"), None);
+        assert_eq!(
+            read(json, r#"{"token":"t"}"#).expect("a body"),
+            Some(Body {
+                token: Some("t".into())
+            })
+        );
+        assert_eq!(status(read(Some("text/plain"), r#"{"token":"t"}"#)), 415);
+        assert_eq!(status(read(None, r#"{"token":"t"}"#)), 415);
+        assert_eq!(status(read(json, r#"{"other":1}"#)), 400);
+        assert_eq!(status(read(json, "[1]")), 400);
     }
 
     fn fields(body: &str) -> Vec<(String, String)> {

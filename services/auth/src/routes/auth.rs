@@ -176,23 +176,9 @@ pub async fn logout(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    // The body is optional: absent or empty means no refresh token.
-    let refresh_token = if body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
-        let is_json = req
-            .headers()
-            .get(actix_web::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
-        if !is_json {
-            return Err(ApiError::UnsupportedMediaType(
-                "Content-Type must be application/json".into(),
-            ));
-        }
-        // `null` is the document's "no body" too.
-        http_kit::extract::parse_json::<Option<LogoutRequest>>(&body)?.and_then(|b| b.refresh_token)
-    };
+    // The body is optional: absent, empty or `null` means no refresh token.
+    let refresh_token = http_kit::extract::optional_json::<LogoutRequest>(&req, &body)?
+        .and_then(|b| b.refresh_token);
     app.logout(&caller.claims, refresh_token.as_deref()).await?;
     Ok(HttpResponse::Ok().json(json!({"message": "Logged out successfully"})))
 }

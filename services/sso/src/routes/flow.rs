@@ -92,22 +92,8 @@ pub async fn link(
 ) -> Result<HttpResponse, ApiError> {
     app.throttle_login(&client).await?;
     let tenant = path.into_inner();
-    let body: LinkRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        LinkRequest::default()
-    } else {
-        let is_json = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
-        if !is_json {
-            return Err(ApiError::UnsupportedMediaType(
-                "Content-Type must be application/json".into(),
-            ));
-        }
-        // `null` is the document's "no body" too.
-        http_kit::extract::parse_json::<Option<LinkRequest>>(&body)?.unwrap_or_default()
-    };
+    // The throttle first: a malformed request counts too.
+    let body: LinkRequest = http_kit::extract::optional_json(&request, &body)?.unwrap_or_default();
     let signed_in = caller.claims.auth_time.unwrap_or(i64::MIN);
     if chrono::Utc::now().timestamp().saturating_sub(signed_in) > LINK_RECENT_SIGN_IN_SECS {
         return Err(ApiError::forbidden_code(

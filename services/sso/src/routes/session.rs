@@ -99,11 +99,8 @@ pub async fn logout(
 ) -> Result<HttpResponse, ApiError> {
     let tenant = path.into_inner();
     // No body, or `null`, is a logout without a refresh token.
-    let body: LogoutRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        LogoutRequest::default()
-    } else {
-        http_kit::extract::parse_json::<Option<LogoutRequest>>(&body)?.unwrap_or_default()
-    };
+    let body: LogoutRequest =
+        http_kit::extract::optional_json(&request, &body)?.unwrap_or_default();
     let access = bearer_token(&request).ok_or(ApiError::Unauthorized)?;
     if let Some(refresh) = &body.refresh_token {
         if refresh.trim().is_empty() || refresh.len() > 4096 {
