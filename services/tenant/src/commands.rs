@@ -247,7 +247,10 @@ pub async fn servers_set_state(
                     server.tenants
                 );
             }
-            servers::set_state(tx, &name, state).await?;
+            anyhow::ensure!(
+                servers::set_state(tx, &name, state).await?,
+                "database server {name:?} went away meanwhile"
+            );
             let left = servers::list(tx)
                 .await?
                 .iter()

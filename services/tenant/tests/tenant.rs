@@ -261,8 +261,13 @@ async fn a_failure_after_the_database_was_created_drops_it() {
 }
 
 fn run_cli(ctx: &TestContext, args: &[&str]) -> (i32, String) {
+    tenant_cli(ctx, &[&["migrate-tenants"], args].concat())
+}
+
+/// The tenant binary run with `args` on the test's databases: exit code, stdout then
+/// stderr.
+fn tenant_cli(ctx: &TestContext, args: &[&str]) -> (i32, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_tenant"))
-        .arg("migrate-tenants")
         .args(args)
         .env_clear()
         .envs(ctx.service_env())
@@ -723,19 +728,8 @@ async fn the_main_server_is_registered_and_every_tenant_is_placed_on_it() {
     );
     assert_eq!(main.tenants, 2);
 
-    let output = Command::new(env!("CARGO_BIN_EXE_tenant"))
-        .args(["servers", "list"])
-        .env_clear()
-        .envs(ctx.service_env())
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("run tenant");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (code, stdout) = tenant_cli(&ctx, &["servers", "list"]);
+    assert_eq!(code, 0, "{stdout}");
     let row = stdout
         .lines()
         .find(|l| l.starts_with("main "))
@@ -847,24 +841,7 @@ async fn servers_are_drained_activated_and_disabled_only_when_empty() {
     let ctx = TestContext::new().await;
     let settings = settings_with(&ctx, &[]);
     let (provisioner, _) = provisioner(&settings);
-    let servers_cli = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_tenant"))
-            .arg("servers")
-            .args(args)
-            .env_clear()
-            .envs(ctx.service_env())
-            .env("RUST_LOG", "error")
-            .output()
-            .expect("run tenant");
-        (
-            output.status.code().unwrap_or(-1),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ),
-        )
-    };
+    let servers_cli = |args: &[&str]| tenant_cli(&ctx, &[&["servers"], args].concat());
     provisioner
         .provision(TenantName::parse("Resident").expect("valid"), None)
         .await

@@ -102,12 +102,12 @@ pub async fn lock_placement(conn: &mut AsyncPgConnection) -> QueryResult<()> {
         .map(|_| ())
 }
 
-/// Sets the state of the server `name`; `None` when there is no such server.
+/// Sets the state of the server `name`; whether there was such a server.
 pub async fn set_state(
     conn: &mut AsyncPgConnection,
     name: &str,
     state: ServerState,
-) -> QueryResult<Option<()>> {
+) -> QueryResult<bool> {
     use main_db::schema::database_servers as servers;
     diesel::update(servers::table.filter(servers::name.eq(name)))
         .set((
@@ -116,5 +116,5 @@ pub async fn set_state(
         ))
         .execute(conn)
         .await
-        .map(|n| (n > 0).then_some(()))
+        .map(|n| n > 0)
 }
