@@ -65,12 +65,38 @@ pub struct Membership {
     pub sso_only_directory: Option<String>,
 }
 
-/// A tenant database that exists (its tenant active or deactivated).
+/// A tenant database and the server that holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TenantDatabase {
     #[schema(value_type = String, format = Uuid)]
     pub tenant_id: TenantId,
     pub database_name: String,
+    /// Absent from a tenant service older than database servers: the main one.
+    #[serde(default)]
+    pub server: DatabaseServer,
+}
+
+/// A PostgreSQL server holding tenant databases, as other services reach it: by the
+/// setting that holds its request-traffic URL, which each resolves in its own
+/// environment (docs/OPERATIONS.md, "Database servers").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DatabaseServer {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: uuid::Uuid,
+    pub name: String,
+    /// The name of the setting (never the URL).
+    pub url_ref: String,
+}
+
+impl Default for DatabaseServer {
+    /// The main database's own server.
+    fn default() -> Self {
+        Self {
+            id: uuid::Uuid::from_u128(1),
+            name: "main".to_owned(),
+            url_ref: "DATABASE_URL".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -182,6 +208,13 @@ impl TenantClient {
     pub async fn databases(&self) -> Result<Vec<TenantDatabase>, ClientError> {
         let list: Option<TenantDatabases> = self.get("/internal/v1/tenant-databases").await?;
         Ok(list.map(|l| l.databases).unwrap_or_default())
+    }
+
+    /// A tenant's database and its server (any status but purged); `None` when the
+    /// tenant does not exist or its database is gone.
+    pub async fn database(&self, tenant: TenantId) -> Result<Option<TenantDatabase>, ClientError> {
+        self.get(&format!("/internal/v1/tenants/{tenant}/database"))
+            .await
     }
 
     pub async fn tenant(&self, tenant: TenantId) -> Result<Option<TenantSummary>, ClientError> {

@@ -20,6 +20,9 @@ use std::time::Duration;
 /// Where settings come from: the process environment in production, a map in tests.
 pub trait EnvSource {
     fn var(&self, key: &str) -> Option<String>;
+    /// Every variable, for settings named at run time rather than at start (the
+    /// database servers' URL settings, `tenant_db::ServerUrls`).
+    fn vars(&self) -> HashMap<String, String>;
 }
 
 /// The process environment.
@@ -29,11 +32,22 @@ impl EnvSource for ProcessEnv {
     fn var(&self, key: &str) -> Option<String> {
         std::env::var(key).ok()
     }
+
+    fn vars(&self) -> HashMap<String, String> {
+        // Variables that are not UTF-8 cannot be settings.
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect()
+    }
 }
 
 impl EnvSource for HashMap<String, String> {
     fn var(&self, key: &str) -> Option<String> {
         self.get(key).cloned()
+    }
+
+    fn vars(&self) -> HashMap<String, String> {
+        self.clone()
     }
 }
 
@@ -102,6 +116,11 @@ pub struct ConfigReader<'a> {
 }
 
 impl<'a> ConfigReader<'a> {
+    /// Every variable of the source (see [`EnvSource::vars`]).
+    pub fn vars(&self) -> HashMap<String, String> {
+        self.env.vars()
+    }
+
     pub fn new(env: &'a dyn EnvSource) -> Self {
         Self {
             env,

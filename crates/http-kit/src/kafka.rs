@@ -200,6 +200,13 @@ mod tests {
         fn var(&self, name: &str) -> Option<String> {
             self.0.get(name).cloned()
         }
+
+        fn vars(&self) -> HashMap<String, String> {
+            self.0
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect()
+        }
     }
 
     fn read(

@@ -43,6 +43,15 @@ impl EnvSource for VaultOverlay<'_> {
         }
         self.env.var(key)
     }
+
+    fn vars(&self) -> HashMap<String, String> {
+        let mut vars = self.env.vars();
+        for (name, value) in &self.found {
+            vars.remove(&format!("{name}_FILE"));
+            vars.insert(name.clone(), value.clone());
+        }
+        vars
+    }
 }
 
 /// `None` without `USE_VAULT=true`; else the overlay, or the errors naming what failed.

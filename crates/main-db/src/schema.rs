@@ -146,6 +146,7 @@ diesel::table! {
         created_by -> Nullable<Uuid>,
         sso_directory_id -> Nullable<Text>,
         server_id -> Uuid,
+        database_purged_at -> Nullable<Timestamptz>,
     }
 }
 

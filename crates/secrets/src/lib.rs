@@ -82,5 +82,5 @@ pub use cipher::{Cipher, CipherBackend, TRANSIT_KEY_ID_PREFIX};
 pub const DEVELOPMENT_KEYRING: &str = "dev=ZGV2ZWxvcG1lbnQta2V5LW5vdC1mb3ItcHJvZCEhISE=";
 pub use error::SecretsError;
 pub use keyring::{Keyring, Sealed};
-pub use source::SecretSource;
+pub use source::{from_variables, SecretSource};
 pub use vault::{VaultClient, VaultSettings};

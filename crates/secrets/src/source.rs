@@ -86,11 +86,17 @@ impl SecretSource {
 
 /// `NAME`, or the content of the file named by `NAME_FILE` without its trailing newline.
 async fn from_environment(name: &str) -> Result<Option<String>, SecretsError> {
+    from_variables(name, |key| std::env::var(key).ok()).await
+}
+
+/// [`from_environment`] over the variables `lookup` gives (a service's settings).
+pub async fn from_variables(
+    name: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<String>, SecretsError> {
     let file_var = format!("{name}_FILE");
-    let direct = std::env::var(name).ok().filter(|value| !value.is_empty());
-    let file = std::env::var(&file_var)
-        .ok()
-        .filter(|path| !path.is_empty());
+    let direct = lookup(name).filter(|value| !value.is_empty());
+    let file = lookup(&file_var).filter(|path| !path.is_empty());
     match (direct, file) {
         (Some(_), Some(_)) => Err(SecretsError::Environment {
             name: name.to_owned(),

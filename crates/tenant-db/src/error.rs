@@ -14,6 +14,9 @@ pub enum TenantDbError {
     ConnectTimeout(String),
     #[error("template database {0:?} is busy (other sessions are connected to it)")]
     TemplateBusy(String),
+    /// A database server's setting is missing or not a PostgreSQL URL (never its value).
+    #[error("database server setting {name} {reason}")]
+    ServerSetting { name: String, reason: String },
     #[error("migration failed: {0}")]
     Migration(String),
     #[error(transparent)]
@@ -32,6 +35,7 @@ impl TenantDbError {
                 | Self::ConnectTimeout(_)
                 | Self::Connection(_)
                 | Self::TemplateBusy(_)
+                | Self::ServerSetting { .. }
         )
     }
 }

@@ -14,6 +14,7 @@ mod manager;
 pub mod migrations;
 mod outbox;
 mod pool_cache;
+pub mod servers;
 #[rustfmt::skip]
 pub mod schema;
 mod settings;
@@ -22,4 +23,5 @@ pub use error::{connection_lost, TenantDbError};
 pub use manager::TenantDatabaseManager;
 pub use outbox::{TenantDatabaseList, TenantOutboxes};
 pub use pool_cache::{PoolCacheStats, TenantConnection, TenantPoolCache};
+pub use servers::{ServerUrls, MAIN_SERVER_ID};
 pub use settings::{quote_identifier, TenantDbSettings};

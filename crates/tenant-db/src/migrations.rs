@@ -51,6 +51,16 @@ async fn connect(url: &str, timeout: Duration) -> Result<AsyncPgConnection, Tena
         .map_err(TenantDbError::from)
 }
 
+/// Connects to `url` and runs `SELECT 1`: whether the server answers (the error names
+/// the database, never the credentials).
+pub async fn check_connection(url: &str, timeout: Duration) -> Result<(), TenantDbError> {
+    let mut conn = connect(url, timeout).await?;
+    tokio::time::timeout(timeout, conn.batch_execute("SELECT 1"))
+        .await
+        .map_err(|_| TenantDbError::ConnectTimeout(redact(url)))??;
+    Ok(())
+}
+
 /// The database name of a URL, for messages (never the credentials).
 fn redact(url: &str) -> String {
     url::Url::parse(url)

@@ -157,7 +157,10 @@ struct Entry {
 
 struct Inner {
     settings: TenantDbSettings,
+    /// Pools by key: the database name on the main server, `name@server` elsewhere.
     pools: Mutex<HashMap<String, Entry>>,
+    /// Databases on another server than `settings`' (`TenantPoolCache::place`).
+    placed: Mutex<HashMap<String, Placed>>,
     /// One permit per tenant connection the budget allows.
     budget: Arc<Semaphore>,
     /// Signalled whenever a connection goes back to its pool.
@@ -170,7 +173,26 @@ struct Inner {
     released: Notify,
 }
 
+/// Where a database on another server than the cache's own is.
+struct Placed {
+    server: uuid::Uuid,
+    /// Its URL for request traffic.
+    url: String,
+}
+
 impl Inner {
+    /// The pool key and URL of database `name`.
+    fn key_for(&self, name: &str) -> (String, String) {
+        let placed = self.placed.lock().unwrap_or_else(|p| p.into_inner());
+        match placed.get(name) {
+            Some(p) => (
+                format!("{name}@{}", p.server),
+                crate::settings::with_database(&p.url, name),
+            ),
+            None => (name.to_owned(), self.settings.url_for(name)),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
         // A panic while holding this lock leaves counts that are still consistent
         // (every change is a single statement), so a poisoned lock is safe to reuse.
@@ -179,13 +201,12 @@ impl Inner {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn build_pool(self: &Arc<Self>, name: &str) -> Result<TenantPool, TenantDbError> {
+    fn build_pool(self: &Arc<Self>, name: &str, url: String) -> Result<TenantPool, TenantDbError> {
         let mut config = ManagerConfig::default();
         config.recycling_method = RecyclingMethod::Fast;
         let manager = Budgeted {
             connect: AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
-                self.settings.url_for(name),
-                config,
+                url, config,
             ),
             name: name.to_owned(),
             cache: Arc::downgrade(self),
@@ -203,7 +224,7 @@ impl Inner {
 
     /// Takes a lease on the pool of `name`, creating it (and evicting the least
     /// recently used idle pool if the cache is full). `None` when every pool is leased.
-    fn lease(self: &Arc<Self>, name: &str) -> Result<Option<TenantPool>, TenantDbError> {
+    fn lease(self: &Arc<Self>, name: &str, url: &str) -> Result<Option<TenantPool>, TenantDbError> {
         let mut pools = self.lock();
         let now = Instant::now();
         if let Some(entry) = pools.get_mut(name) {
@@ -230,7 +251,7 @@ impl Inner {
                 None => return Ok(None),
             }
         }
-        let pool = self.build_pool(name)?;
+        let pool = self.build_pool(name, url.to_owned())?;
         pools.insert(
             name.to_owned(),
             Entry {
@@ -452,6 +473,7 @@ impl TenantPoolCache {
             starving: AtomicUsize::new(0),
             settings,
             pools: Mutex::new(HashMap::new()),
+            placed: Mutex::new(HashMap::new()),
             released: Notify::new(),
         });
         let weak: Weak<Inner> = Arc::downgrade(&inner);
@@ -477,14 +499,15 @@ impl TenantPoolCache {
         &self,
         database: &TenantDatabaseName,
     ) -> Result<TenantConnection, TenantDbError> {
-        let name = database.as_str();
+        let (key, url) = self.inner.key_for(database.as_str());
+        let name = key.as_str();
         let deadline = tokio::time::Instant::now() + self.inner.settings.timeout;
         loop {
             // Register interest before looking, so a release in between is not missed.
             let released = self.inner.released.notified();
             tokio::pin!(released);
             released.as_mut().enable();
-            if let Some(pool) = self.inner.lease(name)? {
+            if let Some(pool) = self.inner.lease(name, &url)? {
                 let lease = Lease {
                     inner: Arc::clone(&self.inner),
                     name: name.to_owned(),
@@ -577,10 +600,41 @@ impl TenantPoolCache {
         }
     }
 
-    /// Closes the pool of `database` if nobody uses it (before dropping the database).
-    /// Returns false when connections are still held.
+    /// Closes the pools of `database` (on every server it was placed on) that nobody
+    /// uses (before dropping the database). Returns false when connections are still
+    /// held.
     pub fn evict(&self, database: &TenantDatabaseName) -> bool {
-        self.inner.remove(database.as_str())
+        let name = database.as_str();
+        let on_servers = format!("{name}@");
+        let keys: Vec<String> = self
+            .inner
+            .lock()
+            .keys()
+            .filter(|k| k.as_str() == name || k.starts_with(&on_servers))
+            .cloned()
+            .collect();
+        // Every pool is tried (no short cut): those not in use close even when one is.
+        let closed: Vec<bool> = keys.iter().map(|key| self.inner.remove(key)).collect();
+        closed.into_iter().all(|c| c)
+    }
+
+    /// Records that `database` is on `server`, whose request-traffic URL (any
+    /// database) is `server_url`; the main server ([`crate::MAIN_SERVER_ID`]) is the
+    /// cache's own. Connections asked for afterwards go there; a pool to where the
+    /// database was before is no longer used and closes when idle.
+    pub fn place(&self, database: &TenantDatabaseName, server: uuid::Uuid, server_url: &str) {
+        let mut placed = self.inner.placed.lock().unwrap_or_else(|p| p.into_inner());
+        if server == crate::MAIN_SERVER_ID {
+            placed.remove(database.as_str());
+        } else {
+            placed.insert(
+                database.as_str().to_owned(),
+                Placed {
+                    server,
+                    url: server_url.to_owned(),
+                },
+            );
+        }
     }
 
     /// Closes pools idle longer than the idle timeout; returns how many.

@@ -7,6 +7,8 @@
 //! one of `DATABASE_URL` (administration and migrations: `DATABASE_ADMIN_URL`). The defaults keep the whole platform at one replica each
 //! under 60 connections (docs/DESIGN-NOTES.md, "Connection budget").
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone)]
@@ -37,6 +39,9 @@ pub struct TenantDbSettings {
     pub timeout: Duration,
     /// Connections for CREATE/DROP DATABASE.
     pub admin_pool_size: usize,
+    /// The service's settings as read at start, where the URL settings other database
+    /// servers name are looked up (`crate::ServerUrls`).
+    pub environment: Arc<HashMap<String, String>>,
 }
 
 impl TenantDbSettings {
@@ -53,6 +58,7 @@ impl TenantDbSettings {
             quiet_after: Duration::from_secs(1),
             timeout: Duration::from_secs(5),
             admin_pool_size: 2,
+            environment: Arc::default(),
         }
     }
 
@@ -70,8 +76,10 @@ impl TenantDbSettings {
 
     /// Reads and checks `TENANT_POOL_MAX_POOLS`, `TENANT_POOL_CONNECTIONS_PER_POOL`,
     /// `TENANT_POOL_BURST`, `TENANT_POOL_IDLE_TIMEOUT_SECS` and `TENANT_POOL_TIMEOUT_MS`
-    /// over the defaults.
+    /// over the defaults, and keeps the settings for the other database servers' URL
+    /// settings.
     pub fn read_pool_limits(&mut self, r: &mut http_kit::ConfigReader<'_>) {
+        self.environment = Arc::new(r.vars());
         self.max_pools = r.optional("TENANT_POOL_MAX_POOLS", self.max_pools);
         self.connections_per_pool = r.optional(
             "TENANT_POOL_CONNECTIONS_PER_POOL",
@@ -166,7 +174,7 @@ impl std::fmt::Debug for TenantDbSettings {
 }
 
 /// `url` with its database replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
+pub(crate) fn with_database(url: &str, name: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut url) => {
             url.set_path(&format!("/{name}"));

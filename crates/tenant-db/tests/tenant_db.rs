@@ -710,3 +710,45 @@ async fn migrating_all_continues_past_a_broken_database_and_reports_it() {
         [migrations::known_versions().pop().expect("a migration")]
     );
 }
+
+#[tokio::test]
+async fn a_database_placed_on_another_server_is_reached_there_and_back() {
+    let ctx = TestContext::new().await;
+    let second = testkit::PrivatePostgres::start().expect("a second server");
+    let name = new_name(&ctx, "Elsewhere");
+    // The same name on both servers, told apart by a row only the second one has.
+    for url in [ctx.server_url.as_str(), second.url.as_str()] {
+        connect(url)
+            .await
+            .batch_execute(&format!("CREATE DATABASE {}", name.quoted()))
+            .await
+            .expect("create");
+    }
+    let second_db = TenantDbSettings::new(second.url.clone(), "unused").url_for(name.as_str());
+    connect(&second_db)
+        .await
+        .batch_execute("CREATE TABLE marker (id int); INSERT INTO marker VALUES (2)")
+        .await
+        .expect("marker");
+    let cache = tenant_db::TenantPoolCache::new(settings(&ctx));
+    let markers = async |cache: &tenant_db::TenantPoolCache| -> i64 {
+        let mut conn = cache.get(&name).await.expect("connection");
+        diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_catalog.pg_tables WHERE tablename = 'marker'",
+        )
+        .get_result::<Count>(&mut *conn)
+        .await
+        .expect("count")
+        .n
+    };
+    assert_eq!(markers(&cache).await, 0, "unplaced: the cache's own server");
+    let server = uuid::Uuid::from_u128(2);
+    cache.place(&name, server, &second.url);
+    assert_eq!(markers(&cache).await, 1, "placed: the second server");
+    assert_eq!(cache.stats().pools, 2, "one pool per server");
+    cache.place(&name, tenant_db::MAIN_SERVER_ID, "");
+    assert_eq!(markers(&cache).await, 0, "back on the main server");
+    // Evicting (before a drop) closes its pools on both servers.
+    assert!(cache.evict(&name));
+    assert_eq!(cache.stats().pools, 0);
+}

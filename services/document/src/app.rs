@@ -7,18 +7,22 @@ use std::time::{Duration, Instant};
 
 use domain::{TenantDatabaseName, TenantId};
 use http_kit::ApiError;
+use std::sync::Arc;
 use storage::Storage;
-use tenant_db::{TenantConnection, TenantPoolCache};
+use tenant_db::{ServerUrls, TenantConnection, TenantPoolCache};
 
 pub struct App {
     pub storage: Storage,
     pub pools: TenantPoolCache,
+    /// The URLs of the database servers tenants are on.
+    pub servers: Arc<ServerUrls>,
     pub tenants: clients::TenantClient,
     /// Upload settings and the instance's upload limits.
     pub uploads: crate::upload::Uploads,
     /// Publishes tenant outboxes after a commit.
     pub relay: events::RelayHandle,
-    /// Tenant id → database name (a tenant's database never changes name).
+    /// Tenant id → database name (a tenant's database never changes name; its server
+    /// is recorded in the pool cache).
     databases: Mutex<HashMap<TenantId, (TenantDatabaseName, Instant)>>,
 }
 
@@ -28,6 +32,7 @@ impl App {
     pub fn new(
         storage: Storage,
         pools: TenantPoolCache,
+        servers: Arc<ServerUrls>,
         tenants: clients::TenantClient,
         uploads: crate::upload::Uploads,
         relay: events::RelayHandle,
@@ -35,6 +40,7 @@ impl App {
         Self {
             storage,
             pools,
+            servers,
             tenants,
             uploads,
             relay,
@@ -69,13 +75,22 @@ impl App {
                 return Ok(name.clone());
             }
         }
-        let summary = self
+        let found = self
             .tenants
-            .tenant(tenant)
+            .database(tenant)
             .await
             .map_err(|e| ApiError::dependency("Tenant service", e))?
             .ok_or(ApiError::NotFound("Tenant"))?;
-        let name = TenantDatabaseName::parse(&summary.database_name).map_err(ApiError::internal)?;
+        let name = self
+            .servers
+            .place(
+                &self.pools,
+                &found.database_name,
+                found.server.id,
+                &found.server.url_ref,
+            )
+            .await
+            .map_err(|e| ApiError::dependency("Tenant database", e))?;
         self.databases
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -90,6 +105,28 @@ impl App {
             .await
             .map_err(|e| ApiError::dependency("Tenant database", e))
     }
+}
+
+/// Every tenant database, each recorded in `pools` on its server; one whose server's
+/// setting this service lacks is logged and left out.
+pub async fn placed_databases(
+    tenants: &clients::TenantClient,
+    pools: &TenantPoolCache,
+    servers: &ServerUrls,
+) -> Result<Vec<TenantDatabaseName>, clients::ClientError> {
+    let mut placed = Vec::new();
+    for d in tenants.databases().await? {
+        match servers
+            .place(pools, &d.database_name, d.server.id, &d.server.url_ref)
+            .await
+        {
+            Ok(name) => placed.push(name),
+            Err(e) => {
+                tracing::warn!(database = %d.database_name, server = %d.server.name, error = %e, "skipping a tenant database");
+            }
+        }
+    }
+    Ok(placed)
 }
 
 /// A query that failed: its connection lost (the server restarting, the tenant's

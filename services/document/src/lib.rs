@@ -74,20 +74,24 @@ pub fn start(
     let roles =
         http_kit::peers::cached_roles(Arc::new(tenants.clone()), common, &redis, &mut background);
     let pools = tenant_db::TenantPoolCache::new(settings.tenant_db.clone());
-    let list_client = tenants.clone();
+    let servers = Arc::new(tenant_db::ServerUrls::new(&settings.tenant_db));
+    let (list_client, list_pools, list_servers) = (tenants.clone(), pools.clone(), servers.clone());
     let relay = main_db::start_relay(
         INFO.name,
         common,
         Arc::new(tenant_db::TenantOutboxes::new(
             pools.clone(),
             Arc::new(move || {
-                let client = list_client.clone();
+                let (client, pools, servers) = (
+                    list_client.clone(),
+                    list_pools.clone(),
+                    list_servers.clone(),
+                );
                 Box::pin(async move {
-                    Ok(client
-                        .databases()
+                    Ok(app::placed_databases(&client, &pools, &servers)
                         .await?
                         .into_iter()
-                        .map(|d| d.database_name)
+                        .map(|d| d.as_str().to_owned())
                         .collect())
                 })
             }),
@@ -97,6 +101,7 @@ pub fn start(
     let app = app::App::new(
         storage.clone(),
         pools,
+        servers,
         tenants,
         upload::Uploads::new(settings.uploads.clone()),
         relay,

@@ -680,17 +680,10 @@ const SWEEP_BATCH: i64 = 100;
 pub async fn sweep_stale(app: &App, stop: &CancellationToken) -> anyhow::Result<usize> {
     let stale_after = chrono::Duration::from_std(app.uploads.settings.stale_after)?;
     let mut cleaned = 0;
-    for database in app.tenants.databases().await? {
+    for name in crate::app::placed_databases(&app.tenants, &app.pools, &app.servers).await? {
         if stop.is_cancelled() {
             break;
         }
-        let name = match domain::TenantDatabaseName::parse(&database.database_name) {
-            Ok(name) => name,
-            Err(e) => {
-                tracing::warn!(database = %database.database_name, error = %e, "skipping a tenant database in the upload sweep");
-                continue;
-            }
-        };
         match sweep_database(app, &name, stale_after, stop).await {
             Ok(n) => cleaned += n,
             Err(e) => {

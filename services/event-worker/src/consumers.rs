@@ -95,6 +95,7 @@ pub fn start(
                     files::FileProcessor {
                         storage: storage.clone(),
                         pools: tenant_db::TenantPoolCache::new(settings.tenant_db.clone()),
+                        servers: std::sync::Arc::new(tenant_db::ServerUrls::new(&settings.tenant_db)),
                         tenants: tenants.clone(),
                     },
                     shutdown.clone(),

@@ -14,7 +14,7 @@ use md5::{Digest, Md5};
 use sha2::Sha256;
 use storage::{Storage, StorageError};
 use tenant_db::schema::{documents, files};
-use tenant_db::TenantPoolCache;
+use tenant_db::{ServerUrls, TenantPoolCache};
 use uuid::Uuid;
 
 use crate::audit::classify;
@@ -35,17 +35,27 @@ pub(crate) fn tenant_error(e: clients::ClientError) -> HandlerError {
     HandlerError::Unavailable(format!("tenant service: {e}"))
 }
 
-/// The tenant's database name, from the tenant service (any status).
+/// The tenant's database, from the tenant service (any status but purged), recorded
+/// in `pools` on its server.
 async fn database_of(
     tenants: &clients::TenantClient,
+    pools: &TenantPoolCache,
+    servers: &ServerUrls,
     tenant: TenantId,
 ) -> Result<Option<TenantDatabaseName>, HandlerError> {
-    let Some(summary) = tenants.tenant(tenant).await.map_err(tenant_error)? else {
+    let Some(found) = tenants.database(tenant).await.map_err(tenant_error)? else {
         return Ok(None);
     };
-    TenantDatabaseName::parse(&summary.database_name)
+    servers
+        .place(
+            pools,
+            &found.database_name,
+            found.server.id,
+            &found.server.url_ref,
+        )
+        .await
         .map(Some)
-        .map_err(|e| HandlerError::Invalid(format!("tenant database name: {e}")))
+        .map_err(|e| HandlerError::Unavailable(format!("tenant database: {e}")))
 }
 
 /// The real type of content starting with `head`.
@@ -69,6 +79,8 @@ pub fn sniff(head: &[u8]) -> String {
 pub struct FileProcessor {
     pub storage: Storage,
     pub pools: TenantPoolCache,
+    /// The URLs of the database servers tenants are on.
+    pub servers: std::sync::Arc<ServerUrls>,
     pub tenants: clients::TenantClient,
 }
 
@@ -138,7 +150,8 @@ impl FileProcessor {
             .decode()
             .map_err(|e| HandlerError::Invalid(e.to_string()))?;
         let file_id: Uuid = file_id.into_uuid();
-        let Some(database) = database_of(&self.tenants, tenant).await? else {
+        let Some(database) = database_of(&self.tenants, &self.pools, &self.servers, tenant).await?
+        else {
             tracing::info!(tenant.id = %tenant, "file.process of an unknown tenant: skipped");
             return Ok(());
         };

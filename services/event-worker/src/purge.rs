@@ -20,17 +20,6 @@ pub struct TenantPurge {
     pub db: main_db::DbPool,
 }
 
-impl TenantPurge {
-    /// Whether the database `name` exists on the server (the tenant databases share
-    /// the main database's server).
-    async fn database_exists(&self, name: &str) -> Result<bool, HandlerError> {
-        let mut conn = crate::audit::connection(&self.db).await?;
-        crate::store::database_exists(&mut conn, name)
-            .await
-            .map_err(classify)
-    }
-}
-
 impl Handler for TenantPurge {
     fn name(&self) -> &str {
         PURGE_CONSUMER
@@ -69,7 +58,14 @@ impl Handler for TenantPurge {
                 }
                 let database = TenantDatabaseName::parse(&summary.database_name)
                     .map_err(|e| HandlerError::Invalid(format!("tenant database name: {e}")))?;
-                if self.database_exists(database.as_str()).await? {
+                // The tenant service answers for the database on whichever server holds it.
+                if self
+                    .tenants
+                    .database(tenant)
+                    .await
+                    .map_err(tenant_error)?
+                    .is_some()
+                {
                     return Err(HandlerError::Invalid(format!(
                         "tenant.deleted for tenant {tenant}, whose database still exists: its objects are kept"
                     )));

@@ -164,19 +164,3 @@ pub async fn delete_webhook(
     .await?;
     Ok(removed > 0)
 }
-
-/// Whether the database `name` exists on the main database's server (where the tenant
-/// databases are): a purged tenant's must not.
-pub async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> QueryResult<bool> {
-    #[derive(QueryableByName)]
-    struct Found {
-        #[diesel(sql_type = diesel::sql_types::Bool)]
-        found: bool,
-    }
-    let row: Found =
-        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS found")
-            .bind::<diesel::sql_types::Text, _>(name)
-            .get_result(conn)
-            .await?;
-    Ok(row.found)
-}

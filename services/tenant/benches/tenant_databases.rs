@@ -76,9 +76,10 @@ async fn run() {
         &settings.main_pool_settings(),
     )
     .expect("pool");
-    let manager =
-        Arc::new(TenantDatabaseManager::new(settings.tenant_db.clone()).expect("manager"));
-    let provisioner = Provisioner::new(db, manager.clone());
+    let fleet =
+        Arc::new(tenant::fleet::Fleet::new(db.clone(), settings.tenant_db.clone()).expect("fleet"));
+    let manager = fleet.main().clone();
+    let provisioner = Provisioner::new(db, fleet);
     let mut admin = connect(&ctx.main_url).await;
 
     // Warm up both paths once.

@@ -15,7 +15,8 @@ use crate::provisioning::Provisioner;
 pub struct App {
     pub db: DbPool,
     pub provisioner: Provisioner,
-    pub tenants: Arc<tenant_db::TenantDatabaseManager>,
+    /// The database servers and their tenant databases.
+    pub servers: Arc<crate::fleet::Fleet>,
     pub auth: clients::AuthClient,
     pub limit_per_user: u32,
     /// Publishes the main database's outbox after a commit.

@@ -1,8 +1,9 @@
 //! Operator commands of the tenant binary besides `migrate-tenants`:
 //! `init --create-admin [--create-test-tenant]` (idempotent: a second run changes
 //! nothing and says so; the admin's password is `INIT_ADMIN_PASSWORD` or generated and
-//! printed once) and `reactivate --tenant-id ID`. `init` talks to the auth service at
-//! `AUTH_SERVICE_URL`, which must be running.
+//! printed once), `reactivate --tenant-id ID`, and `servers add|list|drain|activate|
+//! disable`. `init` talks to the auth service at `AUTH_SERVICE_URL`, which must be
+//! running.
 
 use domain::{TenantId, TenantName};
 use http_kit::Secret;
@@ -103,10 +104,11 @@ pub async fn init(
                 tenant.name, tenant.id
             )),
             None => {
-                let manager = std::sync::Arc::new(tenant_db::TenantDatabaseManager::new(
+                let fleet = std::sync::Arc::new(crate::fleet::Fleet::new(
+                    db.clone(),
                     settings.tenant_db.clone(),
                 )?);
-                let tenant = Provisioner::new(db, manager)
+                let tenant = Provisioner::new(db, fleet)
                     .provision(name, Some(admin.id))
                     .await?;
                 line(&format!(
@@ -129,11 +131,12 @@ pub async fn reactivate(
         settings.common.database_url.expose(),
         &settings.main_pool_settings(),
     )?;
-    let manager = tenant_db::TenantDatabaseManager::new(settings.tenant_db.clone())?;
+    let fleet = crate::fleet::Fleet::new(db.clone(), settings.tenant_db.clone())?;
     let mut conn = db.get().await?;
     let tenant = crate::store::tenants::find(&mut conn, tenant_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no tenant {tenant_id}"))?;
+    let manager = fleet.of_tenant(&tenant).await?;
     anyhow::ensure!(
         !tenant.is_active,
         "tenant {tenant_id} is not deactivated (status {})",
@@ -141,7 +144,7 @@ pub async fn reactivate(
     );
     let database = tenant.database()?;
     anyhow::ensure!(
-        manager.exists(&database).await?,
+        tenant.database_purged_at.is_none() && manager.exists(&database).await?,
         "tenant {tenant_id} was purged (its database {database} is gone): it cannot be reactivated"
     );
     let tenant = crate::store::tenants::reactivate(&mut conn, tenant_id)
@@ -163,6 +166,168 @@ pub async fn reactivate(
     line(&format!(
         "tenant {:?} ({}): reactivated",
         tenant.name, tenant.id
+    ));
+    Ok(())
+}
+
+/// `servers add`: the server and the settings that hold its URLs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AddServerArgs {
+    /// Its name: lowercase letters, digits and '-'.
+    pub name: String,
+    /// The setting holding its administration URL (CREATE/DROP DATABASE, migrations;
+    /// never through a transaction-mode pooler), e.g. TENANT_DB_2_ADMIN_URL. Every
+    /// tenant service replica must have it (NAME or NAME_FILE).
+    #[arg(long, value_name = "SETTING")]
+    pub admin_url_setting: String,
+    /// The setting holding its URL for request traffic (may be a PgBouncer); every
+    /// replica of the services that open tenant connections (tenant, document,
+    /// event-worker) must have it. Default: the administration setting.
+    #[arg(long, value_name = "SETTING")]
+    pub url_setting: Option<String>,
+    /// Its share of new tenants, against the other active servers' weights.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    pub weight: i32,
+    /// It gets no tenant past this many.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    pub max_tenants: Option<i32>,
+    /// Add it draining: registered and migrated, but given no tenant until
+    /// `servers activate`.
+    #[arg(long)]
+    pub draining: bool,
+}
+
+/// `servers add`: checks that both settings are set here and name PostgreSQL URLs,
+/// that the server answers on both and is not one already registered, makes and
+/// migrates its tenant template (which proves the CREATEDB right), then registers it.
+/// Nothing is registered when a step fails.
+pub async fn servers_add(
+    settings: &Settings,
+    args: &AddServerArgs,
+    line: impl Fn(&str),
+) -> anyhow::Result<()> {
+    use crate::placement::ServerState;
+    use crate::store::servers;
+    let name_ok = {
+        let b = args.name.as_bytes();
+        !b.is_empty()
+            && b.len() <= 63
+            && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+    };
+    anyhow::ensure!(
+        name_ok,
+        "server name {:?}: use lowercase letters, digits and '-', starting with a letter or digit, at most 63",
+        args.name
+    );
+    let url_setting = args
+        .url_setting
+        .as_deref()
+        .unwrap_or(&args.admin_url_setting);
+    for setting in [args.admin_url_setting.as_str(), url_setting] {
+        let ok = setting.len() <= 128
+            && setting.starts_with(|c: char| c.is_ascii_uppercase())
+            && setting
+                .bytes()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_');
+        anyhow::ensure!(
+            ok,
+            "setting name {setting:?}: use uppercase letters, digits and '_' (the name of a setting, never a URL)"
+        );
+    }
+    let db = main_db::build_pool(
+        settings.common.database_url.expose(),
+        &settings.main_pool_settings(),
+    )?;
+    let fleet = crate::fleet::Fleet::new(db.clone(), settings.tenant_db.clone())?;
+    let mut conn = db.get().await?;
+    let existing = servers::list(&mut conn).await?;
+    anyhow::ensure!(
+        !existing.iter().any(|s| s.name == args.name),
+        "a database server named {:?} exists already",
+        args.name
+    );
+    let admin_url = fleet.urls().resolve(&args.admin_url_setting).await?;
+    let url = fleet.urls().resolve(url_setting).await?;
+    // The same server registered twice would be counted twice and its databases
+    // administered under two names.
+    let address = |u: &str| {
+        url::Url::parse(u).ok().map(|u| {
+            (
+                u.host_str().unwrap_or("").to_owned(),
+                u.port().unwrap_or(5432),
+            )
+        })
+    };
+    for other in &existing {
+        for setting in [&other.admin_url_ref, &other.url_ref] {
+            if let Ok(known) = fleet.urls().resolve(setting).await {
+                anyhow::ensure!(
+                    address(&known) != address(&admin_url) && address(&known) != address(&url),
+                    "{} names the host and port of database server {:?} ({setting}): a server is registered once",
+                    if address(&known) == address(&admin_url) { &args.admin_url_setting } else { url_setting },
+                    other.name
+                );
+            }
+        }
+    }
+    let timeout = settings.tenant_db.timeout;
+    for (setting, u) in [
+        (&args.admin_url_setting[..], &admin_url),
+        (url_setting, &url),
+    ] {
+        tenant_db::migrations::check_connection(u, timeout)
+            .await
+            .map_err(|e| anyhow::anyhow!("{setting}: the server does not answer: {e}"))?;
+    }
+    let row = servers::ServerRow::new_for(
+        uuid::Uuid::new_v4(),
+        &args.name,
+        &args.admin_url_setting,
+        url_setting,
+    );
+    let manager = fleet.manager_of(&row).await?;
+    let report = manager.ensure_template().await.map_err(|e| {
+        anyhow::anyhow!(
+            "could not make the tenant template on it (the role of {} needs CREATEDB): {e}",
+            args.admin_url_setting
+        )
+    })?;
+    line(&format!(
+        "template {} on {}: {}",
+        settings.tenant_db.template_database,
+        args.name,
+        if report.applied.is_empty() {
+            "up to date".to_owned()
+        } else {
+            format!("applied {}", report.applied.len())
+        }
+    ));
+    let state = if args.draining {
+        ServerState::Draining
+    } else {
+        ServerState::Active
+    };
+    servers::insert(&mut conn, &row, state, args.weight, args.max_tenants)
+        .await
+        .map_err(|e| match e {
+            diesel::result::Error::DatabaseError(_, info)
+                if info.constraint_name() == Some("database_servers_name_key") =>
+            {
+                anyhow::anyhow!("a database server named {:?} exists already", args.name)
+            }
+            other => other.into(),
+        })?;
+    line(&format!(
+        "database server {:?} added: {}, weight {}{} (admin {}, requests {})",
+        args.name,
+        state.as_str(),
+        args.weight,
+        args.max_tenants
+            .map_or(String::new(), |m| format!(", at most {m} tenants")),
+        args.admin_url_setting,
+        url_setting,
     ));
     Ok(())
 }

@@ -7,6 +7,7 @@ use utoipa::OpenApi;
 
 pub mod app;
 pub mod commands;
+pub mod fleet;
 pub mod invitations;
 pub mod maintenance;
 pub mod migrate_tenants;
@@ -46,6 +47,7 @@ pub const INFO: ServiceInfo = ServiceInfo {
         routes::invitations::accept,
         routes::internal::tenant,
         routes::internal::tenant_databases,
+        routes::internal::tenant_database,
         routes::internal::membership,
         routes::internal::set_membership,
         routes::internal::set_sso,
@@ -85,14 +87,12 @@ pub fn start(
         ],
     )?;
     let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
-    let tenants = std::sync::Arc::new(tenant_db::TenantDatabaseManager::new(
-        settings.tenant_db.clone(),
-    )?);
+    let servers = std::sync::Arc::new(fleet::Fleet::new(db.clone(), settings.tenant_db.clone())?);
     background.spawn(
         "provisioning-sweep",
         maintenance::sweep_loop(
             db.clone(),
-            tenants.clone(),
+            servers.clone(),
             settings.provisioning_stale_after,
             settings.provisioning_sweep_every,
             background.token(),
@@ -107,8 +107,8 @@ pub fn start(
     let app = app::App {
         relay: relay.clone(),
         db: db.clone(),
-        provisioner: provisioning::Provisioner::new(db.clone(), tenants.clone()).with_relay(relay),
-        tenants: tenants.clone(),
+        provisioner: provisioning::Provisioner::new(db.clone(), servers.clone()).with_relay(relay),
+        servers: servers.clone(),
         auth: clients::AuthClient::from_peers(&settings.peers)?,
         limit_per_user: settings.tenant_limit_per_user,
         role_changes: cache::Broadcast::new(
@@ -141,7 +141,7 @@ pub fn start(
         ReadinessCheck::new("redis", cache::probe(redis, common.redis_timeout)),
         // Without the template no tenant can be created: run `tenant migrate-tenants`.
         ReadinessCheck::new("tenant_template", {
-            let tenants = tenants.clone();
+            let tenants = servers.main().clone();
             move || {
                 let tenants = tenants.clone();
                 async move {

@@ -34,6 +34,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ServersCommand {
+    /// Register a server: its settings checked, its template made, then active.
+    Add(commands::AddServerArgs),
     /// Every server: state, weight, limit, tenants, share.
     List,
     /// Stop placing new tenants on a server; its tenants stay.
@@ -80,6 +82,15 @@ fn main() -> ExitCode {
         Command::Servers(command) => {
             use tenant::placement::ServerState;
             let change = match command {
+                ServersCommand::Add(args) => {
+                    return http_kit::cli::run_with::<tenant::Service, _, _>(
+                        |settings| async move {
+                            commands::servers_add(&settings, &args, |line| println!("{line}"))
+                                .await?;
+                            Ok(ExitCode::SUCCESS)
+                        },
+                    );
+                }
                 ServersCommand::List => None,
                 ServersCommand::Drain { name } => Some((name, ServerState::Draining)),
                 ServersCommand::Activate { name } => Some((name, ServerState::Active)),

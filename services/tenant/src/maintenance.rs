@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use http_kit::lifecycle::CancellationToken;
 use main_db::DbPool;
-use tenant_db::TenantDatabaseManager;
+
+use crate::fleet::Fleet;
 
 pub const INTERRUPTED: &str =
     "provisioning was interrupted (the process stopped mid-way); retry to complete it";
@@ -16,7 +17,7 @@ pub const INTERRUPTED: &str =
 /// Marks tenants provisioning for longer than `stale_after` as failed; returns how many.
 pub async fn sweep_interrupted(
     db: &DbPool,
-    tenants: &TenantDatabaseManager,
+    servers: &Fleet,
     stale_after: Duration,
 ) -> anyhow::Result<usize> {
     let cutoff = chrono::Utc::now() - chrono::Duration::from_std(stale_after)?;
@@ -33,7 +34,11 @@ pub async fn sweep_interrupted(
         swept += 1;
         tracing::warn!(tenant.id = %tenant.id, "interrupted provisioning marked failed");
         if let Ok(database) = tenant.database() {
-            if let Err(e) = tenants.drop_database(&database).await {
+            let dropped = match servers.of_tenant(&tenant).await {
+                Ok(manager) => manager.drop_database(&database).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = dropped {
                 tracing::error!(tenant.id = %tenant.id, error = %e, "could not drop the half-made database");
             }
         }
@@ -45,7 +50,7 @@ pub async fn sweep_interrupted(
 /// finished first: it never leaves a tenant half-marked).
 pub async fn sweep_loop(
     db: DbPool,
-    tenants: Arc<TenantDatabaseManager>,
+    servers: Arc<Fleet>,
     stale_after: Duration,
     every: Duration,
     stop: CancellationToken,
@@ -57,7 +62,7 @@ pub async fn sweep_loop(
             _ = tick.tick() => {}
             () = stop.cancelled() => return,
         }
-        if let Err(e) = sweep_interrupted(&db, &tenants, stale_after).await {
+        if let Err(e) = sweep_interrupted(&db, &servers, stale_after).await {
             tracing::warn!(error = format!("{e:#}"), "provisioning sweep failed");
         }
     }

@@ -14,6 +14,8 @@ use events::EventEnvelope;
 use main_db::DbPool;
 use tenant_db::{migrations, TenantDatabaseManager, TenantDbError};
 
+use crate::fleet::Fleet;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
     #[error("tenant not found")]
@@ -39,15 +41,15 @@ impl From<diesel::result::Error> for ProvisionError {
 #[derive(Clone)]
 pub struct Provisioner {
     db: DbPool,
-    tenants: Arc<TenantDatabaseManager>,
+    servers: Arc<Fleet>,
     relay: events::RelayHandle,
 }
 
 impl Provisioner {
-    pub fn new(db: DbPool, tenants: Arc<TenantDatabaseManager>) -> Self {
+    pub fn new(db: DbPool, servers: Arc<Fleet>) -> Self {
         Self {
             db,
-            tenants,
+            servers,
             relay: events::RelayHandle::disabled(),
         }
     }
@@ -152,20 +154,18 @@ impl Provisioner {
             Ok(database) => database,
             Err(e) => return self.fail(id, None, e.to_string()).await,
         };
-        // This service reaches the main server only: placement cannot choose another
-        // until servers can be added (docs/OPERATIONS.md, "Database servers"), so a
-        // tenant recorded elsewhere was put there by hand and is refused, not created
-        // on the wrong server.
-        if tenant.server_id != servers::MAIN_SERVER_ID {
-            let reason = format!(
-                "tenant placed on database server {}, which this service cannot reach",
-                tenant.server_id
-            );
-            return self.fail(id, None, reason).await;
-        }
+        // The server placement chose; one whose settings this service lacks fails
+        // the tenant with the setting's name (retry once it is set).
+        let manager = match self.servers.of_tenant(&tenant).await {
+            Ok(manager) => manager,
+            Err(e) => {
+                let reason = format!("database server {}: {e}", tenant.server_id);
+                return self.fail(id, None, reason).await;
+            }
+        };
         let mut created = false;
         let outcome = async {
-            match self.tenants.create_from_template(&database).await {
+            match manager.create_from_template(&database).await {
                 Ok(()) => created = true,
                 // A retry after a failure whose clean-up could not drop the database:
                 // the name is this tenant's alone (unique constraint), so it is ours.
@@ -173,8 +173,8 @@ impl Provisioner {
                 Err(e) => return Err(e.to_string()),
             }
             migrations::migrate(
-                &self.tenants.admin_database_url(&database),
-                self.tenants.settings().timeout,
+                &manager.admin_database_url(&database),
+                manager.settings().timeout,
             )
             .await
             .map_err(|e| e.to_string())?;
@@ -188,7 +188,10 @@ impl Provisioner {
                 tracing::info!(tenant.id = %id, database = %database, "tenant active");
                 Ok(active)
             }
-            Err(reason) => self.fail(id, created.then_some(&database), reason).await,
+            Err(reason) => {
+                self.fail(id, created.then_some((&*manager, &database)), reason)
+                    .await
+            }
         }
     }
 
@@ -235,7 +238,7 @@ impl Provisioner {
     async fn fail(
         &self,
         id: TenantId,
-        created: Option<&TenantDatabaseName>,
+        created: Option<(&TenantDatabaseManager, &TenantDatabaseName)>,
         reason: String,
     ) -> Result<TenantRow, ProvisionError> {
         tracing::error!(tenant.id = %id, %reason, "tenant provisioning failed");
@@ -248,8 +251,8 @@ impl Provisioner {
         .await;
         match recorded {
             Ok(true) => {
-                if let Some(database) = created {
-                    if let Err(e) = self.tenants.drop_database(database).await {
+                if let Some((manager, database)) = created {
+                    if let Err(e) = manager.drop_database(database).await {
                         // Left for `retry`, which adopts an existing database of this tenant.
                         tracing::error!(tenant.id = %id, error = %e, "could not drop the half-made tenant database");
                     }

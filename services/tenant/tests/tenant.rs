@@ -25,15 +25,25 @@ fn settings_with(ctx: &TestContext, extra: &[(&str, &str)]) -> Settings {
     reader.finish(settings).expect("valid settings")
 }
 
+fn fleet(settings: &Settings) -> Arc<tenant::fleet::Fleet> {
+    let db = main_db::build_pool(
+        settings.common.database_url.expose(),
+        &settings.main_pool_settings(),
+    )
+    .expect("pool");
+    Arc::new(tenant::fleet::Fleet::new(db, settings.tenant_db.clone()).expect("fleet"))
+}
+
+/// A provisioner, and the manager of the main server.
 fn provisioner(settings: &Settings) -> (Provisioner, Arc<TenantDatabaseManager>) {
     let db = main_db::build_pool(
         settings.common.database_url.expose(),
         &settings.main_pool_settings(),
     )
     .expect("pool");
-    let manager =
-        Arc::new(TenantDatabaseManager::new(settings.tenant_db.clone()).expect("manager"));
-    (Provisioner::new(db, manager.clone()), manager)
+    let fleet = fleet(settings);
+    let manager = fleet.main().clone();
+    (Provisioner::new(db, fleet), manager)
 }
 
 async fn create_user(ctx: &TestContext) -> UserId {
@@ -391,11 +401,12 @@ async fn an_interrupted_provisioning_is_swept_to_failed_without_its_database() {
         .await
         .expect("half-made database");
     // A fresh one is left alone.
-    let swept = tenant::maintenance::sweep_interrupted(&db, &manager, Duration::from_secs(300))
+    let fleet = fleet(&settings);
+    let swept = tenant::maintenance::sweep_interrupted(&db, &fleet, Duration::from_secs(300))
         .await
         .expect("sweep");
     assert_eq!(swept, 0);
-    let swept = tenant::maintenance::sweep_interrupted(&db, &manager, Duration::ZERO)
+    let swept = tenant::maintenance::sweep_interrupted(&db, &fleet, Duration::ZERO)
         .await
         .expect("sweep");
     assert_eq!(swept, 1);
@@ -799,7 +810,7 @@ async fn no_server_open_for_tenants_refuses_a_new_one_and_writes_nothing() {
 }
 
 #[tokio::test]
-async fn a_tenant_on_a_server_this_service_cannot_reach_fails_without_a_database() {
+async fn a_tenant_on_a_server_whose_setting_is_missing_fails_naming_it() {
     let ctx = TestContext::new().await;
     let settings = settings_with(&ctx, &[]);
     let (provisioner, manager) = provisioner(&settings);
@@ -820,7 +831,10 @@ async fn a_tenant_on_a_server_this_service_cannot_reach_fails_without_a_database
     let ProvisionError::Failed { tenant_id, reason } = err else {
         panic!("{err:?}");
     };
-    assert!(reason.contains("cannot reach"), "{reason}");
+    assert!(
+        reason.contains("PG2_URL") && reason.contains("not set"),
+        "the missing setting is named: {reason}"
+    );
     let row = tenant::store::tenants::find(&mut conn, tenant_id)
         .await
         .expect("query")

@@ -82,7 +82,10 @@ impl Docs {
             .await
             .expect("create tenant");
         let body: Value = response.json().await.expect("json");
-        body["data"]["id"].as_str().expect("id").to_owned()
+        body["data"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no tenant made: {body}"))
+            .to_owned()
     }
 
     /// Makes the holder of `member` a member of `tenant` with `role` (as its admin).

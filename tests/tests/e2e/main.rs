@@ -13,6 +13,7 @@ mod faults;
 mod gateway;
 mod invitations;
 mod platform;
+mod servers;
 mod sso;
 mod tenants;
 mod webhooks;

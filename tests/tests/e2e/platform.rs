@@ -69,12 +69,8 @@ fn provisioner(ctx: &TestContext) -> tenant::provisioning::Provisioner {
         &settings.main_pool_settings(),
     )
     .expect("pool");
-    let manager = tenant_db_manager(&settings);
-    tenant::provisioning::Provisioner::new(db, manager)
-}
-
-fn tenant_db_manager(settings: &tenant::Settings) -> Arc<tenant_db::TenantDatabaseManager> {
-    Arc::new(tenant_db::TenantDatabaseManager::new(settings.tenant_db.clone()).expect("manager"))
+    let fleet = tenant::fleet::Fleet::new(db.clone(), settings.tenant_db.clone()).expect("fleet");
+    tenant::provisioning::Provisioner::new(db, Arc::new(fleet))
 }
 
 async fn user_id(auth: &Auth, access: &str) -> UserId {

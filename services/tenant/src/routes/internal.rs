@@ -2,7 +2,7 @@
 //! a tenant, a membership, a user's active tenants.
 
 use actix_web::{web, HttpResponse};
-use clients::tenant::{Membership, TenantDatabase, TenantDatabases, UserTenants};
+use clients::tenant::{DatabaseServer, Membership, TenantDatabase, TenantDatabases, UserTenants};
 use clients::tenant::{SetMembership, SsoBypass, TenantSso};
 use clients::{TenantSummary, UserTenant};
 use domain::{Role, TenantId, UserId};
@@ -54,24 +54,89 @@ pub async fn tenant_databases(
     let rows = crate::store::tenants::with_databases(&mut conn, None)
         .await
         .map_err(ApiError::internal)?;
+    let servers = server_refs(&mut conn).await?;
     drop(conn);
-    let names: Vec<String> = rows.iter().map(|r| r.database_name.clone()).collect();
-    let existing: std::collections::HashSet<String> = app
-        .tenants
-        .existing(&names)
+    // A server that cannot answer leaves its databases out: the sweeps go on with
+    // the others.
+    let existing = app
+        .servers
+        .existing(&rows, false)
         .await
-        .map_err(|e| ApiError::dependency("Database", e))?
-        .into_iter()
-        .collect();
+        .map_err(|e| ApiError::dependency("Database", e))?;
     let databases = rows
         .into_iter()
         .filter(|r| existing.contains(&r.database_name))
-        .map(|r| TenantDatabase {
-            tenant_id: r.tenant_id(),
-            database_name: r.database_name,
+        .filter_map(|r| {
+            Some(TenantDatabase {
+                tenant_id: r.tenant_id(),
+                server: servers.get(&r.server_id)?.clone(),
+                database_name: r.database_name,
+            })
         })
         .collect();
     Ok(HttpResponse::Ok().json(TenantDatabases { databases }))
+}
+
+/// Every database server as other services reach it, by id.
+async fn server_refs(
+    conn: &mut diesel_async::AsyncPgConnection,
+) -> Result<std::collections::HashMap<uuid::Uuid, DatabaseServer>, ApiError> {
+    Ok(crate::store::servers::list(conn)
+        .await
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .map(|s| {
+            (
+                s.id,
+                DatabaseServer {
+                    id: s.id,
+                    name: s.name,
+                    url_ref: s.url_ref,
+                },
+            )
+        })
+        .collect())
+}
+
+/// A tenant's database and the server holding it, for the services that connect to
+/// it (any status); 404 when there is no such tenant or its database is gone.
+#[utoipa::path(get, path = "/internal/v1/tenants/{tenant_id}/database", tag = "internal",
+    params(("tenant_id" = String, Path, format = Uuid)),
+    responses((status = 200, body = TenantDatabase), (status = 404, body = http_kit::ErrorBody)))]
+pub async fn tenant_database(
+    _caller: InternalCaller,
+    app: web::Data<App>,
+    path: web::Path<TenantId>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = app.conn().await?;
+    let row = crate::store::tenants::find(&mut conn, path.into_inner())
+        .await
+        .map_err(ApiError::internal)?
+        .filter(|r| r.database_purged_at.is_none())
+        .ok_or(ApiError::NotFound("Tenant database"))?;
+    let servers = server_refs(&mut conn).await?;
+    drop(conn);
+    let server = servers.get(&row.server_id).cloned().ok_or_else(|| {
+        ApiError::internal(anyhow::anyhow!("tenant {} on an unknown server", row.id))
+    })?;
+    let manager = app
+        .servers
+        .of_tenant(&row)
+        .await
+        .map_err(|e| ApiError::dependency("Database", e))?;
+    let database = row.database().map_err(ApiError::internal)?;
+    if !manager
+        .exists(&database)
+        .await
+        .map_err(|e| ApiError::dependency("Database", e))?
+    {
+        return Err(ApiError::NotFound("Tenant database"));
+    }
+    Ok(HttpResponse::Ok().json(TenantDatabase {
+        tenant_id: row.tenant_id(),
+        database_name: row.database_name,
+        server,
+    }))
 }
 
 /// A tenant by id (any status).

@@ -45,6 +45,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 web::get().to(internal::tenant_databases),
             )
             .route("/tenants/{tenant_id}", web::get().to(internal::tenant))
+            .route(
+                "/tenants/{tenant_id}/database",
+                web::get().to(internal::tenant_database),
+            )
             .route("/tenants/{tenant_id}/sso", web::put().to(internal::set_sso))
             .route(
                 "/tenants/{tenant_id}/sso-bypass",

@@ -315,16 +315,19 @@ async fn purge_database(
         .map_err(ApiError::internal)?
         .ok_or(ApiError::NotFound("Tenant"))?;
     let database = tenant.database().map_err(ApiError::internal)?;
+    let manager = app
+        .servers
+        .of_tenant(&tenant)
+        .await
+        .map_err(|e| ApiError::dependency("Database", e))?;
     // Events still in the tenant database's outbox would die with it: they move to
     // the main outbox first (a repeated purge moves nothing twice).
-    if app
-        .tenants
+    if manager
         .exists(&database)
         .await
         .map_err(|e| ApiError::dependency("Database", e))?
     {
-        let mut tenant_conn = app
-            .tenants
+        let mut tenant_conn = manager
             .connection(&database)
             .await
             .map_err(|e| ApiError::dependency("Database", e))?;
@@ -337,10 +340,13 @@ async fn purge_database(
             tracing::info!(tenant.id = %tenant_id, moved, "outbox events of the purged database moved to the main outbox");
         }
     }
-    app.tenants
+    manager
         .drop_database(&database)
         .await
         .map_err(|e| ApiError::dependency("Database", e))?;
+    crate::store::tenants::mark_purged(conn, tenant_id)
+        .await
+        .map_err(ApiError::internal)?;
     tracing::info!(tenant.id = %tenant_id, database = %database, "tenant database purged");
     Ok(())
 }

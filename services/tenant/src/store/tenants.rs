@@ -28,6 +28,8 @@ pub struct TenantRow {
     pub sso_directory_id: Option<String>,
     /// The database server holding its database (`database_servers`).
     pub server_id: Uuid,
+    /// When its purge dropped its database.
+    pub database_purged_at: Option<DateTime<Utc>>,
 }
 
 impl TenantRow {
@@ -108,6 +110,7 @@ pub async fn with_databases(
             TenantStatus::Active.as_str(),
             TenantStatus::Deleted.as_str(),
         ]))
+        .filter(tenants::database_purged_at.is_null())
         .select(TenantRow::as_select())
         .order(tenants::created_at.asc())
         .into_boxed();
@@ -115,6 +118,15 @@ pub async fn with_databases(
         query = query.filter(tenants::id.eq(id.into_uuid()));
     }
     query.load(conn).await
+}
+
+/// Records that a tenant's database was dropped by its purge.
+pub async fn mark_purged(conn: &mut AsyncPgConnection, id: TenantId) -> QueryResult<()> {
+    diesel::update(tenants::table.find(id.into_uuid()))
+        .set(tenants::database_purged_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 /// Moves a tenant from `from` to `to` only if it is still in `from` (a compare-and-set
@@ -153,8 +165,9 @@ pub async fn count_created_by(conn: &mut AsyncPgConnection, user: UserId) -> Que
     // until the database is gone (the limit bounds databases, not rows).
     diesel::sql_query(
         "SELECT count(*) AS count FROM tenants t WHERE t.created_by = $1 \
-         AND (t.status <> $2 OR EXISTS (SELECT 1 FROM pg_catalog.pg_database d \
-         WHERE d.datname = t.database_name))",
+         AND (t.status <> $2 OR (t.database_purged_at IS NULL \
+         AND (t.server_id <> '00000000-0000-0000-0000-000000000001' OR EXISTS \
+         (SELECT 1 FROM pg_catalog.pg_database d WHERE d.datname = t.database_name))))",
     )
     .bind::<diesel::sql_types::Uuid, _>(user.into_uuid())
     .bind::<diesel::sql_types::Text, _>(TenantStatus::Deleted.as_str())
