@@ -65,6 +65,10 @@ pub struct Membership {
     pub sso_only_directory: Option<String>,
 }
 
+/// The Redis broadcast channel on which the tenant service announces that a tenant's
+/// database moved to another server (the message: the tenant id).
+pub const TENANT_MOVED_CHANNEL: &str = "tenant-moved";
+
 /// A tenant database and the server that holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TenantDatabase {

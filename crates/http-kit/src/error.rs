@@ -126,6 +126,10 @@ pub enum ApiError {
         message: String,
         retry_after_secs: u64,
     },
+    /// The tenant's database takes no writes for a moment (it is being moved to another
+    /// server): 503 `tenant_maintenance` with `Retry-After`; reads go on.
+    #[error("This tenant is being moved to another database server: writes resume in a moment")]
+    TenantMaintenance { retry_after_secs: u64 },
     /// A dependency (database, Redis, another service) cannot answer: the client sees
     /// only `"<what> unavailable"`, the detail is logged.
     #[error("{what} unavailable")]
@@ -204,6 +208,7 @@ impl ApiError {
             Self::Internal(_) => "internal_error",
             Self::ServiceUnavailable(_) | Self::Dependency { .. } => "service_unavailable",
             Self::Busy { .. } => "busy",
+            Self::TenantMaintenance { .. } => "tenant_maintenance",
         }
     }
 
@@ -333,9 +338,10 @@ impl ResponseError for ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::ServiceUnavailable(_) | Self::Dependency { .. } | Self::Busy { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::ServiceUnavailable(_)
+            | Self::Dependency { .. }
+            | Self::Busy { .. }
+            | Self::TenantMaintenance { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -359,6 +365,7 @@ impl ResponseError for ApiError {
             self.details(),
         );
         if let Self::RateLimited { retry_after_secs }
+        | Self::TenantMaintenance { retry_after_secs }
         | Self::Busy {
             retry_after_secs, ..
         } = self

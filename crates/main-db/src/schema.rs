@@ -105,6 +105,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    tenant_moves (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        from_server -> Uuid,
+        to_server -> Uuid,
+        state -> Text,
+        started_at -> Timestamptz,
+        heartbeat_at -> Timestamptz,
+        read_only_at -> Nullable<Timestamptz>,
+        switched_at -> Nullable<Timestamptz>,
+        drop_source_after -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+        verified -> Nullable<Jsonb>,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     tenant_sso_configs (id) {
         id -> Uuid,
         tenant_id -> Uuid,
@@ -281,6 +299,7 @@ diesel::table! {
 diesel::joinable!(refresh_tokens -> user_sessions (family_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(tenant_invitations -> tenants (tenant_id));
+diesel::joinable!(tenant_moves -> tenants (tenant_id));
 diesel::joinable!(tenant_sso_configs -> tenants (tenant_id));
 diesel::joinable!(tenants -> database_servers (server_id));
 diesel::joinable!(tenants -> users (created_by));
@@ -301,6 +320,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     processed_events,
     refresh_tokens,
     tenant_invitations,
+    tenant_moves,
     tenant_sso_configs,
     tenants,
     user_azure_identities,

@@ -40,6 +40,18 @@ impl TenantDbError {
     }
 }
 
+/// Whether a write was refused because the tenant's database is read-only for a moment
+/// (SQLSTATE 25006: the read-only trigger of a move): 503 `tenant_maintenance`.
+pub fn read_only(error: &diesel::result::Error) -> bool {
+    matches!(
+        error,
+        diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::ReadOnlyTransaction,
+            _
+        )
+    )
+}
+
 /// Whether a query failed because its connection went away (the server shut down or
 /// restarted, or the database was dropped under it: `terminating connection due to
 /// administrator command`, SQLSTATE 57P01–57P03), not because of the query: a 503.

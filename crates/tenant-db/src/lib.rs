@@ -19,7 +19,7 @@ pub mod servers;
 pub mod schema;
 mod settings;
 
-pub use error::{connection_lost, TenantDbError};
+pub use error::{connection_lost, read_only, TenantDbError};
 pub use manager::TenantDatabaseManager;
 pub use outbox::{TenantDatabaseList, TenantOutboxes};
 pub use pool_cache::{PoolCacheStats, TenantConnection, TenantPoolCache};

@@ -179,6 +179,25 @@ impl TenantDatabaseManager {
         }
     }
 
+    /// `CREATE DATABASE "<name>" TEMPLATE template0`: an empty database, for a copy
+    /// restored into it (a tenant's move).
+    pub async fn create_empty(&self, database: &TenantDatabaseName) -> Result<(), TenantDbError> {
+        let mut conn = self.admin().await?;
+        match conn
+            .batch_execute(&format!(
+                "CREATE DATABASE {} TEMPLATE template0",
+                database.quoted()
+            ))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if e.to_string().contains("already exists") => {
+                Err(TenantDbError::AlreadyExists(database.clone()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Drops a tenant database, closing our pool first and terminating any other
     /// session connected to it. Dropping a database that does not exist is a no-op.
     pub async fn drop_database(&self, database: &TenantDatabaseName) -> Result<(), TenantDbError> {

@@ -28,6 +28,10 @@ pub struct App {
 
 const DATABASE_NAME_TTL: Duration = Duration::from_secs(300);
 
+/// `Retry-After` of a write refused while the tenant moves (a move's read-only window
+/// is seconds for a usual tenant).
+const MAINTENANCE_RETRY_SECS: u64 = 5;
+
 impl App {
     pub fn new(
         storage: Storage,
@@ -61,6 +65,35 @@ impl App {
         if let Some(name) = name {
             self.relay.nudge(events::OutboxDb::Tenant(name));
         }
+    }
+
+    /// Forgets where `tenant`'s database is (it moved), or every tenant's.
+    pub fn forget(&self, tenant: Option<TenantId>) {
+        let mut databases = self.databases.lock().unwrap_or_else(|p| p.into_inner());
+        match tenant {
+            Some(tenant) => {
+                databases.remove(&tenant);
+            }
+            None => databases.clear(),
+        }
+    }
+
+    /// Follows the tenant service's move announcements: a moved tenant's next request
+    /// asks where its database is now. Spawn it.
+    pub async fn follow_moves(app: std::sync::Weak<Self>, broadcast: cache::Broadcast) {
+        broadcast
+            .listen(move |heard| {
+                let Some(app) = app.upgrade() else { return };
+                match heard {
+                    // Messages may have been missed: forget everything.
+                    cache::Heard::Subscribed => app.forget(None),
+                    cache::Heard::Message(message) => match message.parse::<TenantId>() {
+                        Ok(tenant) => app.forget(Some(tenant)),
+                        Err(_) => app.forget(None),
+                    },
+                }
+            })
+            .await;
     }
 
     /// The database of an active tenant the caller was found to be a member of.
@@ -129,10 +162,15 @@ pub async fn placed_databases(
     Ok(placed)
 }
 
-/// A query that failed: its connection lost (the server restarting, the tenant's
+/// A query that failed: a write refused while the tenant moves is 503
+/// `tenant_maintenance`; its connection lost (the server restarting, the tenant's
 /// database dropped by a purge under it) is a 503; anything else is ours, a 500.
 pub fn db(e: diesel::result::Error) -> ApiError {
-    if tenant_db::connection_lost(&e) {
+    if tenant_db::read_only(&e) {
+        ApiError::TenantMaintenance {
+            retry_after_secs: MAINTENANCE_RETRY_SECS,
+        }
+    } else if tenant_db::connection_lost(&e) {
         ApiError::dependency("Tenant database", e)
     } else {
         ApiError::internal(e)

@@ -107,6 +107,17 @@ pub fn start(
         relay,
     );
     let app = web::Data::new(app);
+    background.adopt_cancellable(
+        "tenant-moves",
+        tokio::spawn(app::App::follow_moves(
+            Arc::downgrade(&app.clone().into_inner()),
+            cache::Broadcast::new(
+                &redis,
+                &cache::Keys::new(common.redis_key_prefix.clone()),
+                clients::tenant::TENANT_MOVED_CHANNEL,
+            ),
+        )),
+    );
     // The bucket is checked (or created, with S3_CREATE_BUCKET) in the background:
     // until then, and whenever S3 cannot answer, /ready says so.
     let create = settings.create_bucket;

@@ -95,7 +95,8 @@ pub async fn connection(db: &DbPool) -> Result<main_db::DbConnection, HandlerErr
 pub fn classify(error: diesel::result::Error) -> HandlerError {
     use diesel::result::{DatabaseErrorKind as Kind, Error};
     match error {
-        Error::DatabaseError(Kind::ClosedConnection, info) => {
+        // A tenant database read-only while it moves: tried again later.
+        Error::DatabaseError(Kind::ClosedConnection | Kind::ReadOnlyTransaction, info) => {
             HandlerError::Unavailable(info.message().to_owned())
         }
         Error::DatabaseError(

@@ -332,6 +332,65 @@ pub async fn servers_add(
     Ok(())
 }
 
+/// `move --tenant-id ID --to NAME` (or `--rollback`): moves a tenant's database to
+/// another server, resuming an interrupted move (`crate::moving`).
+pub async fn move_tenant(
+    settings: &Settings,
+    tenant_id: TenantId,
+    to: Option<&str>,
+    line: impl Fn(&str),
+) -> anyhow::Result<()> {
+    let db = main_db::build_pool(
+        settings.common.database_url.expose(),
+        &settings.main_pool_settings(),
+    )?;
+    let fleet = std::sync::Arc::new(crate::fleet::Fleet::new(
+        db.clone(),
+        settings.tenant_db.clone(),
+    )?);
+    let common = &settings.common;
+    let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
+    let mover = crate::moving::Mover::new(db, fleet, settings.moves.clone()).with_broadcast(
+        cache::Broadcast::new(
+            &redis,
+            &cache::Keys::new(common.redis_key_prefix.clone()),
+            crate::moving::MOVED_CHANNEL,
+        ),
+    );
+    let Some(to) = to else {
+        mover.rollback(tenant_id).await?;
+        line(&format!(
+            "tenant {tenant_id}: move rolled back (the copy dropped, its database writable again)"
+        ));
+        return Ok(());
+    };
+    let report = mover.run(tenant_id, to).await?;
+    let source = if report.source_dropped {
+        "source dropped".to_owned()
+    } else {
+        report.drop_source_after.map_or_else(
+            || "source kept".to_owned(),
+            |at| {
+                format!(
+                    "source kept (read-only) until {}",
+                    at.format("%Y-%m-%d %H:%M:%S UTC")
+                )
+            },
+        )
+    };
+    line(&format!(
+        "tenant {tenant_id}: {}moved from {} to {}: {} rows in {} tables verified; read-only {:.2} s, total {:.2} s; {source}",
+        if report.resumed { "resumed and " } else { "" },
+        report.from,
+        report.to,
+        report.rows(),
+        report.tables.len(),
+        report.read_only.as_secs_f64(),
+        report.total.as_secs_f64(),
+    ));
+    Ok(())
+}
+
 /// `servers list`: every database server, its state, weight, limit, the tenants it
 /// holds and its share of them, against its share of the active servers' weight.
 pub async fn servers_list(settings: &Settings, line: impl Fn(&str)) -> anyhow::Result<()> {

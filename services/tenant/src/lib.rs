@@ -2,6 +2,8 @@
 //! public `/api/tenants` routes, the internal API other services use, and the
 //! `migrate-tenants` command.
 
+use std::time::Duration;
+
 use http_kit::{Background, ReadinessCheck, Running, ServiceInfo};
 use utoipa::OpenApi;
 
@@ -11,6 +13,7 @@ pub mod fleet;
 pub mod invitations;
 pub mod maintenance;
 pub mod migrate_tenants;
+pub mod moving;
 pub mod placement;
 pub mod provisioning;
 pub mod routes;
@@ -104,6 +107,16 @@ pub fn start(
         std::sync::Arc::new(main_db::MainOutbox(db.clone())),
         &mut background,
     )?;
+    // Interrupted moves rolled back, moved tenants' sources dropped when due.
+    let mover = moving::Mover::new(db.clone(), servers.clone(), settings.moves.clone())
+        .with_relay(relay.clone());
+    background.spawn(
+        "move-sweep",
+        mover.sweep_loop(
+            (settings.moves.stale_after / 2).clamp(Duration::from_secs(1), Duration::from_secs(30)),
+            background.token(),
+        ),
+    );
     let app = app::App {
         relay: relay.clone(),
         db: db.clone(),

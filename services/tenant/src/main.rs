@@ -27,6 +27,21 @@ enum Command {
         #[arg(long)]
         tenant_id: domain::TenantId,
     },
+    /// Move a tenant's database to another server (resumes an interrupted move).
+    Move {
+        #[arg(long)]
+        tenant_id: domain::TenantId,
+        /// The server to move to (tenant servers list).
+        #[arg(
+            long,
+            required_unless_present = "rollback",
+            conflicts_with = "rollback"
+        )]
+        to: Option<String>,
+        /// Roll back the tenant's interrupted move instead.
+        #[arg(long)]
+        rollback: bool,
+    },
     /// The PostgreSQL servers that hold tenant databases.
     #[command(subcommand)]
     Servers(ServersCommand),
@@ -104,6 +119,15 @@ fn main() -> ExitCode {
                         commands::servers_set_state(&settings, &name, state, print).await?
                     }
                 }
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Move { tenant_id, to, .. } => {
+            http_kit::cli::run_with::<tenant::Service, _, _>(|settings| async move {
+                commands::move_tenant(&settings, tenant_id, to.as_deref(), |line| {
+                    println!("{line}")
+                })
+                .await?;
                 Ok(ExitCode::SUCCESS)
             })
         }

@@ -9,6 +9,12 @@
 //! a tenant provisioning longer is taken as interrupted) and `PROVISIONING_SWEEP_SECS`
 //! (60).
 //!
+//! Moves (`tenant move`, [`crate::moving::MoveSettings`]): `MOVE_KEEP_SOURCE_SECS`
+//! (900: a moved tenant's source is dropped this long after the switch),
+//! `MOVE_TIMEOUT_SECS` (3600: the copy's limit), `MOVE_STALE_SECS` (60: a move without
+//! heartbeat this long was interrupted), `MOVE_PG_DUMP` and `MOVE_PG_RESTORE`
+//! (`pg_dump`, `pg_restore`: the tools, at least the servers' major version).
+//!
 //! Invitations: `PUBLIC_APP_URL` (`http://localhost:3000`; required in production,
 //! `https://` or localhost: the front end the invitation links open),
 //! `SECRETS_KEYRING` (seals the links on their way to the mailer; required in
@@ -41,6 +47,7 @@ pub struct Settings {
     /// Seals invitation links on their way through the outbox and Kafka.
     pub secrets_keyring: Secret<String>,
     pub invitations: InvitationSettings,
+    pub moves: crate::moving::MoveSettings,
 }
 
 /// How long invitations live, how many may be pending, and their rate limits (Redis,
@@ -126,6 +133,18 @@ impl Settings {
         let migration_concurrency = r.optional_in("TENANT_MIGRATION_CONCURRENCY", 4, 1..=64, "");
         let tenant_limit_per_user = r.optional("TENANT_LIMIT_PER_USER", 10);
         let peers = Peers::read(r);
+        let moves = crate::moving::MoveSettings {
+            keep_source: Duration::from_secs(r.optional_in(
+                "MOVE_KEEP_SOURCE_SECS",
+                900,
+                0..=604_800,
+                "",
+            )),
+            timeout: Duration::from_secs(r.optional_in("MOVE_TIMEOUT_SECS", 3600, 10..=86_400, "")),
+            stale_after: Duration::from_secs(r.optional_in("MOVE_STALE_SECS", 60, 1..=3600, "")),
+            pg_dump: r.optional("MOVE_PG_DUMP", "pg_dump".to_owned()),
+            pg_restore: r.optional("MOVE_PG_RESTORE", "pg_restore".to_owned()),
+        };
         Self {
             common,
             tenant_db,
@@ -141,6 +160,7 @@ impl Settings {
             public_app_url,
             secrets_keyring,
             invitations,
+            moves,
         }
     }
 

@@ -1,7 +1,10 @@
 //! Tenants over two PostgreSQL servers (docs/OPERATIONS.md, "Database servers"): a
 //! second private server registered with `tenant servers add`, new tenants spread by
 //! weight, a tenant of the second server used through the gateway, a drained server
-//! given no tenants, `migrate-tenants` over both, and a purge on the second.
+//! given no tenants, `migrate-tenants` over both, and a purge on the second; moving a
+//! tenant under read traffic, resuming and rolling back interrupted moves.
+
+use std::time::Duration;
 
 use diesel::sql_types::{BigInt, Text};
 use diesel::QueryableByName;
@@ -319,5 +322,310 @@ async fn tenants_spread_over_two_servers_and_work_on_either_through_the_gateway(
     assert!(
         second_line.split_whitespace().nth(4) == Some("5"),
         "the purged tenant no longer counts: {second_line}"
+    );
+}
+
+/// A mover as `tenant move` builds it, announcing on the services' Redis.
+fn mover(ctx: &TestContext, settings: &tenant::Settings) -> tenant::moving::Mover {
+    let db = main_db::build_pool(
+        settings.common.database_url.expose(),
+        &settings.main_pool_settings(),
+    )
+    .expect("pool");
+    let fleet = tenant::fleet::Fleet::new(db.clone(), settings.tenant_db.clone()).expect("fleet");
+    let redis = cache::connect(&ctx.redis_url, Duration::from_secs(2)).expect("redis");
+    tenant::moving::Mover::new(db, std::sync::Arc::new(fleet), settings.moves.clone())
+        .with_broadcast(cache::Broadcast::new(
+            &redis,
+            &cache::Keys::new(ctx.redis_prefix.clone()),
+            tenant::moving::MOVED_CHANNEL,
+        ))
+}
+
+/// The state of the tenant's last move.
+async fn move_state(main_url: &str, tenant: &str) -> String {
+    #[derive(QueryableByName)]
+    struct State {
+        #[diesel(sql_type = Text)]
+        state: String,
+    }
+    let mut conn = AsyncPgConnection::establish(main_url).await.expect("main");
+    diesel::sql_query(
+        "SELECT state FROM tenant_moves WHERE tenant_id = $1::uuid ORDER BY started_at DESC LIMIT 1",
+    )
+    .bind::<Text, _>(tenant)
+    .get_result::<State>(&mut conn)
+    .await
+    .expect("a move")
+    .state
+}
+
+/// Waits until the tenant's copying move has had no heartbeat for `MOVE_STALE_SECS` (1
+/// here), as after its process was killed.
+async fn wait_stale(main_url: &str, tenant: &str) {
+    #[derive(QueryableByName)]
+    struct Stale {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        stale: bool,
+    }
+    let url = main_url.to_owned();
+    let tenant = tenant.to_owned();
+    testkit::wait_until(Duration::from_secs(10), || {
+        let (url, tenant) = (url.clone(), tenant.clone());
+        async move {
+            let mut conn = AsyncPgConnection::establish(&url).await.expect("main");
+            diesel::sql_query(
+                "SELECT bool_and(heartbeat_at < now() - interval '1 second') AS stale \
+                 FROM tenant_moves WHERE tenant_id = $1::uuid AND state = 'copying'",
+            )
+            .bind::<Text, _>(&tenant)
+            .get_result::<Stale>(&mut conn)
+            .await
+            .is_ok_and(|s| s.stale)
+        }
+    })
+    .await
+    .expect("the move's heartbeat stops");
+}
+
+async fn count_documents(server_url: &str, database: &str) -> i64 {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let url = tenant_db::TenantDbSettings::new(server_url.to_owned(), "unused").url_for(database);
+    let mut conn = AsyncPgConnection::establish(&url).await.expect("tenant db");
+    diesel::sql_query("SELECT count(*) AS n FROM documents")
+        .get_result::<Count>(&mut conn)
+        .await
+        .expect("count")
+        .n
+}
+
+#[tokio::test]
+async fn a_tenant_moves_under_read_traffic_and_an_interrupted_move_resumes_or_rolls_back() {
+    let ctx = TestContext::new().await;
+    let second = testkit::PrivatePostgres::start().expect("a second PostgreSQL server");
+    let shared = [(SECOND, second.url.as_str())];
+    // The services' own sweep keeps its default (60 s): it would otherwise roll back
+    // the interrupted move before this test resumes it.
+    let settings = tenant_settings(
+        &ctx,
+        &[
+            (SECOND, second.url.as_str()),
+            ("MOVE_STALE_SECS", "1"),
+            ("MOVE_KEEP_SOURCE_SECS", "600"),
+        ],
+    );
+    let docs = platform_with(&ctx, &shared, &[]).await;
+    let (admin, _) = docs.auth.session("mover@example.com").await;
+    // Both on main (the only server), then a second server joins.
+    let tenant = docs.tenant_of(&admin, "Moving").await;
+    let other = docs.tenant_of(&admin, "Staying").await;
+    let (_, database) = home_of(&ctx.main_url, &tenant).await;
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let (status, body) = docs
+            .upload(
+                &admin,
+                &tenant,
+                format!("document {i}").into_bytes(),
+                &format!("d{i}.txt"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        ids.push(body["data"]["id"].as_str().expect("id").to_owned());
+    }
+    tenant::commands::servers_add(
+        &settings,
+        &tenant::commands::AddServerArgs {
+            name: "second".to_owned(),
+            admin_url_setting: SECOND.to_owned(),
+            url_setting: None,
+            weight: 100,
+            max_tenants: None,
+            draining: false,
+        },
+        |_| {},
+    )
+    .await
+    .expect("second server");
+
+    // Readers all along: a list and a download, again and again; none may fail.
+    let reading = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let reader = {
+        let (client, base, tenant, token, id) = (
+            reqwest::Client::new(),
+            docs.documents.clone(),
+            tenant.clone(),
+            admin.clone(),
+            ids[0].clone(),
+        );
+        let reading = reading.clone();
+        tokio::spawn(async move {
+            let (mut reads, mut failures) = (0_u32, Vec::new());
+            while std::sync::atomic::AtomicBool::load(
+                &reading,
+                std::sync::atomic::Ordering::Relaxed,
+            ) || reads < 10
+            {
+                for path in [
+                    format!("/api/tenants/{tenant}/documents"),
+                    format!("/api/tenants/{tenant}/documents/{id}/download"),
+                ] {
+                    let response = client
+                        .get(format!("{base}{path}"))
+                        .bearer_auth(&token)
+                        .send()
+                        .await
+                        .expect("read");
+                    reads += 1;
+                    if response.status() != StatusCode::OK {
+                        failures.push(format!("{path}: {}", response.status()));
+                    }
+                }
+            }
+            (reads, failures)
+        })
+    };
+
+    // The move begins (the source read-only), and its process dies before the switch.
+    let mover = mover(&ctx, &settings);
+    let tenant_id: domain::TenantId = tenant.parse().expect("id");
+    mover.begin(tenant_id, "second").await.expect("begin");
+    assert_eq!(move_state(&ctx.main_url, &tenant).await, "copying");
+    // Writes wait: 503 tenant_maintenance with Retry-After; reads go on.
+    let (status, body) = docs
+        .upload(&admin, &tenant, b"during the move".to_vec(), "late.txt")
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("tenant_maintenance")),
+        "{body}"
+    );
+    let client = reqwest::Client::new();
+    let rename = client
+        .put(format!(
+            "{}/api/tenants/{tenant}/documents/{}",
+            docs.documents, ids[1]
+        ))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"filename": "renamed.txt"}))
+        .send()
+        .await
+        .expect("rename");
+    assert_eq!(rename.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(rename.headers().contains_key("retry-after"));
+    // Another tenant on the same server is not affected.
+    let (status, body) = docs
+        .upload(&admin, &other, b"elsewhere".to_vec(), "o.txt")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // Resumed by running the move again once its heartbeat stopped.
+    wait_stale(&ctx.main_url, &tenant).await;
+    let said = std::cell::RefCell::new(Vec::new());
+    tenant::commands::move_tenant(&settings, tenant_id, Some("second"), |line| {
+        said.borrow_mut().push(line.to_owned())
+    })
+    .await
+    .expect("resumed move");
+    let said = said.into_inner().join("\n");
+    assert!(
+        said.contains("resumed and moved from main to second") && said.contains("source kept"),
+        "{said}"
+    );
+    assert_eq!(move_state(&ctx.main_url, &tenant).await, "switched");
+    assert_eq!(home_of(&ctx.main_url, &tenant).await.0, "second");
+    assert_eq!(
+        count_documents(&second.url, &database).await,
+        12,
+        "no row lost"
+    );
+
+    // The document service was told: writes go to the new server at once (its cache
+    // would have kept the read-only source for minutes).
+    let (status, body) = docs
+        .upload(&admin, &tenant, b"after the move".to_vec(), "after.txt")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(count_documents(&second.url, &database).await, 13);
+    assert_eq!(
+        count_documents(&ctx.server_url, &database).await,
+        12,
+        "the source kept as it was"
+    );
+    reading.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (reads, failures) = reader.await.expect("reader");
+    assert!(
+        failures.is_empty(),
+        "{} of {reads} reads failed: {failures:?}",
+        failures.len()
+    );
+
+    // Audited.
+    {
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+            .await
+            .expect("main");
+        let audited: Count = diesel::sql_query(
+            "SELECT count(*) AS n FROM outbox WHERE topic = 'audit.events' \
+             AND payload::text LIKE '%tenant.moved%' AND payload::text LIKE '%\"rows\"%'",
+        )
+        .get_result(&mut conn)
+        .await
+        .expect("outbox");
+        assert_eq!(audited.n, 1);
+    }
+
+    // The source goes when due (here: made due), by the tenant service's sweep.
+    {
+        let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+            .await
+            .expect("main");
+        diesel_async::SimpleAsyncConnection::batch_execute(
+            &mut conn,
+            "UPDATE tenant_moves SET drop_source_after = now() WHERE state = 'switched'",
+        )
+        .await
+        .expect("due");
+    }
+    assert_eq!(mover.sweep().await.expect("sweep"), (0, 1));
+    assert!(!has_database(&ctx.server_url, &database).await);
+    assert_eq!(move_state(&ctx.main_url, &tenant).await, "done");
+
+    // An interrupted move rolled back by the sweep: the copy gone, writes back.
+    let other_id: domain::TenantId = other.parse().expect("id");
+    let (_, other_database) = home_of(&ctx.main_url, &other).await;
+    mover.begin(other_id, "second").await.expect("begin");
+    let (status, _) = docs.upload(&admin, &other, b"x".to_vec(), "x.txt").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    wait_stale(&ctx.main_url, &other).await;
+    assert_eq!(mover.sweep().await.expect("sweep"), (1, 0));
+    assert_eq!(move_state(&ctx.main_url, &other).await, "rolled_back");
+    assert_eq!(home_of(&ctx.main_url, &other).await.0, "main");
+    assert!(!has_database(&second.url, &other_database).await);
+    let (status, body) = docs.upload(&admin, &other, b"y".to_vec(), "y.txt").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // Refusals name the reason.
+    let refused = mover
+        .run(tenant_id, "second")
+        .await
+        .expect_err("already there");
+    assert!(
+        refused.to_string().contains("on \"second\" already"),
+        "{refused:#}"
+    );
+    let refused = mover.run(other_id, "nowhere").await.expect_err("no server");
+    assert!(
+        refused.to_string().contains("no database server named"),
+        "{refused:#}"
     );
 }

@@ -7,5 +7,6 @@
 
 pub mod invitations;
 pub mod memberships;
+pub mod moves;
 pub mod servers;
 pub mod tenants;

@@ -120,6 +120,27 @@ pub async fn with_databases(
     query.load(conn).await
 }
 
+/// Puts a tenant on server `to` if it is on `from` (a move's switch); whether it was.
+pub async fn set_server(
+    conn: &mut AsyncPgConnection,
+    id: TenantId,
+    from: Uuid,
+    to: Uuid,
+) -> QueryResult<bool> {
+    diesel::update(
+        tenants::table
+            .find(id.into_uuid())
+            .filter(tenants::server_id.eq(from)),
+    )
+    .set((
+        tenants::server_id.eq(to),
+        tenants::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await
+    .map(|n| n > 0)
+}
+
 /// Records that a tenant's database was dropped by its purge.
 pub async fn mark_purged(conn: &mut AsyncPgConnection, id: TenantId) -> QueryResult<()> {
     diesel::update(tenants::table.find(id.into_uuid()))
