@@ -343,8 +343,14 @@ impl Mover {
             resumed,
         };
         if self.settings.keep_source.is_zero() {
-            self.drop_source(&switched).await?;
-            report.source_dropped = true;
+            // The move is done either way: a source that cannot be dropped now is left
+            // to the sweep.
+            match self.drop_source(&switched).await {
+                Ok(()) => report.source_dropped = true,
+                Err(e) => {
+                    tracing::warn!(tenant.id = %tenant, error = format!("{e:#}"), "the source could not be dropped yet; the sweep will")
+                }
+            }
         }
         Ok(report)
     }

@@ -614,6 +614,27 @@ async fn a_tenant_moves_under_read_traffic_and_an_interrupted_move_resumes_or_ro
     let (status, body) = docs.upload(&admin, &other, b"y".to_vec(), "y.txt").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
+    // A purge waits for the move (the copy would outlive it); after a rollback by
+    // hand it goes through.
+    let third = docs.tenant_of(&admin, "Purged mid-move").await;
+    let third_id: domain::TenantId = third.parse().expect("id");
+    mover.begin(third_id, "second").await.expect("begin");
+    let purge = || {
+        client
+            .delete(format!("{}/api/tenants/{third}?purge=true", docs.tenant))
+            .bearer_auth(&admin)
+            .send()
+    };
+    let refused = purge().await.expect("purge");
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: serde_json::Value = refused.json().await.expect("json");
+    assert_eq!(body["error"], "tenant_maintenance", "{body}");
+    wait_stale(&ctx.main_url, &third).await;
+    mover.rollback(third_id).await.expect("rollback");
+    assert_eq!(move_state(&ctx.main_url, &third).await, "rolled_back");
+    assert_eq!(purge().await.expect("purge").status(), StatusCode::OK);
+
     // Refusals name the reason.
     let refused = mover
         .run(tenant_id, "second")

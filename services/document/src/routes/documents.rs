@@ -104,7 +104,7 @@ pub struct UploadForm {
               (status = 400, body = http_kit::ErrorBody), (status = 403, body = http_kit::ErrorBody),
               (status = 409, description = "`hash_collision`: another file of this tenant has the same MD5 and different content", body = http_kit::ErrorBody),
               (status = 413, body = http_kit::ErrorBody),
-              (status = 503, description = "Object storage or a database unavailable (`service_unavailable`), or too many uploads in progress on this instance (`busy`, with `Retry-After`)", body = http_kit::ErrorBody)))]
+              (status = 503, description = "Object storage or a database unavailable (`service_unavailable`), too many uploads in progress on this instance (`busy`, with `Retry-After`), or the tenant is being moved to another database server (`tenant_maintenance`, with `Retry-After`)", body = http_kit::ErrorBody)))]
 pub async fn upload(
     app: web::Data<App>,
     member: TenantMember,
@@ -244,7 +244,8 @@ pub async fn get(
 #[utoipa::path(delete, path = "/api/tenants/{tenant_id}/documents/{document_id}", tag = "documents",
     params(("tenant_id" = String, Path, format = Uuid), ("document_id" = String, Path, format = Uuid)),
     responses((status = 200, description = "`data`: {deleted_document_id, file_orphaned}", body = DocumentDeleted), (status = 403, body = http_kit::ErrorBody),
-              (status = 404, body = http_kit::ErrorBody)))]
+              (status = 404, body = http_kit::ErrorBody),
+              (status = 503, description = "A database or object storage unavailable (`service_unavailable`), or the tenant is being moved to another database server (`tenant_maintenance`, with `Retry-After`; reads go on)", body = http_kit::ErrorBody)))]
 pub async fn delete(
     app: web::Data<App>,
     member: TenantMember,
@@ -321,7 +322,8 @@ pub struct UpdateDocument {
     params(("tenant_id" = String, Path, format = Uuid), ("document_id" = String, Path, format = Uuid)),
     request_body = UpdateDocument,
     responses((status = 200, body = DocumentBody), (status = 400, body = http_kit::ErrorBody),
-              (status = 403, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody)))]
+              (status = 403, body = http_kit::ErrorBody), (status = 404, body = http_kit::ErrorBody),
+              (status = 503, description = "A database or object storage unavailable (`service_unavailable`), or the tenant is being moved to another database server (`tenant_maintenance`, with `Retry-After`; reads go on)", body = http_kit::ErrorBody)))]
 pub async fn update(
     app: web::Data<App>,
     member: TenantMember,

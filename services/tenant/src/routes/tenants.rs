@@ -238,7 +238,8 @@ pub struct DeleteQuery {
 #[utoipa::path(delete, path = "/api/tenants/{id}", tag = "tenants",
     params(("id" = String, Path, format = Uuid), ("purge" = Option<bool>, Query)),
     responses((status = 200, description = "`data`: {tenant_id, hard_delete}", body = TenantDeleted), (status = 403, body = http_kit::ErrorBody),
-              (status = 404, body = http_kit::ErrorBody)))]
+              (status = 404, body = http_kit::ErrorBody),
+              (status = 503, description = "A database unavailable (`service_unavailable`), or, with `purge`, the tenant's database is being moved to another server (`tenant_maintenance`, with `Retry-After`)", body = http_kit::ErrorBody)))]
 pub async fn delete(
     app: web::Data<App>,
     caller: Authenticated,
@@ -315,6 +316,17 @@ async fn purge_database(
         .map_err(ApiError::internal)?
         .ok_or(ApiError::NotFound("Tenant"))?;
     let database = tenant.database().map_err(ApiError::internal)?;
+    // A database being moved is purged once the move is over (the copy, or the
+    // source kept after it, would otherwise outlive the purge).
+    if crate::store::moves::open_of(conn, tenant_id)
+        .await
+        .map_err(ApiError::internal)?
+        .is_some_and(|m| m.state == crate::store::moves::COPYING)
+    {
+        return Err(ApiError::TenantMaintenance {
+            retry_after_secs: 30,
+        });
+    }
     let manager = app
         .servers
         .of_tenant(&tenant)

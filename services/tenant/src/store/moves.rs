@@ -76,10 +76,14 @@ pub async fn heartbeat(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<()
         .map(|_| ())
 }
 
+/// Records that the source is read-only (since the first time, on a resumed move).
 pub async fn set_read_only(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<MoveRow> {
+    use diesel::sql_types::{Nullable, Timestamptz};
     diesel::update(moves::table.find(id))
         .set((
-            moves::read_only_at.eq(diesel::dsl::now),
+            moves::read_only_at.eq(diesel::dsl::sql::<Nullable<Timestamptz>>(
+                "coalesce(read_only_at, now())",
+            )),
             moves::heartbeat_at.eq(diesel::dsl::now),
             moves::error.eq(None::<String>),
         ))
