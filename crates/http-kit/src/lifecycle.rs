@@ -19,6 +19,25 @@ use actix_web::dev::Server;
 use tokio::task::JoinHandle;
 pub use tokio_util::sync::CancellationToken;
 
+/// Runs `job` now and every `period` after (a run that overran delays the next) until
+/// `stop` is cancelled; a run under way is finished first. For sweeps that log their
+/// own failures.
+pub async fn every<F, Fut>(period: Duration, stop: CancellationToken, mut job: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        job().await;
+    }
+}
+
 /// A service started: its HTTP server and its background tasks.
 pub struct Running {
     pub server: Server,

@@ -55,15 +55,10 @@ pub async fn sweep_loop(
     every: Duration,
     stop: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = stop.cancelled() => return,
-        }
+    http_kit::lifecycle::every(every, stop, || async {
         if let Err(e) = sweep_interrupted(&db, &servers, stale_after).await {
             tracing::warn!(error = format!("{e:#}"), "provisioning sweep failed");
         }
-    }
+    })
+    .await;
 }

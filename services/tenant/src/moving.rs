@@ -500,17 +500,12 @@ impl Mover {
 
     /// Sweeps every `every` until `stop` is cancelled.
     pub async fn sweep_loop(self, every: Duration, stop: http_kit::lifecycle::CancellationToken) {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = stop.cancelled() => return,
-            }
+        http_kit::lifecycle::every(every, stop, || async {
             if let Err(e) = self.sweep().await {
                 tracing::warn!(error = format!("{e:#}"), "move sweep failed");
             }
-        }
+        })
+        .await;
     }
 
     fn heartbeat(&self, id: Uuid) -> Heartbeat {

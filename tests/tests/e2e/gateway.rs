@@ -8,18 +8,21 @@ use testkit::{TestContext, TestGateway, Upstreams};
 
 use crate::documents::{platform_with, Docs};
 
-#[tokio::test]
-async fn the_main_journey_works_through_the_gateway_and_internals_stay_hidden() {
-    let ctx = TestContext::new().await;
-    let direct = platform_with(&ctx, &[], &[]).await;
-    let sso = testkit::start_service::<sso::Service>(&ctx, &[]);
-    let worker = testkit::start_service::<event_worker::Service>(
-        &ctx,
-        &[
-            ("TENANT_SERVICE_URL", direct.tenant.as_str()),
-            ("AUTH_SERVICE_URL", direct.auth.base.as_str()),
-        ],
-    );
+/// The gateway in front of `direct`'s auth, tenant and document services, with an sso
+/// service and an event-worker of its own (`worker_extra` is the worker's), and the
+/// clients through it.
+pub(crate) async fn through_gateway(
+    ctx: &TestContext,
+    direct: Docs,
+    worker_extra: &[(&str, &str)],
+) -> (TestGateway, Docs) {
+    let sso = testkit::start_service::<sso::Service>(ctx, &[]);
+    let mut worker_env = vec![
+        ("TENANT_SERVICE_URL", direct.tenant.as_str()),
+        ("AUTH_SERVICE_URL", direct.auth.base.as_str()),
+    ];
+    worker_env.extend_from_slice(worker_extra);
+    let worker = testkit::start_service::<event_worker::Service>(ctx, &worker_env);
     let gateway = TestGateway::start(
         Upstreams {
             auth: &direct.auth.base,
@@ -36,9 +39,18 @@ async fn the_main_journey_works_through_the_gateway_and_internals_stay_hidden() 
     let docs = Docs {
         auth: direct.auth.through(&gw),
         tenant: gw.clone(),
-        documents: gw.clone(),
+        documents: gw,
         s3: direct.s3,
     };
+    (gateway, docs)
+}
+
+#[tokio::test]
+async fn the_main_journey_works_through_the_gateway_and_internals_stay_hidden() {
+    let ctx = TestContext::new().await;
+    let direct = platform_with(&ctx, &[], &[]).await;
+    let (gateway, docs) = through_gateway(&ctx, direct, &[]).await;
+    let gw = gateway.base.clone();
     let client = reqwest::Client::new();
 
     // Health of the gateway and of each area.

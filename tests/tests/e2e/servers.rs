@@ -10,9 +10,9 @@ use diesel::sql_types::{BigInt, Text};
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use reqwest::StatusCode;
-use testkit::{TestContext, TestGateway, Upstreams};
+use testkit::TestContext;
 
-use crate::documents::{platform_with, Docs};
+use crate::documents::platform_with;
 
 /// The setting holding the second server's URL, in every service's settings.
 const SECOND: &str = "TENANT_DB_2_URL";
@@ -142,34 +142,8 @@ async fn tenants_spread_over_two_servers_and_work_on_either_through_the_gateway(
 
     // The platform, every service knowing the second server's setting, behind nginx.
     let direct = platform_with(&ctx, &shared, &[]).await;
-    let sso = testkit::start_service::<sso::Service>(&ctx, &[]);
-    let worker = testkit::start_service::<event_worker::Service>(
-        &ctx,
-        &[
-            ("TENANT_SERVICE_URL", direct.tenant.as_str()),
-            ("AUTH_SERVICE_URL", direct.auth.base.as_str()),
-            (SECOND, second.url.as_str()),
-        ],
-    );
-    let gateway = TestGateway::start(
-        Upstreams {
-            auth: &direct.auth.base,
-            tenant: &direct.tenant,
-            document: &direct.documents,
-            sso: &sso,
-            event_worker: &worker,
-        },
-        "2m",
-    )
-    .await
-    .expect("gateway");
+    let (gateway, docs) = crate::gateway::through_gateway(&ctx, direct, &shared).await;
     let gw = gateway.base.clone();
-    let docs = Docs {
-        auth: direct.auth.through(&gw),
-        tenant: gw.clone(),
-        documents: gw.clone(),
-        s3: direct.s3,
-    };
 
     // Weights 100 (main) and 300 (second): 8 tenants go 2 and 6.
     let (admin, _) = docs.auth.session("servers@example.com").await;
