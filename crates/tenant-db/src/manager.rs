@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use deadpool::Runtime;
 use diesel::sql_types::Text;
+use diesel::OptionalExtension;
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
@@ -21,6 +22,10 @@ pub struct TenantDatabaseManager {
     /// (`admin_server_url`).
     admin: Pool<AsyncPgConnection>,
     pools: TenantPoolCache,
+    /// The template (by its oid) a database made from it was found fully migrated
+    /// from: databases made from the same template need no check
+    /// ([`Self::migrate_new`]).
+    verified_template: std::sync::Mutex<Option<u32>>,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -53,6 +58,7 @@ impl TenantDatabaseManager {
             settings,
             admin,
             pools,
+            verified_template: std::sync::Mutex::new(None),
         })
     }
 
@@ -196,6 +202,51 @@ impl TenantDatabaseManager {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Brings a database just made from the template to the latest tenant migration.
+    /// A template copy found up to date proves the template is (a template only ever
+    /// gains migrations); later copies of the same template, told by its oid read
+    /// after the copy, skip the check and its connection. A template made again (an
+    /// operator dropped it) has a new oid and is checked again, so a copy taken while
+    /// it was half-migrated is migrated.
+    pub async fn migrate_new(
+        &self,
+        database: &TenantDatabaseName,
+    ) -> Result<MigrationReport, TenantDbError> {
+        let oid = self.template_oid().await?;
+        let verified = *self
+            .verified_template
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if oid.is_some() && verified == oid {
+            return Ok(MigrationReport::default());
+        }
+        let report =
+            migrations::migrate(&self.admin_database_url(database), self.settings.timeout).await?;
+        if report.applied.is_empty() {
+            *self
+                .verified_template
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = oid;
+        }
+        Ok(report)
+    }
+
+    async fn template_oid(&self) -> Result<Option<u32>, TenantDbError> {
+        #[derive(diesel::QueryableByName)]
+        struct Oid {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            oid: i64,
+        }
+        let mut conn = self.admin().await?;
+        let row: Option<Oid> =
+            diesel::sql_query("SELECT oid::bigint AS oid FROM pg_database WHERE datname = $1")
+                .bind::<Text, _>(&self.settings.template_database)
+                .get_result(&mut conn)
+                .await
+                .optional()?;
+        Ok(row.and_then(|r| u32::try_from(r.oid).ok()))
     }
 
     /// Drops a tenant database, closing our pool first and terminating any other

@@ -752,3 +752,33 @@ async fn a_database_placed_on_another_server_is_reached_there_and_back() {
     assert!(cache.evict(&name));
     assert_eq!(cache.stats().pools, 0);
 }
+
+#[tokio::test]
+async fn copies_of_a_verified_template_skip_the_check_and_a_remade_template_is_checked() {
+    let ctx = TestContext::new().await;
+    let manager = TenantDatabaseManager::new(settings(&ctx)).expect("manager");
+    let first = new_name(&ctx, "First copy");
+    manager.create_from_template(&first).await.expect("create");
+    let report = manager.migrate_new(&first).await.expect("check");
+    assert!(report.applied.is_empty(), "the template is migrated");
+    // The template made again, empty (an operator dropped it; migrate-tenants has not
+    // run yet): a new oid, so the copy is checked and migrated.
+    let mut admin = connect(&ctx.server_url).await;
+    for sql in ["DROP DATABASE", "CREATE DATABASE"] {
+        admin
+            .batch_execute(&format!("{sql} \"{}\"", ctx.tenant_template))
+            .await
+            .expect("remade template");
+    }
+    let second = new_name(&ctx, "Second copy");
+    manager.create_from_template(&second).await.expect("create");
+    let report = manager.migrate_new(&second).await.expect("migrate");
+    assert_eq!(
+        report.applied,
+        migrations::known_versions(),
+        "every migration applied to the copy of the empty template"
+    );
+    assert!(tables(&ctx.url_of(second.as_str()))
+        .await
+        .contains(&"documents".to_owned()));
+}

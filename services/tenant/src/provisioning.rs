@@ -12,7 +12,7 @@ use diesel_async::AsyncConnection;
 use domain::{Role, TenantDatabaseName, TenantId, TenantName, TenantStatus, UserId};
 use events::EventEnvelope;
 use main_db::DbPool;
-use tenant_db::{migrations, TenantDatabaseManager, TenantDbError};
+use tenant_db::{TenantDatabaseManager, TenantDbError};
 
 use crate::fleet::Fleet;
 
@@ -172,12 +172,10 @@ impl Provisioner {
                 Err(TenantDbError::AlreadyExists(_)) => {}
                 Err(e) => return Err(e.to_string()),
             }
-            migrations::migrate(
-                &manager.admin_database_url(&database),
-                manager.settings().timeout,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+            manager
+                .migrate_new(&database)
+                .await
+                .map_err(|e| e.to_string())?;
             self.activate(&tenant, &database)
                 .await
                 .map_err(|e| e.to_string())
