@@ -158,7 +158,7 @@ if [ -z "${SMTP_URL:-}${SMTP_URL_FILE:-}" ]; then
   else
     maildev_bin="$(ensure_maildev)" || { log "maildev could not be installed: emails are not sent"; maildev_bin=""; }
     if [ -n "$maildev_bin" ]; then
-      "$maildev_bin" --smtp 1025 --web 1080 --ip 127.0.0.1 >"$run_dir/logs/maildev.log" 2>&1 &
+      "$maildev_bin" --smtp 1025 --web 1080 --ip 127.0.0.1 --web-ip 127.0.0.1 >"$run_dir/logs/maildev.log" 2>&1 &
       echo "$! maildev" >> "$run_dir/pids.servers"
       for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:1080/api/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
     fi

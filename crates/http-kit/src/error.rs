@@ -267,6 +267,10 @@ pub(crate) fn envelope_response(
 /// (docs/API.md, "Errors"): a row that is not there is a 404, a unique violation a 409
 /// naming what its constraint covers, a database that cannot answer a 503 naming only
 /// "Database" (the cause is logged); anything else a 500 whose cause is logged.
+/// `Retry-After` of a write refused while its tenant's database moves (a move's
+/// read-only window is seconds for a usual tenant).
+pub const TENANT_MAINTENANCE_RETRY_SECS: u64 = 5;
+
 impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
         use diesel::result::{DatabaseErrorKind as Kind, Error};
@@ -281,6 +285,10 @@ impl From<diesel::result::Error> for ApiError {
             }
             Error::DatabaseError(Kind::ClosedConnection | Kind::UnableToSendCommand, _)
             | Error::BrokenTransactionManager => ApiError::dependency("Database", e),
+            // Only a tenant database refuses writes: while it moves to another server.
+            Error::DatabaseError(Kind::ReadOnlyTransaction, _) => ApiError::TenantMaintenance {
+                retry_after_secs: TENANT_MAINTENANCE_RETRY_SECS,
+            },
             other => ApiError::internal(other),
         }
     }

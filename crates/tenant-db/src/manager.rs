@@ -249,6 +249,35 @@ impl TenantDatabaseManager {
         Ok(row.and_then(|r| u32::try_from(r.oid).ok()))
     }
 
+    /// Whether `other` is the same PostgreSQL cluster as this one (two registrations
+    /// of one server under different host names, say): a nonce written as the comment
+    /// of this server's template is looked for through `other` (database comments are
+    /// shared by every database of a cluster). This server's template must exist.
+    pub async fn same_cluster(&self, other: &TenantDatabaseManager) -> Result<bool, TenantDbError> {
+        #[derive(diesel::QueryableByName)]
+        struct Comment {
+            #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+            comment: Option<String>,
+        }
+        let nonce = format!("saas-platform template, probe {}", uuid::Uuid::new_v4());
+        let mut mine = self.admin().await?;
+        mine.batch_execute(&format!(
+            "COMMENT ON DATABASE {} IS '{nonce}'",
+            self.template_quoted()
+        ))
+        .await?;
+        drop(mine);
+        let mut theirs = other.admin().await?;
+        let found: Option<Comment> = diesel::sql_query(
+            "SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1",
+        )
+        .bind::<Text, _>(&self.settings.template_database)
+        .get_result(&mut theirs)
+        .await
+        .optional()?;
+        Ok(found.and_then(|f| f.comment).as_deref() == Some(nonce.as_str()))
+    }
+
     /// Drops a tenant database, closing our pool first and terminating any other
     /// session connected to it. Dropping a database that does not exist is a no-op.
     pub async fn drop_database(&self, database: &TenantDatabaseName) -> Result<(), TenantDbError> {

@@ -28,10 +28,6 @@ pub struct App {
 
 const DATABASE_NAME_TTL: Duration = Duration::from_secs(300);
 
-/// `Retry-After` of a write refused while the tenant moves (a move's read-only window
-/// is seconds for a usual tenant).
-const MAINTENANCE_RETRY_SECS: u64 = 5;
-
 impl App {
     pub fn new(
         storage: Storage,
@@ -168,7 +164,7 @@ pub async fn placed_databases(
 pub fn db(e: diesel::result::Error) -> ApiError {
     if tenant_db::read_only(&e) {
         ApiError::TenantMaintenance {
-            retry_after_secs: MAINTENANCE_RETRY_SECS,
+            retry_after_secs: http_kit::error::TENANT_MAINTENANCE_RETRY_SECS,
         }
     } else if tenant_db::connection_lost(&e) {
         ApiError::dependency("Tenant database", e)

@@ -294,6 +294,24 @@ pub async fn servers_add(
             args.admin_url_setting
         )
     })?;
+    // Under another host name the check above misses it: the cluster is asked.
+    for other in &existing {
+        let Ok(known) = fleet.manager_of(other).await else {
+            continue;
+        };
+        let same = manager.same_cluster(&known).await.map_err(|e| {
+            anyhow::anyhow!(
+                "could not check that it is not the server registered as {:?} (which must answer): {e}",
+                other.name
+            )
+        })?;
+        anyhow::ensure!(
+            !same,
+            "{} reaches the PostgreSQL server registered as {:?}: a server is registered once",
+            args.admin_url_setting,
+            other.name
+        );
+    }
     line(&format!(
         "template {} on {}: {}",
         settings.tenant_db.template_database,
@@ -469,6 +487,12 @@ pub async fn servers_set_state(
                 anyhow::bail!(
                     "database server {name:?} still holds {} tenants: drain it and move them first",
                     server.tenants
+                );
+            }
+            let moving = crate::store::moves::copying_on(tx, server.id).await?;
+            if state == ServerState::Disabled && moving > 0 {
+                anyhow::bail!(
+                    "{moving} tenant moves into or out of database server {name:?} are under way: let them finish first"
                 );
             }
             anyhow::ensure!(

@@ -171,10 +171,15 @@ impl Mover {
         let target = servers::find_by_name(&mut conn, to)
             .await?
             .with_context(|| format!("no database server named {to:?} (tenant servers list)"))?;
-        if let Some(open) = moves::open_of(&mut conn, tenant).await? {
+        let mut open = moves::open_of(&mut conn, tenant).await?;
+        if let Some(done) = open.take_if(|m| m.state == SWITCHED && m.to_server != target.id) {
+            // The last move's source, kept for a while, goes now: the tenant moves on.
+            self.drop_source(&done).await?;
+        }
+        if let Some(open) = open {
             anyhow::ensure!(
                 open.to_server == target.id,
-                "tenant {tenant} has an unfinished move to another server: finish it there, or roll it back (tenant move --tenant-id {tenant} --rollback)"
+                "tenant {tenant} has an unfinished move to another server: resume it there, or roll it back (tenant move --tenant-id {tenant} --rollback)"
             );
             if open.state == SWITCHED {
                 return Ok((row, open, true));
@@ -212,6 +217,15 @@ impl Mover {
                 target.tenants
             );
         }
+        // Two registrations of one server: "copying" would drop the tenant's database.
+        let (source, destination) = (
+            self.fleet.manager(row.server_id).await?,
+            self.fleet.manager_of(&target).await?,
+        );
+        anyhow::ensure!(
+            !source.same_cluster(&destination).await?,
+            "database server {to:?} is the PostgreSQL server the tenant is on, registered under another name: nothing to move"
+        );
         let record = moves::insert(&mut conn, tenant, row.server_id, target.id)
             .await?
             .with_context(|| format!("tenant {tenant} has an unfinished move already"))?;
@@ -285,6 +299,12 @@ impl Mover {
             source.settings().timeout,
         )
         .await?;
+        anyhow::ensure!(
+            before
+                .iter()
+                .any(|t| t.table == "__diesel_schema_migrations"),
+            "the source database has no tenant schema: refusing to switch to its copy"
+        );
         let after = checks(&target_url, target.settings().timeout).await?;
         anyhow::ensure!(
             before == after,
@@ -299,10 +319,8 @@ impl Mover {
         let event = events::EventEnvelope::of(
             &events::AuditRecord::new(
                 "tenant.moved",
+                // Server and database names are the operator's: they stay in the logs.
                 serde_json::json!({
-                    "from_server": names.0,
-                    "to_server": names.1,
-                    "database_name": database.as_str(),
                     "rows": before.iter().map(|t| t.rows).sum::<i64>(),
                     "tables": before.len(),
                     "read_only_ms": u64::try_from(read_only.as_millis()).unwrap_or(u64::MAX),
@@ -315,9 +333,30 @@ impl Mover {
         let mut conn = self.conn().await?;
         let switched = conn
             .transaction::<_, anyhow::Error, _>(async |tx| {
+                // A purge in progress finishes first (and this then finds it purged).
+                tenants::lock_database(tx, tenant).await?;
+                // The target may have been disabled or filled meanwhile: placement's
+                // lock, as for new tenants.
+                servers::lock_placement(tx).await?;
+                let target = servers::find(tx, record.to_server)
+                    .await?
+                    .context("the target server is gone")?;
+                anyhow::ensure!(
+                    target.state() != ServerState::Disabled,
+                    "database server {:?} was disabled during the move",
+                    target.name
+                );
+                if let Some(max) = target.max_tenants {
+                    anyhow::ensure!(
+                        target.tenants < i64::from(max),
+                        "database server {:?} filled up during the move ({} of {max} tenants)",
+                        target.name,
+                        target.tenants
+                    );
+                }
                 anyhow::ensure!(
                     tenants::set_server(tx, tenant, record.from_server, record.to_server).await?,
-                    "the tenant's server changed meanwhile"
+                    "the tenant's server changed, or it was purged, meanwhile"
                 );
                 let switched = moves::switch(tx, record.id, &verified, drop_after)
                     .await?
@@ -456,6 +495,11 @@ impl Mover {
             row.id
         );
         let source = self.fleet.manager(record.from_server).await?;
+        let target = self.fleet.manager(record.to_server).await?;
+        anyhow::ensure!(
+            !target.same_cluster(&source).await?,
+            "the move's source and target are one PostgreSQL server: its database there is the tenant's, kept"
+        );
         source.drop_database(&row.database()?).await?;
         let mut conn = self.conn().await?;
         moves::finish(&mut conn, record.id, SWITCHED, DONE, None).await?;

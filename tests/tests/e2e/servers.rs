@@ -300,7 +300,7 @@ async fn tenants_spread_over_two_servers_and_work_on_either_through_the_gateway(
 }
 
 /// A mover as `tenant move` builds it, announcing on the services' Redis.
-fn mover(ctx: &TestContext, settings: &tenant::Settings) -> tenant::moving::Mover {
+fn mover_for(ctx: &TestContext, settings: &tenant::Settings) -> tenant::moving::Mover {
     let db = main_db::build_pool(
         settings.common.database_url.expose(),
         &settings.main_pool_settings(),
@@ -465,7 +465,7 @@ async fn a_tenant_moves_under_read_traffic_and_an_interrupted_move_resumes_or_ro
     };
 
     // The move begins (the source read-only), and its process dies before the switch.
-    let mover = mover(&ctx, &settings);
+    let mover = mover_for(&ctx, &settings);
     let tenant_id: domain::TenantId = tenant.parse().expect("id");
     mover.begin(tenant_id, "second").await.expect("begin");
     assert_eq!(move_state(&ctx.main_url, &tenant).await, "copying");
@@ -491,6 +491,29 @@ async fn a_tenant_moves_under_read_traffic_and_an_interrupted_move_resumes_or_ro
         .expect("rename");
     assert_eq!(rename.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(rename.headers().contains_key("retry-after"));
+    let delete = client
+        .delete(format!(
+            "{}/api/tenants/{tenant}/documents/{}",
+            docs.documents, ids[2]
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(delete.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(delete.headers().contains_key("retry-after"));
+    let body: serde_json::Value = delete.json().await.expect("json");
+    assert_eq!(body["error"], "tenant_maintenance", "{body}");
+    // The target cannot be disabled under a move.
+    let refused = tenant::commands::servers_set_state(
+        &settings,
+        "second",
+        tenant::placement::ServerState::Disabled,
+        |_| {},
+    )
+    .await
+    .expect_err("a move is under way");
+    assert!(refused.to_string().contains("under way"), "{refused:#}");
     // Another tenant on the same server is not affected.
     let (status, body) = docs
         .upload(&admin, &other, b"elsewhere".to_vec(), "o.txt")
@@ -558,7 +581,26 @@ async fn a_tenant_moves_under_read_traffic_and_an_interrupted_move_resumes_or_ro
         assert_eq!(audited.n, 1);
     }
 
-    // The source goes when due (here: made due), by the tenant service's sweep.
+    // Moved on (back to main) while the first move's source is still kept there: that
+    // source goes first, the tenant's current database is copied.
+    let said = std::cell::RefCell::new(Vec::new());
+    tenant::commands::move_tenant(&settings, tenant_id, Some("main"), |line| {
+        said.borrow_mut().push(line.to_owned())
+    })
+    .await
+    .expect("moved back");
+    assert!(said
+        .into_inner()
+        .join("\n")
+        .contains("moved from second to main"));
+    assert_eq!(home_of(&ctx.main_url, &tenant).await.0, "main");
+    assert_eq!(
+        count_documents(&ctx.server_url, &database).await,
+        13,
+        "the current rows, not the kept ones"
+    );
+
+    // The kept source goes when due (here: made due), by the tenant service's sweep.
     {
         let mut conn = AsyncPgConnection::establish(&ctx.main_url)
             .await
@@ -571,28 +613,118 @@ async fn a_tenant_moves_under_read_traffic_and_an_interrupted_move_resumes_or_ro
         .expect("due");
     }
     assert_eq!(mover.sweep().await.expect("sweep"), (0, 1));
-    assert!(!has_database(&ctx.server_url, &database).await);
+    assert!(!has_database(&second.url, &database).await);
+    assert!(has_database(&ctx.server_url, &database).await);
     assert_eq!(move_state(&ctx.main_url, &tenant).await, "done");
 
-    // An interrupted move rolled back by the sweep: the copy gone, writes back.
+    // The same server under another host name: refused by `servers add`, and a move to
+    // it (registered by hand) is refused before anything is dropped.
+    let alias_url = ctx.server_url.replace("127.0.0.1", "localhost");
+    let with_alias = tenant_settings(
+        &ctx,
+        &[
+            (SECOND, second.url.as_str()),
+            ("TENANT_DB_ALIAS_URL", alias_url.as_str()),
+            ("MOVE_STALE_SECS", "1"),
+        ],
+    );
+    let refused = tenant::commands::servers_add(
+        &with_alias,
+        &tenant::commands::AddServerArgs {
+            name: "alias".to_owned(),
+            admin_url_setting: "TENANT_DB_ALIAS_URL".to_owned(),
+            url_setting: None,
+            weight: 100,
+            max_tenants: None,
+            draining: false,
+        },
+        |_| {},
+    )
+    .await
+    .expect_err("the main server again");
+    assert!(
+        refused.to_string().contains("registered once"),
+        "{refused:#}"
+    );
+    {
+        let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+            .await
+            .expect("main");
+        diesel_async::SimpleAsyncConnection::batch_execute(
+            &mut conn,
+            "INSERT INTO database_servers (id, name, admin_url_ref, url_ref) VALUES \
+             (gen_random_uuid(), 'alias', 'TENANT_DB_ALIAS_URL', 'TENANT_DB_ALIAS_URL')",
+        )
+        .await
+        .expect("alias by hand");
+    }
+    let refused = mover_for(&ctx, &with_alias)
+        .run(tenant_id, "alias")
+        .await
+        .expect_err("same server");
+    assert!(refused.to_string().contains("another name"), "{refused:#}");
+    {
+        // Unregistered again, or placement would give it new tenants.
+        let mut conn = AsyncPgConnection::establish(&ctx.main_url)
+            .await
+            .expect("main");
+        diesel_async::SimpleAsyncConnection::batch_execute(
+            &mut conn,
+            "DELETE FROM database_servers WHERE name = 'alias'",
+        )
+        .await
+        .expect("alias gone");
+    }
+    assert_eq!(
+        count_documents(&ctx.server_url, &database).await,
+        13,
+        "nothing dropped"
+    );
+
+    // A target disabled during the copy: the switch refuses, the move rolls back,
+    // writes come back.
     let other_id: domain::TenantId = other.parse().expect("id");
     let (_, other_database) = home_of(&ctx.main_url, &other).await;
     mover.begin(other_id, "second").await.expect("begin");
     let (status, _) = docs.upload(&admin, &other, b"x".to_vec(), "x.txt").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    // As a disable racing the move would (the command itself refuses it).
+    let set_state = |state: &'static str| {
+        let url = ctx.main_url.clone();
+        async move {
+            let mut conn = AsyncPgConnection::establish(&url).await.expect("main");
+            diesel_async::SimpleAsyncConnection::batch_execute(
+                &mut conn,
+                &format!("UPDATE database_servers SET state = '{state}' WHERE name = 'second'"),
+            )
+            .await
+            .expect("state");
+        }
+    };
+    set_state("disabled").await;
     wait_stale(&ctx.main_url, &other).await;
-    assert_eq!(mover.sweep().await.expect("sweep"), (1, 0));
+    let refused = mover.run(other_id, "second").await.expect_err("disabled");
+    assert!(
+        refused.to_string().contains("disabled during the move"),
+        "{refused:#}"
+    );
+    set_state("active").await;
     assert_eq!(move_state(&ctx.main_url, &other).await, "rolled_back");
     assert_eq!(home_of(&ctx.main_url, &other).await.0, "main");
     assert!(!has_database(&second.url, &other_database).await);
     let (status, body) = docs.upload(&admin, &other, b"y".to_vec(), "y.txt").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
-    // A purge waits for the move (the copy would outlive it); after a rollback by
-    // hand it goes through.
+    // A purge waits for the move (the copy would outlive it); after the move is rolled
+    // back it goes through.
     let third = docs.tenant_of(&admin, "Purged mid-move").await;
     let third_id: domain::TenantId = third.parse().expect("id");
-    mover.begin(third_id, "second").await.expect("begin");
+    let elsewhere = if home_of(&ctx.main_url, &third).await.0 == "main" {
+        "second"
+    } else {
+        "main"
+    };
+    mover.begin(third_id, elsewhere).await.expect("begin");
     let purge = || {
         client
             .delete(format!("{}/api/tenants/{third}?purge=true", docs.tenant))
@@ -605,17 +737,18 @@ async fn a_tenant_moves_under_read_traffic_and_an_interrupted_move_resumes_or_ro
     let body: serde_json::Value = refused.json().await.expect("json");
     assert_eq!(body["error"], "tenant_maintenance", "{body}");
     wait_stale(&ctx.main_url, &third).await;
-    mover.rollback(third_id).await.expect("rollback");
+    // Rolled back by the tenant service's sweep (its process is taken as dead).
+    assert_eq!(mover.sweep().await.expect("sweep"), (1, 0));
     assert_eq!(move_state(&ctx.main_url, &third).await, "rolled_back");
     assert_eq!(purge().await.expect("purge").status(), StatusCode::OK);
 
     // Refusals name the reason.
     let refused = mover
-        .run(tenant_id, "second")
+        .run(tenant_id, "main")
         .await
         .expect_err("already there");
     assert!(
-        refused.to_string().contains("on \"second\" already"),
+        refused.to_string().contains("on \"main\" already"),
         "{refused:#}"
     );
     let refused = mover.run(other_id, "nowhere").await.expect_err("no server");

@@ -305,8 +305,29 @@ fn deleted_event(
 }
 
 /// Drops a tenant's database, first moving the events still in its outbox to the main
-/// one. Repeating it after a failure finishes it (the drop is then a no-op).
+/// one. Repeating it after a failure finishes it (the drop is then a no-op). It holds
+/// the tenant's database lock throughout (on a connection of its own), so a move's
+/// switch waits for it and then finds the tenant purged, or has switched already and
+/// the copy on the new server is the one dropped.
 async fn purge_database(
+    app: &App,
+    conn: &mut diesel_async::AsyncPgConnection,
+    tenant_id: domain::TenantId,
+) -> Result<(), ApiError> {
+    let mut lock = app.conn().await?;
+    diesel_async::AsyncConnection::transaction::<_, TxError, _>(&mut *lock, async |held| {
+        crate::store::tenants::lock_database(held, tenant_id)
+            .await
+            .map_err(ApiError::internal)?;
+        purge_locked(app, conn, tenant_id)
+            .await
+            .map_err(TxError::from)
+    })
+    .await
+    .map_err(ApiError::from)
+}
+
+async fn purge_locked(
     app: &App,
     conn: &mut diesel_async::AsyncPgConnection,
     tenant_id: domain::TenantId,
@@ -315,9 +336,13 @@ async fn purge_database(
         .await
         .map_err(ApiError::internal)?
         .ok_or(ApiError::NotFound("Tenant"))?;
+    if tenant.database_purged_at.is_some() {
+        // A purge that ran meanwhile did it.
+        return Ok(());
+    }
     let database = tenant.database().map_err(ApiError::internal)?;
-    // A database being moved is purged once the move is over (the copy, or the
-    // source kept after it, would otherwise outlive the purge).
+    // A database being copied is purged once the move is over (the copy would
+    // otherwise outlive the purge).
     if crate::store::moves::open_of(conn, tenant_id)
         .await
         .map_err(ApiError::internal)?

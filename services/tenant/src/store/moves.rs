@@ -158,6 +158,20 @@ pub async fn claim_stalled(
     .map(|n| n > 0)
 }
 
+/// How many moves into or out of `server` are copying.
+pub async fn copying_on(conn: &mut AsyncPgConnection, server: Uuid) -> QueryResult<i64> {
+    moves::table
+        .filter(moves::state.eq(COPYING))
+        .filter(
+            moves::from_server
+                .eq(server)
+                .or(moves::to_server.eq(server)),
+        )
+        .count()
+        .get_result(conn)
+        .await
+}
+
 /// Copying moves whose process stopped (no heartbeat since `before`).
 pub async fn stalled(
     conn: &mut AsyncPgConnection,

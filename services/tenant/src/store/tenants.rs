@@ -120,7 +120,18 @@ pub async fn with_databases(
     query.load(conn).await
 }
 
-/// Puts a tenant on server `to` if it is on `from` (a move's switch); whether it was.
+/// Serialises what changes where a tenant's database is (its purge, a move's switch)
+/// until the end of the transaction.
+pub async fn lock_database(conn: &mut AsyncPgConnection, id: TenantId) -> QueryResult<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 21))")
+        .bind::<diesel::sql_types::Text, _>(format!("tenant-database:{id}"))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Puts a tenant on server `to` if it is on `from` and not purged (a move's switch);
+/// whether it was.
 pub async fn set_server(
     conn: &mut AsyncPgConnection,
     id: TenantId,
@@ -130,7 +141,8 @@ pub async fn set_server(
     diesel::update(
         tenants::table
             .find(id.into_uuid())
-            .filter(tenants::server_id.eq(from)),
+            .filter(tenants::server_id.eq(from))
+            .filter(tenants::database_purged_at.is_null()),
     )
     .set((
         tenants::server_id.eq(to),
