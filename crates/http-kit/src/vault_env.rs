@@ -56,6 +56,30 @@ impl EnvSource for VaultOverlay<'_> {
 
 /// `None` without `USE_VAULT=true`; else the overlay, or the errors naming what failed.
 pub fn overlay<'a>(env: &'a dyn EnvSource) -> Result<Option<VaultOverlay<'a>>, ConfigErrors> {
+    let Some((settings, prefix)) = settings(env)? else {
+        return Ok(None);
+    };
+    let mut r = ConfigReader::new(env);
+    let found = match fetch(settings, prefix) {
+        Ok(found) => found,
+        Err(e) => {
+            r.check(
+                "VAULT_ADDR",
+                false,
+                &format!("Vault could not give the secrets: {e}"),
+            );
+            return r.finish(None).map(|_: Option<()>| None);
+        }
+    };
+    r.finish(Some(VaultOverlay { found, env }))
+}
+
+/// How Vault KV is reached (`None` without `USE_VAULT=true`), and the prefix of the
+/// platform's secrets: for the settings read at start ([`overlay`]) and for those
+/// named later (the database servers' URL settings, `tenant_db::ServerUrls`).
+pub fn settings(
+    env: &dyn EnvSource,
+) -> Result<Option<(secrets::VaultSettings, String)>, ConfigErrors> {
     let mut r = ConfigReader::new(env);
     let use_vault: bool = r.optional("USE_VAULT", false);
     if !use_vault {
@@ -88,18 +112,7 @@ pub fn overlay<'a>(env: &'a dyn EnvSource) -> Result<Option<VaultOverlay<'a>>, C
     settings.namespace = namespace;
     settings.timeout = Duration::from_millis(timeout_ms);
     settings.kv_mount = kv_mount;
-    let found = match fetch(settings, prefix) {
-        Ok(found) => found,
-        Err(e) => {
-            r.check(
-                "VAULT_ADDR",
-                false,
-                &format!("Vault could not give the secrets: {e}"),
-            );
-            return r.finish(None).map(|_: Option<()>| None);
-        }
-    };
-    r.finish(Some(VaultOverlay { found, env }))
+    r.finish(Some((settings, prefix)))
 }
 
 /// Every secret of [`SECRET_NAMES`] Vault holds (on a runtime of its own: settings are

@@ -2,8 +2,8 @@
 //!
 //! A database server (docs/OPERATIONS.md, "Database servers") is known by an id and the
 //! names of the settings that hold its URLs, never by the URLs: each service resolves
-//! those names in its own settings, like any secret (`NAME`, or the file named by
-//! `NAME_FILE`). The main database's server is always
+//! those names in its own settings, like any secret (Vault KV with `USE_VAULT=true`,
+//! then `NAME` or the file named by `NAME_FILE`). The main database's server is always
 //! there, under the ids and names of [`MAIN_SERVER_ID`], [`MAIN_URL_REF`] and
 //! [`MAIN_ADMIN_URL_REF`], resolved from the service's own settings.
 
@@ -64,13 +64,39 @@ impl ServerUrls {
             reason,
         };
         let environment = &self.environment;
-        let value = secrets::from_variables(name, |key| environment.get(key).cloned())
-            .await
-            .map_err(|e| setting(e.to_string()))?
+        let value = match self.in_vault(name).await.map_err(setting)? {
+            Some(value) => Some(value),
+            None => secrets::from_variables(name, |key| environment.get(key).cloned())
+                .await
+                .map_err(|e| setting(e.to_string()))?,
+        };
+        let value = value
             .ok_or_else(|| setting(format!("is not set (nor {name}_FILE) in this service")))?;
         check_url(&value).map_err(setting)?;
         self.lock().insert(name.to_owned(), value.clone());
         Ok(value)
+    }
+
+    /// The setting `name` from Vault KV, with `USE_VAULT=true` (as the service's
+    /// secrets at start, `http_kit::vault_env`); `None` without Vault or when Vault has
+    /// no such secret. A Vault that cannot answer is an error, never a fall-back to the
+    /// environment.
+    async fn in_vault(&self, name: &str) -> Result<Option<String>, String> {
+        let environment: &HashMap<String, String> = &self.environment;
+        let Some((settings, prefix)) =
+            http_kit::vault_env::settings(environment).map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let client = secrets::VaultClient::new(settings).map_err(|e| format!("Vault: {e}"))?;
+        client
+            .authenticate()
+            .await
+            .map_err(|e| format!("Vault: {e}"))?;
+        secrets::SecretSource::with_vault(client, prefix)
+            .vault_only(name)
+            .await
+            .map_err(|e| format!("Vault: {e}"))
     }
 
     /// Settings for a server whose URLs are in `url_ref` and `admin_url_ref`, with the
@@ -147,6 +173,60 @@ mod tests {
         assert_eq!(
             urls.resolve("DATABASE_ADMIN_URL").await.expect("resolved"),
             "postgres://admin@db/main"
+        );
+    }
+
+    #[tokio::test]
+    async fn with_vault_a_server_setting_comes_from_vault_first_then_the_environment() {
+        let vault = testkit::TestVault::start(&[(
+            "saas-project/test/TENANT_DB_9_URL",
+            "postgres://vault@db9/x",
+        )])
+        .await
+        .expect("vault");
+        let with_vault = |addr: &str| {
+            let mut settings = TenantDbSettings::new("postgres://db/main", "tpl");
+            settings.environment = Arc::new(
+                [
+                    ("USE_VAULT", "true"),
+                    ("VAULT_ADDR", addr),
+                    ("VAULT_ROLE_ID", testkit::VAULT_ROLE_ID),
+                    ("VAULT_SECRET_ID", testkit::VAULT_SECRET_ID),
+                    ("VAULT_TIMEOUT_MS", "1000"),
+                    ("ENVIRONMENT", "test"),
+                    ("TENANT_DB_9_URL", "postgres://env@db9/x"),
+                    ("TENANT_DB_8_URL", "postgres://env@db8/x"),
+                ]
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            );
+            ServerUrls::new(&settings)
+        };
+        let urls = with_vault(&vault.addr);
+        assert_eq!(
+            urls.resolve("TENANT_DB_9_URL").await.expect("resolved"),
+            "postgres://vault@db9/x",
+            "Vault first"
+        );
+        assert_eq!(
+            urls.resolve("TENANT_DB_8_URL").await.expect("resolved"),
+            "postgres://env@db8/x",
+            "not in Vault: the environment"
+        );
+        // A Vault that does not answer is an error naming the setting, never the
+        // environment's value instead.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        let addr = format!("http://{}", closed.local_addr().expect("addr"));
+        drop(closed);
+        let failed = with_vault(&addr)
+            .resolve("TENANT_DB_8_URL")
+            .await
+            .expect_err("Vault down")
+            .to_string();
+        assert!(
+            failed.contains("TENANT_DB_8_URL") && failed.contains("Vault"),
+            "{failed}"
         );
     }
 

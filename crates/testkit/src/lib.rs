@@ -37,12 +37,14 @@ mod redis_cluster;
 pub mod service_contract;
 mod smtp;
 mod tansu;
+mod vault;
 
 pub use gateway::{TestGateway, Upstreams};
 pub use kafka::{KafkaRecord, TestKafka};
 pub use oidc::{OidcClient, OidcTenant, OidcUser, TestOidc};
 pub use redis_cluster::TestRedisCluster;
 pub use smtp::{Mail, TestSmtp};
+pub use vault::{TestVault, VAULT_ROLE_ID, VAULT_SECRET_ID};
 
 /// The value after `name` in a development tool's arguments (`dev-s3`, `dev-kafka`).
 pub fn cli_arg(args: &[String], name: &str) -> anyhow::Result<String> {
