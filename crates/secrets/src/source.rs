@@ -89,7 +89,8 @@ async fn from_environment(name: &str) -> Result<Option<String>, SecretsError> {
     from_variables(name, |key| std::env::var(key).ok()).await
 }
 
-/// [`from_environment`] over the variables `lookup` gives (a service's settings).
+/// `NAME`, or the content of the file named by `NAME_FILE`, from the variables `lookup`
+/// gives (a service's settings), as for the process environment.
 pub async fn from_variables(
     name: &str,
     lookup: impl Fn(&str) -> Option<String>,
