@@ -221,6 +221,24 @@ impl TenantClient {
             .await
     }
 
+    /// [`Self::database`], or, from a tenant service older than database servers
+    /// (which has no such route and answers 404), the tenant's database on the main
+    /// server: for connecting to a tenant a caller has found to exist, during a
+    /// rolling upgrade in either order. Never for deciding that a database is gone.
+    pub async fn database_to_connect(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Option<TenantDatabase>, ClientError> {
+        if let Some(found) = self.database(tenant).await? {
+            return Ok(Some(found));
+        }
+        Ok(self.tenant(tenant).await?.map(|summary| TenantDatabase {
+            tenant_id: summary.id,
+            database_name: summary.database_name,
+            server: DatabaseServer::default(),
+        }))
+    }
+
     pub async fn tenant(&self, tenant: TenantId) -> Result<Option<TenantSummary>, ClientError> {
         self.get(&format!("/internal/v1/tenants/{tenant}")).await
     }

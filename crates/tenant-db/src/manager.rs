@@ -254,28 +254,57 @@ impl TenantDatabaseManager {
     /// of this server's template is looked for through `other` (database comments are
     /// shared by every database of a cluster). This server's template must exist.
     pub async fn same_cluster(&self, other: &TenantDatabaseManager) -> Result<bool, TenantDbError> {
+        // Another probe of the same cluster may overwrite the comment in between: read
+        // back through this server too, and try again when it is no longer ours.
+        for attempt in 0..10_u64 {
+            let nonce = format!("saas-platform template, probe {}", uuid::Uuid::new_v4());
+            let mut mine = self.admin().await?;
+            mine.batch_execute(&format!(
+                "COMMENT ON DATABASE {} IS '{nonce}'",
+                self.template_quoted()
+            ))
+            .await?;
+            drop(mine);
+            if other
+                .template_comment(&self.settings.template_database)
+                .await?
+                .as_deref()
+                == Some(nonce.as_str())
+            {
+                return Ok(true);
+            }
+            // Still ours here: the other server did not see it, so it is another one.
+            if self
+                .template_comment(&self.settings.template_database)
+                .await?
+                .as_deref()
+                == Some(nonce.as_str())
+            {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(10 + attempt * 20)).await;
+        }
+        Err(TenantDbError::Pool(
+            "could not tell whether two database servers are one: the template's comment kept changing".to_owned(),
+        ))
+    }
+
+    /// The comment of the database `name` on this server.
+    async fn template_comment(&self, name: &str) -> Result<Option<String>, TenantDbError> {
         #[derive(diesel::QueryableByName)]
         struct Comment {
             #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
             comment: Option<String>,
         }
-        let nonce = format!("saas-platform template, probe {}", uuid::Uuid::new_v4());
-        let mut mine = self.admin().await?;
-        mine.batch_execute(&format!(
-            "COMMENT ON DATABASE {} IS '{nonce}'",
-            self.template_quoted()
-        ))
-        .await?;
-        drop(mine);
-        let mut theirs = other.admin().await?;
+        let mut conn = self.admin().await?;
         let found: Option<Comment> = diesel::sql_query(
             "SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1",
         )
-        .bind::<Text, _>(&self.settings.template_database)
-        .get_result(&mut theirs)
+        .bind::<Text, _>(name)
+        .get_result(&mut conn)
         .await
         .optional()?;
-        Ok(found.and_then(|f| f.comment).as_deref() == Some(nonce.as_str()))
+        Ok(found.and_then(|f| f.comment))
     }
 
     /// Drops a tenant database, closing our pool first and terminating any other

@@ -106,7 +106,7 @@ impl App {
         }
         let found = self
             .tenants
-            .database(tenant)
+            .database_to_connect(tenant)
             .await
             .map_err(|e| ApiError::dependency("Tenant service", e))?
             .ok_or(ApiError::NotFound("Tenant"))?;

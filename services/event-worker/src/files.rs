@@ -43,7 +43,11 @@ async fn database_of(
     servers: &ServerUrls,
     tenant: TenantId,
 ) -> Result<Option<TenantDatabaseName>, HandlerError> {
-    let Some(found) = tenants.database(tenant).await.map_err(tenant_error)? else {
+    let Some(found) = tenants
+        .database_to_connect(tenant)
+        .await
+        .map_err(tenant_error)?
+    else {
         return Ok(None);
     };
     servers
@@ -157,10 +161,23 @@ impl FileProcessor {
         };
         let mut conn = match self.pools.get(&database).await {
             Ok(conn) => conn,
-            // Purged since: nothing left to record on.
-            Err(tenant_db::TenantDbError::Missing(_)) => return Ok(()),
-            Err(e) if e.to_string().contains("does not exist") => return Ok(()),
-            Err(e) => return Err(HandlerError::Unavailable(format!("tenant database: {e}"))),
+            Err(e) => {
+                // Gone: purged since (nothing left to record on), or moved since to
+                // another server (asked again later).
+                let gone = matches!(e, tenant_db::TenantDbError::Missing(_))
+                    || e.to_string().contains("does not exist");
+                if gone
+                    && self
+                        .tenants
+                        .database(tenant)
+                        .await
+                        .map_err(tenant_error)?
+                        .is_none()
+                {
+                    return Ok(());
+                }
+                return Err(HandlerError::Unavailable(format!("tenant database: {e}")));
+            }
         };
         let inspection = self.inspect(&key, &md5, &sha256).await?;
         conn.transaction::<_, diesel::result::Error, _>(async |tx| {

@@ -36,7 +36,7 @@ use uuid::Uuid;
 
 use crate::fleet::Fleet;
 use crate::placement::ServerState;
-use crate::store::moves::{self, MoveRow, COPYING, DONE, ROLLED_BACK, SWITCHED};
+use crate::store::moves::{self, MoveRow, COPYING, DONE, SWITCHED};
 use crate::store::servers::{self, ServerRow};
 use crate::store::tenants::{self, TenantRow};
 
@@ -184,15 +184,16 @@ impl Mover {
             if open.state == SWITCHED {
                 return Ok((row, open, true));
             }
-            let cutoff =
-                chrono::Utc::now() - chrono::Duration::from_std(self.settings.stale_after)?;
             anyhow::ensure!(
-                moves::claim_stalled(&mut conn, open.id, cutoff).await?,
+                moves::claim_stalled(&mut conn, open.id, self.settings.stale_after).await?,
                 "a move of tenant {tenant} is running (its heartbeat is younger than MOVE_STALE_SECS): wait for it, or roll it back once it has stopped"
             );
             drop(conn);
             tracing::warn!(tenant.id = %tenant, to = %to, "resuming an interrupted move");
-            let record = self.make_read_only(&row, &open).await?;
+            let record = {
+                let _alive = self.heartbeat(open.id);
+                self.make_read_only(&row, &open).await?
+            };
             return Ok((row, record, true));
         }
         anyhow::ensure!(
@@ -231,7 +232,11 @@ impl Mover {
             .with_context(|| format!("tenant {tenant} has an unfinished move already"))?;
         drop(conn);
         tracing::info!(tenant.id = %tenant, to = %to, "moving tenant");
-        let record = match self.make_read_only(&row, &record).await {
+        let made_read_only = {
+            let _alive = self.heartbeat(record.id);
+            self.make_read_only(&row, &record).await
+        };
+        let record = match made_read_only {
             Ok(record) => record,
             Err(e) => {
                 let reason = format!("{e:#}");
@@ -443,81 +448,129 @@ impl Mover {
             open.state == COPYING,
             "the move of tenant {tenant} was switched already: the tenant is on its new server (its source is dropped when due)"
         );
-        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(self.settings.stale_after)?;
         anyhow::ensure!(
-            moves::claim_stalled(&mut conn, open.id, cutoff).await?,
+            moves::claim_stalled(&mut conn, open.id, self.settings.stale_after).await?,
             "the move of tenant {tenant} is running (its heartbeat is younger than MOVE_STALE_SECS)"
         );
         drop(conn);
         self.roll_back(&open, "rolled back by an operator").await
     }
 
-    /// Drops the copy and makes the source writable again; the move `rolled_back`.
+    /// Ends a copying move as `rolled_back` (first, so a switch racing it fails), then
+    /// makes the source writable again and drops the copy. A move that switched
+    /// meanwhile is left alone. A clean-up that fails (a server down) is tried again
+    /// by the sweep: the move stays `rolled_back` without `finished_at`.
     async fn roll_back(&self, record: &MoveRow, reason: &str) -> anyhow::Result<()> {
         let mut conn = self.conn().await?;
-        let row = tenants::find(&mut conn, TenantId::from_uuid(record.tenant_id))
+        let tenant = TenantId::from_uuid(record.tenant_id);
+        let claimed = conn
+            .transaction::<_, anyhow::Error, _>(async |tx| {
+                tenants::lock_database(tx, tenant).await?;
+                Ok(moves::start_rollback(tx, record.id, reason).await?)
+            })
+            .await?;
+        drop(conn);
+        if !claimed {
+            tracing::warn!(tenant.id = %tenant, "the move is no longer copying: nothing to roll back");
+            return Ok(());
+        }
+        tracing::warn!(tenant.id = %tenant, %reason, "tenant move rolled back");
+        self.clean_up_rollback(record).await
+    }
+
+    /// What a rollback undoes: the source's triggers first (the tenant must get its
+    /// writes back even while the target is down), then the copy.
+    async fn clean_up_rollback(&self, record: &MoveRow) -> anyhow::Result<()> {
+        let mut conn = self.conn().await?;
+        let tenant = TenantId::from_uuid(record.tenant_id);
+        let row = tenants::find(&mut conn, tenant)
             .await?
             .context("the tenant is gone")?;
+        // A newer move of the tenant owns its databases now.
+        if moves::open_of(&mut conn, tenant).await?.is_some() {
+            return moves::finished(&mut conn, record.id)
+                .await
+                .map_err(Into::into);
+        }
         drop(conn);
         let database = row.database()?;
-        // Only while the tenant is still on the source: never drop where it lives.
         if row.server_id == record.from_server {
-            let target = self.fleet.manager(record.to_server).await?;
-            target.drop_database(&database).await?;
             let source = self.fleet.manager(record.from_server).await?;
             if source.exists(&database).await? {
-                let mut conn = connect(
+                let mut source_conn = connect(
                     &source.admin_database_url(&database),
                     source.settings().timeout,
                 )
                 .await?;
-                conn.batch_execute(&read_only_sql(false))
+                source_conn
+                    .batch_execute(&read_only_sql(false))
                     .await
                     .context("making the source writable again")?;
             }
         }
+        // Never where the tenant lives.
+        if row.server_id != record.to_server {
+            let target = self.fleet.manager(record.to_server).await?;
+            target.drop_database(&database).await?;
+        }
         let mut conn = self.conn().await?;
-        moves::finish(&mut conn, record.id, COPYING, ROLLED_BACK, Some(reason)).await?;
-        tracing::warn!(tenant.id = %record.tenant_id, %reason, "tenant move rolled back");
+        moves::finished(&mut conn, record.id).await?;
         Ok(())
     }
 
-    /// Drops the source of a switched move; the move `done`.
+    /// Drops the source of a switched move; the move `done`. The move is claimed
+    /// under the tenant's database lock first, so a sweep working from an old list
+    /// never drops a database a newer move has made there since.
     async fn drop_source(&self, record: &MoveRow) -> anyhow::Result<()> {
+        let tenant = TenantId::from_uuid(record.tenant_id);
         let mut conn = self.conn().await?;
-        let row = tenants::find(&mut conn, TenantId::from_uuid(record.tenant_id))
-            .await?
-            .context("the tenant is gone")?;
-        drop(conn);
-        anyhow::ensure!(
-            row.server_id != record.from_server,
-            "tenant {} is on the move's source again: its database there is kept",
-            row.id
-        );
-        let source = self.fleet.manager(record.from_server).await?;
-        let target = self.fleet.manager(record.to_server).await?;
-        anyhow::ensure!(
-            !target.same_cluster(&source).await?,
-            "the move's source and target are one PostgreSQL server: its database there is the tenant's, kept"
-        );
-        source.drop_database(&row.database()?).await?;
-        let mut conn = self.conn().await?;
-        moves::finish(&mut conn, record.id, SWITCHED, DONE, None).await?;
-        tracing::info!(tenant.id = %row.id, "the moved tenant's source database dropped");
-        Ok(())
+        let mut lock = self.conn().await?;
+        lock.transaction::<_, anyhow::Error, _>(async |held| {
+            tenants::lock_database(held, tenant).await?;
+            let Some(current) = moves::find(&mut conn, record.id).await? else {
+                return Ok(());
+            };
+            if current.state != SWITCHED {
+                // Dropped by another sweep, or by a newer move.
+                return Ok(());
+            }
+            let row = tenants::find(&mut conn, tenant)
+                .await?
+                .context("the tenant is gone")?;
+            anyhow::ensure!(
+                row.server_id != record.from_server,
+                "tenant {} is on the move's source again: its database there is kept",
+                row.id
+            );
+            let source = self.fleet.manager(record.from_server).await?;
+            let target = self.fleet.manager(record.to_server).await?;
+            anyhow::ensure!(
+                !target.same_cluster(&source).await?,
+                "the move's source and target are one PostgreSQL server: its database there is the tenant's, kept"
+            );
+            source.drop_database(&row.database()?).await?;
+            moves::finish(&mut conn, record.id, SWITCHED, DONE, None).await?;
+            tracing::info!(tenant.id = %row.id, "the moved tenant's source database dropped");
+            Ok(())
+        })
+        .await
     }
 
     /// Rolls back moves whose process stopped, and drops the sources that are due;
     /// answers how many of each.
     pub async fn sweep(&self) -> anyhow::Result<(usize, usize)> {
         let mut conn = self.conn().await?;
-        let now = chrono::Utc::now();
-        let cutoff = now - chrono::Duration::from_std(self.settings.stale_after)?;
-        let stalled = moves::stalled(&mut conn, cutoff).await?;
-        let due = moves::sources_due(&mut conn, now).await?;
+        let stale = self.settings.stale_after;
+        let stalled = moves::stalled(&mut conn, stale).await?;
+        let due = moves::sources_due(&mut conn).await?;
+        for record in moves::unfinished_rollbacks(&mut conn).await? {
+            if let Err(e) = self.clean_up_rollback(&record).await {
+                tracing::warn!(tenant.id = %record.tenant_id, error = format!("{e:#}"), "a rolled-back move's clean-up failed again");
+            }
+        }
         let mut rolled_back = 0;
         for record in stalled {
-            if !moves::claim_stalled(&mut conn, record.id, cutoff).await? {
+            if !moves::claim_stalled(&mut conn, record.id, stale).await? {
                 continue;
             }
             match self
@@ -668,24 +721,29 @@ struct VerifiedTable {
     checksum: String,
 }
 
-/// The SQL that puts (`on`) or takes off the read-only trigger of every table.
+/// The SQL that puts (`on`) or takes off the read-only trigger of every table. Only
+/// where missing (or present): `CREATE TRIGGER` takes a lock that waits for writes and
+/// lets reads through, while `DROP TRIGGER` (even `IF EXISTS`) locks reads out too.
 fn read_only_sql(on: bool) -> String {
-    let create = if on {
-        format!(
-            "EXECUTE format('CREATE TRIGGER {READ_ONLY_TRIGGER} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE \
-             ON public.%I FOR EACH STATEMENT EXECUTE FUNCTION public.{READ_ONLY_TRIGGER}()', t);"
+    let (wanted, statement, function) = if on {
+        (
+            "NOT EXISTS",
+            format!(
+                "CREATE TRIGGER {READ_ONLY_TRIGGER} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE \
+                 ON public.%I FOR EACH STATEMENT EXECUTE FUNCTION public.{READ_ONLY_TRIGGER}()"
+            ),
+            format!(
+                "CREATE OR REPLACE FUNCTION public.{READ_ONLY_TRIGGER}() RETURNS trigger LANGUAGE plpgsql AS $f$ \
+                 BEGIN RAISE EXCEPTION 'tenant_maintenance: this tenant is being moved to another database server' \
+                 USING ERRCODE = '25006'; END $f$;"
+            ),
         )
     } else {
-        String::new()
-    };
-    let function = if on {
-        format!(
-            "CREATE OR REPLACE FUNCTION public.{READ_ONLY_TRIGGER}() RETURNS trigger LANGUAGE plpgsql AS $f$ \
-             BEGIN RAISE EXCEPTION 'tenant_maintenance: this tenant is being moved to another database server' \
-             USING ERRCODE = '25006'; END $f$;"
+        (
+            "EXISTS",
+            format!("DROP TRIGGER {READ_ONLY_TRIGGER} ON public.%I"),
+            String::new(),
         )
-    } else {
-        String::new()
     };
     let drop_function = if on {
         String::new()
@@ -694,12 +752,17 @@ fn read_only_sql(on: bool) -> String {
     };
     // Creating a trigger waits for the writes in flight on its table; a writer that
     // holds on for longer than the lock timeout fails the move rather than stalling
-    // every reader queued behind the trigger's lock.
+    // the tables' other writers behind the trigger's lock.
     format!(
         "BEGIN; SET LOCAL lock_timeout = '10s'; {function} \
          DO $d$ DECLARE t text; BEGIN \
-           FOR t IN SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = 'public' ORDER BY 1 LOOP \
-             EXECUTE format('DROP TRIGGER IF EXISTS {READ_ONLY_TRIGGER} ON public.%I', t); {create} \
+           FOR t IN SELECT c.relname FROM pg_catalog.pg_class c \
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+               WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') \
+               AND {wanted} (SELECT 1 FROM pg_catalog.pg_trigger g \
+                   WHERE g.tgrelid = c.oid AND g.tgname = '{READ_ONLY_TRIGGER}') \
+               ORDER BY 1 LOOP \
+             EXECUTE format('{statement}', t); \
            END LOOP; END $d$; {drop_function} COMMIT;"
     )
 }
@@ -782,7 +845,27 @@ fn without_password(url: &str) -> anyhow::Result<(String, Option<String>)> {
             .into_owned()
     });
     let _ = parsed.set_password(None);
-    Ok((parsed.to_string(), password))
+    // libpq also takes a password (and a key's) in the query string.
+    let mut query_password = None;
+    let kept: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter_map(|(k, v)| match k.as_ref() {
+            "password" => {
+                query_password = Some(v.into_owned());
+                None
+            }
+            "sslpassword" => None,
+            _ => Some((k.into_owned(), v.into_owned())),
+        })
+        .collect();
+    if parsed.query().is_some() {
+        if kept.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(kept);
+        }
+    }
+    Ok((parsed.to_string(), password.or(query_password)))
 }
 
 /// The end of a tool's error output, for the reason of a failure.
@@ -813,6 +896,11 @@ mod tests {
         assert_eq!(password.as_deref(), Some("p@ss:word"));
         let (_, none) = without_password("postgres://app@db/x").expect("parses");
         assert_eq!(none, None);
+        let (url, password) =
+            without_password("postgres://app@db/x?sslmode=require&password=s3cret&sslpassword=k")
+                .expect("parses");
+        assert_eq!(url, "postgres://app@db/x?sslmode=require");
+        assert_eq!(password.as_deref(), Some("s3cret"));
     }
 
     #[test]

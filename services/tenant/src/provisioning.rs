@@ -172,10 +172,18 @@ impl Provisioner {
                 Err(TenantDbError::AlreadyExists(_)) => {}
                 Err(e) => return Err(e.to_string()),
             }
-            manager
-                .migrate_new(&database)
+            if created {
+                manager.migrate_new(&database).await
+            } else {
+                // Adopted, not copied just now: whatever template it came from is
+                // unknown, so it is checked.
+                tenant_db::migrations::migrate(
+                    &manager.admin_database_url(&database),
+                    manager.settings().timeout,
+                )
                 .await
-                .map_err(|e| e.to_string())?;
+            }
+            .map_err(|e| e.to_string())?;
             self.activate(&tenant, &database)
                 .await
                 .map_err(|e| e.to_string())

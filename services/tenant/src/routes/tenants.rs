@@ -370,7 +370,15 @@ async fn purge_locked(
             .map_err(|e| ApiError::dependency("Database", e))?;
         let moved = events::transfer(&mut tenant_conn, conn)
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(|e| match e {
+                // A move began meanwhile: its database takes no writes now.
+                events::OutboxError::Database(e) if tenant_db::read_only(&e) => {
+                    ApiError::TenantMaintenance {
+                        retry_after_secs: 30,
+                    }
+                }
+                other => ApiError::internal(other),
+            })?;
         drop(tenant_conn);
         if moved > 0 {
             app.relay.nudge(events::OutboxDb::Main);

@@ -139,23 +139,99 @@ pub async fn finish(
         .map(|n| n > 0)
 }
 
-/// Claims a copying move whose heartbeat is older than `cutoff` (its process stopped):
-/// false when it is alive or another process claimed it first.
+/// `now() - stale` as SQL: the database's clock, as `heartbeat_at`'s.
+fn older_than(
+    stale: std::time::Duration,
+) -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+    diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+        "heartbeat_at < now() - interval '{} milliseconds'",
+        stale.as_millis()
+    ))
+}
+
+/// Claims a copying move without heartbeat for `stale` (its process stopped): false
+/// when it is alive or another process claimed it first.
 pub async fn claim_stalled(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    cutoff: DateTime<Utc>,
+    stale: std::time::Duration,
 ) -> QueryResult<bool> {
     diesel::update(
         moves::table
             .find(id)
             .filter(moves::state.eq(COPYING))
-            .filter(moves::heartbeat_at.lt(cutoff)),
+            .filter(older_than(stale)),
     )
     .set(moves::heartbeat_at.eq(diesel::dsl::now))
     .execute(conn)
     .await
     .map(|n| n > 0)
+}
+
+/// Copying moves without heartbeat for `stale`.
+pub async fn stalled(
+    conn: &mut AsyncPgConnection,
+    stale: std::time::Duration,
+) -> QueryResult<Vec<MoveRow>> {
+    moves::table
+        .filter(moves::state.eq(COPYING))
+        .filter(older_than(stale))
+        .select(MoveRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// Switched moves whose source may now be dropped.
+pub async fn sources_due(conn: &mut AsyncPgConnection) -> QueryResult<Vec<MoveRow>> {
+    moves::table
+        .filter(moves::state.eq(SWITCHED))
+        .filter(moves::drop_source_after.le(diesel::dsl::now))
+        .select(MoveRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// One move.
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<MoveRow>> {
+    moves::table
+        .find(id)
+        .select(MoveRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// `copying` → `rolled_back` (its clean-up still to do: no `finished_at`); false when
+/// the move is no longer copying (it switched, or another rollback claimed it).
+pub async fn start_rollback(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    reason: &str,
+) -> QueryResult<bool> {
+    diesel::update(moves::table.find(id).filter(moves::state.eq(COPYING)))
+        .set((moves::state.eq(ROLLED_BACK), moves::error.eq(reason)))
+        .execute(conn)
+        .await
+        .map(|n| n > 0)
+}
+
+/// Records that a rolled-back move's clean-up is done.
+pub async fn finished(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<()> {
+    diesel::update(moves::table.find(id))
+        .set(moves::finished_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Rolled-back moves whose clean-up failed (a server was down): tried again.
+pub async fn unfinished_rollbacks(conn: &mut AsyncPgConnection) -> QueryResult<Vec<MoveRow>> {
+    moves::table
+        .filter(moves::state.eq(ROLLED_BACK))
+        .filter(moves::finished_at.is_null())
+        .select(MoveRow::as_select())
+        .load(conn)
+        .await
 }
 
 /// How many moves into or out of `server` are copying.
@@ -169,31 +245,5 @@ pub async fn copying_on(conn: &mut AsyncPgConnection, server: Uuid) -> QueryResu
         )
         .count()
         .get_result(conn)
-        .await
-}
-
-/// Copying moves whose process stopped (no heartbeat since `before`).
-pub async fn stalled(
-    conn: &mut AsyncPgConnection,
-    before: DateTime<Utc>,
-) -> QueryResult<Vec<MoveRow>> {
-    moves::table
-        .filter(moves::state.eq(COPYING))
-        .filter(moves::heartbeat_at.lt(before))
-        .select(MoveRow::as_select())
-        .load(conn)
-        .await
-}
-
-/// Switched moves whose source may now be dropped.
-pub async fn sources_due(
-    conn: &mut AsyncPgConnection,
-    now: DateTime<Utc>,
-) -> QueryResult<Vec<MoveRow>> {
-    moves::table
-        .filter(moves::state.eq(SWITCHED))
-        .filter(moves::drop_source_after.le(now))
-        .select(MoveRow::as_select())
-        .load(conn)
         .await
 }
