@@ -90,10 +90,7 @@ pub async fn init(
     if args.create_test_tenant {
         let name = TenantName::parse(&init.test_tenant_name)
             .map_err(|e| anyhow::anyhow!("INIT_TEST_TENANT_NAME: {e}"))?;
-        let db = main_db::build_pool(
-            settings.common.database_url.expose(),
-            &settings.main_pool_settings(),
-        )?;
+        let db = settings.command_pool()?;
         let existing = {
             let mut conn = db.get().await?;
             crate::store::tenants::find_by_creator_and_name(&mut conn, admin.id, &name).await?
@@ -127,11 +124,7 @@ pub async fn reactivate(
     tenant_id: TenantId,
     mut line: impl FnMut(&str),
 ) -> anyhow::Result<()> {
-    let db = main_db::build_pool(
-        settings.common.database_url.expose(),
-        &settings.main_pool_settings(),
-    )?;
-    let fleet = crate::fleet::Fleet::new(db.clone(), settings.tenant_db.clone())?;
+    let (db, fleet) = crate::fleet::Fleet::for_command(settings)?;
     let mut conn = db.get().await?;
     let tenant = crate::store::tenants::find(&mut conn, tenant_id)
         .await?
@@ -236,11 +229,7 @@ pub async fn servers_add(
             "setting name {setting:?}: use uppercase letters, digits and '_' (the name of a setting, never a URL)"
         );
     }
-    let db = main_db::build_pool(
-        settings.common.database_url.expose(),
-        &settings.main_pool_settings(),
-    )?;
-    let fleet = crate::fleet::Fleet::new(db.clone(), settings.tenant_db.clone())?;
+    let (db, fleet) = crate::fleet::Fleet::for_command(settings)?;
     let mut conn = db.get().await?;
     let existing = servers::list(&mut conn).await?;
     anyhow::ensure!(
@@ -358,14 +347,7 @@ pub async fn move_tenant(
     to: Option<&str>,
     line: impl Fn(&str),
 ) -> anyhow::Result<()> {
-    let db = main_db::build_pool(
-        settings.common.database_url.expose(),
-        &settings.main_pool_settings(),
-    )?;
-    let fleet = std::sync::Arc::new(crate::fleet::Fleet::new(
-        db.clone(),
-        settings.tenant_db.clone(),
-    )?);
+    let (db, fleet) = crate::fleet::Fleet::for_command(settings)?;
     let common = &settings.common;
     let redis = cache::connect(common.redis_url.expose(), common.redis_timeout)?;
     let mover = crate::moving::Mover::new(db, fleet, settings.moves.clone()).with_broadcast(
@@ -412,10 +394,7 @@ pub async fn move_tenant(
 /// `servers list`: every database server, its state, weight, limit, the tenants it
 /// holds and its share of them, against its share of the active servers' weight.
 pub async fn servers_list(settings: &Settings, line: impl Fn(&str)) -> anyhow::Result<()> {
-    let db = main_db::build_pool(
-        settings.common.database_url.expose(),
-        &settings.main_pool_settings(),
-    )?;
+    let db = settings.command_pool()?;
     let mut conn = db.get().await?;
     let servers = crate::store::servers::list(&mut conn).await?;
     let total: i64 = servers.iter().map(|s| s.tenants).sum();
@@ -471,10 +450,7 @@ pub async fn servers_set_state(
     use crate::placement::ServerState;
     use crate::store::servers;
     use diesel_async::AsyncConnection;
-    let db = main_db::build_pool(
-        settings.common.database_url.expose(),
-        &settings.main_pool_settings(),
-    )?;
+    let db = settings.command_pool()?;
     let mut conn = db.get().await?;
     let name = name.to_owned();
     let (server, left) = conn

@@ -35,6 +35,13 @@ impl Fleet {
         })
     }
 
+    /// The main database's pool and the fleet, for a command.
+    pub fn for_command(settings: &crate::Settings) -> anyhow::Result<(DbPool, Arc<Self>)> {
+        let db = settings.command_pool()?;
+        let fleet = Arc::new(Self::new(db.clone(), settings.tenant_db.clone())?);
+        Ok((db, fleet))
+    }
+
     /// The main database's own server.
     pub fn main(&self) -> &Arc<TenantDatabaseManager> {
         &self.main

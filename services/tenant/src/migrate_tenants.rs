@@ -95,11 +95,7 @@ pub async fn run(
     let mode = args.mode();
     let line = std::cell::RefCell::new(line);
     let say = |text: &str| (line.borrow_mut())(text);
-    let db = main_db::build_pool(
-        settings.common.database_url.expose(),
-        &settings.main_pool_settings(),
-    )?;
-    let fleet = Fleet::new(db.clone(), settings.tenant_db.clone())?;
+    let (db, fleet) = Fleet::for_command(settings)?;
     let (servers, rows) = {
         let mut conn = db.get().await.map_err(main_db::DbError::from)?;
         (

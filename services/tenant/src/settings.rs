@@ -164,6 +164,15 @@ impl Settings {
         }
     }
 
+    /// A pool of the main database for a command (the service makes its own with
+    /// `main_db::service_pool`).
+    pub fn command_pool(&self) -> Result<main_db::DbPool, main_db::DbError> {
+        main_db::build_pool(
+            self.common.database_url.expose(),
+            &self.main_pool_settings(),
+        )
+    }
+
     pub fn main_pool_settings(&self) -> main_db::PoolSettings {
         main_db::PoolSettings {
             max_size: self.common.database_pool_size,

@@ -77,6 +77,14 @@ async fn has_database(server_url: &str, name: &str) -> bool {
         .found
 }
 
+/// Runs `sql` on the database of `url`.
+async fn run_sql(url: &str, sql: &str) {
+    let mut conn = AsyncPgConnection::establish(url).await.expect("connect");
+    diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
 fn tenant_settings(ctx: &TestContext, extra: &[(&str, &str)]) -> tenant::Settings {
     let mut env = ctx.service_env();
     for (k, v) in extra {
@@ -601,17 +609,11 @@ async fn a_tenant_moves_under_read_traffic_and_an_interrupted_move_resumes_or_ro
     );
 
     // The kept source goes when due (here: made due), by the tenant service's sweep.
-    {
-        let mut conn = AsyncPgConnection::establish(&ctx.main_url)
-            .await
-            .expect("main");
-        diesel_async::SimpleAsyncConnection::batch_execute(
-            &mut conn,
-            "UPDATE tenant_moves SET drop_source_after = now() WHERE state = 'switched'",
-        )
-        .await
-        .expect("due");
-    }
+    run_sql(
+        &ctx.main_url,
+        "UPDATE tenant_moves SET drop_source_after = now() WHERE state = 'switched'",
+    )
+    .await;
     assert_eq!(mover.sweep().await.expect("sweep"), (0, 1));
     assert!(!has_database(&second.url, &database).await);
     assert!(has_database(&ctx.server_url, &database).await);
@@ -646,35 +648,23 @@ async fn a_tenant_moves_under_read_traffic_and_an_interrupted_move_resumes_or_ro
         refused.to_string().contains("registered once"),
         "{refused:#}"
     );
-    {
-        let mut conn = AsyncPgConnection::establish(&ctx.main_url)
-            .await
-            .expect("main");
-        diesel_async::SimpleAsyncConnection::batch_execute(
-            &mut conn,
-            "INSERT INTO database_servers (id, name, admin_url_ref, url_ref) VALUES \
-             (gen_random_uuid(), 'alias', 'TENANT_DB_ALIAS_URL', 'TENANT_DB_ALIAS_URL')",
-        )
-        .await
-        .expect("alias by hand");
-    }
+    run_sql(
+        &ctx.main_url,
+        "INSERT INTO database_servers (id, name, admin_url_ref, url_ref) VALUES \
+         (gen_random_uuid(), 'alias', 'TENANT_DB_ALIAS_URL', 'TENANT_DB_ALIAS_URL')",
+    )
+    .await;
     let refused = mover_for(&ctx, &with_alias)
         .run(tenant_id, "alias")
         .await
         .expect_err("same server");
     assert!(refused.to_string().contains("another name"), "{refused:#}");
-    {
-        // Unregistered again, or placement would give it new tenants.
-        let mut conn = AsyncPgConnection::establish(&ctx.main_url)
-            .await
-            .expect("main");
-        diesel_async::SimpleAsyncConnection::batch_execute(
-            &mut conn,
-            "DELETE FROM database_servers WHERE name = 'alias'",
-        )
-        .await
-        .expect("alias gone");
-    }
+    // Unregistered again, or placement would give it new tenants.
+    run_sql(
+        &ctx.main_url,
+        "DELETE FROM database_servers WHERE name = 'alias'",
+    )
+    .await;
     assert_eq!(
         count_documents(&ctx.server_url, &database).await,
         13,
@@ -692,13 +682,11 @@ async fn a_tenant_moves_under_read_traffic_and_an_interrupted_move_resumes_or_ro
     let set_state = |state: &'static str| {
         let url = ctx.main_url.clone();
         async move {
-            let mut conn = AsyncPgConnection::establish(&url).await.expect("main");
-            diesel_async::SimpleAsyncConnection::batch_execute(
-                &mut conn,
+            run_sql(
+                &url,
                 &format!("UPDATE database_servers SET state = '{state}' WHERE name = 'second'"),
             )
-            .await
-            .expect("state");
+            .await;
         }
     };
     set_state("disabled").await;
