@@ -590,6 +590,22 @@ pub fn start_service_on<S: http_kit::cli::Service>(
     tokio::spawn(running.server);
 }
 
+/// Waits (10 s at most) until the Redis server at `url` answers `PING`.
+pub(crate) async fn wait_for_redis(url: &str) -> anyhow::Result<()> {
+    let client = redis::Client::open(url)?;
+    wait_until(Duration::from_secs(10), || async {
+        match client.get_multiplexed_async_connection().await {
+            Ok(mut conn) => redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .is_ok(),
+            Err(_) => false,
+        }
+    })
+    .await
+    .with_context(|| format!("redis-server at {url} did not answer"))
+}
+
 /// A Redis server of the test's own (`redis-server` on a free port), for tests that stop
 /// Redis under a running service. Killed when dropped.
 pub struct TestRedis {
@@ -630,18 +646,7 @@ impl TestRedis {
     }
 
     async fn wait_ready(&self) -> anyhow::Result<()> {
-        let client = redis::Client::open(self.url.as_str())?;
-        wait_until(Duration::from_secs(10), || async {
-            match client.get_multiplexed_async_connection().await {
-                Ok(mut conn) => redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .is_ok(),
-                Err(_) => false,
-            }
-        })
-        .await
-        .context("redis-server did not answer")
+        wait_for_redis(&self.url).await
     }
 
     /// Starts the server again on the same port (empty: it keeps nothing on disk).

@@ -65,18 +65,7 @@ impl TestRedisCluster {
             cluster.ports.push(port);
         }
         for port in cluster.ports.clone() {
-            let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
-            wait_until(Duration::from_secs(10), || async {
-                match client.get_multiplexed_async_connection().await {
-                    Ok(mut conn) => redis::cmd("PING")
-                        .query_async::<String>(&mut conn)
-                        .await
-                        .is_ok(),
-                    Err(_) => false,
-                }
-            })
-            .await
-            .context("a cluster node did not answer")?;
+            crate::wait_for_redis(&format!("redis://127.0.0.1:{port}")).await?;
         }
         let addresses: Vec<String> = cluster
             .ports
